@@ -1,0 +1,27 @@
+#include "common/model_config.h"
+
+namespace ferry {
+
+std::string ModelConfig::check() const {
+    // Limits are far above any Llama-family model and keep every product of
+    // two shapes inside int64.
+    constexpr int kMaxDim = 1 << 17, kMaxLayers = 1024, kMaxVocab = 1 << 22, kMaxSeq = 1 << 22;
+    auto bad = [](const char* what, int v) { return std::string(what) + " " + std::to_string(v) + " is out of range"; };
+    if (dim <= 0 || dim > kMaxDim) return bad("dim", dim);
+    if (hidden_dim <= 0 || hidden_dim > 8 * kMaxDim) return bad("hidden_dim", hidden_dim);
+    if (n_layers <= 0 || n_layers > kMaxLayers) return bad("n_layers", n_layers);
+    if (n_heads <= 0 || n_heads > dim) return bad("n_heads", n_heads);
+    if (n_kv_heads <= 0 || n_kv_heads > n_heads) return bad("n_kv_heads", n_kv_heads);
+    if (vocab_size <= 0 || vocab_size > kMaxVocab) return bad("vocab_size", vocab_size);
+    if (seq_len <= 0 || seq_len > kMaxSeq) return bad("seq_len", seq_len);
+    if (dim % n_heads != 0)
+        return "dim " + std::to_string(dim) + " is not a multiple of n_heads " + std::to_string(n_heads);
+    if (n_heads % n_kv_heads != 0)
+        return "n_heads " + std::to_string(n_heads) + " is not a multiple of n_kv_heads " + std::to_string(n_kv_heads);
+    if (head_size() % 2 != 0) return "head size " + std::to_string(head_size()) + " is odd; rotary embedding needs pairs";
+    if (!(norm_eps > 0.0f && norm_eps < 1.0f)) return "norm_eps " + std::to_string(norm_eps) + " is out of range";
+    if (!(rope_theta > 0.0f)) return "rope_theta " + std::to_string(rope_theta) + " is not positive";
+    return "";
+}
+
+}  // namespace ferry

@@ -1,0 +1,44 @@
+// A model file opened for reading: its config and a directory of its tensors,
+// all pointing into one read-only memory map. llama2.c checkpoints and (later)
+// GGUF files both come out as this.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/mapped_file.h"
+#include "common/model_config.h"
+#include "kernels/tensor_type.h"
+
+namespace ferry {
+
+struct TensorInfo {
+    std::string name;  // GGUF naming: "token_embd.weight", "blk.3.attn_q.weight", ...
+    TensorType type = TensorType::F32;
+    int64_t rows = 0;  // 1 for vectors
+    int64_t cols = 0;
+    int64_t group = 0;    // Q8_GROUP only
+    uint64_t offset = 0;  // from the start of the file
+    uint64_t bytes = 0;
+};
+
+struct ModelFile {
+    std::string path;
+    std::string format;  // "llama2.c legacy", "llama2.c v1", "llama2.c v2", "gguf"
+    ModelConfig config;
+    std::vector<TensorInfo> tensors;
+    MappedFile map;
+
+    // nullptr if absent.
+    const TensorInfo* find(const std::string& name) const;
+    const uint8_t* data(const TensorInfo& t) const { return map.data() + t.offset; }
+};
+
+// Opens any supported model file, telling the format by its first bytes.
+// Throws ferry::Error with one line naming the file and the problem.
+ModelFile open_model_file(const std::string& path);
+
+// llama2.c checkpoints: legacy header, "ak42" version 1 (f32) and 2 (Q8 groups).
+ModelFile open_llama2c_file(const std::string& path);
+
+}  // namespace ferry

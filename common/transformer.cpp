@@ -1,0 +1,102 @@
+#include "common/transformer.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "kernels/kernels.h"
+
+namespace ferry {
+
+namespace k = kernels;
+
+KVCache::KVCache(int n_layers_, int seq_len_, int kv_dim_)
+    : n_layers(n_layers_), seq_len(seq_len_), kv_dim(kv_dim_) {
+    const size_t n = static_cast<size_t>(n_layers) * seq_len * kv_dim;
+    key.assign(n, 0.0f);
+    value.assign(n, 0.0f);
+}
+
+Workspace::Workspace(const ModelConfig& c, int max_batch_, int ctx) : max_batch(max_batch_) {
+    const size_t b = static_cast<size_t>(max_batch);
+    xb.resize(b * c.dim);
+    xb2.resize(b * c.dim);
+    q.resize(b * c.dim);
+    hb.resize(b * c.hidden_dim);
+    hb2.resize(b * c.hidden_dim);
+    att.resize(b * c.n_heads * static_cast<size_t>(ctx));
+}
+
+uint64_t Workspace::bytes() const {
+    return (xb.size() + xb2.size() + q.size() + hb.size() + hb2.size() + att.size()) * sizeof(float);
+}
+
+void embed_tokens(const ModelConfig& c, const Weights& w, const int* tokens, int n_tokens, float* x) {
+    for (int t = 0; t < n_tokens; ++t) {
+        if (tokens[t] < 0 || tokens[t] >= c.vocab_size)
+            throw Error("token id " + std::to_string(tokens[t]) + " is outside the vocabulary of " +
+                        std::to_string(c.vocab_size));
+        k::dequantize_row(w.token_embedding, tokens[t], x + static_cast<int64_t>(t) * c.dim);
+    }
+}
+
+namespace {
+
+void add_in_place(float* x, const float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+// One transformer block over B positions starting at pos.
+void forward_block(const ModelConfig& c, const LayerWeights& L, KVCache& kv, int layer, int pos, int B, float* x,
+                   Workspace& ws, k::ThreadPool* pool) {
+    const int dim = c.dim, kv_dim = c.kv_dim(), hs = c.head_size(), hidden = c.hidden_dim;
+    float* key_rows = kv.key_at(layer, pos);
+    float* value_rows = kv.value_at(layer, pos);
+
+    // Attention: norm, q/k/v projections (k and v straight into the cache), rotate, attend.
+    for (int t = 0; t < B; ++t) k::rmsnorm(&ws.xb[t * dim], &x[t * dim], L.attn_norm, dim, c.norm_eps);
+    k::matmul(ws.q.data(), L.wq, ws.xb.data(), B, pool);
+    k::matmul(key_rows, L.wk, ws.xb.data(), B, pool);
+    k::matmul(value_rows, L.wv, ws.xb.data(), B, pool);
+    for (int t = 0; t < B; ++t)
+        k::rope(&ws.q[t * dim], key_rows + t * kv_dim, dim, kv_dim, hs, pos + t, c.rope_theta);
+    const int64_t att_stride = static_cast<int64_t>(c.n_heads) * kv.seq_len;
+    auto attend = [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+            k::attention(&ws.xb[t * dim], &ws.att[t * att_stride], &ws.q[t * dim], kv.key_at(layer, 0),
+                         kv.value_at(layer, 0), pos + static_cast<int>(t), c.n_heads, c.n_kv_heads, hs);
+    };
+    if (pool) pool->parallel_for(B, 1, attend);
+    else attend(0, B);
+    k::matmul(ws.xb2.data(), L.wo, ws.xb.data(), B, pool);
+    add_in_place(x, ws.xb2.data(), static_cast<int64_t>(B) * dim);
+
+    // Feed-forward: norm, SwiGLU, down projection.
+    for (int t = 0; t < B; ++t) k::rmsnorm(&ws.xb[t * dim], &x[t * dim], L.ffn_norm, dim, c.norm_eps);
+    k::matmul(ws.hb.data(), L.w1, ws.xb.data(), B, pool);
+    k::matmul(ws.hb2.data(), L.w3, ws.xb.data(), B, pool);
+    k::swiglu(ws.hb.data(), ws.hb2.data(), B * hidden);
+    k::matmul(ws.xb2.data(), L.w2, ws.hb.data(), B, pool);
+    add_in_place(x, ws.xb2.data(), static_cast<int64_t>(B) * dim);
+}
+
+}  // namespace
+
+void forward_layers(const ModelConfig& c, const Weights& w, KVCache& kv, int pos, int n_tokens, float* x,
+                    Workspace& ws, k::ThreadPool* pool) {
+    if (pos < 0 || n_tokens < 0 || pos + n_tokens > kv.seq_len)
+        throw Error("positions " + std::to_string(pos) + ".." + std::to_string(pos + n_tokens) +
+                    " do not fit the context of " + std::to_string(kv.seq_len));
+    for (int start = 0; start < n_tokens; start += ws.max_batch) {
+        const int B = std::min(ws.max_batch, n_tokens - start);
+        float* xc = x + static_cast<int64_t>(start) * c.dim;
+        for (size_t l = 0; l < w.layers.size(); ++l)
+            forward_block(c, w.layers[l], kv, static_cast<int>(l), pos + start, B, xc, ws, pool);
+    }
+}
+
+void compute_logits(const ModelConfig& c, const Weights& w, float* x, float* logits, k::ThreadPool* pool) {
+    k::rmsnorm(x, x, w.output_norm, c.dim, c.norm_eps);
+    k::matmul(logits, w.classifier, x, 1, pool);
+}
+
+}  // namespace ferry

@@ -1,0 +1,109 @@
+#include "common/weights.h"
+
+#include <unordered_map>
+
+#include "common/error.h"
+#include "kernels/kernels.h"
+
+namespace ferry {
+
+std::string layer_tensor_name(int layer, const char* part) {
+    return "blk." + std::to_string(layer) + "." + part + ".weight";
+}
+
+namespace {
+const char* const kLayerParts[] = {"attn_norm", "attn_q",   "attn_k",   "attn_v", "attn_output",
+                                   "ffn_norm",  "ffn_gate", "ffn_down", "ffn_up"};
+
+struct Binder {
+    const std::unordered_map<std::string, const TensorInfo*>& by_name;
+    const uint8_t* base;
+    const std::string& where;
+
+    const TensorInfo& get(const std::string& name, int64_t rows, int64_t cols) const {
+        auto it = by_name.find(name);
+        if (it == by_name.end()) throw Error(where + ": tensor " + name + " is missing");
+        const TensorInfo& t = *it->second;
+        if (t.rows != rows || t.cols != cols)
+            throw Error(where + ": tensor " + name + " is " + std::to_string(t.rows) + "x" + std::to_string(t.cols) +
+                        ", the config needs " + std::to_string(rows) + "x" + std::to_string(cols));
+        return t;
+    }
+    const float* vector(const std::string& name, int64_t n) const {
+        const TensorInfo& t = get(name, 1, n);
+        if (t.type != TensorType::F32)
+            throw Error(where + ": tensor " + name + " is " + tensor_type_name(t.type) + ", norms must be f32");
+        return reinterpret_cast<const float*>(base + t.offset);
+    }
+    Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const {
+        const TensorInfo& t = get(name, rows, cols);
+        if (!kernels::matmul_supports(t.type))
+            throw Error(where + ": tensor " + name + " has type " + tensor_type_name(t.type) +
+                        ", which this build cannot multiply yet");
+        return Matrix{t.type, base + t.offset, rows, cols, t.group};
+    }
+};
+}  // namespace
+
+std::vector<std::string> shard_tensor_names(const ModelConfig& config, const ShardSpec& spec, bool tied_classifier) {
+    std::vector<std::string> names;
+    if (spec.embedding || (spec.head && tied_classifier)) names.push_back("token_embd.weight");
+    for (int l = spec.first_layer; l < spec.last_layer; ++l)
+        for (const char* part : kLayerParts) names.push_back(layer_tensor_name(l, part));
+    if (spec.head) {
+        names.push_back("output_norm.weight");
+        if (!tied_classifier) names.push_back("output.weight");
+    }
+    return names;
+}
+
+Weights bind_weights(const ModelConfig& c, const ShardSpec& spec, const std::vector<TensorInfo>& tensors,
+                     const uint8_t* base, const std::string& where) {
+    if (spec.first_layer < 0 || spec.last_layer > c.n_layers || spec.first_layer > spec.last_layer)
+        throw Error(where + ": layer range [" + std::to_string(spec.first_layer) + ", " +
+                    std::to_string(spec.last_layer) + ") is outside the model's " + std::to_string(c.n_layers) +
+                    " layers");
+    std::unordered_map<std::string, const TensorInfo*> by_name;
+    for (const TensorInfo& t : tensors) by_name.emplace(t.name, &t);
+    Binder b{by_name, base, where};
+    const int64_t dim = c.dim, kv = c.kv_dim(), hidden = c.hidden_dim;
+
+    Weights w;
+    w.spec = spec;
+    if (spec.embedding) w.token_embedding = b.matrix("token_embd.weight", c.vocab_size, dim);
+    for (int l = spec.first_layer; l < spec.last_layer; ++l) {
+        LayerWeights L;
+        L.attn_norm = b.vector(layer_tensor_name(l, "attn_norm"), dim);
+        L.wq = b.matrix(layer_tensor_name(l, "attn_q"), dim, dim);
+        L.wk = b.matrix(layer_tensor_name(l, "attn_k"), kv, dim);
+        L.wv = b.matrix(layer_tensor_name(l, "attn_v"), kv, dim);
+        L.wo = b.matrix(layer_tensor_name(l, "attn_output"), dim, dim);
+        L.ffn_norm = b.vector(layer_tensor_name(l, "ffn_norm"), dim);
+        L.w1 = b.matrix(layer_tensor_name(l, "ffn_gate"), hidden, dim);
+        L.w2 = b.matrix(layer_tensor_name(l, "ffn_down"), dim, hidden);
+        L.w3 = b.matrix(layer_tensor_name(l, "ffn_up"), hidden, dim);
+        w.layers.push_back(L);
+    }
+    if (spec.head) {
+        w.output_norm = b.vector("output_norm.weight", dim);
+        const bool tied = by_name.find("output.weight") == by_name.end();
+        w.classifier = b.matrix(tied ? "token_embd.weight" : "output.weight", c.vocab_size, dim);
+    }
+    return w;
+}
+
+uint64_t shard_weight_bytes(const Weights& w) {
+    auto mbytes = [](const Matrix& m) {
+        return m.data ? static_cast<uint64_t>(tensor_bytes(m.type, m.rows, m.cols, m.group)) : 0;
+    };
+    uint64_t total = mbytes(w.token_embedding);
+    for (const LayerWeights& L : w.layers) {
+        total += 2 * sizeof(float) * static_cast<uint64_t>(L.wq.cols);
+        for (const Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w1, &L.w2, &L.w3}) total += mbytes(*m);
+    }
+    if (w.output_norm) total += sizeof(float) * static_cast<uint64_t>(w.classifier.cols);
+    if (w.classifier.data != w.token_embedding.data) total += mbytes(w.classifier);
+    return total;
+}
+
+}  // namespace ferry

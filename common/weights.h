@@ -1,0 +1,54 @@
+// Views of the weights one process holds: all layers in single-process mode,
+// a contiguous range of layers (plus, optionally, the embedding table and the
+// final norm and classifier) on a pipeline stage. Views point into a mapped
+// file (the model itself or a worker's shard cache); nothing is copied.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/model_config.h"
+#include "common/model_file.h"
+#include "kernels/tensor_type.h"
+
+namespace ferry {
+
+struct LayerWeights {
+    const float* attn_norm = nullptr;
+    Matrix wq, wk, wv, wo;
+    const float* ffn_norm = nullptr;
+    Matrix w1, w2, w3;  // gate, down, up
+};
+
+// Which parts of the model a process holds. Layers are [first_layer, last_layer).
+struct ShardSpec {
+    int first_layer = 0;
+    int last_layer = 0;
+    bool embedding = false;  // token_embd: turns token ids into activations
+    bool head = false;       // output_norm and classifier: turns activations into logits
+};
+
+struct Weights {
+    ShardSpec spec;
+    Matrix token_embedding;          // if spec.embedding
+    std::vector<LayerWeights> layers;  // layers[i] is model layer spec.first_layer + i
+    const float* output_norm = nullptr;  // if spec.head
+    Matrix classifier;               // if spec.head; the embedding table when tied
+};
+
+// GGUF-style tensor names, the one place they are spelled.
+std::string layer_tensor_name(int layer, const char* part);
+// Every tensor a shard needs, in a stable order. A tied classifier is the
+// embedding table: "token_embd.weight" appears once.
+std::vector<std::string> shard_tensor_names(const ModelConfig& config, const ShardSpec& spec, bool tied_classifier);
+
+// Binds views for `spec` from tensors whose offsets are relative to `base`.
+// Checks every tensor exists with the shape the config demands and a type the
+// kernels support; throws ferry::Error naming `where` and the tensor.
+Weights bind_weights(const ModelConfig& config, const ShardSpec& spec, const std::vector<TensorInfo>& tensors,
+                     const uint8_t* base, const std::string& where);
+
+// Bytes of the weights `spec` holds.
+uint64_t shard_weight_bytes(const Weights& w);
+
+}  // namespace ferry

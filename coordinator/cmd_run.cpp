@@ -1,0 +1,87 @@
+// `ferry run`: generate text from a model, in this process or across workers.
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "common/error.h"
+#include "common/logging.h"
+#include "common/model_file.h"
+#include "common/sampler.h"
+#include "common/tokenizer.h"
+#include "coordinator/generate.h"
+#include "coordinator/local_engine.h"
+#include "coordinator/options.h"
+#include "coordinator/setup.h"
+#include "kernels/cpu_features.h"
+
+namespace ferry {
+
+std::string default_tokenizer_path(const std::string& model) {
+    return (std::filesystem::path(model).parent_path() / "tokenizer.bin").string();
+}
+
+int resolve_threads(int requested) {
+    if (requested > 0) return requested;
+    const unsigned n = std::thread::hardware_concurrency();
+    return n > 0 ? static_cast<int>(n) : 1;
+}
+
+void select_kernels(const std::string& name) {
+    kernels::Level level;
+    if (!kernels::parse_level(name, &level)) throw Error("--kernels " + name + ": use scalar, sse2, avx2 or auto");
+    if (!kernels::set_active_level(level))
+        throw Error(std::string("--kernels ") + name + ": this CPU lacks it (it has: " +
+                    kernels::cpu_features_string() + ")");
+}
+
+int context_for(const ModelConfig& c, int requested) {
+    if (requested > c.seq_len)
+        throw Error("--ctx " + std::to_string(requested) + " is longer than the model's context of " +
+                    std::to_string(c.seq_len));
+    return requested > 0 ? requested : c.seq_len;
+}
+
+void write_ids(const std::string& path, const std::vector<int>& ids) {
+    std::ofstream out(path);
+    if (!out) throw Error(path + ": cannot write the token ids");
+    for (size_t i = 0; i < ids.size(); ++i) out << (i ? " " : "") << ids[i];
+    out << "\n";
+}
+
+int cmd_run(const RunOptions& o) {
+    select_kernels(o.kernels);
+    const ModelFile file = open_model_file(o.model);
+    const ModelConfig& c = file.config;
+    spdlog::info("{}: {} , dim {} hidden {} layers {} heads {}/{} vocab {} seq_len {}", o.model, file.format, c.dim,
+                 c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len);
+    const Tokenizer tokenizer =
+        Tokenizer::load_llama2c(o.tokenizer.empty() ? default_tokenizer_path(o.model) : o.tokenizer, c.vocab_size);
+    kernels::ThreadPool pool(resolve_threads(o.threads));
+    const int context = context_for(c, o.ctx);
+    std::unique_ptr<Engine> engine = make_engine(file, o, context, &pool);
+
+    SamplerParams sp;
+    sp.temperature = o.temperature;
+    sp.topp = o.topp;
+    sp.seed = o.seed > 0 ? static_cast<uint64_t>(o.seed) : static_cast<uint64_t>(std::time(nullptr));
+    Sampler sampler(c.vocab_size, sp);
+    GenerateOptions g;
+    g.prompt = o.prompt;
+    g.steps = o.steps;
+    const GenerateResult r = generate(*engine, tokenizer, sampler, g, stdout);
+    if (!o.ids_out.empty()) write_ids(o.ids_out, r.ids);
+    const int prefilled = std::min(r.prompt_tokens, o.steps > 0 ? o.steps : r.prompt_tokens);
+    std::fprintf(stderr, "prefill: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | %s kernels, %d threads\n",
+                 prefilled, r.prefill_ms > 0 ? prefilled * 1000.0 / r.prefill_ms : 0.0, r.decoded_tokens,
+                 r.decode_ms > 0 ? r.decoded_tokens * 1000.0 / r.decode_ms : 0.0,
+                 kernels::level_name(kernels::active_level()), pool.size());
+    report_engine(*engine);
+    return 0;
+}
+
+}  // namespace ferry

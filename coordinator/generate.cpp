@@ -1,0 +1,66 @@
+#include "coordinator/generate.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/error.h"
+
+namespace ferry {
+
+namespace {
+double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+GenerateResult generate(Engine& engine, const Tokenizer& tokenizer, Sampler& sampler, const GenerateOptions& opt,
+                        std::FILE* out) {
+    const int context = engine.context();
+    int steps = opt.steps;
+    if (steps <= 0 || steps > context) steps = context;
+    GenerateResult r;
+    const std::vector<int> prompt = tokenizer.encode(opt.prompt, true, false);
+    if (static_cast<int>(prompt.size()) > context)
+        throw Error("the prompt is " + std::to_string(prompt.size()) + " tokens, longer than the context of " +
+                    std::to_string(context) + "; shorten it");
+    r.prompt_tokens = static_cast<int>(prompt.size());
+    r.ids.push_back(prompt[0]);
+
+    int token = prompt[0];
+    // Emits `next` after `token`; false when generation ends (BOS, as run.c).
+    auto emit = [&](int next) {
+        r.ids.push_back(next);
+        if (next == tokenizer.bos_id()) return false;
+        const std::string piece = tokenizer.decode(token, next);
+        if (Tokenizer::printable(piece)) {
+            std::fwrite(piece.data(), 1, piece.size(), out);
+            std::fflush(out);
+        }
+        token = next;
+        return true;
+    };
+
+    // Prefill: the prompt's positions as one batch. Its forced tokens print as
+    // run.c prints them; the logits of the last position give the first sample.
+    const int n_batch = std::min(static_cast<int>(prompt.size()), steps);
+    auto t0 = std::chrono::steady_clock::now();
+    float* logits = engine.forward(prompt.data(), n_batch, 0);
+    r.prefill_ms = ms_since(t0);
+    bool going = true;
+    for (int pos = 0; pos < n_batch && going; ++pos) {
+        const int next = pos + 1 < r.prompt_tokens ? prompt[pos + 1] : sampler.sample(logits);
+        going = emit(next);
+    }
+    t0 = std::chrono::steady_clock::now();
+    for (int pos = n_batch; pos < steps && going; ++pos) {
+        logits = engine.forward(&token, 1, pos);
+        going = emit(sampler.sample(logits));
+        ++r.decoded_tokens;
+    }
+    r.decode_ms = ms_since(t0);
+    std::fputs("\n", out);
+    std::fflush(out);
+    return r;
+}
+
+}  // namespace ferry

@@ -1,0 +1,41 @@
+#include "coordinator/options.h"
+
+namespace ferry {
+
+void add_model_options(CLI::App* app, RunOptions& o) {
+    app->add_option("model", o.model, "Model file: llama2.c checkpoint (.bin)")->required();
+    app->add_option("-z,--tokenizer", o.tokenizer,
+                    "llama2.c tokenizer.bin (default: tokenizer.bin beside the model)");
+    app->add_option("--threads", o.threads, "Compute threads (default: one per core)")->check(CLI::Range(0, 1024));
+    app->add_option("--kernels", o.kernels, "Kernel instruction set: scalar, sse2, avx2 or auto")
+        ->check(CLI::IsMember({"scalar", "sse2", "avx2", "auto"}));
+    app->add_option("--ctx", o.ctx, "Context length to allocate (default and maximum: the model's)")
+        ->check(CLI::Range(0, 1 << 22));
+    app->add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+}
+
+void add_sampling_options(CLI::App* app, RunOptions& o) {
+    app->add_option("-t,--temperature", o.temperature, "Sampling temperature; 0 is greedy (default 1.0)")
+        ->check(CLI::Range(0.0f, 100.0f));
+    app->add_option("-p,--topp", o.topp, "Top-p (nucleus) threshold in [0,1]; 0 or 1 turns it off (default 0.9)")
+        ->check(CLI::Range(0.0f, 1.0f));
+    app->add_option("-s,--seed", o.seed, "Random seed (default: the current time, as run.c)");
+    app->add_option("-n,--steps", o.steps, "Positions to run including the prompt; 0 = the context (default 256)")
+        ->check(CLI::Range(0, 1 << 22));
+    app->add_option("-i,--prompt", o.prompt, "Prompt text (default: empty)");
+    app->add_option("--ids-out", o.ids_out, "Also write the token ids (BOS, prompt, samples) to this file");
+}
+
+void add_pipeline_options(CLI::App* app, RunOptions& o) {
+    app->add_option("--workers", o.workers, "Run the layers on these ferry-worker daemons, in order (HOST:PORT,...)")
+        ->delimiter(',');
+    app->add_option("--split", o.split, "Layers per worker, e.g. 2,3 (default: planned from memory and speed)")
+        ->delimiter(',');
+    app->add_option("--wire", o.wire, "Activation encoding between stages: f32 (exact) or f16")
+        ->check(CLI::IsMember({"f32", "f16"}));
+    app->add_option("--stats-every", o.stats_every, "Print the per-node table every N tokens (0: only at the end)")
+        ->check(CLI::Range(0, 1 << 30));
+}
+
+}  // namespace ferry

@@ -1,0 +1,38 @@
+// Command-line options of the coordinator's subcommands, declared once so
+// `run`, `bench` and the pipeline share them.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ferry {
+
+struct RunOptions {
+    std::string model;
+    std::string tokenizer;
+    float temperature = 1.0f;
+    float topp = 0.9f;
+    int64_t seed = 0;
+    int steps = 256;
+    std::string prompt;
+    int threads = 0;  // 0: one per core
+    std::string kernels = "auto";
+    int ctx = 0;  // 0: the model's seq_len
+    std::string ids_out;
+    std::string log_level = "warn";
+    // Pipeline (coordinator/pipeline_engine.*)
+    std::vector<std::string> workers;
+    std::vector<int> split;
+    std::string wire = "f32";
+    int stats_every = 0;
+};
+
+// Adds the options `ferry run` and `ferry bench` share to a subcommand.
+void add_model_options(CLI::App* app, RunOptions& o);
+void add_sampling_options(CLI::App* app, RunOptions& o);
+void add_pipeline_options(CLI::App* app, RunOptions& o);
+
+int cmd_run(const RunOptions& o);
+
+}  // namespace ferry

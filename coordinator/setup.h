@@ -1,0 +1,24 @@
+// Helpers the subcommands share: choosing kernels, threads, context and the
+// engine (local or pipeline) from the options.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "common/model_file.h"
+#include "coordinator/engine.h"
+#include "coordinator/options.h"
+#include "kernels/thread_pool.h"
+
+namespace ferry {
+
+std::string default_tokenizer_path(const std::string& model);
+int resolve_threads(int requested);
+void select_kernels(const std::string& name);
+int context_for(const ModelConfig& c, int requested);
+// A LocalEngine, or a pipeline over o.workers when given.
+std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, int context,
+                                    kernels::ThreadPool* pool);
+// Prints what the engine measured (the per-node table of a pipeline) to stderr.
+void report_engine(const Engine& engine);
+
+}  // namespace ferry

@@ -1,0 +1,104 @@
+#include "kernels/cpu_features.h"
+
+#include <atomic>
+
+#if defined(__i386__) || defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+namespace ferry::kernels {
+
+namespace {
+std::atomic<int> g_level{-1};
+
+#if defined(__i386__) || defined(__x86_64__)
+uint64_t read_xcr0() {
+    uint32_t eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return (static_cast<uint64_t>(edx) << 32) | eax;
+}
+#endif
+}  // namespace
+
+CpuFeatures detect_cpu_features() {
+    CpuFeatures f;
+#if defined(__i386__) || defined(__x86_64__)
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return f;  // a CPU without CPUID
+    const unsigned max_leaf = eax;
+    __get_cpuid(1, &eax, &ebx, &ecx, &edx);
+    f.sse2 = (edx >> 26) & 1;
+    const bool osxsave = (ecx >> 27) & 1;
+    const bool avx = (ecx >> 28) & 1;
+    f.fma = (ecx >> 12) & 1;
+    f.f16c = (ecx >> 29) & 1;
+    // AVX state must be enabled by the OS (XCR0 bits 1 and 2) before any ymm use.
+    const bool os_avx = osxsave && avx && (read_xcr0() & 6) == 6;
+    if (max_leaf >= 7) {
+        __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx);
+        f.avx2 = os_avx && ((ebx >> 5) & 1);
+        f.avx512f = os_avx && ((ebx >> 16) & 1) && (read_xcr0() & 0xe6) == 0xe6;
+    }
+    f.fma = f.fma && os_avx;
+    f.f16c = f.f16c && os_avx;
+#endif
+    return f;
+}
+
+Level best_level() {
+    const CpuFeatures f = detect_cpu_features();
+    if (f.avx2 && f.fma && f.f16c) return Level::avx2;
+    if (f.sse2) return Level::sse2;
+    return Level::scalar;
+}
+
+Level active_level() {
+    int l = g_level.load(std::memory_order_relaxed);
+    if (l < 0) {
+        l = static_cast<int>(best_level());
+        g_level.store(l, std::memory_order_relaxed);
+    }
+    return static_cast<Level>(l);
+}
+
+bool set_active_level(Level level) {
+    if (static_cast<int>(level) > static_cast<int>(best_level())) return false;
+    g_level.store(static_cast<int>(level), std::memory_order_relaxed);
+    return true;
+}
+
+const char* level_name(Level level) {
+    switch (level) {
+        case Level::scalar: return "scalar";
+        case Level::sse2: return "sse2";
+        case Level::avx2: return "avx2";
+    }
+    return "unknown";
+}
+
+bool parse_level(const std::string& name, Level* out) {
+    if (name == "scalar") *out = Level::scalar;
+    else if (name == "sse2") *out = Level::sse2;
+    else if (name == "avx2") *out = Level::avx2;
+    else if (name == "auto") *out = best_level();
+    else return false;
+    return true;
+}
+
+std::string cpu_features_string() {
+    const CpuFeatures f = detect_cpu_features();
+    std::string s;
+    auto add = [&](bool has, const char* name) {
+        if (!has) return;
+        if (!s.empty()) s += ' ';
+        s += name;
+    };
+    add(f.sse2, "sse2");
+    add(f.avx2, "avx2");
+    add(f.fma, "fma");
+    add(f.f16c, "f16c");
+    add(f.avx512f, "avx512f");
+    return s.empty() ? "none" : s;
+}
+
+}  // namespace ferry::kernels

@@ -1,0 +1,32 @@
+#include "kernels/quant_blocks.h"
+
+#include <cmath>
+
+#include "kernels/fp16.h"
+
+namespace ferry::kernels {
+
+void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
+    const int64_t nb = n / kQK8_0;
+    for (int64_t i = 0; i < nb; ++i) {
+        float amax = 0.0f;
+        for (int j = 0; j < kQK8_0; ++j) amax = std::fmax(amax, std::fabs(x[i * kQK8_0 + j]));
+        const float d = amax / 127.0f;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = fp32_to_fp16(d);
+        for (int j = 0; j < kQK8_0; ++j) y[i].qs[j] = static_cast<int8_t>(std::roundf(x[i * kQK8_0 + j] * id));
+    }
+}
+
+void quantize_row_q8_group(const float* x, int8_t* q, float* scales, int64_t n, int64_t group) {
+    for (int64_t g = 0; g < n / group; ++g) {
+        float wmax = 0.0f;
+        for (int64_t i = 0; i < group; ++i) wmax = std::fmax(wmax, std::fabs(x[g * group + i]));
+        const float scale = wmax / 127.0f;
+        scales[g] = scale;
+        for (int64_t i = 0; i < group; ++i)
+            q[g * group + i] = scale == 0.0f ? 0 : static_cast<int8_t>(std::round(x[g * group + i] / scale));
+    }
+}
+
+}  // namespace ferry::kernels
