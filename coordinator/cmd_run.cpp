@@ -15,6 +15,7 @@
 #include "common/tokenizer.h"
 #include "coordinator/generate.h"
 #include "coordinator/local_engine.h"
+#include "coordinator/commands.h"
 #include "coordinator/options.h"
 #include "coordinator/setup.h"
 #include "kernels/cpu_features.h"
@@ -82,6 +83,15 @@ int cmd_run(const RunOptions& o) {
                  kernels::level_name(kernels::active_level()), pool.size());
     report_engine(*engine);
     return 0;
+}
+
+void register_run(CLI::App& app, std::vector<Command>& commands) {
+    static RunOptions o;
+    CLI::App* cmd = app.add_subcommand("run", "Generate text from a model (single process or --workers)");
+    add_model_options(cmd, o);
+    add_sampling_options(cmd, o);
+    add_pipeline_options(cmd, o);
+    commands.push_back({cmd, [] { return cmd_run(o); }, &o.log_level});
 }
 
 }  // namespace ferry

@@ -6,6 +6,7 @@
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
 #include "kernels/quant_blocks.h"
+#include "kernels/quants.h"
 
 namespace ferry::kernels {
 
@@ -74,7 +75,8 @@ void matmul_q8_group_rows(float* out, const Matrix& w, const int8_t* xq, const f
 }  // namespace
 
 bool matmul_supports(TensorType type) {
-    return type == TensorType::F32 || type == TensorType::Q8_0 || type == TensorType::Q8_GROUP;
+    return type == TensorType::F32 || type == TensorType::Q8_0 || type == TensorType::Q8_GROUP ||
+           quant_matmul_supports(type);
 }
 
 void matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPool* pool) {
@@ -106,8 +108,8 @@ void matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPoo
             return;
         }
         default:
-            // Callers check matmul_supports() when they load a model.
-            std::memset(out, 0, sizeof(float) * static_cast<size_t>(w.rows * n_tokens));
+            // Callers check matmul_supports() when they bind weights.
+            quant_matmul(out, w, x, n_tokens, pool);
             return;
     }
 }
@@ -134,7 +136,7 @@ void dequantize_row(const Matrix& w, int64_t row, float* out) {
             return;
         }
         default:
-            std::memset(out, 0, sizeof(float) * w.cols);
+            if (!quant_dequantize_row(w, row, out)) std::memset(out, 0, sizeof(float) * w.cols);
             return;
     }
 }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ferry builds and tests with, only those missing.
+# Run as root on Debian 12 (bookworm) or newer.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libasio-dev                           # standalone Asio: the event loop for worker and coordinator sockets
+  libprotobuf-dev protobuf-compiler     # the wire format (proto/ferry.proto)
+  libspdlog-dev                         # levelled logging
+  libgtest-dev libgmock-dev             # unit and integration tests
+  libbenchmark-dev                      # kernel micro-benchmarks (bench/)
+  libcli11-dev                          # command lines of ferry and ferry-worker
+  nlohmann-json3-dev                    # --json output of status, plan and bench
+  libxxhash-dev                         # model content hash and per-chunk checksums (XXH3, ~30 GB/s)
+  libsystemd-dev                        # sd_notify readiness for the systemd unit
+  iproute2 iptables                     # network-namespace tests (ip netns, veth, tc)
+  procps psmisc                         # pgrep/pkill/fuser in integration tests
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
