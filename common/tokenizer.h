@@ -19,6 +19,9 @@ public:
     int vocab_size() const { return static_cast<int>(pieces_.size()); }
     int bos_id() const { return bos_id_; }
     int eos_id() const { return eos_id_; }
+    // True if sampling `id` ends generation. llama2.c's run.c stops only at
+    // BOS (its tokenizer.bin files carry no end-of-generation marks).
+    bool ends_generation(int id) const { return id == bos_id_; }
     const std::string& piece(int id) const { return pieces_[id]; }
 
     // BOS (if bos), a dummy-prefix space for non-empty text, then merged BPE.

@@ -16,18 +16,34 @@ KVCache::KVCache(int n_layers_, int seq_len_, int kv_dim_)
     value.assign(n, 0.0f);
 }
 
+namespace {
+// Floats of each Workspace buffer; the one place its size is decided.
+struct WorkspaceSizes {
+    size_t dim_buffers, hidden_buffers, att;
+    WorkspaceSizes(const ModelConfig& c, int max_batch, int ctx)
+        : dim_buffers(static_cast<size_t>(max_batch) * c.dim),
+          hidden_buffers(static_cast<size_t>(max_batch) * c.hidden_dim),
+          att(static_cast<size_t>(max_batch) * c.n_heads * static_cast<size_t>(ctx)) {}
+    uint64_t floats() const { return 3 * dim_buffers + 2 * hidden_buffers + att; }
+};
+}  // namespace
+
 Workspace::Workspace(const ModelConfig& c, int max_batch_, int ctx) : max_batch(max_batch_) {
-    const size_t b = static_cast<size_t>(max_batch);
-    xb.resize(b * c.dim);
-    xb2.resize(b * c.dim);
-    q.resize(b * c.dim);
-    hb.resize(b * c.hidden_dim);
-    hb2.resize(b * c.hidden_dim);
-    att.resize(b * c.n_heads * static_cast<size_t>(ctx));
+    const WorkspaceSizes n(c, max_batch, ctx);
+    xb.resize(n.dim_buffers);
+    xb2.resize(n.dim_buffers);
+    q.resize(n.dim_buffers);
+    hb.resize(n.hidden_buffers);
+    hb2.resize(n.hidden_buffers);
+    att.resize(n.att);
 }
 
 uint64_t Workspace::bytes() const {
     return (xb.size() + xb2.size() + q.size() + hb.size() + hb2.size() + att.size()) * sizeof(float);
+}
+
+uint64_t Workspace::bytes_for(const ModelConfig& c, int max_batch, int ctx) {
+    return WorkspaceSizes(c, max_batch, ctx).floats() * sizeof(float);
 }
 
 void embed_tokens(const ModelConfig& c, const Weights& w, const int* tokens, int n_tokens, float* x) {

@@ -21,6 +21,10 @@ struct KVCache {
 
     KVCache() = default;
     KVCache(int n_layers, int seq_len, int kv_dim);
+    // What KVCache(n_layers, seq_len, kv_dim) allocates.
+    static uint64_t bytes_for(int n_layers, int seq_len, int kv_dim) {
+        return 2ull * sizeof(float) * static_cast<uint64_t>(n_layers) * seq_len * kv_dim;
+    }
     float* key_at(int layer, int pos) { return key.data() + (static_cast<int64_t>(layer) * seq_len + pos) * kv_dim; }
     float* value_at(int layer, int pos) {
         return value.data() + (static_cast<int64_t>(layer) * seq_len + pos) * kv_dim;
@@ -36,6 +40,8 @@ struct Workspace {
     Workspace() = default;
     Workspace(const ModelConfig& c, int max_batch, int ctx);
     uint64_t bytes() const;
+    // What a Workspace(c, max_batch, ctx) allocates, without allocating it.
+    static uint64_t bytes_for(const ModelConfig& c, int max_batch, int ctx);
 };
 
 // Positions processed per forward_layers step; longer prompts go in chunks.

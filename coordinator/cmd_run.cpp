@@ -12,7 +12,7 @@
 #include "common/logging.h"
 #include "common/model_file.h"
 #include "common/sampler.h"
-#include "common/tokenizer.h"
+#include "common/tokenizer_loader.h"
 #include "coordinator/generate.h"
 #include "coordinator/local_engine.h"
 #include "coordinator/commands.h"
@@ -21,10 +21,6 @@
 #include "kernels/cpu_features.h"
 
 namespace ferry {
-
-std::string default_tokenizer_path(const std::string& model) {
-    return (std::filesystem::path(model).parent_path() / "tokenizer.bin").string();
-}
 
 int resolve_threads(int requested) {
     if (requested > 0) return requested;
@@ -60,8 +56,7 @@ int cmd_run(const RunOptions& o) {
     const ModelConfig& c = file.config;
     spdlog::info("{}: {} , dim {} hidden {} layers {} heads {}/{} vocab {} seq_len {}", o.model, file.format, c.dim,
                  c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len);
-    const Tokenizer tokenizer =
-        Tokenizer::load_llama2c(o.tokenizer.empty() ? default_tokenizer_path(o.model) : o.tokenizer, c.vocab_size);
+    const Tokenizer tokenizer = load_tokenizer(file, o.tokenizer);
     kernels::ThreadPool pool(resolve_threads(o.threads));
     const int context = context_for(c, o.ctx);
     std::unique_ptr<Engine> engine = make_engine(file, o, context, &pool);

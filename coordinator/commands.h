@@ -18,5 +18,7 @@ void register_run(CLI::App& app, std::vector<Command>& commands);
 void register_synth(CLI::App& app, std::vector<Command>& commands);
 void register_bench(CLI::App& app, std::vector<Command>& commands);
 void register_status(CLI::App& app, std::vector<Command>& commands);
+void register_quantize(CLI::App& app, std::vector<Command>& commands);
+void register_plan(CLI::App& app, std::vector<Command>& commands);
 
 }  // namespace ferry

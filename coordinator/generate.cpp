@@ -27,10 +27,10 @@ GenerateResult generate(Engine& engine, const Tokenizer& tokenizer, Sampler& sam
     r.ids.push_back(prompt[0]);
 
     int token = prompt[0];
-    // Emits `next` after `token`; false when generation ends (BOS, as run.c).
+    // Emits `next` after `token`; false when generation ends.
     auto emit = [&](int next) {
         r.ids.push_back(next);
-        if (next == tokenizer.bos_id()) return false;
+        if (tokenizer.ends_generation(next)) return false;
         const std::string piece = tokenizer.decode(token, next);
         if (Tokenizer::printable(piece)) {
             std::fwrite(piece.data(), 1, piece.size(), out);

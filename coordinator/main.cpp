@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
     register_synth(app, commands);
     register_bench(app, commands);
     register_status(app, commands);
+    register_quantize(app, commands);
+    register_plan(app, commands);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -11,7 +11,6 @@
 
 namespace ferry {
 
-std::string default_tokenizer_path(const std::string& model);
 int resolve_threads(int requested);
 void select_kernels(const std::string& name);
 int context_for(const ModelConfig& c, int requested);
