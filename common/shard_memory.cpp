@@ -9,7 +9,7 @@
 namespace ferry {
 
 ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& tensors, const ShardSpec& spec,
-                         int context) {
+                         int context, KvType kv_type) {
     std::unordered_map<std::string, uint64_t> size_of;
     for (const TensorInfo& t : tensors) size_of.emplace(t.name, t.bytes);
     const bool tied = size_of.find("output.weight") == size_of.end();
@@ -19,8 +19,8 @@ ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& te
         if (it != size_of.end()) m.weights += it->second;
     }
     const int layers = spec.last_layer - spec.first_layer;
-    m.kv_cache = KVCache::bytes_for(layers, context, c.kv_dim());
-    m.workspace = layers > 0 ? Workspace::bytes_for(c, kMaxBatch, context) : 0;
+    m.kv_cache = KVCache::bytes_for(layers, context, c.kv_dim(), kv_type);
+    m.workspace = layers > 0 ? Workspace::bytes_for(c, kMaxBatch, context, kv_type) : 0;
     // One batch of activations received and one being sent, plus logits on the head.
     m.buffers = 2ull * kMaxBatch * c.dim * sizeof(float) + (spec.head ? 4ull * c.vocab_size : 0);
     m.overhead = kWorkerProcessOverhead;

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/kv_cache.h"
 #include "common/model_config.h"
 #include "common/model_file.h"
 #include "common/weights.h"
@@ -26,7 +27,7 @@ constexpr uint64_t kWorkerProcessOverhead = 8ull << 20;
 
 // tensors: the model's directory (for stored sizes). tied: no output.weight.
 ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& tensors, const ShardSpec& spec,
-                         int context);
+                         int context, KvType kv_type = KvType::f32);
 
 // "12.3 MB" style, for plans and refusals.
 std::string format_bytes(uint64_t bytes);

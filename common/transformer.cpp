@@ -9,22 +9,16 @@ namespace ferry {
 
 namespace k = kernels;
 
-KVCache::KVCache(int n_layers_, int seq_len_, int kv_dim_)
-    : n_layers(n_layers_), seq_len(seq_len_), kv_dim(kv_dim_) {
-    const size_t n = static_cast<size_t>(n_layers) * seq_len * kv_dim;
-    key.assign(n, 0.0f);
-    value.assign(n, 0.0f);
-}
-
 namespace {
 // Floats of each Workspace buffer; the one place its size is decided.
 struct WorkspaceSizes {
-    size_t dim_buffers, hidden_buffers, att;
+    size_t dim_buffers, kv_buffers, hidden_buffers, att;
     WorkspaceSizes(const ModelConfig& c, int max_batch, int ctx)
         : dim_buffers(static_cast<size_t>(max_batch) * c.dim),
+          kv_buffers(static_cast<size_t>(max_batch) * c.kv_dim()),
           hidden_buffers(static_cast<size_t>(max_batch) * c.hidden_dim),
           att(static_cast<size_t>(max_batch) * c.n_heads * static_cast<size_t>(ctx)) {}
-    uint64_t floats() const { return 3 * dim_buffers + 2 * hidden_buffers + att; }
+    uint64_t floats() const { return 3 * dim_buffers + 2 * kv_buffers + 2 * hidden_buffers + att; }
 };
 }  // namespace
 
@@ -33,17 +27,23 @@ Workspace::Workspace(const ModelConfig& c, int max_batch_, int ctx) : max_batch(
     xb.resize(n.dim_buffers);
     xb2.resize(n.dim_buffers);
     q.resize(n.dim_buffers);
+    k.resize(n.kv_buffers);
+    v.resize(n.kv_buffers);
     hb.resize(n.hidden_buffers);
     hb2.resize(n.hidden_buffers);
     att.resize(n.att);
 }
 
 uint64_t Workspace::bytes() const {
-    return (xb.size() + xb2.size() + q.size() + hb.size() + hb2.size() + att.size()) * sizeof(float);
+    return (xb.size() + xb2.size() + q.size() + k.size() + v.size() + hb.size() + hb2.size() + att.size() +
+            key_rows.capacity() + value_rows.capacity()) *
+           sizeof(float);
 }
 
-uint64_t Workspace::bytes_for(const ModelConfig& c, int max_batch, int ctx) {
-    return WorkspaceSizes(c, max_batch, ctx).floats() * sizeof(float);
+uint64_t Workspace::bytes_for(const ModelConfig& c, int max_batch, int ctx, KvType kv_type) {
+    // A cache that is not f32 is decoded one layer at a time into key_rows/value_rows.
+    const uint64_t decoded = kv_type == KvType::f32 ? 0 : 2ull * ctx * c.kv_dim();
+    return (WorkspaceSizes(c, max_batch, ctx).floats() + decoded) * sizeof(float);
 }
 
 void embed_tokens(const ModelConfig& c, const Weights& w, const int* tokens, int n_tokens, float* x) {
@@ -65,21 +65,21 @@ void add_in_place(float* x, const float* y, int64_t n) {
 void forward_block(const ModelConfig& c, const LayerWeights& L, KVCache& kv, int layer, int pos, int B, float* x,
                    Workspace& ws, k::ThreadPool* pool) {
     const int dim = c.dim, kv_dim = c.kv_dim(), hs = c.head_size(), hidden = c.hidden_dim;
-    float* key_rows = kv.key_at(layer, pos);
-    float* value_rows = kv.value_at(layer, pos);
 
-    // Attention: norm, q/k/v projections (k and v straight into the cache), rotate, attend.
+    // Attention: norm, q/k/v projections, rotate, append to the cache, attend.
     for (int t = 0; t < B; ++t) k::rmsnorm(&ws.xb[t * dim], &x[t * dim], L.attn_norm, dim, c.norm_eps);
     k::matmul(ws.q.data(), L.wq, ws.xb.data(), B, pool);
-    k::matmul(key_rows, L.wk, ws.xb.data(), B, pool);
-    k::matmul(value_rows, L.wv, ws.xb.data(), B, pool);
-    for (int t = 0; t < B; ++t)
-        k::rope(&ws.q[t * dim], key_rows + t * kv_dim, dim, kv_dim, hs, pos + t, c.rope_theta);
-    const int64_t att_stride = static_cast<int64_t>(c.n_heads) * kv.seq_len;
+    k::matmul(ws.k.data(), L.wk, ws.xb.data(), B, pool);
+    k::matmul(ws.v.data(), L.wv, ws.xb.data(), B, pool);
+    for (int t = 0; t < B; ++t) k::rope(&ws.q[t * dim], &ws.k[t * kv_dim], dim, kv_dim, hs, pos + t, c.rope_theta);
+    kv.store(layer, pos, B, ws.k.data(), ws.v.data());
+    const float* keys = kv.keys(layer, pos + B, ws.key_rows);
+    const float* values = kv.values(layer, pos + B, ws.value_rows);
+    const int64_t att_stride = static_cast<int64_t>(c.n_heads) * kv.seq_len();
     auto attend = [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t)
-            k::attention(&ws.xb[t * dim], &ws.att[t * att_stride], &ws.q[t * dim], kv.key_at(layer, 0),
-                         kv.value_at(layer, 0), pos + static_cast<int>(t), c.n_heads, c.n_kv_heads, hs);
+            k::attention(&ws.xb[t * dim], &ws.att[t * att_stride], &ws.q[t * dim], keys, values,
+                         pos + static_cast<int>(t), c.n_heads, c.n_kv_heads, hs);
     };
     if (pool) pool->parallel_for(B, 1, attend);
     else attend(0, B);
@@ -99,9 +99,9 @@ void forward_block(const ModelConfig& c, const LayerWeights& L, KVCache& kv, int
 
 void forward_layers(const ModelConfig& c, const Weights& w, KVCache& kv, int pos, int n_tokens, float* x,
                     Workspace& ws, k::ThreadPool* pool) {
-    if (pos < 0 || n_tokens < 0 || pos + n_tokens > kv.seq_len)
+    if (pos < 0 || n_tokens < 0 || pos + n_tokens > kv.seq_len())
         throw Error("positions " + std::to_string(pos) + ".." + std::to_string(pos + n_tokens) +
-                    " do not fit the context of " + std::to_string(kv.seq_len));
+                    " do not fit the context of " + std::to_string(kv.seq_len()));
     for (int start = 0; start < n_tokens; start += ws.max_batch) {
         const int B = std::min(ws.max_batch, n_tokens - start);
         float* xc = x + static_cast<int64_t>(start) * c.dim;

@@ -6,42 +6,24 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/kv_cache.h"
 #include "common/model_config.h"
 #include "common/weights.h"
 #include "kernels/thread_pool.h"
 
 namespace ferry {
 
-// Keys and values of the layers one process runs: [layer][position][kv_dim].
-struct KVCache {
-    int n_layers = 0;
-    int seq_len = 0;
-    int kv_dim = 0;
-    std::vector<float> key, value;
-
-    KVCache() = default;
-    KVCache(int n_layers, int seq_len, int kv_dim);
-    // What KVCache(n_layers, seq_len, kv_dim) allocates.
-    static uint64_t bytes_for(int n_layers, int seq_len, int kv_dim) {
-        return 2ull * sizeof(float) * static_cast<uint64_t>(n_layers) * seq_len * kv_dim;
-    }
-    float* key_at(int layer, int pos) { return key.data() + (static_cast<int64_t>(layer) * seq_len + pos) * kv_dim; }
-    float* value_at(int layer, int pos) {
-        return value.data() + (static_cast<int64_t>(layer) * seq_len + pos) * kv_dim;
-    }
-    uint64_t bytes() const { return (key.size() + value.size()) * sizeof(float); }
-};
-
 // Scratch buffers for up to max_batch positions at once.
 struct Workspace {
     int max_batch = 0;
-    std::vector<float> xb, xb2, q, hb, hb2, att;
+    std::vector<float> xb, xb2, q, k, v, hb, hb2, att;
+    std::vector<float> key_rows, value_rows;  // a layer's cache decoded to f32 (f16/q8_0 caches only)
 
     Workspace() = default;
     Workspace(const ModelConfig& c, int max_batch, int ctx);
     uint64_t bytes() const;
-    // What a Workspace(c, max_batch, ctx) allocates, without allocating it.
-    static uint64_t bytes_for(const ModelConfig& c, int max_batch, int ctx);
+    // What a Workspace(c, max_batch, ctx) allocates at most, with a KV cache of kv_type.
+    static uint64_t bytes_for(const ModelConfig& c, int max_batch, int ctx, KvType kv_type = KvType::f32);
 };
 
 // Positions processed per forward_layers step; longer prompts go in chunks.

@@ -43,6 +43,12 @@ int context_for(const ModelConfig& c, int requested) {
     return requested > 0 ? requested : c.seq_len;
 }
 
+KvType kv_type_for(const std::string& name) {
+    KvType t;
+    if (!parse_kv_type(name, &t)) throw Error("--kv-type " + name + ": use f32, f16 or q8_0");
+    return t;
+}
+
 void write_ids(const std::string& path, const std::vector<int>& ids) {
     std::ofstream out(path);
     if (!out) throw Error(path + ": cannot write the token ids");

@@ -4,11 +4,11 @@
 
 namespace ferry {
 
-LocalEngine::LocalEngine(const ModelFile& file, int context, kernels::ThreadPool* pool)
+LocalEngine::LocalEngine(const ModelFile& file, int context, kernels::ThreadPool* pool, KvType kv_type)
     : config_(file.config),
       weights_(bind_weights(file.config, ShardSpec{0, file.config.n_layers, true, true}, file.tensors,
                             file.map.data(), file.path)),
-      kv_(file.config.n_layers, context, file.config.kv_dim()),
+      kv_(file.config.n_layers, context, file.config.kv_dim(), kv_type),
       ws_(file.config, kMaxBatch, context),
       pool_(pool),
       logits_(static_cast<size_t>(file.config.vocab_size)) {}

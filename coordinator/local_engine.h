@@ -13,9 +13,9 @@ namespace ferry {
 
 class LocalEngine : public Engine {
 public:
-    LocalEngine(const ModelFile& file, int context, kernels::ThreadPool* pool);
+    LocalEngine(const ModelFile& file, int context, kernels::ThreadPool* pool, KvType kv_type = KvType::f32);
     const ModelConfig& config() const override { return config_; }
-    int context() const override { return kv_.seq_len; }
+    int context() const override { return kv_.seq_len(); }
     float* forward(const int* tokens, int n_tokens, int pos) override;
     const Weights& weights() const { return weights_; }
 

@@ -11,6 +11,8 @@ void add_model_options(CLI::App* app, RunOptions& o) {
         ->check(CLI::IsMember({"scalar", "sse2", "avx2", "auto"}));
     app->add_option("--ctx", o.ctx, "Context length to allocate (default and maximum: the model's)")
         ->check(CLI::Range(0, 1 << 22));
+    app->add_option("--kv-type", o.kv_type, "KV cache type: f32 (exact), f16 or q8_0 (smaller; see docs/BENCHMARKS.md)")
+        ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
     app->add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 }

@@ -19,6 +19,7 @@ struct RunOptions {
     int threads = 0;  // 0: one per core
     std::string kernels = "auto";
     int ctx = 0;  // 0: the model's seq_len
+    std::string kv_type = "f32";
     std::string ids_out;
     std::string log_level = "warn";
     // Pipeline (coordinator/pipeline_engine.*)

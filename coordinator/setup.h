@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "common/kv_cache.h"
 #include "common/model_file.h"
 #include "coordinator/engine.h"
 #include "coordinator/options.h"
@@ -14,6 +15,7 @@ namespace ferry {
 int resolve_threads(int requested);
 void select_kernels(const std::string& name);
 int context_for(const ModelConfig& c, int requested);
+KvType kv_type_for(const std::string& name);
 // A LocalEngine, or a pipeline over o.workers when given.
 std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, int context,
                                     kernels::ThreadPool* pool);
