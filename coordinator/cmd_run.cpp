@@ -11,6 +11,8 @@
 #include "common/error.h"
 #include "common/logging.h"
 #include "common/model_file.h"
+#include "common/process_stats.h"
+#include "common/shard_memory.h"
 #include "common/sampler.h"
 #include "common/tokenizer_loader.h"
 #include "coordinator/generate.h"
@@ -82,6 +84,8 @@ int cmd_run(const RunOptions& o) {
                  prefilled, r.prefill_ms > 0 ? prefilled * 1000.0 / r.prefill_ms : 0.0, r.decoded_tokens,
                  r.decode_ms > 0 ? r.decoded_tokens * 1000.0 / r.decode_ms : 0.0,
                  kernels::level_name(kernels::active_level()), pool.size());
+    const ProcessMemory mem = read_process_memory();
+    std::fprintf(stderr, "memory: peak RSS %s\n", format_bytes(mem.peak_rss).c_str());
     report_engine(*engine);
     return 0;
 }

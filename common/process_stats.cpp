@@ -1,0 +1,36 @@
+#include "common/process_stats.h"
+
+#include <cstdio>
+#include <cstring>
+
+namespace ferry {
+
+namespace {
+// Reads "Key:   123 kB" lines; returns bytes.
+uint64_t read_kb_field(const char* path, const char* key) {
+    std::FILE* f = std::fopen(path, "r");
+    if (!f) return 0;
+    char line[256];
+    uint64_t value = 0;
+    const size_t n = std::strlen(key);
+    while (std::fgets(line, sizeof line, f)) {
+        if (std::strncmp(line, key, n) == 0 && line[n] == ':') {
+            unsigned long long kb = 0;
+            if (std::sscanf(line + n + 1, "%llu", &kb) == 1) value = kb * 1024;
+            break;
+        }
+    }
+    std::fclose(f);
+    return value;
+}
+}  // namespace
+
+ProcessMemory read_process_memory() {
+    return {read_kb_field("/proc/self/status", "VmRSS"), read_kb_field("/proc/self/status", "VmHWM")};
+}
+
+MachineMemory read_machine_memory() {
+    return {read_kb_field("/proc/meminfo", "MemTotal"), read_kb_field("/proc/meminfo", "MemAvailable")};
+}
+
+}  // namespace ferry

@@ -1,0 +1,21 @@
+// What the OS says about this process and machine: resident memory (current
+// and peak) from /proc/self/status, RAM from /proc/meminfo. Zero where unknown.
+#pragma once
+#include <cstdint>
+
+namespace ferry {
+
+struct ProcessMemory {
+    uint64_t rss = 0;       // VmRSS
+    uint64_t peak_rss = 0;  // VmHWM
+};
+
+struct MachineMemory {
+    uint64_t total = 0;      // MemTotal
+    uint64_t available = 0;  // MemAvailable
+};
+
+ProcessMemory read_process_memory();
+MachineMemory read_machine_memory();
+
+}  // namespace ferry
