@@ -24,12 +24,12 @@ std::vector<uint64_t> layer_weight_bytes(const ModelFile& file) {
     return bytes;
 }
 
-PlanProblem make_plan_problem(const ModelFile& file, int context, int wire_bytes_per_value) {
+PlanProblem make_plan_problem(const ModelFile& file, int context, int wire_bytes_per_value, KvType kv_type) {
     const ModelConfig& c = file.config;
     PlanProblem p;
     p.layer_read_bytes = layer_weight_bytes(file);
     for (int l = 0; l < c.n_layers; ++l) {
-        const ShardMemory m = shard_memory(c, file.tensors, ShardSpec{l, l + 1, false, false}, context);
+        const ShardMemory m = shard_memory(c, file.tensors, ShardSpec{l, l + 1, false, false}, context, kv_type);
         p.layer_memory.push_back(m.weights + m.kv_cache);
         p.stage_fixed_memory = m.workspace + m.buffers + m.overhead;
     }
@@ -167,17 +167,17 @@ PipelinePlan plan_forced(const PlanProblem& p, const std::vector<WorkerCapacity>
     return finish(p, workers, std::move(stages));
 }
 
-void fill_stage_memory(const ModelFile& file, int context, PipelinePlan& plan) {
+void fill_stage_memory(const ModelFile& file, int context, KvType kv_type, PipelinePlan& plan) {
     for (PlannedStage& s : plan.stages)
         s.memory = shard_memory(file.config, file.tensors, ShardSpec{s.first_layer, s.last_layer, false, false},
-                                context);
+                                context, kv_type);
 }
 
 PipelinePlan plan_pipeline(const ModelFile& file, int context, const std::vector<WorkerCapacity>& workers,
-                           const std::vector<int>& forced_split, int wire_bytes_per_value) {
-    const PlanProblem p = make_plan_problem(file, context, wire_bytes_per_value);
+                           const std::vector<int>& forced_split, int wire_bytes_per_value, KvType kv_type) {
+    const PlanProblem p = make_plan_problem(file, context, wire_bytes_per_value, kv_type);
     PipelinePlan plan = forced_split.empty() ? plan_optimal(p, workers) : plan_forced(p, workers, forced_split);
-    fill_stage_memory(file, context, plan);
+    fill_stage_memory(file, context, kv_type, plan);
     return plan;
 }
 

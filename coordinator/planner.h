@@ -48,7 +48,8 @@ struct PlanProblem {
     uint64_t hop_bytes = 0;                  // activation bytes crossing one stage boundary per token
 };
 
-PlanProblem make_plan_problem(const ModelFile& file, int context, int wire_bytes_per_value);
+PlanProblem make_plan_problem(const ModelFile& file, int context, int wire_bytes_per_value,
+                              KvType kv_type = KvType::f32);
 
 // Cost of one stage: worker w running layers [first, last). Infinity if it does not fit.
 double stage_cost_ms(const PlanProblem& p, const WorkerCapacity& w, int first, int last);
@@ -62,10 +63,11 @@ PipelinePlan plan_forced(const PlanProblem& p, const std::vector<WorkerCapacity>
 
 // Entry point for `ferry run/plan/bench --workers`: forced_split empty means optimal.
 PipelinePlan plan_pipeline(const ModelFile& file, int context, const std::vector<WorkerCapacity>& workers,
-                           const std::vector<int>& forced_split, int wire_bytes_per_value = 4);
+                           const std::vector<int>& forced_split, int wire_bytes_per_value = 4,
+                           KvType kv_type = KvType::f32);
 
 // Fills each stage's ShardMemory with shard_memory() for its range.
-void fill_stage_memory(const ModelFile& file, int context, PipelinePlan& plan);
+void fill_stage_memory(const ModelFile& file, int context, KvType kv_type, PipelinePlan& plan);
 
 // Bytes of weights each layer holds, from the model's tensor directory.
 std::vector<uint64_t> layer_weight_bytes(const ModelFile& file);
