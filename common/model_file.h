@@ -1,11 +1,13 @@
 // A model file opened for reading: its config and a directory of its tensors,
-// all pointing into one read-only memory map. llama2.c checkpoints and (later)
-// GGUF files both come out as this.
+// all pointing into one read-only memory map. llama2.c checkpoints and GGUF
+// files both come out as this.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "common/gguf_file.h"
 #include "common/mapped_file.h"
 #include "common/model_config.h"
 #include "kernels/tensor_type.h"
@@ -27,7 +29,11 @@ struct ModelFile {
     std::string format;  // "llama2.c legacy", "llama2.c v1", "llama2.c v2", "gguf"
     ModelConfig config;
     std::vector<TensorInfo> tensors;
+    std::string chat_template;  // the model's own (GGUF tokenizer.chat_template); empty if none
     MappedFile map;
+    // GGUF files: every metadata key (tokenizer, chat template, ...) and the
+    // tensor infos in their ggml shapes, as views into `map`. Null for llama2.c.
+    std::shared_ptr<const GgufFile> gguf;
 
     // nullptr if absent.
     const TensorInfo* find(const std::string& name) const;
@@ -37,6 +43,9 @@ struct ModelFile {
 // Opens any supported model file, telling the format by its first bytes.
 // Throws ferry::Error with one line naming the file and the problem.
 ModelFile open_model_file(const std::string& path);
+
+// GGUF (versions 2 and 3) of architecture "llama".
+ModelFile open_gguf_model_file(const std::string& path);
 
 // llama2.c checkpoints: legacy header, "ak42" version 1 (f32) and 2 (Q8 groups).
 ModelFile open_llama2c_file(const std::string& path);

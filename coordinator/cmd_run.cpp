@@ -45,6 +45,12 @@ int context_for(const ModelConfig& c, int requested) {
     return requested > 0 ? requested : c.seq_len;
 }
 
+SamplerParams sampler_params(const RunOptions& o) {
+    // run.c: a seed of 0 means the current time.
+    const uint64_t seed = o.seed > 0 ? static_cast<uint64_t>(o.seed) : static_cast<uint64_t>(std::time(nullptr));
+    return SamplerParams{o.temperature, o.topp, seed};
+}
+
 KvType kv_type_for(const std::string& name) {
     KvType t;
     if (!parse_kv_type(name, &t)) throw Error("--kv-type " + name + ": use f32, f16 or q8_0");
@@ -69,11 +75,7 @@ int cmd_run(const RunOptions& o) {
     const int context = context_for(c, o.ctx);
     std::unique_ptr<Engine> engine = make_engine(file, o, context, &pool);
 
-    SamplerParams sp;
-    sp.temperature = o.temperature;
-    sp.topp = o.topp;
-    sp.seed = o.seed > 0 ? static_cast<uint64_t>(o.seed) : static_cast<uint64_t>(std::time(nullptr));
-    Sampler sampler(c.vocab_size, sp);
+    Sampler sampler(c.vocab_size, sampler_params(o));
     GenerateOptions g;
     g.prompt = o.prompt;
     g.steps = o.steps;
@@ -96,7 +98,8 @@ void register_run(CLI::App& app, std::vector<Command>& commands) {
     add_model_options(cmd, o);
     add_sampling_options(cmd, o);
     add_pipeline_options(cmd, o);
-    commands.push_back({cmd, [] { return cmd_run(o); }, &o.log_level});
+    cmd->add_flag("--chat", o.chat, "Treat -i as one chat turn: apply the chat template and print the reply");
+    commands.push_back({cmd, [] { return o.chat ? run_chat_once(o) : cmd_run(o); }, &o.log_level});
 }
 
 }  // namespace ferry

@@ -20,5 +20,6 @@ void register_bench(CLI::App& app, std::vector<Command>& commands);
 void register_status(CLI::App& app, std::vector<Command>& commands);
 void register_quantize(CLI::App& app, std::vector<Command>& commands);
 void register_plan(CLI::App& app, std::vector<Command>& commands);
+void register_chat(CLI::App& app, std::vector<Command>& commands);
 
 }  // namespace ferry

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     register_status(app, commands);
     register_quantize(app, commands);
     register_plan(app, commands);
+    register_chat(app, commands);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

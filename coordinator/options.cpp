@@ -27,6 +27,10 @@ void add_sampling_options(CLI::App* app, RunOptions& o) {
         ->check(CLI::Range(0, 1 << 22));
     app->add_option("-i,--prompt", o.prompt, "Prompt text (default: empty)");
     app->add_option("--ids-out", o.ids_out, "Also write the token ids (BOS, prompt, samples) to this file");
+    app->add_option("-y,--system", o.system_prompt, "System prompt for chat");
+    app->add_option("--chat-template", o.chat_template,
+                    "Chat format: llama2, llama3, zephyr or chatml (default: the model's own)")
+        ->check(CLI::IsMember({"llama2", "llama3", "zephyr", "chatml"}));
 }
 
 void add_pipeline_options(CLI::App* app, RunOptions& o) {

@@ -21,6 +21,9 @@ struct RunOptions {
     int ctx = 0;  // 0: the model's seq_len
     std::string kv_type = "f32";
     std::string ids_out;
+    bool chat = false;             // run: treat -i as one chat turn
+    std::string chat_template;     // empty: the model's own
+    std::string system_prompt;
     std::string log_level = "warn";
     // Pipeline (coordinator/pipeline_engine.*)
     std::vector<std::string> workers;
@@ -35,5 +38,7 @@ void add_sampling_options(CLI::App* app, RunOptions& o);
 void add_pipeline_options(CLI::App* app, RunOptions& o);
 
 int cmd_run(const RunOptions& o);
+// `ferry run --chat`: one user turn (-i) through the chat template, reply printed.
+int run_chat_once(const RunOptions& o);
 
 }  // namespace ferry

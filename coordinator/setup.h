@@ -6,6 +6,7 @@
 
 #include "common/kv_cache.h"
 #include "common/model_file.h"
+#include "common/sampler.h"
 #include "coordinator/engine.h"
 #include "coordinator/options.h"
 #include "kernels/thread_pool.h"
@@ -16,6 +17,7 @@ int resolve_threads(int requested);
 void select_kernels(const std::string& name);
 int context_for(const ModelConfig& c, int requested);
 KvType kv_type_for(const std::string& name);
+SamplerParams sampler_params(const RunOptions& o);
 // A LocalEngine, or a pipeline over o.workers when given.
 std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, int context,
                                     kernels::ThreadPool* pool);

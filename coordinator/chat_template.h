@@ -1,0 +1,28 @@
+// Chat prompt formats of the model families ferry runs. A template turns a
+// user turn (and, first, the system prompt) into the text the model expects
+// before its reply; the reply ends at the family's end-of-turn token.
+#pragma once
+#include <optional>
+#include <string>
+
+namespace ferry {
+
+enum class ChatTemplate { llama2, llama3, zephyr, chatml };
+
+const char* chat_template_name(ChatTemplate t);
+// "llama2" | "llama3" | "zephyr" | "chatml"; nullopt if unknown.
+std::optional<ChatTemplate> parse_chat_template(const std::string& name);
+// Recognises a family from a model's Jinja chat template (GGUF
+// tokenizer.chat_template) by the markers it uses; nullopt if none matches.
+std::optional<ChatTemplate> detect_chat_template(const std::string& jinja);
+
+// The text fed for one user turn, ending where the assistant's reply starts.
+// first_turn: include the system prompt (if any). BOS is not part of the
+// text: the caller encodes the first turn (every turn for Llama 2) with BOS.
+std::string render_user_turn(ChatTemplate t, const std::string& system, const std::string& user, bool first_turn);
+// Whether each turn starts with BOS (Llama 2 wraps every [INST] in <s>).
+bool bos_every_turn(ChatTemplate t);
+// The piece that closes an assistant reply in this family ("</s>", "<|eot_id|>", ...).
+const char* end_of_turn_piece(ChatTemplate t);
+
+}  // namespace ferry

@@ -1,0 +1,55 @@
+#include "coordinator/conversation.h"
+
+#include <algorithm>
+
+namespace ferry {
+
+Conversation::Conversation(Engine& engine, const Tokenizer& tokenizer, Sampler& sampler, ChatTemplate tmpl,
+                           std::string system)
+    : engine_(engine), tokenizer_(tokenizer), sampler_(sampler), template_(tmpl), system_(std::move(system)) {
+    // The family's end-of-turn piece if the vocabulary has it, and EOS.
+    const std::string eot = end_of_turn_piece(tmpl);
+    for (int id = 0; id < tokenizer.vocab_size(); ++id)
+        if (tokenizer.piece(id) == eot) end_ids_.push_back(id);
+    end_ids_.push_back(tokenizer.eos_id());
+}
+
+bool Conversation::ends_turn(int token) const {
+    return tokenizer_.ends_generation(token) ||
+           std::find(end_ids_.begin(), end_ids_.end(), token) != end_ids_.end();
+}
+
+bool Conversation::reply(const std::string& user, std::FILE* out) {
+    const bool first = pos_ == 0;
+    std::vector<int> input;
+    if (pending_ >= 0) input.push_back(pending_);
+    const std::vector<int> turn = tokenizer_.encode(render_user_turn(template_, system_, user, first),
+                                                    first || bos_every_turn(template_), false);
+    input.insert(input.end(), turn.begin(), turn.end());
+    const int context = engine_.context();
+    if (pos_ + static_cast<int>(input.size()) >= context) return false;
+    pending_ = -1;
+    float* logits = engine_.forward(input.data(), static_cast<int>(input.size()), pos_);
+    pos_ += static_cast<int>(input.size());
+    int prev = input.back();
+    for (;;) {
+        const int next = sampler_.sample(logits);
+        if (ends_turn(next)) {
+            pending_ = next;
+            break;
+        }
+        const std::string piece = tokenizer_.decode(prev, next);
+        if (Tokenizer::printable(piece)) {
+            std::fwrite(piece.data(), 1, piece.size(), out);
+            std::fflush(out);
+        }
+        ++replied_;
+        prev = next;
+        if (pos_ + 1 >= context) break;  // the context is full; the reply stops here
+        logits = engine_.forward(&next, 1, pos_);
+        ++pos_;
+    }
+    return true;
+}
+
+}  // namespace ferry
