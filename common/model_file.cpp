@@ -1,8 +1,11 @@
+#include "common/model_file.h"
+
+#include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <limits>
 
 #include "common/error.h"
-#include "common/model_file.h"
 
 namespace ferry {
 
@@ -11,9 +14,88 @@ ModelFile open_model_file(const std::string& path) {
     if (!in) throw Error(path + ": cannot open the model file");
     char magic[4] = {};
     in.read(magic, 4);
-    if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0)
-        throw Error(path + ": GGUF models are not supported by this build yet");
+    if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) return open_gguf_model_file(path);
     return open_llama2c_file(path);
+}
+
+namespace {
+
+constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
+
+// The llama.* keys llama.cpp reads for this architecture, into ModelConfig.
+ModelConfig llama_config(const GgufFile& g, const std::string& arch) {
+    auto key = [&](const char* suffix) { return arch + "." + suffix; };
+    auto required = [&](const char* suffix, int64_t min) {
+        const std::optional<int64_t> v = g.get_int(key(suffix), min, kIntMax);
+        if (!v) g.fail("missing required metadata " + key(suffix));
+        return static_cast<int>(*v);
+    };
+    ModelConfig c;
+    c.seq_len = required("context_length", 1);
+    c.dim = required("embedding_length", 1);
+    c.n_layers = required("block_count", 1);
+    c.hidden_dim = required("feed_forward_length", 1);
+    c.n_heads = required("attention.head_count", 1);
+    if (const GgufValue* v = g.find(key("attention.head_count_kv")); v && v->is_array())
+        g.fail(key("attention.head_count_kv") + " differs per layer; ferry runs models with one KV head count");
+    c.n_kv_heads = static_cast<int>(g.get_int(key("attention.head_count_kv"), 1, kIntMax).value_or(c.n_heads));
+    const std::optional<double> eps = g.get_float(key("attention.layer_norm_rms_epsilon"));
+    if (!eps) g.fail("missing required metadata " + key("attention.layer_norm_rms_epsilon"));
+    c.norm_eps = static_cast<float>(*eps);
+    c.rope_theta = static_cast<float>(g.get_float(key("rope.freq_base")).value_or(10000.0));
+
+    // Vocabulary: the explicit key, else the tokenizer's, else the embedding table's.
+    if (const std::optional<int64_t> n = g.get_int(key("vocab_size"), 1, kIntMax)) {
+        c.vocab_size = static_cast<int>(*n);
+    } else if (const GgufValue* tokens = g.find("tokenizer.ggml.tokens"); tokens && tokens->is_array()) {
+        c.vocab_size = static_cast<int>(std::min<uint64_t>(tokens->count, kIntMax));
+    } else if (const GgufTensor* emb = g.find_tensor("token_embd.weight")) {
+        c.vocab_size = static_cast<int>(std::min<int64_t>(emb->rows(), kIntMax));
+    }
+
+    const std::string problem = c.check();
+    if (!problem.empty()) g.fail("not a usable " + arch + " model: " + problem);
+
+    // Features the forward pass does not have yet: refuse rather than compute
+    // something else.
+    if (const std::optional<int64_t> n = g.get_int(key("rope.dimension_count"), 0, kIntMax); n && *n != c.head_size())
+        g.fail(key("rope.dimension_count") + " = " + std::to_string(*n) + " rotates part of each head (head size " +
+               std::to_string(c.head_size()) + "); ferry supports only full rotation");
+    for (const char* k : {"attention.key_length", "attention.value_length"})
+        if (const std::optional<int64_t> n = g.get_int(key(k), 0, kIntMax); n && *n != c.head_size())
+            g.fail(key(k) + " = " + std::to_string(*n) + " differs from embedding_length / head_count = " +
+                   std::to_string(c.head_size()) + "; ferry does not support that");
+    if (const std::optional<int64_t> n = g.get_int(key("expert_count"), 0, kIntMax); n && *n > 0)
+        g.fail("a mixture-of-experts model (" + std::to_string(*n) + " experts); ferry runs dense models");
+    if (const std::optional<std::string_view> s = g.get_string(key("rope.scaling.type")); s && *s != "none") {
+        const double factor = g.get_float(key("rope.scaling.factor")).value_or(1.0);
+        if (factor != 1.0)
+            g.fail(key("rope.scaling.type") + " '" + std::string(*s) + "' (factor " + std::to_string(factor) +
+                   ") is not supported yet");
+    }
+    if (g.find_tensor("rope_freqs.weight"))
+        g.fail("rope_freqs.weight (Llama 3.1+ rope frequency factors) is not supported by this build yet");
+    return c;
+}
+
+}  // namespace
+
+ModelFile open_gguf_model_file(const std::string& path) {
+    ModelFile f;
+    f.path = path;
+    f.map = MappedFile(path);
+    auto g = std::make_shared<GgufFile>(parse_gguf(f.map.data(), f.map.size(), path));
+    f.format = "gguf v" + std::to_string(g->version);
+    const std::optional<std::string_view> arch = g->get_string("general.architecture");
+    if (!arch) g->fail("missing required metadata general.architecture");
+    if (*arch != "llama")
+        g->fail("architecture '" + std::string(*arch) + "' is not supported (ferry runs 'llama' models)");
+    if (g->tensors.empty()) g->fail("has no tensors (a vocabulary-only file?)");
+    f.config = llama_config(*g, std::string(*arch));
+    for (const GgufTensor& t : g->tensors)
+        f.tensors.push_back({std::string(t.name), t.type, t.rows(), t.cols(), 0, t.offset, t.bytes});
+    f.gguf = std::move(g);
+    return f;
 }
 
 }  // namespace ferry

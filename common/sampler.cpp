@@ -47,6 +47,10 @@ int Sampler::sample_topp(const float* probs, float coin) {
     int n0 = 0;
     for (int i = 0; i < vocab_size_; ++i)
         if (probs[i] >= cutoff) candidates_[n0++] = {probs[i], i};
+    // With topp below 1/vocab the cutoff can drop every token (run.c then reads
+    // index -1); the nucleus is then drawn from all tokens, as the definition says.
+    if (n0 == 0)
+        for (int i = 0; i < vocab_size_; ++i) candidates_[n0++] = {probs[i], i};
     // glibc's qsort is a stable merge sort for arrays this size; match it.
     std::stable_sort(candidates_.begin(), candidates_.begin() + n0,
                      [](const ProbIndex& a, const ProbIndex& b) { return a.prob > b.prob; });

@@ -1,47 +1,104 @@
-// SentencePiece-style BPE over llama2.c's tokenizer.bin: encode merges the
-// highest-scoring adjacent pair until none is in the vocabulary; decode maps
-// ids to pieces with byte fallback (<0xNN>) and run.c's leading-space rule.
+// Text <-> token ids, for three kinds of vocabulary:
+//  * llama2c: llama2.c's tokenizer.bin, encoded and decoded exactly as run.c
+//    does (merge the best-scoring pair until none is a token; byte fallback
+//    <0xNN>; strip the leading space after BOS; stop only at BOS);
+//  * spm: a GGUF "llama" vocabulary (SentencePiece pieces with U+2581 for
+//    space, scores, token types), encoded as llama.cpp's SPM tokenizer does;
+//  * bpe: a GGUF "gpt2" vocabulary (byte-level BPE with ranked merges and a
+//    pre-tokenizer split such as GPT-2's or Llama 3's), as llama.cpp does it.
+// GGUF vocabularies stop generation at their end-of-generation tokens.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 namespace ferry {
 
+class GgufFile;
+
+// GGUF's tokenizer.ggml.token_type values.
+enum class TokenType : int32_t {
+    undefined = 0,
+    normal = 1,
+    unknown = 2,
+    control = 3,
+    user_defined = 4,
+    unused = 5,
+    byte = 6,
+};
+
+enum class TokenizerKind { llama2c, spm, bpe };
+
+// How text is cut into words before BPE merges (llama.cpp's pre-tokenizer types).
+enum class PreTokenizer {
+    gpt2,    // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)
+    llama3,  // case-insensitive contractions, [^\r\n\p{L}\p{N}]?\p{L}+, \p{N}{1,3}, ...
+    smollm,  // every digit alone, then gpt2
+};
+
+// Everything a tokenizer is made of, as a file stores it.
+struct Vocabulary {
+    TokenizerKind kind = TokenizerKind::spm;
+    std::vector<std::string> pieces;
+    std::vector<float> scores;      // spm / llama2c; empty = all 0
+    std::vector<TokenType> types;   // empty = all normal
+    std::vector<std::string> merges;  // bpe: "left right", best first
+    PreTokenizer pre = PreTokenizer::gpt2;
+    int bos = -1, eos = -1, eot = -1, eom = -1, unk = -1;
+    bool add_bos = false;
+    bool add_eos = false;
+    bool add_space_prefix = true;  // spm: SentencePiece's dummy prefix
+};
+
 class Tokenizer {
 public:
     // Reads llama2.c's tokenizer.bin (int32 max_token_length, then per token
     // f32 score, int32 length, bytes). Throws ferry::Error naming the file.
     static Tokenizer load_llama2c(const std::string& path, int vocab_size);
-    // From pieces and scores already read (GGUF).
-    Tokenizer(std::vector<std::string> pieces, std::vector<float> scores, int bos_id, int eos_id);
+    // Throws ferry::Error if the vocabulary is inconsistent (ids out of range, ...).
+    explicit Tokenizer(Vocabulary vocab);
 
-    int vocab_size() const { return static_cast<int>(pieces_.size()); }
-    int bos_id() const { return bos_id_; }
-    int eos_id() const { return eos_id_; }
-    // True if sampling `id` ends generation. llama2.c's run.c stops only at
-    // BOS (its tokenizer.bin files carry no end-of-generation marks).
-    bool ends_generation(int id) const { return id == bos_id_; }
-    const std::string& piece(int id) const { return pieces_[id]; }
+    TokenizerKind kind() const { return v_.kind; }
+    int vocab_size() const { return static_cast<int>(v_.pieces.size()); }
+    int bos_id() const { return v_.bos; }
+    int eos_id() const { return v_.eos; }
+    int eot_id() const { return v_.eot; }
+    // True if sampling `id` ends generation: BOS (run.c's rule, the only one
+    // for llama2.c vocabularies), and for GGUF vocabularies also EOS, EOT,
+    // EOM and the control tokens named like them (<|eot_id|>, <|im_end|>, ...).
+    bool ends_generation(int id) const;
+    const std::string& piece(int id) const { return v_.pieces[id]; }
+    TokenType type(int id) const { return v_.types.empty() ? TokenType::normal : v_.types[id]; }
+    // -1 if no token has exactly this text.
+    int token_id(const std::string& piece) const;
 
-    // BOS (if bos), a dummy-prefix space for non-empty text, then merged BPE.
-    std::vector<int> encode(const std::string& text, bool bos, bool eos) const;
+    // bos: begin a sequence (BOS where the vocabulary uses one, and always
+    // some first token when the text is empty); eos: end with EOS where the
+    // vocabulary wants it. parse_special: text like "<|eot_id|>" becomes that
+    // control token instead of being spelled out.
+    std::vector<int> encode(const std::string& text, bool bos, bool eos, bool parse_special = false) const;
     // The text of `token` following `prev`: strips the leading space after
-    // BOS and turns <0xNN> into the raw byte, as run.c's decode does.
+    // BOS (spm, llama2c), turns byte tokens into the raw byte, control tokens
+    // into nothing.
     std::string decode(int prev, int token) const;
     // run.c's safe_printf filter: empty pieces and lone unprintable bytes print nothing.
     static bool printable(const std::string& piece);
 
 private:
-    Tokenizer() = default;
     void index();
     int lookup(const std::string& s) const;
+    void encode_llama2c(const std::string& text, std::vector<int>& out) const;
+    void encode_spm(const std::string& text, std::vector<int>& out) const;
+    void encode_bpe(const std::string& text, std::vector<int>& out) const;
+    int byte_token(uint8_t b) const;
+    int merge_rank(const std::string& left, const std::string& right) const;
 
-    std::vector<std::string> pieces_;
-    std::vector<float> scores_;
+    Vocabulary v_;
     std::unordered_map<std::string, int> ids_;
-    int bos_id_ = 1;
-    int eos_id_ = 2;
+    std::unordered_map<std::string, int> ranks_;  // bpe: "left right" -> rank
+    std::vector<int> specials_;  // tokens matched in text before splitting, longest first
+    std::vector<int> end_ids_;
 };
 
 }  // namespace ferry

@@ -1,10 +1,109 @@
 #include "common/tokenizer_loader.h"
 
 #include <filesystem>
+#include <limits>
+
+#include "common/error.h"
 
 namespace ferry {
 
+namespace {
+
+// A token id key: absent, negative or past the vocabulary means "none" (files
+// write 0xFFFFFFFF or -1 for that).
+int token_id_key(const GgufFile& g, const char* key, int fallback, int n_tokens) {
+    const GgufValue* v = g.find(key);
+    if (!v) return fallback;
+    const std::optional<int64_t> id = v->type == GgufType::BOOL ? std::nullopt : v->as_int();
+    if (!id) g.fail("metadata " + std::string(key) + " should be a token id, it is " + v->describe());
+    return *id >= 0 && *id < n_tokens ? static_cast<int>(*id) : -1;
+}
+
+bool parse_pre_tokenizer(std::string_view name, PreTokenizer* out) {
+    for (const char* n : {"gpt-2", "gpt2", "phi-2"})
+        if (name == n) return *out = PreTokenizer::gpt2, true;
+    for (const char* n : {"llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral"})
+        if (name == n) return *out = PreTokenizer::llama3, true;
+    if (name == "smollm") return *out = PreTokenizer::smollm, true;
+    return false;
+}
+
+}  // namespace
+
+Tokenizer tokenizer_from_gguf(const GgufFile& g) {
+    const std::optional<std::string_view> model = g.get_string("tokenizer.ggml.model");
+    if (!model) g.fail("missing required metadata tokenizer.ggml.model (no vocabulary inside; give a tokenizer with -z)");
+    Vocabulary v;
+    if (*model == "llama") {
+        v.kind = TokenizerKind::spm;
+    } else if (*model == "gpt2") {
+        v.kind = TokenizerKind::bpe;
+    } else {
+        g.fail("tokenizer.ggml.model '" + std::string(*model) + "' is not supported (ferry reads 'llama' and 'gpt2')");
+    }
+    const GgufValue* tokens = g.get_array("tokenizer.ggml.tokens", GgufType::STRING);
+    if (!tokens) g.fail("missing required metadata tokenizer.ggml.tokens");
+    if (tokens->count == 0 || tokens->count > static_cast<uint64_t>(std::numeric_limits<int32_t>::max()))
+        g.fail("tokenizer.ggml.tokens has " + std::to_string(tokens->count) + " tokens");
+    const int n = static_cast<int>(tokens->count);
+    v.pieces.reserve(tokens->strings.size());
+    for (std::string_view s : tokens->strings) v.pieces.emplace_back(s);
+
+    if (const GgufValue* scores = g.find("tokenizer.ggml.scores")) {
+        if (!scores->is_array() || scores->count != tokens->count || !scores->float_at(0))
+            g.fail("tokenizer.ggml.scores should be " + std::to_string(n) + " numbers, it is " + scores->describe());
+        v.scores.resize(static_cast<size_t>(n));
+        for (int i = 0; i < n; ++i) v.scores[i] = static_cast<float>(*scores->float_at(i));
+    }
+    if (const GgufValue* types = g.find("tokenizer.ggml.token_type")) {
+        if (!types->is_array() || types->count != tokens->count || !types->int_at(0))
+            g.fail("tokenizer.ggml.token_type should be " + std::to_string(n) + " integers, it is " +
+                   types->describe());
+        v.types.resize(static_cast<size_t>(n));
+        for (int i = 0; i < n; ++i) {
+            const int64_t t = *types->int_at(i);
+            v.types[i] = t >= 0 && t <= 6 ? static_cast<TokenType>(t) : TokenType::undefined;
+        }
+    }
+    if (v.kind == TokenizerKind::bpe) {
+        const GgufValue* merges = g.get_array("tokenizer.ggml.merges", GgufType::STRING);
+        if (!merges) g.fail("missing required metadata tokenizer.ggml.merges (a 'gpt2' vocabulary needs its merges)");
+        v.merges.reserve(merges->strings.size());
+        for (std::string_view m : merges->strings) {
+            // "left right"; the split is the first space after the first
+            // character, as a piece may itself begin with a space.
+            const size_t sp = m.size() > 1 ? m.find(' ', 1) : std::string_view::npos;
+            if (sp == std::string_view::npos) g.fail("tokenizer.ggml.merges entry '" + std::string(m) + "' has no space");
+            v.merges.emplace_back(m);
+            v.merges.back()[sp] = ' ';
+        }
+        const std::string_view pre = g.get_string("tokenizer.ggml.pre").value_or("default");
+        if (!parse_pre_tokenizer(pre, &v.pre))
+            g.fail("tokenizer.ggml.pre '" + std::string(pre) +
+                   "' is not supported (ferry knows gpt-2, llama-bpe/llama3 and smollm)");
+        v.add_bos = v.pre == PreTokenizer::llama3;
+    } else {
+        v.add_bos = true;
+        v.add_space_prefix = g.get_bool("tokenizer.ggml.add_space_prefix").value_or(true);
+    }
+    const bool spm = v.kind == TokenizerKind::spm;
+    v.bos = token_id_key(g, "tokenizer.ggml.bos_token_id", spm ? 1 : -1, n);
+    v.eos = token_id_key(g, "tokenizer.ggml.eos_token_id", spm ? 2 : -1, n);
+    v.unk = token_id_key(g, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1, n);
+    v.eot = token_id_key(g, "tokenizer.ggml.eot_token_id", -1, n);
+    v.eom = token_id_key(g, "tokenizer.ggml.eom_token_id", -1, n);
+    v.add_bos = g.get_bool("tokenizer.ggml.add_bos_token").value_or(v.add_bos);
+    v.add_eos = g.get_bool("tokenizer.ggml.add_eos_token").value_or(false);
+    if (v.add_bos && v.bos < 0) v.add_bos = false;
+    try {
+        return Tokenizer(std::move(v));
+    } catch (const Error& e) {
+        g.fail(e.what());
+    }
+}
+
 Tokenizer load_tokenizer(const ModelFile& model, const std::string& tokenizer_path) {
+    if (tokenizer_path.empty() && model.gguf) return tokenizer_from_gguf(*model.gguf);
     std::string path = tokenizer_path;
     if (path.empty()) path = (std::filesystem::path(model.path).parent_path() / "tokenizer.bin").string();
     return Tokenizer::load_llama2c(path, model.config.vocab_size);
