@@ -36,8 +36,10 @@ void softmax(float* x, int n);
 
 // Rotary embedding on interleaved pairs (llama2.c / GGML "normal" mode) for the
 // query (q_dim values) and key (kv_dim values) of one position.
-// Pair i of a head uses frequency 1 / theta^(2i / head_size).
-void rope(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta);
+// Pair i of a head uses frequency 1 / theta^(2i / head_size), divided by
+// freq_factors[i] when given (Llama 3.1+ `rope_freqs.weight`, head_size / 2 values).
+void rope(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta,
+          const float* freq_factors = nullptr);
 
 // hb[i] = silu(hb[i]) * up[i]
 void swiglu(float* hb, const float* up, int n);

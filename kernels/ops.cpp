@@ -28,10 +28,12 @@ void softmax(float* x, int n) {
     for (int i = 0; i < n; ++i) x[i] /= sum;
 }
 
-void rope(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta) {
+void rope(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta,
+          const float* freq_factors) {
     for (int i = 0; i < q_dim; i += 2) {
         const int head_dim = i % head_size;
-        const float freq = 1.0f / std::pow(theta, head_dim / static_cast<float>(head_size));
+        float freq = 1.0f / std::pow(theta, head_dim / static_cast<float>(head_size));
+        if (freq_factors) freq /= freq_factors[head_dim / 2];
         const float val = pos * freq;
         const float fcr = std::cos(val);
         const float fci = std::sin(val);
