@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <ostream>
 
 #include "common/model_file.h"
 #include "common/tokenizer.h"
@@ -37,6 +38,9 @@ const ReferenceCase kCases[] = {
      "Once upon a time"},
     {"aidreams260K.greedy.n256.noprompt", "aidreams260K.bin", "aidreams260K-tok512.bin", 0.0f, 0.9f, 1, 256, ""},
 };
+
+// ctest lists parameterised tests by their printed parameters: print the name.
+void PrintTo(const ReferenceCase& rc, std::ostream* os) { *os << rc.reference; }
 
 std::string ids_text(const std::vector<int>& ids) {
     std::string s;
