@@ -6,6 +6,14 @@
 
 namespace ferry::kernels {
 
+void q3_k_scales(const uint8_t* packed, int8_t* scales) {
+    for (int j = 0; j < 16; ++j) {
+        const int low = j < 8 ? packed[j] & 0xF : packed[j - 8] >> 4;
+        const int high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+        scales[j] = static_cast<int8_t>((low | (high << 4)) - 32);
+    }
+}
+
 void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
     const int64_t nb = n / kQK8_0;
     for (int64_t i = 0; i < nb; ++i) {
@@ -15,6 +23,31 @@ void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = fp32_to_fp16(d);
         for (int j = 0; j < kQK8_0; ++j) y[i].qs[j] = static_cast<int8_t>(std::roundf(x[i * kQK8_0 + j] * id));
+    }
+}
+
+void quantize_row_q8_k(const float* x, BlockQ8_K* y, int64_t n) {
+    for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+        float max = 0.0f, amax = 0.0f;
+        for (int j = 0; j < kQK_K; ++j) {
+            if (std::fabs(x[j]) > amax) {
+                amax = std::fabs(x[j]);
+                max = x[j];
+            }
+        }
+        std::memset(&y[i], 0, sizeof(BlockQ8_K));
+        if (amax == 0.0f) continue;
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < kQK_K; ++j) {
+            const int v = nearest_int(iscale * x[j]);
+            y[i].qs[j] = static_cast<int8_t>(v < 127 ? v : 127);
+        }
+        for (int g = 0; g < kQK_K / 16; ++g) {
+            int sum = 0;
+            for (int j = 0; j < 16; ++j) sum += y[i].qs[g * 16 + j];
+            y[i].bsums[g] = static_cast<int16_t>(sum);
+        }
+        y[i].d = 1.0f / iscale;
     }
 }
 
