@@ -14,41 +14,50 @@ void q3_k_scales(const uint8_t* packed, int8_t* scales) {
     }
 }
 
-void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
-    const int64_t nb = n / kQK8_0;
-    for (int64_t i = 0; i < nb; ++i) {
-        float amax = 0.0f;
-        for (int j = 0; j < kQK8_0; ++j) amax = std::fmax(amax, std::fabs(x[i * kQK8_0 + j]));
-        const float d = amax / 127.0f;
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = fp32_to_fp16(d);
-        for (int j = 0; j < kQK8_0; ++j) y[i].qs[j] = static_cast<int8_t>(std::roundf(x[i * kQK8_0 + j] * id));
+uint16_t quantize_block_q8_0(const float* x, int8_t* q) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK8_0; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d ? 1.0f / d : 0.0f;
+    for (int j = 0; j < kQK8_0; ++j) {
+        const float v = x[j] * id;
+        q[j] = static_cast<int8_t>(std::roundf(v));
     }
+    return fp32_to_fp16(d);
+}
+
+void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
+    for (int64_t i = 0; i < n / kQK8_0; ++i) y[i].d = quantize_block_q8_0(x + i * kQK8_0, y[i].qs);
+}
+
+void quantize_block_q8_k(const float* x, int8_t* q, float* d, int16_t* bsums) {
+    float max = 0.0f, amax = 0.0f;
+    for (int j = 0; j < kQK_K; ++j) {
+        if (std::fabs(x[j]) > amax) {
+            amax = std::fabs(x[j]);
+            max = x[j];
+        }
+    }
+    std::memset(q, 0, kQK_K);
+    std::memset(bsums, 0, kQK_K / 16 * sizeof(int16_t));
+    *d = 0.0f;
+    if (amax == 0.0f) return;
+    const float iscale = -127.0f / max;
+    for (int j = 0; j < kQK_K; ++j) {
+        const float v = iscale * x[j];
+        const int l = nearest_int(v);
+        q[j] = static_cast<int8_t>(l < 127 ? l : 127);
+    }
+    for (int g = 0; g < kQK_K / 16; ++g) {
+        int sum = 0;
+        for (int j = 0; j < 16; ++j) sum += q[g * 16 + j];
+        bsums[g] = static_cast<int16_t>(sum);
+    }
+    *d = 1.0f / iscale;
 }
 
 void quantize_row_q8_k(const float* x, BlockQ8_K* y, int64_t n) {
-    for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
-        float max = 0.0f, amax = 0.0f;
-        for (int j = 0; j < kQK_K; ++j) {
-            if (std::fabs(x[j]) > amax) {
-                amax = std::fabs(x[j]);
-                max = x[j];
-            }
-        }
-        std::memset(&y[i], 0, sizeof(BlockQ8_K));
-        if (amax == 0.0f) continue;
-        const float iscale = -127.0f / max;
-        for (int j = 0; j < kQK_K; ++j) {
-            const int v = nearest_int(iscale * x[j]);
-            y[i].qs[j] = static_cast<int8_t>(v < 127 ? v : 127);
-        }
-        for (int g = 0; g < kQK_K / 16; ++g) {
-            int sum = 0;
-            for (int j = 0; j < 16; ++j) sum += y[i].qs[g * 16 + j];
-            y[i].bsums[g] = static_cast<int16_t>(sum);
-        }
-        y[i].d = 1.0f / iscale;
-    }
+    for (int64_t i = 0; i < n / kQK_K; ++i) quantize_block_q8_k(x + i * kQK_K, y[i].qs, &y[i].d, y[i].bsums);
 }
 
 void quantize_row_q8_group(const float* x, int8_t* q, float* scales, int64_t n, int64_t group) {

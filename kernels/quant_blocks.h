@@ -130,9 +130,12 @@ constexpr int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1
 
 namespace kernels {
 
+// (static: these also go into the SIMD files, whose copies must never stand in
+// for the portable ones at link time.)
+
 // Round to nearest, ties to even, for |x| < 2^22: GGML's nearest_int, which
 // adds 1.5 * 2^23 so the float's mantissa holds the integer.
-inline int nearest_int(float x) {
+static inline int nearest_int(float x) {
     const float biased = x + 12582912.0f;
     int32_t bits;
     std::memcpy(&bits, &biased, 4);
@@ -140,7 +143,7 @@ inline int nearest_int(float x) {
 }
 
 // Sub-block `j`'s 6-bit scale and min of a Q4_K/Q5_K block (GGML's get_scale_min_k4).
-inline void scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
+static inline void scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
     if (j < 4) {
         *sc = q[j] & 63;
         *m = q[j + 4] & 63;
@@ -155,9 +158,13 @@ void q3_k_scales(const uint8_t* packed, int8_t* scales);
 
 // GGML's quantize_row_q8_0_ref: d = amax / 127, q = round(x / d).
 void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n);
+// The same for one block of 32 values: writes q, returns d as an f16.
+uint16_t quantize_block_q8_0(const float* x, int8_t* q);
 // GGML's quantize_row_q8_K_ref: d = max / -127 (max = the value of largest
 // magnitude), q = nearest_int(x / d), plus the sums of every 16 q.
 void quantize_row_q8_k(const float* x, BlockQ8_K* y, int64_t n);
+// The same for one block of 256 values.
+void quantize_block_q8_k(const float* x, int8_t* q, float* d, int16_t* bsums);
 // llama2.c runq.c's activation quantizer: per group, scale = amax / 127,
 // q = round(x / scale) (in double, as runq.c does).
 void quantize_row_q8_group(const float* x, int8_t* q, float* scales, int64_t n, int64_t group);

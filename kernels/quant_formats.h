@@ -40,10 +40,14 @@ struct QuantFormat {
 // nullptr for F32/F16/BF16/Q8_GROUP and unknown ids.
 const QuantFormat* quant_format(TensorType type);
 
-// Value v of an unpacked block as f32, in GGML's order.
-inline float block_value(const BlockInts& b, int v) {
+// Value v of an unpacked block as f32, in GGML's order (one operation per
+// statement: x87 builds round each to float, see kernels/CMakeLists.txt).
+static inline float block_value(const BlockInts& b, int v) {
     const int g = v / b.group;
-    return (b.d * b.scale[g]) * b.q[v] - b.dmin * b.min[g];
+    const float scale = b.d * static_cast<float>(b.scale[g]);
+    const float value = scale * static_cast<float>(b.q[v]);
+    const float min = b.dmin * static_cast<float>(b.min[g]);
+    return value - min;
 }
 
 // Quantizers and unpackers, by family (quant_legacy.cpp, quant_kquants.cpp,

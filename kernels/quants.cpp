@@ -1,10 +1,125 @@
+// Quantized matmul: quantize each token's activations once (Q8_0, Q8_K or
+// Q8_GROUP, as the weight type's dot product needs), then run the active
+// level's kernel over the output rows, split between the pool's threads.
 #include "kernels/quants.h"
+
+#include <cstring>
+#include <vector>
+
+#include "kernels/fp16.h"
+#include "kernels/quant_dot.h"
+#include "kernels/quant_formats.h"
+#include "kernels/quantize.h"
 
 namespace ferry::kernels {
 
-// No GGML block types beyond f32/q8 yet.
-bool quant_matmul_supports(TensorType) { return false; }
-void quant_matmul(float*, const Matrix&, const float*, int, ThreadPool*) {}
-bool quant_dequantize_row(const Matrix&, int64_t, float*) { return false; }
+namespace {
+
+// Per calling thread, reused from call to call (a forward pass makes hundreds).
+struct ActScratch {
+    std::vector<uint8_t> bytes;
+    uint8_t* take(size_t n) {
+        if (bytes.size() < n + 64) bytes.resize(n + 64);
+        uintptr_t p = reinterpret_cast<uintptr_t>(bytes.data());
+        return reinterpret_cast<uint8_t*>((p + 63) & ~static_cast<uintptr_t>(63));
+    }
+};
+
+size_t round64(size_t n) { return (n + 63) & ~static_cast<size_t>(63); }
+
+QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratch* scratch) {
+    QuantActs a;
+    a.cols = w.cols;
+    a.n_tokens = n_tokens;
+    if (w.type == TensorType::Q8_GROUP) {
+        a.type = TensorType::Q8_GROUP;
+        a.block = w.group;
+    } else {
+        a.type = quant_format(w.type)->dot_type;
+        a.block = a.type == TensorType::Q8_0 ? kQK8_0 : kQK_K;
+    }
+    const int64_t n = w.cols * n_tokens, nb = w.cols / a.block;
+    const size_t qs_bytes = round64(static_cast<size_t>(n));
+    const size_t d_bytes = round64(static_cast<size_t>(nb * n_tokens) * sizeof(float));
+    const size_t sums_bytes = round64(static_cast<size_t>(n / 16) * sizeof(int32_t));
+    uint8_t* base = scratch->take(qs_bytes + d_bytes + sums_bytes);
+    int8_t* qs = reinterpret_cast<int8_t*>(base);
+    float* d = reinterpret_cast<float*>(base + qs_bytes);
+    a.qs = qs;
+    a.d = d;
+    if (a.type == TensorType::Q8_GROUP) {
+        for (int t = 0; t < n_tokens; ++t)
+            quantize_row_q8_group(x + t * w.cols, qs + t * w.cols, d + t * nb, w.cols, w.group);
+    } else if (a.type == TensorType::Q8_0) {
+        int32_t* sums = reinterpret_cast<int32_t*>(base + qs_bytes + d_bytes);
+        a.sums = sums;
+        for (int64_t b = 0; b < nb * n_tokens; ++b) {
+            int8_t* q = qs + b * kQK8_0;
+            d[b] = fp16_to_fp32(quantize_block_q8_0(x + b * kQK8_0, q));
+            int32_t s = 0;
+            for (int j = 0; j < kQK8_0; ++j) s += q[j];
+            sums[b] = s;
+        }
+    } else {
+        int16_t* bsums = reinterpret_cast<int16_t*>(base + qs_bytes + d_bytes);
+        a.bsums = bsums;
+        for (int64_t b = 0; b < nb * n_tokens; ++b)
+            quantize_block_q8_k(x + b * kQK_K, qs + b * kQK_K, d + b, bsums + b * (kQK_K / 16));
+    }
+    return a;
+}
+
+QuantRowsFn pick_kernel(TensorType type, Level level) {
+    QuantRowsFn (*const avx2_families[])(TensorType) = {avx2::legacy_rows, avx2::kquant_rows, avx2::ternary_rows,
+                                                        avx2::q8group_rows};
+    QuantRowsFn (*const sse2_families[])(TensorType) = {sse2::legacy_rows, sse2::kquant_rows, sse2::ternary_rows,
+                                                        sse2::q8group_rows};
+#if defined(__i386__) || defined(__x86_64__)
+    if (level == Level::avx2)
+        for (auto family : avx2_families)
+            if (QuantRowsFn fn = family(type)) return fn;
+    if (level >= Level::sse2)
+        for (auto family : sse2_families)
+            if (QuantRowsFn fn = family(type)) return fn;
+#endif
+    return scalar::quant_rows(type);
+}
+
+}  // namespace
+
+bool quant_matmul_supports(TensorType type) { return scalar::quant_rows(type) != nullptr; }
+
+void quant_matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPool* pool) {
+    if (w.rows <= 0 || n_tokens <= 0) return;
+    thread_local ActScratch scratch;
+    const QuantActs a = quantize_acts(w, x, n_tokens, &scratch);
+    const QuantRowsFn fn = pick_kernel(w.type, active_level());
+    if (!pool) return fn(out, w, a, 0, w.rows);
+    // Chunks of whole row pairs (the SIMD kernels do two rows at a time), each
+    // worth about 64k multiply-adds so that handing one out pays.
+    const int64_t pairs = (w.rows + 1) / 2;
+    int64_t grain = (int64_t{1} << 16) / (2 * w.cols * n_tokens);
+    if (grain < 1) grain = 1;
+    pool->parallel_for(pairs, grain, [&](int64_t p0, int64_t p1) {
+        fn(out, w, a, 2 * p0, 2 * p1 < w.rows ? 2 * p1 : w.rows);
+    });
+}
+
+bool quant_dequantize_row(const Matrix& w, int64_t row, float* out) {
+    if (w.type == TensorType::Q8_GROUP) {
+        const int8_t* q = static_cast<const int8_t*>(w.data) + row * w.cols;
+        const uint8_t* s = reinterpret_cast<const uint8_t*>(w.data) + w.rows * w.cols;
+        for (int64_t j = 0; j < w.cols; j += w.group) {
+            float scale;
+            std::memcpy(&scale, s + (row * w.cols + j) / w.group * 4, 4);
+            for (int64_t k = 0; k < w.group; ++k) out[j + k] = q[j + k] * scale;
+        }
+        return true;
+    }
+    const int64_t row_bytes = tensor_bytes(w.type, 1, w.cols);
+    if (!quant_matmul_supports(w.type) || row_bytes < 0) return false;
+    dequantize_values(w.type, static_cast<const uint8_t*>(w.data) + row * row_bytes, out, w.cols);
+    return true;
+}
 
 }  // namespace ferry::kernels

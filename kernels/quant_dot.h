@@ -1,0 +1,93 @@
+// The integer dot products of the quantized matmul (private to kernels/):
+// quantized activations, the one canonical arithmetic order every level
+// follows, and the per-level kernel tables.
+//
+// Canonical order. A weight row is a run of blocks b = 0 .. nb-1: 32 values
+// for the types whose activations are Q8_0 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+// IQ4_NL), 256 for those with Q8_K activations (K-quants, TQ1_0, TQ2_0), one
+// group for Q8_GROUP. For row r and token t:
+//   isum_b = exact integer sum over the block of sum_g scale_g * (level * xq)
+//   msum_b = exact integer sum over the block of sum_g min_g * (sum of xq in g)
+//   term_b = (d_w * d_x) * float(isum_b) - (dmin_w * d_x) * float(msum_b)
+//            (the second product only for types with mins; BlockInts in
+//            quant_formats.h defines level, scale, min, d and dmin)
+//   acc[b % 8] += term_b, every acc starting at +0.0f, b increasing
+//   out = ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7))
+// Integer sums are exact however they are computed (the SIMD code sums in any
+// order and subtracts offsets like 8 * sum(xq) afterwards); every float
+// operation above is one IEEE f32 operation, in this order, on every level,
+// for every token of a batch. So scalar, SSE2 and AVX2 agree bit for bit, and
+// a token gives the same bits alone or in a batch, on any thread count.
+#pragma once
+#include <cstdint>
+
+#include "kernels/cpu_features.h"
+#include "kernels/tensor_type.h"
+
+namespace ferry::kernels {
+
+// Activations of n_tokens tokens quantized for one weight type's dot product.
+struct QuantActs {
+    TensorType type = TensorType::Q8_0;  // Q8_0, Q8_K or Q8_GROUP
+    int64_t cols = 0;
+    int n_tokens = 0;
+    int64_t block = 0;  // values per scale: 32, 256 or the group
+    const int8_t* qs = nullptr;  // token t at qs + t * cols; 32-byte aligned
+    const float* d = nullptr;    // token t at d + t * (cols / block)
+    // Q8_0: sum of each block's qs, token t at sums + t * (cols / 32).
+    const int32_t* sums = nullptr;
+    // Q8_K: sum of every 16 qs, token t at bsums + t * (cols / 16).
+    const int16_t* bsums = nullptr;
+};
+
+// out[t * w.rows + r] for rows [r0, r1) and every token of a, in the canonical order.
+using QuantRowsFn = void (*)(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1);
+
+// (static: see quant_blocks.h.) The canonical reduction of the 8 partial sums.
+static inline float reduce_acc8(const float* acc) {
+    const float s04 = acc[0] + acc[4];
+    const float s26 = acc[2] + acc[6];
+    const float s15 = acc[1] + acc[5];
+    const float s37 = acc[3] + acc[7];
+    const float lo = s04 + s26;
+    const float hi = s15 + s37;
+    return lo + hi;
+}
+
+// One block's term, in the canonical order (one operation per statement, so
+// that x87 builds with -ffloat-store round like SSE). block_term_min is for
+// the types with mins (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K), block_term for the rest:
+// which one is a property of the type, never of the values (main - 0 is not
+// always main: -0 - -0 = +0).
+static inline float block_term(float dw, float dx, int32_t isum) {
+    const float scale = dw * dx;
+    const float fi = static_cast<float>(isum);
+    return scale * fi;
+}
+static inline float block_term_min(float dw, float dmin, float dx, int32_t isum, int32_t msum) {
+    const float main = block_term(dw, dx, isum);
+    const float mscale = dmin * dx;
+    const float fm = static_cast<float>(msum);
+    const float mterm = mscale * fm;
+    return main - mterm;
+}
+
+// Kernels of each level; nullptr where a level has none for a type (the
+// dispatcher then uses the next lower level, which gives the same bits).
+namespace scalar {
+QuantRowsFn quant_rows(TensorType type);
+}
+namespace sse2 {
+QuantRowsFn legacy_rows(TensorType type);
+QuantRowsFn kquant_rows(TensorType type);
+QuantRowsFn ternary_rows(TensorType type);
+QuantRowsFn q8group_rows(TensorType type);
+}  // namespace sse2
+namespace avx2 {
+QuantRowsFn legacy_rows(TensorType type);
+QuantRowsFn kquant_rows(TensorType type);
+QuantRowsFn ternary_rows(TensorType type);
+QuantRowsFn q8group_rows(TensorType type);
+}  // namespace avx2
+
+}  // namespace ferry::kernels

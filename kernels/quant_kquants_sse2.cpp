@@ -1,0 +1,9 @@
+#if defined(__i386__) || defined(__x86_64__)
+#include "kernels/quant_dot.h"
+
+namespace ferry::kernels::sse2 {
+
+QuantRowsFn kquant_rows(TensorType) { return nullptr; }
+
+}  // namespace ferry::kernels::sse2
+#endif

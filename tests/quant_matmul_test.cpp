@@ -1,0 +1,273 @@
+// The quantized matmul kernels against a naive reference (weights and
+// quantized activations decoded to f32, summed in double), on odd row counts
+// and several column counts, at every level this CPU has; and the determinism
+// contract: levels, thread counts and batch vs single token agree bit for bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <ostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu_features.h"
+#include "kernels/quant_blocks.h"
+#include "kernels/quantize.h"
+#include "kernels/quants.h"
+#include "kernels/thread_pool.h"
+
+namespace ferry {
+namespace {
+
+using kernels::Level;
+
+struct DotType {
+    TensorType type;
+    TensorType act;  // activation type of its dot product
+};
+void PrintTo(const DotType& t, std::ostream* os) { *os << tensor_type_name(t.type); }
+
+const DotType kDotTypes[] = {
+    {TensorType::Q8_0, TensorType::Q8_0},   {TensorType::Q4_0, TensorType::Q8_0},  {TensorType::Q4_1, TensorType::Q8_0},
+    {TensorType::Q5_0, TensorType::Q8_0},   {TensorType::Q5_1, TensorType::Q8_0},  {TensorType::IQ4_NL, TensorType::Q8_0},
+    {TensorType::Q2_K, TensorType::Q8_K},   {TensorType::Q3_K, TensorType::Q8_K},  {TensorType::Q4_K, TensorType::Q8_K},
+    {TensorType::Q5_K, TensorType::Q8_K},   {TensorType::Q6_K, TensorType::Q8_K},  {TensorType::TQ1_0, TensorType::Q8_K},
+    {TensorType::TQ2_0, TensorType::Q8_K},  {TensorType::Q8_GROUP, TensorType::Q8_GROUP},
+};
+
+std::vector<Level> levels_here() {
+    std::vector<Level> out;
+    for (Level l : {Level::scalar, Level::sse2, Level::avx2})
+        if (static_cast<int>(l) <= static_cast<int>(kernels::best_level())) out.push_back(l);
+    return out;
+}
+
+struct LevelGuard {
+    Level saved = kernels::active_level();
+    ~LevelGuard() { kernels::set_active_level(saved); }
+};
+
+// A weight matrix in its stored type, made by quantizing weight-like values
+// (normal, a few outliers, some all-zero rows' blocks) with the public API.
+struct QuantMatrix {
+    std::vector<uint8_t> bytes;
+    Matrix m;
+};
+
+QuantMatrix make_matrix(TensorType type, int64_t rows, int64_t cols, std::mt19937* rng, int64_t group = 32) {
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    std::vector<float> w(static_cast<size_t>(rows * cols));
+    for (size_t i = 0; i < w.size(); ++i) w[i] = normal(*rng) * (i % 97 == 3 ? 20.0f : 1.0f);
+    for (int64_t c = 0; c < cols && rows > 2; ++c) w[static_cast<size_t>(1 * cols + c)] = c < 32 ? 0.0f : w[cols + c];
+    QuantMatrix q;
+    q.m.type = type;
+    q.m.rows = rows;
+    q.m.cols = cols;
+    if (type == TensorType::Q8_GROUP) {
+        q.m.group = group;
+        q.bytes.resize(static_cast<size_t>(tensor_bytes(type, rows, cols, group)));
+        int8_t* values = reinterpret_cast<int8_t*>(q.bytes.data());
+        std::vector<float> scales(static_cast<size_t>(rows * cols / group));
+        kernels::quantize_row_q8_group(w.data(), values, scales.data(), rows * cols, group);
+        std::memcpy(q.bytes.data() + rows * cols, scales.data(), scales.size() * 4);
+    } else {
+        q.bytes.resize(static_cast<size_t>(tensor_bytes(type, rows, cols)));
+        EXPECT_EQ(kernels::quantize_rows(type, w.data(), q.bytes.data(), rows, cols), q.bytes.size());
+    }
+    q.m.data = q.bytes.data();
+    return q;
+}
+
+std::vector<float> make_activations(int64_t n, std::mt19937* rng) {
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(n));
+    for (float& v : x) v = normal(*rng);
+    return x;
+}
+
+// Token x as the dot product sees it: quantized, then decoded to f32.
+std::vector<float> decoded_activations(TensorType act, const float* x, int64_t cols, int64_t group) {
+    std::vector<float> out(static_cast<size_t>(cols));
+    if (act == TensorType::Q8_GROUP) {
+        std::vector<int8_t> q(static_cast<size_t>(cols));
+        std::vector<float> s(static_cast<size_t>(cols / group));
+        kernels::quantize_row_q8_group(x, q.data(), s.data(), cols, group);
+        for (int64_t i = 0; i < cols; ++i) out[i] = q[i] * s[i / group];
+    } else if (act == TensorType::Q8_0) {
+        std::vector<BlockQ8_0> b(static_cast<size_t>(cols / kQK8_0));
+        kernels::quantize_row_q8_0(x, b.data(), cols);
+        kernels::dequantize_values(act, b.data(), out.data(), cols);
+    } else {
+        std::vector<BlockQ8_K> b(static_cast<size_t>(cols / kQK_K));
+        kernels::quantize_row_q8_k(x, b.data(), cols);
+        kernels::dequantize_values(act, b.data(), out.data(), cols);
+    }
+    return out;
+}
+
+// The naive reference: sum in double of decoded weight times decoded activation,
+// with the sum of magnitudes for the tolerance.
+void reference(const QuantMatrix& q, TensorType act, const float* x, int n_tokens, std::vector<double>* out,
+               std::vector<double>* magnitude) {
+    const Matrix& w = q.m;
+    out->assign(static_cast<size_t>(w.rows * n_tokens), 0.0);
+    magnitude->assign(out->size(), 0.0);
+    std::vector<float> row(static_cast<size_t>(w.cols));
+    for (int t = 0; t < n_tokens; ++t) {
+        const std::vector<float> xa = decoded_activations(act, x + t * w.cols, w.cols, w.group);
+        for (int64_t r = 0; r < w.rows; ++r) {
+            ASSERT_TRUE(kernels::quant_dequantize_row(w, r, row.data()));
+            double s = 0.0, m = 0.0;
+            for (int64_t c = 0; c < w.cols; ++c) {
+                s += static_cast<double>(row[c]) * xa[c];
+                m += std::fabs(static_cast<double>(row[c]) * xa[c]);
+            }
+            (*out)[t * w.rows + r] = s;
+            (*magnitude)[t * w.rows + r] = m;
+        }
+    }
+}
+
+std::vector<float> run(const Matrix& w, const float* x, int n_tokens, kernels::ThreadPool* pool) {
+    std::vector<float> out(static_cast<size_t>(w.rows * n_tokens), -777.0f);
+    kernels::quant_matmul(out.data(), w, x, n_tokens, pool);
+    return out;
+}
+
+void expect_bitwise_equal(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
+    ASSERT_EQ(a.size(), b.size()) << what;
+    int shown = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        if (std::memcmp(&a[i], &b[i], 4) != 0 && shown++ < 3)
+            ADD_FAILURE() << what << ": element " << i << " " << a[i] << " vs " << b[i];
+    }
+}
+
+class QuantMatmul : public ::testing::TestWithParam<DotType> {};
+
+TEST_P(QuantMatmul, MatchesTheNaiveReferenceAtEveryLevel) {
+    const DotType& dt = GetParam();
+    ASSERT_TRUE(kernels::quant_matmul_supports(dt.type));
+    LevelGuard guard;
+    std::mt19937 rng(1234 + static_cast<int>(dt.type));
+    const int64_t block = dt.act == TensorType::Q8_K ? kQK_K : kQK8_0;
+    // Odd row counts; column counts of 1, 3, 9 and 17 blocks (whole and partial groups of 8).
+    for (int64_t rows : {1, 7, 13}) {
+        for (int64_t nblocks : {1, 3, 9, 17}) {
+            const int64_t cols = nblocks * block;
+            const QuantMatrix q = make_matrix(dt.type, rows, cols, &rng);
+            const int n_tokens = 3;
+            const std::vector<float> x = make_activations(cols * n_tokens, &rng);
+            std::vector<double> ref, mag;
+            reference(q, dt.act, x.data(), n_tokens, &ref, &mag);
+            for (Level level : levels_here()) {
+                ASSERT_TRUE(kernels::set_active_level(level));
+                const std::vector<float> got = run(q.m, x.data(), n_tokens, nullptr);
+                for (size_t i = 0; i < got.size(); ++i)
+                    ASSERT_NEAR(got[i], ref[i], 1e-5 * mag[i] + 1e-30)
+                        << kernels::level_name(level) << " rows " << rows << " cols " << cols << " element " << i;
+            }
+        }
+    }
+}
+
+TEST_P(QuantMatmul, LevelsThreadsAndBatchesAgreeBitForBit) {
+    const DotType& dt = GetParam();
+    LevelGuard guard;
+    std::mt19937 rng(99 + static_cast<int>(dt.type));
+    const int64_t block = dt.act == TensorType::Q8_K ? kQK_K : dt.act == TensorType::Q8_GROUP ? 64 : kQK8_0;
+    const int64_t rows = 37, cols = 11 * block;
+    const int n_tokens = 7;
+    const QuantMatrix q = make_matrix(dt.type, rows, cols, &rng, 64);
+    const std::vector<float> x = make_activations(cols * n_tokens, &rng);
+    kernels::ThreadPool pool2(2), pool3(3);
+
+    ASSERT_TRUE(kernels::set_active_level(Level::scalar));
+    const std::vector<float> want = run(q.m, x.data(), n_tokens, nullptr);
+    for (Level level : levels_here()) {
+        ASSERT_TRUE(kernels::set_active_level(level));
+        const std::string name = kernels::level_name(level);
+        expect_bitwise_equal(run(q.m, x.data(), n_tokens, nullptr), want, name + " batch vs scalar");
+        expect_bitwise_equal(run(q.m, x.data(), n_tokens, &pool2), want, name + " 2 threads");
+        expect_bitwise_equal(run(q.m, x.data(), n_tokens, &pool3), want, name + " 3 threads");
+        for (int t = 0; t < n_tokens; ++t) {
+            const std::vector<float> one = run(q.m, x.data() + t * cols, 1, t % 2 ? &pool2 : nullptr);
+            expect_bitwise_equal(one, std::vector<float>(want.begin() + t * rows, want.begin() + (t + 1) * rows),
+                                 name + " token " + std::to_string(t) + " alone");
+        }
+    }
+}
+
+// Blocks of random bytes (with sane scales): levels at their extremes (Q8_0
+// -128, every Q3_K/Q6_K scale, every TQ1_0 byte), which quantizers never
+// make but files may hold.
+TEST_P(QuantMatmul, ExtremeBlocksAgreeAcrossLevels) {
+    const DotType& dt = GetParam();
+    if (dt.type == TensorType::Q8_GROUP) GTEST_SKIP() << "no block structure";
+    LevelGuard guard;
+    std::mt19937 rng(7 + static_cast<int>(dt.type));
+    const int64_t block = dt.act == TensorType::Q8_K ? kQK_K : kQK8_0;
+    const int64_t rows = 9, cols = 10 * block;
+    QuantMatrix q = make_matrix(dt.type, rows, cols, &rng);
+    const TensorTypeTraits* tr = tensor_type_traits(dt.type);
+    const int64_t n_blocks = rows * cols / tr->block_values;
+    // Which bytes hold f16 scales, by layout (everything else is free bits).
+    std::vector<int> scale_bytes;
+    switch (dt.type) {
+        case TensorType::Q4_1: case TensorType::Q5_1: scale_bytes = {0, 2}; break;
+        case TensorType::Q2_K: scale_bytes = {80, 82}; break;
+        case TensorType::Q3_K: scale_bytes = {108}; break;
+        case TensorType::Q4_K: case TensorType::Q5_K: scale_bytes = {0, 2}; break;
+        case TensorType::Q6_K: scale_bytes = {208}; break;
+        case TensorType::TQ1_0: scale_bytes = {52}; break;
+        case TensorType::TQ2_0: scale_bytes = {64}; break;
+        default: scale_bytes = {0}; break;
+    }
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        uint8_t* p = q.bytes.data() + b * tr->block_bytes;
+        for (int64_t i = 0; i < tr->block_bytes; ++i) p[i] = static_cast<uint8_t>(rng());
+        for (int off : scale_bytes) {
+            const uint16_t h = static_cast<uint16_t>(0x2000 + rng() % 0x1000);  // about 0.008 .. 0.03
+            std::memcpy(p + off, &h, 2);
+        }
+    }
+    const int n_tokens = 2;
+    const std::vector<float> x = make_activations(cols * n_tokens, &rng);
+    std::vector<double> ref, mag;
+    reference(q, dt.act, x.data(), n_tokens, &ref, &mag);
+    ASSERT_TRUE(kernels::set_active_level(Level::scalar));
+    const std::vector<float> want = run(q.m, x.data(), n_tokens, nullptr);
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(want[i], ref[i], 1e-5 * mag[i] + 1e-30) << i;
+    for (Level level : levels_here()) {
+        ASSERT_TRUE(kernels::set_active_level(level));
+        expect_bitwise_equal(run(q.m, x.data(), n_tokens, nullptr), want, kernels::level_name(level));
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, QuantMatmul, ::testing::ValuesIn(kDotTypes),
+                         [](const ::testing::TestParamInfo<DotType>& info) {
+                             return std::string(tensor_type_name(info.param.type));
+                         });
+
+TEST(QuantMatmulQ8Group, AnyGroupWidth) {
+    // llama2.c's group size is a model choice; 48 is not a multiple of a SIMD width.
+    LevelGuard guard;
+    std::mt19937 rng(5);
+    for (int64_t group : {16, 48, 64}) {
+        const QuantMatrix q = make_matrix(TensorType::Q8_GROUP, 11, 192, &rng, group);
+        const std::vector<float> x = make_activations(192 * 2, &rng);
+        std::vector<double> ref, mag;
+        reference(q, TensorType::Q8_GROUP, x.data(), 2, &ref, &mag);
+        ASSERT_TRUE(kernels::set_active_level(Level::scalar));
+        const std::vector<float> want = run(q.m, x.data(), 2, nullptr);
+        for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(want[i], ref[i], 1e-5 * mag[i] + 1e-30);
+        for (Level level : levels_here()) {
+            ASSERT_TRUE(kernels::set_active_level(level));
+            expect_bitwise_equal(run(q.m, x.data(), 2, nullptr), want, kernels::level_name(level));
+        }
+    }
+}
+
+}  // namespace
+}  // namespace ferry
