@@ -15,6 +15,8 @@ constexpr uint32_t kMaxDims = 4;         // GGML_MAX_DIMS
 // Arrays of arrays deeper than this are refused: no real file nests at all,
 // and a hostile one must not exhaust the stack.
 constexpr int kMaxArrayDepth = 8;
+// ggml writes 32; anything past 1 GiB is a corrupt or hostile value.
+constexpr int64_t kMaxAlignment = int64_t{1} << 30;
 
 template <typename T>
 T load(const uint8_t* p) {
@@ -30,8 +32,9 @@ std::string quoted(std::string_view s) {
     return out + "'";
 }
 
-// A bounds-checked cursor over the file image. `where` says what is being
-// read, for the error message.
+// A bounds-checked cursor over the file image. `what` is a callable giving
+// what is being read, called only to word an error (a vocabulary has 100k
+// strings; their descriptions are never built unless one is broken).
 class Reader {
 public:
     Reader(const uint8_t* data, uint64_t size, const GgufFile& file) : data_(data), size_(size), file_(file) {}
@@ -40,26 +43,29 @@ public:
     uint64_t left() const { return size_ - pos_; }
     const uint8_t* here() const { return data_ + pos_; }
 
-    void need(uint64_t n, const std::string& what) const {
+    template <typename What>
+    void need(uint64_t n, const What& what) const {
         if (n > left())
-            file_.fail("truncated: " + what + " needs " + std::to_string(n) + " bytes at offset " +
+            file_.fail("truncated: " + what() + " needs " + std::to_string(n) + " bytes at offset " +
                        std::to_string(pos_) + ", the file ends at " + std::to_string(size_));
     }
-    template <typename T>
-    T read(const std::string& what) {
+    template <typename T, typename What>
+    T read(const What& what) {
         need(sizeof(T), what);
         const T v = load<T>(here());
         pos_ += sizeof(T);
         return v;
     }
-    void skip(uint64_t n, const std::string& what) {
+    template <typename What>
+    void skip(uint64_t n, const What& what) {
         need(n, what);
         pos_ += n;
     }
-    std::string_view string(const std::string& what) {
-        const uint64_t len = read<uint64_t>(what + " length");
+    template <typename What>
+    std::string_view string(const What& what) {
+        const uint64_t len = read<uint64_t>([&] { return what() + " length"; });
         if (len > left())
-            file_.fail("truncated: " + what + " has length " + std::to_string(len) + " at offset " +
+            file_.fail("truncated: " + what() + " has length " + std::to_string(len) + " at offset " +
                        std::to_string(pos_ - 8) + ", past the end of the file (" + std::to_string(size_) +
                        " bytes)");
         std::string_view s(reinterpret_cast<const char*>(here()), static_cast<size_t>(len));
@@ -74,6 +80,12 @@ private:
     const GgufFile& file_;
 };
 
+// A fixed description, for read() calls that name one thing.
+struct Named {
+    const char* text;
+    std::string operator()() const { return text; }
+};
+
 bool known_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::FLOAT64); }
 
 void read_value(Reader& r, GgufValue& v, GgufType type, const std::string& what, int depth, const GgufFile& f);
@@ -81,10 +93,10 @@ void read_value(Reader& r, GgufValue& v, GgufType type, const std::string& what,
 void read_array(Reader& r, GgufValue& v, const std::string& what, int depth, const GgufFile& f) {
     if (depth >= kMaxArrayDepth)
         f.fail(what + ": arrays nested deeper than " + std::to_string(kMaxArrayDepth) + " levels");
-    const uint32_t elem = r.read<uint32_t>(what + " element type");
+    const uint32_t elem = r.read<uint32_t>([&] { return what + " element type"; });
     if (!known_type(elem)) f.fail(what + ": unknown array element type " + std::to_string(elem));
     v.elem_type = static_cast<GgufType>(elem);
-    v.count = r.read<uint64_t>(what + " element count");
+    v.count = r.read<uint64_t>([&] { return what + " element count"; });
     const uint64_t scalar = gguf_scalar_bytes(v.elem_type);
     // The smallest an element can be: a scalar's bytes, a string's length
     // field, an array's type and count.
@@ -93,33 +105,34 @@ void read_array(Reader& r, GgufValue& v, const std::string& what, int depth, con
         f.fail("truncated: " + what + " claims " + std::to_string(v.count) + " elements of type " +
                gguf_type_name(v.elem_type) + ", more than the " + std::to_string(r.left()) +
                " bytes left in the file can hold");
+    auto element = [&](uint64_t i) { return what + " element " + std::to_string(i); };
     if (scalar) {
         v.data = r.here();
-        r.skip(v.count * scalar, what);
+        r.skip(v.count * scalar, [&] { return what; });
         if (v.elem_type == GgufType::BOOL)
             for (uint64_t i = 0; i < v.count; ++i)
-                if (v.data[i] > 1) f.fail(what + ": element " + std::to_string(i) + " is not a valid bool");
+                if (v.data[i] > 1) f.fail(element(i) + " is not a valid bool (" + std::to_string(v.data[i]) + ")");
     } else if (v.elem_type == GgufType::STRING) {
         v.strings.reserve(static_cast<size_t>(v.count));
-        for (uint64_t i = 0; i < v.count; ++i) v.strings.push_back(r.string(what + " element " + std::to_string(i)));
+        for (uint64_t i = 0; i < v.count; ++i) v.strings.push_back(r.string([&] { return element(i); }));
     } else {
         v.arrays.resize(static_cast<size_t>(v.count));
-        for (uint64_t i = 0; i < v.count; ++i)
-            read_value(r, v.arrays[i], GgufType::ARRAY, what + " element " + std::to_string(i), depth + 1, f);
+        for (uint64_t i = 0; i < v.count; ++i) read_value(r, v.arrays[i], GgufType::ARRAY, element(i), depth + 1, f);
     }
 }
 
 void read_value(Reader& r, GgufValue& v, GgufType type, const std::string& what, int depth, const GgufFile& f) {
     v.type = type;
+    auto named = [&] { return what; };
     if (type == GgufType::STRING) {
-        v.str = r.string(what);
+        v.str = r.string(named);
     } else if (type == GgufType::ARRAY) {
         read_array(r, v, what, depth, f);
     } else {
-        const uint64_t n = gguf_scalar_bytes(type);
         v.data = r.here();
-        r.skip(n, what);
-        if (type == GgufType::BOOL && v.data[0] > 1) f.fail(what + ": " + std::to_string(v.data[0]) + " is not a valid bool");
+        r.skip(gguf_scalar_bytes(type), named);
+        if (type == GgufType::BOOL && v.data[0] > 1)
+            f.fail(what + " is not a valid bool (" + std::to_string(v.data[0]) + ")");
     }
 }
 
@@ -152,6 +165,20 @@ std::optional<double> scalar_float(GgufType type, const uint8_t* p) {
 }
 
 bool is_power_of_two(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+// The number of values of shape ne, if it fits int64 (rows() and every
+// product of dimensions are then safe to compute).
+std::optional<int64_t> element_count(const int64_t ne[4], std::string* why) {
+    int64_t n = 1;
+    for (int d = 0; d < 4; ++d) {
+        if (ne[d] != 0 && n > std::numeric_limits<int64_t>::max() / ne[d]) {
+            *why = "the product of its dimensions overflows 64 bits";
+            return std::nullopt;
+        }
+        n *= ne[d];
+    }
+    return n;
+}
 
 // Bytes of a tensor of `type` and shape ne; nullopt on overflow or a first
 // dimension that is not a whole number of blocks (the reason in *why).
@@ -339,15 +366,15 @@ GgufFile parse_gguf(const uint8_t* data, uint64_t size, const std::string& path)
         f.fail("not a GGUF file (it starts with '" + magic + "', GGUF files start with 'GGUF')");
     }
     Reader r(data, size, f);
-    r.skip(4, "magic");
-    f.version = r.read<uint32_t>("the version");
+    r.skip(4, Named{"the magic"});
+    f.version = r.read<uint32_t>(Named{"the version"});
     if (f.version == 1) f.fail("GGUF version 1 is not supported (ferry reads versions 2 and 3); convert the file again");
     if (f.version == 0x02000000u || f.version == 0x03000000u)
         f.fail("big-endian GGUF is not supported (ferry reads little-endian GGUF versions 2 and 3)");
     if (f.version != 2 && f.version != 3)
         f.fail("unknown GGUF version " + std::to_string(f.version) + " (ferry reads versions 2 and 3)");
-    const uint64_t n_tensors = r.read<uint64_t>("the tensor count");
-    const uint64_t n_kv = r.read<uint64_t>("the metadata count");
+    const uint64_t n_tensors = r.read<uint64_t>(Named{"the tensor count"});
+    const uint64_t n_kv = r.read<uint64_t>(Named{"the metadata count"});
     // A key/value needs at least 8 (key length) + 4 (type) + 1 bytes; a
     // tensor info at least 8 + 4 + 4 + 8.
     if (n_kv > r.left() / 13)
@@ -358,10 +385,9 @@ GgufFile parse_gguf(const uint8_t* data, uint64_t size, const std::string& path)
     f.metadata.resize(static_cast<size_t>(n_kv));
     for (uint64_t i = 0; i < n_kv; ++i) {
         GgufKV& kv = f.metadata[i];
-        const std::string what = "metadata entry " + std::to_string(i) + " of " + std::to_string(n_kv);
-        kv.key = r.string(what + " key");
+        kv.key = r.string([&] { return "the key of metadata entry " + std::to_string(i) + " of " + std::to_string(n_kv); });
         const std::string named = "metadata " + quoted(kv.key);
-        const uint32_t type = r.read<uint32_t>(named + " type");
+        const uint32_t type = r.read<uint32_t>([&] { return named + " type"; });
         if (!known_type(type)) f.fail(named + " has unknown value type " + std::to_string(type));
         read_value(r, kv.value, static_cast<GgufType>(type), named, 0, f);
         if (!f.key_index_.emplace(kv.key, i).second) f.fail("metadata key " + quoted(kv.key) + " appears twice");
@@ -369,38 +395,40 @@ GgufFile parse_gguf(const uint8_t* data, uint64_t size, const std::string& path)
 
     if (const GgufValue* a = f.find("general.alignment")) {
         const std::optional<int64_t> v = a->type == GgufType::BOOL ? std::nullopt : a->as_int();
-        if (!v || !is_power_of_two(static_cast<uint64_t>(*v)) || *v > (1 << 30))
-            f.fail("general.alignment is " + a->describe() + "; it must be a power of two");
+        if (!v || !is_power_of_two(static_cast<uint64_t>(*v)) || *v > kMaxAlignment)
+            f.fail("general.alignment is " + a->describe() + "; it must be a power of two up to " +
+                   std::to_string(kMaxAlignment));
         f.alignment = static_cast<uint64_t>(*v);
     }
 
     f.tensors.resize(static_cast<size_t>(n_tensors));
     for (uint64_t i = 0; i < n_tensors; ++i) {
         GgufTensor& t = f.tensors[i];
-        t.name = r.string("tensor info " + std::to_string(i) + " of " + std::to_string(n_tensors) + " name");
+        t.name = r.string([&] { return "the name of tensor info " + std::to_string(i) + " of " + std::to_string(n_tensors); });
         const std::string named = "tensor " + quoted(t.name);
-        t.n_dims = r.read<uint32_t>(named + " dimension count");
+        t.n_dims = r.read<uint32_t>([&] { return named + " dimension count"; });
         if (t.n_dims > kMaxDims)
             f.fail(named + " has " + std::to_string(t.n_dims) + " dimensions; GGML allows at most " +
                    std::to_string(kMaxDims));
         for (uint32_t d = 0; d < t.n_dims; ++d) {
-            const uint64_t n = r.read<uint64_t>(named + " shape");
+            const uint64_t n = r.read<uint64_t>([&] { return named + " shape"; });
             if (n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
                 f.fail(named + " has dimension " + std::to_string(d) + " of " + std::to_string(n) + ", too large");
             t.ne[d] = static_cast<int64_t>(n);
         }
-        const uint32_t type = r.read<uint32_t>(named + " type");
+        std::string why;
+        if (!element_count(t.ne, &why)) f.fail(named + " has an impossible shape: " + why);
+        const uint32_t type = r.read<uint32_t>([&] { return named + " type"; });
         const char* ggml_name = ggml_type_name(type);
         if (!ggml_name) f.fail(named + " has type id " + std::to_string(type) + ", which is not a GGML type");
         t.type = static_cast<TensorType>(type);
         const TensorTypeTraits* traits = tensor_type_traits(t.type);
         if (!traits || t.type == TensorType::Q8_GROUP)
             f.fail(named + " has type " + ggml_name + " (" + std::to_string(type) + "), which ferry does not support");
-        const uint64_t rel = r.read<uint64_t>(named + " offset");
+        const uint64_t rel = r.read<uint64_t>([&] { return named + " offset"; });
         if (rel % f.alignment != 0)
             f.fail(named + " has data offset " + std::to_string(rel) + ", not a multiple of the alignment " +
                    std::to_string(f.alignment));
-        std::string why;
         const std::optional<uint64_t> bytes = tensor_data_bytes(t.type, t.ne, &why);
         if (!bytes) f.fail(named + " cannot be stored: " + why);
         t.bytes = *bytes;

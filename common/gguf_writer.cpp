@@ -196,7 +196,7 @@ void GgufWriter::emit(const std::function<void(const char*, size_t)>& sink, cons
         for (int64_t r0 = 0; r0 < t.rows; r0 += per_chunk) {
             const int64_t n = std::min(per_chunk, t.rows - r0);
             buf.assign(static_cast<size_t>(n * t.row_bytes), 0);
-            for (int64_t r = 0; r < n; ++r) t.source(r0 + r, buf.data() + r * t.row_bytes);
+            t.source(r0, n, buf.data());
             sink(reinterpret_cast<const char*>(buf.data()), buf.size());
             done += buf.size();
             if (progress) progress(done, total);

@@ -1,8 +1,9 @@
 // Writer for GGUF version 3, the exact layout common/gguf_file.cpp reads and
 // ggml writes: header, metadata in the order added, tensor infos, padding to
 // the alignment, then each tensor's data padded to the alignment. Tensor data
-// is pulled one row at a time from a callback and streamed to disk, so a
-// multi-GB model never sits in RAM (`ferry quantize`, tests making models).
+// is pulled a few MB of rows at a time from a callback and streamed to disk,
+// so a multi-GB model never sits in RAM (`ferry quantize`, `ferry synth`,
+// tests making models).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -16,9 +17,10 @@ namespace ferry {
 
 class GgufWriter {
 public:
-    // Fills `out` (the tensor's row size in bytes) with row `row` (0 ..
-    // ne[1]*ne[2]*ne[3]-1). Rows are asked for in order.
-    using RowSource = std::function<void(int64_t row, uint8_t* out)>;
+    // Fills `out` with rows [first, first + count) of the tensor (rows are
+    // ne[1]*ne[2]*ne[3] runs of ne[0] values), each its row size in bytes.
+    // Asked for in order, about 4 MB at a time.
+    using RowSource = std::function<void(int64_t first, int64_t count, uint8_t* out)>;
 
     void add_u8(const std::string& key, uint8_t v);
     void add_u32(const std::string& key, uint32_t v);

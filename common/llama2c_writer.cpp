@@ -20,19 +20,6 @@ constexpr uint32_t kMagic = 0x616b3432;  // "ak42"
 constexpr int64_t kVersionedHeaderBytes = 256;
 constexpr int64_t kLegacyHeaderBytes = 28;
 
-uint64_t splitmix64(uint64_t& state) {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-uint64_t fnv1a(const std::string& s) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-    return h;
-}
-
 // A FILE* that turns every failure into one ferry::Error naming the path.
 class OutFile {
 public:
@@ -104,7 +91,7 @@ void write_rope_tables(OutFile& out, const ModelConfig& c) {
     }
 }
 
-void write_tensor(OutFile& out, const Llama2cTensor& t, TensorSource& source, bool quantize, int group) {
+void write_tensor(OutFile& out, const ModelTensor& t, TensorSource& source, bool quantize, int group) {
     std::vector<float> row(static_cast<size_t>(t.cols));
     if (!quantize) {
         for (int64_t r = 0; r < t.rows; ++r) {
@@ -165,8 +152,8 @@ int default_group_size(const ModelConfig& c) {
     return group;
 }
 
-std::vector<Llama2cTensor> llama2c_tensor_order(const ModelConfig& c, Llama2cFormat format, bool shared_classifier) {
-    std::vector<Llama2cTensor> order;
+std::vector<ModelTensor> llama2c_tensor_order(const ModelConfig& c, Llama2cFormat format, bool shared_classifier) {
+    std::vector<ModelTensor> order;
     const int64_t dim = c.dim, hidden = c.hidden_dim, kv = c.kv_dim(), vocab = c.vocab_size;
     auto per_layer = [&](const char* part, int64_t rows, int64_t cols, bool matrix) {
         for (int l = 0; l < c.n_layers; ++l) order.push_back({layer_tensor_name(l, part), rows, cols, matrix});
@@ -183,8 +170,8 @@ std::vector<Llama2cTensor> llama2c_tensor_order(const ModelConfig& c, Llama2cFor
         per_layer("ffn_down", dim, hidden, true);
         per_layer("ffn_up", hidden, dim, true);
     };
-    const Llama2cTensor embedding{"token_embd.weight", vocab, dim, true};
-    const Llama2cTensor output_norm{"output_norm.weight", 1, dim, false};
+    const ModelTensor embedding{"token_embd.weight", vocab, dim, true};
+    const ModelTensor output_norm{"output_norm.weight", 1, dim, false};
     if (format == Llama2cFormat::legacy) {
         order.push_back(embedding);
         norms("attn_norm");
@@ -213,7 +200,7 @@ int64_t llama2c_file_bytes(const ModelConfig& c, const Llama2cWriteOptions& o) {
         if (bytes < 0 || total < 0 || total > max - bytes) total = -1;
         else total += bytes;
     };
-    for (const Llama2cTensor& t : llama2c_tensor_order(c, o.format, o.shared_classifier)) {
+    for (const ModelTensor& t : llama2c_tensor_order(c, o.format, o.shared_classifier)) {
         const bool q = t.matrix && o.format == Llama2cFormat::v2;
         add(tensor_bytes(q ? TensorType::Q8_GROUP : TensorType::F32, t.rows, t.cols, group));
     }
@@ -233,37 +220,6 @@ void quantize_q8_groups(const float* x, int64_t n, int64_t group, int8_t* q, flo
     }
 }
 
-void RandomTensorSource::row(const Llama2cTensor& t, int64_t r, float* out) {
-    if (!t.matrix) {
-        std::fill(out, out + t.cols, 1.0f);
-        return;
-    }
-    uint64_t state = seed_ ^ fnv1a(t.name);
-    state = splitmix64(state) ^ static_cast<uint64_t>(r);
-    splitmix64(state);
-    // Box-Muller on 24-bit uniforms: one 64-bit draw gives two normals.
-    constexpr float kTwoPi = 6.28318530717958647692f, kUnit = 1.0f / 16777216.0f;
-    for (int64_t i = 0; i < t.cols; i += 2) {
-        const uint64_t bits = splitmix64(state);
-        const float u1 = (static_cast<float>(bits >> 40) + 1.0f) * kUnit;  // (0, 1]: log stays finite
-        const float u2 = static_cast<float>(bits & 0xFFFFFF) * kUnit;
-        const float radius = stddev_ * std::sqrt(-2.0f * std::log(u1));
-        out[i] = radius * std::cos(kTwoPi * u2);
-        if (i + 1 < t.cols) out[i + 1] = radius * std::sin(kTwoPi * u2);
-    }
-}
-
-void ModelFileTensorSource::row(const Llama2cTensor& t, int64_t r, float* out) {
-    const TensorInfo* info = file_.find(t.name);
-    if (!info) throw Error(file_.path + ": tensor " + t.name + " is missing");
-    if (info->rows != t.rows || info->cols != t.cols)
-        throw Error(file_.path + ": tensor " + t.name + " is " + std::to_string(info->rows) + "x" +
-                    std::to_string(info->cols) + ", expected " + std::to_string(t.rows) + "x" +
-                    std::to_string(t.cols));
-    const Matrix m{info->type, file_.data(*info), info->rows, info->cols, info->group};
-    kernels::dequantize_row(m, r, out);
-}
-
 void write_llama2c(const std::string& path, const ModelConfig& c, TensorSource& source,
                    const Llama2cWriteOptions& o, const WriteProgress& progress) {
     const int group = group_for(c, o);
@@ -274,7 +230,7 @@ void write_llama2c(const std::string& path, const ModelConfig& c, TensorSource& 
         OutFile out(partial, static_cast<uint64_t>(llama2c_file_bytes(c, o)), progress);
         write_header(out, c, o, group);
         const bool quantize = o.format == Llama2cFormat::v2;
-        for (const Llama2cTensor& t : llama2c_tensor_order(c, o.format, o.shared_classifier)) {
+        for (const ModelTensor& t : llama2c_tensor_order(c, o.format, o.shared_classifier)) {
             write_tensor(out, t, source, quantize && t.matrix, group);
             // The legacy RoPE tables sit between the final norm and the classifier.
             if (o.format == Llama2cFormat::legacy && t.name == "output_norm.weight") write_rope_tables(out, c);
@@ -290,27 +246,35 @@ void write_llama2c(const std::string& path, const ModelConfig& c, TensorSource& 
     if (ec) throw Error(path + ": cannot rename " + partial + " to it: " + ec.message());
 }
 
-void write_synthetic_tokenizer(const std::string& path, int vocab_size) {
-    std::vector<std::string> pieces;
-    for (const char* special : {"<unk>", "\n<s>\n", "\n</s>\n"}) pieces.emplace_back(special);
+Vocabulary synthetic_llama2c_vocabulary(int vocab_size) {
+    Vocabulary v;
+    v.kind = TokenizerKind::llama2c;
+    for (const char* special : {"<unk>", "\n<s>\n", "\n</s>\n"}) v.pieces.emplace_back(special);
     for (int b = 0; b < 256; ++b) {
         char piece[8];
         std::snprintf(piece, sizeof piece, "<0x%02X>", b);
-        pieces.emplace_back(piece);
+        v.pieces.emplace_back(piece);
     }
-    pieces.resize(std::min<size_t>(pieces.size(), static_cast<size_t>(vocab_size)));
-    while (static_cast<int>(pieces.size()) < vocab_size) pieces.push_back(" w" + std::to_string(pieces.size()));
-    size_t longest = 0;
-    for (const std::string& p : pieces) longest = std::max(longest, p.size());
+    v.pieces.resize(std::min<size_t>(v.pieces.size(), static_cast<size_t>(vocab_size)));
+    while (static_cast<int>(v.pieces.size()) < vocab_size) v.pieces.push_back(" w" + std::to_string(v.pieces.size()));
+    // Made-up words score by rank, like SentencePiece's; specials and bytes score 0.
+    for (size_t i = 0; i < v.pieces.size(); ++i) v.scores.push_back(i < 259 ? 0.0f : -static_cast<float>(i));
+    v.bos = vocab_size > 1 ? 1 : -1;
+    v.eos = vocab_size > 2 ? 2 : -1;
+    v.add_bos = true;
+    return v;
+}
 
+void write_synthetic_tokenizer(const std::string& path, int vocab_size) {
+    const Vocabulary v = synthetic_llama2c_vocabulary(vocab_size);
+    size_t longest = 0;
+    for (const std::string& p : v.pieces) longest = std::max(longest, p.size());
     OutFile out(path, 0, {});
     out.i32(static_cast<int32_t>(longest));
-    for (size_t i = 0; i < pieces.size(); ++i) {
-        // Made-up words score by rank, like SentencePiece's; specials and bytes score 0.
-        const float score = i < 259 ? 0.0f : -static_cast<float>(i);
-        out.write(&score, 4);
-        out.i32(static_cast<int32_t>(pieces[i].size()));
-        out.write(pieces[i].data(), pieces[i].size());
+    for (size_t i = 0; i < v.pieces.size(); ++i) {
+        out.write(&v.scores[i], 4);
+        out.i32(static_cast<int32_t>(v.pieces[i].size()));
+        out.write(v.pieces[i].data(), v.pieces[i].size());
     }
     out.close();
 }

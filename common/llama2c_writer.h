@@ -1,9 +1,8 @@
 // Writer for Karpathy's llama2.c checkpoints, the exact layouts
 // common/llama2c_file.cpp reads (export.py's legacy_export, version1_export
 // and version2_export). Tensors are pulled from a TensorSource one row at a
-// time and streamed to disk, so a multi-GB model never sits in RAM: this is
-// how `ferry synth` makes random models of real shapes and how tests make
-// broken files and format conversions.
+// time and streamed to disk: this is how `ferry synth` makes random models of
+// real shapes and how tests make broken files and format conversions.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -12,6 +11,8 @@
 
 #include "common/model_config.h"
 #include "common/model_file.h"
+#include "common/tensor_source.h"
+#include "common/tokenizer.h"
 
 namespace ferry {
 
@@ -31,51 +32,12 @@ struct Llama2cWriteOptions {
 // row-wise kernels (like runq.c's matmul) also need it to divide hidden_dim.
 int default_group_size(const ModelConfig& c);
 
-// One tensor of a checkpoint, in file order.
-struct Llama2cTensor {
-    std::string name;  // the loader's GGUF-style names ("blk.0.attn_q.weight")
-    int64_t rows = 1;  // 1 for the norm vectors
-    int64_t cols = 0;
-    bool matrix = false;  // quantized in v2; norms stay f32
-};
-
 // Every tensor `format` stores, in the order export.py writes them (the
 // legacy RoPE tables are not tensors: the writer adds them itself).
-std::vector<Llama2cTensor> llama2c_tensor_order(const ModelConfig& c, Llama2cFormat format, bool shared_classifier);
+std::vector<ModelTensor> llama2c_tensor_order(const ModelConfig& c, Llama2cFormat format, bool shared_classifier);
 
 // Exact size of the file write_llama2c produces; -1 if it overflows.
 int64_t llama2c_file_bytes(const ModelConfig& c, const Llama2cWriteOptions& o);
-
-// Where the values come from. row() fills `out` (t.cols floats) with row `r`
-// of tensor `t`; it may be called in any order.
-class TensorSource {
-public:
-    virtual ~TensorSource() = default;
-    virtual void row(const Llama2cTensor& t, int64_t r, float* out) = 0;
-};
-
-// Random weights: matrices normal(0, stddev), norms 1.0. Each row has its own
-// stream seeded from (seed, tensor name, row), so every format written with
-// the same seed holds the same numbers, whatever the order of writing.
-class RandomTensorSource : public TensorSource {
-public:
-    explicit RandomTensorSource(uint64_t seed, float stddev = 0.02f) : seed_(seed), stddev_(stddev) {}
-    void row(const Llama2cTensor& t, int64_t r, float* out) override;
-
-private:
-    uint64_t seed_;
-    float stddev_;
-};
-
-// The tensors of an opened model file, dequantized to f32 (format conversion).
-class ModelFileTensorSource : public TensorSource {
-public:
-    explicit ModelFileTensorSource(const ModelFile& file) : file_(file) {}
-    void row(const Llama2cTensor& t, int64_t r, float* out) override;
-
-private:
-    const ModelFile& file_;
-};
 
 // runq.c's quantize: per group scale = max|w| / 127, q = round(w / scale).
 // An all-zero group gets scale 0 and zeros (export.py would divide by zero).
@@ -90,10 +52,12 @@ using WriteProgress = std::function<void(uint64_t done, uint64_t total)>;
 void write_llama2c(const std::string& path, const ModelConfig& c, TensorSource& source,
                    const Llama2cWriteOptions& o, const WriteProgress& progress = {});
 
-// A llama2.c tokenizer.bin with vocab_size pieces that makes any model of that
-// vocabulary printable: <unk>, <s>, </s>, the 256 <0xNN> byte pieces, then
-// made-up words (" w259", ...). Its text means nothing; it lets `ferry run`
+// A vocabulary of vocab_size pieces that makes any model of that size
+// printable: <unk>, <s>, </s>, the 256 <0xNN> byte pieces, then made-up words
+// (" w259", ...) scored by rank. Its text means nothing; it lets `ferry run`
 // drive a synthetic model.
+Vocabulary synthetic_llama2c_vocabulary(int vocab_size);
+// That vocabulary as a llama2.c tokenizer.bin.
 void write_synthetic_tokenizer(const std::string& path, int vocab_size);
 
 }  // namespace ferry

@@ -16,6 +16,9 @@ struct ModelConfig {
     int seq_len = 0;     // longest context the model was trained for
     float norm_eps = 1e-5f;
     float rope_theta = 10000.0f;
+    // Llama 3.1+: the tensor rope_freqs.weight (head_size / 2 floats) divides
+    // each pair's RoPE frequency; every shard that runs layers needs it.
+    bool rope_freq_factors = false;
 
     int head_size() const { return dim / n_heads; }
     int kv_dim() const { return head_size() * n_kv_heads; }

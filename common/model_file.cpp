@@ -22,8 +22,30 @@ namespace {
 
 constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
 
-// The llama.* keys llama.cpp reads for this architecture, into ModelConfig.
-ModelConfig llama_config(const GgufFile& g, const std::string& arch) {
+// attention.head_count_kv may be an array with one entry per layer; ferry
+// runs models where every layer has the same count.
+std::optional<int64_t> kv_head_count(const GgufFile& g, const std::string& key) {
+    const GgufValue* v = g.find(key);
+    if (!v || !v->is_array()) return g.get_int(key, 1, kIntMax);
+    std::optional<int64_t> first;
+    for (uint64_t i = 0; i < v->count; ++i) {
+        const std::optional<int64_t> n = v->int_at(i);
+        if (!n) g.fail(key + " should hold integers, it is " + v->describe());
+        if (first && *n != *first) g.fail(key + " differs per layer; ferry runs models with one KV head count");
+        first = n;
+    }
+    if (!first || *first < 1 || *first > kIntMax) g.fail(key + " is " + v->describe() + ", not a usable head count");
+    return first;
+}
+
+}  // namespace
+
+ModelConfig gguf_model_config(const GgufFile& g) {
+    const std::optional<std::string_view> arch_name = g.get_string("general.architecture");
+    if (!arch_name) g.fail("missing required metadata general.architecture");
+    if (*arch_name != "llama")
+        g.fail("architecture '" + std::string(*arch_name) + "' is not supported (ferry runs 'llama' models)");
+    const std::string arch(*arch_name);
     auto key = [&](const char* suffix) { return arch + "." + suffix; };
     auto required = [&](const char* suffix, int64_t min) {
         const std::optional<int64_t> v = g.get_int(key(suffix), min, kIntMax);
@@ -36,9 +58,7 @@ ModelConfig llama_config(const GgufFile& g, const std::string& arch) {
     c.n_layers = required("block_count", 1);
     c.hidden_dim = required("feed_forward_length", 1);
     c.n_heads = required("attention.head_count", 1);
-    if (const GgufValue* v = g.find(key("attention.head_count_kv")); v && v->is_array())
-        g.fail(key("attention.head_count_kv") + " differs per layer; ferry runs models with one KV head count");
-    c.n_kv_heads = static_cast<int>(g.get_int(key("attention.head_count_kv"), 1, kIntMax).value_or(c.n_heads));
+    c.n_kv_heads = static_cast<int>(kv_head_count(g, key("attention.head_count_kv")).value_or(c.n_heads));
     const std::optional<double> eps = g.get_float(key("attention.layer_norm_rms_epsilon"));
     if (!eps) g.fail("missing required metadata " + key("attention.layer_norm_rms_epsilon"));
     c.norm_eps = static_cast<float>(*eps);
@@ -52,11 +72,13 @@ ModelConfig llama_config(const GgufFile& g, const std::string& arch) {
     } else if (const GgufTensor* emb = g.find_tensor("token_embd.weight")) {
         c.vocab_size = static_cast<int>(std::min<int64_t>(emb->rows(), kIntMax));
     }
+    // Llama 3.1+ scale each RoPE frequency by a stored factor.
+    c.rope_freq_factors = g.find_tensor("rope_freqs.weight") != nullptr;
 
     const std::string problem = c.check();
     if (!problem.empty()) g.fail("not a usable " + arch + " model: " + problem);
 
-    // Features the forward pass does not have yet: refuse rather than compute
+    // Features the forward pass does not have: refuse rather than compute
     // something else.
     if (const std::optional<int64_t> n = g.get_int(key("rope.dimension_count"), 0, kIntMax); n && *n != c.head_size())
         g.fail(key("rope.dimension_count") + " = " + std::to_string(*n) + " rotates part of each head (head size " +
@@ -71,14 +93,10 @@ ModelConfig llama_config(const GgufFile& g, const std::string& arch) {
         const double factor = g.get_float(key("rope.scaling.factor")).value_or(1.0);
         if (factor != 1.0)
             g.fail(key("rope.scaling.type") + " '" + std::string(*s) + "' (factor " + std::to_string(factor) +
-                   ") is not supported yet");
+                   ") is not supported");
     }
-    if (g.find_tensor("rope_freqs.weight"))
-        g.fail("rope_freqs.weight (Llama 3.1+ rope frequency factors) is not supported by this build yet");
     return c;
 }
-
-}  // namespace
 
 ModelFile open_gguf_model_file(const std::string& path) {
     ModelFile f;
@@ -86,12 +104,9 @@ ModelFile open_gguf_model_file(const std::string& path) {
     f.map = MappedFile(path);
     auto g = std::make_shared<GgufFile>(parse_gguf(f.map.data(), f.map.size(), path));
     f.format = "gguf v" + std::to_string(g->version);
-    const std::optional<std::string_view> arch = g->get_string("general.architecture");
-    if (!arch) g->fail("missing required metadata general.architecture");
-    if (*arch != "llama")
-        g->fail("architecture '" + std::string(*arch) + "' is not supported (ferry runs 'llama' models)");
     if (g->tensors.empty()) g->fail("has no tensors (a vocabulary-only file?)");
-    f.config = llama_config(*g, std::string(*arch));
+    f.config = gguf_model_config(*g);
+    f.chat_template = std::string(g->get_string("tokenizer.chat_template").value_or(""));
     for (const GgufTensor& t : g->tensors)
         f.tensors.push_back({std::string(t.name), t.type, t.rows(), t.cols(), 0, t.offset, t.bytes});
     f.gguf = std::move(g);

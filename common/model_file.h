@@ -46,6 +46,10 @@ ModelFile open_model_file(const std::string& path);
 
 // GGUF (versions 2 and 3) of architecture "llama".
 ModelFile open_gguf_model_file(const std::string& path);
+// The shapes a parsed GGUF file's llama.* metadata describes. Throws
+// ferry::Error naming the file and the key that is missing, wrong or asks for
+// something the forward pass does not do.
+ModelConfig gguf_model_config(const GgufFile& g);
 
 // llama2.c checkpoints: legacy header, "ak42" version 1 (f32) and 2 (Q8 groups).
 ModelFile open_llama2c_file(const std::string& path);

@@ -60,6 +60,7 @@ public:
     explicit Tokenizer(Vocabulary vocab);
 
     TokenizerKind kind() const { return v_.kind; }
+    const Vocabulary& vocabulary() const { return v_; }
     int vocab_size() const { return static_cast<int>(v_.pieces.size()); }
     int bos_id() const { return v_.bos; }
     int eos_id() const { return v_.eos; }

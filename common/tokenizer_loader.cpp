@@ -1,5 +1,6 @@
 #include "common/tokenizer_loader.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <limits>
 
@@ -19,6 +20,7 @@ int token_id_key(const GgufFile& g, const char* key, int fallback, int n_tokens)
     return *id >= 0 && *id < n_tokens ? static_cast<int>(*id) : -1;
 }
 
+// The name llama.cpp's converter writes for each split, first in each list.
 bool parse_pre_tokenizer(std::string_view name, PreTokenizer* out) {
     for (const char* n : {"gpt-2", "gpt2", "phi-2"})
         if (name == n) return *out = PreTokenizer::gpt2, true;
@@ -26,6 +28,15 @@ bool parse_pre_tokenizer(std::string_view name, PreTokenizer* out) {
         if (name == n) return *out = PreTokenizer::llama3, true;
     if (name == "smollm") return *out = PreTokenizer::smollm, true;
     return false;
+}
+
+const char* pre_tokenizer_name(PreTokenizer p) {
+    switch (p) {
+        case PreTokenizer::gpt2: return "gpt-2";
+        case PreTokenizer::llama3: return "llama-bpe";
+        case PreTokenizer::smollm: return "smollm";
+    }
+    return "default";
 }
 
 }  // namespace
@@ -100,6 +111,66 @@ Tokenizer tokenizer_from_gguf(const GgufFile& g) {
     } catch (const Error& e) {
         g.fail(e.what());
     }
+}
+
+void add_vocabulary_to_gguf(GgufWriter& w, const Vocabulary& v) {
+    if (v.kind == TokenizerKind::llama2c)
+        throw Error("a llama2.c vocabulary cannot go into GGUF as it is; convert it with spm_vocabulary_from_llama2c");
+    const bool spm = v.kind == TokenizerKind::spm;
+    w.add_string("tokenizer.ggml.model", spm ? "llama" : "gpt2");
+    if (!spm) w.add_string("tokenizer.ggml.pre", pre_tokenizer_name(v.pre));
+    w.add_string_array("tokenizer.ggml.tokens", v.pieces);
+    if (!v.scores.empty()) w.add_f32_array("tokenizer.ggml.scores", v.scores);
+    if (!v.types.empty()) {
+        std::vector<int32_t> types;
+        for (TokenType t : v.types) types.push_back(static_cast<int32_t>(t));
+        w.add_i32_array("tokenizer.ggml.token_type", types);
+    }
+    if (!spm) w.add_string_array("tokenizer.ggml.merges", v.merges);
+    const std::pair<const char*, int> ids[] = {{"tokenizer.ggml.bos_token_id", v.bos},
+                                               {"tokenizer.ggml.eos_token_id", v.eos},
+                                               {"tokenizer.ggml.unknown_token_id", v.unk},
+                                               {"tokenizer.ggml.eot_token_id", v.eot},
+                                               {"tokenizer.ggml.eom_token_id", v.eom}};
+    for (const auto& [key, id] : ids)
+        if (id >= 0) w.add_u32(key, static_cast<uint32_t>(id));
+    w.add_bool("tokenizer.ggml.add_bos_token", v.add_bos);
+    w.add_bool("tokenizer.ggml.add_eos_token", v.add_eos);
+    if (spm && !v.add_space_prefix) w.add_bool("tokenizer.ggml.add_space_prefix", false);
+}
+
+Vocabulary spm_vocabulary_from_llama2c(const Vocabulary& in) {
+    Vocabulary v;
+    v.kind = TokenizerKind::spm;
+    v.scores = in.scores;
+    v.bos = in.bos;
+    v.eos = in.eos;
+    v.unk = 0;
+    v.add_bos = true;
+    for (size_t id = 0; id < in.pieces.size(); ++id) {
+        std::string piece = in.pieces[id];
+        TokenType type = TokenType::normal;
+        unsigned int byte;
+        char close;
+        if (static_cast<int>(id) == v.unk) {
+            piece = "<unk>", type = TokenType::unknown;
+        } else if (static_cast<int>(id) == v.bos) {
+            piece = "<s>", type = TokenType::control;
+        } else if (static_cast<int>(id) == v.eos) {
+            piece = "</s>", type = TokenType::control;
+        } else if (piece.empty()) {
+            type = TokenType::control;
+        } else if (piece.size() == 6 && std::sscanf(piece.c_str(), "<0x%2X%c", &byte, &close) == 2 && close == '>') {
+            type = TokenType::byte;
+        } else {
+            std::string escaped;
+            for (char c : piece) escaped += c == ' ' ? std::string("\xE2\x96\x81") : std::string(1, c);
+            piece = std::move(escaped);
+        }
+        v.pieces.push_back(std::move(piece));
+        v.types.push_back(type);
+    }
+    return v;
 }
 
 Tokenizer load_tokenizer(const ModelFile& model, const std::string& tokenizer_path) {

@@ -62,8 +62,8 @@ void add_in_place(float* x, const float* y, int64_t n) {
 }
 
 // One transformer block over B positions starting at pos.
-void forward_block(const ModelConfig& c, const LayerWeights& L, KVCache& kv, int layer, int pos, int B, float* x,
-                   Workspace& ws, k::ThreadPool* pool) {
+void forward_block(const ModelConfig& c, const LayerWeights& L, const float* rope_freqs, KVCache& kv, int layer,
+                   int pos, int B, float* x, Workspace& ws, k::ThreadPool* pool) {
     const int dim = c.dim, kv_dim = c.kv_dim(), hs = c.head_size(), hidden = c.hidden_dim;
 
     // Attention: norm, q/k/v projections, rotate, append to the cache, attend.
@@ -71,7 +71,8 @@ void forward_block(const ModelConfig& c, const LayerWeights& L, KVCache& kv, int
     k::matmul(ws.q.data(), L.wq, ws.xb.data(), B, pool);
     k::matmul(ws.k.data(), L.wk, ws.xb.data(), B, pool);
     k::matmul(ws.v.data(), L.wv, ws.xb.data(), B, pool);
-    for (int t = 0; t < B; ++t) k::rope(&ws.q[t * dim], &ws.k[t * kv_dim], dim, kv_dim, hs, pos + t, c.rope_theta);
+    for (int t = 0; t < B; ++t)
+        k::rope(&ws.q[t * dim], &ws.k[t * kv_dim], dim, kv_dim, hs, pos + t, c.rope_theta, rope_freqs);
     kv.store(layer, pos, B, ws.k.data(), ws.v.data());
     const float* keys = kv.keys(layer, pos + B, ws.key_rows);
     const float* values = kv.values(layer, pos + B, ws.value_rows);
@@ -106,7 +107,7 @@ void forward_layers(const ModelConfig& c, const Weights& w, KVCache& kv, int pos
         const int B = std::min(ws.max_batch, n_tokens - start);
         float* xc = x + static_cast<int64_t>(start) * c.dim;
         for (size_t l = 0; l < w.layers.size(); ++l)
-            forward_block(c, w.layers[l], kv, static_cast<int>(l), pos + start, B, xc, ws, pool);
+            forward_block(c, w.layers[l], w.rope_freqs, kv, static_cast<int>(l), pos + start, B, xc, ws, pool);
     }
 }
 

@@ -32,7 +32,7 @@ struct Binder {
     const float* vector(const std::string& name, int64_t n) const {
         const TensorInfo& t = get(name, 1, n);
         if (t.type != TensorType::F32)
-            throw Error(where + ": tensor " + name + " is " + tensor_type_name(t.type) + ", norms must be f32");
+            throw Error(where + ": tensor " + name + " is " + tensor_type_name(t.type) + ", norms and RoPE factors must be f32");
         return reinterpret_cast<const float*>(base + t.offset);
     }
     Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const {
@@ -48,6 +48,7 @@ struct Binder {
 std::vector<std::string> shard_tensor_names(const ModelConfig& config, const ShardSpec& spec, bool tied_classifier) {
     std::vector<std::string> names;
     if (spec.embedding || (spec.head && tied_classifier)) names.push_back("token_embd.weight");
+    if (config.rope_freq_factors && spec.last_layer > spec.first_layer) names.push_back("rope_freqs.weight");
     for (int l = spec.first_layer; l < spec.last_layer; ++l)
         for (const char* part : kLayerParts) names.push_back(layer_tensor_name(l, part));
     if (spec.head) {
@@ -71,6 +72,10 @@ Weights bind_weights(const ModelConfig& c, const ShardSpec& spec, const std::vec
     Weights w;
     w.spec = spec;
     if (spec.embedding) w.token_embedding = b.matrix("token_embd.weight", c.vocab_size, dim);
+    if (c.rope_freq_factors && spec.last_layer > spec.first_layer) {
+        w.rope_freqs_count = c.head_size() / 2;
+        w.rope_freqs = b.vector("rope_freqs.weight", w.rope_freqs_count);
+    }
     for (int l = spec.first_layer; l < spec.last_layer; ++l) {
         LayerWeights L;
         L.attn_norm = b.vector(layer_tensor_name(l, "attn_norm"), dim);
@@ -101,6 +106,7 @@ uint64_t shard_weight_bytes(const Weights& w) {
         total += 2 * sizeof(float) * static_cast<uint64_t>(L.wq.cols);
         for (const Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w1, &L.w2, &L.w3}) total += mbytes(*m);
     }
+    total += sizeof(float) * static_cast<uint64_t>(w.rope_freqs_count);
     if (w.output_norm) total += sizeof(float) * static_cast<uint64_t>(w.classifier.cols);
     if (w.classifier.data != w.token_embedding.data) total += mbytes(w.classifier);
     return total;

@@ -32,6 +32,8 @@ struct Weights {
     ShardSpec spec;
     Matrix token_embedding;          // if spec.embedding
     std::vector<LayerWeights> layers;  // layers[i] is model layer spec.first_layer + i
+    const float* rope_freqs = nullptr;   // RoPE frequency divisors, if config.rope_freq_factors
+    int64_t rope_freqs_count = 0;        // head_size / 2 when bound
     const float* output_norm = nullptr;  // if spec.head
     Matrix classifier;               // if spec.head; the embedding table when tied
 };

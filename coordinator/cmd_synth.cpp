@@ -1,5 +1,6 @@
-// `ferry synth`: write a random-weight llama2.c checkpoint of a real model's
-// shape, for measuring speed on shapes too big to ship.
+// `ferry synth`: write a random-weight model (llama2.c checkpoint or GGUF in
+// any storage type) of a real model's shape, for measuring speed on shapes
+// too big to ship.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -7,6 +8,8 @@
 
 #include "common/error.h"
 #include "coordinator/commands.h"
+#include "coordinator/quantize.h"
+#include "coordinator/setup.h"
 #include "coordinator/synth.h"
 
 namespace ferry {
@@ -17,6 +20,8 @@ struct SynthArgs {
     std::string out;
     std::string preset;
     std::string format = "v1";
+    std::string type;  // GGUF storage type; default f32
+    int threads = 0;
     int64_t seed = 1;
     float stddev = 0.02f;
     int group_size = 0;
@@ -64,8 +69,14 @@ int cmd_synth(const SynthArgs& a) {
     if (a.seq_len) c.seq_len = *a.seq_len;
     if (!a.classifier.empty()) shared = a.classifier == "tied";
 
-    if (!parse_llama2c_format(a.format, &o.write.format))
-        throw Error("--format " + a.format + ": use legacy, v1 or v2");
+    o.gguf = a.format == "gguf";
+    if (!o.gguf && !parse_llama2c_format(a.format, &o.write.format))
+        throw Error("--format " + a.format + ": use legacy, v1, v2 or gguf");
+    if (!a.type.empty() && !o.gguf) throw Error("--type " + a.type + ": only GGUF has storage types; add --format gguf");
+    if (!a.type.empty() && !parse_output_type(a.type, &o.gguf_type))
+        throw Error("--type " + a.type + ": unknown; use one of " + output_type_list());
+    if (o.gguf && a.group_size) throw Error("--group-size is for --format v2; GGUF types have fixed blocks");
+    o.threads = resolve_threads(a.threads);
     o.write.shared_classifier = shared;
     o.write.group_size = a.group_size;
     o.seed = static_cast<uint64_t>(a.seed);
@@ -77,13 +88,14 @@ int cmd_synth(const SynthArgs& a) {
     const auto t0 = std::chrono::steady_clock::now();
     synth_model(a.out, o);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const std::string format = o.gguf ? std::string("GGUF ") + tensor_type_name(o.gguf_type)
+                                      : std::string("llama2.c ") + llama2c_format_name(o.write.format);
     std::fprintf(stderr,
-                 "wrote %s: llama2.c %s, %s, dim %d hidden %d layers %d heads %d/%d vocab %d seq_len %d, %s "
+                 "wrote %s: %s, %s, dim %d hidden %d layers %d heads %d/%d vocab %d seq_len %d, %s "
                  "classifier, seed %lld, %.1f s\n",
-                 a.out.c_str(), llama2c_format_name(o.write.format),
-                 format_gb(static_cast<double>(llama2c_file_bytes(c, o.write))).c_str(), c.dim, c.hidden_dim,
-                 c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len, shared ? "tied" : "separate",
-                 static_cast<long long>(a.seed), s);
+                 a.out.c_str(), format.c_str(), format_gb(static_cast<double>(std::filesystem::file_size(a.out))).c_str(),
+                 c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len,
+                 shared ? "tied" : "separate", static_cast<long long>(a.seed), s);
     if (!a.tokenizer_out.empty()) {
         write_synthetic_tokenizer(a.tokenizer_out, c.vocab_size);
         std::fprintf(stderr, "wrote %s: synthetic tokenizer of %d pieces\n", a.tokenizer_out.c_str(), c.vocab_size);
@@ -99,19 +111,28 @@ void register_synth(CLI::App& app, std::vector<Command>& commands) {
     cmd->footer(
         "Weights are normal(0, --stddev) from a seeded generator, norms 1.0: the same seed gives the same\n"
         "numbers in every format. The file is streamed to disk (never held in memory) with a progress bar\n"
-        "on stderr. llama2.c files carry no RoPE theta or norm epsilon: 10000 and 1e-5 apply.\n"
+        "on stderr. RoPE theta 10000 and norm epsilon 1e-5 apply (llama2.c files cannot say otherwise).\n"
+        "--format gguf writes GGUF v3 with llama.* metadata and a made-up vocabulary of --vocab pieces\n"
+        "embedded, so `ferry run` needs no tokenizer; --type picks the matrices' storage type (" +
+        output_type_list() +
+        ",\ndefault f32), under the same per-tensor rule and fallbacks as `ferry quantize` (see its --help).\n"
         "Presets:" +
         preset_list() +
         "\nllama3.2-1b's real context is 131072; its preset stops at 8192 because engines allocate the KV\n"
         "cache for seq_len by default (131072 positions = 8.6 GB of f32 cache). --seq-len overrides it.\n"
         "Examples:\n"
         "  ferry synth /work/bench-models/tinyllama-f32.bin --preset tinyllama-1.1b\n"
+        "  ferry synth /work/bench-models/tinyllama-q4_0.gguf --preset tinyllama-1.1b --format gguf --type q4_0\n"
         "  ferry synth tiny.bin --dim 64 --hidden-dim 172 --layers 2 --heads 8 --kv-heads 4 --vocab 512 "
         "--seq-len 128 --format v2");
-    cmd->add_option("out", a.out, "Checkpoint file to write")->required();
+    cmd->add_option("out", a.out, "Model file to write")->required();
     cmd->add_option("--preset", a.preset, "Shape to copy (list below); explicit dimensions override its values");
-    cmd->add_option("--format", a.format, "llama2.c format: legacy, v1 (f32, default) or v2 (int8 groups)")
-        ->check(CLI::IsMember({"legacy", "v1", "v2"}));
+    cmd->add_option("--format", a.format,
+                    "legacy, v1 (llama2.c f32, default), v2 (llama2.c int8 groups) or gguf (any --type)")
+        ->check(CLI::IsMember({"legacy", "v1", "v2", "gguf"}));
+    cmd->add_option("--type", a.type, "GGUF only: storage type of the weight matrices (default f32; list above)");
+    cmd->add_option("--threads", a.threads, "GGUF only: threads encoding rows (default: one per core)")
+        ->check(CLI::Range(0, 1024));
     cmd->add_option("--seed", a.seed, "Random seed (default 1)");
     cmd->add_option("--stddev", a.stddev, "Standard deviation of the weights (default 0.02)")
         ->check(CLI::Range(0.0f, 10.0f));
@@ -131,7 +152,8 @@ void register_synth(CLI::App& app, std::vector<Command>& commands) {
     cmd->add_option("--vocab", a.vocab, "Vocabulary size")->check(CLI::PositiveNumber);
     cmd->add_option("--seq-len", a.seq_len, "Context length")->check(CLI::PositiveNumber);
     cmd->add_option("--tokenizer-out", a.tokenizer_out,
-                    "Also write a llama2.c tokenizer.bin of --vocab made-up pieces, so ferry run can drive the model");
+                    "Also write a llama2.c tokenizer.bin of --vocab made-up pieces, so ferry run can drive a "
+                    "llama2.c model (GGUF carries its own)");
     cmd->add_flag("--force", a.force, "Overwrite OUT if it exists");
     cmd->add_flag("-q,--quiet", a.quiet, "No progress bar");
     commands.push_back({cmd, [] { return cmd_synth(a); }, nullptr});

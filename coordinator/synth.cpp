@@ -1,12 +1,11 @@
 #include "coordinator/synth.h"
 
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 
-#include <unistd.h>
-
 #include "common/error.h"
+#include "common/tokenizer_loader.h"
+#include "coordinator/quantize.h"
 
 namespace ferry {
 
@@ -23,35 +22,6 @@ ModelConfig shape(int dim, int hidden_dim, int n_layers, int n_heads, int n_kv_h
     c.seq_len = seq_len;
     return c;
 }
-
-// On a terminal, redraws one stderr line at most once per percent; into a
-// log file, writes a line every 10%.
-class ProgressBar {
-public:
-    explicit ProgressBar(std::string label)
-        : label_(std::move(label)), start_(std::chrono::steady_clock::now()), tty_(isatty(fileno(stderr))) {}
-    void update(uint64_t done, uint64_t total) {
-        const int step = tty_ ? 1 : 10;
-        const int percent = (total ? static_cast<int>(done * 100 / total) : 100) / step * step;
-        if (percent == last_percent_) return;
-        last_percent_ = percent;
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-        constexpr int kWidth = 30;
-        const int filled = percent * kWidth / 100;
-        std::fprintf(stderr, "%s%s [%s%s] %3d%% %s of %s, %.0f MB/s", tty_ ? "\r" : "", label_.c_str(),
-                     std::string(filled, '#').c_str(),
-                     std::string(kWidth - filled, '.').c_str(), percent, format_gb(static_cast<double>(done)).c_str(),
-                     format_gb(static_cast<double>(total)).c_str(), s > 0 ? done / s / 1e6 : 0.0);
-        if (!tty_ || done >= total) std::fputc('\n', stderr);
-        std::fflush(stderr);
-    }
-
-private:
-    std::string label_;
-    std::chrono::steady_clock::time_point start_;
-    bool tty_;
-    int last_percent_ = -1;
-};
 
 }  // namespace
 
@@ -78,29 +48,22 @@ const SynthPreset* find_synth_preset(const std::string& name) {
     return nullptr;
 }
 
-std::string format_gb(double bytes) {
-    char buf[32];
-    if (bytes >= 1e9) std::snprintf(buf, sizeof buf, "%.2f GB", bytes / 1e9);
-    else if (bytes >= 1e6) std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1e6);
-    else std::snprintf(buf, sizeof buf, "%.1f KB", bytes / 1e3);
-    return buf;
-}
-
 void synth_model(const std::string& path, const SynthOptions& o) {
     const std::string problem = o.config.check();
     if (!problem.empty()) throw Error("synth: the shape is not usable: " + problem);
+    RandomTensorSource source(o.seed, o.stddev);
+    if (o.gguf) {
+        GgufOutput out;
+        out.type = o.gguf_type;
+        out.threads = o.threads;
+        out.progress = o.progress;
+        const Vocabulary vocab = spm_vocabulary_from_llama2c(synthetic_llama2c_vocabulary(o.config.vocab_size));
+        write_llama_gguf(path, o.config, o.write.shared_classifier, source, vocab, "ferry synth", out);
+        return;
+    }
     const int64_t bytes = llama2c_file_bytes(o.config, o.write);
     if (bytes < 0) throw Error("synth: the file size of this shape overflows");
-    std::filesystem::path dir = std::filesystem::path(path).parent_path();
-    if (dir.empty()) dir = ".";
-    std::error_code ec;
-    const std::filesystem::space_info space = std::filesystem::space(dir, ec);
-    if (ec) throw Error(path + ": cannot write there: " + ec.message());
-    if (space.available < static_cast<uint64_t>(bytes))
-        throw Error(path + ": needs " + format_gb(static_cast<double>(bytes)) + ", the disk has " +
-                    format_gb(static_cast<double>(space.available)) + " free");
-
-    RandomTensorSource source(o.seed, o.stddev);
+    ensure_disk_space(path, static_cast<uint64_t>(bytes));
     ProgressBar bar("synth " + std::filesystem::path(path).filename().string());
     WriteProgress progress;
     if (o.progress) progress = [&bar](uint64_t done, uint64_t total) { bar.update(done, total); };

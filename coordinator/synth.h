@@ -7,6 +7,8 @@
 
 #include "common/llama2c_writer.h"
 #include "common/model_config.h"
+#include "common/progress.h"
+#include "kernels/tensor_type.h"
 
 namespace ferry {
 
@@ -23,17 +25,17 @@ const SynthPreset* find_synth_preset(const std::string& name);
 
 struct SynthOptions {
     ModelConfig config;
-    Llama2cWriteOptions write;
+    Llama2cWriteOptions write;  // the llama2.c format, unless gguf
+    bool gguf = false;          // GGUF of gguf_type, with a made-up vocabulary embedded
+    TensorType gguf_type = TensorType::F32;
+    int threads = 1;            // GGUF: threads encoding rows
     uint64_t seed = 1;
     float stddev = 0.02f;
     bool progress = true;  // a progress bar on stderr
 };
 
-// Writes the checkpoint, streaming (never the whole model in memory). Checks
-// the disk has room first. Throws ferry::Error naming `path`.
+// Writes the model, streaming (never the whole model in memory). Checks the
+// disk has room first. Throws ferry::Error naming `path`.
 void synth_model(const std::string& path, const SynthOptions& o);
-
-// "4.40 GB" (decimal units, as the benchmarks report bandwidth).
-std::string format_gb(double bytes);
 
 }  // namespace ferry
