@@ -42,6 +42,18 @@ void add_pipeline_options(CLI::App* app, RunOptions& o) {
         ->check(CLI::IsMember({"f32", "f16"}));
     app->add_option("--stats-every", o.stats_every, "Print the per-node table every N tokens (0: only at the end)")
         ->check(CLI::Range(0, 1 << 30));
+    app->add_flag("--embedding-on-worker", o.embedding_on_worker,
+                  "The first worker holds the embedding table and receives token ids (default: the coordinator embeds)");
+    app->add_flag("--head-on-worker", o.head_on_worker,
+                  "The last worker holds the final norm and classifier and returns logits (default: the coordinator)");
+    app->add_option("--prefill-chunk", o.prefill_chunk,
+                    "Send the prompt in micro-batches of N positions so stages overlap (default 0: one batch)")
+        ->check(CLI::Range(0, 1 << 20));
+    app->add_option("--timeout", o.net_timeout,
+                    "Seconds a worker may stay silent (no result, no heartbeat) before it is declared dead (default 10)")
+        ->check(CLI::Range(0.5, 86400.0));
+    app->add_option("--connect-timeout", o.connect_timeout, "Seconds to connect to a worker (default 5)")
+        ->check(CLI::Range(0.1, 3600.0));
 }
 
 }  // namespace ferry

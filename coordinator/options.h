@@ -30,6 +30,11 @@ struct RunOptions {
     std::vector<int> split;
     std::string wire = "f32";
     int stats_every = 0;
+    bool embedding_on_worker = false;  // the first worker looks token ids up
+    bool head_on_worker = false;       // the last worker applies the final norm and classifier
+    int prefill_chunk = 0;             // prefill micro-batch size (0: the whole prompt in one batch)
+    double net_timeout = 10;           // seconds of silence after which a worker is dead
+    double connect_timeout = 5;
 };
 
 // Adds the options `ferry run` and `ferry bench` share to a subcommand.

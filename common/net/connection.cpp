@@ -1,0 +1,237 @@
+#include "common/net/connection.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/net/handshake.h"
+
+namespace ferry::net {
+
+namespace {
+constexpr auto kTick = std::chrono::milliseconds(100);
+}
+
+void tune_socket(tcp::socket& socket) {
+    asio::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    socket.set_option(asio::socket_base::keep_alive(true), ec);
+}
+
+std::string remote_address(const tcp::socket& socket) {
+    asio::error_code ec;
+    const tcp::endpoint ep = socket.remote_endpoint(ec);
+    if (ec) return "unknown peer";
+    const std::string host = ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
+    return host + ":" + std::to_string(ep.port());
+}
+
+Connection::Connection(tcp::socket socket, std::string peer)
+    : socket_(std::move(socket)), peer_(std::move(peer)), timer_(socket_.get_executor()) {
+    last_read_ns_ = last_write_ns_ = now_ns();
+}
+
+Connection::~Connection() {
+    asio::error_code ec;
+    socket_.close(ec);
+}
+
+void Connection::start(FrameHandler on_frame, CloseHandler on_close) {
+    on_frame_ = std::move(on_frame);
+    on_close_ = std::move(on_close);
+    read_more();
+    arm_timer();
+}
+
+void Connection::set_silence_timeout(double seconds, std::string what) {
+    silence_ns_ = static_cast<uint64_t>(seconds * 1e9);
+    silence_what_ = std::move(what);
+    last_read_ns_ = now_ns();
+}
+
+void Connection::set_heartbeat(double seconds, HeartbeatFill fill) {
+    heartbeat_ns_ = static_cast<uint64_t>(seconds * 1e9);
+    heartbeat_fill_ = std::move(fill);
+}
+
+void Connection::read_more() {
+    if (closed_) return;
+    auto self = shared_from_this();
+    socket_.async_read_some(asio::buffer(read_buf_), [this, self](const asio::error_code& ec, size_t n) {
+        if (closed_) return;
+        if (ec) {
+            close(ec == asio::error::eof ? "closed the connection" : "connection lost: " + ec.message());
+            return;
+        }
+        bytes_in_ += n;
+        last_read_ns_ = now_ns();
+        std::vector<FrameDecoder::Decoded> frames;
+        const std::string problem = decoder_.feed(read_buf_.data(), n, frames);
+        for (FrameDecoder::Decoded& d : frames) {
+            if (closed_ || close_when_sent_) return;
+            if (d.frame.has_ping()) {
+                wire::Frame pong;
+                pong.mutable_pong()->set_nonce(d.frame.ping().nonce());
+                pong.mutable_pong()->set_payload(d.frame.ping().payload());
+                pong.mutable_pong()->set_clock_ns(now_ns());
+                send(pong);
+                continue;
+            }
+            if (d.frame.has_heartbeat()) continue;
+            on_frame_(d);
+        }
+        if (closed_ || close_when_sent_) return;
+        if (!problem.empty()) {
+            spdlog::warn("{}: sent {}; closing the connection", peer_, problem);
+            send(make_error("malformed input: " + problem + "; closing the connection"));
+            close_after_send("sent " + problem);
+            return;
+        }
+        read_more();
+    });
+}
+
+void Connection::send(const wire::Frame& frame) { send_encoded(encode_frame(frame)); }
+
+void Connection::send_encoded(std::string bytes) {
+    if (closed_) return;
+    queued_ += bytes.size();
+    queue_.push_back(std::move(bytes));
+    if (!writing_) write_next();
+}
+
+void Connection::write_next() {
+    if (closed_) return;
+    if (queue_.empty()) {
+        writing_ = false;
+        if (close_when_sent_) close(close_reason_);
+        return;
+    }
+    writing_ = true;
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(queue_.front()), [this, self](const asio::error_code& ec, size_t n) {
+        if (closed_) return;
+        if (ec) {
+            close("connection lost while sending: " + ec.message());
+            return;
+        }
+        bytes_out_ += n;
+        last_write_ns_ = now_ns();
+        queued_ -= queue_.front().size();
+        queue_.pop_front();
+        if (on_drained_) on_drained_();
+        write_next();
+    });
+}
+
+void Connection::close(const std::string& reason) {
+    if (closed_) return;
+    closed_ = true;
+    asio::error_code ec;
+    timer_.cancel();
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    queue_.clear();
+    queued_ = 0;
+    if (on_close_) {
+        auto self = shared_from_this();  // the handler may drop the last owner
+        CloseHandler handler = std::move(on_close_);
+        handler(reason);
+    }
+    on_frame_ = nullptr;
+    on_drained_ = nullptr;
+    heartbeat_fill_ = nullptr;
+}
+
+void Connection::close_after_send(const std::string& reason) {
+    if (closed_) return;
+    close_when_sent_ = true;
+    close_reason_ = reason;
+    // A peer that does not read must not keep us: give the queue two seconds.
+    silence_ns_ = 2'000'000'000ull;
+    last_read_ns_ = now_ns();
+    silence_what_ = reason + " (then stopped reading)";
+    if (!writing_) write_next();
+}
+
+void Connection::arm_timer() {
+    if (closed_) return;
+    auto self = shared_from_this();
+    timer_.expires_after(kTick);
+    timer_.async_wait([this, self](const asio::error_code& ec) {
+        if (ec || closed_) return;
+        tick();
+        arm_timer();
+    });
+}
+
+void Connection::tick() {
+    const uint64_t now = now_ns();
+    if (silence_ns_ > 0 && now - last_read_ns_ > silence_ns_) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, " for %.1f s", (now - last_read_ns_) / 1e9);
+        close(silence_what_ + buf);
+        return;
+    }
+    if (heartbeat_ns_ > 0 && !close_when_sent_ && now - last_write_ns_ > heartbeat_ns_ && queue_.empty()) {
+        wire::Frame f;
+        f.mutable_heartbeat()->set_sent_ns(now);
+        if (heartbeat_fill_) heartbeat_fill_(*f.mutable_heartbeat());
+        send(f);
+        last_write_ns_ = now;
+    }
+}
+
+void async_connect(asio::io_context& io, const std::string& address, double timeout_s,
+                   std::function<void(const std::string& error, tcp::socket socket)> done) {
+    std::pair<std::string, uint16_t> hp;
+    try {
+        hp = split_address(address, "address");
+    } catch (const std::exception& e) {
+        asio::post(io, [&io, done, msg = std::string(e.what())] { done(msg, tcp::socket(io)); });
+        return;
+    }
+    struct State {
+        tcp::resolver resolver;
+        tcp::socket socket;
+        asio::steady_timer timer;
+        bool finished = false;
+        std::function<void(const std::string&, tcp::socket)> done;
+        State(asio::io_context& io) : resolver(io), socket(io), timer(io) {}
+        void finish(const std::string& error) {
+            if (finished) return;
+            finished = true;
+            timer.cancel();
+            resolver.cancel();
+            if (!error.empty()) {
+                asio::error_code ec;
+                socket.close(ec);
+            } else {
+                tune_socket(socket);
+            }
+            done(error, std::move(socket));
+        }
+    };
+    auto st = std::make_shared<State>(io);
+    st->done = std::move(done);
+    st->timer.expires_after(std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+    st->timer.async_wait([st, timeout_s](const asio::error_code& ec) {
+        if (ec) return;
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "no answer within %.1f s (connect timeout)", timeout_s);
+        st->finish(buf);
+    });
+    st->resolver.async_resolve(hp.first, std::to_string(hp.second),
+                               [st](const asio::error_code& ec, tcp::resolver::results_type results) {
+                                   if (st->finished) return;
+                                   if (ec) {
+                                       st->finish("cannot resolve the host: " + ec.message());
+                                       return;
+                                   }
+                                   asio::async_connect(st->socket, results,
+                                                       [st](const asio::error_code& ec2, const tcp::endpoint&) {
+                                                           if (st->finished) return;
+                                                           st->finish(ec2 ? "cannot connect: " + ec2.message() : "");
+                                                       });
+                               });
+}
+
+}  // namespace ferry::net

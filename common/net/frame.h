@@ -1,0 +1,61 @@
+// Framing: each frame is a little-endian u32 byte count, then that many bytes
+// of one serialized wire::Frame. The count is checked against a limit before
+// anything is allocated; the limit depends on what the connection may carry
+// (a handshake is small, a prefill batch is large), with a hard ceiling.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ferry.pb.h"
+
+namespace ferry::net {
+
+constexpr size_t kFrameHeaderBytes = 4;
+// No frame is ever larger than this, whatever a connection allows.
+constexpr uint32_t kMaxFrameBytes = 1u << 30;
+// Before a connection knows its role: Hello, Error, status.
+constexpr uint32_t kHandshakeFrameBytes = 64u << 10;
+// Control traffic of an established connection: shard chunks (1 MB), the
+// 1 MB link echo, assignments with their tensor list.
+constexpr uint32_t kControlFrameBytes = 4u << 20;
+
+// The frame with its length prefix. Throws ferry::Error if it would exceed kMaxFrameBytes.
+std::string encode_frame(const wire::Frame& frame);
+
+// Cuts a byte stream into frames. feed() never allocates more than the
+// current limit for one body, and reports the first problem as a reason
+// string after which the stream is unusable (the connection closes).
+class FrameDecoder {
+public:
+    explicit FrameDecoder(uint32_t limit = kHandshakeFrameBytes) : limit_(limit) {}
+    void set_limit(uint32_t limit) { limit_ = limit < kMaxFrameBytes ? limit : kMaxFrameBytes; }
+    uint32_t limit() const { return limit_; }
+
+    // Appends every frame completed by these bytes to `out` together with
+    // its size on the wire. Returns "" or why the stream is malformed.
+    struct Decoded {
+        wire::Frame frame;
+        uint64_t wire_bytes = 0;
+    };
+    std::string feed(const uint8_t* data, size_t n, std::vector<Decoded>& out);
+    // Bytes of an unfinished frame held now.
+    size_t pending() const { return header_.size() + body_.size(); }
+
+private:
+    uint32_t limit_;
+    std::string header_;  // up to 4 bytes of the next length
+    std::string body_;
+    uint32_t expected_ = 0;  // body bytes of the frame being read
+    bool in_body_ = false;
+};
+
+// Name of a frame's message for logs and errors ("hello", "forward", ...).
+const char* frame_kind(const wire::Frame& frame);
+
+// Feeds `data` to a decoder in irregular pieces: the body of the fuzz target
+// (fuzz_frames_main.cc) and of the corpus test. Returns 0.
+int fuzz_frame_decoder(const uint8_t* data, size_t size);
+
+}  // namespace ferry::net

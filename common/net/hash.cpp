@@ -1,0 +1,106 @@
+#include "common/net/hash.h"
+
+#define XXH_INLINE_ALL
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/mapped_file.h"
+
+namespace ferry::net {
+
+uint64_t checksum64(const void* data, size_t n) { return XXH3_64bits(data, n); }
+
+struct Hasher::State {
+    XXH3_state_t s;
+};
+
+Hasher::Hasher() : state_(std::make_unique<State>()) { XXH3_128bits_reset(&state_->s); }
+Hasher::~Hasher() = default;
+
+void Hasher::update(const void* data, size_t n) { XXH3_128bits_update(&state_->s, data, n); }
+
+std::string Hasher::digest() const {
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&state_->s));
+    return std::string(reinterpret_cast<const char*>(c.digest), sizeof c.digest);
+}
+
+std::string hash_bytes(const void* data, size_t n) {
+    Hasher h;
+    h.update(data, n);
+    return h.digest();
+}
+
+std::string hex(const std::string& bytes) {
+    static const char* digits = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) {
+        out += digits[c >> 4];
+        out += digits[c & 15];
+    }
+    return out;
+}
+
+std::string default_cache_dir() {
+    if (const char* d = std::getenv("FERRY_CACHE_DIR"); d && *d) return d;
+    if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return std::string(d) + "/ferry";
+    if (const char* d = std::getenv("HOME"); d && *d) return std::string(d) + "/.cache/ferry";
+    return "/tmp/ferry-cache";
+}
+
+namespace {
+
+// "size mtime_ns hexhash" of a file, as recorded in the sidecar.
+std::string file_key(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) throw Error(path + ": cannot stat the file");
+    const long long mtime = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+    return std::to_string(static_cast<unsigned long long>(st.st_size)) + " " + std::to_string(mtime);
+}
+
+}  // namespace
+
+std::string file_content_hash(const std::string& path, const std::string& cache_dir) {
+    std::error_code ec;
+    const std::string abs = std::filesystem::absolute(path, ec).lexically_normal().string();
+    const std::string key = file_key(path);
+    std::string sidecar;
+    if (!cache_dir.empty()) {
+        sidecar = cache_dir + "/model-hashes/" + hex(hash_bytes(abs.data(), abs.size())).substr(0, 16);
+        std::ifstream in(sidecar);
+        std::string line_path, line_key, line_hash;
+        if (in && std::getline(in, line_path) && std::getline(in, line_key) && std::getline(in, line_hash) &&
+            line_path == abs && line_key == key && line_hash.size() == 2 * kHashBytes &&
+            line_hash.find_first_not_of("0123456789abcdef") == std::string::npos) {
+            std::string bytes;
+            for (size_t i = 0; i < line_hash.size(); i += 2)
+                bytes += static_cast<char>(std::stoi(line_hash.substr(i, 2), nullptr, 16));
+            return bytes;
+        }
+    }
+    const MappedFile map(path);
+    Hasher h;
+    constexpr uint64_t kStep = 64ull << 20;
+    for (uint64_t off = 0; off < map.size(); off += kStep)
+        h.update(map.data() + off, static_cast<size_t>(std::min(kStep, map.size() - off)));
+    const std::string digest = h.digest();
+    if (!sidecar.empty()) {
+        std::filesystem::create_directories(std::filesystem::path(sidecar).parent_path(), ec);
+        const std::string tmp = sidecar + ".tmp" + std::to_string(::getpid());
+        std::ofstream out(tmp);
+        out << abs << "\n" << key << "\n" << hex(digest) << "\n";
+        out.close();
+        if (out) std::filesystem::rename(tmp, sidecar, ec);
+        else std::filesystem::remove(tmp, ec);
+    }
+    return digest;
+}
+
+}  // namespace ferry::net

@@ -1,0 +1,45 @@
+// Content identity and integrity: XXH3-128 names a model file (and a shard
+// image), XXH3-64 checks each chunk on the wire. XXH3 runs at memory speed,
+// so hashing costs about as much as reading the file once.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace ferry::net {
+
+constexpr size_t kHashBytes = 16;
+
+// XXH3-64 of a buffer: the per-chunk checksum.
+uint64_t checksum64(const void* data, size_t n);
+
+// Incremental XXH3-128; digest() is 16 bytes, big-endian as xxhsum prints it.
+class Hasher {
+public:
+    Hasher();
+    ~Hasher();
+    Hasher(const Hasher&) = delete;
+    Hasher& operator=(const Hasher&) = delete;
+    void update(const void* data, size_t n);
+    std::string digest() const;
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+std::string hash_bytes(const void* data, size_t n);
+// Lower-case hex of any bytes ("" stays "").
+std::string hex(const std::string& bytes);
+
+// The content hash of a whole file (mapped and hashed). A sidecar record in
+// `cache_dir`/model-hashes, keyed by the file's absolute path, size and
+// modification time, makes the second call free. cache_dir may be empty (no
+// sidecar). Throws ferry::Error naming the file if it cannot be read.
+std::string file_content_hash(const std::string& path, const std::string& cache_dir);
+
+// $FERRY_CACHE_DIR, else $XDG_CACHE_HOME/ferry, else ~/.cache/ferry.
+std::string default_cache_dir();
+
+}  // namespace ferry::net

@@ -1,0 +1,52 @@
+// What a worker receives: a GGUF (v3) image holding exactly one shard's
+// tensors in their stored types, plus the llama.* metadata that rebuilds the
+// model's config and ferry.shard.* keys naming the model and the range. The
+// image is computed from the model's memory map (header first, then tensor
+// bytes), never written to disk on the coordinator, and its bytes are a pure
+// function of (model, shard): a transfer can resume at any offset.
+//
+// The worker opens the finished file with open_model_file() and binds it with
+// bind_weights(), the same path as a local model.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/model_file.h"
+#include "common/weights.h"
+
+namespace ferry::net {
+
+class ShardImage {
+public:
+    // Throws ferry::Error if a tensor's type cannot be stored in GGUF (llama2.c
+    // v2 int8 groups: give the worker --model-dir, or convert the model to GGUF).
+    ShardImage(const ModelFile& model, const ShardSpec& spec, const std::string& model_hash);
+
+    uint64_t size() const { return size_; }
+    // Copies image bytes [offset, offset + n) into out.
+    void read(uint64_t offset, uint64_t n, uint8_t* out) const;
+    // The model's tensors that the image holds, in image order.
+    const std::vector<TensorInfo>& tensors() const { return tensors_; }
+    uint64_t weight_bytes() const { return weight_bytes_; }
+
+private:
+    struct Piece {
+        uint64_t at = 0;  // offset in the image
+        const uint8_t* src = nullptr;
+        uint64_t bytes = 0;
+    };
+    std::string header_;
+    std::vector<Piece> pieces_;  // header, then each tensor; gaps are zero padding
+    std::vector<TensorInfo> tensors_;
+    uint64_t size_ = 0;
+    uint64_t weight_bytes_ = 0;
+};
+
+// "<first>-<last>[-embed][-head].gguf", layers inclusive ("none" for no layers).
+std::string shard_file_name(const ShardSpec& spec);
+// Reads the ferry.shard.* keys of an opened shard image: model hash (hex) and spec.
+// False if the file is not a ferry shard.
+bool read_shard_identity(const ModelFile& file, std::string* model_hash_hex, ShardSpec* spec);
+
+}  // namespace ferry::net

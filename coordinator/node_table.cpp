@@ -1,0 +1,54 @@
+#include "coordinator/node_table.h"
+
+#include <cstdio>
+
+namespace ferry {
+
+namespace {
+double mb(uint64_t b) { return b / 1048576.0; }
+double per(double total, uint64_t n) { return n ? total / static_cast<double>(n) : 0.0; }
+}  // namespace
+
+std::string format_node_table(const PipelineStats& s) {
+    std::string out;
+    char line[320];
+    std::snprintf(line, sizeof line, "%-22s %-10s %9s %8s %8s %7s %11s %10s %10s %10s\n", "node", "layers",
+                  "weight MB", "RSS MB", "peak MB", "tokens", "compute ms", "net ms", "sent B", "recv B");
+    out += line;
+    for (const NodeStats& n : s.nodes) {
+        std::snprintf(line, sizeof line, "%-22s %-10s %9.1f %8.1f %8.1f %7llu %11.3f %10.3f %10.0f %10.0f\n",
+                      n.address.c_str(), n.layers.c_str(), mb(n.weight_bytes), mb(n.rss), mb(n.peak_rss),
+                      static_cast<unsigned long long>(n.positions), per(n.compute_ms, n.positions),
+                      per(n.net_ms, n.positions), per(static_cast<double>(n.bytes_sent), n.positions),
+                      per(static_cast<double>(n.bytes_received), n.positions));
+        out += line;
+    }
+    out += "(compute ms, net ms, sent and recv bytes are per token processed; net ms: the activation's trip into the node)\n";
+    if (s.decode_tokens > 0 && s.decode_ms > 0) {
+        const double ms = s.decode_ms / s.decode_tokens;
+        const double compute = s.decode_compute_ms / s.decode_tokens;
+        const double net = ms > compute ? ms - compute : 0.0;
+        std::snprintf(line, sizeof line,
+                      "decode: %.2f tok/s end to end, %.3f ms per token = compute %.3f ms (%.1f%%) + network and "
+                      "overhead %.3f ms (%.1f%%)\n",
+                      1000.0 / ms, ms, compute, 100.0 * compute / ms, net, 100.0 * net / ms);
+        out += line;
+    }
+    if (s.prefill_tokens > 0 && s.prefill_ms > 0) {
+        std::snprintf(line, sizeof line, "prefill: %llu tokens in %.1f ms (%.1f tok/s)\n",
+                      static_cast<unsigned long long>(s.prefill_tokens), s.prefill_ms,
+                      s.prefill_tokens * 1000.0 / s.prefill_ms);
+        out += line;
+    }
+    std::snprintf(line, sizeof line, "shard bytes sent: %llu", static_cast<unsigned long long>(s.shard_bytes_sent));
+    out += line;
+    if (s.shard_bytes_sent > 0 && s.shard_seconds > 0) {
+        std::snprintf(line, sizeof line, " in %.2f s (%.1f MB/s)", s.shard_seconds,
+                      s.shard_bytes_sent / 1e6 / s.shard_seconds);
+        out += line;
+    }
+    out += "\n";
+    return out;
+}
+
+}  // namespace ferry

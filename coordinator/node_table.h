@@ -1,0 +1,37 @@
+// What each node of a pipeline did, and how it is shown: the table at the end
+// of `ferry run --workers` (and every --stats-every tokens), and the rows of
+// `ferry status`.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ferry {
+
+struct NodeStats {
+    std::string address;   // "coordinator" for the local row
+    std::string layers;    // "0-2", "embed+head", ...
+    uint64_t weight_bytes = 0;
+    uint64_t rss = 0, peak_rss = 0;
+    uint64_t positions = 0;    // token positions processed
+    uint64_t requests = 0;
+    double compute_ms = 0;     // total
+    double net_ms = 0;         // total time the activation spent travelling into this node
+    uint64_t bytes_sent = 0, bytes_received = 0;  // data path (requests and results)
+};
+
+struct PipelineStats {
+    std::vector<NodeStats> nodes;  // coordinator first, then the stages in chain order
+    uint64_t decode_tokens = 0;
+    double decode_ms = 0;          // wall time of one-token requests, end to end
+    double decode_compute_ms = 0;  // of which nodes computed
+    uint64_t prefill_tokens = 0;
+    double prefill_ms = 0;
+    uint64_t shard_bytes_sent = 0;
+    double shard_seconds = 0;
+};
+
+// The per-node table and the end-to-end line, for stderr.
+std::string format_node_table(const PipelineStats& s);
+
+}  // namespace ferry

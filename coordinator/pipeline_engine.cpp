@@ -1,0 +1,614 @@
+#include "coordinator/pipeline_engine.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <random>
+
+#include "common/error.h"
+#include "common/net/handshake.h"
+#include "common/net/hash.h"
+#include "common/net/hub.h"
+#include "common/net/shard_image.h"
+#include "common/net/values.h"
+#include "common/process_stats.h"
+#include "common/shard_memory.h"
+#include "coordinator/plan_report.h"
+
+namespace ferry {
+
+using net::Hub;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr uint64_t kShardChunkBytes = 1u << 20;
+constexpr size_t kShardWindowBytes = 8u << 20;  // queued per link while streaming
+constexpr double kHeartbeatS = 1.0;
+
+Clock::time_point after(double seconds) {
+    return Clock::now() + std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
+}
+
+double ms_since(Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+std::string spec_text(const ShardSpec& s) {
+    std::string t = s.last_layer > s.first_layer
+                        ? std::to_string(s.first_layer) + "-" + std::to_string(s.last_layer - 1)
+                        : std::string("none");
+    if (s.embedding) t += "+emb";
+    if (s.head) t += "+head";
+    return t;
+}
+
+wire::ModelShape shape_of(const ModelConfig& c) {
+    wire::ModelShape s;
+    s.set_dim(c.dim);
+    s.set_hidden_dim(c.hidden_dim);
+    s.set_n_layers(c.n_layers);
+    s.set_n_heads(c.n_heads);
+    s.set_n_kv_heads(c.n_kv_heads);
+    s.set_vocab_size(c.vocab_size);
+    s.set_seq_len(c.seq_len);
+    s.set_norm_eps(c.norm_eps);
+    s.set_rope_theta(c.rope_theta);
+    return s;
+}
+
+// The type most of the model's weight bytes are stored in (what decode streams).
+std::string dominant_type(const ModelFile& f) {
+    std::map<std::string, uint64_t> bytes;
+    for (const TensorInfo& t : f.tensors)
+        if (t.name.rfind("blk.", 0) == 0) bytes[tensor_type_name(t.type)] += t.bytes;
+    std::string best = "f32";
+    uint64_t most = 0;
+    for (const auto& [name, b] : bytes)
+        if (b > most) {
+            most = b;
+            best = name;
+        }
+    return best;
+}
+
+}  // namespace
+
+struct PipelineEngine::Net {
+    Hub hub;
+};
+
+struct PipelineEngine::Node {
+    int link = -1;
+    std::string address;
+    wire::Capabilities caps;
+    std::string worker_name;
+    double rtt_ms = 0;
+    int64_t clock_offset_ns = 0;  // worker clock minus ours
+    double link_mbps = 0;
+    int stage = -1;  // index in the chain, -1 if left out
+    ShardSpec spec;
+    std::unique_ptr<net::ShardImage> image;
+    std::string image_error;
+    // Shard transfer.
+    bool need_shard = false, loaded = false, end_sent = false;
+    uint64_t send_at = 0, resumed_at = 0;
+    std::unique_ptr<net::Hasher> hasher;
+    std::string source;
+    NodeStats stats;
+};
+
+PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& options, int context,
+                               kernels::ThreadPool* pool)
+    : file_(file), opt_(options), config_(file.config), context_(context), pool_(pool), net_(std::make_unique<Net>()) {
+    if (opt_.workers.empty()) throw Error("--workers: no workers given");
+    if (opt_.wire != "f32" && opt_.wire != "f16") throw Error("--wire " + opt_.wire + ": use f32 or f16");
+    const std::string model_hash = net::file_content_hash(file.path, net::default_cache_dir());
+    spdlog::info("{}: content hash {}", file.path, net::hex(model_hash));
+    connect_all(model_hash);
+    measure_links();
+
+    std::vector<WorkerCapacity> capacities;
+    const std::string type = dominant_type(file);
+    for (const auto& n : nodes_) {
+        WorkerCapacity w;
+        w.address = n->address;
+        w.memory_budget = n->caps.memory_budget();
+        auto it = n->caps.type_gbps().find(type);
+        w.matvec_gbps = it != n->caps.type_gbps().end() ? it->second : n->caps.matvec_gbps();
+        w.link_mbps = n->link_mbps;
+        w.link_latency_ms = n->rtt_ms / 2;
+        capacities.push_back(w);
+    }
+    plan_ = plan_pipeline(file, context, capacities, opt_.split, opt_.wire == "f16" ? 2 : 4, opt_.kv_type);
+    std::fprintf(stderr, "plan:\n%s", format_plan(plan_, capacities).c_str());
+    for (const PlannedStage& s : plan_.stages) {
+        Node* n = nodes_[static_cast<size_t>(s.worker)].get();
+        n->stage = static_cast<int>(chain_.size());
+        n->spec = ShardSpec{s.first_layer, s.last_layer, false, false};
+        chain_.push_back(n);
+    }
+    chain_.front()->spec.embedding = opt_.embedding_on_worker;
+    chain_.back()->spec.head = opt_.head_on_worker;
+    for (const auto& n : nodes_)
+        if (n->stage < 0) net_->hub.close(n->link);
+
+    local_ = bind_weights(config_, ShardSpec{0, 0, !opt_.embedding_on_worker, !opt_.head_on_worker}, file.tensors,
+                          file.map.data(), file.path);
+    local_stats_.address = "coordinator";
+    local_stats_.layers = std::string(opt_.embedding_on_worker ? "" : "emb") +
+                          (opt_.embedding_on_worker || opt_.head_on_worker ? "" : "+") +
+                          (opt_.head_on_worker ? "" : "head");
+    if (local_stats_.layers.empty()) local_stats_.layers = "tokens";
+    local_stats_.weight_bytes = shard_weight_bytes(local_);
+    logits_.resize(static_cast<size_t>(config_.vocab_size));
+
+    assign_all(model_hash);
+    stream_shards();
+    wire_chain();
+    for (Node* n : chain_) {
+        n->stats.address = n->address;
+        n->stats.layers = spec_text(n->spec);
+    }
+}
+
+PipelineEngine::~PipelineEngine() = default;
+
+std::string PipelineEngine::node_name(int link) const {
+    for (const auto& n : nodes_) {
+        if (n->link != link) continue;
+        if (n->stage < 0) return "worker " + n->address;
+        return "worker " + n->address + " (stage " + std::to_string(n->stage + 1) + " of " +
+               std::to_string(chain_.size()) + ", layers " + spec_text(n->spec) + ")";
+    }
+    return "worker ?";
+}
+
+void PipelineEngine::fail_node(int link, const std::string& what) const {
+    throw Error(node_name(link) + ": " + what);
+}
+
+void PipelineEngine::check_event(const void* event) const {
+    const Hub::Event& e = *static_cast<const Hub::Event*>(event);
+    if (e.kind == Hub::Event::connect_failed) fail_node(e.link, e.reason);
+    if (e.kind == Hub::Event::closed) {
+        std::string why = e.reason;
+        if (why == "closed the connection") why += " (the worker stopped or crashed; see its log)";
+        fail_node(e.link, why);
+    }
+    if (e.kind == Hub::Event::received && e.frame.frame.has_error()) {
+        // The worker's message already starts with its own name.
+        throw Error(node_name(e.link) + " reports: " + e.frame.frame.error().message());
+    }
+}
+
+// ---- setup ----
+
+void PipelineEngine::connect_all(const std::string& model_hash) {
+    Hub& hub = net_->hub;
+    for (const std::string& address : opt_.workers) {
+        net::split_address(address, "--workers");
+        auto n = std::make_unique<Node>();
+        n->address = address;
+        n->link = hub.connect(address, opt_.connect_timeout_s);
+        nodes_.push_back(std::move(n));
+    }
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    const std::string me = std::string("coordinator on ") + host + " (pid " + std::to_string(::getpid()) + ")";
+    size_t greeted = 0;
+    const auto deadline = after(opt_.connect_timeout_s + 5);
+    while (greeted < nodes_.size()) {
+        std::optional<Hub::Event> e = hub.wait(deadline);
+        if (!e) {
+            for (const auto& n : nodes_)
+                if (n->caps.cores() == 0)
+                    fail_node(n->link, "no handshake within " + std::to_string(static_cast<int>(opt_.connect_timeout_s + 5)) +
+                                           " s (is it a ferry-worker?)");
+        }
+        if (e->kind == Hub::Event::connected) {
+            hub.configure(e->link, net::kControlFrameBytes, opt_.timeout_s, kHeartbeatS);
+            hub.send(e->link, net::make_hello(wire::COORDINATOR, me, model_hash));
+            continue;
+        }
+        check_event(&*e);
+        if (e->kind != Hub::Event::received) continue;
+        const wire::Frame& f = e->frame.frame;
+        if (!f.has_hello()) fail_node(e->link, std::string("sent a ") + net::frame_kind(f) + " frame instead of its hello");
+        if (const std::string bad = net::check_protocol(f.hello(), node_name(e->link)); !bad.empty()) throw Error(bad);
+        if (f.hello().role() != wire::WORKER)
+            fail_node(e->link, std::string("answered as a ") + net::role_name(f.hello().role()) + ", not a worker");
+        Node& n = *nodes_[static_cast<size_t>(e->link)];
+        n.caps = f.hello().capabilities();
+        if (n.caps.cores() == 0) n.caps.set_cores(1);
+        n.worker_name = f.hello().name();
+        ++greeted;
+    }
+}
+
+void PipelineEngine::measure_links() {
+    Hub& hub = net_->hub;
+    // Round trips of a small frame (latency, clock offset) and one 1 MB echo (throughput).
+    constexpr int kPings = 5;
+    const std::string small(64, 'p'), large(1u << 20, 'e');
+    for (const auto& n : nodes_) {
+        double best = 1e30, large_ms = 0;
+        for (int i = 0; i <= kPings; ++i) {
+            wire::Frame f;
+            f.mutable_ping()->set_nonce(static_cast<uint64_t>(i + 1));
+            f.mutable_ping()->set_payload(i < kPings ? small : large);
+            const uint64_t t0 = net::now_ns();
+            hub.send(n->link, f);
+            for (;;) {
+                std::optional<Hub::Event> e = hub.wait(after(opt_.timeout_s));
+                if (!e) fail_node(n->link, "no answer to a ping within " + std::to_string(opt_.timeout_s) + " s");
+                check_event(&*e);
+                if (e->kind != Hub::Event::received || !e->frame.frame.has_pong() ||
+                    e->frame.frame.pong().nonce() != static_cast<uint64_t>(i + 1))
+                    continue;
+                const double ms = (e->at_ns - t0) / 1e6;
+                if (i < kPings && ms < best) {
+                    best = ms;
+                    n->clock_offset_ns = static_cast<int64_t>(e->frame.frame.pong().clock_ns()) -
+                                         static_cast<int64_t>(t0 + (e->at_ns - t0) / 2);
+                }
+                if (i == kPings) large_ms = ms;
+                break;
+            }
+        }
+        n->rtt_ms = best;
+        // 2 MB crossed the link (there and back) in the time beyond a small round trip.
+        const double transfer_ms = std::max(large_ms - best, 1e-3);
+        n->link_mbps = 2.0 * large.size() * 8 / (transfer_ms * 1e3);
+        spdlog::info("{}: rtt {:.3f} ms, {:.0f} Mbit/s, {} cores, {} kernels, {:.2f} GB/s f32, budget {}", n->address,
+                     n->rtt_ms, n->link_mbps, n->caps.cores(), n->caps.kernel_level(), n->caps.matvec_gbps(),
+                     n->caps.memory_budget() ? format_bytes(n->caps.memory_budget()) : "unlimited");
+    }
+}
+
+void PipelineEngine::assign_all(const std::string& model_hash) {
+    Hub& hub = net_->hub;
+    std::random_device rd;
+    const uint64_t session = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+    for (Node* n : chain_) {
+        std::vector<TensorInfo> tensors;
+        try {
+            n->image = std::make_unique<net::ShardImage>(file_, n->spec, model_hash);
+            tensors = n->image->tensors();
+        } catch (const Error& e) {
+            n->image_error = e.what();  // fatal only if the worker has to receive the shard
+            for (const std::string& name : shard_tensor_names(config_, n->spec, file_.find("output.weight") == nullptr))
+                if (const TensorInfo* t = file_.find(name)) tensors.push_back(*t);
+        }
+        wire::Frame f;
+        wire::Assign* a = f.mutable_assign();
+        a->set_model_hash(model_hash);
+        a->set_model_bytes(file_.map.size());
+        a->set_model_name(file_.path.substr(file_.path.find_last_of('/') + 1));
+        *a->mutable_shape() = shape_of(config_);
+        a->set_first_layer(n->spec.first_layer);
+        a->set_last_layer(n->spec.last_layer);
+        a->set_embedding(n->spec.embedding);
+        a->set_head(n->spec.head);
+        a->set_context(context_);
+        a->set_kv_type(kv_type_name(opt_.kv_type));
+        a->set_wire(opt_.wire == "f16" ? wire::WIRE_F16 : wire::WIRE_F32);
+        for (const TensorInfo& t : tensors) {
+            wire::TensorDesc* d = a->add_tensors();
+            d->set_name(t.name);
+            d->set_type(static_cast<uint32_t>(t.type));
+            d->set_rows(t.rows);
+            d->set_cols(t.cols);
+            d->set_group(t.group);
+            d->set_bytes(t.bytes);
+        }
+        a->set_image_bytes(n->image ? n->image->size() : 0);
+        a->set_session_id(session);
+        a->set_stage_index(n->stage);
+        a->set_n_stages(static_cast<int>(chain_.size()));
+        hub.send(n->link, f);
+    }
+    size_t replied = 0;
+    // Loading a cached shard or hashing a --model-dir file can take a while on a big model.
+    const auto deadline = after(opt_.timeout_s + 120);
+    while (replied < chain_.size()) {
+        std::optional<Hub::Event> e = hub.wait(deadline);
+        if (!e) throw Error("workers did not answer their assignments within " + std::to_string(opt_.timeout_s + 120) + " s");
+        check_event(&*e);
+        if (e->kind != Hub::Event::received || !e->frame.frame.has_assign_reply()) continue;
+        Node& n = *nodes_[static_cast<size_t>(e->link)];
+        const wire::AssignReply& r = e->frame.frame.assign_reply();
+        ++replied;
+        if (r.state() == wire::AssignReply::READY) {
+            n.loaded = true;
+            n.source = r.source();
+            n.stats.weight_bytes = r.weight_bytes();
+            spdlog::info("{}: shard ready from its {}", n.address, r.source());
+            continue;
+        }
+        if (!n.image) fail_node(n.link, "needs its shard sent, but " + n.image_error);
+        n.need_shard = true;
+        n.hasher = std::make_unique<net::Hasher>();
+        // Resume only if the bytes it has are the image's bytes.
+        if (r.have_bytes() > 0 && r.have_bytes() <= n.image->size()) {
+            std::vector<uint8_t> buf(4u << 20);
+            for (uint64_t off = 0; off < r.have_bytes(); off += buf.size()) {
+                const uint64_t len = std::min<uint64_t>(buf.size(), r.have_bytes() - off);
+                n.image->read(off, len, buf.data());
+                n.hasher->update(buf.data(), static_cast<size_t>(len));
+            }
+            if (n.hasher->digest() == r.have_hash()) {
+                n.send_at = n.resumed_at = r.have_bytes();
+            } else {
+                spdlog::warn("{}: its partial shard differs from the image; sending it again", n.address);
+                n.hasher = std::make_unique<net::Hasher>();
+            }
+        }
+        wire::Frame b;
+        b.mutable_shard_begin()->set_offset(n.send_at);
+        hub.send(n.link, b);
+    }
+}
+
+void PipelineEngine::stream_shards() {
+    Hub& hub = net_->hub;
+    uint64_t total = 0, sent = 0;
+    size_t pending = 0;
+    for (Node* n : chain_)
+        if (n->need_shard) {
+            total += n->image->size() - n->send_at;
+            ++pending;
+        }
+    if (pending == 0) return;
+    const bool tty = opt_.progress && ::isatty(2);
+    const auto t0 = Clock::now();
+    auto last_print = t0;
+    auto print = [&](bool final) {
+        const double s = std::max(1e-6, ms_since(t0) / 1e3);
+        const double rate = sent / s;
+        const double eta = rate > 0 ? (total - sent) / rate : 0;
+        std::fprintf(stderr, "%ssending shards to %zu worker%s: %.1f / %.1f MB  %.1f MB/s  ETA %.0f s%s",
+                     tty ? "\r" : "", pending, pending == 1 ? "" : "s", sent / 1e6, total / 1e6, rate / 1e6, eta,
+                     final || !tty ? "\n" : "   ");
+        std::fflush(stderr);
+    };
+    std::string chunk;
+    std::vector<uint8_t> buf(kShardChunkBytes);
+    size_t loaded = 0;
+    while (loaded < pending) {
+        for (Node* n : chain_) {
+            if (!n->need_shard || n->end_sent) continue;
+            while (n->send_at < n->image->size() && hub.queued_bytes(n->link) < kShardWindowBytes) {
+                const uint64_t len = std::min<uint64_t>(kShardChunkBytes, n->image->size() - n->send_at);
+                n->image->read(n->send_at, len, buf.data());
+                n->hasher->update(buf.data(), static_cast<size_t>(len));
+                wire::Frame f;
+                wire::ShardChunk* c = f.mutable_shard_chunk();
+                c->set_offset(n->send_at);
+                c->set_data(buf.data(), static_cast<size_t>(len));
+                c->set_checksum(net::checksum64(buf.data(), static_cast<size_t>(len)));
+                hub.send(n->link, f);
+                n->send_at += len;
+                sent += len;
+            }
+            if (n->send_at == n->image->size()) {
+                wire::Frame f;
+                f.mutable_shard_end()->set_image_hash(n->hasher->digest());
+                hub.send(n->link, f);
+                n->end_sent = true;
+            }
+        }
+        if (tty && ms_since(last_print) > 200) {
+            print(false);
+            last_print = Clock::now();
+        }
+        std::optional<Hub::Event> e = hub.wait(after(0.05), true);
+        if (!e) continue;
+        check_event(&*e);
+        if (e->kind == Hub::Event::received && e->frame.frame.has_shard_loaded()) {
+            Node& n = *nodes_[static_cast<size_t>(e->link)];
+            n.loaded = true;
+            n.stats.weight_bytes = e->frame.frame.shard_loaded().weight_bytes();
+            n.source = "received";
+            ++loaded;
+        }
+    }
+    totals_.shard_bytes_sent = sent;
+    totals_.shard_seconds = ms_since(t0) / 1e3;
+    print(true);
+    for (Node* n : chain_)
+        if (n->need_shard)
+            spdlog::info("{}: shard {} sent ({} bytes{})", n->address, spec_text(n->spec), n->image->size() - n->resumed_at,
+                         n->resumed_at ? ", resumed at byte " + std::to_string(n->resumed_at) : "");
+}
+
+void PipelineEngine::wire_chain() {
+    Hub& hub = net_->hub;
+    for (size_t i = 0; i + 1 < chain_.size(); ++i) {
+        wire::Frame f;
+        f.mutable_connect_next()->set_address(chain_[i + 1]->address);
+        hub.send(chain_[i]->link, f);
+    }
+    size_t connected = 0;
+    const auto deadline = after(opt_.timeout_s + opt_.connect_timeout_s);
+    while (connected + 1 < chain_.size()) {
+        std::optional<Hub::Event> e = hub.wait(deadline);
+        if (!e) throw Error("the workers did not connect to each other within " +
+                            std::to_string(static_cast<int>(opt_.timeout_s + opt_.connect_timeout_s)) + " s");
+        check_event(&*e);
+        if (e->kind == Hub::Event::received && e->frame.frame.has_connected()) ++connected;
+    }
+    // Results carry one activation or the logits.
+    const uint64_t result = (64u << 10) + 4ull * config_.vocab_size + 4ull * config_.dim;
+    for (Node* n : chain_)
+        hub.configure(n->link, static_cast<uint32_t>(std::max<uint64_t>(result, net::kControlFrameBytes)),
+                      opt_.timeout_s, kHeartbeatS);
+}
+
+// ---- requests ----
+
+void PipelineEngine::run_request(const int* tokens, int n_tokens, int pos, int want, const SamplerParams* params,
+                                 uint64_t rng_state) {
+    Hub& hub = net_->hub;
+    const auto t_start = Clock::now();
+    Node& first = *chain_.front();
+    Node& last = *chain_.back();
+    const wire::WireType wt = opt_.wire == "f16" ? wire::WIRE_F16 : wire::WIRE_F32;
+    double local_ms = 0;
+    if (!opt_.embedding_on_worker) {
+        const auto t0 = Clock::now();
+        x_.resize(static_cast<size_t>(n_tokens) * config_.dim);
+        embed_tokens(config_, local_, tokens, n_tokens, x_.data());
+        local_ms += ms_since(t0);
+    }
+    const int chunk = opt_.prefill_chunk > 0 && n_tokens > 1 ? opt_.prefill_chunk : n_tokens;
+    uint64_t last_id = 0;
+    struct Sent {
+        uint64_t id, at_ns, bytes;
+        int n;
+    };
+    std::vector<Sent> sent;
+    for (int start = 0; start < n_tokens; start += chunk) {
+        const int n = std::min(chunk, n_tokens - start);
+        wire::Frame f;
+        wire::Forward* fw = f.mutable_forward();
+        fw->set_request_id(next_request_++);
+        fw->set_seq_id(0);
+        fw->set_pos(pos + start);
+        fw->set_n_tokens(n);
+        if (opt_.embedding_on_worker) {
+            for (int t = 0; t < n; ++t) fw->add_tokens(tokens[start + t]);
+        } else {
+            fw->set_wire(wt);
+            fw->set_activations(net::encode_values(x_.data() + static_cast<size_t>(start) * config_.dim,
+                                                   static_cast<size_t>(n) * config_.dim, wt));
+        }
+        fw->set_want(static_cast<wire::Want>(want));
+        if (params) {
+            fw->mutable_sampling()->set_temperature(params->temperature);
+            fw->mutable_sampling()->set_topp(params->topp);
+            fw->mutable_sampling()->set_rng_state(rng_state);
+        }
+        fw->set_result_needed(start + n == n_tokens);
+        std::string encoded = net::encode_frame(f);
+        sent.push_back({fw->request_id(), net::now_ns(), encoded.size(), n});
+        hub.send_encoded(first.link, std::move(encoded));
+        last_id = fw->request_id();
+    }
+    // Bounded by the expected work, generously; heartbeats prove the workers alive meanwhile.
+    const double expected_s = plan_.predicted_ms_per_token * n_tokens / 1e3;
+    const auto deadline = after(opt_.timeout_s + 20 * expected_s);
+    double compute_ms = 0;
+    size_t results = 0;
+    while (results < sent.size()) {
+        std::optional<Hub::Event> e = hub.wait(deadline);
+        if (!e)
+            fail_node(last.link, "no result within " + std::to_string(static_cast<int>(opt_.timeout_s + 20 * expected_s)) +
+                                     " s (the chain is stalled)");
+        check_event(&*e);
+        if (e->kind != Hub::Event::received) continue;
+        const wire::Frame& f = e->frame.frame;
+        if (!f.has_result()) continue;
+        if (e->link != last.link) fail_node(e->link, "sent a result but it is not the last stage");
+        const wire::Result& r = f.result();
+        auto it = std::find_if(sent.begin(), sent.end(), [&](const Sent& s) { return s.id == r.request_id(); });
+        if (it == sent.end()) continue;  // a stale answer
+        ++results;
+        account(&r, it->at_ns, it->bytes, e->at_ns, e->frame.wire_bytes, it->n, &compute_ms);
+        if (r.request_id() != last_id) continue;
+        if (want == wire::WANT_ACTIVATION) {
+            x_.resize(static_cast<size_t>(config_.dim));
+            if (!net::decode_values(r.activation(), r.wire(), x_.size(), x_.data()))
+                fail_node(last.link, "returned an activation of " + std::to_string(r.activation().size()) + " bytes");
+        } else if (want == wire::WANT_LOGITS) {
+            if (!net::decode_values(r.logits(), wire::WIRE_F32, logits_.size(), logits_.data()))
+                fail_node(last.link, "returned logits of " + std::to_string(r.logits().size()) + " bytes");
+        } else {
+            if (r.token() < 0 || r.token() >= config_.vocab_size)
+                fail_node(last.link, "returned token id " + std::to_string(r.token()) + " outside the vocabulary");
+            result_token_ = r.token();
+            result_rng_ = r.rng_state();
+        }
+    }
+    if (want == wire::WANT_ACTIVATION) {
+        const auto t0 = Clock::now();
+        compute_logits(config_, local_, x_.data(), logits_.data(), pool_);
+        local_ms += ms_since(t0);
+    }
+    local_stats_.compute_ms += local_ms;
+    local_stats_.positions += static_cast<uint64_t>(n_tokens);
+    ++local_stats_.requests;
+    const double wall = ms_since(t_start);
+    if (n_tokens == 1) {
+        ++totals_.decode_tokens;
+        totals_.decode_ms += wall;
+        totals_.decode_compute_ms += compute_ms + local_ms;
+        if (opt_.stats_every > 0 && ++decoded_since_print_ % static_cast<uint64_t>(opt_.stats_every) == 0)
+            std::fprintf(stderr, "%s", format_node_table(stats()).c_str());
+    } else {
+        totals_.prefill_tokens += static_cast<uint64_t>(n_tokens);
+        totals_.prefill_ms += wall;
+    }
+}
+
+void PipelineEngine::account(const void* result, uint64_t sent_ns, uint64_t sent_bytes, uint64_t received_ns,
+                             uint64_t received_bytes, int n_tokens, double* compute_ms) {
+    const wire::Result& r = *static_cast<const wire::Result*>(result);
+    local_stats_.bytes_sent += sent_bytes;
+    local_stats_.bytes_received += received_bytes;
+    // Timestamps are each worker's clock; the offsets measured at connect map them to ours.
+    int64_t prev_send = static_cast<int64_t>(sent_ns);
+    for (int i = 0; i < r.trace_size(); ++i) {
+        const wire::StageTrace& t = r.trace(i);
+        if (t.stage_index() < 0 || static_cast<size_t>(t.stage_index()) >= chain_.size()) continue;
+        Node& n = *chain_[static_cast<size_t>(t.stage_index())];
+        const int64_t recv = static_cast<int64_t>(t.recv_ns()) - n.clock_offset_ns;
+        n.stats.net_ms += std::max<int64_t>(0, recv - prev_send) / 1e6;
+        prev_send = static_cast<int64_t>(t.send_ns()) - n.clock_offset_ns;
+        n.stats.compute_ms += t.compute_ns() / 1e6;
+        *compute_ms += t.compute_ns() / 1e6;
+        n.stats.positions += static_cast<uint64_t>(n_tokens);
+        ++n.stats.requests;
+        n.stats.bytes_received += t.bytes_in();
+        n.stats.bytes_sent += i + 1 < r.trace_size() ? r.trace(i + 1).bytes_in() : received_bytes;
+        n.stats.rss = t.rss();
+        n.stats.peak_rss = std::max(n.stats.peak_rss, t.peak_rss());
+    }
+    local_stats_.net_ms += std::max<int64_t>(0, static_cast<int64_t>(received_ns) - prev_send) / 1e6;
+}
+
+float* PipelineEngine::forward(const int* tokens, int n_tokens, int pos) {
+    run_request(tokens, n_tokens, pos, opt_.head_on_worker ? wire::WANT_LOGITS : wire::WANT_ACTIVATION, nullptr, 0);
+    return logits_.data();
+}
+
+int PipelineEngine::forward_sample(const int* tokens, int n_tokens, int pos, const SamplerParams& params,
+                                   Sampler& sampler) {
+    if (!opt_.head_on_worker) return sampler.sample(forward(tokens, n_tokens, pos));
+    run_request(tokens, n_tokens, pos, wire::WANT_TOKEN, &params, sampler.rng_state());
+    sampler.set_rng_state(result_rng_);
+    return result_token_;
+}
+
+void PipelineEngine::reset(uint64_t seq) {
+    wire::Frame f;
+    f.mutable_reset()->set_seq_id(seq);
+    net_->hub.send(chain_.front()->link, f);
+}
+
+PipelineStats PipelineEngine::stats() const {
+    PipelineStats s = totals_;
+    NodeStats local = local_stats_;
+    const ProcessMemory mem = read_process_memory();
+    local.rss = mem.rss;
+    local.peak_rss = mem.peak_rss;
+    s.nodes.push_back(local);
+    for (const Node* n : chain_) s.nodes.push_back(n->stats);
+    return s;
+}
+
+}  // namespace ferry

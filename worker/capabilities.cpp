@@ -1,0 +1,82 @@
+#include "worker/capabilities.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "common/process_stats.h"
+#include "kernels/cpu_features.h"
+#include "kernels/kernels.h"
+#include "kernels/quant_blocks.h"
+
+namespace ferry::worker {
+
+namespace {
+
+// GB/s of matmul over one matrix (rows x cols of `type`) for about `seconds`.
+double measure(const Matrix& w, kernels::ThreadPool& pool, double seconds) {
+    std::vector<float> x(static_cast<size_t>(w.cols), 0.5f), out(static_cast<size_t>(w.rows));
+    const int64_t bytes = tensor_bytes(w.type, w.rows, w.cols);
+    kernels::matmul(out.data(), w, x.data(), 1, &pool);  // warm: page the matrix in
+    const auto t0 = std::chrono::steady_clock::now();
+    int passes = 0;
+    double elapsed = 0;
+    do {
+        kernels::matmul(out.data(), w, x.data(), 1, &pool);
+        ++passes;
+        elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    } while (elapsed < seconds);
+    return static_cast<double>(bytes) * passes / elapsed / 1e9;
+}
+
+}  // namespace
+
+wire::Capabilities probe_capabilities(kernels::ThreadPool& pool, uint64_t memory_budget, double seconds) {
+    wire::Capabilities caps;
+#if defined(__x86_64__)
+    caps.set_arch("x86_64");
+#elif defined(__i386__)
+    caps.set_arch("i686");
+#else
+    caps.set_arch("unknown");
+#endif
+    caps.set_cores(std::max(1u, std::thread::hardware_concurrency()));
+    caps.set_threads(static_cast<uint32_t>(pool.size()));
+    caps.set_cpu_features(kernels::cpu_features_string());
+    caps.set_kernel_level(kernels::level_name(kernels::active_level()));
+    const MachineMemory mem = read_machine_memory();
+    caps.set_ram_total(mem.total);
+    caps.set_ram_available(mem.available);
+    caps.set_memory_budget(memory_budget);
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    caps.set_hostname(host);
+
+    const int64_t cols = 2048;
+    // Larger than the caches where memory allows, so the probe sees RAM speed.
+    const int64_t probe_bytes = memory_budget == 0 || memory_budget >= (1ull << 30) ? 64ll << 20
+                                : memory_budget >= (256ull << 20)                  ? 32ll << 20
+                                                                                    : 8ll << 20;
+    const int64_t rows = probe_bytes / (cols * 4);
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    {
+        std::vector<float> f32(static_cast<size_t>(rows * cols));
+        for (float& v : f32) v = dist(rng);
+        const double gbps = measure(Matrix{TensorType::F32, f32.data(), rows, cols, 0}, pool, seconds / 2);
+        caps.set_matvec_gbps(gbps);
+        (*caps.mutable_type_gbps())["f32"] = gbps;
+        if (kernels::matmul_supports(TensorType::Q8_0)) {
+            std::vector<BlockQ8_0> q(static_cast<size_t>(rows * cols / 32));
+            kernels::quantize_row_q8_0(f32.data(), q.data(), rows * cols);
+            (*caps.mutable_type_gbps())["q8_0"] =
+                measure(Matrix{TensorType::Q8_0, q.data(), rows, cols, 0}, pool, seconds / 2);
+        }
+    }
+    return caps;
+}
+
+}  // namespace ferry::worker

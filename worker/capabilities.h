@@ -1,0 +1,17 @@
+// What a worker tells a coordinator about itself on connect: the machine
+// (arch, cores, CPU features, RAM), its budget, and how fast its kernels
+// stream weights, measured once at start with a short probe.
+#pragma once
+#include <cstdint>
+
+#include "ferry.pb.h"
+#include "kernels/thread_pool.h"
+
+namespace ferry::worker {
+
+// Measures matrix-vector speed per weight type (f32, and q8_0 where the
+// kernels support it) for about `seconds` in total with the real kernels.
+// The probe matrix is sized to the budget (64 MB, or 32/8 MB under 1 GB/256 MB).
+wire::Capabilities probe_capabilities(kernels::ThreadPool& pool, uint64_t memory_budget, double seconds = 0.25);
+
+}  // namespace ferry::worker

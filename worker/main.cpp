@@ -1,0 +1,130 @@
+// ferry-worker: holds a contiguous range of a model's layers and runs them
+// for a coordinator, forwarding activations to the next worker.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+#include "common/logging.h"
+#include "common/shard_memory.h"
+#include "kernels/cpu_features.h"
+#include "worker/worker.h"
+
+#ifdef FERRY_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+namespace {
+
+// Classic double fork: the daemon is not a session leader and cannot regain a
+// terminal; the first parent returns 0 to the shell once the pid file exists.
+void daemonize(const std::string& pid_file) {
+    int ready[2];
+    if (pipe(ready) != 0) throw ferry::Error("--daemon: pipe failed");
+    const pid_t first = fork();
+    if (first < 0) throw ferry::Error("--daemon: fork failed");
+    if (first > 0) {
+        close(ready[1]);
+        char ok = 0;
+        const bool started = read(ready[0], &ok, 1) == 1 && ok == 1;
+        _exit(started ? 0 : 1);
+    }
+    close(ready[0]);
+    setsid();
+    const pid_t second = fork();
+    if (second < 0) _exit(1);
+    if (second > 0) _exit(0);
+    umask(022);
+    if (chdir("/") != 0) _exit(1);
+    const int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        if (devnull > 2) close(devnull);
+    }
+    if (!pid_file.empty()) {
+        std::ofstream out(pid_file);
+        out << getpid() << "\n";
+        if (!out) _exit(1);
+    }
+    const char ok = 1;
+    (void)!write(ready[1], &ok, 1);
+    close(ready[1]);
+}
+
+void notify_ready() {
+#ifdef FERRY_HAVE_SYSTEMD
+    if (std::getenv("NOTIFY_SOCKET")) sd_notify(0, "READY=1\nSTATUS=serving");
+#endif
+}
+
+void notify_stopping() {
+#ifdef FERRY_HAVE_SYSTEMD
+    if (std::getenv("NOTIFY_SOCKET")) sd_notify(0, "STOPPING=1");
+#endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace ferry;
+    CLI::App app{"ferry-worker: hold a range of a model's layers and run them for a ferry coordinator"};
+    worker::WorkerOptions o;
+    std::string memory, log_level = "info", log_file, pid_file, kernels_name = "auto";
+    bool daemon = false;
+    app.add_option("--listen", o.listen, "HOST:PORT to listen on (default 0.0.0.0:7070; port 0 picks a free one)");
+    app.add_option("--name", o.name, "How this worker names itself in messages (default: the listen address)");
+    app.add_option("--threads", o.threads, "Compute threads (default: one per core)")->check(CLI::Range(0, 1024));
+    app.add_option("--memory", memory,
+                   "Memory budget, e.g. 128M or 1.5G: assignments that do not fit are refused (default: unlimited)");
+    app.add_option("--cache-dir", o.cache_dir,
+                   "Where received shards are kept (default: $FERRY_CACHE_DIR, $XDG_CACHE_HOME/ferry or ~/.cache/ferry)");
+    app.add_option("--model-dir", o.model_dir,
+                   "A directory with whole model files: a model found here (by content hash) is loaded from disk "
+                   "instead of received");
+    app.add_option("--kernels", kernels_name, "Kernel instruction set: scalar, sse2, avx2 or auto")
+        ->check(CLI::IsMember({"scalar", "sse2", "avx2", "auto"}));
+    app.add_option("--handshake-timeout", o.handshake_timeout_s,
+                   "Seconds a new connection has to introduce itself (default 5)")
+        ->check(CLI::Range(0.1, 3600.0));
+    app.add_option("--timeout", o.link_timeout_s,
+                   "Seconds of silence after which a link is dead; peers send heartbeats every second (default 10)")
+        ->check(CLI::Range(0.5, 86400.0));
+    app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (default info)")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+    app.add_option("--log-file", log_file, "Log to this file instead of stderr");
+    app.add_flag("--daemon", daemon, "Detach (double fork) after binding; use with --pid-file and --log-file");
+    app.add_option("--pid-file", pid_file, "With --daemon: write the daemon's pid here");
+    app.footer(
+        "Runs in the foreground by default (for systemd: deploy/ferry-worker.service, Type=notify).\n"
+        "SIGTERM or SIGINT finish the request in flight, close every connection and exit 0.\n"
+        "Example: ferry-worker --listen 0.0.0.0:7070 --memory 128M --cache-dir /var/cache/ferry");
+    CLI11_PARSE(app, argc, argv);
+    try {
+        if (!memory.empty() && !parse_bytes(memory, &o.memory_budget))
+            throw Error("--memory " + memory + ": expected a size such as 128M, 1.5G or 65536");
+        if (daemon && log_file.empty()) throw Error("--daemon needs --log-file (stderr goes to /dev/null)");
+        kernels::Level level;
+        if (!kernels::parse_level(kernels_name, &level) || !kernels::set_active_level(level))
+            throw Error("--kernels " + kernels_name + ": this CPU lacks it (it has: " + kernels::cpu_features_string() + ")");
+        setup_logging(log_level, log_file);
+        worker::Worker w(o);  // binds now: a busy port fails before detaching
+        if (daemon) daemonize(pid_file);
+        notify_ready();
+        w.run();
+        notify_stopping();
+        if (daemon && !pid_file.empty()) std::remove(pid_file.c_str());
+        spdlog::default_logger()->flush();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ferry-worker: error: %s\n", e.what());
+        spdlog::error("{}", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,771 @@
+#include "worker/worker.h"
+
+#include <spdlog/spdlog.h>
+
+#include <asio.hpp>
+#include <condition_variable>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "common/error.h"
+#include "common/net/connection.h"
+#include "common/net/handshake.h"
+#include "common/net/hash.h"
+#include "common/net/shard_cache.h"
+#include "common/net/shard_image.h"
+#include "common/process_stats.h"
+#include "common/shard_memory.h"
+#include "worker/capabilities.h"
+#include "worker/stage.h"
+
+namespace ferry::worker {
+
+using net::Connection;
+using net::tcp;
+
+namespace {
+
+ModelConfig config_from(const wire::ModelShape& s) {
+    ModelConfig c;
+    c.dim = s.dim();
+    c.hidden_dim = s.hidden_dim();
+    c.n_layers = s.n_layers();
+    c.n_heads = s.n_heads();
+    c.n_kv_heads = s.n_kv_heads();
+    c.vocab_size = s.vocab_size();
+    c.seq_len = s.seq_len();
+    c.norm_eps = s.norm_eps();
+    c.rope_theta = s.rope_theta();
+    return c;
+}
+
+std::string layers_text(const ShardSpec& s) {
+    std::string t = "layers " + std::to_string(s.first_layer) + "-" + std::to_string(s.last_layer - 1);
+    if (s.embedding) t += " + embedding";
+    if (s.head) t += " + head";
+    return t;
+}
+
+std::string clock_text(std::time_t t) {
+    char buf[32];
+    std::tm tm {};
+    localtime_r(&t, &tm);
+    std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
+    return buf;
+}
+
+// Largest Forward a stage can receive: a full context of activations (or token ids).
+uint32_t data_frame_limit(const ModelConfig& c, int context) {
+    const uint64_t bytes = (64ull << 10) + static_cast<uint64_t>(context) * c.dim * 4 + 4ull * c.vocab_size;
+    return static_cast<uint32_t>(std::min<uint64_t>(std::max<uint64_t>(bytes, net::kControlFrameBytes), net::kMaxFrameBytes));
+}
+
+}  // namespace
+
+struct Worker::Impl {
+    WorkerOptions opt;
+    asio::io_context io;
+    tcp::acceptor acceptor{io};
+    asio::signal_set signals{io};
+    kernels::ThreadPool pool;
+    wire::Capabilities caps;
+    uint64_t start_ns = net::now_ns();
+    std::string name;
+    uint16_t bound_port = 0;
+    std::set<std::shared_ptr<Connection>> conns;
+    bool draining = false;
+
+    // The compute thread: jobs run in order, results are posted back to io.
+    std::thread compute_thread;
+    std::mutex cmu;
+    std::condition_variable ccv;
+    std::deque<std::function<void()>> jobs;
+    bool compute_stop = false;
+    std::atomic<bool> busy{false};
+    std::atomic<uint64_t> busy_request{0};
+    std::atomic<int> progress{0};
+
+    struct Peer {
+        std::shared_ptr<Connection> conn;
+        wire::Role role = wire::ROLE_UNKNOWN;
+        std::string name;  // what the peer calls itself
+    };
+
+    struct Session {
+        uint64_t gen = 0;
+        std::shared_ptr<Connection> control;
+        std::string coordinator;
+        uint64_t since_ns = 0;
+        std::time_t since_wall = 0;
+        bool assigned = false;
+        wire::Assign assign;
+        ModelConfig config;
+        ShardSpec spec;
+        std::unique_ptr<net::ShardReceiver> receiver;
+        uint64_t receive_start_ns = 0;
+        std::shared_ptr<Stage> stage;
+        std::shared_ptr<Connection> upstream, downstream;
+        std::string upstream_name, next_address;
+    };
+    std::unique_ptr<Session> session;
+    uint64_t generation = 0;
+
+    // Counters for status and the node table (io thread).
+    uint64_t tokens = 0, requests = 0, compute_ns = 0, data_in = 0, data_out = 0, shard_received = 0;
+    struct Loaded {
+        bool valid = false;
+        std::string hash, model_name;
+        ShardSpec spec;
+        uint64_t weight_bytes = 0;
+    } loaded;
+    std::atomic<uint64_t> rss_at_ns{0};
+    ProcessMemory rss;
+    std::mutex rss_mu;
+
+    explicit Impl(const WorkerOptions& o) : opt(o), pool(o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency())) {
+        if (opt.cache_dir.empty()) opt.cache_dir = net::default_cache_dir();
+        const auto [host, port] = net::split_address(opt.listen, "--listen");
+        asio::error_code ec;
+        const asio::ip::address addr = asio::ip::make_address(host, ec);
+        if (ec) throw Error("--listen " + opt.listen + ": '" + host + "' is not an IP address (use 0.0.0.0 for every interface)");
+        tcp::endpoint ep(addr, port);
+        acceptor.open(ep.protocol(), ec);
+        if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+        if (!ec) acceptor.bind(ep, ec);
+        if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+        if (ec) throw Error("--listen " + opt.listen + ": cannot listen: " + ec.message());
+        bound_port = acceptor.local_endpoint().port();
+        caps = probe_capabilities(pool, opt.memory_budget, opt.probe_s);
+        const bool any = host == "0.0.0.0" || host == "::";
+        name = !opt.name.empty() ? opt.name : (any ? caps.hostname() : host) + ":" + std::to_string(bound_port);
+        compute_thread = std::thread([this] { compute_loop(); });
+    }
+
+    ~Impl() {
+        {
+            std::lock_guard<std::mutex> lock(cmu);
+            compute_stop = true;
+        }
+        ccv.notify_all();
+        if (compute_thread.joinable()) compute_thread.join();
+    }
+
+    void compute_loop() {
+        for (;;) {
+            std::function<void()> job;
+            {
+                std::unique_lock<std::mutex> lock(cmu);
+                ccv.wait(lock, [&] { return compute_stop || !jobs.empty(); });
+                if (compute_stop) return;
+                job = std::move(jobs.front());
+                jobs.pop_front();
+            }
+            job();
+        }
+    }
+
+    void post_compute(std::function<void()> job) {
+        {
+            std::lock_guard<std::mutex> lock(cmu);
+            jobs.push_back(std::move(job));
+        }
+        ccv.notify_one();
+    }
+
+    ProcessMemory memory() {
+        std::lock_guard<std::mutex> lock(rss_mu);
+        const uint64_t now = net::now_ns();
+        if (now - rss_at_ns > 100'000'000ull) {
+            rss = read_process_memory();
+            rss_at_ns = now;
+        }
+        return rss;
+    }
+
+    // ---- accepting and the handshake ----
+
+    void start() {
+        if (opt.handle_signals) {
+            signals.add(SIGTERM);
+            signals.add(SIGINT);
+            signals.async_wait([this](const asio::error_code& ec, int sig) {
+                if (ec) return;
+                spdlog::info("{}: signal {}: draining", name, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                begin_stop(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            });
+        }
+        accept_loop();
+        spdlog::info("{}: listening on port {} ({} threads, {} kernels, {:.1f} GB/s f32, budget {}, cache {})", name,
+                     bound_port, pool.size(), caps.kernel_level(), caps.matvec_gbps(),
+                     opt.memory_budget ? format_bytes(opt.memory_budget) : "unlimited", opt.cache_dir);
+    }
+
+    void accept_loop() {
+        acceptor.async_accept([this](const asio::error_code& ec, tcp::socket socket) {
+            if (ec) {
+                if (!draining && acceptor.is_open()) accept_loop();
+                return;
+            }
+            net::tune_socket(socket);
+            const std::string peer_addr = net::remote_address(socket);
+            auto peer = std::make_shared<Peer>();
+            peer->conn = std::make_shared<Connection>(std::move(socket), peer_addr);
+            conns.insert(peer->conn);
+            peer->conn->set_silence_timeout(opt.handshake_timeout_s, "said nothing (handshake timeout)");
+            peer->conn->start([this, peer](net::FrameDecoder::Decoded& d) { on_frame(*peer, d); },
+                              [this, peer](const std::string& reason) { on_close(*peer, reason); });
+            accept_loop();
+        });
+    }
+
+    void refuse(Peer& p, const std::string& why) {
+        spdlog::warn("{}: refused {}: {}", name, p.conn->peer(), why);
+        wire::Frame hello = net::make_hello(wire::WORKER, name);
+        *hello.mutable_hello()->mutable_capabilities() = caps;
+        p.conn->send(hello);
+        p.conn->send(net::make_error(name + ": " + why));
+        p.conn->close_after_send("refused: " + why);
+    }
+
+    void reply_hello(Peer& p, const std::string& model_hash) {
+        wire::Frame hello = net::make_hello(wire::WORKER, name, model_hash);
+        *hello.mutable_hello()->mutable_capabilities() = caps;
+        hello.mutable_hello()->mutable_capabilities()->set_ram_available(read_machine_memory().available);
+        p.conn->send(hello);
+    }
+
+    void on_frame(Peer& p, net::FrameDecoder::Decoded& d) {
+        if (p.role == wire::ROLE_UNKNOWN) {
+            if (!d.frame.has_hello()) {
+                refuse(p, std::string("sent a ") + net::frame_kind(d.frame) + " frame before the handshake");
+                return;
+            }
+            on_hello(p, d.frame.hello());
+            return;
+        }
+        switch (p.role) {
+            case wire::COORDINATOR: on_coordinator_frame(p, d); break;
+            case wire::UPSTREAM_STAGE: on_upstream_frame(p, d); break;
+            case wire::STATUS_CLIENT:
+                if (d.frame.has_status_request()) p.conn->send(status_report());
+                else refuse(p, std::string("a status client sent a ") + net::frame_kind(d.frame) + " frame");
+                break;
+            default: break;
+        }
+    }
+
+    void on_hello(Peer& p, const wire::Hello& h) {
+        const std::string who = h.name().empty() ? p.conn->peer() : h.name() + " (" + p.conn->peer() + ")";
+        if (const std::string bad = net::check_protocol(h, who); !bad.empty()) return refuse(p, bad);
+        p.name = h.name();
+        switch (h.role()) {
+            case wire::COORDINATOR: {
+                if (draining) return refuse(p, "shutting down");
+                if (session)
+                    return refuse(p, "busy: serving coordinator " + session->coordinator + " since " +
+                                         clock_text(session->since_wall) + "; one coordinator at a time");
+                session = std::make_unique<Session>();
+                session->gen = ++generation;
+                session->control = p.conn;
+                session->coordinator = who;
+                session->since_ns = net::now_ns();
+                session->since_wall = std::time(nullptr);
+                p.role = wire::COORDINATOR;
+                p.conn->set_frame_limit(net::kControlFrameBytes);
+                p.conn->set_silence_timeout(opt.link_timeout_s, "coordinator silent (no frame, no heartbeat)");
+                p.conn->set_heartbeat(opt.heartbeat_s, [this](wire::Heartbeat& b) {
+                    b.set_busy(busy);
+                    b.set_request_id(busy_request);
+                    b.set_positions_done(progress);
+                });
+                reply_hello(p, loaded.valid ? loaded.hash : "");
+                spdlog::info("{}: coordinator {} connected", name, who);
+                return;
+            }
+            case wire::UPSTREAM_STAGE: {
+                if (!session || !session->stage)
+                    return refuse(p, "a data connection from " + who + " but no shard is assigned here");
+                if (h.session_id() != session->assign.session_id())
+                    return refuse(p, "a data connection from " + who + " of another coordinator session");
+                if (const std::string bad = net::check_model(session->assign.model_hash(), h.model_hash(), who); !bad.empty())
+                    return refuse(p, bad);
+                if (h.stage_index() != session->assign.stage_index() - 1)
+                    return refuse(p, "a data connection from stage " + std::to_string(h.stage_index()) + " (" + who +
+                                         "), but this is stage " + std::to_string(session->assign.stage_index()));
+                if (session->upstream) return refuse(p, "already has a data connection from the previous stage");
+                p.role = wire::UPSTREAM_STAGE;
+                session->upstream = p.conn;
+                session->upstream_name = who;
+                p.conn->set_frame_limit(data_frame_limit(session->config, session->assign.context()));
+                p.conn->set_silence_timeout(opt.link_timeout_s, "previous stage silent");
+                p.conn->set_heartbeat(opt.heartbeat_s);
+                reply_hello(p, session->assign.model_hash());
+                spdlog::info("{}: data connection from stage {} ({})", name, h.stage_index(), who);
+                return;
+            }
+            case wire::STATUS_CLIENT:
+                p.role = wire::STATUS_CLIENT;
+                p.conn->set_silence_timeout(opt.link_timeout_s, "status client silent");
+                reply_hello(p, loaded.valid ? loaded.hash : "");
+                return;
+            default: return refuse(p, "unknown role " + std::to_string(h.role()));
+        }
+    }
+
+    void on_close(Peer& p, const std::string& reason) {
+        conns.erase(p.conn);
+        if (!session) return;
+        if (p.conn == session->control) {
+            spdlog::info("{}: coordinator {}: {}; session ended", name, session->coordinator, reason);
+            end_session();
+        } else if (p.conn == session->upstream) {
+            spdlog::warn("{}: data connection from {}: {}", name, session->upstream_name, reason);
+            session->upstream.reset();
+            report_link_loss("the data connection from the previous stage " + session->upstream_name + " ended: " + reason);
+        }
+    }
+
+    // A lost data link is reported to the coordinator after a moment, so that
+    // a node that died is named by its own dropped control connection first.
+    void report_link_loss(const std::string& what) {
+        auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(500));
+        const uint64_t gen = session ? session->gen : 0;
+        timer->async_wait([this, timer, gen, what](const asio::error_code&) {
+            if (session && session->gen == gen) fail_session(what);
+        });
+    }
+
+    void end_session() {
+        if (!session) return;
+        for (auto* c : {&session->upstream, &session->downstream})
+            if (*c) (*c)->close("session ended");
+        auto control = session->control;
+        session.reset();
+        ++generation;
+        if (control) control->close("session ended");
+        if (draining) finish_stop();
+    }
+
+    void fail_session(const std::string& why) {
+        spdlog::error("{}: {}", name, why);
+        if (!session) return;
+        auto control = session->control;
+        control->send(net::make_error(name + ": " + why));
+        control->close_after_send(why);
+        for (auto* c : {&session->upstream, &session->downstream})
+            if (*c) (*c)->close("session failed");
+    }
+
+    // ---- the coordinator's session ----
+
+    void on_coordinator_frame(Peer& p, net::FrameDecoder::Decoded& d) {
+        if (!session || p.conn != session->control) return;
+        wire::Frame& f = d.frame;
+        try {
+            switch (f.msg_case()) {
+                case wire::Frame::kAssign: return on_assign(f.assign());
+                case wire::Frame::kShardBegin:
+                    if (!session->receiver) throw Error("shard-begin without a pending transfer");
+                    session->receiver->begin(f.shard_begin().offset());
+                    session->receive_start_ns = net::now_ns();
+                    return;
+                case wire::Frame::kShardChunk: {
+                    if (!session->receiver) throw Error("shard chunk without a pending transfer");
+                    const wire::ShardChunk& c = f.shard_chunk();
+                    session->receiver->write(c.offset(), c.data(), c.checksum());
+                    shard_received += c.data().size();
+                    return;
+                }
+                case wire::Frame::kShardEnd: return on_shard_end(f.shard_end().image_hash());
+                case wire::Frame::kConnectNext: return connect_next(f.connect_next().address());
+                case wire::Frame::kForward:
+                    if (session->assign.stage_index() != 0) throw Error("the coordinator sent a request to stage " +
+                                                                         std::to_string(session->assign.stage_index()));
+                    return submit_forward(d);
+                case wire::Frame::kReset:
+                    if (session->downstream) session->downstream->send(f);
+                    return;
+                case wire::Frame::kStatusRequest: p.conn->send(status_report()); return;
+                case wire::Frame::kError:
+                    spdlog::warn("{}: the coordinator reports: {}", name, f.error().message());
+                    p.conn->close("coordinator error: " + f.error().message());
+                    return;
+                default:
+                    throw Error(std::string("unexpected ") + net::frame_kind(f) + " frame from the coordinator");
+            }
+        } catch (const std::exception& e) {
+            fail_session(e.what());
+        }
+    }
+
+    void on_assign(const wire::Assign& a) {
+        if (session->assigned) throw Error("a second assignment in one session");
+        const ModelConfig c = config_from(a.shape());
+        if (const std::string bad = c.check(); !bad.empty()) throw Error("the assignment's model shape is unusable: " + bad);
+        const ShardSpec spec{a.first_layer(), a.last_layer(), a.embedding(), a.head()};
+        if (spec.first_layer < 0 || spec.last_layer > c.n_layers || spec.first_layer > spec.last_layer)
+            throw Error("assigned layers [" + std::to_string(spec.first_layer) + ", " + std::to_string(spec.last_layer) +
+                        ") outside the model's " + std::to_string(c.n_layers));
+        if (a.n_stages() < 1 || a.stage_index() < 0 || a.stage_index() >= a.n_stages())
+            throw Error("stage " + std::to_string(a.stage_index()) + " of " + std::to_string(a.n_stages()));
+        if (spec.embedding && a.stage_index() != 0) throw Error("only the first stage can hold the embedding");
+        if (spec.head && a.stage_index() != a.n_stages() - 1) throw Error("only the last stage can hold the head");
+        if (a.context() < 1 || a.context() > c.seq_len)
+            throw Error("context " + std::to_string(a.context()) + " outside 1.." + std::to_string(c.seq_len));
+        KvType kv;
+        if (!parse_kv_type(a.kv_type(), &kv)) throw Error("unknown KV cache type '" + a.kv_type() + "'");
+        if (a.model_hash().size() != net::kHashBytes) throw Error("the assignment has no model hash");
+        std::vector<TensorInfo> tensors;
+        for (const wire::TensorDesc& t : a.tensors())
+            tensors.push_back({t.name(), static_cast<TensorType>(t.type()), t.rows(), t.cols(), t.group(), 0, t.bytes()});
+        const ShardMemory m = shard_memory(c, tensors, spec, a.context(), kv);
+        if (opt.memory_budget > 0 && m.total() > opt.memory_budget)
+            throw Error(layers_text(spec) + " of " + a.model_name() + " need " + format_bytes(m.total()) + " (weights " +
+                        format_bytes(m.weights) + ", KV cache " + format_bytes(m.kv_cache) + ", workspace " +
+                        format_bytes(m.workspace) + ", buffers " + format_bytes(m.buffers) + ", process " +
+                        format_bytes(m.overhead) + ") but --memory is " + format_bytes(opt.memory_budget) +
+                        "; give this worker fewer layers (--split), a shorter --ctx or a smaller --kv-type");
+        session->assigned = true;
+        session->assign = a;
+        session->config = c;
+        session->spec = spec;
+        session->control->set_frame_limit(data_frame_limit(c, a.context()));
+        spdlog::info("{}: assigned {} of {} (stage {} of {}), context {}", name, layers_text(spec), a.model_name(),
+                     a.stage_index(), a.n_stages(), a.context());
+
+        const StageSetup setup{spec, a.context(), kv, a.wire(), a.stage_index() == a.n_stages() - 1, a.stage_index()};
+        const uint64_t gen = session->gen;
+        post_compute([this, gen, a, c, setup] {
+            std::shared_ptr<Stage> stage;
+            std::unique_ptr<net::ShardReceiver> receiver;
+            std::string source, error;
+            try {
+                const net::ShardPaths paths = net::shard_paths(opt.cache_dir, a.model_hash(), setup.spec);
+                if (std::filesystem::exists(paths.final_path)) {
+                    try {
+                        stage = load_cached(paths.final_path, a, c, setup);
+                        source = "cache " + paths.final_path;
+                    } catch (const std::exception& e) {
+                        spdlog::warn("{}: discarding the cached shard: {}", name, e.what());
+                        std::filesystem::remove(paths.final_path);
+                    }
+                }
+                if (!stage) {
+                    if (const std::string model = find_model(a); !model.empty()) {
+                        stage = std::make_shared<Stage>(model, c, setup);
+                        source = "model-dir " + model;
+                    }
+                }
+                if (!stage) receiver = std::make_unique<net::ShardReceiver>(paths, a.image_bytes());
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+            auto st = std::make_shared<decltype(stage)>(std::move(stage));
+            auto rc = std::make_shared<decltype(receiver)>(std::move(receiver));
+            asio::post(io, [this, gen, st, rc, source, error] {
+                if (!session || session->gen != gen) return;
+                if (!error.empty()) return fail_session(error);
+                wire::Frame f;
+                wire::AssignReply* r = f.mutable_assign_reply();
+                if (*st) {
+                    install_stage(*st);
+                    r->set_state(wire::AssignReply::READY);
+                    r->set_source(source);
+                    r->set_weight_bytes((*st)->weight_bytes());
+                    spdlog::info("{}: shard loaded from {}", name, source);
+                } else {
+                    session->receiver = std::move(*rc);
+                    r->set_state(wire::AssignReply::NEED_SHARD);
+                    r->set_have_bytes(session->receiver->have());
+                    r->set_have_hash(session->receiver->have_hash());
+                    spdlog::info("{}: shard not cached; {} bytes of {} already here", name, session->receiver->have(),
+                                 session->assign.image_bytes());
+                }
+                session->control->send(f);
+            });
+        });
+    }
+
+    std::shared_ptr<Stage> load_cached(const std::string& path, const wire::Assign& a, const ModelConfig& c,
+                                       const StageSetup& setup) {
+        auto stage = std::make_shared<Stage>(path, c, setup);
+        const ModelFile probe = open_model_file(path);
+        std::string hash_hex;
+        ShardSpec spec;
+        if (!net::read_shard_identity(probe, &hash_hex, &spec) || hash_hex != net::hex(a.model_hash()) ||
+            spec.first_layer != setup.spec.first_layer || spec.last_layer != setup.spec.last_layer ||
+            spec.embedding != setup.spec.embedding || spec.head != setup.spec.head)
+            throw Error(path + " is not this model's shard");
+        return stage;
+    }
+
+    // A whole model file in --model-dir with the assignment's size and content hash.
+    std::string find_model(const wire::Assign& a) {
+        if (opt.model_dir.empty()) return "";
+        std::error_code ec;
+        for (const auto& entry : std::filesystem::directory_iterator(opt.model_dir, ec)) {
+            if (!entry.is_regular_file(ec) || entry.file_size(ec) != a.model_bytes()) continue;
+            try {
+                if (net::file_content_hash(entry.path().string(), opt.cache_dir) == a.model_hash())
+                    return entry.path().string();
+            } catch (const std::exception& e) {
+                spdlog::warn("{}: {}", name, e.what());
+            }
+        }
+        return "";
+    }
+
+    void install_stage(std::shared_ptr<Stage> stage) {
+        session->stage = std::move(stage);
+        loaded = {true, session->assign.model_hash(), session->assign.model_name(), session->spec,
+                  session->stage->weight_bytes()};
+    }
+
+    void on_shard_end(const std::string& image_hash) {
+        if (!session->receiver) throw Error("shard-end without a transfer");
+        const uint64_t gen = session->gen;
+        auto receiver = std::shared_ptr<net::ShardReceiver>(std::move(session->receiver));
+        const wire::Assign a = session->assign;
+        const ModelConfig c = session->config;
+        KvType kv = KvType::f32;
+        parse_kv_type(a.kv_type(), &kv);
+        const StageSetup setup{session->spec, a.context(), kv, a.wire(), a.stage_index() == a.n_stages() - 1,
+                               a.stage_index()};
+        const uint64_t started = session->receive_start_ns;
+        post_compute([this, gen, receiver, image_hash, a, c, setup, started] {
+            std::shared_ptr<Stage> stage;
+            std::string error;
+            try {
+                receiver->finish(image_hash);
+                stage = std::make_shared<Stage>(net::shard_paths(opt.cache_dir, a.model_hash(), setup.spec).final_path,
+                                                c, setup);
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+            asio::post(io, [this, gen, stage, error, receiver, started] {
+                if (!session || session->gen != gen) return;
+                if (!error.empty()) return fail_session(error);
+                install_stage(stage);
+                wire::Frame f;
+                f.mutable_shard_loaded()->set_weight_bytes(stage->weight_bytes());
+                f.mutable_shard_loaded()->set_received_bytes(receiver->received());
+                f.mutable_shard_loaded()->set_load_ms((net::now_ns() - started) / 1e6);
+                session->control->send(f);
+                spdlog::info("{}: shard received ({} bytes) and loaded", name, receiver->received());
+            });
+        });
+    }
+
+    void connect_next(const std::string& address) {
+        if (!session->stage) throw Error("connect-next before the shard is loaded");
+        if (session->downstream) throw Error("connect-next twice");
+        session->next_address = address;
+        const uint64_t gen = session->gen;
+        net::async_connect(io, address, opt.handshake_timeout_s, [this, gen, address](const std::string& error, tcp::socket socket) {
+            if (!session || session->gen != gen) return;
+            if (!error.empty()) return fail_session("the next stage " + address + ": " + error);
+            auto c = std::make_shared<Connection>(std::move(socket), address);
+            session->downstream = c;
+            conns.insert(c);
+            auto greeted = std::make_shared<bool>(false);
+            c->set_silence_timeout(opt.link_timeout_s, "next stage silent");
+            c->set_heartbeat(opt.heartbeat_s);
+            c->start(
+                [this, gen, c, greeted, address](net::FrameDecoder::Decoded& d) {
+                    if (!session || session->gen != gen) return;
+                    if (d.frame.has_error())
+                        return fail_session("the next stage " + address + " refused: " + d.frame.error().message());
+                    if (!*greeted && d.frame.has_hello()) {
+                        *greeted = true;
+                        if (const std::string bad = net::check_protocol(d.frame.hello(), address); !bad.empty())
+                            return fail_session(bad);
+                        if (const std::string bad = net::check_model(session->assign.model_hash(),
+                                                                     d.frame.hello().model_hash(), address);
+                            !bad.empty())
+                            return fail_session(bad);
+                        wire::Frame ok;
+                        ok.mutable_connected();
+                        session->control->send(ok);
+                        spdlog::info("{}: data connection to the next stage {} is up", name, address);
+                        return;
+                    }
+                    fail_session(std::string("the next stage ") + address + " sent an unexpected " +
+                                 net::frame_kind(d.frame) + " frame");
+                },
+                [this, gen, c, address](const std::string& reason) {
+                    conns.erase(c);
+                    if (session && session->gen == gen && session->downstream == c) {
+                        session->downstream.reset();
+                        report_link_loss("the data connection to the next stage " + address + " ended: " + reason);
+                    }
+                });
+            wire::Frame hello = net::make_hello(wire::UPSTREAM_STAGE, name, session->assign.model_hash());
+            hello.mutable_hello()->set_session_id(session->assign.session_id());
+            hello.mutable_hello()->set_stage_index(session->assign.stage_index());
+            c->send(hello);
+        });
+    }
+
+    // ---- requests ----
+
+    void on_upstream_frame(Peer& p, net::FrameDecoder::Decoded& d) {
+        if (!session || p.conn != session->upstream) return;
+        if (d.frame.has_forward()) return submit_forward(d);
+        if (d.frame.has_reset()) {
+            if (session->downstream) session->downstream->send(d.frame);
+            return;
+        }
+        fail_session(std::string("the previous stage sent an unexpected ") + net::frame_kind(d.frame) + " frame");
+    }
+
+    void submit_forward(net::FrameDecoder::Decoded& d) {
+        if (!session->stage) throw Error("a request before the shard is loaded");
+        const uint64_t gen = session->gen;
+        const uint64_t recv_ns = net::now_ns();
+        const uint64_t bytes_in = d.wire_bytes;
+        data_in += bytes_in;
+        ++requests;
+        auto in = std::make_shared<wire::Frame>(std::move(d.frame));
+        std::shared_ptr<Stage> stage = session->stage;
+        post_compute([this, gen, in, stage, recv_ns, bytes_in] {
+            const wire::Forward& fwd = in->forward();
+            busy_request = fwd.request_id();
+            busy = true;
+            wire::Frame out;
+            bool send = false;
+            std::string error;
+            const uint64_t t0 = net::now_ns();
+            try {
+                send = stage->run(fwd, out, &pool, progress);
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+            const uint64_t compute = net::now_ns() - t0;
+            std::string encoded;
+            if (send) {
+                const ProcessMemory mem = memory();
+                wire::StageTrace* t = out.has_forward() ? out.mutable_forward()->add_trace() : out.mutable_result()->add_trace();
+                t->set_stage_index(stage->setup().stage_index);
+                t->set_recv_ns(recv_ns);
+                t->set_compute_ns(compute);
+                t->set_bytes_in(bytes_in);
+                t->set_rss(mem.rss);
+                t->set_peak_rss(mem.peak_rss);
+                t->set_send_ns(net::now_ns());
+                encoded = net::encode_frame(out);
+            }
+            busy = false;
+            const int n = fwd.n_tokens();
+            const bool last = stage->setup().last;
+            asio::post(io, [this, gen, encoded = std::move(encoded), error, n, compute, last]() mutable {
+                tokens += static_cast<uint64_t>(n);
+                compute_ns += compute;
+                if (!session || session->gen != gen) return;
+                if (!error.empty()) return fail_session(error);
+                if (encoded.empty()) return;
+                data_out += encoded.size();
+                if (last) session->control->send_encoded(std::move(encoded));
+                else if (session->downstream) session->downstream->send_encoded(std::move(encoded));
+                else fail_session("a request to forward but no data connection to the next stage");
+            });
+        });
+    }
+
+    wire::Frame status_report() {
+        wire::Frame f;
+        wire::StatusReport* s = f.mutable_status_report();
+        s->set_address(name);
+        s->set_software_version(net::software_version());
+        s->set_uptime_s((net::now_ns() - start_ns) / 1e9);
+        *s->mutable_capabilities() = caps;
+        s->mutable_capabilities()->set_ram_available(read_machine_memory().available);
+        s->set_shard_loaded(loaded.valid);
+        if (loaded.valid) {
+            s->set_model_hash(loaded.hash);
+            s->set_model_name(loaded.model_name);
+            s->set_first_layer(loaded.spec.first_layer);
+            s->set_last_layer(loaded.spec.last_layer);
+            s->set_embedding(loaded.spec.embedding);
+            s->set_head(loaded.spec.head);
+            s->set_weight_bytes(loaded.weight_bytes);
+        }
+        s->set_coordinator_connected(session != nullptr);
+        if (session) {
+            s->set_coordinator(session->coordinator);
+            s->set_coordinator_since_s((net::now_ns() - session->since_ns) / 1e9);
+            s->set_next_stage(session->next_address);
+        }
+        const ProcessMemory mem = read_process_memory();
+        s->set_rss(mem.rss);
+        s->set_peak_rss(mem.peak_rss);
+        s->set_tokens(tokens);
+        s->set_requests(requests);
+        s->set_compute_ms(compute_ns / 1e6);
+        s->set_bytes_in(data_in);
+        s->set_bytes_out(data_out);
+        s->set_shard_bytes_received(shard_received);
+        s->set_busy(busy);
+        return f;
+    }
+
+    // ---- stopping ----
+
+    void begin_stop(const std::string& why) {
+        if (draining) return;
+        draining = true;
+        asio::error_code ec;
+        acceptor.close(ec);
+        signals.cancel(ec);
+        // Let a request in flight finish (bounded), then close everything.
+        auto timer = std::make_shared<asio::steady_timer>(io);
+        auto deadline = net::now_ns() + 5'000'000'000ull;
+        auto check = std::make_shared<std::function<void()>>();
+        *check = [this, timer, deadline, check, why] {
+            if (!busy || net::now_ns() > deadline) {
+                if (session && session->control) {
+                    session->control->send(net::make_error(name + " is shutting down (" + why + ")"));
+                    session->control->close_after_send("shutting down");
+                }
+                finish_stop();
+                *check = nullptr;
+                return;
+            }
+            timer->expires_after(std::chrono::milliseconds(20));
+            timer->async_wait([check](const asio::error_code&) {
+                if (*check) (*check)();
+            });
+        };
+        (*check)();
+    }
+
+    void finish_stop() {
+        auto all = conns;
+        for (const auto& c : all)
+            if (session && c == session->control) continue;
+            else c->close("worker shutting down");
+        // Give queued frames (the Error to the coordinator) a moment, then stop.
+        auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(200));
+        timer->async_wait([this, timer](const asio::error_code&) { io.stop(); });
+    }
+};
+
+Worker::Worker(const WorkerOptions& options) : impl_(std::make_unique<Impl>(options)) {}
+Worker::~Worker() = default;
+
+uint16_t Worker::port() const { return impl_->bound_port; }
+
+void Worker::run() {
+    impl_->start();
+    impl_->io.run();
+    spdlog::info("{}: stopped", impl_->name);
+}
+
+void Worker::stop() {
+    asio::post(impl_->io, [this] { impl_->begin_stop("stop requested"); });
+}
+
+}  // namespace ferry::worker
