@@ -2,14 +2,35 @@
 // no I/O, no logging, no sockets. Every kernel has a naive twin in
 // kernels/reference.h that the tests compare it with.
 //
-// Determinism contract (the pipeline relies on it for token-exact output):
-//  * a result never depends on the thread count: work is split by output rows
-//    or heads, never inside a reduction;
-//  * matmul over a batch of tokens gives, for every token, bit-for-bit the
-//    numbers matvec gives for that token alone, so batched prefill and
-//    one-token decode agree exactly.
+// Determinism contract. A pipeline of mixed machines (an AVX2 laptop, an
+// SSE2 Pentium 4, a scalar Pentium II) must print exactly the tokens of one
+// process, for any split, and a failover re-runs layers on another machine.
+// So, for every kernel here:
+//  1. the scalar, SSE2 and AVX2 levels give bit-identical results for the
+//     same inputs;
+//  2. no result depends on the thread count: work is split by output rows
+//     (or tokens/heads), never inside a reduction;
+//  3. a batch of n tokens gives, for every token, bit for bit what the same
+//     token gives alone (batched prefill equals one-token decode).
+// How: every reduction has one canonical order, written once in the scalar
+// code and matched by the SIMD code; no fused multiply-add (the build has
+// -ffp-contract=off and the SIMD code uses separate mul and add);
+// expf/powf/sinf/cosf are the same libm call on every level; F16 and BF16
+// are widened to f32 exactly (F16C's conversion equals the scalar one).
+//  * Dot products in matmul: lane j (j < 8) sums the products of elements
+//    i = j (mod 8) below n - n % 8 in increasing i (starting from 0), then
+//    sum = ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)), then the last
+//    n % 8 products are added to sum one at a time.
+//  * rmsnorm, softmax, attention keep llama2.c run.c's sequential order (sum
+//    from 0, element by element), so ferry's tokens equal run.c's; the SIMD
+//    code vectorizes across independent sums (positions, elements), never
+//    inside one.
+// On 32-bit x87 builds the scalar code rounds every operation to float (one
+// operation per statement plus -ffloat-store, see kernels/CMakeLists.txt), so a
+// Pentium II computes the same floats as SSE.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu_features.h"
 #include "kernels/tensor_type.h"
@@ -18,17 +39,18 @@
 namespace ferry::kernels {
 
 // out[t * w.rows + r] = sum_c W[r, c] * x[t * w.cols + c], for t < n_tokens.
-// Quantized W types quantize x on the fly as their dot product needs.
+// Dense types (f32, f16, bf16) are computed here; quantized types go to
+// quant_matmul (kernels/quants.h), which quantizes x as its dot product needs.
 // pool may be nullptr (single thread).
 void matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPool* pool);
 
-// True if matmul supports w.type (f32, q8_0, q8_group so far).
+// True if matmul supports w.type.
 bool matmul_supports(TensorType type);
 
 // Row `row` of w as f32 (embedding lookup). out has w.cols floats.
 void dequantize_row(const Matrix& w, int64_t row, float* out);
 
-// out[i] = weight[i] * x[i] / sqrt(mean(x^2) + eps); out may alias x.
+// out[i] = weight[i] * (x[i] / sqrt(mean(x^2) + eps)); out may alias x.
 void rmsnorm(float* out, const float* x, const float* weight, int n, float eps);
 
 // In place, max-subtracted, expf, divide by the sum.
@@ -55,5 +77,11 @@ void attention(float* out, float* att, const float* q, const float* key, const f
 // bandwidth probe used by `ferry bench` and the worker's capability report.
 // Returns the sum so the compiler cannot drop the reads.
 float read_bandwidth_probe(const float* data, int64_t n);
+
+// Memory read bandwidth of this machine: bytes per second of each of
+// `passes` timed passes of read_bandwidth_probe over one buffer of `bytes`
+// (make it far larger than the caches), read in chunks by the threads of pool
+// (nullptr: this thread alone), the way matmul reads weights.
+std::vector<double> measure_read_bandwidth(int64_t bytes, int passes, ThreadPool* pool);
 
 }  // namespace ferry::kernels

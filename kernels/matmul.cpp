@@ -1,8 +1,11 @@
-// Matrix products over stored weight types. This file holds the portable
-// scalar path and the dispatch; SIMD paths live in their own files.
+// Matrix products over stored weight types: the dispatch (type, level,
+// threads) and the portable scalar path, which defines the canonical order of
+// every dot product (kernels.h). SIMD paths live in matmul_sse2.cpp and
+// matmul_avx2.cpp and match it bit for bit.
 #include <cstring>
 #include <vector>
 
+#include "kernels/dense_levels.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
 #include "kernels/quant_blocks.h"
@@ -10,29 +13,108 @@
 
 namespace ferry::kernels {
 
+namespace scalar {
+
 namespace {
 
-// Rows per chunk so that a chunk is worth handing to another thread.
-int64_t row_grain(int64_t cols, int n_tokens) {
-    const int64_t work_per_row = cols * (n_tokens > 0 ? n_tokens : 1);
-    const int64_t target = 1 << 16;
-    int64_t g = target / (work_per_row > 0 ? work_per_row : 1);
-    return g < 1 ? 1 : g;
-}
+inline float widen(float w) { return w; }
+inline float widen_f16(uint16_t w) { return fp16_to_fp32(w); }
+inline float widen_bf16(uint16_t w) { return bf16_to_fp32(w); }
 
-void matmul_f32_rows(float* out, const Matrix& w, const float* x, int n_tokens, int64_t r0, int64_t r1) {
-    const float* W = static_cast<const float*>(w.data);
-    const int64_t n = w.cols;
-    for (int64_t r = r0; r < r1; ++r) {
-        const float* row = W + r * n;
-        for (int t = 0; t < n_tokens; ++t) {
-            const float* xt = x + static_cast<int64_t>(t) * n;
-            float sum = 0.0f;
-            for (int64_t j = 0; j < n; ++j) sum += row[j] * xt[j];
-            out[static_cast<int64_t>(t) * w.rows + r] = sum;
+// The canonical dot product. One operation per statement: on x87 each
+// assignment rounds to float (-ffloat-store), as SSE does.
+template <class W, float (*Widen)(W)>
+float dot(const W* w, const float* x, int64_t n) {
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int64_t n8 = n - n % 8;
+    for (int64_t i = 0; i < n8; i += 8) {
+        for (int j = 0; j < 8; ++j) {
+            const float p = Widen(w[i + j]) * x[i + j];
+            s[j] += p;
         }
     }
+    const float s04 = s[0] + s[4], s26 = s[2] + s[6], s15 = s[1] + s[5], s37 = s[3] + s[7];
+    const float even = s04 + s26, odd = s15 + s37;
+    float sum = even + odd;
+    for (int64_t i = n8; i < n; ++i) {
+        const float p = Widen(w[i]) * x[i];
+        sum += p;
+    }
+    return sum;
 }
+
+template <class W, float (*Widen)(W)>
+void matmul_rows(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
+                 int64_t r0, int64_t r1) {
+    const W* W0 = static_cast<const W*>(w);
+    for (int64_t r = r0; r < r1; ++r)
+        for (int t = 0; t < n_tokens; ++t)
+            out[t * out_stride + r] = dot<W, Widen>(W0 + r * cols, x + t * cols, cols);
+}
+
+}  // namespace
+
+void matmul_f32(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
+                int64_t r0, int64_t r1) {
+    matmul_rows<float, widen>(out, out_stride, w, cols, x, n_tokens, r0, r1);
+}
+void matmul_f16(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
+                int64_t r0, int64_t r1) {
+    matmul_rows<uint16_t, widen_f16>(out, out_stride, w, cols, x, n_tokens, r0, r1);
+}
+void matmul_bf16(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
+                 int64_t r0, int64_t r1) {
+    matmul_rows<uint16_t, widen_bf16>(out, out_stride, w, cols, x, n_tokens, r0, r1);
+}
+
+float read_bandwidth_probe(const float* data, int64_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += data[i];
+        s1 += data[i + 1];
+        s2 += data[i + 2];
+        s3 += data[i + 3];
+    }
+    for (; i < n; ++i) s0 += data[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+}  // namespace scalar
+
+const DenseKernels& dense_kernels(Level level) {
+#define FERRY_DENSE_TABLE(ns)                                                                              \
+    DenseKernels {                                                                                         \
+        ns::matmul_f32, ns::matmul_f16, ns::matmul_bf16, ns::attention_scores, ns::attention_values, \
+            ns::read_bandwidth_probe                                                                       \
+    }
+    static const DenseKernels scalar_table = FERRY_DENSE_TABLE(scalar);
+#if defined(__i386__) || defined(__x86_64__)
+    static const DenseKernels sse2_table = FERRY_DENSE_TABLE(sse2);
+    static const DenseKernels avx2_table = FERRY_DENSE_TABLE(avx2);
+    if (level == Level::avx2) return avx2_table;
+    if (level == Level::sse2) return sse2_table;
+#endif
+#undef FERRY_DENSE_TABLE
+    return scalar_table;
+}
+
+namespace {
+
+// Rows per chunk handed to a thread: about kChunkMacs multiply-adds, a whole
+// number of kRowTile rows (the SIMD tiles' height). A matrix smaller than one
+// chunk stays on the calling thread; decode chunks take microseconds, so a
+// descheduled helper delays the caller by at most that much.
+constexpr int64_t kChunkMacs = int64_t{1} << 16;
+constexpr int64_t kRowTile = 4;
+
+int64_t row_grain(int64_t cols, int n_tokens) {
+    const int64_t per_row = (cols > 0 ? cols : 1) * (n_tokens > 0 ? n_tokens : 1);
+    const int64_t rows = (kChunkMacs + per_row - 1) / per_row;
+    return (rows + kRowTile - 1) / kRowTile * kRowTile;
+}
+
+// --- Legacy Q8_0 / Q8_GROUP (llama2.c ak42 v2), until kernels/quants.* own them ---
 
 void matmul_q8_0_rows(float* out, const Matrix& w, const BlockQ8_0* xq, int n_tokens, int64_t r0, int64_t r1) {
     const int64_t nb = w.cols / kQK8_0;
@@ -72,86 +154,98 @@ void matmul_q8_group_rows(float* out, const Matrix& w, const int8_t* xq, const f
     }
 }
 
-}  // namespace
-
-bool matmul_supports(TensorType type) {
-    return type == TensorType::F32 || type == TensorType::Q8_0 || type == TensorType::Q8_GROUP ||
-           quant_matmul_supports(type);
+bool legacy_q8_handles(TensorType type) {
+    return (type == TensorType::Q8_0 || type == TensorType::Q8_GROUP) && !quant_matmul_supports(type);
 }
 
-void matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPool* pool) {
-    auto run = [&](const std::function<void(int64_t, int64_t)>& rows) {
-        const int64_t grain = row_grain(w.cols, n_tokens);
-        if (pool) pool->parallel_for(w.rows, grain, rows);
-        else rows(0, w.rows);
-    };
-    switch (w.type) {
-        case TensorType::F32:
-            run([&](int64_t r0, int64_t r1) { matmul_f32_rows(out, w, x, n_tokens, r0, r1); });
-            return;
-        case TensorType::Q8_0: {
-            const int64_t nb = w.cols / kQK8_0;
-            std::vector<BlockQ8_0> xq(static_cast<size_t>(nb * n_tokens));
-            for (int t = 0; t < n_tokens; ++t) quantize_row_q8_0(x + t * w.cols, xq.data() + t * nb, w.cols);
-            run([&](int64_t r0, int64_t r1) { matmul_q8_0_rows(out, w, xq.data(), n_tokens, r0, r1); });
-            return;
+void run_rows(const Matrix& w, int n_tokens, ThreadPool* pool, const std::function<void(int64_t, int64_t)>& rows) {
+    const int64_t grain = row_grain(w.cols, n_tokens);
+    if (pool) pool->parallel_for(w.rows, grain, rows);
+    else rows(0, w.rows);
+}
+
+void legacy_q8_matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPool* pool) {
+    if (w.type == TensorType::Q8_0) {
+        const int64_t nb = w.cols / kQK8_0;
+        std::vector<BlockQ8_0> xq(static_cast<size_t>(nb * n_tokens));
+        for (int t = 0; t < n_tokens; ++t) quantize_row_q8_0(x + t * w.cols, xq.data() + t * nb, w.cols);
+        run_rows(w, n_tokens, pool,
+                 [&](int64_t r0, int64_t r1) { matmul_q8_0_rows(out, w, xq.data(), n_tokens, r0, r1); });
+        return;
+    }
+    std::vector<int8_t> xq(static_cast<size_t>(w.cols * n_tokens));
+    std::vector<float> xs(static_cast<size_t>(w.cols / w.group * n_tokens));
+    for (int t = 0; t < n_tokens; ++t)
+        quantize_row_q8_group(x + t * w.cols, xq.data() + t * w.cols, xs.data() + t * (w.cols / w.group), w.cols,
+                              w.group);
+    run_rows(w, n_tokens, pool,
+             [&](int64_t r0, int64_t r1) { matmul_q8_group_rows(out, w, xq.data(), xs.data(), n_tokens, r0, r1); });
+}
+
+void legacy_q8_dequantize_row(const Matrix& w, int64_t row, float* out) {
+    if (w.type == TensorType::Q8_0) {
+        const int64_t nb = w.cols / kQK8_0;
+        const BlockQ8_0* b = static_cast<const BlockQ8_0*>(w.data) + row * nb;
+        for (int64_t i = 0; i < nb; ++i) {
+            const float d = fp16_to_fp32(b[i].d);
+            for (int j = 0; j < kQK8_0; ++j) out[i * kQK8_0 + j] = b[i].qs[j] * d;
         }
-        case TensorType::Q8_GROUP: {
-            std::vector<int8_t> xq(static_cast<size_t>(w.cols * n_tokens));
-            std::vector<float> xs(static_cast<size_t>(w.cols / w.group * n_tokens));
-            for (int t = 0; t < n_tokens; ++t)
-                quantize_row_q8_group(x + t * w.cols, xq.data() + t * w.cols, xs.data() + t * (w.cols / w.group),
-                                      w.cols, w.group);
-            run([&](int64_t r0, int64_t r1) {
-                matmul_q8_group_rows(out, w, xq.data(), xs.data(), n_tokens, r0, r1);
-            });
-            return;
-        }
-        default:
-            // Callers check matmul_supports() when they bind weights.
-            quant_matmul(out, w, x, n_tokens, pool);
-            return;
+        return;
+    }
+    const int8_t* q = static_cast<const int8_t*>(w.data);
+    const float* s = reinterpret_cast<const float*>(q + w.rows * w.cols);
+    for (int64_t j = 0; j < w.cols; ++j) out[j] = q[row * w.cols + j] * s[(row * w.cols + j) / w.group];
+}
+
+MatmulRowsFn dense_rows_fn(TensorType type) {
+    const DenseKernels& k = dense_kernels(active_level());
+    switch (type) {
+        case TensorType::F32: return k.matmul_f32;
+        case TensorType::F16: return k.matmul_f16;
+        case TensorType::BF16: return k.matmul_bf16;
+        default: return nullptr;
     }
 }
 
+}  // namespace
+
+bool matmul_supports(TensorType type) {
+    return type == TensorType::F32 || type == TensorType::F16 || type == TensorType::BF16 ||
+           quant_matmul_supports(type) || legacy_q8_handles(type);
+}
+
+void matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPool* pool) {
+    if (n_tokens <= 0 || w.rows <= 0) return;
+    if (quant_matmul_supports(w.type)) return quant_matmul(out, w, x, n_tokens, pool);
+    if (legacy_q8_handles(w.type)) return legacy_q8_matmul(out, w, x, n_tokens, pool);
+    // Callers check matmul_supports() when they bind weights.
+    const MatmulRowsFn rows = dense_rows_fn(w.type);
+    if (!rows) return;
+    run_rows(w, n_tokens, pool,
+             [&](int64_t r0, int64_t r1) { rows(out, w.rows, w.data, w.cols, x, n_tokens, r0, r1); });
+}
+
 void dequantize_row(const Matrix& w, int64_t row, float* out) {
+    if (quant_matmul_supports(w.type) && quant_dequantize_row(w, row, out)) return;
+    if (legacy_q8_handles(w.type)) return legacy_q8_dequantize_row(w, row, out);
     switch (w.type) {
         case TensorType::F32:
             std::memcpy(out, static_cast<const float*>(w.data) + row * w.cols, sizeof(float) * w.cols);
             return;
-        case TensorType::Q8_0: {
-            const int64_t nb = w.cols / kQK8_0;
-            const BlockQ8_0* b = static_cast<const BlockQ8_0*>(w.data) + row * nb;
-            for (int64_t i = 0; i < nb; ++i) {
-                const float d = fp16_to_fp32(b[i].d);
-                for (int j = 0; j < kQK8_0; ++j) out[i * kQK8_0 + j] = b[i].qs[j] * d;
-            }
+        case TensorType::F16: {
+            const uint16_t* h = static_cast<const uint16_t*>(w.data) + row * w.cols;
+            for (int64_t j = 0; j < w.cols; ++j) out[j] = fp16_to_fp32(h[j]);
             return;
         }
-        case TensorType::Q8_GROUP: {
-            const int8_t* q = static_cast<const int8_t*>(w.data);
-            const float* s = reinterpret_cast<const float*>(q + w.rows * w.cols);
-            for (int64_t j = 0; j < w.cols; ++j)
-                out[j] = q[row * w.cols + j] * s[(row * w.cols + j) / w.group];
+        case TensorType::BF16: {
+            const uint16_t* h = static_cast<const uint16_t*>(w.data) + row * w.cols;
+            for (int64_t j = 0; j < w.cols; ++j) out[j] = bf16_to_fp32(h[j]);
             return;
         }
         default:
-            if (!quant_dequantize_row(w, row, out)) std::memset(out, 0, sizeof(float) * w.cols);
+            std::memset(out, 0, sizeof(float) * w.cols);
             return;
     }
-}
-
-float read_bandwidth_probe(const float* data, int64_t n) {
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += data[i];
-        s1 += data[i + 1];
-        s2 += data[i + 2];
-        s3 += data[i + 3];
-    }
-    for (; i < n; ++i) s0 += data[i];
-    return s0 + s1 + s2 + s3;
 }
 
 }  // namespace ferry::kernels

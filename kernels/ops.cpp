@@ -1,19 +1,59 @@
 // Element-wise and attention kernels, written so the arithmetic order equals
-// llama2.c's run.c (token-exact output depends on it).
+// llama2.c's run.c (token-exact output depends on it). One floating-point
+// operation per statement: on x87 each assignment rounds to float
+// (-ffloat-store), so a Pentium II computes what SSE computes.
 #include <cmath>
 #include <cstring>
 
+#include "kernels/dense_levels.h"
 #include "kernels/kernels.h"
 
 namespace ferry::kernels {
 
+namespace scalar {
+
+void attention_scores(float* att, const float* q, const float* key, int64_t key_stride, int n_pos, int head_size,
+                      float scale) {
+    for (int t = 0; t < n_pos; ++t) {
+        const float* k = key + t * key_stride;
+        float score = 0.0f;
+        for (int i = 0; i < head_size; ++i) {
+            const float p = q[i] * k[i];
+            score += p;
+        }
+        att[t] = score / scale;
+    }
+}
+
+void attention_values(float* out, const float* att, const float* value, int64_t value_stride, int n_pos,
+                      int head_size) {
+    for (int i = 0; i < head_size; ++i) out[i] = 0.0f;
+    for (int t = 0; t < n_pos; ++t) {
+        const float* v = value + t * value_stride;
+        const float a = att[t];
+        for (int i = 0; i < head_size; ++i) {
+            const float p = a * v[i];
+            out[i] += p;
+        }
+    }
+}
+
+}  // namespace scalar
+
 void rmsnorm(float* out, const float* x, const float* weight, int n, float eps) {
     float ss = 0.0f;
-    for (int j = 0; j < n; ++j) ss += x[j] * x[j];
-    ss /= n;
+    for (int j = 0; j < n; ++j) {
+        const float sq = x[j] * x[j];
+        ss += sq;
+    }
+    ss /= static_cast<float>(n);
     ss += eps;
-    ss = 1.0f / std::sqrt(ss);
-    for (int j = 0; j < n; ++j) out[j] = weight[j] * (ss * x[j]);
+    const float root = std::sqrt(ss);
+    ss = 1.0f / root;
+    for (int j = 0; j < n; ++j) {
+        const float scaled = ss * x[j];
+        out[j] = weight[j] * scaled;
+    }
 }
 
 void softmax(float* x, int n) {
@@ -22,7 +62,8 @@ void softmax(float* x, int n) {
         if (x[i] > max_val) max_val = x[i];
     float sum = 0.0f;
     for (int i = 0; i < n; ++i) {
-        x[i] = std::exp(x[i] - max_val);
+        const float shifted = x[i] - max_val;
+        x[i] = std::exp(shifted);
         sum += x[i];
     }
     for (int i = 0; i < n; ++i) x[i] /= sum;
@@ -30,20 +71,26 @@ void softmax(float* x, int n) {
 
 void rope(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta,
           const float* freq_factors) {
-    for (int i = 0; i < q_dim; i += 2) {
-        const int head_dim = i % head_size;
-        float freq = 1.0f / std::pow(theta, head_dim / static_cast<float>(head_size));
+    // run.c computes the angle of pair i from i % head_size alone, so each
+    // angle's cos/sin is computed once and applied to that pair of every head.
+    for (int head_dim = 0; head_dim < head_size; head_dim += 2) {
+        const float exponent = head_dim / static_cast<float>(head_size);
+        const float power = std::pow(theta, exponent);
+        float freq = 1.0f / power;
         if (freq_factors) freq /= freq_factors[head_dim / 2];
-        const float val = pos * freq;
+        const float val = static_cast<float>(pos) * freq;
         const float fcr = std::cos(val);
         const float fci = std::sin(val);
-        const int rotn = i < kv_dim ? 2 : 1;
-        for (int v = 0; v < rotn; ++v) {
-            float* vec = v == 0 ? q : k;
-            const float v0 = vec[i];
-            const float v1 = vec[i + 1];
-            vec[i] = v0 * fcr - v1 * fci;
-            vec[i + 1] = v0 * fci + v1 * fcr;
+        for (int i = head_dim; i < q_dim; i += head_size) {
+            const int rotn = i < kv_dim ? 2 : 1;  // q always, k while within kv_dim
+            for (int v = 0; v < rotn; ++v) {
+                float* vec = v == 0 ? q : k;
+                const float v0 = vec[i];
+                const float v1 = vec[i + 1];
+                const float a = v0 * fcr, b = v1 * fci, c = v0 * fci, d = v1 * fcr;
+                vec[i] = a - b;
+                vec[i + 1] = c + d;
+            }
         }
     }
 }
@@ -51,7 +98,10 @@ void rope(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, flo
 void swiglu(float* hb, const float* up, int n) {
     for (int i = 0; i < n; ++i) {
         float val = hb[i];
-        val *= (1.0f / (1.0f + std::exp(-val)));
+        const float e = std::exp(-val);
+        const float denominator = 1.0f + e;
+        const float sigmoid = 1.0f / denominator;
+        val *= sigmoid;
         val *= up[i];
         hb[i] = val;
     }
@@ -59,27 +109,16 @@ void swiglu(float* hb, const float* up, int n) {
 
 void attention(float* out, float* att_all, const float* q, const float* key, const float* value, int pos,
                int n_heads, int n_kv_heads, int head_size) {
+    const DenseKernels& kern = dense_kernels(active_level());
     const int kv_dim = n_kv_heads * head_size;
     const int kv_mul = n_heads / n_kv_heads;
     const float scale = std::sqrt(static_cast<float>(head_size));
     for (int h = 0; h < n_heads; ++h) {
-        const float* qh = q + h * head_size;
         float* att = att_all + static_cast<int64_t>(h) * (pos + 1);
         const int kv_off = (h / kv_mul) * head_size;
-        for (int t = 0; t <= pos; ++t) {
-            const float* kt = key + static_cast<int64_t>(t) * kv_dim + kv_off;
-            float score = 0.0f;
-            for (int i = 0; i < head_size; ++i) score += qh[i] * kt[i];
-            att[t] = score / scale;
-        }
+        kern.attention_scores(att, q + h * head_size, key + kv_off, kv_dim, pos + 1, head_size, scale);
         softmax(att, pos + 1);
-        float* oh = out + h * head_size;
-        std::memset(oh, 0, sizeof(float) * head_size);
-        for (int t = 0; t <= pos; ++t) {
-            const float* vt = value + static_cast<int64_t>(t) * kv_dim + kv_off;
-            const float a = att[t];
-            for (int i = 0; i < head_size; ++i) oh[i] += a * vt[i];
-        }
+        kern.attention_values(out + h * head_size, att, value + kv_off, kv_dim, pos + 1, head_size);
     }
 }
 

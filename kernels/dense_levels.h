@@ -1,0 +1,55 @@
+// The per-instruction-set halves of the dense kernels (private to kernels/).
+// kernels.h's functions do the checks, the threading and the dispatch; the
+// functions here only compute. Each level implements the same canonical
+// arithmetic order (see kernels.h), so they are interchangeable bit for bit.
+#pragma once
+#include <cstdint>
+
+#include "kernels/cpu_features.h"
+
+namespace ferry::kernels {
+
+// out[t * out_stride + r] = dot(row r of w, x + t * cols) for r in [r0, r1),
+// t < n_tokens, in the canonical order. Row r of w starts at element r * cols.
+using MatmulRowsFn = void (*)(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x,
+                              int n_tokens, int64_t r0, int64_t r1);
+
+struct DenseKernels {
+    MatmulRowsFn matmul_f32;
+    MatmulRowsFn matmul_f16;
+    MatmulRowsFn matmul_bf16;
+    // att[t] = (sum_i q[i] * key[t * key_stride + i], i = 0, 1, ... in order) / scale
+    // for t < n_pos: run.c's sequential order, whichever way it is vectorized.
+    void (*attention_scores)(float* att, const float* q, const float* key, int64_t key_stride, int n_pos,
+                             int head_size, float scale);
+    // out[i] = sum_t att[t] * value[t * value_stride + i], t = 0, 1, ... in order,
+    // starting from 0 (run.c's order), for i < head_size.
+    void (*attention_values)(float* out, const float* att, const float* value, int64_t value_stride, int n_pos,
+                             int head_size);
+    // Any sum of data[0..n): only the reading speed matters.
+    float (*read_bandwidth_probe)(const float* data, int64_t n);
+};
+
+// Each level's functions, in namespaces scalar::, sse2:: and avx2:: (the SIMD
+// ones only on x86 builds), with the contracts of the fields above.
+#define FERRY_DENSE_LEVEL_FUNCTIONS                                                                               \
+    void matmul_f32(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,    \
+                    int64_t r0, int64_t r1);                                                                      \
+    void matmul_f16(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,    \
+                    int64_t r0, int64_t r1);                                                                      \
+    void matmul_bf16(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,   \
+                     int64_t r0, int64_t r1);                                                                     \
+    void attention_scores(float* att, const float* q, const float* key, int64_t key_stride, int n_pos,           \
+                          int head_size, float scale);                                                            \
+    void attention_values(float* out, const float* att, const float* value, int64_t value_stride, int n_pos,     \
+                          int head_size);                                                                         \
+    float read_bandwidth_probe(const float* data, int64_t n);
+namespace scalar { FERRY_DENSE_LEVEL_FUNCTIONS }
+namespace sse2 { FERRY_DENSE_LEVEL_FUNCTIONS }
+namespace avx2 { FERRY_DENSE_LEVEL_FUNCTIONS }
+#undef FERRY_DENSE_LEVEL_FUNCTIONS
+
+// The kernels of `level`, falling back to scalar on builds without it.
+const DenseKernels& dense_kernels(Level level);
+
+}  // namespace ferry::kernels

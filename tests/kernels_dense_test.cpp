@@ -1,0 +1,333 @@
+// The dense kernels against their naive references (kernels/reference.h) on
+// odd sizes at every level this CPU has, and the determinism contract of
+// kernels.h: levels equal bit for bit, a batch equals its tokens one at a
+// time, and no result depends on the thread count.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/fp16.h"
+#include "kernels/kernels.h"
+#include "kernels/reference.h"
+
+namespace ferry::kernels {
+namespace {
+
+constexpr Level kLevels[] = {Level::scalar, Level::sse2, Level::avx2};
+const int kOddSizes[] = {1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 257, 1000};
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng);
+    return v;
+}
+
+// Restores the best level when a test ends, whatever it forced.
+struct LevelGuard {
+    ~LevelGuard() { set_active_level(best_level()); }
+};
+
+// Runs fn at every level the CPU has; fn gets the level's name for messages.
+void for_each_level(const std::function<void(const char*)>& fn) {
+    LevelGuard guard;
+    for (Level l : kLevels) {
+        if (!set_active_level(l)) continue;
+        SCOPED_TRACE(level_name(l));
+        fn(level_name(l));
+    }
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Index and values of the first difference, for a readable failure.
+std::string first_difference(const std::vector<float>& a, const std::vector<float>& b) {
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+        if (fp32_to_bits(a[i]) != fp32_to_bits(b[i]))
+        {
+            char buf[96];
+            std::snprintf(buf, sizeof buf, "index %zu: %.9g (0x%08x) vs %.9g (0x%08x)", i, a[i], fp32_to_bits(a[i]), b[i],
+                          fp32_to_bits(b[i]));
+            return buf;
+        }
+    return "sizes " + std::to_string(a.size()) + " vs " + std::to_string(b.size());
+}
+
+// A weight matrix in f32, f16 or bf16 with values near 0.02 * N(0, 1).
+struct TestMatrix {
+    std::vector<float> f32;
+    std::vector<uint16_t> u16;
+    Matrix m;
+    TestMatrix(TensorType type, int64_t rows, int64_t cols, uint32_t seed) {
+        f32 = random_floats(static_cast<size_t>(rows * cols), seed, 0.02f);
+        const void* data = f32.data();
+        if (type != TensorType::F32) {
+            u16.resize(f32.size());
+            for (size_t i = 0; i < f32.size(); ++i)
+                u16[i] = type == TensorType::F16 ? fp32_to_fp16(f32[i]) : fp32_to_bf16(f32[i]);
+            data = u16.data();
+        }
+        m = Matrix{type, data, rows, cols, 0};
+    }
+};
+
+std::vector<float> run_matmul(const Matrix& w, const std::vector<float>& x, int n_tokens, ThreadPool* pool) {
+    std::vector<float> out(static_cast<size_t>(w.rows * n_tokens), NAN);
+    matmul(out.data(), w, x.data(), n_tokens, pool);
+    return out;
+}
+
+class DenseMatmul : public ::testing::TestWithParam<TensorType> {};
+
+TEST_P(DenseMatmul, MatchesReferenceOnOddSizesAtEveryLevel) {
+    const TensorType type = GetParam();
+    ASSERT_TRUE(matmul_supports(type));
+    for (int cols : kOddSizes) {
+        for (int rows : {1, 3, 7, 33}) {
+            for (int n_tokens : {1, 2, 3, 5}) {
+                const TestMatrix w(type, rows, cols, static_cast<uint32_t>(cols * 131 + rows));
+                const std::vector<float> x = random_floats(static_cast<size_t>(cols) * n_tokens, cols + 7);
+                std::vector<float> want(static_cast<size_t>(rows) * n_tokens);
+                std::vector<double> magnitude(want.size());
+                reference::matmul(want.data(), w.m, x.data(), n_tokens, magnitude.data());
+                // Float summation error bound: (cols/8 + 4) roundings of the
+                // running sums, each at most 2^-24 of the sum of |terms|.
+                const double ulps = (cols / 8 + 4) * std::ldexp(1.0, -24);
+                std::vector<float> first;
+                for_each_level([&](const char* level) {
+                    const std::vector<float> got = run_matmul(w.m, x, n_tokens, nullptr);
+                    for (size_t i = 0; i < got.size(); ++i)
+                        ASSERT_NEAR(got[i], want[i], 2 * ulps * magnitude[i] + 1e-30)
+                            << level << " rows " << rows << " cols " << cols << " tokens " << n_tokens << " out " << i;
+                    if (first.empty()) first = got;
+                    ASSERT_TRUE(same_bits(got, first)) << level << " differs from scalar, rows " << rows << " cols "
+                                                       << cols << " tokens " << n_tokens << ": "
+                                                       << first_difference(got, first);
+                });
+            }
+        }
+    }
+}
+
+TEST_P(DenseMatmul, BatchEqualsOneTokenAtATimeBitForBit) {
+    const TensorType type = GetParam();
+    for (int cols : {7, 33, 257, 1000}) {
+        const int rows = 37, n_tokens = 11;  // odd sizes exercise every tile remainder
+        const TestMatrix w(type, rows, cols, 5);
+        const std::vector<float> x = random_floats(static_cast<size_t>(cols) * n_tokens, 6);
+        for_each_level([&](const char* level) {
+            const std::vector<float> batch = run_matmul(w.m, x, n_tokens, nullptr);
+            for (int t = 0; t < n_tokens; ++t) {
+                const std::vector<float> xt(x.begin() + t * cols, x.begin() + (t + 1) * cols);
+                const std::vector<float> one = run_matmul(w.m, xt, 1, nullptr);
+                const std::vector<float> from_batch(batch.begin() + t * rows, batch.begin() + (t + 1) * rows);
+                ASSERT_TRUE(same_bits(one, from_batch))
+                    << level << " cols " << cols << " token " << t << ": " << first_difference(one, from_batch);
+            }
+        });
+    }
+}
+
+TEST_P(DenseMatmul, ResultDoesNotDependOnThreadCount) {
+    const TensorType type = GetParam();
+    const int rows = 1031, cols = 1000;  // many chunks of a few rows each
+    const TestMatrix w(type, rows, cols, 8);
+    for (int n_tokens : {1, 3}) {
+        const std::vector<float> x = random_floats(static_cast<size_t>(cols) * n_tokens, 9);
+        for_each_level([&](const char* level) {
+            const std::vector<float> alone = run_matmul(w.m, x, n_tokens, nullptr);
+            for (int threads : {1, 2, 3, 7}) {
+                ThreadPool pool(threads);
+                const std::vector<float> got = run_matmul(w.m, x, n_tokens, &pool);
+                ASSERT_TRUE(same_bits(got, alone))
+                    << level << ", " << threads << " threads, " << n_tokens << " tokens: " << first_difference(got, alone);
+            }
+        });
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(DenseTypes, DenseMatmul,
+                         ::testing::Values(TensorType::F32, TensorType::F16, TensorType::BF16),
+                         [](const auto& info) { return std::string(tensor_type_name(info.param)); });
+
+// The documented canonical order itself, not just agreement between levels.
+TEST(DenseMatmulOrder, EveryLevelSumsInTheCanonicalOrder) {
+    for (int cols : kOddSizes) {
+        // Values of mixed magnitude, so another order rounds differently.
+        std::vector<float> w = random_floats(static_cast<size_t>(cols), 11), x = random_floats(cols, 12);
+        for (int i = 0; i < cols; i += 3) w[i] *= 1e4f;
+        const Matrix m{TensorType::F32, w.data(), 1, cols, 0};
+        const float want = reference::canonical_dot(w.data(), x.data(), cols);
+        for_each_level([&](const char* level) {
+            float got = NAN;
+            matmul(&got, m, x.data(), 1, nullptr);
+            EXPECT_EQ(fp32_to_bits(got), fp32_to_bits(want)) << level << " cols " << cols;
+        });
+    }
+}
+
+// Every one of the 65536 halves widens exactly, in the main loop and in the tail.
+TEST(DenseMatmulOrder, EveryHalfWidensExactlyAtEveryLevel) {
+    for (int cols : {1, 8}) {
+        std::vector<uint16_t> w(static_cast<size_t>(65536) * cols, 0);
+        for (int h = 0; h < 65536; ++h) w[static_cast<size_t>(h) * cols] = static_cast<uint16_t>(h);
+        const Matrix m{TensorType::F16, w.data(), 65536, cols, 0};
+        const std::vector<float> ones(static_cast<size_t>(cols), 1.0f);
+        for_each_level([&](const char* level) {
+            const std::vector<float> got = run_matmul(m, ones, 1, nullptr);
+            for (int h = 0; h < 65536; ++h) {
+                const float want = fp16_to_fp32(static_cast<uint16_t>(h));
+                if (std::isnan(want)) {
+                    ASSERT_TRUE(std::isnan(got[h])) << level << " half 0x" << std::hex << h;
+                } else {
+                    // + 0.0f: the sum starts at +0, so -0 comes out as +0.
+                    ASSERT_EQ(fp32_to_bits(got[h]), fp32_to_bits(want + 0.0f)) << level << " half 0x" << std::hex << h;
+                }
+            }
+        });
+    }
+}
+
+TEST(DenseKernels, RmsnormMatchesReference) {
+    for (int n : kOddSizes) {
+        const std::vector<float> x = random_floats(n, 20 + n), weight = random_floats(n, 21);
+        std::vector<float> want(n);
+        reference::rmsnorm(want.data(), x.data(), weight.data(), n, 1e-5f);
+        for_each_level([&](const char* level) {
+            std::vector<float> got(n);
+            rmsnorm(got.data(), x.data(), weight.data(), n, 1e-5f);
+            for (int i = 0; i < n; ++i) ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + std::fabs(want[i]))) << level << " n " << n;
+            std::vector<float> in_place = x;
+            rmsnorm(in_place.data(), in_place.data(), weight.data(), n, 1e-5f);
+            ASSERT_TRUE(same_bits(in_place, got)) << "out may alias x";
+        });
+    }
+}
+
+TEST(DenseKernels, SoftmaxMatchesReference) {
+    for (int n : kOddSizes) {
+        std::vector<float> want = random_floats(n, 30 + n, 5.0f);
+        std::vector<float> x = want;
+        reference::softmax(want.data(), n);
+        for_each_level([&](const char* level) {
+            std::vector<float> got = x;
+            softmax(got.data(), n);
+            double sum = 0;
+            for (int i = 0; i < n; ++i) {
+                ASSERT_NEAR(got[i], want[i], 1e-6 + 1e-5 * want[i]) << level << " n " << n;
+                sum += got[i];
+            }
+            EXPECT_NEAR(sum, 1.0, 1e-5);
+        });
+    }
+}
+
+TEST(DenseKernels, SwigluMatchesReference) {
+    for (int n : kOddSizes) {
+        const std::vector<float> h = random_floats(n, 40 + n, 4.0f), up = random_floats(n, 41);
+        std::vector<float> want = h;
+        reference::swiglu(want.data(), up.data(), n);
+        for_each_level([&](const char* level) {
+            std::vector<float> got = h;
+            swiglu(got.data(), up.data(), n);
+            for (int i = 0; i < n; ++i) ASSERT_NEAR(got[i], want[i], 1e-6 * (1 + std::fabs(want[i]))) << level;
+        });
+    }
+}
+
+TEST(DenseKernels, RopeMatchesReference) {
+    struct Shape {
+        int q_dim, kv_dim, head_size;
+    };
+    for (const Shape s : {Shape{2, 2, 2}, Shape{6, 6, 6}, Shape{64, 32, 8}, Shape{2048, 256, 64}, Shape{96, 96, 48}}) {
+        for (int pos : {0, 1, 7, 100, 2047}) {
+            for (bool factors : {false, true}) {
+                const std::vector<float> q0 = random_floats(s.q_dim, 50), k0 = random_floats(s.kv_dim, 51);
+                std::vector<float> ff(static_cast<size_t>(s.head_size / 2));
+                for (size_t i = 0; i < ff.size(); ++i) ff[i] = 1.0f + static_cast<float>(i % 5);
+                std::vector<float> wq = q0, wk = k0;
+                reference::rope(wq.data(), wk.data(), s.q_dim, s.kv_dim, s.head_size, pos, 500000.0f,
+                                factors ? ff.data() : nullptr);
+                for_each_level([&](const char* level) {
+                    std::vector<float> q = q0, k = k0;
+                    rope(q.data(), k.data(), s.q_dim, s.kv_dim, s.head_size, pos, 500000.0f,
+                         factors ? ff.data() : nullptr);
+                    for (int i = 0; i < s.q_dim; ++i) ASSERT_NEAR(q[i], wq[i], 1e-5) << level << " pos " << pos;
+                    for (int i = 0; i < s.kv_dim; ++i) ASSERT_NEAR(k[i], wk[i], 1e-5) << level << " pos " << pos;
+                });
+            }
+        }
+    }
+}
+
+TEST(DenseKernels, AttentionMatchesReferenceAndLevelsAgree) {
+    struct Shape {
+        int n_heads, n_kv_heads, head_size;
+    };
+    for (const Shape s : {Shape{1, 1, 1}, Shape{4, 2, 3}, Shape{6, 3, 7}, Shape{8, 1, 8}, Shape{2, 2, 9},
+                          Shape{4, 4, 33}, Shape{32, 4, 64}}) {
+        for (int pos : {0, 1, 6, 7, 8, 9, 31, 100}) {
+            const int kv_dim = s.n_kv_heads * s.head_size;
+            const std::vector<float> q = random_floats(static_cast<size_t>(s.n_heads) * s.head_size, 60);
+            const std::vector<float> k = random_floats(static_cast<size_t>(pos + 1) * kv_dim, 61);
+            const std::vector<float> v = random_floats(static_cast<size_t>(pos + 1) * kv_dim, 62);
+            std::vector<float> want(static_cast<size_t>(s.n_heads) * s.head_size);
+            reference::attention(want.data(), q.data(), k.data(), v.data(), pos, s.n_heads, s.n_kv_heads, s.head_size);
+            std::vector<float> first;
+            for_each_level([&](const char* level) {
+                std::vector<float> out(want.size(), NAN), att(static_cast<size_t>(s.n_heads) * (pos + 1));
+                attention(out.data(), att.data(), q.data(), k.data(), v.data(), pos, s.n_heads, s.n_kv_heads,
+                          s.head_size);
+                for (size_t i = 0; i < out.size(); ++i)
+                    ASSERT_NEAR(out[i], want[i], 1e-5 * (1 + std::fabs(want[i])))
+                        << level << " heads " << s.n_heads << "/" << s.n_kv_heads << " size " << s.head_size << " pos "
+                        << pos;
+                if (first.empty()) first = out;
+                ASSERT_TRUE(same_bits(out, first)) << level << " differs from scalar: " << first_difference(out, first);
+            });
+        }
+    }
+}
+
+TEST(DenseKernels, BandwidthProbeSumsTheBuffer) {
+    for (int n : kOddSizes) {
+        std::vector<float> x(static_cast<size_t>(n));
+        for (int i = 0; i < n; ++i) x[i] = static_cast<float>(i % 7);
+        double want = 0;
+        for (float f : x) want += f;
+        for_each_level([&](const char* level) { EXPECT_EQ(read_bandwidth_probe(x.data(), n), want) << level; });
+    }
+    ThreadPool pool(2);
+    const std::vector<double> rates = measure_read_bandwidth(int64_t{8} << 20, 3, &pool);
+    ASSERT_EQ(rates.size(), 3u);
+    for (double r : rates) EXPECT_GT(r, 0);
+    EXPECT_TRUE(measure_read_bandwidth(1 << 20, 0, nullptr).empty());
+}
+
+TEST(DenseKernels, DequantizeRowWidensEveryDenseType) {
+    for (TensorType type : {TensorType::F32, TensorType::F16, TensorType::BF16}) {
+        const TestMatrix w(type, 3, 33, 70);
+        std::vector<float> row(33), want(33);
+        dequantize_row(w.m, 2, row.data());
+        for (int c = 0; c < 33; ++c) {
+            const int64_t i = 2 * 33 + c;
+            want[c] = type == TensorType::F32   ? w.f32[i]
+                      : type == TensorType::F16 ? fp16_to_fp32(w.u16[i])
+                                                : bf16_to_fp32(w.u16[i]);
+        }
+        EXPECT_TRUE(same_bits(row, want)) << tensor_type_name(type);
+    }
+}
+
+}  // namespace
+}  // namespace ferry::kernels
