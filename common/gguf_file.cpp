@@ -166,18 +166,23 @@ std::optional<double> scalar_float(GgufType type, const uint8_t* p) {
 
 bool is_power_of_two(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
-// The number of values of shape ne, if it fits int64 (rows() and every
-// product of dimensions are then safe to compute).
+// The number of values of shape ne, if it and the row count fit int64 (then
+// rows(), cols() and every product of dimensions are safe to compute).
 std::optional<int64_t> element_count(const int64_t ne[4], std::string* why) {
-    int64_t n = 1;
-    for (int d = 0; d < 4; ++d) {
-        if (ne[d] != 0 && n > std::numeric_limits<int64_t>::max() / ne[d]) {
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+    int64_t rows = 1;
+    for (int d = 1; d < 4; ++d) {
+        if (ne[d] != 0 && rows > kMax / ne[d]) {
             *why = "the product of its dimensions overflows 64 bits";
             return std::nullopt;
         }
-        n *= ne[d];
+        rows *= ne[d];
     }
-    return n;
+    if (ne[0] != 0 && rows > kMax / ne[0]) {
+        *why = "the product of its dimensions overflows 64 bits";
+        return std::nullopt;
+    }
+    return rows * ne[0];
 }
 
 // Bytes of a tensor of `type` and shape ne; nullopt on overflow or a first
