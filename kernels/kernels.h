@@ -78,10 +78,22 @@ void attention(float* out, float* att, const float* q, const float* key, const f
 // Returns the sum so the compiler cannot drop the reads.
 float read_bandwidth_probe(const float* data, int64_t n);
 
-// Memory read bandwidth of this machine: bytes per second of each of
-// `passes` timed passes of read_bandwidth_probe over one buffer of `bytes`
-// (make it far larger than the caches), read in chunks by the threads of pool
-// (nullptr: this thread alone), the way matmul reads weights.
+// Memory read bandwidth of this machine: a buffer of `bytes` (make it far
+// larger than the caches) and timed passes of read_bandwidth_probe over it,
+// read in 1 MiB chunks by the threads of a pool the way matmul reads weights.
+class ReadBandwidthProbe {
+public:
+    explicit ReadBandwidthProbe(int64_t bytes);
+    int64_t bytes() const { return static_cast<int64_t>(buffer_.size()) * 4; }
+    // Bytes per second of one pass; pool nullptr: this thread alone.
+    double pass(ThreadPool* pool);
+
+private:
+    std::vector<float> buffer_;
+    std::vector<float> sums_;
+};
+
+// Bytes per second of each of `passes` passes of a ReadBandwidthProbe(bytes).
 std::vector<double> measure_read_bandwidth(int64_t bytes, int passes, ThreadPool* pool);
 
 }  // namespace ferry::kernels
