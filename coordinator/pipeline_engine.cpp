@@ -175,6 +175,8 @@ void PipelineEngine::fail_node(int link, const std::string& what) const {
 void PipelineEngine::check_event(const void* event) const {
     const Hub::Event& e = *static_cast<const Hub::Event*>(event);
     if (e.kind == Hub::Event::connect_failed) fail_node(e.link, e.reason);
+    if (e.kind == Hub::Event::closed && e.link >= 0 && nodes_[static_cast<size_t>(e.link)]->stage < 0 && !chain_.empty())
+        return;  // a worker the plan left out, closed by us
     if (e.kind == Hub::Event::closed) {
         std::string why = e.reason;
         if (why == "closed the connection") why += " (the worker stopped or crashed; see its log)";

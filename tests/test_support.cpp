@@ -89,6 +89,90 @@ CommandResult run_command(const std::vector<std::string>& argv, double timeout_s
     return r;
 }
 
+WorkerProcess::WorkerProcess(const std::vector<std::string>& args, const std::string& log_path,
+                             const std::vector<std::string>& prefix, const std::string& listen,
+                             const std::string& binary)
+    : log_path_(log_path) {
+    host_ = listen.substr(0, listen.rfind(':'));
+    std::vector<std::string> argv = prefix;
+    argv.push_back(binary.empty() ? worker_bin() : binary);
+    argv.push_back("--listen");
+    argv.push_back(listen);
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_ = fork();
+    if (pid_ == 0) {
+        const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        const int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        std::vector<char*> a;
+        for (const std::string& x : argv) a.push_back(const_cast<char*>(x.c_str()));
+        a.push_back(nullptr);
+        execv(a[0], a.data());
+        _exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+        const std::string text = log();
+        const size_t at = text.rfind("listening on port ");
+        if (at != std::string::npos) {
+            port_ = std::atoi(text.c_str() + at + 18);
+            return;
+        }
+        int status = 0;
+        if (waitpid(pid_, &status, WNOHANG) == pid_) {
+            reaped_ = true;
+            throw std::runtime_error("the worker exited at start: " + text);
+        }
+        usleep(20000);
+    }
+    throw std::runtime_error("the worker did not start listening within 30 s: " + log());
+}
+
+WorkerProcess::~WorkerProcess() {
+    if (pid_ > 0 && !reaped_) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+    }
+}
+
+void WorkerProcess::signal(int sig) const { kill(pid_, sig); }
+
+int WorkerProcess::wait(double timeout_s) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    while (std::chrono::steady_clock::now() < deadline) {
+        int status = 0;
+        if (waitpid(pid_, &status, WNOHANG) == pid_) {
+            reaped_ = true;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        usleep(10000);
+    }
+    return -1;
+}
+
+std::string WorkerProcess::log() const {
+    try {
+        return read_file(log_path_);
+    } catch (...) {
+        return "";
+    }
+}
+
+std::string addresses(const std::vector<const WorkerProcess*>& workers) {
+    std::string s;
+    for (const WorkerProcess* w : workers) s += (s.empty() ? "" : ",") + w->address();
+    return s;
+}
+
+std::vector<std::string> ferry_run_args(const std::string& model, const std::string& tokenizer,
+                                        const std::vector<std::string>& extra) {
+    std::vector<std::string> a = {ferry_bin(), "run", model_path(model), "-z", model_path(tokenizer)};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+}
+
 TempDir::TempDir() {
     char tmpl[] = "/tmp/ferry-test-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");

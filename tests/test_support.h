@@ -22,6 +22,40 @@ struct CommandResult {
 // Runs argv (no shell), waits at most timeout_s seconds (then kills it).
 CommandResult run_command(const std::vector<std::string>& argv, double timeout_s = 120);
 
+// A ferry-worker process (or any command that ends in one, e.g. under qemu or
+// `ip netns exec`), killed when the object dies. It is started with
+// --listen HOST:0 unless `listen` gives a port; the port it bound is read
+// from its log ("listening on port N").
+class WorkerProcess {
+public:
+    WorkerProcess(const std::vector<std::string>& args, const std::string& log_path,
+                  const std::vector<std::string>& prefix = {}, const std::string& listen = "127.0.0.1:0",
+                  const std::string& binary = "");
+    ~WorkerProcess();
+    WorkerProcess(const WorkerProcess&) = delete;
+    WorkerProcess& operator=(const WorkerProcess&) = delete;
+
+    int port() const { return port_; }
+    std::string address() const { return host_ + ":" + std::to_string(port_); }
+    int pid() const { return pid_; }
+    void signal(int sig) const;
+    // Waits for the process to exit: its exit code (128 + signal if killed), or -1 on timeout.
+    int wait(double timeout_s);
+    std::string log() const;
+
+private:
+    int pid_ = -1;
+    int port_ = 0;
+    std::string host_, log_path_;
+    bool reaped_ = false;
+};
+
+// "127.0.0.1:1,127.0.0.1:2" from processes.
+std::string addresses(const std::vector<const WorkerProcess*>& workers);
+// `ferry run` of stories260K with the sampling flags of a reference; extra appended.
+std::vector<std::string> ferry_run_args(const std::string& model, const std::string& tokenizer,
+                                        const std::vector<std::string>& extra);
+
 // A fresh directory under /tmp, removed when the object dies.
 class TempDir {
 public:

@@ -289,10 +289,10 @@ struct Worker::Impl {
             case wire::UPSTREAM_STAGE: {
                 if (!session || !session->stage)
                     return refuse(p, "a data connection from " + who + " but no shard is assigned here");
-                if (h.session_id() != session->assign.session_id())
-                    return refuse(p, "a data connection from " + who + " of another coordinator session");
                 if (const std::string bad = net::check_model(session->assign.model_hash(), h.model_hash(), who); !bad.empty())
                     return refuse(p, bad);
+                if (h.session_id() != session->assign.session_id())
+                    return refuse(p, "a data connection from " + who + " of another coordinator session");
                 if (h.stage_index() != session->assign.stage_index() - 1)
                     return refuse(p, "a data connection from stage " + std::to_string(h.stage_index()) + " (" + who +
                                          "), but this is stage " + std::to_string(session->assign.stage_index()));

@@ -1,0 +1,96 @@
+// Shards travel once: a second run, or a restarted worker, finds its shard in
+// the cache and nothing is sent; a partial transfer resumes where it stopped
+// (and starts over if what is there is not the image); a worker with the
+// model file in --model-dir loads its range from disk.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <regex>
+
+#include "common/model_file.h"
+#include "common/net/hash.h"
+#include "common/net/shard_cache.h"
+#include "common/net/shard_image.h"
+#include "tests/test_support.h"
+
+namespace ferry {
+namespace {
+
+const std::vector<std::string> kGreedy = {"-t", "0", "-n", "256", "-i", "Once upon a time", "--threads", "1"};
+
+// Runs the greedy reference through `workers`; returns the "shard bytes sent" count.
+long long run_greedy(const std::string& workers, const std::vector<std::string>& more = {}) {
+    std::vector<std::string> flags = kGreedy;
+    flags.insert(flags.end(), {"--workers", workers});
+    flags.insert(flags.end(), more.begin(), more.end());
+    const auto r = test::run_command(test::ferry_run_args("stories260K.bin", "tok512.bin", flags), 60);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, test::read_file(test::reference_path("stories260K.greedy.n256.txt")));
+    std::smatch m;
+    if (!std::regex_search(r.err, m, std::regex("shard bytes sent: (\\d+)"))) {
+        ADD_FAILURE() << "no shard line in: " << r.err;
+        return -1;
+    }
+    return std::stoll(m[1]);
+}
+
+std::vector<std::string> worker_args(const std::string& cache) { return {"--threads", "1", "--cache-dir", cache}; }
+
+TEST(PipelineShards, SecondRunAndRestartedWorkerSendNothing) {
+    test::TempDir tmp;
+    const std::string cache = tmp.file("cache");
+    {
+        test::WorkerProcess w(worker_args(cache), tmp.file("w.log"));
+        EXPECT_GT(run_greedy(w.address()), 1000000 / 2);
+        EXPECT_EQ(run_greedy(w.address()), 0);
+    }
+    test::WorkerProcess again(worker_args(cache), tmp.file("w2.log"));
+    EXPECT_EQ(run_greedy(again.address()), 0);
+    EXPECT_NE(again.log().find("shard loaded from cache"), std::string::npos) << again.log();
+}
+
+class PartialShard : public ::testing::Test {
+protected:
+    // Plants the first `keep` bytes of the 1-worker shard image (or garbage) as a .part file.
+    uint64_t plant(const std::string& cache, uint64_t keep, bool garbage) {
+        const ModelFile file = open_model_file(test::model_path("stories260K.bin"));
+        const std::string hash = net::file_content_hash(file.path, "");
+        const ShardSpec spec{0, file.config.n_layers, false, false};
+        const net::ShardImage image(file, spec, hash);
+        std::string bytes(static_cast<size_t>(keep), '\0');
+        image.read(0, keep, reinterpret_cast<uint8_t*>(bytes.data()));
+        if (garbage) bytes[bytes.size() / 2] ^= 0x5a;
+        const net::ShardPaths paths = net::shard_paths(cache, hash, spec);
+        std::filesystem::create_directories(paths.dir);
+        test::write_file(paths.part_path, bytes);
+        return image.size();
+    }
+};
+
+TEST_F(PartialShard, AnInterruptedTransferResumesFromThePartFile) {
+    test::TempDir tmp;
+    const uint64_t size = plant(tmp.file("cache"), 300000, false);
+    test::WorkerProcess w(worker_args(tmp.file("cache")), tmp.file("w.log"));
+    EXPECT_EQ(run_greedy(w.address()), static_cast<long long>(size - 300000));
+    EXPECT_NE(w.log().find("300000 bytes of"), std::string::npos) << w.log();
+    EXPECT_EQ(run_greedy(w.address()), 0);
+}
+
+TEST_F(PartialShard, APartFileThatIsNotTheImageIsSentAgain) {
+    test::TempDir tmp;
+    const uint64_t size = plant(tmp.file("cache"), 300000, true);
+    test::WorkerProcess w(worker_args(tmp.file("cache")), tmp.file("w.log"));
+    EXPECT_EQ(run_greedy(w.address()), static_cast<long long>(size));
+}
+
+TEST(PipelineShards, AWorkerWithTheModelInModelDirLoadsItFromDisk) {
+    test::TempDir tmp;
+    std::vector<std::string> args = worker_args(tmp.file("cache"));
+    args.insert(args.end(), {"--model-dir", test::shared_dir() + "/models"});
+    test::WorkerProcess a(args, tmp.file("a.log")), b(args, tmp.file("b.log"));
+    EXPECT_EQ(run_greedy(test::addresses({&a, &b}), {"--split", "3,2"}), 0);
+    EXPECT_NE(a.log().find("shard loaded from model-dir"), std::string::npos) << a.log();
+}
+
+}  // namespace
+}  // namespace ferry

@@ -1,0 +1,273 @@
+// Hostile and mistaken peers against a live ferry-worker: each gets its error
+// (or is dropped after the handshake timeout) and the daemon keeps serving the
+// next good client. And the coordinator's side: a peer speaking another
+// protocol version is named in one line.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/model_file.h"
+#include "common/net/frame.h"
+#include "common/net/handshake.h"
+#include "common/net/hash.h"
+#include "coordinator/pipeline_engine.h"
+#include "kernels/thread_pool.h"
+#include "tests/test_support.h"
+
+namespace ferry {
+namespace {
+
+// A blocking loopback client that speaks raw bytes and reads frames back.
+class RawClient {
+public:
+    explicit RawClient(int port) {
+        fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(static_cast<uint16_t>(port));
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect");
+    }
+    ~RawClient() { close(fd_); }
+    void send(const std::string& bytes) { ASSERT_EQ(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size())); }
+    void send(const wire::Frame& f) { send(net::encode_frame(f)); }
+    // Frames until the peer closes or timeout_s passes; *closed tells which.
+    std::vector<wire::Frame> read(double timeout_s, bool* closed) {
+        std::vector<wire::Frame> frames;
+        net::FrameDecoder d(net::kControlFrameBytes);
+        *closed = false;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+        for (;;) {
+            const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  deadline - std::chrono::steady_clock::now()).count());
+            if (left <= 0) return frames;
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, left) <= 0) continue;
+            char buf[65536];
+            const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+            if (n <= 0) {
+                *closed = true;
+                return frames;
+            }
+            std::vector<net::FrameDecoder::Decoded> out;
+            d.feed(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n), out);
+            for (auto& x : out) frames.push_back(std::move(x.frame));
+        }
+    }
+
+private:
+    int fd_ = -1;
+};
+
+std::string errors_of(const std::vector<wire::Frame>& frames) {
+    std::string s;
+    for (const wire::Frame& f : frames)
+        if (f.has_error()) s += f.error().message() + "\n";
+    return s;
+}
+
+std::string u32(uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); }
+
+class LiveWorker : public ::testing::Test {
+protected:
+    void SetUp() override {
+        worker_ = std::make_unique<test::WorkerProcess>(
+            std::vector<std::string>{"--threads", "1", "--cache-dir", tmp_.file("cache"), "--handshake-timeout", "1",
+                                     "--memory", "64M"},
+            tmp_.file("w.log"));
+    }
+    // The daemon still answers a status client.
+    void expect_serving() {
+        const auto s = test::run_command({test::ferry_bin(), "status", "--json", "--workers", worker_->address()}, 10);
+        EXPECT_EQ(s.exit_code, 0) << s.err << s.out;
+    }
+    test::TempDir tmp_;
+    std::unique_ptr<test::WorkerProcess> worker_;
+};
+
+TEST_F(LiveWorker, OversizedLengthIsRefusedBeforeAllocating) {
+    RawClient c(worker_->port());
+    c.send(u32(0xFFFFFFF0u));
+    bool closed = false;
+    const auto frames = c.read(5, &closed);
+    EXPECT_TRUE(closed);
+    EXPECT_NE(errors_of(frames).find("over the limit"), std::string::npos) << errors_of(frames);
+    expect_serving();
+}
+
+TEST_F(LiveWorker, GarbageBytesGetAnErrorAndTheConnectionCloses) {
+    RawClient c(worker_->port());
+    c.send(u32(12) + std::string("\xff\xfe\xfd\xfc garbage", 12));
+    bool closed = false;
+    const auto frames = c.read(5, &closed);
+    EXPECT_TRUE(closed);
+    EXPECT_NE(errors_of(frames).find("malformed input"), std::string::npos) << errors_of(frames);
+    expect_serving();
+}
+
+TEST_F(LiveWorker, ATruncatedFrameTimesOutAndTheDaemonServesOn) {
+    RawClient c(worker_->port());
+    c.send(u32(100) + std::string(10, 'x'));
+    bool closed = false;
+    c.read(5, &closed);
+    EXPECT_TRUE(closed);
+    EXPECT_NE(worker_->log().find("handshake timeout"), std::string::npos) << worker_->log();
+    expect_serving();
+}
+
+TEST_F(LiveWorker, APeerThatSaysNothingIsDroppedAfterTheHandshakeTimeout) {
+    RawClient c(worker_->port());
+    bool closed = false;
+    const auto t0 = std::chrono::steady_clock::now();
+    c.read(5, &closed);
+    EXPECT_TRUE(closed);
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 3.0);
+    expect_serving();
+}
+
+TEST_F(LiveWorker, AFrameBeforeTheHelloIsRefused) {
+    RawClient c(worker_->port());
+    wire::Frame f;
+    f.mutable_forward()->set_n_tokens(1);
+    c.send(f);
+    bool closed = false;
+    const auto frames = c.read(5, &closed);
+    EXPECT_TRUE(closed);
+    EXPECT_NE(errors_of(frames).find("before the handshake"), std::string::npos) << errors_of(frames);
+    expect_serving();
+}
+
+TEST_F(LiveWorker, AnotherProtocolVersionIsRefusedNamingBothVersions) {
+    RawClient c(worker_->port());
+    wire::Frame hello = net::make_hello(wire::COORDINATOR, "future coordinator");
+    hello.mutable_hello()->set_protocol_version(net::kProtocolVersion + 1);
+    c.send(hello);
+    bool closed = false;
+    const auto frames = c.read(5, &closed);
+    EXPECT_TRUE(closed);
+    ASSERT_FALSE(frames.empty());
+    EXPECT_TRUE(frames[0].has_hello());
+    EXPECT_EQ(frames[0].hello().protocol_version(), net::kProtocolVersion);
+    const std::string e = errors_of(frames);
+    EXPECT_NE(e.find("speaks ferry protocol " + std::to_string(net::kProtocolVersion + 1)), std::string::npos) << e;
+    EXPECT_NE(e.find("future coordinator"), std::string::npos) << e;
+    EXPECT_NE(worker_->log().find("speaks ferry protocol"), std::string::npos);
+    expect_serving();
+}
+
+TEST_F(LiveWorker, AnAssignmentOverItsMemoryIsRefusedWithTheNumbers) {
+    RawClient c(worker_->port());
+    c.send(net::make_hello(wire::COORDINATOR, "test"));
+    wire::Frame f;
+    wire::Assign* a = f.mutable_assign();
+    a->set_model_hash(std::string(16, 'h'));
+    a->set_model_name("big.bin");
+    wire::ModelShape* s = a->mutable_shape();
+    s->set_dim(2048);
+    s->set_hidden_dim(5632);
+    s->set_n_layers(22);
+    s->set_n_heads(32);
+    s->set_n_kv_heads(4);
+    s->set_vocab_size(32000);
+    s->set_seq_len(2048);
+    s->set_norm_eps(1e-5f);
+    s->set_rope_theta(10000);
+    a->set_first_layer(0);
+    a->set_last_layer(22);
+    a->set_context(2048);
+    a->set_kv_type("f32");
+    a->set_n_stages(1);
+    for (int l = 0; l < 22; ++l) {
+        wire::TensorDesc* t = a->add_tensors();
+        t->set_name("blk." + std::to_string(l) + ".ffn_up.weight");
+        t->set_rows(5632);
+        t->set_cols(2048);
+        t->set_bytes(5632ull * 2048 * 4);
+    }
+    c.send(f);
+    bool closed = false;
+    const auto frames = c.read(5, &closed);
+    EXPECT_TRUE(closed);
+    const std::string e = errors_of(frames);
+    EXPECT_NE(e.find("layers 0-21 of big.bin need"), std::string::npos) << e;
+    EXPECT_NE(e.find("but --memory is 64.0 MB"), std::string::npos) << e;
+    expect_serving();
+}
+
+// A data connection that claims another model: refused with both hashes named,
+// while the real session (an in-process coordinator) goes on.
+TEST(LiveWorkers, AWrongModelHashOnADataConnectionIsRefusedAtBothEnds) {
+    test::TempDir tmp;
+    test::WorkerProcess a({"--threads", "1", "--cache-dir", tmp.file("ca")}, tmp.file("a.log"));
+    test::WorkerProcess b({"--threads", "1", "--cache-dir", tmp.file("cb")}, tmp.file("b.log"));
+    const ModelFile file = open_model_file(test::model_path("stories260K.bin"));
+    kernels::ThreadPool pool(1);
+    PipelineOptions o;
+    o.workers = {a.address(), b.address()};
+    o.split = {2, 3};
+    o.progress = false;
+    PipelineEngine engine(file, o, file.config.seq_len, &pool);
+    RawClient c(b.port());
+    wire::Frame hello = net::make_hello(wire::UPSTREAM_STAGE, "impostor stage", std::string(16, 'x'));
+    hello.mutable_hello()->set_stage_index(0);
+    c.send(hello);
+    bool closed = false;
+    const auto frames = c.read(5, &closed);
+    EXPECT_TRUE(closed);
+    const std::string e = errors_of(frames);
+    EXPECT_NE(e.find("impostor stage"), std::string::npos) << e;
+    EXPECT_NE(e.find("serves model " + net::hex(std::string(16, 'x')).substr(0, 16)), std::string::npos) << e;
+    EXPECT_NE(b.log().find("serves model"), std::string::npos) << b.log();
+    int token = 1;
+    EXPECT_EQ(argmax(engine.forward(&token, 1, 0), file.config.vocab_size), 403);  // "Once"
+}
+
+// The coordinator's end: a "worker" that answers with another protocol version.
+TEST(LiveWorkers, TheCoordinatorNamesAWorkerOfAnotherProtocolVersion) {
+    const int listener = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    listen(listener, 1);
+    socklen_t len = sizeof addr;
+    getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+    const std::string address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+    std::thread fake([listener] {
+        const int fd = accept(listener, nullptr, nullptr);
+        char buf[4096];
+        (void)!recv(fd, buf, sizeof buf, 0);
+        wire::Frame hello = net::make_hello(wire::WORKER, "old worker");
+        hello.mutable_hello()->set_protocol_version(net::kProtocolVersion + 7);
+        const std::string bytes = net::encode_frame(hello);
+        (void)!::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        usleep(500000);
+        close(fd);
+    });
+    const auto r = test::run_command(test::ferry_run_args("stories260K.bin", "tok512.bin", {"-n", "4", "--workers", address}), 30);
+    fake.join();
+    close(listener);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find(address), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("speaks ferry protocol " + std::to_string(net::kProtocolVersion + 7)), std::string::npos) << r.err;
+}
+
+TEST(LiveWorkers, AnUnreachableWorkerIsNamedQuickly) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto r = test::run_command(test::ferry_run_args("stories260K.bin", "tok512.bin", {"-n", "4", "--workers", "127.0.0.1:1"}), 30);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("worker 127.0.0.1:1: cannot connect"), std::string::npos) << r.err;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+}
+
+}  // namespace
+}  // namespace ferry
