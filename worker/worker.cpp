@@ -318,6 +318,7 @@ struct Worker::Impl {
 
     void on_close(Peer& p, const std::string& reason) {
         conns.erase(p.conn);
+        if (p.role == wire::ROLE_UNKNOWN) spdlog::warn("{}: {} dropped before its handshake: {}", name, p.conn->peer(), reason);
         if (!session) return;
         if (p.conn == session->control) {
             spdlog::info("{}: coordinator {}: {}; session ended", name, session->coordinator, reason);

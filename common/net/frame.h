@@ -41,7 +41,7 @@ public:
     };
     std::string feed(const uint8_t* data, size_t n, std::vector<Decoded>& out);
     // Bytes of an unfinished frame held now.
-    size_t pending() const { return header_.size() + body_.size(); }
+    size_t pending() const { return in_body_ ? kFrameHeaderBytes + body_.size() : header_.size(); }
 
 private:
     uint32_t limit_;
