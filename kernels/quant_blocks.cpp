@@ -14,14 +14,29 @@ void q3_k_scales(const uint8_t* packed, int8_t* scales) {
     }
 }
 
+namespace {
+// roundf (half away from zero) for |v| < 2^23, without a libm call: it runs
+// for every activation of every quantized matmul.
+int round_half_away(float v) {
+    int i = static_cast<int>(v);
+    const float frac = v - static_cast<float>(i);
+    if (frac >= 0.5f) ++i;
+    else if (frac <= -0.5f) --i;
+    return i;
+}
+}  // namespace
+
 uint16_t quantize_block_q8_0(const float* x, int8_t* q) {
-    float amax = 0.0f;
-    for (int j = 0; j < kQK8_0; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+    float amax = 0.0f;  // (a NaN is skipped, as fmaxf skips it)
+    for (int j = 0; j < kQK8_0; ++j) {
+        const float a = std::fabs(x[j]);
+        if (a > amax) amax = a;
+    }
     const float d = amax / 127.0f;
     const float id = d ? 1.0f / d : 0.0f;
     for (int j = 0; j < kQK8_0; ++j) {
         const float v = x[j] * id;
-        q[j] = static_cast<int8_t>(std::roundf(v));
+        q[j] = static_cast<int8_t>(round_half_away(v));
     }
     return fp32_to_fp16(d);
 }

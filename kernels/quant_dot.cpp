@@ -22,10 +22,10 @@ bool has_mins(TensorType type) {
 int32_t act_sum(const QuantActs& a, int t, int64_t v0, int n) {
     int32_t s = 0;
     if (a.type == TensorType::Q8_0) {
-        const int32_t* sums = a.sums + t * (a.cols / kQK8_0);
+        const int32_t* sums = a.sums + t * (a.stride / kQK8_0);
         for (int64_t v = v0; v < v0 + n; v += kQK8_0) s += sums[v / kQK8_0];
     } else {
-        const int16_t* bsums = a.bsums + t * (a.cols / 16);
+        const int16_t* bsums = a.bsums + t * (a.stride / 16);
         for (int64_t v = v0; v < v0 + n; v += 16) s += bsums[v / 16];
     }
     return s;
@@ -46,7 +46,13 @@ void rows_blocks(float* out, const Matrix& w, const QuantActs& a, int64_t r0, in
             for (int64_t b = 0; b < nb; ++b) {
                 f->unpack(row + b * f->block_bytes, &u);
                 for (int t = t0; t < t0 + tn; ++t) {
-                    const int8_t* xq = a.qs + t * a.cols + b * bv;
+                    int8_t natural[kQK8_0];
+                    const int8_t* xq = a.qs + t * a.stride + b * bv;
+                    if (a.type == TensorType::Q8_0) {
+                        std::memcpy(natural, a.qs + t * a.stride + q8_0_index(b, 0), 16);
+                        std::memcpy(natural + 16, a.qs + t * a.stride + q8_0_index(b, 16), 16);
+                        xq = natural;
+                    }
                     int32_t isum = 0, msum = 0;
                     for (int g0 = 0; g0 < bv; g0 += u.group) {
                         int32_t s = 0;
@@ -54,7 +60,7 @@ void rows_blocks(float* out, const Matrix& w, const QuantActs& a, int64_t r0, in
                         isum += u.scale[g0 / u.group] * s;
                         if (mins) msum += u.min[g0 / u.group] * act_sum(a, t, b * bv + g0, u.group);
                     }
-                    const float dx = a.d[t * nb + b];
+                    const float dx = a.d[t * (a.stride / bv) + b];
                     const float term = mins ? block_term_min(u.d, u.dmin, dx, isum, msum) : block_term(u.d, dx, isum);
                     acc[t - t0][b % 8] += term;
                 }
@@ -73,7 +79,7 @@ void rows_q8_group(float* out, const Matrix& w, const QuantActs& a, int64_t r0, 
             float acc[8] = {};
             for (int64_t b = 0; b < ng; ++b) {
                 const int8_t* wg = wq + r * w.cols + b * G;
-                const int8_t* xg = a.qs + t * a.cols + b * G;
+                const int8_t* xg = a.qs + t * a.stride + b * G;
                 int32_t isum = 0;
                 for (int64_t j = 0; j < G; ++j) isum += wg[j] * xg[j];
                 float dw;

@@ -32,13 +32,25 @@ struct QuantActs {
     int64_t cols = 0;
     int n_tokens = 0;
     int64_t block = 0;  // values per scale: 32, 256 or the group
-    const int8_t* qs = nullptr;  // token t at qs + t * cols; 32-byte aligned
-    const float* d = nullptr;    // token t at d + t * (cols / block)
-    // Q8_0: sum of each block's qs, token t at sums + t * (cols / 32).
+    // Values per token in the arrays below: cols, or for Q8_0 cols rounded up
+    // to whole groups of 8 blocks, the padding all zero (so SIMD code can run
+    // a row's last blocks as a full group of 8).
+    int64_t stride = 0;
+    // Token t at qs + t * stride; 32-byte aligned. Q8_0 activations are stored
+    // by pairs of blocks, so that one 32-byte load meets the 16 low (or high)
+    // nibbles of two weight blocks: blocks 2k and 2k+1 occupy 64 bytes, values
+    // 0..15 of block 2k, values 0..15 of block 2k+1, then values 16..31 of
+    // each (q8_0_index). Q8_K and Q8_GROUP values are in order.
+    const int8_t* qs = nullptr;
+    const float* d = nullptr;    // token t at d + t * (stride / block)
+    // Q8_0: sum of each block's qs, token t at sums + t * (stride / 32).
     const int32_t* sums = nullptr;
-    // Q8_K: sum of every 16 qs, token t at bsums + t * (cols / 16).
+    // Q8_K: sum of every 16 qs, token t at bsums + t * (stride / 16).
     const int16_t* bsums = nullptr;
 };
+
+// Where value v (0..31) of Q8_0 block b lies in a token's interleaved qs.
+static inline int64_t q8_0_index(int64_t b, int v) { return (b / 2) * 64 + (v / 16) * 32 + (b % 2) * 16 + v % 16; }
 
 // out[t * w.rows + r] for rows [r0, r1) and every token of a, in the canonical order.
 using QuantRowsFn = void (*)(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1);

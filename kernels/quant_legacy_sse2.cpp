@@ -1,9 +1,148 @@
+// SSE2 dot products of the 32-value block types (Q8_0, Q4_0, Q4_1, Q5_0,
+// Q5_1, IQ4_NL) with Q8_0 activations, in quant_dot.h's canonical order:
+// each block decoded once to 32 signed levels, widened and multiplied with
+// pmaddwd per token; four blocks' partial sums fold into one vector of exact
+// totals before any f32 arithmetic, which then runs on four blocks at a time.
 #if defined(__i386__) || defined(__x86_64__)
-#include "kernels/quant_dot.h"
+#include "kernels/quant_simd_sse2.h"
 
 namespace ferry::kernels::sse2 {
 
-QuantRowsFn legacy_rows(TensorType) { return nullptr; }
+namespace {
+
+// Each type: block size, scale offsets, and its 32 signed levels (values
+// 0..15 in lo, 16..31 in hi); types with a min (x = d * q + m) keep q >= 0.
+struct Q8_0 {
+    static constexpr int kBytes = sizeof(BlockQ8_0);
+    static constexpr bool kMin = false;
+    static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) {
+        *lo = load16(b + 2);
+        *hi = load16(b + 18);
+    }
+};
+FERRY_INLINE void nibbles(const uint8_t* qs, int offset, __m128i* lo, __m128i* hi) {
+    const __m128i v = load16(qs), off = _mm_set1_epi8(static_cast<char>(offset));
+    *lo = _mm_sub_epi8(nibbles_lo(v), off);
+    *hi = _mm_sub_epi8(nibbles_hi(v), off);
+}
+FERRY_INLINE void fifth_bit_nibbles(const uint8_t* qh, const uint8_t* qs, int offset, __m128i* lo, __m128i* hi) {
+    uint32_t bits;
+    std::memcpy(&bits, qh, 4);
+    const __m128i v = load16(qs), off = _mm_set1_epi8(static_cast<char>(offset)), bit4 = _mm_set1_epi8(0x10);
+    *lo = _mm_sub_epi8(_mm_or_si128(nibbles_lo(v), _mm_and_si128(bits_to_bytes(bits & 0xFFFF), bit4)), off);
+    *hi = _mm_sub_epi8(_mm_or_si128(nibbles_hi(v), _mm_and_si128(bits_to_bytes(bits >> 16), bit4)), off);
+}
+struct Q4_0 {
+    static constexpr int kBytes = sizeof(BlockQ4_0);
+    static constexpr bool kMin = false;
+    static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) { nibbles(b + 2, 8, lo, hi); }
+};
+struct Q4_1 {
+    static constexpr int kBytes = sizeof(BlockQ4_1);
+    static constexpr bool kMin = true;
+    static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) { nibbles(b + 4, 0, lo, hi); }
+};
+struct Q5_0 {
+    static constexpr int kBytes = sizeof(BlockQ5_0);
+    static constexpr bool kMin = false;
+    static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) {
+        fifth_bit_nibbles(b + 2, b + 6, 16, lo, hi);
+    }
+};
+struct Q5_1 {
+    static constexpr int kBytes = sizeof(BlockQ5_1);
+    static constexpr bool kMin = true;
+    static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) {
+        fifth_bit_nibbles(b + 4, b + 8, 0, lo, hi);
+    }
+};
+struct IQ4_NL {
+    static constexpr int kBytes = sizeof(BlockIQ4_NL);
+    static constexpr bool kMin = false;
+    static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) {
+        // No byte shuffle in SSE2: the table lookup is scalar.
+        alignas(16) int8_t q[32];
+        for (int j = 0; j < 16; ++j) {
+            q[j] = kIQ4NLValues[b[2 + j] & 0xF];
+            q[j + 16] = kIQ4NLValues[b[2 + j] >> 4];
+        }
+        *lo = _mm_load_si128(reinterpret_cast<const __m128i*>(q));
+        *hi = _mm_load_si128(reinterpret_cast<const __m128i*>(q + 16));
+    }
+};
+
+template <class W, int T>
+void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
+    const int64_t nb = w.cols / kQK8_0, nbs = a.stride / kQK8_0;
+    const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * nb * W::kBytes;
+    __m128 acc[T][2];
+    for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm_setzero_ps();
+    alignas(16) uint8_t tail[4 * W::kBytes];
+    for (int64_t b = 0; b < nb; b += 4) {
+        // The last nb % 4 blocks as a group of 4, padded with zero blocks
+        // (d = 0) against zero activations: +-0 leaves a lane unchanged.
+        const uint8_t* blk = row + b * W::kBytes;
+        if (b + 4 > nb) {
+            std::memset(tail, 0, sizeof(tail));
+            std::memcpy(tail, blk, static_cast<size_t>((nb - b) * W::kBytes));
+            blk = tail;
+        }
+        __m128i part[T][4];
+        for (int k = 0; k < 4; ++k) {
+            __m128i lo, hi;
+            W::levels(blk + k * W::kBytes, &lo, &hi);
+            for (int t = 0; t < T; ++t) {
+                const int8_t* x = a.qs + (t0 + t) * a.stride;
+                part[t][k] = _mm_add_epi32(dot16(lo, load16(x + q8_0_index(b + k, 0))),
+                                           dot16(hi, load16(x + q8_0_index(b + k, 16))));
+            }
+        }
+        const __m128 dw = load_f16x4(blk, W::kBytes);
+        __m128 dm;
+        if constexpr (W::kMin) dm = load_f16x4(blk + 2, W::kBytes);
+        for (int t = 0; t < T; ++t) {
+            const __m128i isum = totals4(part[t][0], part[t][1], part[t][2], part[t][3]);
+            const __m128 dx = _mm_loadu_ps(a.d + (t0 + t) * nbs + b);
+            __m128 term = _mm_mul_ps(_mm_mul_ps(dw, dx), _mm_cvtepi32_ps(isum));
+            if constexpr (W::kMin) {
+                // Canonical: term - (m * dx) * float(-xsum), which is term + (m * dx) * float(xsum) exactly.
+                const __m128i xsum = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.sums + (t0 + t) * nbs + b));
+                term = _mm_add_ps(term, _mm_mul_ps(_mm_mul_ps(dm, dx), _mm_cvtepi32_ps(xsum)));
+            }
+            acc[t][(b / 4) % 2] = _mm_add_ps(acc[t][(b / 4) % 2], term);
+        }
+    }
+    for (int t = 0; t < T; ++t) {
+        // ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7))
+        const __m128 s = _mm_add_ps(acc[t][0], acc[t][1]);
+        const __m128 u = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        out[(t0 + t) * w.rows + r] = _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
+    }
+}
+
+template <class W>
+void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
+    constexpr int kTokens = 4;
+    for (int64_t r = r0; r < r1; ++r) {
+        int t = 0;
+        for (; t + kTokens <= a.n_tokens; t += kTokens) tile<W, kTokens>(out, w, a, r, t);
+        for (; t < a.n_tokens; ++t) tile<W, 1>(out, w, a, r, t);
+    }
+}
+
+}  // namespace
+
+QuantRowsFn legacy_rows(TensorType type) {
+    switch (type) {
+        case TensorType::Q8_0: return rows<Q8_0>;
+        case TensorType::Q4_0: return rows<Q4_0>;
+        case TensorType::Q4_1: return rows<Q4_1>;
+        case TensorType::Q5_0: return rows<Q5_0>;
+        case TensorType::Q5_1: return rows<Q5_1>;
+        case TensorType::IQ4_NL: return rows<IQ4_NL>;
+        default: return nullptr;
+    }
+}
 
 }  // namespace ferry::kernels::sse2
 #endif

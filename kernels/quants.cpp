@@ -38,33 +38,41 @@ QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratc
         a.type = quant_format(w.type)->dot_type;
         a.block = a.type == TensorType::Q8_0 ? kQK8_0 : kQK_K;
     }
-    const int64_t n = w.cols * n_tokens, nb = w.cols / a.block;
-    const size_t qs_bytes = round64(static_cast<size_t>(n));
-    const size_t d_bytes = round64(static_cast<size_t>(nb * n_tokens) * sizeof(float));
-    const size_t sums_bytes = round64(static_cast<size_t>(n / 16) * sizeof(int32_t));
+    a.stride = a.type == TensorType::Q8_0 ? (w.cols + 8 * kQK8_0 - 1) / (8 * kQK8_0) * (8 * kQK8_0) : w.cols;
+    const int64_t nb = w.cols / a.block, nb_stride = a.stride / a.block;
+    const size_t qs_bytes = round64(static_cast<size_t>(a.stride * n_tokens));
+    const size_t d_bytes = round64(static_cast<size_t>(nb_stride * n_tokens) * sizeof(float));
+    const size_t sums_bytes = round64(static_cast<size_t>(a.stride / 16 * n_tokens) * sizeof(int32_t));
     uint8_t* base = scratch->take(qs_bytes + d_bytes + sums_bytes);
     int8_t* qs = reinterpret_cast<int8_t*>(base);
     float* d = reinterpret_cast<float*>(base + qs_bytes);
     a.qs = qs;
     a.d = d;
-    if (a.type == TensorType::Q8_GROUP) {
-        for (int t = 0; t < n_tokens; ++t)
-            quantize_row_q8_group(x + t * w.cols, qs + t * w.cols, d + t * nb, w.cols, w.group);
-    } else if (a.type == TensorType::Q8_0) {
-        int32_t* sums = reinterpret_cast<int32_t*>(base + qs_bytes + d_bytes);
-        a.sums = sums;
-        for (int64_t b = 0; b < nb * n_tokens; ++b) {
-            int8_t* q = qs + b * kQK8_0;
-            d[b] = fp16_to_fp32(quantize_block_q8_0(x + b * kQK8_0, q));
-            int32_t s = 0;
-            for (int j = 0; j < kQK8_0; ++j) s += q[j];
-            sums[b] = s;
+    if (a.stride != w.cols) std::memset(base, 0, qs_bytes + d_bytes + sums_bytes);
+    for (int t = 0; t < n_tokens; ++t) {
+        const float* xt = x + t * w.cols;
+        int8_t* qt = qs + t * a.stride;
+        float* dt = d + t * nb_stride;
+        if (a.type == TensorType::Q8_GROUP) {
+            quantize_row_q8_group(xt, qt, dt, w.cols, w.group);
+        } else if (a.type == TensorType::Q8_0) {
+            int32_t* sums = reinterpret_cast<int32_t*>(base + qs_bytes + d_bytes);
+            a.sums = sums;
+            int8_t q[kQK8_0];
+            for (int64_t b = 0; b < nb; ++b) {
+                dt[b] = fp16_to_fp32(quantize_block_q8_0(xt + b * kQK8_0, q));
+                int32_t s = 0;
+                for (int j = 0; j < kQK8_0; ++j) s += q[j];
+                sums[t * nb_stride + b] = s;
+                std::memcpy(qt + q8_0_index(b, 0), q, 16);
+                std::memcpy(qt + q8_0_index(b, 16), q + 16, 16);
+            }
+        } else {
+            int16_t* bsums = reinterpret_cast<int16_t*>(base + qs_bytes + d_bytes);
+            a.bsums = bsums;
+            for (int64_t b = 0; b < nb; ++b)
+                quantize_block_q8_k(xt + b * kQK_K, qt + b * kQK_K, dt + b, bsums + (t * a.stride + b * kQK_K) / 16);
         }
-    } else {
-        int16_t* bsums = reinterpret_cast<int16_t*>(base + qs_bytes + d_bytes);
-        a.bsums = bsums;
-        for (int64_t b = 0; b < nb * n_tokens; ++b)
-            quantize_block_q8_k(x + b * kQK_K, qs + b * kQK_K, d + b, bsums + b * (kQK_K / 16));
     }
     return a;
 }

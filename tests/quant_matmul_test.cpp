@@ -245,6 +245,44 @@ TEST_P(QuantMatmul, ExtremeBlocksAgreeAcrossLevels) {
     }
 }
 
+// Every finite f16 as a block scale (and as Q4_1's min), normals and
+// subnormals: the SIMD levels widen halves their own way (F16C, SSE2 bit
+// arithmetic) and must agree with the portable conversion on all of them.
+TEST(QuantMatmulScales, EveryFiniteHalfAgreesAcrossLevels) {
+    LevelGuard guard;
+    std::mt19937 rng(11);
+    for (TensorType type : {TensorType::Q8_0, TensorType::Q4_1}) {
+        const int64_t rows = 2048, cols = 1024;  // 65536 blocks
+        const TensorTypeTraits* tr = tensor_type_traits(type);
+        std::vector<uint8_t> bytes(static_cast<size_t>(tensor_bytes(type, rows, cols)));
+        for (uint8_t& b : bytes) b = static_cast<uint8_t>(rng());
+        for (int64_t i = 0; i < rows * cols / 32; ++i) {
+            uint16_t d = static_cast<uint16_t>(i);
+            if ((d & 0x7C00) == 0x7C00) d &= 0x83FF;  // inf/NaN exponent: use the subnormal with that mantissa
+            const uint16_t m = static_cast<uint16_t>(d ^ 0x8000);
+            std::memcpy(bytes.data() + i * tr->block_bytes, &d, 2);
+            if (type == TensorType::Q4_1) std::memcpy(bytes.data() + i * tr->block_bytes + 2, &m, 2);
+        }
+        QuantMatrix q;
+        q.bytes = bytes;
+        q.m.type = type;
+        q.m.rows = rows;
+        q.m.cols = cols;
+        q.m.data = q.bytes.data();
+        const std::vector<float> x = make_activations(cols, &rng);
+        std::vector<double> ref, mag;
+        reference(q, TensorType::Q8_0, x.data(), 1, &ref, &mag);
+        ASSERT_TRUE(kernels::set_active_level(Level::scalar));
+        const std::vector<float> want = run(q.m, x.data(), 1, nullptr);
+        for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(want[i], ref[i], 1e-5 * mag[i] + 1e-30) << i;
+        for (Level level : levels_here()) {
+            ASSERT_TRUE(kernels::set_active_level(level));
+            expect_bitwise_equal(run(q.m, x.data(), 1, nullptr), want,
+                                 std::string(tensor_type_name(type)) + " " + kernels::level_name(level));
+        }
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTypes, QuantMatmul, ::testing::ValuesIn(kDotTypes),
                          [](const ::testing::TestParamInfo<DotType>& info) {
                              return std::string(tensor_type_name(info.param.type));

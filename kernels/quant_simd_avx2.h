@@ -1,0 +1,157 @@
+// AVX2 building blocks of the quantized dot products. Include only from
+// *_avx2.cpp files: everything here has internal linkage, so no AVX
+// instruction can stand in for a portable function at link time.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/quant_blocks.h"
+#include "kernels/quant_dot.h"
+
+namespace ferry::kernels::avx2 {
+namespace {
+
+// The canonical reduction ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)) of quant_dot.h.
+inline float reduce_lanes8(__m256 v) {
+    const __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
+    return _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
+}
+
+// Block totals of 8 blocks from the partial sums of 4 block pairs, each
+// [4 partials of block 2k | 4 partials of block 2k+1]: [total 0, ..., total 7].
+inline __m256i pair_totals8(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
+    // hadd twice gives [0 2 4 6 | 1 3 5 7]
+    const __m256i q = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+    return _mm256_permutevar8x32_epi32(q, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// The f16 at p, p + stride, ..., p + 7 * stride, widened to f32 (exactly).
+// Assembled in general registers (AVX2's gather is slower, and the vector
+// units are the bottleneck here).
+template <int stride>
+inline __m256 load_f16x8(const uint8_t* p) {
+    auto at = [p](int k) {
+        uint16_t h;
+        std::memcpy(&h, p + k * stride, 2);
+        return static_cast<uint64_t>(h);
+    };
+    const uint64_t lo = at(0) | (at(1) << 16) | (at(2) << 32) | (at(3) << 48);
+    const uint64_t hi = at(4) | (at(5) << 16) | (at(6) << 32) | (at(7) << 48);
+    return _mm256_cvtph_ps(_mm_set_epi64x(static_cast<long long>(hi), static_cast<long long>(lo)));
+}
+
+inline float f16_to_f32(const void* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+inline int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+// 32 nibbles from 16 bytes: values 0..15 are the low nibbles, 16..31 the high ones.
+inline __m256i nibbles32(const uint8_t* p) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(0x0F));
+}
+
+// Byte k = 0xFF if bit k of the 32-bit word is set, else 0.
+inline __m256i bits_to_bytes(uint32_t bits) {
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(static_cast<int>(bits)),
+        _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+    const __m256i select = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+    return _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+}
+
+// Sum of u[i] * s[i] over each group of 4 bytes, as 8 int32 (u unsigned, s signed;
+// pairs must not overflow int16, true for |u| <= 128, |s| <= 127).
+inline __m256i dot_u8_s8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+#define FERRY_INLINE inline __attribute__((always_inline))
+
+FERRY_INLINE __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Bit `from` of every byte of v moved to bit `to` (other bits zero).
+template <int from, int to>
+FERRY_INLINE __m256i bit_to(__m256i v) {
+    // 16-bit shifts: what crosses a byte boundary lands on bits the mask drops.
+    __m256i s;
+    if constexpr (from > to) s = _mm256_srli_epi16(v, from - to);
+    else if constexpr (from < to) s = _mm256_slli_epi16(v, to - from);
+    else s = v;
+    return _mm256_and_si256(s, _mm256_set1_epi8(static_cast<char>(1 << to)));
+}
+
+// Two bits `shift`, `shift` + 1 of every byte, as 0..3.
+template <int shift>
+FERRY_INLINE __m256i crumbs(__m256i v) {
+    return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(3));
+}
+
+// Scale vector for maddubs output (16 int16 = two 16-value groups): [s0 x 8 | s1 x 8].
+FERRY_INLINE __m256i scales_2x16(int s0, int s1) {
+    return _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(s1)), _mm_set1_epi16(static_cast<short>(s0)));
+}
+
+// sum over 32 values of level * x, weighted per group by `scale` (int16 lanes).
+FERRY_INLINE __m256i scaled_dot(__m256i levels, const int8_t* x, __m256i scale) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(levels, load32(x)), scale);
+}
+
+// The super-block kernels (K-quants, TQ types): a type K gives byte offsets
+// kD (and kDmin) of its f16 scales and dot<T>(), the exact isum (and msum) of
+// one super-block against T tokens; the canonical f32 terms are then the
+// portable code's own (block_term, reduce_acc8 of quant_dot.h).
+constexpr int kSuperPrefetchAhead = 4096;
+
+template <class K, int T>
+void superblock_tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
+    const int64_t nb = w.cols / kQK_K, nbs = a.stride / kQK_K;
+    const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * nb * K::kBytes;
+    float acc[T][8] = {};
+    const int8_t* x[T];
+    const int16_t* bs[T];
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = row + b * K::kBytes;
+        for (int off = 0; off < K::kBytes; off += 64)
+            _mm_prefetch(reinterpret_cast<const char*>(blk) + kSuperPrefetchAhead + off, _MM_HINT_T0);
+        for (int t = 0; t < T; ++t) {
+            x[t] = a.qs + (t0 + t) * a.stride + b * kQK_K;
+            bs[t] = a.bsums + ((t0 + t) * a.stride + b * kQK_K) / 16;
+        }
+        int32_t isum[T], msum[T];
+        K::template dot<T>(blk, x, bs, isum, msum);
+        const float dw = f16_to_f32(blk + K::kD);
+        for (int t = 0; t < T; ++t) {
+            const float dx = a.d[(t0 + t) * nbs + b];
+            float term;
+            if constexpr (K::kMin) term = block_term_min(dw, f16_to_f32(blk + K::kDmin), dx, isum[t], msum[t]);
+            else term = block_term(dw, dx, isum[t]);
+            acc[t][b % 8] += term;
+        }
+    }
+    for (int t = 0; t < T; ++t) out[(t0 + t) * w.rows + r] = reduce_acc8(acc[t]);
+}
+
+template <class K>
+void superblock_rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
+    constexpr int kTokens = 4;
+    for (int64_t r = r0; r < r1; ++r) {
+        int t = 0;
+        for (; t + kTokens <= a.n_tokens; t += kTokens) superblock_tile<K, kTokens>(out, w, a, r, t);
+        for (; t < a.n_tokens; ++t) superblock_tile<K, 1>(out, w, a, r, t);
+    }
+}
+
+}  // namespace
+}  // namespace ferry::kernels::avx2

@@ -1,0 +1,150 @@
+// SSE2 building blocks of the quantized dot products. SSE2 has no byte
+// multiply-add (maddubs is SSSE3), so blocks are decoded to signed int8
+// levels, widened to int16 and multiplied with pmaddwd. Include only from
+// *_sse2.cpp files: everything here has internal linkage, so no SSE2
+// instruction can stand in for a portable (x87) function at link time.
+#pragma once
+#include <emmintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/quant_blocks.h"
+#include "kernels/quant_dot.h"
+
+namespace ferry::kernels::sse2 {
+namespace {
+
+#define FERRY_INLINE inline __attribute__((always_inline))
+
+FERRY_INLINE __m128i load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+
+// Sign-extends the low / high 8 bytes of v to int16.
+FERRY_INLINE __m128i widen_lo(__m128i v) { return _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8); }
+FERRY_INLINE __m128i widen_hi(__m128i v) { return _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8); }
+
+// 4 partial sums of w[i] * x[i] over 16 signed bytes each.
+FERRY_INLINE __m128i dot16(__m128i w, __m128i x) {
+    return _mm_add_epi32(_mm_madd_epi16(widen_lo(w), widen_lo(x)), _mm_madd_epi16(widen_hi(w), widen_hi(x)));
+}
+// The same with every product multiplied by `scale` (int16; |w * scale| < 2^15).
+FERRY_INLINE __m128i scaled_dot16(__m128i w, __m128i x, __m128i scale) {
+    return _mm_add_epi32(_mm_madd_epi16(_mm_mullo_epi16(widen_lo(w), scale), widen_lo(x)),
+                         _mm_madd_epi16(_mm_mullo_epi16(widen_hi(w), scale), widen_hi(x)));
+}
+
+FERRY_INLINE int32_t hsum_i32(__m128i v) {
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4E));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xB1));
+    return _mm_cvtsi128_si32(v);
+}
+
+// [total of v0, v1, v2, v3]
+FERRY_INLINE __m128i totals4(__m128i v0, __m128i v1, __m128i v2, __m128i v3) {
+    const __m128i s01 = _mm_add_epi32(_mm_unpacklo_epi32(v0, v1), _mm_unpackhi_epi32(v0, v1));
+    const __m128i s23 = _mm_add_epi32(_mm_unpacklo_epi32(v2, v3), _mm_unpackhi_epi32(v2, v3));
+    return _mm_add_epi32(_mm_unpacklo_epi64(s01, s23), _mm_unpackhi_epi64(s01, s23));
+}
+
+// Four f16 (the low 64 bits of h) widened to f32, exactly: normals by
+// moving the bits and scaling by 2^-112, subnormals as (mantissa + 0.5) - 0.5.
+FERRY_INLINE __m128 f16x4_to_f32(__m128i h) {
+    const __m128i w = _mm_unpacklo_epi16(_mm_setzero_si128(), h);  // h << 16
+    const __m128i sign = _mm_and_si128(w, _mm_set1_epi32(static_cast<int>(0x80000000u)));
+    const __m128i two_w = _mm_add_epi32(w, w);
+    const __m128 normal = _mm_mul_ps(
+        _mm_castsi128_ps(_mm_add_epi32(_mm_srli_epi32(two_w, 4), _mm_set1_epi32(0xE0 << 23))),
+        _mm_castsi128_ps(_mm_set1_epi32(0x7800000)));
+    const __m128 subnormal =
+        _mm_sub_ps(_mm_castsi128_ps(_mm_or_si128(_mm_srli_epi32(two_w, 17), _mm_set1_epi32(126 << 23))),
+                   _mm_set1_ps(0.5f));
+    // two_w < 2^27, compared as w & 0x7fffffff < 2^26 (SSE2 compares signed)
+    const __m128i is_sub = _mm_cmplt_epi32(_mm_srli_epi32(two_w, 1), _mm_set1_epi32(1 << 26));
+    const __m128i bits = _mm_or_si128(_mm_and_si128(is_sub, _mm_castps_si128(subnormal)),
+                                      _mm_andnot_si128(is_sub, _mm_castps_si128(normal)));
+    return _mm_castsi128_ps(_mm_or_si128(sign, bits));
+}
+
+FERRY_INLINE float f16_to_f32(const void* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return _mm_cvtss_f32(f16x4_to_f32(_mm_cvtsi32_si128(h)));
+}
+
+// The f16 at p, p + stride, p + 2 * stride, p + 3 * stride.
+FERRY_INLINE __m128 load_f16x4(const uint8_t* p, int stride) {
+    uint16_t h[4];
+    for (int k = 0; k < 4; ++k) std::memcpy(&h[k], p + k * stride, 2);
+    uint64_t bits = h[0] | (static_cast<uint64_t>(h[1]) << 16) | (static_cast<uint64_t>(h[2]) << 32) |
+                    (static_cast<uint64_t>(h[3]) << 48);
+    return f16x4_to_f32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(&bits)));
+}
+
+// Byte k = 0xFF if bit k of the 16-bit word is set, else 0.
+FERRY_INLINE __m128i bits_to_bytes(uint32_t bits16) {
+    const uint64_t lo = 0x0101010101010101ULL * (bits16 & 0xFF), hi = 0x0101010101010101ULL * ((bits16 >> 8) & 0xFF);
+    const __m128i spread = _mm_set_epi64x(static_cast<long long>(hi), static_cast<long long>(lo));
+    const __m128i select = _mm_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+    return _mm_cmpeq_epi8(_mm_and_si128(spread, select), select);
+}
+
+FERRY_INLINE __m128i nibbles_lo(__m128i v) { return _mm_and_si128(v, _mm_set1_epi8(0x0F)); }
+FERRY_INLINE __m128i nibbles_hi(__m128i v) { return _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F)); }
+// Two bits `shift`, `shift` + 1 of every byte, as 0..3.
+FERRY_INLINE __m128i crumbs(__m128i v, int shift) {
+    return _mm_and_si128(_mm_srl_epi16(v, _mm_cvtsi32_si128(shift)), _mm_set1_epi8(3));
+}
+// Bit `from` of every byte moved to bit `to`.
+FERRY_INLINE __m128i bit_to(__m128i v, int from, int to) {
+    const __m128i s = from >= to ? _mm_srl_epi16(v, _mm_cvtsi32_si128(from - to)) : _mm_sll_epi16(v, _mm_cvtsi32_si128(to - from));
+    return _mm_and_si128(s, _mm_set1_epi8(static_cast<char>(1 << to)));
+}
+
+// The super-block kernels (K-quants, TQ types): type K decodes one block
+// into 256 signed levels and 16 int16 scales, one per 16 values (levels * x
+// summed per group, times its scale, is isum), plus its msum against the
+// activations' 16-value sums; the canonical f32 terms are the portable code's.
+struct SuperLevels {
+    alignas(16) int8_t q[kQK_K];
+    int16_t scale[16];
+};
+
+template <class K, int T>
+void superblock_tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
+    const int64_t nb = w.cols / kQK_K, nbs = a.stride / kQK_K;
+    const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * nb * K::kBytes;
+    float acc[T][8] = {};
+    SuperLevels lv;
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = row + b * K::kBytes;
+        K::decode(blk, &lv);
+        const float dw = f16_to_f32(blk + K::kD);
+        for (int t = 0; t < T; ++t) {
+            const int8_t* x = a.qs + (t0 + t) * a.stride + b * kQK_K;
+            const int16_t* bsums = a.bsums + ((t0 + t) * a.stride + b * kQK_K) / 16;
+            __m128i s = _mm_setzero_si128();
+            for (int g = 0; g < 16; ++g)
+                s = _mm_add_epi32(s, scaled_dot16(load16(lv.q + 16 * g), load16(x + 16 * g), _mm_set1_epi16(lv.scale[g])));
+            const int32_t isum = hsum_i32(s);
+            const float dx = a.d[(t0 + t) * nbs + b];
+            float term;
+            if constexpr (K::kMin) term = block_term_min(dw, f16_to_f32(blk + K::kDmin), dx, isum, K::msum(blk, bsums));
+            else term = block_term(dw, dx, isum);
+            acc[t][b % 8] += term;
+        }
+    }
+    for (int t = 0; t < T; ++t) out[(t0 + t) * w.rows + r] = reduce_acc8(acc[t]);
+}
+
+template <class K>
+void superblock_rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
+    constexpr int kTokens = 4;
+    for (int64_t r = r0; r < r1; ++r) {
+        int t = 0;
+        for (; t + kTokens <= a.n_tokens; t += kTokens) superblock_tile<K, kTokens>(out, w, a, r, t);
+        for (; t < a.n_tokens; ++t) superblock_tile<K, 1>(out, w, a, r, t);
+    }
+}
+
+}  // namespace
+}  // namespace ferry::kernels::sse2
