@@ -1,0 +1,40 @@
+// A 32-bit ferry-worker (scripts/build-i686.sh) on an emulated Pentium II as
+// one stage of a pipeline whose other stage is native: its scalar x87 kernels
+// must produce exactly the activations the native worker's would, so the
+// output equals llama2.c's. Pentium II because it has MMX but no SSE at all:
+// any stray SSE/SSE2 instruction in the portable path traps (a Pentium III
+// would let SSE1 through), and it is the machine of the llama2.c-on-Windows-98
+// demo this project descends from.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "tests/test_support.h"
+
+namespace ferry {
+namespace {
+
+std::string i686_worker() { return std::string(FERRY_SOURCE_DIR) + "/build-i686/worker/ferry-worker"; }
+
+TEST(PipelineI686, APentiumIIWorkerUnderQemuBesideANativeOne) {
+    if (!std::filesystem::exists("/usr/bin/qemu-i386") || !std::filesystem::exists(i686_worker()))
+        GTEST_SKIP() << "no i686 worker build or qemu-i386: run scripts/build-i686.sh (scripts/test.sh does)";
+    test::TempDir tmp;
+    test::WorkerProcess old({"--threads", "1", "--cache-dir", tmp.file("c32")}, tmp.file("i686.log"),
+                            {"/usr/bin/qemu-i386", "-cpu", "pentium2"}, "127.0.0.1:0", i686_worker());
+    test::WorkerProcess native({"--threads", "1", "--cache-dir", tmp.file("c64")}, tmp.file("native.log"));
+    for (const std::string& split : {"2,3", "4,1"}) {
+        const auto r = test::run_command(
+            test::ferry_run_args("stories260K.bin", "tok512.bin",
+                                 {"-t", "1.0", "-p", "0.9", "-s", "42", "-n", "256", "--threads", "1", "--ids-out",
+                                  tmp.file("ids"), "--workers", test::addresses({&old, &native}), "--split", split}),
+            300);
+        ASSERT_EQ(r.exit_code, 0) << r.err << old.log();
+        EXPECT_EQ(r.out, test::read_file(test::reference_path("stories260K.t1p09.s42.n256.txt"))) << split;
+        EXPECT_EQ(test::read_file(tmp.file("ids")), test::read_file(test::reference_path("stories260K.t1p09.s42.n256.ids.txt")));
+    }
+    EXPECT_NE(old.log().find("scalar kernels"), std::string::npos) << old.log();
+}
+
+}  // namespace
+}  // namespace ferry
