@@ -185,8 +185,14 @@ void Tokenizer::encode_llama2c(const std::string& text, std::vector<int>& tokens
 }
 
 std::vector<int> Tokenizer::encode(const std::string& text, bool bos, bool eos, bool parse_special) const {
+    return encode(std::vector<TextPiece>{{text, parse_special}}, bos, eos);
+}
+
+std::vector<int> Tokenizer::encode(const std::vector<TextPiece>& pieces, bool bos, bool eos) const {
     std::vector<int> tokens;
     if (v_.kind == TokenizerKind::llama2c) {
+        std::string text;
+        for (const TextPiece& p : pieces) text += p.text;
         if (bos && v_.bos >= 0) tokens.push_back(v_.bos);
         encode_llama2c(text, tokens);
         if (eos && v_.eos >= 0) tokens.push_back(v_.eos);
@@ -195,31 +201,38 @@ std::vector<int> Tokenizer::encode(const std::string& text, bool bos, bool eos, 
     if (bos && v_.add_bos) tokens.push_back(v_.bos);
 
     // Special tokens are cut out of the text first (user-defined ones always,
-    // control ones only when asked), then each stretch of plain text is
-    // encoded on its own.
+    // control ones only from special pieces), as llama.cpp does, longest
+    // first; the ordinary text around them is then encoded stretch by stretch.
     struct Fragment {
         int token;  // -1: text
         std::string text;
     };
     std::vector<Fragment> fragments;
-    if (!text.empty()) fragments.push_back({-1, text});
-    for (int id : specials_) {
-        if (!parse_special && type(id) != TokenType::user_defined) continue;
-        const std::string& s = v_.pieces[id];
-        std::vector<Fragment> next;
-        for (Fragment& f : fragments) {
-            if (f.token >= 0) {
-                next.push_back(std::move(f));
-                continue;
+    for (const TextPiece& piece : pieces) {
+        std::vector<Fragment> cut;
+        if (!piece.text.empty()) cut.push_back({-1, piece.text});
+        for (int id : specials_) {
+            if (!piece.special && type(id) != TokenType::user_defined) continue;
+            const std::string& s = v_.pieces[id];
+            std::vector<Fragment> next;
+            for (Fragment& f : cut) {
+                if (f.token >= 0) {
+                    next.push_back(std::move(f));
+                    continue;
+                }
+                size_t at = 0;
+                for (size_t hit; (hit = f.text.find(s, at)) != std::string::npos; at = hit + s.size()) {
+                    if (hit > at) next.push_back({-1, f.text.substr(at, hit - at)});
+                    next.push_back({id, ""});
+                }
+                if (at < f.text.size()) next.push_back({-1, f.text.substr(at)});
             }
-            size_t at = 0;
-            for (size_t hit; (hit = f.text.find(s, at)) != std::string::npos; at = hit + s.size()) {
-                if (hit > at) next.push_back({-1, f.text.substr(at, hit - at)});
-                next.push_back({id, ""});
-            }
-            if (at < f.text.size()) next.push_back({-1, f.text.substr(at)});
+            cut = std::move(next);
         }
-        fragments = std::move(next);
+        for (Fragment& f : cut) {
+            if (f.token < 0 && !fragments.empty() && fragments.back().token < 0) fragments.back().text += f.text;
+            else fragments.push_back(std::move(f));
+        }
     }
 
     bool after_special = true;  // spm: the dummy prefix goes before text that starts a sequence or follows a special

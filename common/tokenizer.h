@@ -37,6 +37,10 @@ enum class PreTokenizer {
     smollm,  // every digit alone, then gpt2
 };
 
+// The words `pre` cuts UTF-8 text into before byte-level BPE merges them:
+// llama.cpp's hand-written equivalents of the split regexes.
+std::vector<std::string> pre_tokenize(PreTokenizer pre, const std::string& text);
+
 // Everything a tokenizer is made of, as a file stores it.
 struct Vocabulary {
     TokenizerKind kind = TokenizerKind::spm;
@@ -49,6 +53,14 @@ struct Vocabulary {
     bool add_bos = false;
     bool add_eos = false;
     bool add_space_prefix = true;  // spm: SentencePiece's dummy prefix
+};
+
+// A stretch of text to encode; `special`: text like "<|eot_id|>" in it
+// becomes that control token (a chat template's own text), else it is
+// spelled out (what a user typed).
+struct TextPiece {
+    std::string text;
+    bool special = false;
 };
 
 class Tokenizer {
@@ -79,6 +91,9 @@ public:
     // vocabulary wants it. parse_special: text like "<|eot_id|>" becomes that
     // control token instead of being spelled out.
     std::vector<int> encode(const std::string& text, bool bos, bool eos, bool parse_special = false) const;
+    // The pieces encoded as one text (ordinary text flows across piece
+    // boundaries), with special tokens taken only from the `special` pieces.
+    std::vector<int> encode(const std::vector<TextPiece>& pieces, bool bos, bool eos) const;
     // The text of `token` following `prev`: strips the leading space after
     // BOS (spm, llama2c), turns byte tokens into the raw byte, control tokens
     // into nothing.

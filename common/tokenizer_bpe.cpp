@@ -158,7 +158,7 @@ void split_digits(const Cursor& t, size_t begin, Words& out) {
     if (t.end > start) out.emplace_back(start, t.end);
 }
 
-Words pre_tokenize(PreTokenizer pre, const std::vector<uint32_t>& cps, const std::vector<uint8_t>& fl) {
+Words split_words(PreTokenizer pre, const std::vector<uint32_t>& cps, const std::vector<uint8_t>& fl) {
     Words words;
     const Cursor all{cps, fl, cps.size()};
     switch (pre) {
@@ -193,19 +193,25 @@ struct WorseBigram {
 
 }  // namespace
 
-void Tokenizer::encode_bpe(const std::string& text, std::vector<int>& out) const {
+// Invalid UTF-8 bytes become U+FFFD, as in llama.cpp.
+std::vector<std::string> pre_tokenize(PreTokenizer pre, const std::string& text) {
     const std::vector<uint32_t> cps = unicode::decode_utf8(text);
     std::vector<uint8_t> fl(cps.size());
     for (size_t i = 0; i < cps.size(); ++i) fl[i] = unicode::flags(cps[i]) | kInText;
-    const bool ignore_merges = v_.pre == PreTokenizer::llama3;
+    std::vector<std::string> words;
+    for (const auto& [begin, end] : split_words(pre, cps, fl)) {
+        std::string& w = words.emplace_back();
+        for (size_t i = begin; i < end; ++i) unicode::append_utf8(w, cps[i]);
+    }
+    return words;
+}
 
-    for (const auto& [begin, end] : pre_tokenize(v_.pre, cps, fl)) {
+
+void Tokenizer::encode_bpe(const std::string& text, std::vector<int>& out) const {
+    const bool ignore_merges = v_.pre == PreTokenizer::llama3;
+    for (const std::string& utf8 : pre_tokenize(v_.pre, text)) {
         std::string word;
-        {
-            std::string utf8;
-            for (size_t i = begin; i < end; ++i) unicode::append_utf8(utf8, cps[i]);
-            for (char b : utf8) word += unicode::byte_piece(static_cast<uint8_t>(b));
-        }
+        for (char b : utf8) word += unicode::byte_piece(static_cast<uint8_t>(b));
         if (ignore_merges) {
             const int id = lookup(word);
             if (id >= 0) {

@@ -27,30 +27,63 @@ std::optional<ChatTemplate> detect_chat_template(const std::string& jinja) {
     return std::nullopt;
 }
 
-std::string render_user_turn(ChatTemplate t, const std::string& system, const std::string& user, bool first_turn) {
+std::vector<TextPiece> render_user_turn(ChatTemplate t, const std::string& system, const std::string& user,
+                                        bool first_turn) {
     const bool with_system = first_turn && !system.empty();
+    std::vector<TextPiece> out;
+    auto tmpl = [&](const std::string& s) { out.push_back({s, true}); };
+    auto text = [&](const std::string& s) { out.push_back({s, false}); };
     switch (t) {
         case ChatTemplate::llama2:
             // run.c's chat format: the system prompt rides inside the first [INST].
-            if (with_system) return "[INST] <<SYS>>\n" + system + "\n<</SYS>>\n\n" + user + " [/INST]";
-            return "[INST] " + user + " [/INST]";
-        case ChatTemplate::llama3: {
+            if (with_system) {
+                tmpl("[INST] <<SYS>>\n");
+                text(system);
+                tmpl("\n<</SYS>>\n\n");
+            } else {
+                tmpl("[INST] ");
+            }
+            text(user);
+            tmpl(" [/INST]");
+            break;
+        case ChatTemplate::llama3:
             // <|begin_of_text|> is the tokenizer's BOS, added when the turn is encoded.
-            std::string s;
-            if (with_system) s += "<|start_header_id|>system<|end_header_id|>\n\n" + system + "<|eot_id|>";
-            return s + "<|start_header_id|>user<|end_header_id|>\n\n" + user +
-                   "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
-        }
-        case ChatTemplate::zephyr: {
-            std::string s = with_system ? "<|system|>\n" + system + "</s>\n" : "";
-            return s + "<|user|>\n" + user + "</s>\n<|assistant|>\n";
-        }
+            if (with_system) {
+                tmpl("<|start_header_id|>system<|end_header_id|>\n\n");
+                text(system);
+                tmpl("<|eot_id|>");
+            }
+            tmpl("<|start_header_id|>user<|end_header_id|>\n\n");
+            text(user);
+            tmpl("<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+            break;
+        case ChatTemplate::zephyr:
         case ChatTemplate::chatml: {
-            std::string s = with_system ? "<|im_start|>system\n" + system + "<|im_end|>\n" : "";
-            return s + "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
+            // Each message ends "<end>\n"; a later turn follows the reply's <end>.
+            const bool zephyr = t == ChatTemplate::zephyr;
+            const std::string end = zephyr ? "</s>\n" : "<|im_end|>\n";
+            auto open = [&](const char* role) {
+                return zephyr ? std::string("<|") + role + "|>\n" : std::string("<|im_start|>") + role + "\n";
+            };
+            std::string head = first_turn ? "" : "\n";
+            if (with_system) {
+                tmpl(head + open("system"));
+                text(system);
+                head = end;
+            }
+            tmpl(head + open("user"));
+            text(user);
+            tmpl(end + open("assistant"));
+            break;
         }
     }
-    return user;
+    return out;
+}
+
+std::string joined(const std::vector<TextPiece>& pieces) {
+    std::string s;
+    for (const TextPiece& p : pieces) s += p.text;
+    return s;
 }
 
 bool bos_every_turn(ChatTemplate t) { return t == ChatTemplate::llama2; }

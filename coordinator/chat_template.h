@@ -4,6 +4,9 @@
 #pragma once
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "common/tokenizer.h"
 
 namespace ferry {
 
@@ -16,10 +19,17 @@ std::optional<ChatTemplate> parse_chat_template(const std::string& name);
 // tokenizer.chat_template) by the markers it uses; nullopt if none matches.
 std::optional<ChatTemplate> detect_chat_template(const std::string& jinja);
 
-// The text fed for one user turn, ending where the assistant's reply starts.
-// first_turn: include the system prompt (if any). BOS is not part of the
-// text: the caller encodes the first turn (every turn for Llama 2) with BOS.
-std::string render_user_turn(ChatTemplate t, const std::string& system, const std::string& user, bool first_turn);
+// The text fed for one user turn, ending where the assistant's reply starts,
+// as pieces: the template's own text (special: its markers become control
+// tokens) and the system prompt and user text (never special: a user who
+// types "<|im_end|>" gets those characters, not the token). first_turn:
+// include the system prompt (if any); later turns follow the previous
+// reply's end-of-turn token. BOS is not part of the text: the caller encodes
+// the first turn (every turn for Llama 2) with BOS.
+std::vector<TextPiece> render_user_turn(ChatTemplate t, const std::string& system, const std::string& user,
+                                        bool first_turn);
+// The pieces joined (to show or compare the text).
+std::string joined(const std::vector<TextPiece>& pieces);
 // Whether each turn starts with BOS (Llama 2 wraps every [INST] in <s>).
 bool bos_every_turn(ChatTemplate t);
 // The piece that closes an assistant reply in this family ("</s>", "<|eot_id|>", ...).

@@ -13,21 +13,6 @@
 
 namespace ferry {
 
-ChatTemplate choose_chat_template(const ModelFile& file, const std::string& forced) {
-    if (!forced.empty()) {
-        if (auto t = parse_chat_template(forced)) return *t;
-        throw Error("--chat-template " + forced + ": unknown; use llama2, llama3, zephyr or chatml");
-    }
-    if (file.format.rfind("llama2.c", 0) == 0) return ChatTemplate::llama2;  // run.c's chat format
-    if (!file.chat_template.empty()) {
-        if (auto t = detect_chat_template(file.chat_template)) return *t;
-        throw Error(file.path + ": its chat template is not one ferry knows; name one with --chat-template "
-                                "llama2|llama3|zephyr|chatml");
-    }
-    throw Error(file.path + ": the model names no chat template; name one with --chat-template "
-                            "llama2|llama3|zephyr|chatml");
-}
-
 namespace {
 
 struct ChatSession {
@@ -58,12 +43,15 @@ int cmd_chat(const RunOptions& o) {
         if (!std::getline(std::cin, line)) break;
         if (line.empty()) continue;
         std::fputs("Assistant: ", stdout);
-        if (!chat.reply(line, stdout)) {
-            std::fputs("\n", stdout);
-            throw Error("the conversation has filled the context of " + std::to_string(s.engine->context()) +
-                        " tokens; start a new chat (or a larger --ctx)");
-        }
+        const bool fits = chat.reply(line, stdout);
         std::fputs("\n", stdout);
+        if (!fits || chat.context_full()) {
+            std::fflush(stdout);
+            std::fprintf(stderr, "ferry chat: %s the context of %d tokens (%d used); start a new chat%s\n",
+                         fits ? "the reply filled" : "that turn does not fit", s.engine->context(), chat.position(),
+                         s.engine->context() < s.file.config.seq_len ? " or give a larger --ctx" : "");
+            break;
+        }
     }
     std::fputs("\n", stdout);
     report_engine(*s.engine);
@@ -78,6 +66,8 @@ int run_chat_once(const RunOptions& o) {
     if (!chat.reply(o.prompt, stdout))
         throw Error("the prompt does not fit the context of " + std::to_string(s.engine->context()) + " tokens");
     std::fputs("\n", stdout);
+    if (chat.context_full())
+        std::fprintf(stderr, "ferry: the reply stopped at the end of the context (%d tokens)\n", s.engine->context());
     report_engine(*s.engine);
     return 0;
 }

@@ -2,7 +2,24 @@
 
 #include <algorithm>
 
+#include "common/error.h"
+
 namespace ferry {
+
+ChatTemplate choose_chat_template(const ModelFile& file, const std::string& forced) {
+    if (!forced.empty()) {
+        if (auto t = parse_chat_template(forced)) return *t;
+        throw Error("--chat-template " + forced + ": unknown; use llama2, llama3, zephyr or chatml");
+    }
+    if (file.format.rfind("llama2.c", 0) == 0) return ChatTemplate::llama2;  // run.c's chat format
+    if (!file.chat_template.empty()) {
+        if (auto t = detect_chat_template(file.chat_template)) return *t;
+        throw Error(file.path + ": its chat template is not one ferry knows; name one with --chat-template "
+                                "llama2|llama3|zephyr|chatml");
+    }
+    throw Error(file.path + ": the model names no chat template; name one with --chat-template "
+                            "llama2|llama3|zephyr|chatml");
+}
 
 Conversation::Conversation(Engine& engine, const Tokenizer& tokenizer, Sampler& sampler, ChatTemplate tmpl,
                            std::string system)
@@ -25,6 +42,7 @@ bool Conversation::reply(const std::string& user, std::FILE* out) {
     if (pending_ >= 0) input.push_back(pending_);
     const std::vector<int> turn = tokenizer_.encode(render_user_turn(template_, system_, user, first),
                                                     first || bos_every_turn(template_), false);
+    context_full_ = false;
     input.insert(input.end(), turn.begin(), turn.end());
     const int context = engine_.context();
     if (pos_ + static_cast<int>(input.size()) >= context) return false;
@@ -45,7 +63,10 @@ bool Conversation::reply(const std::string& user, std::FILE* out) {
         }
         ++replied_;
         prev = next;
-        if (pos_ + 1 >= context) break;  // the context is full; the reply stops here
+        if (pos_ + 1 >= context) {  // the context is full; the reply stops here
+            context_full_ = true;
+            break;
+        }
         logits = engine_.forward(&next, 1, pos_);
         ++pos_;
     }

@@ -5,12 +5,18 @@
 #include <string>
 #include <vector>
 
+#include "common/model_file.h"
 #include "common/sampler.h"
 #include "common/tokenizer.h"
 #include "coordinator/chat_template.h"
 #include "coordinator/engine.h"
 
 namespace ferry {
+
+// The template for a model: `forced` (--chat-template) if given, run.c's
+// Llama 2 format for llama2.c checkpoints, else the family of the model's own
+// Jinja template. Throws ferry::Error naming --chat-template when none is known.
+ChatTemplate choose_chat_template(const ModelFile& file, const std::string& forced);
 
 class Conversation {
 public:
@@ -20,6 +26,8 @@ public:
     // printed nothing, when the turn does not fit the remaining context.
     bool reply(const std::string& user, std::FILE* out);
     int position() const { return pos_; }
+    // The last reply stopped because the context is full, not at an end-of-turn token.
+    bool context_full() const { return context_full_; }
     int tokens_replied() const { return replied_; }
 
 private:
@@ -33,6 +41,7 @@ private:
     int pos_ = 0;
     int pending_ = -1;  // the last reply's end-of-turn token, fed with the next turn
     int replied_ = 0;
+    bool context_full_ = false;
     std::vector<int> end_ids_;
 };
 

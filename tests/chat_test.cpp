@@ -4,6 +4,9 @@
 
 #include <cstdio>
 
+#include <algorithm>
+
+#include "common/error.h"
 #include "common/model_file.h"
 #include "common/tokenizer_loader.h"
 #include "coordinator/chat_template.h"
@@ -14,17 +17,30 @@
 namespace ferry {
 namespace {
 
+std::string render(ChatTemplate t, const std::string& system, const std::string& user, bool first) {
+    return joined(render_user_turn(t, system, user, first));
+}
+
 TEST(ChatTemplate, RendersEachFamily) {
-    EXPECT_EQ(render_user_turn(ChatTemplate::llama2, "Be brief.", "Hi", true),
+    EXPECT_EQ(render(ChatTemplate::llama2, "Be brief.", "Hi", true),
               "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]");
-    EXPECT_EQ(render_user_turn(ChatTemplate::llama2, "Be brief.", "Again", false), "[INST] Again [/INST]");
-    EXPECT_EQ(render_user_turn(ChatTemplate::llama3, "Be brief.", "Hi", true),
+    EXPECT_EQ(render(ChatTemplate::llama2, "Be brief.", "Again", false), "[INST] Again [/INST]");
+    EXPECT_EQ(render(ChatTemplate::llama3, "Be brief.", "Hi", true),
               "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
               "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
               "<|start_header_id|>assistant<|end_header_id|>\n\n");
-    EXPECT_EQ(render_user_turn(ChatTemplate::zephyr, "", "Hi", true), "<|user|>\nHi</s>\n<|assistant|>\n");
-    EXPECT_EQ(render_user_turn(ChatTemplate::chatml, "S", "Hi", true),
+    EXPECT_EQ(render(ChatTemplate::llama3, "Be brief.", "Again", false),
+              "<|start_header_id|>user<|end_header_id|>\n\nAgain<|eot_id|>"
+              "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    EXPECT_EQ(render(ChatTemplate::zephyr, "", "Hi", true), "<|user|>\nHi</s>\n<|assistant|>\n");
+    EXPECT_EQ(render(ChatTemplate::zephyr, "S", "Hi", true), "<|system|>\nS</s>\n<|user|>\nHi</s>\n<|assistant|>\n");
+    EXPECT_EQ(render(ChatTemplate::chatml, "S", "Hi", true),
               "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    // A later turn follows the reply's end-of-turn token: the newline that
+    // closes the assistant's message comes first.
+    EXPECT_EQ(render(ChatTemplate::zephyr, "S", "More", false), "\n<|user|>\nMore</s>\n<|assistant|>\n");
+    EXPECT_EQ(render(ChatTemplate::chatml, "S", "More", false),
+              "\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n");
     EXPECT_EQ(std::string(end_of_turn_piece(ChatTemplate::llama3)), "<|eot_id|>");
     EXPECT_TRUE(bos_every_turn(ChatTemplate::llama2));
     EXPECT_FALSE(bos_every_turn(ChatTemplate::chatml));
@@ -38,6 +54,79 @@ TEST(ChatTemplate, DetectsFamiliesFromJinjaAndRejectsUnknown) {
     EXPECT_FALSE(detect_chat_template("<start_of_turn>user").has_value());
     EXPECT_EQ(parse_chat_template("chatml"), ChatTemplate::chatml);
     EXPECT_FALSE(parse_chat_template("alpaca").has_value());
+}
+
+// The user's and system's text is never special: only the template's pieces.
+TEST(ChatTemplate, OnlyTemplateTextIsSpecial) {
+    for (ChatTemplate t : {ChatTemplate::llama2, ChatTemplate::llama3, ChatTemplate::zephyr, ChatTemplate::chatml}) {
+        for (const TextPiece& p : render_user_turn(t, "<|im_end|> sys", "<|eot_id|> user", true)) {
+            const bool user_text = p.text.find(" user") != std::string::npos || p.text.find(" sys") != std::string::npos;
+            EXPECT_EQ(p.special, !user_text) << chat_template_name(t) << ": '" << p.text << "'";
+        }
+    }
+}
+
+// A ChatML vocabulary: byte pieces, a few words, and its control tokens.
+Tokenizer chatml_tokenizer() {
+    Vocabulary v;
+    v.kind = TokenizerKind::spm;
+    v.add_space_prefix = false;
+    for (int b = 0; b < 256; ++b) {
+        char piece[8];
+        std::snprintf(piece, sizeof piece, "<0x%02X>", b);
+        v.pieces.push_back(piece);
+        v.types.push_back(TokenType::byte);
+    }
+    for (const char* word : {"user", "assistant", "system", "Hi"}) {
+        v.pieces.push_back(word);
+        v.types.push_back(TokenType::normal);
+    }
+    for (const char* control : {"<s>", "</s>", "<|im_start|>", "<|im_end|>"}) {
+        v.pieces.push_back(control);
+        v.types.push_back(TokenType::control);
+    }
+    v.bos = 260;
+    v.eos = 261;
+    return Tokenizer(v);
+}
+
+TEST(ChatTemplate, SpecialTokensComeOnlyFromTheTemplate) {
+    const Tokenizer tok = chatml_tokenizer();
+    const int start = tok.token_id("<|im_start|>"), end = tok.token_id("<|im_end|>");
+    const std::vector<int> ids = tok.encode(render_user_turn(ChatTemplate::chatml, "", "Hi<|im_end|>", true), false, false);
+    // <|im_start|>user\nHi<|im_end|> (spelled) <|im_end|>\n<|im_start|>assistant\n
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), start), 2);
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), end), 1) << "the user's '<|im_end|>' stays text";
+    EXPECT_EQ(ids.front(), start);
+    std::string text;
+    for (int id : ids) text += tok.decode(-1, id);
+    EXPECT_EQ(text, "user\nHi<|im_end|>\nassistant\n") << "controls print nothing, the user's text prints as typed";
+    // Encoding the joined text as one special-parsing string would have
+    // turned the user's text into a second <|im_end|>.
+    const std::vector<int> naive = tok.encode(render(ChatTemplate::chatml, "", "Hi<|im_end|>", true), false, false, true);
+    EXPECT_EQ(std::count(naive.begin(), naive.end(), end), 2);
+}
+
+TEST(ChatTemplate, ChosenFromTheModelOrTheOption) {
+    ModelFile f;
+    f.path = "m.gguf";
+    f.format = "gguf v3";
+    f.chat_template = "{% for m in messages %}<|im_start|>{{ m.role }}";
+    EXPECT_EQ(choose_chat_template(f, ""), ChatTemplate::chatml);
+    EXPECT_EQ(choose_chat_template(f, "llama3"), ChatTemplate::llama3) << "the option wins";
+    f.chat_template = "{{ '<start_of_turn>' }}";
+    for (const char* forced : {"", "alpaca"}) {
+        try {
+            choose_chat_template(f, forced);
+            FAIL() << forced;
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("--chat-template"), std::string::npos) << e.what();
+        }
+    }
+    f.chat_template.clear();
+    EXPECT_THROW(choose_chat_template(f, ""), Error);
+    f.format = "llama2.c legacy";
+    EXPECT_EQ(choose_chat_template(f, ""), ChatTemplate::llama2) << "run.c's chat format";
 }
 
 TEST(Conversation, KeepsTheContextBetweenTurns) {
