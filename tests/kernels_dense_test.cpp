@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <random>
 #include <string>
@@ -16,6 +17,7 @@
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
 #include "kernels/reference.h"
+#include "tests/test_support.h"
 
 namespace ferry::kernels {
 namespace {
@@ -326,6 +328,52 @@ TEST(DenseKernels, DequantizeRowWidensEveryDenseType) {
                                                 : bf16_to_fp32(w.u16[i]);
         }
         EXPECT_TRUE(same_bits(row, want)) << tensor_type_name(type);
+    }
+}
+
+// The whole forward pass across machines: `ferry bench` hashes the final
+// logits. The host gives one value at every level and thread count, and the
+// 32-bit build (scripts/build-i686.sh) gives the same under qemu as a
+// Pentium II (x87 scalar), a Core Duo (SSE2) and a Haswell (AVX2).
+std::string bench_checksum(const std::vector<std::string>& prefix, const std::string& binary,
+                           const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = prefix;
+    for (const std::string& a : {binary, std::string("bench"), test::model_path("stories260K.bin"),
+                                 std::string("--prompt-tokens"), std::string("9"), std::string("--gen-tokens"),
+                                 std::string("20"), std::string("--runs"), std::string("1"),
+                                 std::string("--bandwidth-passes"), std::string("0")})
+        argv.push_back(a);
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    const test::CommandResult r = test::run_command(argv, 120);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const size_t at = r.out.find("checksum   ");
+    return at == std::string::npos ? "no checksum in: " + r.out : r.out.substr(at + 11, 16);
+}
+
+TEST(DenseAcrossMachines, LogitsChecksumIsTheSameEverywhere) {
+    const std::string want = bench_checksum({}, test::ferry_bin(), {"--kernels", "scalar", "--threads", "1"});
+    ASSERT_EQ(want.size(), 16u);
+    for (const char* level : {"scalar", "sse2", "avx2"}) {
+        Level l;
+        ASSERT_TRUE(parse_level(level, &l));
+        if (static_cast<int>(l) > static_cast<int>(best_level())) continue;
+        for (const char* threads : {"1", "3"})
+            EXPECT_EQ(bench_checksum({}, test::ferry_bin(), {"--kernels", level, "--threads", threads}), want)
+                << level << ", " << threads << " threads";
+    }
+    const std::string i686 = std::string(FERRY_SOURCE_DIR) + "/build-i686/coordinator/ferry";
+    if (!std::filesystem::exists("/usr/bin/qemu-i386") || !std::filesystem::exists(i686))
+        GTEST_SKIP() << "no i686 build or qemu-i386 (scripts/test.sh builds them): only the host was compared";
+    if (test::run_command({"/usr/bin/qemu-i386", i686, "bench", "--help"}).out.find("checksum") == std::string::npos)
+        GTEST_SKIP() << i686 << " predates the logits checksum: rerun scripts/build-i686.sh";
+    struct Cpu {
+        const char* qemu_cpu;
+        const char* level;
+    };
+    for (const Cpu cpu : {Cpu{"pentium2", "scalar"}, Cpu{"coreduo", "sse2"}, Cpu{"Haswell", "avx2"}}) {
+        const std::string got =
+            bench_checksum({"/usr/bin/qemu-i386", "-cpu", cpu.qemu_cpu}, i686, {"--kernels", cpu.level, "--threads", "2"});
+        EXPECT_EQ(got, want) << "32-bit build on an emulated " << cpu.qemu_cpu << " with " << cpu.level << " kernels";
     }
 }
 
