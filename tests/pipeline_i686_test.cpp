@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <sstream>
 
 #include "tests/test_support.h"
 
@@ -23,16 +24,20 @@ TEST(PipelineI686, APentiumIIWorkerUnderQemuBesideANativeOne) {
     test::WorkerProcess old({"--threads", "1", "--cache-dir", tmp.file("c32")}, tmp.file("i686.log"),
                             {"/usr/bin/qemu-i386", "-cpu", "pentium2"}, "127.0.0.1:0", i686_worker());
     test::WorkerProcess native({"--threads", "1", "--cache-dir", tmp.file("c64")}, tmp.file("native.log"));
-    for (const std::string& split : {"2,3", "4,1"}) {
-        const auto r = test::run_command(
-            test::ferry_run_args("stories260K.bin", "tok512.bin",
-                                 {"-t", "1.0", "-p", "0.9", "-s", "42", "-n", "256", "--threads", "1", "--ids-out",
-                                  tmp.file("ids"), "--workers", test::addresses({&old, &native}), "--split", split}),
-            300);
-        ASSERT_EQ(r.exit_code, 0) << r.err << old.log();
-        EXPECT_EQ(r.out, test::read_file(test::reference_path("stories260K.t1p09.s42.n256.txt"))) << split;
-        EXPECT_EQ(test::read_file(tmp.file("ids")), test::read_file(test::reference_path("stories260K.t1p09.s42.n256.ids.txt")));
-    }
+    // 128 of the reference's 256 positions: emulation is slow; the ids and text are prefixes.
+    const auto r = test::run_command(
+        test::ferry_run_args("stories260K.bin", "tok512.bin",
+                             {"-t", "1.0", "-p", "0.9", "-s", "42", "-n", "128", "--threads", "1", "--ids-out",
+                              tmp.file("ids"), "--workers", test::addresses({&old, &native}), "--split", "3,2"}),
+        300);
+    ASSERT_EQ(r.exit_code, 0) << r.err << old.log();
+    const std::string text = test::read_file(test::reference_path("stories260K.t1p09.s42.n256.txt"));
+    ASSERT_GT(r.out.size(), 100u);
+    EXPECT_EQ(r.out.substr(0, r.out.size() - 1), text.substr(0, r.out.size() - 1));  // all but the final newline
+    std::istringstream got(test::read_file(tmp.file("ids"))), want(test::read_file(test::reference_path("stories260K.t1p09.s42.n256.ids.txt")));
+    int count = 0;
+    for (int a, b; got >> a && want >> b; ++count) ASSERT_EQ(a, b) << "token " << count;
+    EXPECT_EQ(count, 129);
     EXPECT_NE(old.log().find("scalar kernels"), std::string::npos) << old.log();
 }
 

@@ -20,7 +20,6 @@ namespace {
 double measure(const Matrix& w, kernels::ThreadPool& pool, double seconds) {
     std::vector<float> x(static_cast<size_t>(w.cols), 0.5f), out(static_cast<size_t>(w.rows));
     const int64_t bytes = tensor_bytes(w.type, w.rows, w.cols);
-    kernels::matmul(out.data(), w, x.data(), 1, &pool);  // warm: page the matrix in
     const auto t0 = std::chrono::steady_clock::now();
     int passes = 0;
     double elapsed = 0;
@@ -55,26 +54,37 @@ wire::Capabilities probe_capabilities(kernels::ThreadPool& pool, uint64_t memory
     ::gethostname(host, sizeof host - 1);
     caps.set_hostname(host);
 
-    const int64_t cols = 2048;
-    // Larger than the caches where memory allows, so the probe sees RAM speed.
-    const int64_t probe_bytes = memory_budget == 0 || memory_budget >= (1ull << 30) ? 64ll << 20
-                                : memory_budget >= (256ull << 20)                  ? 32ll << 20
-                                                                                    : 8ll << 20;
-    const int64_t rows = probe_bytes / (cols * 4);
+    // Grow the probe matrix until one pass takes a noticeable time, up to a
+    // size past the caches where memory allows: a Pentium II measures a small
+    // matrix in a few milliseconds, a fast machine a large one (RAM speed).
+    const int64_t cols = 1024;
+    const int64_t max_bytes = memory_budget == 0 || memory_budget >= (1ull << 30) ? 64ll << 20
+                              : memory_budget >= (256ull << 20)                  ? 32ll << 20
+                                                                                  : 8ll << 20;
     std::mt19937 rng(1);
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-    {
-        std::vector<float> f32(static_cast<size_t>(rows * cols));
-        for (float& v : f32) v = dist(rng);
-        const double gbps = measure(Matrix{TensorType::F32, f32.data(), rows, cols, 0}, pool, seconds / 2);
-        caps.set_matvec_gbps(gbps);
-        (*caps.mutable_type_gbps())["f32"] = gbps;
-        if (kernels::matmul_supports(TensorType::Q8_0)) {
-            std::vector<BlockQ8_0> q(static_cast<size_t>(rows * cols / 32));
-            kernels::quantize_row_q8_0(f32.data(), q.data(), rows * cols);
-            (*caps.mutable_type_gbps())["q8_0"] =
-                measure(Matrix{TensorType::Q8_0, q.data(), rows, cols, 0}, pool, seconds / 2);
-        }
+    int64_t bytes = 1ll << 20;
+    std::vector<float> f32;
+    for (;;) {
+        const size_t filled = f32.size();
+        f32.resize(static_cast<size_t>(bytes / 4));
+        for (size_t i = filled; i < f32.size(); ++i) f32[i] = dist(rng);
+        const int64_t rows = bytes / (cols * 4);
+        std::vector<float> x(static_cast<size_t>(cols), 0.5f), out(static_cast<size_t>(rows));
+        const auto t0 = std::chrono::steady_clock::now();
+        kernels::matmul(out.data(), Matrix{TensorType::F32, f32.data(), rows, cols, 0}, x.data(), 1, &pool);
+        const double pass = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (bytes * 4 > max_bytes || pass > seconds / 16) break;
+        bytes *= 4;
+    }
+    const int64_t rows = bytes / (cols * 4);
+    const double gbps = measure(Matrix{TensorType::F32, f32.data(), rows, cols, 0}, pool, seconds / 2);
+    caps.set_matvec_gbps(gbps);
+    (*caps.mutable_type_gbps())["f32"] = gbps;
+    if (kernels::matmul_supports(TensorType::Q8_0)) {
+        std::vector<BlockQ8_0> q(static_cast<size_t>(rows * cols / 32));
+        kernels::quantize_row_q8_0(f32.data(), q.data(), rows * cols);
+        (*caps.mutable_type_gbps())["q8_0"] = measure(Matrix{TensorType::Q8_0, q.data(), rows, cols, 0}, pool, seconds / 2);
     }
     return caps;
 }

@@ -11,7 +11,8 @@ namespace ferry::worker {
 
 // Measures matrix-vector speed per weight type (f32, and q8_0 where the
 // kernels support it) for about `seconds` in total with the real kernels.
-// The probe matrix is sized to the budget (64 MB, or 32/8 MB under 1 GB/256 MB).
+// The probe matrix grows from 1 MB until a pass is long enough to time, up
+// to 64 MB (32/8 MB under a budget of 1 GB/256 MB), so slow machines finish fast.
 wire::Capabilities probe_capabilities(kernels::ThreadPool& pool, uint64_t memory_budget, double seconds = 0.25);
 
 }  // namespace ferry::worker

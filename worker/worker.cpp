@@ -199,7 +199,7 @@ struct Worker::Impl {
             });
         }
         accept_loop();
-        spdlog::info("{}: listening on port {} ({} threads, {} kernels, {:.1f} GB/s f32, budget {}, cache {})", name,
+        spdlog::info("{}: listening on port {} ({} threads, {} kernels, {:.3g} GB/s f32, budget {}, cache {})", name,
                      bound_port, pool.size(), caps.kernel_level(), caps.matvec_gbps(),
                      opt.memory_budget ? format_bytes(opt.memory_budget) : "unlimited", opt.cache_dir);
     }
