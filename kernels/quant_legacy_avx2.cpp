@@ -21,8 +21,8 @@ namespace ferry::kernels::avx2 {
 namespace {
 
 // Software prefetch this far ahead of the rows being read: the hardware
-// prefetchers alone leave decode well short of memory bandwidth here.
-constexpr int kPrefetchAhead = 4096;
+// prefetchers alone leave decode at a third of memory bandwidth here.
+constexpr int kPrefetchAhead = 8192;
 
 // Two 16-byte halves as one register: [p | q].
 FERRY_INLINE __m256i load_2x16(const uint8_t* p, const uint8_t* q) {
@@ -50,7 +50,7 @@ FERRY_INLINE void fifth_bits(const uint8_t* qha, const uint8_t* qhb, __m256i* lo
 // are offset by 2^kOffsetShift (isum = sum(level * x) - offset * sum(x)), or
 // not at all for the types with a min.
 struct Q8_0 {
-    static constexpr int kBytes = sizeof(BlockQ8_0), kOffsetShift = -1;
+    static constexpr int kBytes = sizeof(BlockQ8_0), kOffsetShift = -1, kLevelBits = 8;
     static constexpr bool kSigned = true, kMin = false;
     static FERRY_INLINE void pair(const uint8_t* a, const uint8_t* b, __m256i* lo, __m256i* hi) {
         *lo = load_2x16(a + 2, b + 2);
@@ -58,21 +58,21 @@ struct Q8_0 {
     }
 };
 struct Q4_0 {
-    static constexpr int kBytes = sizeof(BlockQ4_0), kOffsetShift = 3;
+    static constexpr int kBytes = sizeof(BlockQ4_0), kOffsetShift = 3, kLevelBits = 4;
     static constexpr bool kSigned = false, kMin = false;
     static FERRY_INLINE void pair(const uint8_t* a, const uint8_t* b, __m256i* lo, __m256i* hi) {
         nibbles_2x16(a + 2, b + 2, lo, hi);
     }
 };
 struct Q4_1 {
-    static constexpr int kBytes = sizeof(BlockQ4_1), kOffsetShift = -1;
+    static constexpr int kBytes = sizeof(BlockQ4_1), kOffsetShift = -1, kLevelBits = 4;
     static constexpr bool kSigned = false, kMin = true;
     static FERRY_INLINE void pair(const uint8_t* a, const uint8_t* b, __m256i* lo, __m256i* hi) {
         nibbles_2x16(a + 4, b + 4, lo, hi);
     }
 };
 struct Q5_0 {
-    static constexpr int kBytes = sizeof(BlockQ5_0), kOffsetShift = 4;
+    static constexpr int kBytes = sizeof(BlockQ5_0), kOffsetShift = 4, kLevelBits = 5;
     static constexpr bool kSigned = false, kMin = false;
     static FERRY_INLINE void pair(const uint8_t* a, const uint8_t* b, __m256i* lo, __m256i* hi) {
         nibbles_2x16(a + 6, b + 6, lo, hi);
@@ -80,7 +80,7 @@ struct Q5_0 {
     }
 };
 struct Q5_1 {
-    static constexpr int kBytes = sizeof(BlockQ5_1), kOffsetShift = -1;
+    static constexpr int kBytes = sizeof(BlockQ5_1), kOffsetShift = -1, kLevelBits = 5;
     static constexpr bool kSigned = false, kMin = true;
     static FERRY_INLINE void pair(const uint8_t* a, const uint8_t* b, __m256i* lo, __m256i* hi) {
         nibbles_2x16(a + 8, b + 8, lo, hi);
@@ -88,7 +88,7 @@ struct Q5_1 {
     }
 };
 struct IQ4_NL {
-    static constexpr int kBytes = sizeof(BlockIQ4_NL), kOffsetShift = -1;
+    static constexpr int kBytes = sizeof(BlockIQ4_NL), kOffsetShift = -1, kLevelBits = 8;
     static constexpr bool kSigned = true, kMin = false;
     static FERRY_INLINE void pair(const uint8_t* a, const uint8_t* b, __m256i* lo, __m256i* hi) {
         nibbles_2x16(a + 2, b + 2, lo, hi);
@@ -120,11 +120,26 @@ struct PairLevels {
                 _mm256_madd_epi16(_mm256_maddubs_epi16(mag_lo, _mm256_sign_epi8(xlo, lo)), ones),
                 _mm256_madd_epi16(_mm256_maddubs_epi16(mag_hi, _mm256_sign_epi8(xhi, hi)), ones));
         } else {
-            // Levels < 32: pair sums stay below 2 * 2 * 31 * 127.
-            return _mm256_madd_epi16(
-                _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi)), ones);
+            // Levels < 32: the sums of two maddubs pairs stay below 2 * 2 * 31 * 127.
+            const __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
+            // 4-bit levels stay in int16 (totals8 widens later: 16 lanes of at most 2 * 2 * 15 * 127 each).
+            if constexpr (kNarrow) return s;
+            else return _mm256_madd_epi16(s, ones);
         }
     }
+    // The 8 block totals from 4 pairs' dot() results.
+    static FERRY_INLINE __m256i totals8(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
+        if constexpr (kNarrow) {
+            // Two int16 folds (sums of 4 lanes < 2^15), then one widening pairwise add:
+            // [0 2 4 6 | 1 3 5 7] as with pair_totals8.
+            const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3));
+            return _mm256_permutevar8x32_epi32(_mm256_madd_epi16(h, _mm256_set1_epi16(1)),
+                                               _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        } else {
+            return pair_totals8(p0, p1, p2, p3);
+        }
+    }
+    static constexpr bool kNarrow = !W::kSigned && W::kLevelBits == 4;
 };
 
 // acc[r * T + t] += the canonical terms of 8 blocks (rows[r] points at the
@@ -150,7 +165,7 @@ FERRY_INLINE void blocks8(const uint8_t* const* rows, const int8_t* const* x, co
         __m256 dm;
         if constexpr (W::kMin) dm = load_f16x8<W::kBytes>(rows[r] + 2);
         for (int t = 0; t < T; ++t) {
-            __m256i isum = pair_totals8(p[0][r][t], p[1][r][t], p[2][r][t], p[3][r][t]);
+            __m256i isum = PairLevels<W>::totals8(p[0][r][t], p[1][r][t], p[2][r][t], p[3][r][t]);
             if constexpr (W::kOffsetShift >= 0) isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(s[t], W::kOffsetShift));
             __m256 term = _mm256_mul_ps(_mm256_mul_ps(dw, d[t]), _mm256_cvtepi32_ps(isum));
             // Canonical: term - (m * dx) * float(-xsum), which is term + (m * dx) * float(xsum) exactly.
@@ -179,9 +194,9 @@ void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
     }
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
-        for (int i = 0; i < R; ++i)
-            for (int off = 0; off < 8 * W::kBytes; off += 64)
-                _mm_prefetch(reinterpret_cast<const char*>(rows[i]) + kPrefetchAhead + off, _MM_HINT_T0);
+        // Rows r .. r+R-1 are adjacent: prefetch them as one stream, as far
+        // along as this step reads (8 blocks of each row).
+        prefetch_span(reinterpret_cast<const uint8_t*>(rows[0]) + R * b * W::kBytes + kPrefetchAhead, R * 8 * W::kBytes);
         blocks8<W, R, T>(rows, x, dx, xsum, acc);
         for (int i = 0; i < R; ++i) rows[i] += 8 * W::kBytes;
         for (int t = 0; t < T; ++t) {
@@ -212,6 +227,9 @@ void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r
     constexpr int kTokens = 4;
     if (a.n_tokens == 1) {
         int64_t r = r0;
+        // Four rows at a time where registers allow (the signed types keep magnitudes too).
+        if constexpr (!W::kSigned)
+            for (; r + 4 <= r1; r += 4) tile<W, 4, 1>(out, w, a, r, 0);
         for (; r + 2 <= r1; r += 2) tile<W, 2, 1>(out, w, a, r, 0);
         if (r < r1) tile<W, 1, 1>(out, w, a, r, 0);
         return;

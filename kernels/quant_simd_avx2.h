@@ -38,8 +38,10 @@ inline __m256 load_f16x8(const uint8_t* p) {
         std::memcpy(&h, p + k * stride, 2);
         return static_cast<uint64_t>(h);
     };
-    const uint64_t lo = at(0) | (at(1) << 16) | (at(2) << 32) | (at(3) << 48);
-    const uint64_t hi = at(4) | (at(5) << 16) | (at(6) << 32) | (at(7) << 48);
+    uint64_t lo = at(0) | (at(1) << 16) | (at(2) << 32) | (at(3) << 48);
+    uint64_t hi = at(4) | (at(5) << 16) | (at(6) << 32) | (at(7) << 48);
+    // Keep the compiler from moving this into vector registers piecemeal.
+    __asm__("" : "+r"(lo), "+r"(hi));
     return _mm256_cvtph_ps(_mm_set_epi64x(static_cast<long long>(hi), static_cast<long long>(lo)));
 }
 
@@ -78,6 +80,11 @@ inline __m256i dot_u8_s8(__m256i u, __m256i s) {
 }
 
 #define FERRY_INLINE inline __attribute__((always_inline))
+
+// Prefetch [p, p + bytes) into L1, one request per 64-byte line.
+FERRY_INLINE void prefetch_span(const uint8_t* p, int bytes) {
+    for (int off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p) + off, _MM_HINT_T0);
+}
 
 FERRY_INLINE __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
