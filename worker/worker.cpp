@@ -218,6 +218,12 @@ struct Worker::Impl {
             peer->conn->set_silence_timeout(opt.handshake_timeout_s, "said nothing (handshake timeout)");
             peer->conn->start([this, peer](net::FrameDecoder::Decoded& d) { on_frame(*peer, d); },
                               [this, peer](const std::string& reason) { on_close(*peer, reason); });
+            // A hard deadline too: a peer dribbling bytes does not keep a half-open handshake alive.
+            auto deadline = std::make_shared<asio::steady_timer>(
+                io, std::chrono::milliseconds(static_cast<int64_t>(opt.handshake_timeout_s * 1000)));
+            deadline->async_wait([peer, deadline](const asio::error_code& ec) {
+                if (!ec && peer->role == wire::ROLE_UNKNOWN) peer->conn->close("no hello in time (handshake timeout)");
+            });
             accept_loop();
         });
     }
