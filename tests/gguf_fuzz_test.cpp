@@ -53,8 +53,8 @@ std::string mutate(const std::string& seed, uint64_t header, std::mt19937_64& rn
             for (int i = 0, n = 1 + static_cast<int>(rng() % 4); i < n; ++i) m[pick(span)] = static_cast<char>(rng());
             break;
         case 1: {  // a count, length, type or offset field set to an extreme
-            static const uint64_t kExtremes[] = {0, 1, 2, 7, 8, 9, 12, 31, 32, 255, 0xFFFFFFFFull, 1ull << 32,
-                                                 1ull << 62, 0x7FFFFFFFFFFFFFFFull, ~0ull};
+            static const uint64_t kExtremes[] = {
+                0, 1, 2, 7, 8, 9, 12, 31, 32, 255, 0xFFFFFFFFull, 1ull << 32, 1ull << 62, 0x7FFFFFFFFFFFFFFFull, ~0ull};
             const uint64_t v = rng() % 3 == 0 ? static_cast<uint64_t>(seed.size()) + pick(64)
                                               : kExtremes[rng() % (sizeof kExtremes / sizeof kExtremes[0])];
             const uint64_t at = pick(span) & ~uint64_t{3};
@@ -99,7 +99,8 @@ TEST(GgufFuzzCorpus, MutantsOfRealFilesEndInSuccessOrFerryError) {
     GgufOutput o;
     o.type = TensorType::Q4_0;
     o.progress = false;
-    write_llama_gguf(dir.file("tiny.gguf"), c, true, random, spm_vocabulary_from_llama2c(synthetic_llama2c_vocabulary(c.vocab_size)), "tiny", o);
+    write_llama_gguf(dir.file("tiny.gguf"), c, true, random,
+                     spm_vocabulary_from_llama2c(synthetic_llama2c_vocabulary(c.vocab_size)), "tiny", o);
 
     const std::vector<std::pair<std::string, int>> seeds = {
         {test::read_file(dir.file("tiny.gguf")), 20000},

@@ -98,7 +98,8 @@ TEST_P(VocabFixture, ReproducesEveryExpectedLineAndDetokenizesBack) {
     int matched = 0;
     for (size_t i = 0; i < inputs.size(); ++i) {
         const std::vector<int> ids = tok.encode(inputs[i], false, false, false);
-        EXPECT_EQ(ids_string(ids), ids_string(expected[i])) << name << " input " << i << ": '" << printable(inputs[i]) << "'";
+        EXPECT_EQ(ids_string(ids), ids_string(expected[i]))
+            << name << " input " << i << ": '" << printable(inputs[i]) << "'";
         matched += ids == expected[i];
         const std::string back = detokenize(tok, expected[i]);
         const std::string want = spm && !inputs[i].empty() ? " " + inputs[i] : inputs[i];
@@ -107,15 +108,13 @@ TEST_P(VocabFixture, ReproducesEveryExpectedLineAndDetokenizesBack) {
     std::cout << "[ measured ] " << name << ": " << matched << "/46 lines identical to llama.cpp's fixture\n";
 }
 
-INSTANTIATE_TEST_SUITE_P(LlamaCppFixtures, VocabFixture,
-                         ::testing::Values("ggml-vocab-llama-spm", "ggml-vocab-gpt-2"),
+INSTANTIATE_TEST_SUITE_P(LlamaCppFixtures, VocabFixture, ::testing::Values("ggml-vocab-llama-spm", "ggml-vocab-gpt-2"),
                          [](const auto& info) {
                              std::string n = info.param;
                              for (char& c : n)
                                  if (!isalnum(static_cast<unsigned char>(c))) c = '_';
                              return n;
                          });
-
 
 // ---------------------------------------------------------------------------
 // The Llama 3 pre-tokenizer. The Llama 3 vocabulary is not in ../shared, so
@@ -148,6 +147,7 @@ struct Llama3Token {
     const char* text;  // raw UTF-8 (or bytes)
 };
 
+// clang-format off
 const Llama3Token kLlama3Tokens[] = {
     {256, "  "}, {262, "   "}, {271, "\n\n"}, {1432, "\n\n\n"}, {1602, "\t\n"}, {1142, "ied"}, {27154, "\xc2\xbd"},
     {4038, " months"}, {9906, "Hello"}, {1917, " world"}, {22691, " Hello"}, {4435, " World"}, {320, " ("},
@@ -163,9 +163,11 @@ const Llama3Token kLlama3Tokens[] = {
     // Control tokens, as Llama 3 has them.
     {128000, "<|begin_of_text|>"}, {128001, "<|end_of_text|>"}, {128009, "<|eot_id|>"},
 };
+// clang-format on
 constexpr int kFirstControl = 128000;
 
 // Raw pairs, best first: each makes one of the tokens above from its parts.
+// clang-format off
 const std::pair<const char*, const char*> kLlama3Merges[] = {
     {" ", "d"}, {" d", "s"}, {"d", "f"}, {"h", "u"}, {"u", "i"}, {"j", "k"}, {" d", "i"}, {" di", "s"},
     {" dis", "c"}, {"a", "r"}, {"ar", "d"}, {"ard", "s"}, {"!", "!"}, {"!!", "!!"}, {"o", "l"}, {"ol", "d"},
@@ -174,6 +176,7 @@ const std::pair<const char*, const char*> kLlama3Merges[] = {
     {"\xe5", "\xb7"}, {"\xe5\xb7", "\xa5"}, {"\xe4", "\xbd"}, {"\xe4\xbd", "\x9c"},
     {"\xe5\xb7\xa5", "\xe4\xbd\x9c"}, {"a", "p"}, {"ap", "p"}, {"app", "l"}, {"appl", "e"},
 };
+// clang-format on
 
 struct Llama3Vocab {
     std::string bytes;            // the GGUF file
@@ -198,7 +201,8 @@ Llama3Vocab llama3_vocab(const std::string& pre = "llama-bpe") {
     std::vector<std::string> merges;
     for (const auto& [l, r] : kLlama3Merges) merges.push_back(byte_level(l) + " " + byte_level(r));
     auto id_of = [&](int llama3) {
-        return static_cast<uint32_t>(std::find(v.llama3_ids.begin(), v.llama3_ids.end(), llama3) - v.llama3_ids.begin());
+        return static_cast<uint32_t>(std::find(v.llama3_ids.begin(), v.llama3_ids.end(), llama3) -
+                                     v.llama3_ids.begin());
     };
     GgufWriter w;
     w.add_string("general.architecture", "llama");
@@ -240,11 +244,14 @@ TEST(Llama3PreTokenizer, ReproducesTheExpectedIdsItsTokensCover) {
     // Whole lines: whitespace runs, words with and without a leading space,
     // punctuation, digits in groups of three, "\xc2\xbd" as a number, CJK
     // letters running into Latin ones, an emoji, contractions.
+    // clang-format off
     const int covered[] = {0,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 19, 23, 24, 25,
                            26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 44};
+    // clang-format on
     for (int i : covered) {
         const std::vector<int> ids = tok.encode(inputs[i], false, false, false);
-        EXPECT_EQ(ids_string(as_llama3(v, ids)), ids_string(expected[i])) << "input " << i << ": '" << printable(inputs[i]) << "'";
+        EXPECT_EQ(ids_string(as_llama3(v, ids)), ids_string(expected[i]))
+            << "input " << i << ": '" << printable(inputs[i]) << "'";
         EXPECT_EQ(detokenize(tok, ids), inputs[i]) << "input " << i;
     }
     // Parts of the long input 45 that start and end on word boundaries: the
@@ -269,6 +276,7 @@ TEST(Llama3PreTokenizer, ReproducesTheExpectedIdsItsTokensCover) {
 // digits of every script in threes, whitespace runs before newlines and
 // words, letters of other scripts, combining marks (not letters).
 TEST(Llama3PreTokenizer, SplitsCheckedByHand) {
+    // clang-format off
     const std::pair<std::string, std::vector<std::string>> cases[] = {
         {"he'Sgood and I'M sure YOU'LL see it'D, don'T 'S 'sA",
          {"he", "'S", "good", " and", " I", "'M", " sure", " YOU", "'LL", " see", " it", "'D", ",", " don", "'T", " '", "S", " '", "sA"}},
@@ -293,7 +301,9 @@ TEST(Llama3PreTokenizer, SplitsCheckedByHand) {
         {"C\xe1\xbb\xad" "a Vi\xe1\xbb\x87t",
          {"C\xe1\xbb\xad" "a", " Vi\xe1\xbb\x87t"}},
     };
-    for (const auto& [text, words] : cases) EXPECT_EQ(pre_tokenize(PreTokenizer::llama3, text), words) << printable(text);
+    // clang-format on
+    for (const auto& [text, words] : cases)
+        EXPECT_EQ(pre_tokenize(PreTokenizer::llama3, text), words) << printable(text);
     // GPT-2's split differs where Llama 3 changed it.
     EXPECT_EQ(pre_tokenize(PreTokenizer::gpt2, "I'M 12345 a\n\nb"),
               (std::vector<std::string>{"I", "'", "M", " 12345", " a", "\n", "\n", "b"}));
@@ -314,7 +324,8 @@ TEST(Llama3Vocabulary, PreKeySelectsTheSplit) {
         tokenizer_from_bytes(unknown.bytes);
         FAIL();
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("tokenizer.ggml.pre 'qwen2' is not supported"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("tokenizer.ggml.pre 'qwen2' is not supported"), std::string::npos)
+            << e.what();
     }
 }
 
@@ -332,7 +343,8 @@ TEST(Llama3Vocabulary, SpecialTokensBosAndEndOfGeneration) {
     EXPECT_EQ(std::count(spelled.begin(), spelled.end(), 128009), 0);
     EXPECT_EQ(detokenize(tok, tok.encode("Hello<|eot_id|>", false, false, false)), "Hello<|eot_id|>");
     // A template's text may hold specials, a user's may not.
-    const std::vector<int> mixed = as_llama3(v, tok.encode({{"<|eot_id|>", true}, {"Hello<|eot_id|>", false}}, false, false));
+    const std::vector<int> mixed =
+        as_llama3(v, tok.encode({{"<|eot_id|>", true}, {"Hello<|eot_id|>", false}}, false, false));
     EXPECT_EQ(mixed.front(), 128009);
     EXPECT_EQ(std::count(mixed.begin(), mixed.end(), 128009), 1);
     // Generation ends at EOS and EOT, never at ordinary tokens; control

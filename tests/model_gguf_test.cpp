@@ -47,7 +47,8 @@ TEST_P(GgufReferences, FerryRunOnTheGgufEqualsRunCOnTheBin) {
     const auto r = test::run_command(argv);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.out, test::read_file(test::reference_path(std::string(ref.name) + ".txt")));
-    EXPECT_EQ(test::read_file(tmp.file("ids.txt")), test::read_file(test::reference_path(std::string(ref.name) + ".ids.txt")));
+    EXPECT_EQ(test::read_file(tmp.file("ids.txt")),
+              test::read_file(test::reference_path(std::string(ref.name) + ".ids.txt")));
 }
 
 INSTANTIATE_TEST_SUITE_P(Stories260K, GgufReferences, ::testing::ValuesIn(kReferences), [](const auto& info) {
@@ -215,6 +216,48 @@ TEST(GgufModel, ReadsTheChatTemplateAndTheTokenizerFromTheFile) {
     EXPECT_EQ(tok.vocab_size(), 512);
     EXPECT_EQ(tok.bos_id(), 1);
     EXPECT_EQ(tok.eos_id(), 2);
+}
+
+// `ferry synth --format gguf --type T`: a random model of a preset's shape,
+// self-contained (its vocabulary inside), in the asked type where rows fit.
+TEST(SynthGguf, WritesARunnableModelOfAPresetInAType) {
+    test::TempDir dir;
+    const std::string out = dir.file("s-q4_0.gguf");
+    auto synth = [&](const std::string& path, std::vector<std::string> extra) {
+        std::vector<std::string> argv = {test::ferry_bin(), "synth",    path,  "--preset",
+                                         "stories260k",     "--format", "gguf"};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        return test::run_command(argv);
+    };
+    auto r = synth(out, {"--type", "q4_0", "--seed", "5"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("100%"), std::string::npos) << "a progress bar: " << r.err;
+    EXPECT_NE(r.err.find("ffn_down.weight: rows of 172 values are not whole q4_0 blocks of 32; kept as f32"),
+              std::string::npos)
+        << r.err;
+    const ModelFile f = open_model_file(out);
+    EXPECT_EQ(f.config.dim, 64);
+    EXPECT_EQ(f.config.n_kv_heads, 4);
+    EXPECT_EQ(f.config.seq_len, 512);
+    EXPECT_EQ(f.find("blk.2.attn_q.weight")->type, TensorType::Q4_0);
+    EXPECT_EQ(f.find("blk.2.ffn_down.weight")->type, TensorType::F32);
+    EXPECT_EQ(f.gguf->get_int("general.file_type", 0, 100), 2);
+    const auto run = test::run_command({test::ferry_bin(), "run", out, "-n", "24", "-s", "3"});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_NE(run.err.find("decode:"), std::string::npos);
+    // The seed decides the numbers: the same seed, the same file.
+    r = synth(dir.file("again.gguf"), {"--type", "q4_0", "--seed", "5", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(test::read_file(dir.file("again.gguf")), test::read_file(out));
+    EXPECT_EQ(r.err.find("%"), std::string::npos) << "-q: no progress bar";
+    // Wrong combinations are refused naming the option.
+    r = test::run_command({test::ferry_bin(), "synth", dir.file("x.bin"), "--preset", "stories260k", "--type", "q4_0"});
+    EXPECT_NE(r.err.find("--type q4_0: only GGUF has storage types; add --format gguf"), std::string::npos) << r.err;
+    r = synth(dir.file("y.gguf"), {"--type", "q9_9"});
+    EXPECT_NE(r.err.find("--type q9_9: unknown"), std::string::npos) << r.err;
+    const auto help = test::run_command({test::ferry_bin(), "synth", "--help"});
+    for (const char* s : {"--format", "gguf", "--type", "q4_K", "tq2_0", "--threads", "tinyllama-1.1b"})
+        EXPECT_NE(help.out.find(s), std::string::npos) << s;
 }
 
 }  // namespace

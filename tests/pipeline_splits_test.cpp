@@ -135,21 +135,16 @@ TEST_F(PipelineSplits, Aidreams260KWithItsTokenizerOnEverySplit) {
 
 // The draw made on the last worker (the sampler's RNG state travels with the
 // request) gives run.c's seeded tokens, as the coordinator's own draw does.
-TEST_F(PipelineSplits, SamplingOnTheLastWorkerEqualsTheCoordinatorsSampler) {
-    start_workers(2);
-    const ModelFile file = open_model_file(test::model_path("stories260K.bin"));
-    kernels::ThreadPool pool(1);
+TEST(PipelineSampling, OnTheLastWorkerEqualsTheCoordinatorsSampler) {
     PipelineOptions o;
-    o.workers = {workers_[0]->address(), workers_[1]->address()};
     o.split = {3, 2};
     o.embedding_on_worker = true;
     o.head_on_worker = true;
-    o.progress = false;
-    PipelineEngine engine(file, o, file.config.seq_len, &pool);
+    test::TwoWorkerSession s(o);
+    PipelineEngine& engine = *s.engine;
+    const ModelFile& file = s.file;
     for (const char* name : {"stories260K.t1p09.s42.n256", "stories260K.t1p09.s133742.n256"}) {
-        std::vector<int> expected;
-        std::istringstream in(test::read_file(test::reference_path(std::string(name) + ".ids.txt")));
-        for (int id; in >> id;) expected.push_back(id);
+        const std::vector<int> expected = test::reference_ids(name);
         const SamplerParams params{1.0f, 0.9f, std::string(name).find("s42.") != std::string::npos ? 42u : 133742u};
         Sampler sampler(file.config.vocab_size, params);
         int token = expected[0];

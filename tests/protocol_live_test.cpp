@@ -206,17 +206,8 @@ TEST_F(LiveWorker, AnAssignmentOverItsMemoryIsRefusedWithTheNumbers) {
 // A data connection that claims another model: refused with both hashes named,
 // while the real session (an in-process coordinator) goes on.
 TEST(LiveWorkers, AWrongModelHashOnADataConnectionIsRefusedAtBothEnds) {
-    test::TempDir tmp;
-    test::WorkerProcess a({"--threads", "1", "--cache-dir", tmp.file("ca")}, tmp.file("a.log"));
-    test::WorkerProcess b({"--threads", "1", "--cache-dir", tmp.file("cb")}, tmp.file("b.log"));
-    const ModelFile file = open_model_file(test::model_path("stories260K.bin"));
-    kernels::ThreadPool pool(1);
-    PipelineOptions o;
-    o.workers = {a.address(), b.address()};
-    o.split = {2, 3};
-    o.progress = false;
-    PipelineEngine engine(file, o, file.config.seq_len, &pool);
-    RawClient c(b.port());
+    test::TwoWorkerSession s;
+    RawClient c(s.b.port());
     wire::Frame hello = net::make_hello(wire::UPSTREAM_STAGE, "impostor stage", std::string(16, 'x'));
     hello.mutable_hello()->set_stage_index(0);
     c.send(hello);
@@ -226,9 +217,9 @@ TEST(LiveWorkers, AWrongModelHashOnADataConnectionIsRefusedAtBothEnds) {
     const std::string e = errors_of(frames);
     EXPECT_NE(e.find("impostor stage"), std::string::npos) << e;
     EXPECT_NE(e.find("serves model " + net::hex(std::string(16, 'x')).substr(0, 16)), std::string::npos) << e;
-    EXPECT_NE(b.log().find("serves model"), std::string::npos) << b.log();
+    EXPECT_NE(s.b.log().find("serves model"), std::string::npos) << s.b.log();
     int token = 1;
-    EXPECT_EQ(argmax(engine.forward(&token, 1, 0), file.config.vocab_size), 403);  // "Once"
+    EXPECT_EQ(argmax(s.engine->forward(&token, 1, 0), s.file.config.vocab_size), 403);  // "Once"
 }
 
 // The coordinator's end: a "worker" that answers with another protocol version.

@@ -44,8 +44,7 @@ struct Agreement {
 
 std::vector<int> greedy_stream(LocalEngine& e, int steps) {
     std::vector<int> s = {1};
-    for (int pos = 0; pos < steps; ++pos)
-        s.push_back(argmax(e.forward(&s[pos], 1, pos), e.config().vocab_size));
+    for (int pos = 0; pos < steps; ++pos) s.push_back(argmax(e.forward(&s[pos], 1, pos), e.config().vocab_size));
     return s;
 }
 
@@ -140,8 +139,8 @@ TEST(Quantize, TensorSelectionFollowsLlamaQuantizePure) {
 TEST(Quantize, Llama2cCheckpointBecomesASelfContainedGguf) {
     test::TempDir dir;
     const std::string out = dir.file("from-bin.gguf");
-    const auto r = quantize_cli({test::model_path("stories260K.bin"), out, "--type", "f32", "-z",
-                                 test::model_path("tok512.bin")});
+    const auto r =
+        quantize_cli({test::model_path("stories260K.bin"), out, "--type", "f32", "-z", test::model_path("tok512.bin")});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const ModelFile converted = open_model_file(out), reference = open_model_file(stories());
     EXPECT_EQ(converted.config.seq_len, 512) << "the checkpoint's own context";
@@ -158,7 +157,8 @@ TEST(Quantize, Llama2cCheckpointBecomesASelfContainedGguf) {
     EXPECT_EQ(a.types, b.types);
     EXPECT_EQ(a.bos, b.bos);
     EXPECT_EQ(a.eos, b.eos);
-    const auto run = test::run_command({test::ferry_bin(), "run", out, "-t", "1.0", "-p", "0.9", "-s", "42", "-n", "256"});
+    const auto run =
+        test::run_command({test::ferry_bin(), "run", out, "-t", "1.0", "-p", "0.9", "-s", "42", "-n", "256"});
     ASSERT_EQ(run.exit_code, 0) << run.err;
     EXPECT_EQ(run.out, test::read_file(test::reference_path("stories260K.t1p09.s42.n256.txt")));
 }
@@ -189,9 +189,9 @@ struct RoundTrip {
 };
 
 const RoundTrip kStoriesTrips[] = {
-    {"f32", 256}, {"f16", 250}, {"bf16", 230}, {"q8_0", 245}, {"q4_0", 200}, {"q4_1", 200}, {"q5_0", 215},
-    {"q5_1", 215}, {"q2_k", 200}, {"q3_k", 200}, {"q4_k", 215}, {"q5_k", 215}, {"q6_k", 245}, {"iq4_nl", 200},
-    {"tq1_0", 200}, {"tq2_0", 200},
+    {"f32", 256},  {"f16", 250},    {"bf16", 230},  {"q8_0", 245},  {"q4_0", 200}, {"q4_1", 200},
+    {"q5_0", 215}, {"q5_1", 215},   {"q2_k", 200},  {"q3_k", 200},  {"q4_k", 215}, {"q5_k", 215},
+    {"q6_k", 245}, {"iq4_nl", 200}, {"tq1_0", 200}, {"tq2_0", 200},
 };
 
 TEST(QuantizeRoundTrip, EveryTypeOnStories260K) {
@@ -210,8 +210,8 @@ TEST(QuantizeRoundTrip, EveryTypeOnStories260K) {
             if (name.find("attn_q") != std::string::npos && name.find("blk.0") != std::string::npos)
                 census << tensor_type_name(t);
         const Agreement a = top1_agreement(stories(), out);
-        std::cout << "[ measured ] stories260K " << std::setw(6) << rt.type << " (matrices stored as "
-                  << census.str() << "): top-1 agreement with f32 " << describe(a) << "\n";
+        std::cout << "[ measured ] stories260K " << std::setw(6) << rt.type << " (matrices stored as " << census.str()
+                  << "): top-1 agreement with f32 " << describe(a) << "\n";
         EXPECT_GE(a.agree, rt.min_agree) << rt.type;
     }
 }
@@ -276,8 +276,8 @@ TEST(QuantizeRoundTrip, KQuantsOnStories260KWidenedTo256) {
     GgufOutput o;
     o.progress = false;
     const std::string f32 = dir.file("wide-f32.gguf");
-    write_llama_gguf(f32, WidenedStories::config(real.config), false, widened,
-                     load_tokenizer(real, "").vocabulary(), "stories260K widened", o);
+    write_llama_gguf(f32, WidenedStories::config(real.config), false, widened, load_tokenizer(real, "").vocabulary(),
+                     "stories260K widened", o);
     const Agreement same = top1_agreement(stories(), f32);
     std::cout << "[ measured ] stories260K widened to 256 (f32) vs stories260K: " << describe(same) << "\n";
     EXPECT_GE(same.agree, 250) << "the widened model is the same model";
@@ -302,7 +302,8 @@ TEST(QuantizeRoundTrip, KQuantsOnStories260KWidenedTo256) {
 TEST(QuantizeRoundTrip, TernaryTypesStoreTernaryWeightsExactly) {
     test::TempDir dir;
     ModelConfig c;
-    c.dim = 256, c.hidden_dim = 512, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.vocab_size = 512, c.seq_len = 257;
+    c.dim = 256, c.hidden_dim = 512, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.vocab_size = 512,
+    c.seq_len = 257;
     TernaryWeights ternary;
     GgufOutput o;
     o.progress = false;

@@ -173,6 +173,24 @@ std::vector<std::string> ferry_run_args(const std::string& model, const std::str
     return a;
 }
 
+std::vector<int> reference_ids(const std::string& name) {
+    std::vector<int> ids;
+    std::istringstream in(read_file(reference_path(name + ".ids.txt")));
+    for (int id; in >> id;) ids.push_back(id);
+    return ids;
+}
+
+TwoWorkerSession::TwoWorkerSession(const PipelineOptions& base)
+    : a({"--threads", "1", "--cache-dir", dir.file("ca")}, dir.file("a.log")),
+      b({"--threads", "1", "--cache-dir", dir.file("cb")}, dir.file("b.log")),
+      file(open_model_file(model_path("stories260K.bin"))) {
+    PipelineOptions o = base;
+    o.workers = {a.address(), b.address()};
+    if (o.split.empty()) o.split = {2, 3};
+    o.progress = false;
+    engine = std::make_unique<PipelineEngine>(file, o, file.config.seq_len, &pool);
+}
+
 TempDir::TempDir() {
     char tmpl[] = "/tmp/ferry-test-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");

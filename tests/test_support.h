@@ -1,8 +1,13 @@
 // Small helpers the tests share: paths to the shared models and binaries,
 // running a command, temporary directories.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "common/model_file.h"
+#include "coordinator/pipeline_engine.h"
+#include "kernels/thread_pool.h"
 
 namespace ferry::test {
 
@@ -56,6 +61,9 @@ std::string addresses(const std::vector<const WorkerProcess*>& workers);
 std::vector<std::string> ferry_run_args(const std::string& model, const std::string& tokenizer,
                                         const std::vector<std::string>& extra);
 
+// Token ids of a reference's .ids.txt file.
+std::vector<int> reference_ids(const std::string& name);
+
 // A fresh directory under /tmp, removed when the object dies.
 class TempDir {
 public:
@@ -66,6 +74,17 @@ public:
 
 private:
     std::string path_;
+};
+
+// Two loopback workers (1 thread each) and an in-process coordinator holding
+// them: stories260K split 2,3 (the session stays open while the object lives).
+struct TwoWorkerSession {
+    TempDir dir;
+    WorkerProcess a, b;
+    ModelFile file;
+    kernels::ThreadPool pool{1};
+    std::unique_ptr<PipelineEngine> engine;
+    explicit TwoWorkerSession(const PipelineOptions& base = {});
 };
 
 }  // namespace ferry::test

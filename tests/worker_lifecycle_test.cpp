@@ -163,27 +163,18 @@ TEST(WorkerLifecycle, DaemonModeWritesAPidFileAndLogsToItsFile) {
 // `ferry status` while a coordinator (this test, in-process) holds both
 // workers mid-run: it answers, shows the session, and the run goes on exactly.
 TEST(WorkerLifecycle, StatusAnswersWhileAnotherCoordinatorIsMidRunAndASecondCoordinatorIsRefused) {
-    test::TempDir tmp;
-    test::WorkerProcess a({"--threads", "1", "--cache-dir", tmp.file("ca")}, tmp.file("a.log"));
-    test::WorkerProcess b({"--threads", "1", "--cache-dir", tmp.file("cb")}, tmp.file("b.log"));
-    const ModelFile file = open_model_file(test::model_path("stories260K.bin"));
-    kernels::ThreadPool pool(1);
-    PipelineOptions o;
-    o.workers = {a.address(), b.address()};
-    o.split = {2, 3};
-    o.progress = false;
-    PipelineEngine engine(file, o, file.config.seq_len, &pool);
-    std::vector<int> expected;
-    std::istringstream in(test::read_file(test::reference_path("stories260K.greedy.n256.noprompt.ids.txt")));
-    for (int id; in >> id;) expected.push_back(id);
+    test::TwoWorkerSession s;
+    const test::WorkerProcess& a = s.a;
+    const test::WorkerProcess& b = s.b;
+    const std::vector<int> expected = test::reference_ids("stories260K.greedy.n256.noprompt");
     int token = expected[0];
     for (int pos = 0; pos + 1 < static_cast<int>(expected.size()); ++pos) {
-        token = argmax(engine.forward(&token, 1, pos), file.config.vocab_size);
+        token = argmax(s.engine->forward(&token, 1, pos), s.file.config.vocab_size);
         ASSERT_EQ(token, expected[static_cast<size_t>(pos) + 1]) << "position " << pos;
         if (pos != 100) continue;
-        const auto s = test::run_command({test::ferry_bin(), "status", "--json", "--workers", test::addresses({&a, &b})});
-        ASSERT_EQ(s.exit_code, 0) << s.err;
-        const auto j = nlohmann::json::parse(s.out);
+        const auto st = test::run_command({test::ferry_bin(), "status", "--json", "--workers", test::addresses({&a, &b})});
+        ASSERT_EQ(st.exit_code, 0) << st.err;
+        const auto j = nlohmann::json::parse(st.out);
         for (int i = 0; i < 2; ++i) {
             EXPECT_TRUE(j[i]["coordinator_connected"].get<bool>());
             EXPECT_TRUE(j[i]["shard_loaded"].get<bool>());
