@@ -17,7 +17,14 @@ using Clock = std::chrono::steady_clock;
 // How long an idle helper polls for the next job before it sleeps. Decode
 // runs a job per matrix with microseconds in between, so the helpers stay
 // awake through a token; a pool idle for longer costs no CPU.
-constexpr auto kHelperSpin = std::chrono::microseconds(200);
+constexpr auto kHelperSpin = std::chrono::microseconds(100);
+// A helper that finds it was descheduled while polling shares its core with
+// another process. Polling would spend its share of that core (and make the
+// scheduler preempt it in the middle of a chunk, which the caller then waits
+// for), so it sleeps at once for a while: a thread woken from sleep runs
+// promptly and finishes its short chunk.
+constexpr auto kDescheduledGap = std::chrono::microseconds(100);
+constexpr auto kContendedFor = std::chrono::milliseconds(50);
 // How long the caller polls for chunks other threads are finishing before
 // it starts yielding its core (to a helper the OS may have put on it).
 constexpr auto kCallerSpin = std::chrono::microseconds(50);
@@ -104,23 +111,29 @@ struct ThreadPool::State {
 
     void helper_loop() {
         uint32_t seen = static_cast<uint32_t>(claim.load(std::memory_order_acquire) >> 32);
+        Clock::time_point contended_until{};
         for (;;) {
             // Wait for a generation we have not worked on: spin, then sleep.
-            const Clock::time_point spin_start = Clock::now();
+            Clock::time_point last_poll = Clock::now();
+            const Clock::time_point spin_end = last_poll < contended_until ? last_poll : last_poll + kHelperSpin;
             uint32_t gen;
             for (int polls = 0;; ++polls) {
                 if (stop.load(std::memory_order_acquire)) return;
                 gen = static_cast<uint32_t>(claim.load(std::memory_order_acquire) >> 32);
                 if (gen != seen) break;
-                if ((polls & 63) != 63 || Clock::now() - spin_start < kHelperSpin) {
+                if ((polls & 15) != 15) {
                     cpu_relax();
                     continue;
                 }
+                const Clock::time_point now = Clock::now();
+                if (now - last_poll > kDescheduledGap) contended_until = now + kContendedFor;
+                last_poll = now;
+                if (now < spin_end && now >= contended_until) continue;
                 sleepers.fetch_add(1, std::memory_order_seq_cst);
                 if (posted.load(std::memory_order_seq_cst) == seen && !stop.load(std::memory_order_seq_cst))
                     posted.wait(seen, std::memory_order_seq_cst);
                 sleepers.fetch_sub(1, std::memory_order_seq_cst);
-                polls = 0;
+                last_poll = Clock::now();
             }
             seen = gen;
             run_chunks(gen);
