@@ -66,8 +66,7 @@ public:
         const uint64_t len = read<uint64_t>([&] { return what() + " length"; });
         if (len > left())
             file_.fail("truncated: " + what() + " has length " + std::to_string(len) + " at offset " +
-                       std::to_string(pos_ - 8) + ", past the end of the file (" + std::to_string(size_) +
-                       " bytes)");
+                       std::to_string(pos_ - 8) + ", past the end of the file (" + std::to_string(size_) + " bytes)");
         std::string_view s(reinterpret_cast<const char*>(here()), static_cast<size_t>(len));
         pos_ += len;
         return s;
@@ -250,6 +249,7 @@ uint64_t gguf_scalar_bytes(GgufType type) {
 }
 
 const char* ggml_type_name(uint32_t id) {
+    // clang-format off
     static const char* const kNames[] = {
         "f32",     "f16",    "q4_0",   "q4_1",     "q4_2 (removed)", "q4_3 (removed)", "q5_0",  "q5_1",
         "q8_0",    "q8_1",   "q2_K",   "q3_K",     "q4_K",           "q5_K",           "q6_K",  "q8_K",
@@ -258,6 +258,7 @@ const char* ggml_type_name(uint32_t id) {
         "q4_0_4_8 (removed)", "q4_0_8_8 (removed)", "tq1_0", "tq2_0", "iq4_nl_4_4 (removed)",
         "iq4_nl_4_8 (removed)", "iq4_nl_8_8 (removed)", "mxfp4",
     };
+    // clang-format on
     return id < sizeof kNames / sizeof kNames[0] ? kNames[id] : nullptr;
 }
 
@@ -298,8 +299,7 @@ std::string GgufValue::describe() const {
         case GgufType::FLOAT32:
         case GgufType::FLOAT64: return std::string(gguf_type_name(type)) + " " + std::to_string(*as_float());
         case GgufType::BOOL: return *as_bool() ? "bool true" : "bool false";
-        case GgufType::UINT64:
-            return "u64 " + std::to_string(load<uint64_t>(data));
+        case GgufType::UINT64: return "u64 " + std::to_string(load<uint64_t>(data));
         default: return std::string(gguf_type_name(type)) + " " + std::to_string(*as_int());
     }
 }
@@ -346,7 +346,8 @@ std::optional<bool> GgufFile::get_bool(std::string_view key) const {
 std::optional<std::string_view> GgufFile::get_string(std::string_view key) const {
     const GgufValue* v = find(key);
     if (!v) return std::nullopt;
-    if (v->type != GgufType::STRING) fail("metadata " + std::string(key) + " should be a string, it is " + v->describe());
+    if (v->type != GgufType::STRING)
+        fail("metadata " + std::string(key) + " should be a string, it is " + v->describe());
     return v->str;
 }
 
@@ -373,7 +374,8 @@ GgufFile parse_gguf(const uint8_t* data, uint64_t size, const std::string& path)
     Reader r(data, size, f);
     r.skip(4, Named{"the magic"});
     f.version = r.read<uint32_t>(Named{"the version"});
-    if (f.version == 1) f.fail("GGUF version 1 is not supported (ferry reads versions 2 and 3); convert the file again");
+    if (f.version == 1)
+        f.fail("GGUF version 1 is not supported (ferry reads versions 2 and 3); convert the file again");
     if (f.version == 0x02000000u || f.version == 0x03000000u)
         f.fail("big-endian GGUF is not supported (ferry reads little-endian GGUF versions 2 and 3)");
     if (f.version != 2 && f.version != 3)
@@ -383,14 +385,16 @@ GgufFile parse_gguf(const uint8_t* data, uint64_t size, const std::string& path)
     // A key/value needs at least 8 (key length) + 4 (type) + 1 bytes; a
     // tensor info at least 8 + 4 + 4 + 8.
     if (n_kv > r.left() / 13)
-        f.fail("truncated: the header claims " + std::to_string(n_kv) + " metadata entries, more than the file can hold");
+        f.fail("truncated: the header claims " + std::to_string(n_kv) +
+               " metadata entries, more than the file can hold");
     if (n_tensors > r.left() / 24)
         f.fail("truncated: the header claims " + std::to_string(n_tensors) + " tensors, more than the file can hold");
 
     f.metadata.resize(static_cast<size_t>(n_kv));
     for (uint64_t i = 0; i < n_kv; ++i) {
         GgufKV& kv = f.metadata[i];
-        kv.key = r.string([&] { return "the key of metadata entry " + std::to_string(i) + " of " + std::to_string(n_kv); });
+        kv.key =
+            r.string([&] { return "the key of metadata entry " + std::to_string(i) + " of " + std::to_string(n_kv); });
         const std::string named = "metadata " + quoted(kv.key);
         const uint32_t type = r.read<uint32_t>([&] { return named + " type"; });
         if (!known_type(type)) f.fail(named + " has unknown value type " + std::to_string(type));
@@ -409,7 +413,8 @@ GgufFile parse_gguf(const uint8_t* data, uint64_t size, const std::string& path)
     f.tensors.resize(static_cast<size_t>(n_tensors));
     for (uint64_t i = 0; i < n_tensors; ++i) {
         GgufTensor& t = f.tensors[i];
-        t.name = r.string([&] { return "the name of tensor info " + std::to_string(i) + " of " + std::to_string(n_tensors); });
+        t.name = r.string(
+            [&] { return "the name of tensor info " + std::to_string(i) + " of " + std::to_string(n_tensors); });
         const std::string named = "tensor " + quoted(t.name);
         t.n_dims = r.read<uint32_t>([&] { return named + " dimension count"; });
         if (t.n_dims > kMaxDims)

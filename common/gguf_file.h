@@ -46,10 +46,10 @@ uint64_t gguf_scalar_bytes(GgufType type);
 
 struct GgufValue {
     GgufType type = GgufType::UINT8;
-    const uint8_t* data = nullptr;  // scalars: the value's bytes; numeric arrays: the first element
-    std::string_view str;           // STRING
-    GgufType elem_type = GgufType::UINT8;  // ARRAY
-    uint64_t count = 0;                    // ARRAY: number of elements
+    const uint8_t* data = nullptr;          // scalars: the value's bytes; numeric arrays: the first element
+    std::string_view str;                   // STRING
+    GgufType elem_type = GgufType::UINT8;   // ARRAY
+    uint64_t count = 0;                     // ARRAY: number of elements
     std::vector<std::string_view> strings;  // ARRAY of STRING
     std::vector<GgufValue> arrays;          // ARRAY of ARRAY
 
@@ -91,8 +91,8 @@ public:
     std::string path;
     uint32_t version = 0;
     uint64_t alignment = 32;
-    uint64_t data_offset = 0;  // start of the tensor data section
-    std::vector<GgufKV> metadata;  // in file order
+    uint64_t data_offset = 0;         // start of the tensor data section
+    std::vector<GgufKV> metadata;     // in file order
     std::vector<GgufTensor> tensors;  // in file order
 
     // nullptr if absent.

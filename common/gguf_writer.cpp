@@ -62,7 +62,8 @@ void GgufWriter::add_raw(const std::string& key, GgufType type, std::string byte
     if (key == "general.alignment" && type == GgufType::UINT32) {
         uint32_t a;
         std::memcpy(&a, bytes.data(), 4);
-        if (a == 0 || (a & (a - 1)) != 0) throw Error("general.alignment " + std::to_string(a) + " is not a power of two");
+        if (a == 0 || (a & (a - 1)) != 0)
+            throw Error("general.alignment " + std::to_string(a) + " is not a power of two");
         alignment_ = a;
     }
 }
@@ -141,8 +142,7 @@ bool GgufWriter::has_key(const std::string& key) const {
     return false;
 }
 
-void GgufWriter::add_tensor(const std::string& name, TensorType type, const std::vector<int64_t>& ne,
-                            RowSource rows) {
+void GgufWriter::add_tensor(const std::string& name, TensorType type, const std::vector<int64_t>& ne, RowSource rows) {
     const TensorTypeTraits* t = tensor_type_traits(type);
     if (!t || type == TensorType::Q8_GROUP) throw Error("tensor " + name + ": type cannot be stored in GGUF");
     if (ne.empty() || ne.size() > 4) throw Error("tensor " + name + ": GGUF tensors have 1 to 4 dimensions");
@@ -192,7 +192,8 @@ void GgufWriter::emit(const std::function<void(const char*, size_t)>& sink, cons
     const std::string zeros(alignment_, '\0');
     for (const Tensor& t : tensors_) {
         // About 4 MB per write, at least one row.
-        const int64_t per_chunk = std::max<int64_t>(1, static_cast<int64_t>((4u << 20) / std::max<uint64_t>(1, t.row_bytes)));
+        const int64_t per_chunk =
+            std::max<int64_t>(1, static_cast<int64_t>((4u << 20) / std::max<uint64_t>(1, t.row_bytes)));
         for (int64_t r0 = 0; r0 < t.rows; r0 += per_chunk) {
             const int64_t n = std::min(per_chunk, t.rows - r0);
             buf.assign(static_cast<size_t>(n * t.row_bytes), 0);

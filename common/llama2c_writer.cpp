@@ -220,8 +220,8 @@ void quantize_q8_groups(const float* x, int64_t n, int64_t group, int8_t* q, flo
     }
 }
 
-void write_llama2c(const std::string& path, const ModelConfig& c, TensorSource& source,
-                   const Llama2cWriteOptions& o, const WriteProgress& progress) {
+void write_llama2c(const std::string& path, const ModelConfig& c, TensorSource& source, const Llama2cWriteOptions& o,
+                   const WriteProgress& progress) {
     const int group = group_for(c, o);
     const std::string problem = check_writable(c, o, group);
     if (!problem.empty()) throw Error(path + ": cannot write this model: " + problem);

@@ -49,8 +49,8 @@ using WriteProgress = std::function<void(uint64_t done, uint64_t total)>;
 // Writes `path` (through path + ".partial", renamed at the end so a failed
 // write leaves no file that looks complete). Throws ferry::Error naming the
 // path if the config is unusable or the disk refuses.
-void write_llama2c(const std::string& path, const ModelConfig& c, TensorSource& source,
-                   const Llama2cWriteOptions& o, const WriteProgress& progress = {});
+void write_llama2c(const std::string& path, const ModelConfig& c, TensorSource& source, const Llama2cWriteOptions& o,
+                   const WriteProgress& progress = {});
 
 // A vocabulary of vocab_size pieces that makes any model of that size
 // printable: <unk>, <s>, </s>, the 256 <0xNN> byte pieces, then made-up words

@@ -55,8 +55,7 @@ void ModelFileTensorSource::row(const ModelTensor& t, int64_t r, float* out) {
     if (!info) throw Error(file_.path + ": tensor " + t.name + " is missing");
     if (info->rows != t.rows || info->cols != t.cols)
         throw Error(file_.path + ": tensor " + t.name + " is " + std::to_string(info->rows) + "x" +
-                    std::to_string(info->cols) + ", expected " + std::to_string(t.rows) + "x" +
-                    std::to_string(t.cols));
+                    std::to_string(info->cols) + ", expected " + std::to_string(t.rows) + "x" + std::to_string(t.cols));
     const Matrix m{info->type, file_.data(*info), info->rows, info->cols, info->group};
     kernels::dequantize_row(m, r, out);
 }

@@ -30,16 +30,16 @@ std::string spaces_from_pieces(const std::string& piece) {
 // "<0xNN>" -> NN, else -1 (run.c's sscanf("<0x%02hhX>") accepts the same).
 int parse_byte_piece(const std::string& p, size_t start) {
     unsigned int byte;
-    if (p.size() - start >= 4 && p.compare(start, 3, "<0x") == 0 && std::sscanf(p.c_str() + start, "<0x%02X>", &byte) == 1)
+    if (p.size() - start >= 4 && p.compare(start, 3, "<0x") == 0 &&
+        std::sscanf(p.c_str() + start, "<0x%02X>", &byte) == 1)
         return static_cast<int>(byte & 0xFF);
     return -1;
 }
 
 // The control-token texts llama.cpp also treats as end of generation.
 bool named_like_end(const std::string& s) {
-    static const char* const kNames[] = {"<|eot_id|>", "<|im_end|>",    "<|end|>", "<end_of_turn>",
-                                         "<|endoftext|>", "<|eom_id|>", "<EOT>",   "_<EOT>",
-                                         "<|end_of_text|>"};
+    static const char* const kNames[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",  "<|endoftext|>",
+                                         "<|eom_id|>", "<EOT>",      "_<EOT>",  "<|end_of_text|>"};
     for (const char* n : kNames)
         if (s == n) return true;
     return false;

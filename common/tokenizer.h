@@ -45,8 +45,8 @@ std::vector<std::string> pre_tokenize(PreTokenizer pre, const std::string& text)
 struct Vocabulary {
     TokenizerKind kind = TokenizerKind::spm;
     std::vector<std::string> pieces;
-    std::vector<float> scores;      // spm / llama2c; empty = all 0
-    std::vector<TokenType> types;   // empty = all normal
+    std::vector<float> scores;        // spm / llama2c; empty = all 0
+    std::vector<TokenType> types;     // empty = all normal
     std::vector<std::string> merges;  // bpe: "left right", best first
     PreTokenizer pre = PreTokenizer::gpt2;
     int bos = -1, eos = -1, eot = -1, eom = -1, unk = -1;
@@ -113,7 +113,7 @@ private:
     Vocabulary v_;
     std::unordered_map<std::string, int> ids_;
     std::unordered_map<std::string, int> ranks_;  // bpe: "left right" -> rank
-    std::vector<int> specials_;  // tokens matched in text before splitting, longest first
+    std::vector<int> specials_;                   // tokens matched in text before splitting, longest first
     std::vector<int> end_ids_;
 };
 

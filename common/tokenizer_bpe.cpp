@@ -139,7 +139,7 @@ void split_llama3(const Cursor& t, size_t begin, Words& out) {
         size_t spaces = 0, after_newline = 0;
         for (; t.flags(pos + spaces) & kWhitespace; ++spaces)
             if (newline(t.at(pos + spaces))) after_newline = pos + spaces + 1;
-        if (after_newline > 0) cut(after_newline);  // \s*[\r\n]+
+        if (after_newline > 0) cut(after_newline);                                     // \s*[\r\n]+
         else if (spaces > 1 && t.at(pos + spaces) != kOutside) cut(pos + spaces - 1);  // \s+(?!\S)
         else if (spaces > 0) cut(pos + spaces);
         else cut(pos + 1);
@@ -205,7 +205,6 @@ std::vector<std::string> pre_tokenize(PreTokenizer pre, const std::string& text)
     }
     return words;
 }
-
 
 void Tokenizer::encode_bpe(const std::string& text, std::vector<int>& out) const {
     const bool ignore_merges = v_.pre == PreTokenizer::llama3;

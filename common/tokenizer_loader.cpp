@@ -43,7 +43,8 @@ const char* pre_tokenizer_name(PreTokenizer p) {
 
 Tokenizer tokenizer_from_gguf(const GgufFile& g) {
     const std::optional<std::string_view> model = g.get_string("tokenizer.ggml.model");
-    if (!model) g.fail("missing required metadata tokenizer.ggml.model (no vocabulary inside; give a tokenizer with -z)");
+    if (!model)
+        g.fail("missing required metadata tokenizer.ggml.model (no vocabulary inside; give a tokenizer with -z)");
     Vocabulary v;
     if (*model == "llama") {
         v.kind = TokenizerKind::spm;
@@ -84,7 +85,8 @@ Tokenizer tokenizer_from_gguf(const GgufFile& g) {
             // "left right"; the split is the first space after the first
             // character, as a piece may itself begin with a space.
             const size_t sp = m.size() > 1 ? m.find(' ', 1) : std::string_view::npos;
-            if (sp == std::string_view::npos) g.fail("tokenizer.ggml.merges entry '" + std::string(m) + "' has no space");
+            if (sp == std::string_view::npos)
+                g.fail("tokenizer.ggml.merges entry '" + std::string(m) + "' has no space");
             v.merges.emplace_back(m);
             v.merges.back()[sp] = ' ';
         }

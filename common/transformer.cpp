@@ -98,8 +98,8 @@ void forward_block(const ModelConfig& c, const LayerWeights& L, const float* rop
 
 }  // namespace
 
-void forward_layers(const ModelConfig& c, const Weights& w, KVCache& kv, int pos, int n_tokens, float* x,
-                    Workspace& ws, k::ThreadPool* pool) {
+void forward_layers(const ModelConfig& c, const Weights& w, KVCache& kv, int pos, int n_tokens, float* x, Workspace& ws,
+                    k::ThreadPool* pool) {
     if (pos < 0 || n_tokens < 0 || pos + n_tokens > kv.seq_len())
         throw Error("positions " + std::to_string(pos) + ".." + std::to_string(pos + n_tokens) +
                     " do not fit the context of " + std::to_string(kv.seq_len()));

@@ -32,7 +32,8 @@ struct Binder {
     const float* vector(const std::string& name, int64_t n) const {
         const TensorInfo& t = get(name, 1, n);
         if (t.type != TensorType::F32)
-            throw Error(where + ": tensor " + name + " is " + tensor_type_name(t.type) + ", norms and RoPE factors must be f32");
+            throw Error(where + ": tensor " + name + " is " + tensor_type_name(t.type) +
+                        ", norms and RoPE factors must be f32");
         return reinterpret_cast<const float*>(base + t.offset);
     }
     Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const {

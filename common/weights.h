@@ -30,12 +30,12 @@ struct ShardSpec {
 
 struct Weights {
     ShardSpec spec;
-    Matrix token_embedding;          // if spec.embedding
-    std::vector<LayerWeights> layers;  // layers[i] is model layer spec.first_layer + i
+    Matrix token_embedding;              // if spec.embedding
+    std::vector<LayerWeights> layers;    // layers[i] is model layer spec.first_layer + i
     const float* rope_freqs = nullptr;   // RoPE frequency divisors, if config.rope_freq_factors
     int64_t rope_freqs_count = 0;        // head_size / 2 when bound
     const float* output_norm = nullptr;  // if spec.head
-    Matrix classifier;               // if spec.head; the embedding table when tied
+    Matrix classifier;                   // if spec.head; the embedding table when tied
 };
 
 // GGUF-style tensor names, the one place they are spelled.

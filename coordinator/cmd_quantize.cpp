@@ -36,7 +36,8 @@ std::string type_census(const GgufFile& g) {
     }
     std::string s = std::to_string(g.tensors.size()) + " tensors:";
     for (size_t i = 0; i < counts.size(); ++i)
-        s += (i ? ", " : " ") + std::to_string(counts[i].second) + " " + ggml_type_name(static_cast<uint32_t>(counts[i].first));
+        s += (i ? ", " : " ") + std::to_string(counts[i].second) + " " +
+             ggml_type_name(static_cast<uint32_t>(counts[i].first));
     return s;
 }
 
@@ -44,7 +45,8 @@ int cmd_quantize(const QuantizeArgs& a) {
     GgufOutput o;
     if (!parse_output_type(a.type, &o.type))
         throw Error("--type " + a.type + ": unknown; use one of " + output_type_list());
-    if (std::filesystem::exists(a.out) && !a.force) throw Error(a.out + ": already exists; pass --force to overwrite it");
+    if (std::filesystem::exists(a.out) && !a.force)
+        throw Error(a.out + ": already exists; pass --force to overwrite it");
     if (std::filesystem::exists(a.out) && std::filesystem::equivalent(a.in, a.out))
         throw Error(a.out + ": is the input; write to another file");
     o.threads = resolve_threads(a.threads);
@@ -85,7 +87,8 @@ void register_quantize(CLI::App& app, std::vector<Command>& commands) {
     cmd->add_option("--type", a.type, "Storage type of the weight matrices (list below)")->required();
     cmd->add_option("-z,--tokenizer", a.tokenizer,
                     "llama2.c input only: its tokenizer.bin (default: tokenizer.bin beside it)");
-    cmd->add_option("--threads", a.threads, "Threads encoding rows (default: one per core)")->check(CLI::Range(0, 1024));
+    cmd->add_option("--threads", a.threads, "Threads encoding rows (default: one per core)")
+        ->check(CLI::Range(0, 1024));
     cmd->add_flag("--force", a.force, "Overwrite OUT if it exists");
     cmd->add_flag("-q,--quiet", a.quiet, "No progress bar");
     commands.push_back({cmd, [] { return cmd_quantize(a); }, nullptr});

@@ -37,8 +37,9 @@ std::string preset_list() {
     for (const SynthPreset& p : synth_presets()) {
         const ModelConfig& c = p.config;
         char line[256];
-        std::snprintf(line, sizeof line, "\n  %-15s dim %d, hidden %d, %d layers, %d/%d heads, vocab %d, seq %d, %s; %s",
-                      p.name, c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len,
+        std::snprintf(line, sizeof line,
+                      "\n  %-15s dim %d, hidden %d, %d layers, %d/%d heads, vocab %d, seq %d, %s; %s", p.name, c.dim,
+                      c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len,
                       p.shared_classifier ? "tied classifier" : "separate classifier", p.note);
         s += line;
     }
@@ -54,8 +55,13 @@ int cmd_synth(const SynthArgs& a) {
         o.config = p->config;
         shared = p->shared_classifier;
     } else {
-        const char* missing = !a.dim ? "--dim" : !a.hidden_dim ? "--hidden-dim" : !a.layers ? "--layers"
-                            : !a.heads ? "--heads" : !a.vocab ? "--vocab" : !a.seq_len ? "--seq-len" : nullptr;
+        const char* missing = !a.dim          ? "--dim"
+                              : !a.hidden_dim ? "--hidden-dim"
+                              : !a.layers     ? "--layers"
+                              : !a.heads      ? "--heads"
+                              : !a.vocab      ? "--vocab"
+                              : !a.seq_len    ? "--seq-len"
+                                              : nullptr;
         if (missing) throw Error(std::string("synth: give --preset or every dimension (") + missing + " is missing)");
     }
     ModelConfig& c = o.config;
@@ -72,7 +78,8 @@ int cmd_synth(const SynthArgs& a) {
     o.gguf = a.format == "gguf";
     if (!o.gguf && !parse_llama2c_format(a.format, &o.write.format))
         throw Error("--format " + a.format + ": use legacy, v1, v2 or gguf");
-    if (!a.type.empty() && !o.gguf) throw Error("--type " + a.type + ": only GGUF has storage types; add --format gguf");
+    if (!a.type.empty() && !o.gguf)
+        throw Error("--type " + a.type + ": only GGUF has storage types; add --format gguf");
     if (!a.type.empty() && !parse_output_type(a.type, &o.gguf_type))
         throw Error("--type " + a.type + ": unknown; use one of " + output_type_list());
     if (o.gguf && a.group_size) throw Error("--group-size is for --format v2; GGUF types have fixed blocks");
@@ -93,9 +100,10 @@ int cmd_synth(const SynthArgs& a) {
     std::fprintf(stderr,
                  "wrote %s: %s, %s, dim %d hidden %d layers %d heads %d/%d vocab %d seq_len %d, %s "
                  "classifier, seed %lld, %.1f s\n",
-                 a.out.c_str(), format.c_str(), format_gb(static_cast<double>(std::filesystem::file_size(a.out))).c_str(),
-                 c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len,
-                 shared ? "tied" : "separate", static_cast<long long>(a.seed), s);
+                 a.out.c_str(), format.c_str(),
+                 format_gb(static_cast<double>(std::filesystem::file_size(a.out))).c_str(), c.dim, c.hidden_dim,
+                 c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len, shared ? "tied" : "separate",
+                 static_cast<long long>(a.seed), s);
     if (!a.tokenizer_out.empty()) {
         write_synthetic_tokenizer(a.tokenizer_out, c.vocab_size);
         std::fprintf(stderr, "wrote %s: synthetic tokenizer of %d pieces\n", a.tokenizer_out.c_str(), c.vocab_size);
@@ -113,9 +121,10 @@ void register_synth(CLI::App& app, std::vector<Command>& commands) {
         "numbers in every format. The file is streamed to disk (never held in memory) with a progress bar\n"
         "on stderr. RoPE theta 10000 and norm epsilon 1e-5 apply (llama2.c files cannot say otherwise).\n"
         "--format gguf writes GGUF v3 with llama.* metadata and a made-up vocabulary of --vocab pieces\n"
-        "embedded, so `ferry run` needs no tokenizer; --type picks the matrices' storage type (" +
+        "embedded, so `ferry run` needs no tokenizer; --type picks the matrices' storage type, under the\n"
+        "same per-tensor rule and fallbacks as `ferry quantize` (see its --help). Types:\n  " +
         output_type_list() +
-        ",\ndefault f32), under the same per-tensor rule and fallbacks as `ferry quantize` (see its --help).\n"
+        "\n"
         "Presets:" +
         preset_list() +
         "\nllama3.2-1b's real context is 131072; its preset stops at 8192 because engines allocate the KV\n"
@@ -130,7 +139,7 @@ void register_synth(CLI::App& app, std::vector<Command>& commands) {
     cmd->add_option("--format", a.format,
                     "legacy, v1 (llama2.c f32, default), v2 (llama2.c int8 groups) or gguf (any --type)")
         ->check(CLI::IsMember({"legacy", "v1", "v2", "gguf"}));
-    cmd->add_option("--type", a.type, "GGUF only: storage type of the weight matrices (default f32; list above)");
+    cmd->add_option("--type", a.type, "GGUF only: storage type of the weight matrices (default f32; list below)");
     cmd->add_option("--threads", a.threads, "GGUF only: threads encoding rows (default: one per core)")
         ->check(CLI::Range(0, 1024));
     cmd->add_option("--seed", a.seed, "Random seed (default 1)");

@@ -14,11 +14,13 @@ ChatTemplate choose_chat_template(const ModelFile& file, const std::string& forc
     if (file.format.rfind("llama2.c", 0) == 0) return ChatTemplate::llama2;  // run.c's chat format
     if (!file.chat_template.empty()) {
         if (auto t = detect_chat_template(file.chat_template)) return *t;
-        throw Error(file.path + ": its chat template is not one ferry knows; name one with --chat-template "
-                                "llama2|llama3|zephyr|chatml");
+        throw Error(file.path +
+                    ": its chat template is not one ferry knows; name one with --chat-template "
+                    "llama2|llama3|zephyr|chatml");
     }
-    throw Error(file.path + ": the model names no chat template; name one with --chat-template "
-                            "llama2|llama3|zephyr|chatml");
+    throw Error(file.path +
+                ": the model names no chat template; name one with --chat-template "
+                "llama2|llama3|zephyr|chatml");
 }
 
 Conversation::Conversation(Engine& engine, const Tokenizer& tokenizer, Sampler& sampler, ChatTemplate tmpl,
@@ -32,16 +34,15 @@ Conversation::Conversation(Engine& engine, const Tokenizer& tokenizer, Sampler& 
 }
 
 bool Conversation::ends_turn(int token) const {
-    return tokenizer_.ends_generation(token) ||
-           std::find(end_ids_.begin(), end_ids_.end(), token) != end_ids_.end();
+    return tokenizer_.ends_generation(token) || std::find(end_ids_.begin(), end_ids_.end(), token) != end_ids_.end();
 }
 
 bool Conversation::reply(const std::string& user, std::FILE* out) {
     const bool first = pos_ == 0;
     std::vector<int> input;
     if (pending_ >= 0) input.push_back(pending_);
-    const std::vector<int> turn = tokenizer_.encode(render_user_turn(template_, system_, user, first),
-                                                    first || bos_every_turn(template_), false);
+    const std::vector<int> turn =
+        tokenizer_.encode(render_user_turn(template_, system_, user, first), first || bos_every_turn(template_), false);
     context_full_ = false;
     input.insert(input.end(), turn.begin(), turn.end());
     const int context = engine_.context();

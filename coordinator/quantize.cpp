@@ -187,7 +187,9 @@ std::string output_type_list() {
 
 uint32_t llama_file_type(TensorType type) {
     const OutputType* o = output_entry(type);
-    if (!o) throw Error(std::string("type ") + tensor_type_name(type) + " cannot be written; use one of " + output_type_list());
+    if (!o)
+        throw Error(std::string("type ") + tensor_type_name(type) + " cannot be written; use one of " +
+                    output_type_list());
     return o->file_type;
 }
 
@@ -279,8 +281,7 @@ void write_llama_gguf(const std::string& path, const ModelConfig& c, bool tied_c
     write_with_progress(w, path, o);
 }
 
-void quantize_model(const std::string& in, const std::string& out, const std::string& tokenizer,
-                    const GgufOutput& o) {
+void quantize_model(const std::string& in, const std::string& out, const std::string& tokenizer, const GgufOutput& o) {
     const MappedFile probe(in);
     if (is_gguf(probe.data(), probe.size())) return quantize_gguf(in, out, o);
     const ModelFile model = open_llama2c_file(in);

@@ -28,7 +28,7 @@ struct SynthOptions {
     Llama2cWriteOptions write;  // the llama2.c format, unless gguf
     bool gguf = false;          // GGUF of gguf_type, with a made-up vocabulary embedded
     TensorType gguf_type = TensorType::F32;
-    int threads = 1;            // GGUF: threads encoding rows
+    int threads = 1;  // GGUF: threads encoding rows
     uint64_t seed = 1;
     float stddev = 0.02f;
     bool progress = true;  // a progress bar on stderr
