@@ -1,12 +1,14 @@
-// AVX2 dot products of the K-quants (Q2_K..Q6_K) with Q8_K activations, in quant_dot.h's canonical order.
+// AVX2 dot products of the K-quants (Q2_K..Q6_K) with Q8_K activations, in
+// quant_dot.h's canonical order.
 //
 // Per 256-value super-block: the levels as bytes, 32 at a time, maddubs
-// against the activations and madd with the group scales give exact int32
-// partial sums; their total (isum) and the min/offset correction from the
-// activations' 16-value sums (msum) then make one scalar f32 term, added to
-// partial sum b % 8 exactly as the portable code does. Super-blocks are big
-// enough that the scalar term costs little. Prefill decodes each block once
-// for four tokens (superblock_tile in quant_simd_avx2.h).
+// against the activations, then madd with the group scales (byte-shuffled
+// from one vector of the block's 16 scales), giving int32 partial sums whose
+// total is isum exactly; level offsets (Q3_K's 4, Q6_K's 32) come off as
+// scale-weighted sums of the activations' 16-value sums, and the mins
+// (Q2_K, Q4_K, Q5_K) are likewise a partial-sum vector for msum. Eight
+// super-blocks' vectors are folded and turned into f32 terms together
+// (superblock_tile in quant_simd_avx2.h).
 #if defined(__i386__) || defined(__x86_64__)
 #include <cstring>
 
@@ -18,177 +20,167 @@ namespace ferry::kernels::avx2 {
 
 namespace {
 
-// Each type: byte offsets of its f16 d (and dmin), and `dot`, which for T
-// tokens gives isum (and msum) of one super-block in quant_dot.h's terms.
+// The activations' 16 16-value sums of one super-block.
+FERRY_INLINE __m256i bsums16(const int16_t* bsums) { return load32(bsums); }
+
+// Adds, per token, sum over the 32 values of groups g, g + 1 of scale * level * x.
+template <int T, int g>
+FERRY_INLINE void add_group_pair(__m256i* acc, __m256i levels, const int8_t* const* x, const GroupScales& sc) {
+    const __m256i s = sc.pair<g>();
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_add_epi32(acc[t], scaled_dot(levels, x[t] + 16 * g, s));
+}
+
+// Q2_K: levels 0..3, scale = low nibble, min = high nibble of scales[g].
 struct Q2_K {
     static constexpr int kBytes = sizeof(BlockQ2_K), kD = 80, kDmin = 82;
     static constexpr bool kMin = true;
     template <int T>
-    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, int32_t* isum,
-                                 int32_t* msum) {
+    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
+                                 __m256i* mpart) {
         const BlockQ2_K* b = reinterpret_cast<const BlockQ2_K*>(blk);
-        __m256i acc[T];
-        for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
-        for (int h = 0; h < 2; ++h) {
-            const __m256i q = load32(b->qs + 32 * h);
-            auto group_pair = [&](__m256i levels, int k) {
-                const int g = 8 * h + 2 * k;
-                const __m256i sc = scales_2x16(b->scales[g] & 0xF, b->scales[g + 1] & 0xF);
-                for (int t = 0; t < T; ++t)
-                    acc[t] = _mm256_add_epi32(acc[t], scaled_dot(levels, x[t] + 128 * h + 32 * k, sc));
-            };
-            group_pair(crumbs<0>(q), 0);
-            group_pair(crumbs<2>(q), 1);
-            group_pair(crumbs<4>(q), 2);
-            group_pair(crumbs<6>(q), 3);
-        }
+        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
+        const __m128i nib = _mm_set1_epi8(0x0F);
+        const GroupScales sc(_mm256_cvtepu8_epi16(_mm_and_si128(packed, nib)));
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), nib));
         for (int t = 0; t < T; ++t) {
-            isum[t] = hsum_i32(acc[t]);
-            int32_t m = 0;
-            for (int g = 0; g < 16; ++g) m += (b->scales[g] >> 4) * bsums[t][g];
-            msum[t] = m;
+            part[t] = _mm256_setzero_si256();
+            mpart[t] = _mm256_madd_epi16(mins, bsums16(bsums[t]));
         }
+        const __m256i q0 = load32(b->qs), q1 = load32(b->qs + 32);
+        add_group_pair<T, 0>(part, crumbs<0>(q0), x, sc);
+        add_group_pair<T, 2>(part, crumbs<2>(q0), x, sc);
+        add_group_pair<T, 4>(part, crumbs<4>(q0), x, sc);
+        add_group_pair<T, 6>(part, crumbs<6>(q0), x, sc);
+        add_group_pair<T, 8>(part, crumbs<0>(q1), x, sc);
+        add_group_pair<T, 10>(part, crumbs<2>(q1), x, sc);
+        add_group_pair<T, 12>(part, crumbs<4>(q1), x, sc);
+        add_group_pair<T, 14>(part, crumbs<6>(q1), x, sc);
     }
 };
 
+// Q3_K: levels 0..7 (value + 4): two bits from qs, bit 2 from hmask bit v / 32;
+// 16 signed 6-bit scales.
 struct Q3_K {
     static constexpr int kBytes = sizeof(BlockQ3_K), kD = 108, kDmin = -1;
     static constexpr bool kMin = false;
+    // The 16 scales minus 32, as int16: low nibbles in bytes 0..7 (scales 0..7
+    // low, 8..15 high), two high bits in bytes 8..11 (scale j: byte 8 + j % 4, bits 2 * (j / 4)).
+    static FERRY_INLINE __m256i scales(const uint8_t* p) {
+        uint32_t a0, a1, hb;
+        std::memcpy(&a0, p, 4);
+        std::memcpy(&a1, p + 4, 4);
+        std::memcpy(&hb, p + 8, 4);
+        const uint32_t m4 = 0x0F0F0F0F, m2 = 0x03030303;
+        const __m128i v = _mm_setr_epi32(static_cast<int>((a0 & m4) | ((hb & m2) << 4)),
+                                         static_cast<int>((a1 & m4) | (((hb >> 2) & m2) << 4)),
+                                         static_cast<int>(((a0 >> 4) & m4) | (((hb >> 4) & m2) << 4)),
+                                         static_cast<int>(((a1 >> 4) & m4) | (((hb >> 6) & m2) << 4)));
+        return _mm256_sub_epi16(_mm256_cvtepu8_epi16(v), _mm256_set1_epi16(32));
+    }
     template <int T>
-    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, int32_t* isum,
-                                 int32_t*) {
+    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
+                                 __m256i*) {
         const BlockQ3_K* b = reinterpret_cast<const BlockQ3_K*>(blk);
-        int8_t sc[16];
-        q3_k_scales(b->scales, sc);
+        const __m256i s16 = scales(b->scales);
+        const GroupScales sc(s16);
+        // Levels are value + 4: take 4 * sum_g scale_g * bsum_g off.
+        for (int t = 0; t < T; ++t)
+            part[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(s16, bsums16(bsums[t])), 2));
         const __m256i hm = load32(b->hmask);
-        __m256i acc[T];
-        for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
-        // Levels 0..7 (value + 4): two low bits from qs, bit 2 from hmask bit v / 32.
-        auto group_pair = [&](__m256i levels, int h, int k) {
-            const int g = 8 * h + 2 * k;
-            const __m256i s = scales_2x16(sc[g], sc[g + 1]);
-            for (int t = 0; t < T; ++t)
-                acc[t] = _mm256_add_epi32(acc[t], scaled_dot(levels, x[t] + 128 * h + 32 * k, s));
-        };
         const __m256i q0 = load32(b->qs), q1 = load32(b->qs + 32);
-        group_pair(_mm256_or_si256(crumbs<0>(q0), bit_to<0, 2>(hm)), 0, 0);
-        group_pair(_mm256_or_si256(crumbs<2>(q0), bit_to<1, 2>(hm)), 0, 1);
-        group_pair(_mm256_or_si256(crumbs<4>(q0), bit_to<2, 2>(hm)), 0, 2);
-        group_pair(_mm256_or_si256(crumbs<6>(q0), bit_to<3, 2>(hm)), 0, 3);
-        group_pair(_mm256_or_si256(crumbs<0>(q1), bit_to<4, 2>(hm)), 1, 0);
-        group_pair(_mm256_or_si256(crumbs<2>(q1), bit_to<5, 2>(hm)), 1, 1);
-        group_pair(_mm256_or_si256(crumbs<4>(q1), bit_to<6, 2>(hm)), 1, 2);
-        group_pair(_mm256_or_si256(crumbs<6>(q1), bit_to<7, 2>(hm)), 1, 3);
-        for (int t = 0; t < T; ++t) {
-            int32_t off = 0;
-            for (int g = 0; g < 16; ++g) off += sc[g] * bsums[t][g];
-            isum[t] = hsum_i32(acc[t]) - 4 * off;
-        }
+        add_group_pair<T, 0>(part, _mm256_or_si256(crumbs<0>(q0), bit_to<0, 2>(hm)), x, sc);
+        add_group_pair<T, 2>(part, _mm256_or_si256(crumbs<2>(q0), bit_to<1, 2>(hm)), x, sc);
+        add_group_pair<T, 4>(part, _mm256_or_si256(crumbs<4>(q0), bit_to<2, 2>(hm)), x, sc);
+        add_group_pair<T, 6>(part, _mm256_or_si256(crumbs<6>(q0), bit_to<3, 2>(hm)), x, sc);
+        add_group_pair<T, 8>(part, _mm256_or_si256(crumbs<0>(q1), bit_to<4, 2>(hm)), x, sc);
+        add_group_pair<T, 10>(part, _mm256_or_si256(crumbs<2>(q1), bit_to<5, 2>(hm)), x, sc);
+        add_group_pair<T, 12>(part, _mm256_or_si256(crumbs<4>(q1), bit_to<6, 2>(hm)), x, sc);
+        add_group_pair<T, 14>(part, _mm256_or_si256(crumbs<6>(q1), bit_to<7, 2>(hm)), x, sc);
     }
 };
 
-// The 8 scales and mins of a Q4_K/Q5_K block; bsums of 32 values.
-FERRY_INLINE void scales_mins(const uint8_t* packed, uint8_t* sc, uint8_t* m) {
-    for (int j = 0; j < 8; ++j) scale_min_k4(j, packed, &sc[j], &m[j]);
+// Q4_K/Q5_K: 8 groups of 32 with 6-bit scales and mins, packed in 12 bytes
+// (scale_min_k4): returns [scale of the group of each 16 values] and the mins
+// doubled the same way, both as 16 int16.
+FERRY_INLINE void scales_mins_32(const uint8_t* p, __m256i* scales, __m256i* mins) {
+    uint32_t w0, w1, w2;
+    std::memcpy(&w0, p, 4);
+    std::memcpy(&w1, p + 4, 4);
+    std::memcpy(&w2, p + 8, 4);
+    const uint32_t m6 = 0x3F3F3F3F, m4 = 0x0F0F0F0F, m2 = 0x03030303;
+    const uint32_t sc_lo = w0 & m6, sc_hi = (w2 & m4) | (((w0 >> 6) & m2) << 4);
+    const uint32_t mn_lo = w1 & m6, mn_hi = ((w2 >> 4) & m4) | (((w1 >> 6) & m2) << 4);
+    const __m128i v = _mm_setr_epi32(static_cast<int>(sc_lo), static_cast<int>(sc_hi), static_cast<int>(mn_lo),
+                                     static_cast<int>(mn_hi));
+    // each byte twice: one scale per 16 values
+    *scales = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(v, v));
+    *mins = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(v, v));
 }
-FERRY_INLINE int32_t mins_dot(const uint8_t* m, const int16_t* bsums) {
-    int32_t s = 0;
-    for (int j = 0; j < 8; ++j) s += m[j] * (bsums[2 * j] + bsums[2 * j + 1]);
-    return s;
-}
 
-struct Q4_K {
-    static constexpr int kBytes = sizeof(BlockQ4_K), kD = 0, kDmin = 2;
+template <bool five>
+struct K45 {
+    static constexpr int kBytes = five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K), kD = 0, kDmin = 2;
     static constexpr bool kMin = true;
-    template <int T>
-    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, int32_t* isum,
-                                 int32_t* msum) {
-        const BlockQ4_K* b = reinterpret_cast<const BlockQ4_K*>(blk);
-        uint8_t sc[8], m[8];
-        scales_mins(b->scales, sc, m);
-        __m256i acc[T];
-        for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
+    template <int c, int T>
+    static FERRY_INLINE void chunk(__m256i* part, __m256i q, __m256i qh, const int8_t* const* x, const GroupScales& sc) {
         const __m256i mask = _mm256_set1_epi8(0x0F);
-        for (int c = 0; c < 4; ++c) {
-            const __m256i q = load32(b->qs + 32 * c);
-            const __m256i lo = _mm256_and_si256(q, mask), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
-            const __m256i s_lo = _mm256_set1_epi16(sc[2 * c]), s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
-            for (int t = 0; t < T; ++t)
-                acc[t] = _mm256_add_epi32(acc[t], _mm256_add_epi32(scaled_dot(lo, x[t] + 64 * c, s_lo),
-                                                                   scaled_dot(hi, x[t] + 64 * c + 32, s_hi)));
+        __m256i lo = _mm256_and_si256(q, mask), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+        if constexpr (five) {
+            lo = _mm256_or_si256(lo, bit_to<2 * c, 4>(qh));
+            hi = _mm256_or_si256(hi, bit_to<2 * c + 1, 4>(qh));
         }
+        add_group_pair<T, 4 * c>(part, lo, x, sc);
+        add_group_pair<T, 4 * c + 2>(part, hi, x, sc);
+    }
+    template <int T>
+    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
+                                 __m256i* mpart) {
+        const uint8_t* packed = blk + 4;
+        const uint8_t* qs = blk + (five ? 48 : 16);
+        __m256i s16, m16;
+        scales_mins_32(packed, &s16, &m16);
+        const GroupScales sc(s16);
         for (int t = 0; t < T; ++t) {
-            isum[t] = hsum_i32(acc[t]);
-            msum[t] = mins_dot(m, bsums[t]);
+            part[t] = _mm256_setzero_si256();
+            mpart[t] = _mm256_madd_epi16(m16, bsums16(bsums[t]));
         }
+        const __m256i qh = five ? load32(blk + 16) : _mm256_setzero_si256();
+        chunk<0, T>(part, load32(qs), qh, x, sc);
+        chunk<1, T>(part, load32(qs + 32), qh, x, sc);
+        chunk<2, T>(part, load32(qs + 64), qh, x, sc);
+        chunk<3, T>(part, load32(qs + 96), qh, x, sc);
     }
 };
+using Q4_K = K45<false>;
+using Q5_K = K45<true>;
 
-struct Q5_K {
-    static constexpr int kBytes = sizeof(BlockQ5_K), kD = 0, kDmin = 2;
-    static constexpr bool kMin = true;
-    template <int T>
-    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, int32_t* isum,
-                                 int32_t* msum) {
-        const BlockQ5_K* b = reinterpret_cast<const BlockQ5_K*>(blk);
-        uint8_t sc[8], m[8];
-        scales_mins(b->scales, sc, m);
-        __m256i acc[T];
-        for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
-        const __m256i mask = _mm256_set1_epi8(0x0F);
-        const __m256i qh = load32(b->qh);
-        auto chunk = [&](int c, __m256i high_lo, __m256i high_hi) {
-            const __m256i q = load32(b->qs + 32 * c);
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, mask), high_lo);
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), high_hi);
-            const __m256i s_lo = _mm256_set1_epi16(sc[2 * c]), s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
-            for (int t = 0; t < T; ++t)
-                acc[t] = _mm256_add_epi32(acc[t], _mm256_add_epi32(scaled_dot(lo, x[t] + 64 * c, s_lo),
-                                                                   scaled_dot(hi, x[t] + 64 * c + 32, s_hi)));
-        };
-        chunk(0, bit_to<0, 4>(qh), bit_to<1, 4>(qh));
-        chunk(1, bit_to<2, 4>(qh), bit_to<3, 4>(qh));
-        chunk(2, bit_to<4, 4>(qh), bit_to<5, 4>(qh));
-        chunk(3, bit_to<6, 4>(qh), bit_to<7, 4>(qh));
-        for (int t = 0; t < T; ++t) {
-            isum[t] = hsum_i32(acc[t]);
-            msum[t] = mins_dot(m, bsums[t]);
-        }
-    }
-};
-
+// Q6_K: levels 0..63 (value + 32): low nibbles from ql, two high bits from qh; 16 int8 scales.
 struct Q6_K {
     static constexpr int kBytes = sizeof(BlockQ6_K), kD = 208, kDmin = -1;
     static constexpr bool kMin = false;
-    template <int T>
-    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, int32_t* isum,
-                                 int32_t*) {
-        const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(blk);
-        __m256i acc[T];
-        for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
+    template <int h, int T>
+    static FERRY_INLINE void half(__m256i* part, const BlockQ6_K* b, const int8_t* const* x, const GroupScales& sc) {
         const __m256i mask = _mm256_set1_epi8(0x0F);
-        // Levels 0..63 (value + 32): low nibbles from ql, two high bits from qh.
-        auto group_pair = [&](__m256i levels, int h, int k) {
-            const int g = 8 * h + 2 * k;
-            const __m256i s = scales_2x16(b->scales[g], b->scales[g + 1]);
-            for (int t = 0; t < T; ++t)
-                acc[t] = _mm256_add_epi32(acc[t], scaled_dot(levels, x[t] + 128 * h + 32 * k, s));
-        };
-        for (int h = 0; h < 2; ++h) {
-            const __m256i l0 = load32(b->ql + 64 * h), l1 = load32(b->ql + 64 * h + 32);
-            const __m256i qh = load32(b->qh + 32 * h);
-            const __m256i h0 = _mm256_slli_epi16(crumbs<0>(qh), 4), h1 = _mm256_slli_epi16(crumbs<2>(qh), 4);
-            const __m256i h2 = _mm256_slli_epi16(crumbs<4>(qh), 4), h3 = _mm256_slli_epi16(crumbs<6>(qh), 4);
-            group_pair(_mm256_or_si256(_mm256_and_si256(l0, mask), h0), h, 0);
-            group_pair(_mm256_or_si256(_mm256_and_si256(l1, mask), h1), h, 1);
-            group_pair(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), mask), h2), h, 2);
-            group_pair(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), mask), h3), h, 3);
-        }
-        for (int t = 0; t < T; ++t) {
-            int32_t off = 0;
-            for (int g = 0; g < 16; ++g) off += b->scales[g] * bsums[t][g];
-            isum[t] = hsum_i32(acc[t]) - 32 * off;
-        }
+        const __m256i l0 = load32(b->ql + 64 * h), l1 = load32(b->ql + 64 * h + 32);
+        const __m256i qh = load32(b->qh + 32 * h);
+        add_group_pair<T, 8 * h>(part, _mm256_or_si256(_mm256_and_si256(l0, mask), _mm256_slli_epi16(crumbs<0>(qh), 4)), x, sc);
+        add_group_pair<T, 8 * h + 2>(part, _mm256_or_si256(_mm256_and_si256(l1, mask), _mm256_slli_epi16(crumbs<2>(qh), 4)), x, sc);
+        add_group_pair<T, 8 * h + 4>(part, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), mask),
+                                                           _mm256_slli_epi16(crumbs<4>(qh), 4)), x, sc);
+        add_group_pair<T, 8 * h + 6>(part, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), mask),
+                                                           _mm256_slli_epi16(crumbs<6>(qh), 4)), x, sc);
+    }
+    template <int T>
+    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
+                                 __m256i*) {
+        const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(blk);
+        const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales)));
+        const GroupScales sc(s16);
+        // Levels are value + 32: take 32 * sum_g scale_g * bsum_g off.
+        for (int t = 0; t < T; ++t)
+            part[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(s16, bsums16(bsums[t])), 5));
+        half<0, T>(part, b, x, sc);
+        half<1, T>(part, b, x, sc);
     }
 };
 

@@ -105,54 +105,140 @@ FERRY_INLINE __m256i crumbs(__m256i v) {
     return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(3));
 }
 
-// Scale vector for maddubs output (16 int16 = two 16-value groups): [s0 x 8 | s1 x 8].
-FERRY_INLINE __m256i scales_2x16(int s0, int s1) {
-    return _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(s1)), _mm_set1_epi16(static_cast<short>(s0)));
-}
+// Per-group scales as maddubs multipliers. `scales16` holds 16 int16 scales
+// (one per 16 values, s0..s7 in the low lane, s8..s15 in the high one);
+// group_scales<g>() gives [s_g x 8 | s_g+1 x 8] for the 32 values of groups
+// g, g + 1 (g even), one byte shuffle each.
+struct GroupScales {
+    __m256i lo, hi;  // [s0..s7 | s0..s7], [s8..s15 | s8..s15]
+    explicit FERRY_INLINE GroupScales(__m256i scales16)
+        : lo(_mm256_permute4x64_epi64(scales16, 0x44)), hi(_mm256_permute4x64_epi64(scales16, 0xEE)) {}
+    template <int g>
+    FERRY_INLINE __m256i pair() const {
+        constexpr int k = g % 8;
+        const __m256i pick = _mm256_setr_epi8(2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1,
+                                              2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1, 2 * k, 2 * k + 1,
+                                              2 * k + 2, 2 * k + 3, 2 * k + 2, 2 * k + 3, 2 * k + 2, 2 * k + 3, 2 * k + 2,
+                                              2 * k + 3, 2 * k + 2, 2 * k + 3, 2 * k + 2, 2 * k + 3, 2 * k + 2, 2 * k + 3,
+                                              2 * k + 2, 2 * k + 3);
+        return _mm256_shuffle_epi8(g < 8 ? lo : hi, pick);
+    }
+};
 
 // sum over 32 values of level * x, weighted per group by `scale` (int16 lanes).
 FERRY_INLINE __m256i scaled_dot(__m256i levels, const int8_t* x, __m256i scale) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(levels, load32(x)), scale);
 }
 
-// The super-block kernels (K-quants, TQ types): a type K gives byte offsets
-// kD (and kDmin) of its f16 scales and dot<T>(), the exact isum (and msum) of
-// one super-block against T tokens; the canonical f32 terms are then the
-// portable code's own (block_term, reduce_acc8 of quant_dot.h).
-constexpr int kSuperPrefetchAhead = 4096;
+// Lane k = total of all 8 lanes of v[k], k = 0..7: the exact sums of 8
+// super-blocks from their partial-sum vectors, folded in pairs as they come.
+struct BlockTotals8 {
+    __m256i pending, h0, h1, q0;
+    template <int j>
+    FERRY_INLINE void add(__m256i v) {
+        if constexpr (j % 2 == 0) {
+            pending = v;
+        } else {
+            const __m256i h = _mm256_hadd_epi32(pending, v);
+            if constexpr (j % 4 == 1) h0 = h;
+            else h1 = h;
+            if constexpr (j == 3) q0 = _mm256_hadd_epi32(h0, h1);
+        }
+    }
+    FERRY_INLINE __m256i totals() const {
+        const __m256i q1 = _mm256_hadd_epi32(h0, h1);
+        return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
+    }
+};
+
+// The super-block kernels (K-quants, TQ types). A type K gives the byte
+// offsets kD (and kDmin) of its f16 scales and dot<T>(), which for one
+// super-block and T tokens gives partial-sum vectors (any lanes) totalling
+// isum (and msum, for types with mins). Whole groups of 8 super-blocks get
+// their terms as one vector (lane k = block b0 + k, the canonical b % 8);
+// the last nb % 8 get the portable code's scalar terms.
+constexpr int kSuperPrefetchAhead = 8192;
+
+template <class K, int T, int j>
+FERRY_INLINE void superblock_step(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bs,
+                                  BlockTotals8* tot, BlockTotals8* mtot) {
+    const int8_t* xj[T];
+    const int16_t* bj[T];
+    for (int t = 0; t < T; ++t) {
+        xj[t] = x[t] + j * kQK_K;
+        bj[t] = bs[t] + j * (kQK_K / 16);
+    }
+    __m256i part[T], mpart[T];
+    K::template dot<T>(blk + j * K::kBytes, xj, bj, part, mpart);
+    for (int t = 0; t < T; ++t) {
+        tot[t].template add<j>(part[t]);
+        if constexpr (K::kMin) mtot[t].template add<j>(mpart[t]);
+    }
+}
 
 template <class K, int T>
 void superblock_tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
     const int64_t nb = w.cols / kQK_K, nbs = a.stride / kQK_K;
     const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * nb * K::kBytes;
-    float acc[T][8] = {};
+    __m256 acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
     const int8_t* x[T];
     const int16_t* bs[T];
-    for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* blk = row + b * K::kBytes;
-        for (int off = 0; off < K::kBytes; off += 64)
-            _mm_prefetch(reinterpret_cast<const char*>(blk) + kSuperPrefetchAhead + off, _MM_HINT_T0);
+    auto at_block = [&](int64_t b) {
         for (int t = 0; t < T; ++t) {
             x[t] = a.qs + (t0 + t) * a.stride + b * kQK_K;
             bs[t] = a.bsums + ((t0 + t) * a.stride + b * kQK_K) / 16;
         }
-        int32_t isum[T], msum[T];
-        K::template dot<T>(blk, x, bs, isum, msum);
+    };
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        const uint8_t* blk = row + b * K::kBytes;
+        prefetch_span(blk + kSuperPrefetchAhead, 8 * K::kBytes);
+        at_block(b);
+        BlockTotals8 tot[T], mtot[T];
+        superblock_step<K, T, 0>(blk, x, bs, tot, mtot);
+        superblock_step<K, T, 1>(blk, x, bs, tot, mtot);
+        superblock_step<K, T, 2>(blk, x, bs, tot, mtot);
+        superblock_step<K, T, 3>(blk, x, bs, tot, mtot);
+        superblock_step<K, T, 4>(blk, x, bs, tot, mtot);
+        superblock_step<K, T, 5>(blk, x, bs, tot, mtot);
+        superblock_step<K, T, 6>(blk, x, bs, tot, mtot);
+        superblock_step<K, T, 7>(blk, x, bs, tot, mtot);
+        const __m256 dw = load_f16x8<K::kBytes>(blk + K::kD);
+        for (int t = 0; t < T; ++t) {
+            const __m256 dx = _mm256_loadu_ps(a.d + (t0 + t) * nbs + b);
+            __m256 term = _mm256_mul_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(tot[t].totals()));
+            if constexpr (K::kMin) {
+                const __m256 dm = load_f16x8<K::kBytes>(blk + K::kDmin);
+                term = _mm256_sub_ps(term, _mm256_mul_ps(_mm256_mul_ps(dm, dx), _mm256_cvtepi32_ps(mtot[t].totals())));
+            }
+            acc[t] = _mm256_add_ps(acc[t], term);
+        }
+    }
+    alignas(32) float lanes[T][8];
+    for (int t = 0; t < T; ++t) _mm256_store_ps(lanes[t], acc[t]);
+    for (; b < nb; ++b) {
+        const uint8_t* blk = row + b * K::kBytes;
+        at_block(b);
+        __m256i part[T], mpart[T];
+        K::template dot<T>(blk, x, bs, part, mpart);
         const float dw = f16_to_f32(blk + K::kD);
         for (int t = 0; t < T; ++t) {
             const float dx = a.d[(t0 + t) * nbs + b];
             float term;
-            if constexpr (K::kMin) term = block_term_min(dw, f16_to_f32(blk + K::kDmin), dx, isum[t], msum[t]);
-            else term = block_term(dw, dx, isum[t]);
-            acc[t][b % 8] += term;
+            if constexpr (K::kMin)
+                term = block_term_min(dw, f16_to_f32(blk + K::kDmin), dx, hsum_i32(part[t]), hsum_i32(mpart[t]));
+            else
+                term = block_term(dw, dx, hsum_i32(part[t]));
+            lanes[t][b % 8] += term;
         }
     }
-    for (int t = 0; t < T; ++t) out[(t0 + t) * w.rows + r] = reduce_acc8(acc[t]);
+    for (int t = 0; t < T; ++t) out[(t0 + t) * w.rows + r] = reduce_acc8(lanes[t]);
 }
 
 template <class K>
 void superblock_rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
-    constexpr int kTokens = 4;
+    constexpr int kTokens = 2;
     for (int64_t r = r0; r < r1; ++r) {
         int t = 0;
         for (; t + kTokens <= a.n_tokens; t += kTokens) superblock_tile<K, kTokens>(out, w, a, r, t);

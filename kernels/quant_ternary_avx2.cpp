@@ -13,17 +13,13 @@ namespace ferry::kernels::avx2 {
 namespace {
 
 // Ternary: levels 0..2 (value + 1), no group scales.
-FERRY_INLINE int32_t bsums_total(const int16_t* bsums) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsums));
-    return hsum_i32(_mm256_madd_epi16(v, _mm256_set1_epi16(1)));
-}
 
 struct TQ2_0 {
     static constexpr int kBytes = sizeof(BlockTQ2_0), kD = 64, kDmin = -1;
     static constexpr bool kMin = false;
     template <int T>
-    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, int32_t* isum,
-                                 int32_t*) {
+    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
+                                 __m256i*) {
         const BlockTQ2_0* b = reinterpret_cast<const BlockTQ2_0*>(blk);
         __m256i acc[T];
         for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
@@ -39,7 +35,8 @@ struct TQ2_0 {
                 acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(s, _mm256_set1_epi16(1)));
             }
         }
-        for (int t = 0; t < T; ++t) isum[t] = hsum_i32(acc[t]) - bsums_total(bsums[t]);
+        // Levels are value + 1: take the sum of the activations off.
+        for (int t = 0; t < T; ++t) part[t] = _mm256_sub_epi32(acc[t], _mm256_madd_epi16(load32(bsums[t]), _mm256_set1_epi16(1)));
     }
 };
 
@@ -61,8 +58,8 @@ struct TQ1_0 {
     static constexpr int kBytes = sizeof(BlockTQ1_0), kD = 52, kDmin = -1;
     static constexpr bool kMin = false;
     template <int T>
-    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, int32_t* isum,
-                                 int32_t*) {
+    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
+                                 __m256i*) {
         const BlockTQ1_0* b = reinterpret_cast<const BlockTQ1_0*>(blk);
         __m256i acc[T];
         for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
@@ -92,7 +89,8 @@ struct TQ1_0 {
         const __m256i hk = _mm256_blend_epi32(_mm256_blend_epi32(trits<0>(last), trits<1>(last), 0x20),
                                               _mm256_blend_epi32(trits<2>(last), trits<3>(last), 0x80), 0xC0);
         add(_mm256_blend_epi32(d4, hk, 0xF0), 224);
-        for (int t = 0; t < T; ++t) isum[t] = hsum_i32(acc[t]) - bsums_total(bsums[t]);
+        // Levels are value + 1: take the sum of the activations off.
+        for (int t = 0; t < T; ++t) part[t] = _mm256_sub_epi32(acc[t], _mm256_madd_epi16(load32(bsums[t]), _mm256_set1_epi16(1)));
     }
 };
 
