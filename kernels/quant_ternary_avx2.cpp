@@ -40,18 +40,17 @@ struct TQ2_0 {
     }
 };
 
-// TQ1_0 trits: digit k of byte q is ((q * 3^k mod 256) * 3) >> 8.
-template <int k>
-FERRY_INLINE __m256i trits(__m256i q) {
-    constexpr int pow3[5] = {1, 3, 9, 27, 81};
-    const __m256i low = _mm256_set1_epi16(0x00FF);
-    // Bytes multiplied in 16-bit lanes, even and odd bytes apart (no byte multiply in AVX2).
-    const __m256i even = _mm256_and_si256(_mm256_mullo_epi16(_mm256_and_si256(q, low), _mm256_set1_epi16(pow3[k])), low);
-    const __m256i odd = _mm256_and_si256(_mm256_mullo_epi16(_mm256_srli_epi16(q, 8), _mm256_set1_epi16(pow3[k])), low);
-    const __m256i three = _mm256_set1_epi16(3);
-    const __m256i te = _mm256_srli_epi16(_mm256_mullo_epi16(even, three), 8);
-    const __m256i to = _mm256_srli_epi16(_mm256_mullo_epi16(odd, three), 8);
-    return _mm256_or_si256(te, _mm256_slli_epi16(to, 8));
+// TQ1_0: a byte q holds 5 trits as the fixed-point fraction q / 256 of a
+// base-3 number, most significant first. Digit k is floor(3 * q_k / 256)
+// with q_k = q * 3^k mod 256, i.e. (q_k >= 86) + (q_k >= 171); q_(k+1) is q_k
+// times 3 in wrapping byte arithmetic.
+FERRY_INLINE __m256i times3(__m256i q) { return _mm256_add_epi8(q, _mm256_add_epi8(q, q)); }
+FERRY_INLINE __m256i top_trit(__m256i q) {
+    // unsigned byte compares as signed ones on q ^ 0x80
+    const __m256i biased = _mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80)));
+    const __m256i ge86 = _mm256_cmpgt_epi8(biased, _mm256_set1_epi8(static_cast<char>(85 ^ 0x80)));
+    const __m256i ge171 = _mm256_cmpgt_epi8(biased, _mm256_set1_epi8(static_cast<char>(170 ^ 0x80)));
+    return _mm256_sub_epi8(_mm256_sub_epi8(_mm256_setzero_si256(), ge86), ge171);
 }
 
 struct TQ1_0 {
@@ -61,36 +60,45 @@ struct TQ1_0 {
     static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
                                  __m256i*) {
         const BlockTQ1_0* b = reinterpret_cast<const BlockTQ1_0*>(blk);
+        // Levels <= 2: eight maddubs results summed stay far inside int16.
         __m256i acc[T];
         for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
         auto add = [&](__m256i levels, int v0) {
-            for (int t = 0; t < T; ++t)
-                acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(_mm256_maddubs_epi16(levels, load32(x[t] + v0)),
-                                                                    _mm256_set1_epi16(1)));
+            for (int t = 0; t < T; ++t) acc[t] = _mm256_add_epi16(acc[t], _mm256_maddubs_epi16(levels, load32(x[t] + v0)));
         };
-        // qs[0..31]: digit k of byte m is value m + 32k.
-        const __m256i q32 = load32(b->qs);
-        add(trits<0>(q32), 0);
-        add(trits<1>(q32), 32);
-        add(trits<2>(q32), 64);
-        add(trits<3>(q32), 96);
-        add(trits<4>(q32), 128);
-        // qs[32..47] twice: digit k of byte m is value 160 + m + 16k; digits (0,1) and (2,3) fill 32 values.
+        // qs[0..31]: digit k of byte m is value 32k + m.
+        __m256i q = load32(b->qs);
+        add(top_trit(q), 0);
+        q = times3(q);
+        add(top_trit(q), 32);
+        q = times3(q);
+        add(top_trit(q), 64);
+        q = times3(q);
+        add(top_trit(q), 96);
+        q = times3(q);
+        add(top_trit(q), 128);
+        // qs[32..47]: digit k of byte m is value 160 + 16k + m; with the high
+        // lane one step ahead, one register gives digits (0, 1), then (2, 3).
         const __m128i q16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs + 32));
-        const __m256i q16x2 = _mm256_set_m128i(q16, q16);
-        add(_mm256_blend_epi32(trits<0>(q16x2), trits<1>(q16x2), 0xF0), 160);
-        add(_mm256_blend_epi32(trits<2>(q16x2), trits<3>(q16x2), 0xF0), 192);
-        // Digit 4 of qs[32..47] (values 224..239), then qh: digit k of byte m is value 240 + m + 4k.
+        __m256i v = _mm256_set_m128i(_mm_add_epi8(q16, _mm_add_epi8(q16, q16)), q16);
+        add(top_trit(v), 160);
+        v = times3(times3(v));
+        add(top_trit(v), 192);
+        // Digit 4 of qs[32..47] (values 224..239) beside qh, whose byte m
+        // holds values 240 + 4k + m: dword k of the high lane is qh * 3^k.
+        v = times3(times3(v));
         uint32_t qh;
         std::memcpy(&qh, b->qh, 4);
-        const __m128i h = _mm_set1_epi32(static_cast<int>(qh));
-        const __m256i last = _mm256_set_m128i(h, q16);
-        const __m256i d4 = trits<4>(last);
-        const __m256i hk = _mm256_blend_epi32(_mm256_blend_epi32(trits<0>(last), trits<1>(last), 0x20),
-                                              _mm256_blend_epi32(trits<2>(last), trits<3>(last), 0x80), 0xC0);
-        add(_mm256_blend_epi32(d4, hk, 0xF0), 224);
+        const __m128i h1 = _mm_set1_epi32(static_cast<int>(qh));
+        const __m128i h3 = _mm_add_epi8(h1, _mm_add_epi8(h1, h1));
+        const __m128i h9 = _mm_add_epi8(h3, _mm_add_epi8(h3, h3));
+        const __m128i h27 = _mm_add_epi8(h9, _mm_add_epi8(h9, h9));
+        const __m128i h = _mm_blend_epi32(_mm_blend_epi32(h1, h3, 0x2), _mm_blend_epi32(h9, h27, 0x8), 0xC);
+        add(top_trit(_mm256_inserti128_si256(v, h, 1)), 224);
         // Levels are value + 1: take the sum of the activations off.
-        for (int t = 0; t < T; ++t) part[t] = _mm256_sub_epi32(acc[t], _mm256_madd_epi16(load32(bsums[t]), _mm256_set1_epi16(1)));
+        const __m256i ones = _mm256_set1_epi16(1);
+        for (int t = 0; t < T; ++t)
+            part[t] = _mm256_sub_epi32(_mm256_madd_epi16(acc[t], ones), _mm256_madd_epi16(load32(bsums[t]), ones));
     }
 };
 
