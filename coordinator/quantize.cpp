@@ -88,18 +88,18 @@ GgufWriter::RowSource copied_rows(const uint8_t* data, uint64_t row_bytes) {
 // The tensors of a parsed GGUF file, decoded to f32 row by row.
 class GgufTensorSource : public TensorSource {
 public:
-    explicit GgufTensorSource(const GgufFile& g) : g_(g) {}
+    // data: the image g was parsed from.
+    GgufTensorSource(const GgufFile& g, const uint8_t* data) : g_(g), data_(data) {}
     void row(const ModelTensor& t, int64_t r, float* out) override {
         const GgufTensor* x = g_.find_tensor(t.name);
         if (!x) g_.fail("tensor " + t.name + " is missing");
         const uint64_t row_bytes = static_cast<uint64_t>(tensor_bytes(x->type, 1, x->cols()));
         decode_rows(x->type, data_ + x->offset + static_cast<uint64_t>(r) * row_bytes, out, 1, x->cols());
     }
-    void set_data(const uint8_t* data) { data_ = data; }
 
 private:
     const GgufFile& g_;
-    const uint8_t* data_ = nullptr;
+    const uint8_t* data_;
 };
 
 void add_llama_metadata(GgufWriter& w, const ModelConfig& c, const std::string& name, TensorType type) {
@@ -140,8 +140,7 @@ void quantize_gguf(const std::string& in, const std::string& out, const GgufOutp
     w.add_u32("general.quantization_version", kQuantizationVersion);
     w.add_u32("general.file_type", llama_file_type(o.type));
 
-    GgufTensorSource source(g);
-    source.set_data(map.data());
+    GgufTensorSource source(g, map.data());
     kernels::ThreadPool pool(o.threads);
     for (const GgufTensor& t : g.tensors) {
         const std::string name(t.name);
