@@ -355,6 +355,19 @@ TEST(Llama3Vocabulary, SpecialTokensBosAndEndOfGeneration) {
     EXPECT_EQ(tok.decode(0, tok.eot_id()), "");
 }
 
+// The classes the split patterns use, where ASCII rules would go wrong.
+TEST(UnicodeClasses, LettersNumbersAndWhitespaceBeyondAscii) {
+    using namespace unicode;
+    for (uint32_t cp : {0xC4u, 0x436u, 0x4E2Du, 0xD55Cu, 0x1EA1u, 0x10400u, 0x2A6D6u})  // Ä ж 中 한 ạ 𐐀 𪛖
+        EXPECT_EQ(flags(cp), kLetter) << std::hex << cp;
+    for (uint32_t cp : {0xBDu, 0x663u, 0x2460u, 0x216Bu, 0xFF11u, 0x1D7CEu})  // ½ ٣ ① Ⅻ １ 𝟎
+        EXPECT_EQ(flags(cp), kNumber) << std::hex << cp;
+    for (uint32_t cp : {0xA0u, 0x1680u, 0x2028u, 0x3000u, 0x85u}) EXPECT_EQ(flags(cp), kWhitespace) << std::hex << cp;
+    // Marks, joiners, symbols, punctuation, emoji, unassigned: none of them.
+    for (uint32_t cp : {0x301u, 0x94Du, 0x200Du, 0xFF5Eu, 0x3002u, 0x1F600u, 0x378u, 0x10FFFFu})
+        EXPECT_EQ(flags(cp), 0) << std::hex << cp;
+}
+
 // An spm vocabulary's ids, flags and byte fallback come from its keys.
 TEST(SpmVocabulary, KeysAndByteFallback) {
     const VocabFile file(vocab_path("ggml-vocab-llama-spm.gguf"));
