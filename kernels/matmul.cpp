@@ -100,11 +100,11 @@ const DenseKernels& dense_kernels(Level level) {
 namespace {
 
 // Rows per chunk handed to a thread: about kChunkMacs multiply-adds, a whole
-// number of kRowTile rows (the SIMD tiles' height). A matrix smaller than one
+// number of kRowTile rows (a multiple of every SIMD prefill tile's height). A matrix smaller than one
 // chunk stays on the calling thread; decode chunks take microseconds, so a
 // descheduled helper delays the caller by at most that much.
 constexpr int64_t kChunkMacs = int64_t{1} << 16;
-constexpr int64_t kRowTile = 4;
+constexpr int64_t kRowTile = 12;
 
 int64_t row_grain(int64_t cols, int n_tokens) {
     const int64_t per_row = (cols > 0 ? cols : 1) * (n_tokens > 0 ? n_tokens : 1);

@@ -15,8 +15,8 @@ namespace {
 
 struct Avx2 {
     using V = __m256;
-    static constexpr int kPrefillRows = 4;
-    static constexpr int kPrefillTokens = 2;
+    static constexpr int kPrefillRows = 3;
+    static constexpr int kPrefillTokens = 3;
     static V zero() { return _mm256_setzero_ps(); }
     static V add(V a, V b) { return _mm256_add_ps(a, b); }
     static V mul(V a, V b) { return _mm256_mul_ps(a, b); }

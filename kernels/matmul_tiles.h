@@ -67,14 +67,21 @@ inline void tile(float* out, int64_t out_stride, const typename L::W* w, int64_t
     }
 }
 
-// Rows r .. r+R-1 for every token: tiles of T tokens, then the rest one by one.
+// Rows r .. r+R-1 for every token: tiles of T tokens, then one tile of the
+// remaining T-1 or fewer.
 template <class S, class L, int R, int T>
 inline void row_block(float* out, int64_t out_stride, const typename L::W* w, int64_t cols, const float* x,
                       int n_tokens, int64_t r, const typename L::W* prefetch_end) {
     int t = 0;
     for (; t + T <= n_tokens; t += T)
         tile<S, L, R, T>(out + t * out_stride, out_stride, w, cols, x + t * cols, r, prefetch_end);
-    for (; t < n_tokens; ++t) tile<S, L, R, 1>(out + t * out_stride, out_stride, w, cols, x + t * cols, r, prefetch_end);
+    if constexpr (T > 1) {
+        if (n_tokens - t == T - 1)
+            tile<S, L, R, T - 1>(out + t * out_stride, out_stride, w, cols, x + t * cols, r, prefetch_end);
+        else if (n_tokens > t)
+            row_block<S, L, R, T - 1>(out + t * out_stride, out_stride, w, cols, x + t * cols, n_tokens - t, r,
+                                      prefetch_end);
+    }
 }
 
 template <class S, class L>
