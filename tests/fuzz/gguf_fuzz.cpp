@@ -5,9 +5,9 @@
 // type is a bug.
 //
 // Built with clang's libFuzzer (see tests/fuzz/CMakeLists.txt):
-//   cmake -S tests/fuzz -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++
+//   cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DFERRY_FUZZ=ON
 //   cmake --build build-fuzz --target gguf_fuzz
-//   ./build-fuzz/gguf_fuzz -max_len=65536 corpus-dir ../shared/models/gguf
+//   ./build-fuzz/common/gguf_fuzz -max_len=65536 corpus-dir ../shared/models/gguf
 // tests/gguf_fuzz_test.cpp includes this file and runs the same entry over a
 // fixed corpus of mutated real files in every ctest run.
 #include <cstddef>
