@@ -20,10 +20,6 @@ namespace ferry::kernels::avx2 {
 
 namespace {
 
-// Software prefetch this far ahead of the rows being read: the hardware
-// prefetchers alone leave decode at a third of memory bandwidth here.
-constexpr int kPrefetchAhead = 8192;
-
 // Two 16-byte halves as one register: [p | q].
 FERRY_INLINE __m256i load_2x16(const uint8_t* p, const uint8_t* q) {
     return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
@@ -178,14 +174,15 @@ FERRY_INLINE void blocks8(const uint8_t* const* rows, const int8_t* const* x, co
 
 // Rows [r, r + R) against tokens [t0, t0 + T).
 template <class W, int R, int T>
-void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
+void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0, const WeightPrefetch& pf) {
     const int64_t nb = w.cols / kQK8_0, row_bytes = nb * W::kBytes, nbs = a.stride / kQK8_0;
     const uint8_t* rows[R];
     const int8_t* x[T];
     const float* dx[T];
     const int32_t* xsum[T];
     __m256 acc[R * T];
-    for (int i = 0; i < R; ++i) rows[i] = static_cast<const uint8_t*>(w.data) + (r + i) * row_bytes;
+    const uint8_t* start = static_cast<const uint8_t*>(w.data) + r * row_bytes;
+    for (int i = 0; i < R; ++i) rows[i] = start + i * row_bytes;
     for (int i = 0; i < R * T; ++i) acc[i] = _mm256_setzero_ps();
     for (int t = 0; t < T; ++t) {
         x[t] = a.qs + (t0 + t) * a.stride;
@@ -196,7 +193,7 @@ void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
     for (; b + 8 <= nb; b += 8) {
         // Rows r .. r+R-1 are adjacent: prefetch them as one stream, as far
         // along as this step reads (8 blocks of each row).
-        prefetch_span(reinterpret_cast<const uint8_t*>(rows[0]) + R * b * W::kBytes + kPrefetchAhead, R * 8 * W::kBytes);
+        pf.ahead(start + R * b * W::kBytes, R * 8 * W::kBytes);
         blocks8<W, R, T>(rows, x, dx, xsum, acc);
         for (int i = 0; i < R; ++i) rows[i] += 8 * W::kBytes;
         for (int t = 0; t < T; ++t) {
@@ -225,19 +222,22 @@ void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
 template <class W>
 void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
     constexpr int kTokens = 4;
+    const int64_t row_bytes = w.cols / kQK8_0 * W::kBytes;
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    const WeightPrefetch pf(base + r0 * row_bytes, base + r1 * row_bytes);
     if (a.n_tokens == 1) {
         int64_t r = r0;
         // Four rows at a time where registers allow (the signed types keep magnitudes too).
         if constexpr (!W::kSigned)
-            for (; r + 4 <= r1; r += 4) tile<W, 4, 1>(out, w, a, r, 0);
-        for (; r + 2 <= r1; r += 2) tile<W, 2, 1>(out, w, a, r, 0);
-        if (r < r1) tile<W, 1, 1>(out, w, a, r, 0);
+            for (; r + 4 <= r1; r += 4) tile<W, 4, 1>(out, w, a, r, 0, pf);
+        for (; r + 2 <= r1; r += 2) tile<W, 2, 1>(out, w, a, r, 0, pf);
+        if (r < r1) tile<W, 1, 1>(out, w, a, r, 0, pf);
         return;
     }
     for (int64_t r = r0; r < r1; ++r) {
         int t = 0;
-        for (; t + kTokens <= a.n_tokens; t += kTokens) tile<W, 1, kTokens>(out, w, a, r, t);
-        for (; t < a.n_tokens; ++t) tile<W, 1, 1>(out, w, a, r, t);
+        for (; t + kTokens <= a.n_tokens; t += kTokens) tile<W, 1, kTokens>(out, w, a, r, t, pf);
+        for (; t < a.n_tokens; ++t) tile<W, 1, 1>(out, w, a, r, t, pf);
     }
 }
 

@@ -14,7 +14,7 @@ namespace ferry::kernels::avx2 {
 namespace {
 
 template <int T>
-void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
+void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0, const WeightPrefetch& pf) {
     const int64_t G = w.group, ng = w.cols / G;
     const int8_t* row = static_cast<const int8_t*>(w.data) + r * w.cols;
     const uint8_t* scales = static_cast<const uint8_t*>(w.data) + w.rows * w.cols + r * ng * 4;
@@ -23,7 +23,7 @@ void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
         __m256i s[T];
         for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_si256();
         for (int64_t j = b * G; j < (b + 1) * G; j += 32) {
-            _mm_prefetch(reinterpret_cast<const char*>(row + j) + 4096, _MM_HINT_T0);
+            if (j % 64 == 0) pf.ahead(reinterpret_cast<const uint8_t*>(row + j), 64);
             const __m256i v = load32(row + j);
             const __m256i mag = _mm256_sign_epi8(v, v);
             for (int t = 0; t < T; ++t)
@@ -42,10 +42,12 @@ void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
 void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
     if (w.group % 32 != 0) return scalar::quant_rows(TensorType::Q8_GROUP)(out, w, a, r0, r1);
     constexpr int kTokens = 4;
+    const uint8_t* base = static_cast<const uint8_t*>(w.data);
+    const WeightPrefetch pf(base + r0 * w.cols, base + r1 * w.cols);
     for (int64_t r = r0; r < r1; ++r) {
         int t = 0;
-        for (; t + kTokens <= a.n_tokens; t += kTokens) tile<kTokens>(out, w, a, r, t);
-        for (; t < a.n_tokens; ++t) tile<1>(out, w, a, r, t);
+        for (; t + kTokens <= a.n_tokens; t += kTokens) tile<kTokens>(out, w, a, r, t, pf);
+        for (; t < a.n_tokens; ++t) tile<1>(out, w, a, r, t, pf);
     }
 }
 

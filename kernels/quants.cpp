@@ -103,10 +103,14 @@ void quant_matmul(float* out, const Matrix& w, const float* x, int n_tokens, Thr
     const QuantActs a = quantize_acts(w, x, n_tokens, &scratch);
     const QuantRowsFn fn = pick_kernel(w.type, active_level());
     if (!pool) return fn(out, w, a, 0, w.rows);
-    // Chunks of whole row pairs (the SIMD kernels do two rows at a time), each
-    // worth about 64k multiply-adds so that handing one out pays.
+    // Chunks of whole row pairs (the SIMD kernels do two or four rows at a
+    // time) of about 64 KB of weights: enough to stream (each chunk's start
+    // is fetched cold), small enough that a thread the OS holds back delays
+    // little. Results do not depend on the split.
     const int64_t pairs = (w.rows + 1) / 2;
-    int64_t grain = (int64_t{1} << 16) / (2 * w.cols * n_tokens);
+    const int64_t row_bytes =
+        w.type == TensorType::Q8_GROUP ? w.cols + w.cols / w.group * 4 : tensor_bytes(w.type, 1, w.cols);
+    int64_t grain = (int64_t{1} << 16) / (2 * row_bytes);
     if (grain < 1) grain = 1;
     pool->parallel_for(pairs, grain, [&](int64_t p0, int64_t p1) {
         fn(out, w, a, 2 * p0, 2 * p1 < w.rows ? 2 * p1 : w.rows);
