@@ -1,7 +1,7 @@
 // Matrix products over stored weight types: the dispatch (type, level,
 // threads) and the portable scalar path, which defines the canonical order of
-// every dot product (kernels.h). SIMD paths live in matmul_sse2.cpp and
-// matmul_avx2.cpp and match it bit for bit.
+// every dot product (kernels.h). The SIMD levels (simd_kernels.h, built by
+// dense_sse2.cpp and dense_avx2.cpp) match it bit for bit.
 #include <cstring>
 
 #include "kernels/dense_levels.h"

@@ -1,23 +1,27 @@
-// The register-tiled matrix product shared by the SIMD levels (included only
-// by matmul_sse2.cpp and matmul_avx2.cpp, each with its own types, so every
-// instantiation stays inside a file compiled for its instruction set).
+// The dense kernels of the SIMD levels, written once as templates over an
+// instruction set S. Included only by dense_sse2.cpp and dense_avx2.cpp, each
+// with its own types, so every instantiation stays inside a file compiled for
+// its instruction set (none can leak into the portable path an old CPU runs).
 //
-// A tile is R weight rows x T tokens: each step loads 8 values of each row
+// S provides: V (8 floats), zero(), set1(float), add/mul/div(V, V), load and
+// store (8 floats), reduce(V) -> float (the canonical tree of kernels.h),
+// transpose8(V[8]) (v[i] lane j becomes v[j] lane i), prefetch(const void*),
+// and the prefill tile shape kPrefillRows x kPrefillTokens.
+// L (a weight type) provides: W, load(const W*) -> V of 8 floats, and
+// widen_tail(const W*, int n < 8, float out[8]).
+//
+// Matrix product: a tile is R weight rows x T tokens: each step loads 8 values of each row
 // once and uses them for all T tokens, so prefill reads a weight row once
 // per T tokens from cache and once per R-row block from memory. Every one of
 // the R*T dot products keeps the canonical order of kernels.h: an 8-lane
 // accumulator (lane j takes elements i = j mod 8), S::reduce's fixed tree,
 // then the tail one element at a time.
-//
-// S (the instruction set) provides: V, zero(), add(V, V), mul(V, V),
-// load(const float*), reduce(V) -> float, prefetch(const void*), and the
-// prefill tile shape kPrefillRows x kPrefillTokens.
-// L (the weight type) provides: W, load(const W*) -> V of 8 floats, and
-// widen_tail(const W*, int n < 8, float out[8]).
 #pragma once
 #include <cstdint>
 
-namespace ferry::kernels::tiles {
+#include "kernels/dense_levels.h"
+
+namespace ferry::kernels::simd {
 
 // Decode (one token) is memory-bound and reads the weights as one sequential
 // stream, a row at a time, with a software prefetch far ahead of it: on Zen 4/5
@@ -99,4 +103,104 @@ void matmul_rows(float* out, int64_t out_stride, const void* w_data, int64_t col
     for (; r < r1; ++r) row_block<S, L, 1, S::kPrefillTokens>(out, out_stride, w, cols, x, n_tokens, r, end);
 }
 
-}  // namespace ferry::kernels::tiles
+// Four 8-lane accumulators: only the reading speed matters here.
+template <class S>
+float read_bandwidth_probe(const float* data, int64_t n) {
+    using V = typename S::V;
+    V s0 = S::zero(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = S::add(s0, S::load(data + i));
+        s1 = S::add(s1, S::load(data + i + 8));
+        s2 = S::add(s2, S::load(data + i + 16));
+        s3 = S::add(s3, S::load(data + i + 24));
+    }
+    float sum = S::reduce(S::add(S::add(s0, s1), S::add(s2, s3)));
+    for (; i < n; ++i) sum += data[i];
+    return sum;
+}
+
+// Attention scores in run.c's order: each q.k sums i = 0, 1, ... in sequence,
+// so the lanes run over 8 positions at once (8 key rows transposed into 8
+// columns), never inside one sum. Equal bit for bit to scalar::attention_scores.
+template <class S>
+void attention_scores(float* att, const float* q, const float* key, int64_t key_stride, int n_pos, int head_size,
+                      float scale) {
+    using V = typename S::V;
+    const V vscale = S::set1(scale);
+    const int h8 = head_size - head_size % 8;
+    int t = 0;
+    for (; t + 8 <= n_pos; t += 8) {
+        const float* k = key + t * key_stride;
+        V acc = S::zero();
+        for (int i = 0; i < h8; i += 8) {
+            V col[8];
+            for (int j = 0; j < 8; ++j) col[j] = S::load(k + j * key_stride + i);
+            S::transpose8(col);
+            for (int c = 0; c < 8; ++c) acc = S::add(acc, S::mul(S::set1(q[i + c]), col[c]));
+        }
+        for (int i = h8; i < head_size; ++i) {
+            float column[8];
+            for (int j = 0; j < 8; ++j) column[j] = k[j * key_stride + i];
+            acc = S::add(acc, S::mul(S::set1(q[i]), S::load(column)));
+        }
+        S::store(att + t, S::div(acc, vscale));
+    }
+    if (t < n_pos) scalar::attention_scores(att + t, q, key + t * key_stride, key_stride, n_pos - t, head_size, scale);
+}
+
+// out[i] = sum over positions t = 0, 1, ... in order of att[t] * value[t][i]:
+// the lanes run over elements, each summed in run.c's order.
+template <class S>
+void attention_values(float* out, const float* att, const float* value, int64_t value_stride, int n_pos,
+                      int head_size) {
+    using V = typename S::V;
+    int i = 0;
+    for (; i + 32 <= head_size; i += 32) {
+        V a0 = S::zero(), a1 = a0, a2 = a0, a3 = a0;
+        for (int t = 0; t < n_pos; ++t) {
+            const float* v = value + t * value_stride + i;
+            const V a = S::set1(att[t]);
+            a0 = S::add(a0, S::mul(a, S::load(v)));
+            a1 = S::add(a1, S::mul(a, S::load(v + 8)));
+            a2 = S::add(a2, S::mul(a, S::load(v + 16)));
+            a3 = S::add(a3, S::mul(a, S::load(v + 24)));
+        }
+        S::store(out + i, a0);
+        S::store(out + i + 8, a1);
+        S::store(out + i + 16, a2);
+        S::store(out + i + 24, a3);
+    }
+    for (; i + 8 <= head_size; i += 8) {
+        V acc = S::zero();
+        for (int t = 0; t < n_pos; ++t) acc = S::add(acc, S::mul(S::set1(att[t]), S::load(value + t * value_stride + i)));
+        S::store(out + i, acc);
+    }
+    if (i < head_size) scalar::attention_values(out + i, att, value + i, value_stride, n_pos, head_size - i);
+}
+
+}  // namespace ferry::kernels::simd
+
+// Defines a level's functions (dense_levels.h) from its S and weight types.
+#define FERRY_SIMD_LEVEL_FUNCTIONS(S, F32, F16, BF16)                                                             \
+    void matmul_f32(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,    \
+                    int64_t r0, int64_t r1) {                                                                     \
+        simd::matmul_rows<S, F32>(out, out_stride, w, cols, x, n_tokens, r0, r1);                                 \
+    }                                                                                                             \
+    void matmul_f16(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,    \
+                    int64_t r0, int64_t r1) {                                                                     \
+        simd::matmul_rows<S, F16>(out, out_stride, w, cols, x, n_tokens, r0, r1);                                 \
+    }                                                                                                             \
+    void matmul_bf16(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,   \
+                     int64_t r0, int64_t r1) {                                                                    \
+        simd::matmul_rows<S, BF16>(out, out_stride, w, cols, x, n_tokens, r0, r1);                                \
+    }                                                                                                             \
+    void attention_scores(float* att, const float* q, const float* key, int64_t key_stride, int n_pos,           \
+                          int head_size, float scale) {                                                           \
+        simd::attention_scores<S>(att, q, key, key_stride, n_pos, head_size, scale);                              \
+    }                                                                                                             \
+    void attention_values(float* out, const float* att, const float* value, int64_t value_stride, int n_pos,     \
+                          int head_size) {                                                                        \
+        simd::attention_values<S>(out, att, value, value_stride, n_pos, head_size);                               \
+    }                                                                                                             \
+    float read_bandwidth_probe(const float* data, int64_t n) { return simd::read_bandwidth_probe<S>(data, n); }

@@ -1,0 +1,91 @@
+// The AVX2 level of the dense kernels (compiled with -mavx2 -mf16c; chosen at
+// run time): the instruction set and weight types kernels/simd_kernels.h's
+// templates are instantiated with. Separate multiply and add, never FMA, so
+// the results equal the scalar and SSE2 levels bit for bit (kernels.h). F16C
+// widens halves exactly, as the scalar fp16_to_fp32 does.
+#if defined(__i386__) || defined(__x86_64__)
+#include <immintrin.h>
+
+#include "kernels/dense_levels.h"
+#include "kernels/simd_kernels.h"
+
+namespace ferry::kernels::avx2 {
+
+namespace {
+
+struct Avx2 {
+    using V = __m256;
+    static constexpr int kPrefillRows = 3;
+    static constexpr int kPrefillTokens = 3;
+    static V zero() { return _mm256_setzero_ps(); }
+    static V set1(float f) { return _mm256_set1_ps(f); }
+    static V add(V a, V b) { return _mm256_add_ps(a, b); }
+    static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+    static V div(V a, V b) { return _mm256_div_ps(a, b); }
+    static V load(const float* p) { return _mm256_loadu_ps(p); }
+    static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+    static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+    // ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7))
+    static float reduce(V v) {
+        const __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
+        return _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
+    }
+    static void transpose8(V r[8]) {
+        V t[8], u[8];
+        for (int i = 0; i < 8; i += 2) {
+            t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int i = 0; i < 8; i += 4) {
+            u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+            u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+            u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+            u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+        }
+        for (int i = 0; i < 4; ++i) {
+            r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+            r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+        }
+    }
+};
+
+// Widens the last n < 8 halves through the 8-wide path (zero-padded).
+template <class Widen8>
+void widen_tail_u16(const uint16_t* p, int n, float* out) {
+    uint16_t padded[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < n; ++i) padded[i] = p[i];
+    _mm256_storeu_ps(out, Widen8::load(padded));
+}
+
+struct F32 {
+    using W = float;
+    static __m256 load(const float* p) { return _mm256_loadu_ps(p); }
+    static void widen_tail(const float* p, int n, float* out) {
+        for (int i = 0; i < n; ++i) out[i] = p[i];
+    }
+};
+
+struct F16 {
+    using W = uint16_t;
+    static __m256 load(const uint16_t* p) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static void widen_tail(const uint16_t* p, int n, float* out) { widen_tail_u16<F16>(p, n, out); }
+};
+
+struct BF16 {
+    using W = uint16_t;
+    static __m256 load(const uint16_t* p) {
+        const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+    }
+    static void widen_tail(const uint16_t* p, int n, float* out) { widen_tail_u16<BF16>(p, n, out); }
+};
+
+}  // namespace
+
+FERRY_SIMD_LEVEL_FUNCTIONS(Avx2, F32, F16, BF16)
+
+}  // namespace ferry::kernels::avx2
+#endif
