@@ -73,21 +73,27 @@ BENCHMARK(BM_Matvec<TensorType::F32>)->Apply(all_levels)->Unit(benchmark::kMilli
 BENCHMARK(BM_Matvec<TensorType::F16>)->Apply(all_levels)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Matvec<TensorType::BF16>)->Apply(all_levels)->Unit(benchmark::kMillisecond);
 
-// Prefill: 32 tokens through TinyLlama's 2048 x 2048 attention projection.
+// Prefill: 32 tokens through TinyLlama's 2048 x 2048 attention projection
+// (second argument 2048) or its 2048 x 5632 down projection (5632).
 template <TensorType type>
 void BM_Matmul32(benchmark::State& state) {
     if (!use_level(state)) return;
-    const WeightMatrix w(type, 2048, 2048);
-    const std::vector<float> x = random_floats(2048 * 32, 2);
-    std::vector<float> out(2048 * 32);
+    const int64_t rows = 2048, cols = state.range(1);
+    const WeightMatrix w(type, rows, cols);
+    const std::vector<float> x = random_floats(static_cast<size_t>(cols) * 32, 2);
+    std::vector<float> out(static_cast<size_t>(rows) * 32);
     for (auto _ : state) {
         matmul(out.data(), w.m, x.data(), 32, nullptr);
         benchmark::DoNotOptimize(out.data());
     }
-    state.SetItemsProcessed(state.iterations() * 2048 * 2048 * 32);
+    state.SetItemsProcessed(state.iterations() * rows * cols * 32);
 }
-BENCHMARK(BM_Matmul32<TensorType::F32>)->Apply(all_levels)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Matmul32<TensorType::F16>)->Apply(all_levels)->Unit(benchmark::kMillisecond);
+void prefill_shapes(benchmark::internal::Benchmark* b) {
+    for (int l = 0; l <= 2; ++l)
+        for (int cols : {2048, 5632}) b->Args({l, cols});
+}
+BENCHMARK(BM_Matmul32<TensorType::F32>)->Apply(prefill_shapes)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Matmul32<TensorType::F16>)->Apply(prefill_shapes)->Unit(benchmark::kMillisecond);
 
 void BM_ReadBandwidth(benchmark::State& state) {
     if (!use_level(state)) return;

@@ -8,7 +8,10 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <new>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
+#include <string>
 #include <vector>
 
 #include "common/error.h"
@@ -111,6 +114,21 @@ Summary summarize(const std::vector<Run>& runs, uint64_t bytes_per_token) {
     return s;
 }
 
+// The probe's buffer, refused clearly when it would not fit in memory.
+std::unique_ptr<kernels::ReadBandwidthProbe> make_probe(double gib) {
+    const double bytes = gib * (1ull << 30);
+    const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+    const std::string what = "--bandwidth-gib " + std::to_string(gib).substr(0, std::to_string(gib).find('.') + 3);
+    if (physical > 0 && bytes > physical / 2)
+        throw Error(what + ": the probe's buffer would take more than half of this machine's " + format_gb(physical) +
+                    " of memory; a buffer a few times larger than the caches is enough (default 1)");
+    try {
+        return std::make_unique<kernels::ReadBandwidthProbe>(static_cast<int64_t>(bytes));
+    } catch (const std::bad_alloc&) {
+        throw Error(what + ": cannot allocate the probe's buffer; use a smaller one (default 1)");
+    }
+}
+
 std::string hex64(uint64_t v) {
     char b[17];
     std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
@@ -135,8 +153,7 @@ int cmd_bench(BenchArgs a) {
     std::unique_ptr<Engine> engine = make_engine(file, a.run, context, &pool);
 
     std::unique_ptr<kernels::ReadBandwidthProbe> probe;
-    if (a.bandwidth_passes > 0)
-        probe = std::make_unique<kernels::ReadBandwidthProbe>(static_cast<int64_t>(a.bandwidth_gib * (1ull << 30)));
+    if (a.bandwidth_passes > 0) probe = make_probe(a.bandwidth_gib);
     const std::vector<int> prompt = bench_prompt(a.prompt_tokens, c.vocab_size);
     engine->forward(prompt.data(), 1, 0);  // warm-up: touches every weight page (a cold mmap reads the disk)
     std::vector<Run> runs;
@@ -203,8 +220,9 @@ int cmd_bench(BenchArgs a) {
                         format_gb(bandwidth).c_str(), a.runs, a.bandwidth_passes,
                         format_gb(static_cast<double>(probe->bytes())).c_str(), pool.size(),
                         pool.size() == 1 ? "" : "s");
-            std::printf("ratio      decode streams weights at %.0f%% of the read bandwidth (median of per-run ratios)%s\n",
-                        share * 100, pipeline ? "; the weights are on the workers" : "");
+            std::printf("ratio      decode streams weights at %.0f%% of the read bandwidth (median of per-run ratios)%s%s\n",
+                        share * 100, share > 1 ? "; the weights fit in the caches" : "",
+                        pipeline ? "; the weights are on the workers" : "");
         }
         std::printf("checksum   %s (the final logits; equal on every machine, kernel level and thread count)\n",
                     checksum.c_str());
