@@ -95,6 +95,11 @@ void matmul_rows(float* out, int64_t out_stride, const void* w_data, int64_t col
     const typename L::W* end = w + r1 * cols;
     int64_t r = r0;
     if (n_tokens == 1) {
+        // The stream's first kDecodePrefetchBytes have no prefetch ahead of
+        // them yet: request them all at once.
+        const char* first = reinterpret_cast<const char*>(w + r0 * cols);
+        for (int64_t b = 0; b < kDecodePrefetchBytes && first + b < reinterpret_cast<const char*>(end); b += 64)
+            S::prefetch(first + b);
         for (; r < r1; ++r) tile<S, L, 1, 1>(out, out_stride, w, cols, x, r, end);
         return;
     }
