@@ -93,12 +93,25 @@ QuantRowsFn pick_kernel(TensorType type, Level level) {
     return scalar::quant_rows(type);
 }
 
+// Whether w's shape fits its type (loaders check this; a kernel must not trust it).
+bool shape_fits(const Matrix& w) {
+    if (w.cols <= 0) return false;
+    if (w.type == TensorType::Q8_GROUP) return w.group > 0 && w.cols % w.group == 0;
+    const QuantFormat* f = quant_format(w.type);
+    return f && w.type != TensorType::Q8_K && w.cols % f->block_values == 0;
+}
+
 }  // namespace
 
 bool quant_matmul_supports(TensorType type) { return scalar::quant_rows(type) != nullptr; }
 
 void quant_matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPool* pool) {
     if (w.rows <= 0 || n_tokens <= 0) return;
+    if (!shape_fits(w)) {
+        // Unsupported type or rows that are not whole blocks: zeros rather than reads out of bounds.
+        std::memset(out, 0, static_cast<size_t>(w.rows * n_tokens) * sizeof(float));
+        return;
+    }
     thread_local ActScratch scratch;
     const QuantActs a = quantize_acts(w, x, n_tokens, &scratch);
     const QuantRowsFn fn = pick_kernel(w.type, active_level());
@@ -118,6 +131,7 @@ void quant_matmul(float* out, const Matrix& w, const float* x, int n_tokens, Thr
 }
 
 bool quant_dequantize_row(const Matrix& w, int64_t row, float* out) {
+    if (!quant_matmul_supports(w.type) || !shape_fits(w)) return false;
     if (w.type == TensorType::Q8_GROUP) {
         const int8_t* q = static_cast<const int8_t*>(w.data) + row * w.cols;
         const uint8_t* s = reinterpret_cast<const uint8_t*>(w.data) + w.rows * w.cols;
@@ -129,7 +143,6 @@ bool quant_dequantize_row(const Matrix& w, int64_t row, float* out) {
         return true;
     }
     const int64_t row_bytes = tensor_bytes(w.type, 1, w.cols);
-    if (!quant_matmul_supports(w.type) || row_bytes < 0) return false;
     dequantize_values(w.type, static_cast<const uint8_t*>(w.data) + row * row_bytes, out, w.cols);
     return true;
 }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <ostream>
 #include <random>
@@ -281,6 +282,27 @@ TEST(QuantMatmulScales, EveryFiniteHalfAgreesAcrossLevels) {
                                  std::string(tensor_type_name(type)) + " " + kernels::level_name(level));
         }
     }
+}
+
+// A matrix whose rows are not whole blocks (a loader's bug or a hostile
+// file that slipped through) gives zeros, never reads past its rows.
+TEST(QuantMatmulShapes, RowsThatAreNotWholeBlocksGiveZeros) {
+    std::vector<uint8_t> bytes(4096, 0x11);
+    std::vector<float> x(100, 1.0f), out(3, -1.0f), row(100, -1.0f);
+    Matrix w;
+    w.data = bytes.data();
+    w.rows = 3;
+    w.cols = 48;  // not a multiple of 32 (or 256)
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q8_GROUP, TensorType::Q8_K}) {
+        w.type = type;
+        w.group = 36;
+        std::fill(out.begin(), out.end(), -1.0f);
+        kernels::quant_matmul(out.data(), w, x.data(), 1, nullptr);
+        EXPECT_EQ(out, std::vector<float>(3, 0.0f)) << tensor_type_name(type);
+        EXPECT_FALSE(kernels::quant_dequantize_row(w, 0, row.data())) << tensor_type_name(type);
+    }
+    EXPECT_FALSE(kernels::quant_matmul_supports(TensorType::Q8_K));
+    EXPECT_FALSE(kernels::quant_matmul_supports(TensorType::F32));
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, QuantMatmul, ::testing::ValuesIn(kDotTypes),
