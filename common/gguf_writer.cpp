@@ -49,6 +49,15 @@ uint64_t pad(uint64_t n, uint64_t a) { return (a - n % a) % a; }
 }  // namespace
 
 void GgufWriter::add_raw(const std::string& key, GgufType type, std::string bytes) {
+    if (key == "general.alignment" && type == GgufType::UINT32) {
+        uint32_t a;
+        std::memcpy(&a, bytes.data(), 4);
+        if (a == 0 || (a & (a - 1)) != 0)
+            throw Error("general.alignment " + std::to_string(a) + " is not a power of two");
+        // Tensor offsets are laid out as tensors are added.
+        if (!tensors_.empty()) throw Error("general.alignment must be set before the first tensor");
+        alignment_ = a;
+    }
     std::string v;
     put<uint32_t>(v, static_cast<uint32_t>(type));
     v += bytes;
@@ -59,13 +68,6 @@ void GgufWriter::add_raw(const std::string& key, GgufType type, std::string byte
         }
     }
     kv_.emplace_back(key, std::move(v));
-    if (key == "general.alignment" && type == GgufType::UINT32) {
-        uint32_t a;
-        std::memcpy(&a, bytes.data(), 4);
-        if (a == 0 || (a & (a - 1)) != 0)
-            throw Error("general.alignment " + std::to_string(a) + " is not a power of two");
-        alignment_ = a;
-    }
 }
 
 void GgufWriter::add_u8(const std::string& key, uint8_t v) {
