@@ -17,6 +17,7 @@ struct Avx2 {
     using V = __m256;
     static constexpr int kPrefillRows = 3;
     static constexpr int kPrefillTokens = 3;
+    static constexpr bool kGroupedHeads = true;
     static V zero() { return _mm256_setzero_ps(); }
     static V set1(float f) { return _mm256_set1_ps(f); }
     static V add(V a, V b) { return _mm256_add_ps(a, b); }

@@ -18,10 +18,12 @@ struct DenseKernels {
     MatmulRowsFn matmul_f32;
     MatmulRowsFn matmul_f16;
     MatmulRowsFn matmul_bf16;
-    // att[t] = (sum_i q[i] * key[t * key_stride + i], i = 0, 1, ... in order) / scale
+    // For each of n_q query heads h (at q + h * head_size) that read the same
+    // key head: att[h * att_stride + t] =
+    //   (sum_i q_h[i] * key[t * key_stride + i], i = 0, 1, ... in order) / scale
     // for t < n_pos: run.c's sequential order, whichever way it is vectorized.
-    void (*attention_scores)(float* att, const float* q, const float* key, int64_t key_stride, int n_pos,
-                             int head_size, float scale);
+    void (*attention_scores)(float* att, int64_t att_stride, const float* q, int n_q, const float* key,
+                             int64_t key_stride, int n_pos, int head_size, float scale);
     // out[i] = sum_t att[t] * value[t * value_stride + i], t = 0, 1, ... in order,
     // starting from 0 (run.c's order), for i < head_size.
     void (*attention_values)(float* out, const float* att, const float* value, int64_t value_stride, int n_pos,
@@ -39,8 +41,8 @@ struct DenseKernels {
                     int64_t r0, int64_t r1);                                                                      \
     void matmul_bf16(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,   \
                      int64_t r0, int64_t r1);                                                                     \
-    void attention_scores(float* att, const float* q, const float* key, int64_t key_stride, int n_pos,           \
-                          int head_size, float scale);                                                            \
+    void attention_scores(float* att, int64_t att_stride, const float* q, int n_q, const float* key,            \
+                          int64_t key_stride, int n_pos, int head_size, float scale);                             \
     void attention_values(float* out, const float* att, const float* value, int64_t value_stride, int n_pos,     \
                           int head_size);                                                                         \
     float read_bandwidth_probe(const float* data, int64_t n);

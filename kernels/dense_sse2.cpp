@@ -27,6 +27,7 @@ struct Sse2 {
     static constexpr int kPrefillRows = 2;
     static constexpr int kPrefillTokens = 1;
 #endif
+    static constexpr bool kGroupedHeads = false;
     static V zero() { return {_mm_setzero_ps(), _mm_setzero_ps()}; }
     static V set1(float f) { return {_mm_set1_ps(f), _mm_set1_ps(f)}; }
     static V add(V a, V b) { return {_mm_add_ps(a.lo, b.lo), _mm_add_ps(a.hi, b.hi)}; }

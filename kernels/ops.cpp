@@ -12,16 +12,19 @@ namespace ferry::kernels {
 
 namespace scalar {
 
-void attention_scores(float* att, const float* q, const float* key, int64_t key_stride, int n_pos, int head_size,
-                      float scale) {
-    for (int t = 0; t < n_pos; ++t) {
-        const float* k = key + t * key_stride;
-        float score = 0.0f;
-        for (int i = 0; i < head_size; ++i) {
-            const float p = q[i] * k[i];
-            score += p;
+void attention_scores(float* att, int64_t att_stride, const float* q, int n_q, const float* key, int64_t key_stride,
+                      int n_pos, int head_size, float scale) {
+    for (int h = 0; h < n_q; ++h) {
+        const float* qh = q + h * head_size;
+        for (int t = 0; t < n_pos; ++t) {
+            const float* k = key + t * key_stride;
+            float score = 0.0f;
+            for (int i = 0; i < head_size; ++i) {
+                const float p = qh[i] * k[i];
+                score += p;
+            }
+            att[h * att_stride + t] = score / scale;
         }
-        att[t] = score / scale;
     }
 }
 
@@ -113,12 +116,16 @@ void attention(float* out, float* att_all, const float* q, const float* key, con
     const int kv_dim = n_kv_heads * head_size;
     const int kv_mul = n_heads / n_kv_heads;
     const float scale = std::sqrt(static_cast<float>(head_size));
+    const int n_pos = pos + 1;
+    // The kv_mul query heads of one key head are scored together (the SIMD
+    // levels share each key load among them).
+    for (int g = 0; g < n_kv_heads; ++g)
+        kern.attention_scores(att_all + static_cast<int64_t>(g) * kv_mul * n_pos, n_pos, q + g * kv_mul * head_size,
+                              kv_mul, key + g * head_size, kv_dim, n_pos, head_size, scale);
     for (int h = 0; h < n_heads; ++h) {
-        float* att = att_all + static_cast<int64_t>(h) * (pos + 1);
-        const int kv_off = (h / kv_mul) * head_size;
-        kern.attention_scores(att, q + h * head_size, key + kv_off, kv_dim, pos + 1, head_size, scale);
-        softmax(att, pos + 1);
-        kern.attention_values(out + h * head_size, att, value + kv_off, kv_dim, pos + 1, head_size);
+        float* att = att_all + static_cast<int64_t>(h) * n_pos;
+        softmax(att, n_pos);
+        kern.attention_values(out + h * head_size, att, value + (h / kv_mul) * head_size, kv_dim, n_pos, head_size);
     }
 }
 

@@ -6,7 +6,8 @@
 // S provides: V (8 floats), zero(), set1(float), add/mul/div(V, V), load and
 // store (8 floats), reduce(V) -> float (the canonical tree of kernels.h),
 // transpose8(V[8]) (v[i] lane j becomes v[j] lane i), prefetch(const void*),
-// and the prefill tile shape kPrefillRows x kPrefillTokens.
+// the prefill tile shape kPrefillRows x kPrefillTokens, and kGroupedHeads
+// (score 8 query heads of one key head at once: needs 11 vector registers).
 // L (a weight type) provides: W, load(const W*) -> V of 8 floats, and
 // widen_tail(const W*, int n < 8, float out[8]).
 //
@@ -126,11 +127,13 @@ float read_bandwidth_probe(const float* data, int64_t n) {
 }
 
 // Attention scores in run.c's order: each q.k sums i = 0, 1, ... in sequence,
-// so the lanes run over 8 positions at once (8 key rows transposed into 8
-// columns), never inside one sum. Equal bit for bit to scalar::attention_scores.
+// so lanes only ever run over independent sums. Equal bit for bit to
+// scalar::attention_scores.
+//
+// One head: lanes over 8 positions (8 key rows transposed into 8 columns).
 template <class S>
-void attention_scores(float* att, const float* q, const float* key, int64_t key_stride, int n_pos, int head_size,
-                      float scale) {
+void scores_one_head(float* att, const float* q, const float* key, int64_t key_stride, int n_pos, int head_size,
+                     float scale) {
     using V = typename S::V;
     const V vscale = S::set1(scale);
     const int h8 = head_size - head_size % 8;
@@ -151,7 +154,52 @@ void attention_scores(float* att, const float* q, const float* key, int64_t key_
         }
         S::store(att + t, S::div(acc, vscale));
     }
-    if (t < n_pos) scalar::attention_scores(att + t, q, key + t * key_stride, key_stride, n_pos - t, head_size, scale);
+    if (t < n_pos) scalar::attention_scores(att + t, 0, q, 1, key + t * key_stride, key_stride, n_pos - t, head_size, scale);
+}
+
+// Eight heads that share the keys (grouped-query attention): lanes over the
+// heads, so each key element is loaded once for all eight and no transpose
+// is needed until the scores of 8 positions are stored.
+constexpr int kMaxGroupedHeadSize = 256;
+template <class S>
+void scores_eight_heads(float* att, int64_t att_stride, const float* q, const float* key, int64_t key_stride,
+                        int n_pos, int head_size, float scale) {
+    using V = typename S::V;
+    float qt[8 * kMaxGroupedHeadSize];  // qt[i * 8 + h] = q_h[i]
+    for (int i = 0; i < head_size; ++i)
+        for (int h = 0; h < 8; ++h) qt[i * 8 + h] = q[h * head_size + i];
+    const V vscale = S::set1(scale);
+    int t = 0;
+    for (; t + 8 <= n_pos; t += 8) {
+        const float* k = key + t * key_stride;
+        V acc[8];  // acc[p]: position t + p, lane h: head h
+        for (int p = 0; p < 8; ++p) acc[p] = S::zero();
+        for (int i = 0; i < head_size; ++i) {
+            const V qv = S::load(qt + i * 8);
+            for (int p = 0; p < 8; ++p) acc[p] = S::add(acc[p], S::mul(qv, S::set1(k[p * key_stride + i])));
+        }
+        S::transpose8(acc);  // acc[h]: head h, lane p: position t + p
+        for (int h = 0; h < 8; ++h) S::store(att + h * att_stride + t, S::div(acc[h], vscale));
+    }
+    for (; t < n_pos; ++t) {
+        const float* k = key + t * key_stride;
+        V acc = S::zero();
+        for (int i = 0; i < head_size; ++i) acc = S::add(acc, S::mul(S::load(qt + i * 8), S::set1(k[i])));
+        float lanes[8];
+        S::store(lanes, S::div(acc, vscale));
+        for (int h = 0; h < 8; ++h) att[h * att_stride + t] = lanes[h];
+    }
+}
+
+template <class S>
+void attention_scores(float* att, int64_t att_stride, const float* q, int n_q, const float* key, int64_t key_stride,
+                      int n_pos, int head_size, float scale) {
+    int h = 0;
+    if (S::kGroupedHeads && head_size <= kMaxGroupedHeadSize)
+        for (; h + 8 <= n_q; h += 8)
+            scores_eight_heads<S>(att + h * att_stride, att_stride, q + h * head_size, key, key_stride, n_pos,
+                                  head_size, scale);
+    for (; h < n_q; ++h) scores_one_head<S>(att + h * att_stride, q + h * head_size, key, key_stride, n_pos, head_size, scale);
 }
 
 // out[i] = sum over positions t = 0, 1, ... in order of att[t] * value[t][i]:
@@ -200,9 +248,9 @@ void attention_values(float* out, const float* att, const float* value, int64_t 
                      int64_t r0, int64_t r1) {                                                                    \
         simd::matmul_rows<S, BF16>(out, out_stride, w, cols, x, n_tokens, r0, r1);                                \
     }                                                                                                             \
-    void attention_scores(float* att, const float* q, const float* key, int64_t key_stride, int n_pos,           \
-                          int head_size, float scale) {                                                           \
-        simd::attention_scores<S>(att, q, key, key_stride, n_pos, head_size, scale);                              \
+    void attention_scores(float* att, int64_t att_stride, const float* q, int n_q, const float* key,            \
+                          int64_t key_stride, int n_pos, int head_size, float scale) {                            \
+        simd::attention_scores<S>(att, att_stride, q, n_q, key, key_stride, n_pos, head_size, scale);             \
     }                                                                                                             \
     void attention_values(float* out, const float* att, const float* value, int64_t value_stride, int n_pos,     \
                           int head_size) {                                                                        \

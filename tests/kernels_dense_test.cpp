@@ -277,7 +277,7 @@ TEST(DenseKernels, AttentionMatchesReferenceAndLevelsAgree) {
         int n_heads, n_kv_heads, head_size;
     };
     for (const Shape s : {Shape{1, 1, 1}, Shape{4, 2, 3}, Shape{6, 3, 7}, Shape{8, 1, 8}, Shape{2, 2, 9},
-                          Shape{4, 4, 33}, Shape{32, 4, 64}}) {
+                          Shape{4, 4, 33}, Shape{32, 4, 64}, Shape{16, 1, 16}, Shape{12, 1, 9}}) {
         for (int pos : {0, 1, 6, 7, 8, 9, 31, 100}) {
             const int kv_dim = s.n_kv_heads * s.head_size;
             const std::vector<float> q = random_floats(static_cast<size_t>(s.n_heads) * s.head_size, 60);
