@@ -98,6 +98,20 @@ ModelConfig gguf_model_config(const GgufFile& g) {
     return c;
 }
 
+void add_llama_metadata(GgufWriter& w, const ModelConfig& c, const std::string& name) {
+    w.add_string("general.architecture", "llama");
+    w.add_string("general.name", name);
+    w.add_u32("llama.context_length", static_cast<uint32_t>(c.seq_len));
+    w.add_u32("llama.embedding_length", static_cast<uint32_t>(c.dim));
+    w.add_u32("llama.feed_forward_length", static_cast<uint32_t>(c.hidden_dim));
+    w.add_u32("llama.block_count", static_cast<uint32_t>(c.n_layers));
+    w.add_u32("llama.attention.head_count", static_cast<uint32_t>(c.n_heads));
+    w.add_u32("llama.attention.head_count_kv", static_cast<uint32_t>(c.n_kv_heads));
+    w.add_u32("llama.rope.dimension_count", static_cast<uint32_t>(c.head_size()));
+    w.add_f32("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
+    w.add_f32("llama.rope.freq_base", c.rope_theta);
+}
+
 ModelFile open_gguf_model_file(const std::string& path) {
     ModelFile f;
     f.path = path;

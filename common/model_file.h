@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/gguf_file.h"
+#include "common/gguf_writer.h"
 #include "common/mapped_file.h"
 #include "common/model_config.h"
 #include "kernels/tensor_type.h"
@@ -50,6 +51,8 @@ ModelFile open_gguf_model_file(const std::string& path);
 // ferry::Error naming the file and the key that is missing, wrong or asks for
 // something the forward pass does not do.
 ModelConfig gguf_model_config(const GgufFile& g);
+// The general.* and llama.* keys gguf_model_config reads back as `c`.
+void add_llama_metadata(GgufWriter& w, const ModelConfig& c, const std::string& name);
 
 // llama2.c checkpoints: legacy header, "ak42" version 1 (f32) and 2 (Q8 groups).
 ModelFile open_llama2c_file(const std::string& path);

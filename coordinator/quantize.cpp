@@ -102,22 +102,6 @@ private:
     const uint8_t* data_;
 };
 
-void add_llama_metadata(GgufWriter& w, const ModelConfig& c, const std::string& name, TensorType type) {
-    w.add_string("general.architecture", "llama");
-    w.add_string("general.name", name);
-    w.add_u32("llama.context_length", static_cast<uint32_t>(c.seq_len));
-    w.add_u32("llama.embedding_length", static_cast<uint32_t>(c.dim));
-    w.add_u32("llama.feed_forward_length", static_cast<uint32_t>(c.hidden_dim));
-    w.add_u32("llama.block_count", static_cast<uint32_t>(c.n_layers));
-    w.add_u32("llama.attention.head_count", static_cast<uint32_t>(c.n_heads));
-    w.add_u32("llama.attention.head_count_kv", static_cast<uint32_t>(c.n_kv_heads));
-    w.add_u32("llama.rope.dimension_count", static_cast<uint32_t>(c.head_size()));
-    w.add_f32("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
-    w.add_f32("llama.rope.freq_base", c.rope_theta);
-    w.add_u32("general.quantization_version", kQuantizationVersion);
-    w.add_u32("general.file_type", llama_file_type(type));
-}
-
 void write_with_progress(const GgufWriter& w, const std::string& path, const GgufOutput& o) {
     ensure_disk_space(path, w.file_bytes());
     ProgressBar bar("write " + std::filesystem::path(path).filename().string());
@@ -267,7 +251,9 @@ void write_llama_gguf(const std::string& path, const ModelConfig& c, bool tied_c
         throw Error(path + ": the vocabulary has " + std::to_string(vocab.pieces.size()) + " tokens, the model " +
                     std::to_string(c.vocab_size));
     GgufWriter w;
-    add_llama_metadata(w, c, name, o.type);
+    add_llama_metadata(w, c, name);
+    w.add_u32("general.quantization_version", kQuantizationVersion);
+    w.add_u32("general.file_type", llama_file_type(o.type));
     add_vocabulary_to_gguf(w, vocab);
     kernels::ThreadPool pool(o.threads);
     for (const ModelTensor& t : llama_gguf_tensors(c, tied_classifier)) {

@@ -442,6 +442,29 @@ std::string open_error(const test::TempDir& dir, const std::string& bytes) {
     return "";
 }
 
+// The keys the writer puts down are the keys the loader reads back.
+TEST(GgufModel, LlamaMetadataRoundTrips) {
+    ModelConfig c;
+    c.dim = 96, c.hidden_dim = 200, c.n_layers = 3, c.n_heads = 6, c.n_kv_heads = 2, c.vocab_size = 77;
+    c.seq_len = 300, c.norm_eps = 1e-6f, c.rope_theta = 500000.0f;
+    GgufWriter w;
+    add_llama_metadata(w, c, "m");
+    w.add_tensor("token_embd.weight", TensorType::F32, {96, 77}, [](int64_t, int64_t, uint8_t*) {});
+    const std::string bytes = w.to_bytes();
+    const ModelConfig r =
+        gguf_model_config(parse_gguf(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "m"));
+    EXPECT_EQ(r.dim, 96);
+    EXPECT_EQ(r.hidden_dim, 200);
+    EXPECT_EQ(r.n_layers, 3);
+    EXPECT_EQ(r.n_heads, 6);
+    EXPECT_EQ(r.n_kv_heads, 2);
+    EXPECT_EQ(r.vocab_size, 77) << "from the embedding table";
+    EXPECT_EQ(r.seq_len, 300);
+    EXPECT_EQ(r.norm_eps, 1e-6f);
+    EXPECT_EQ(r.rope_theta, 500000.0f);
+    EXPECT_FALSE(r.rope_freq_factors);
+}
+
 TEST(GgufModel, TheSmallModelOpens) {
     test::TempDir dir;
     EXPECT_EQ(open_error(dir, small_model()), "");
