@@ -20,6 +20,7 @@
 // a token gives the same bits alone or in a batch, on any thread count.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cpu_features.h"
 #include "kernels/tensor_type.h"
@@ -82,6 +83,16 @@ static inline float block_term_min(float dw, float dmin, float dx, int32_t isum,
     const float fm = static_cast<float>(msum);
     const float mterm = mscale * fm;
     return main - mterm;
+}
+
+// f(std::integral_constant<int, T>{}, t0) over the tokens of a batch: tiles of
+// kTile tokens, then the rest one by one (each tile decodes a weight block
+// once for all its tokens; how they are grouped never changes a result).
+template <int kTile, class F>
+static inline void for_token_tiles(int n_tokens, F&& f) {
+    int t = 0;
+    for (; t + kTile <= n_tokens; t += kTile) f(std::integral_constant<int, kTile>{}, t);
+    for (; t < n_tokens; ++t) f(std::integral_constant<int, 1>{}, t);
 }
 
 // Kernels of each level; nullptr where a level has none for a type (the

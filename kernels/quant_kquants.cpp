@@ -20,26 +20,31 @@ constexpr float kGroupMaxEps = 1e-15f;
 int clamp(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 // The value of largest magnitude (the first one on ties).
-float signed_max(int n, const float* x) {
+float largest(int n, const float* v) {
     float amax = 0.0f, max = 0.0f;
     for (int i = 0; i < n; ++i) {
-        if (std::fabs(x[i]) > amax) {
-            amax = std::fabs(x[i]);
-            max = x[i];
+        if (std::fabs(v[i]) > amax) {
+            amax = std::fabs(v[i]);
+            max = v[i];
         }
     }
     return max;
+}
+
+// largest(), or 0 with all levels 0 for a group GGML treats as zero (|max| < kGroupMaxEps).
+float group_max(int n, const float* x, int8_t* L) {
+    const float max = largest(n, x);
+    if (std::fabs(max) >= kGroupMaxEps) return max;
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
 }
 
 // Symmetric scale search (Q6_K's groups, Q3_K... scales): levels in
 // [-nmax, nmax), weighted by x^2, trying 18 scales around -nmax / max.
 // Returns the scale; L gets levels + nmax.
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
-    const float max = signed_max(n, x);
-    if (std::fabs(max) < kGroupMaxEps) {
-        for (int i = 0; i < n; ++i) L[i] = 0;
-        return 0.0f;
-    }
+    const float max = group_max(n, x, L);
+    if (max == 0.0f) return 0.0f;
     auto fit = [&](float iscale, float* sumlx, float* suml2) {
         *sumlx = 0.0f;
         *suml2 = 0.0f;
@@ -75,11 +80,8 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
 // Q3_K's group search: start from -nmax / max, then move single levels while
 // the x^2-weighted fit improves (at most 5 passes). L gets levels + nmax.
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
-    const float max = signed_max(n, x);
-    if (std::fabs(max) < kGroupMaxEps) {
-        for (int i = 0; i < n; ++i) L[i] = 0;
-        return 0.0f;
-    }
+    const float max = group_max(n, x, L);
+    if (max == 0.0f) return 0.0f;
     const float iscale = static_cast<float>(-nmax) / max;
     float sumlx = 0.0f, suml2 = 0.0f;
     for (int i = 0; i < n; ++i) {
@@ -290,14 +292,8 @@ void quantize_q3_k(const float* x, void* y, int64_t n) {
     int8_t L[kQK_K];
     float scales[16];
     for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
-        float max_scale = 0.0f, amax = 0.0f;
-        for (int j = 0; j < 16; ++j) {
-            scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
-            if (std::fabs(scales[j]) > amax) {
-                amax = std::fabs(scales[j]);
-                max_scale = scales[j];
-            }
-        }
+        for (int j = 0; j < 16; ++j) scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+        const float max_scale = largest(16, scales);
         std::memset(b[i].scales, 0, 12);
         if (max_scale) {
             const float iscale = -32.0f / max_scale;
@@ -357,16 +353,10 @@ void quantize_q6_k(const float* x, void* y, int64_t n) {
     int8_t L[kQK_K];
     float scales[16];
     for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
-        float max_scale = 0.0f, max_abs_scale = 0.0f;
-        for (int g = 0; g < 16; ++g) {
-            scales[g] = make_qx_quants(16, 32, x + 16 * g, L + 16 * g);
-            if (std::fabs(scales[g]) > max_abs_scale) {
-                max_abs_scale = std::fabs(scales[g]);
-                max_scale = scales[g];
-            }
-        }
+        for (int g = 0; g < 16; ++g) scales[g] = make_qx_quants(16, 32, x + 16 * g, L + 16 * g);
+        const float max_scale = largest(16, scales);
         std::memset(&b[i], 0, sizeof(BlockQ6_K));
-        if (max_abs_scale < kGroupMaxEps) continue;  // d = 0
+        if (std::fabs(max_scale) < kGroupMaxEps) continue;  // d = 0
         const float iscale = -128.0f / max_scale;
         b[i].d = fp32_to_fp16(1 / iscale);
         for (int g = 0; g < 16; ++g) {

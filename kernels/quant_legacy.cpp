@@ -88,43 +88,23 @@ void one_group(float d, float dmin, int min, BlockInts* out) {
 
 void quantize_q8_0(const float* x, void* y, int64_t n) { quantize_row_q8_0(x, static_cast<BlockQ8_0*>(y), n); }
 
-void quantize_q4_0(const float* x, void* y, int64_t n) {
-    BlockQ4_0* b = static_cast<BlockQ4_0*>(y);
+// Q4_0, Q5_0 (symmetric) and Q4_1, Q5_1 (with a min): levels, then nibbles and the fifth bits.
+template <class Block, int bits, bool affine>
+void quantize_blocks(const float* x, void* y, int64_t n) {
+    Block* b = static_cast<Block*>(y);
     uint8_t q[kQK];
     for (int64_t i = 0; i < n / kQK; ++i) {
-        b[i].d = symmetric_levels(x + i * kQK, 4, q);
+        if constexpr (affine) affine_levels(x + i * kQK, bits, q, &b[i].d, &b[i].m);
+        else b[i].d = symmetric_levels(x + i * kQK, bits, q);
         pack_nibbles(q, b[i].qs);
+        if constexpr (bits == 5) pack_high_bits(q, b[i].qh);
     }
 }
 
-void quantize_q5_0(const float* x, void* y, int64_t n) {
-    BlockQ5_0* b = static_cast<BlockQ5_0*>(y);
-    uint8_t q[kQK];
-    for (int64_t i = 0; i < n / kQK; ++i) {
-        b[i].d = symmetric_levels(x + i * kQK, 5, q);
-        pack_nibbles(q, b[i].qs);
-        pack_high_bits(q, b[i].qh);
-    }
-}
-
-void quantize_q4_1(const float* x, void* y, int64_t n) {
-    BlockQ4_1* b = static_cast<BlockQ4_1*>(y);
-    uint8_t q[kQK];
-    for (int64_t i = 0; i < n / kQK; ++i) {
-        affine_levels(x + i * kQK, 4, q, &b[i].d, &b[i].m);
-        pack_nibbles(q, b[i].qs);
-    }
-}
-
-void quantize_q5_1(const float* x, void* y, int64_t n) {
-    BlockQ5_1* b = static_cast<BlockQ5_1*>(y);
-    uint8_t q[kQK];
-    for (int64_t i = 0; i < n / kQK; ++i) {
-        affine_levels(x + i * kQK, 5, q, &b[i].d, &b[i].m);
-        pack_nibbles(q, b[i].qs);
-        pack_high_bits(q, b[i].qh);
-    }
-}
+void quantize_q4_0(const float* x, void* y, int64_t n) { quantize_blocks<BlockQ4_0, 4, false>(x, y, n); }
+void quantize_q5_0(const float* x, void* y, int64_t n) { quantize_blocks<BlockQ5_0, 5, false>(x, y, n); }
+void quantize_q4_1(const float* x, void* y, int64_t n) { quantize_blocks<BlockQ4_1, 4, true>(x, y, n); }
+void quantize_q5_1(const float* x, void* y, int64_t n) { quantize_blocks<BlockQ5_1, 5, true>(x, y, n); }
 
 void unpack_q8_0(const void* block, BlockInts* out) {
     const BlockQ8_0* b = static_cast<const BlockQ8_0*>(block);

@@ -234,11 +234,8 @@ void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r
         if (r < r1) tile<W, 1, 1>(out, w, a, r, 0, pf);
         return;
     }
-    for (int64_t r = r0; r < r1; ++r) {
-        int t = 0;
-        for (; t + kTokens <= a.n_tokens; t += kTokens) tile<W, 1, kTokens>(out, w, a, r, t, pf);
-        for (; t < a.n_tokens; ++t) tile<W, 1, 1>(out, w, a, r, t, pf);
-    }
+    for (int64_t r = r0; r < r1; ++r)
+        for_token_tiles<kTokens>(a.n_tokens, [&](auto tn, int t) { tile<W, 1, tn>(out, w, a, r, t, pf); });
 }
 
 }  // namespace

@@ -123,11 +123,8 @@ void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
 template <class W>
 void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
     constexpr int kTokens = 4;
-    for (int64_t r = r0; r < r1; ++r) {
-        int t = 0;
-        for (; t + kTokens <= a.n_tokens; t += kTokens) tile<W, kTokens>(out, w, a, r, t);
-        for (; t < a.n_tokens; ++t) tile<W, 1>(out, w, a, r, t);
-    }
+    for (int64_t r = r0; r < r1; ++r)
+        for_token_tiles<kTokens>(a.n_tokens, [&](auto tn, int t) { tile<W, tn>(out, w, a, r, t); });
 }
 
 }  // namespace

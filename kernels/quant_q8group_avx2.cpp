@@ -44,11 +44,8 @@ void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r
     constexpr int kTokens = 4;
     const uint8_t* base = static_cast<const uint8_t*>(w.data);
     const WeightPrefetch pf(base + r0 * w.cols, base + r1 * w.cols);
-    for (int64_t r = r0; r < r1; ++r) {
-        int t = 0;
-        for (; t + kTokens <= a.n_tokens; t += kTokens) tile<kTokens>(out, w, a, r, t, pf);
-        for (; t < a.n_tokens; ++t) tile<1>(out, w, a, r, t, pf);
-    }
+    for (int64_t r = r0; r < r1; ++r)
+        for_token_tiles<kTokens>(a.n_tokens, [&](auto tn, int t) { tile<tn>(out, w, a, r, t, pf); });
 }
 
 }  // namespace

@@ -253,11 +253,8 @@ void superblock_rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0
     const int64_t row_bytes = w.cols / kQK_K * K::kBytes;
     const uint8_t* base = static_cast<const uint8_t*>(w.data);
     const WeightPrefetch pf(base + r0 * row_bytes, base + r1 * row_bytes);
-    for (int64_t r = r0; r < r1; ++r) {
-        int t = 0;
-        for (; t + kTokens <= a.n_tokens; t += kTokens) superblock_tile<K, kTokens>(out, w, a, r, t, pf);
-        for (; t < a.n_tokens; ++t) superblock_tile<K, 1>(out, w, a, r, t, pf);
-    }
+    for (int64_t r = r0; r < r1; ++r)
+        for_token_tiles<kTokens>(a.n_tokens, [&](auto tn, int t) { superblock_tile<K, tn>(out, w, a, r, t, pf); });
 }
 
 }  // namespace

@@ -139,11 +139,8 @@ void superblock_tile(float* out, const Matrix& w, const QuantActs& a, int64_t r,
 template <class K>
 void superblock_rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
     constexpr int kTokens = 4;
-    for (int64_t r = r0; r < r1; ++r) {
-        int t = 0;
-        for (; t + kTokens <= a.n_tokens; t += kTokens) superblock_tile<K, kTokens>(out, w, a, r, t);
-        for (; t < a.n_tokens; ++t) superblock_tile<K, 1>(out, w, a, r, t);
-    }
+    for (int64_t r = r0; r < r1; ++r)
+        for_token_tiles<kTokens>(a.n_tokens, [&](auto tn, int t) { superblock_tile<K, tn>(out, w, a, r, t); });
 }
 
 }  // namespace
