@@ -21,6 +21,12 @@ public:
     const uint8_t* data() const { return data_; }
     uint64_t size() const { return size_; }
     const std::string& path() const { return path_; }
+    // Done with bytes [offset, offset + n) for now: their pages leave this
+    // process's resident set (they stay in the page cache, and reading them
+    // again brings them back). A long sequential pass over a model
+    // (`ferry quantize`) calls it so the model streams through memory
+    // instead of piling up in it.
+    void drop_pages(uint64_t offset, uint64_t n) const;
 
 private:
     void release();

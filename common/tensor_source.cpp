@@ -49,15 +49,27 @@ ModelFileTensorSource::ModelFileTensorSource(const ModelFile& file) : file_(file
     for (const TensorInfo& t : file.tensors) by_name_.emplace(t.name, &t);
 }
 
-void ModelFileTensorSource::row(const ModelTensor& t, int64_t r, float* out) {
+const TensorInfo& ModelFileTensorSource::info(const ModelTensor& t) const {
     const auto it = by_name_.find(t.name);
-    const TensorInfo* info = it == by_name_.end() ? nullptr : it->second;
-    if (!info) throw Error(file_.path + ": tensor " + t.name + " is missing");
-    if (info->rows != t.rows || info->cols != t.cols)
-        throw Error(file_.path + ": tensor " + t.name + " is " + std::to_string(info->rows) + "x" +
-                    std::to_string(info->cols) + ", expected " + std::to_string(t.rows) + "x" + std::to_string(t.cols));
-    const Matrix m{info->type, file_.data(*info), info->rows, info->cols, info->group};
+    if (it == by_name_.end()) throw Error(file_.path + ": tensor " + t.name + " is missing");
+    const TensorInfo& info = *it->second;
+    if (info.rows != t.rows || info.cols != t.cols)
+        throw Error(file_.path + ": tensor " + t.name + " is " + std::to_string(info.rows) + "x" +
+                    std::to_string(info.cols) + ", expected " + std::to_string(t.rows) + "x" + std::to_string(t.cols));
+    return info;
+}
+
+void ModelFileTensorSource::row(const ModelTensor& t, int64_t r, float* out) {
+    const TensorInfo& i = info(t);
+    const Matrix m{i.type, file_.data(i), i.rows, i.cols, i.group};
     kernels::dequantize_row(m, r, out);
+}
+
+void ModelFileTensorSource::done_with(const ModelTensor& t, int64_t first, int64_t count) {
+    const TensorInfo& i = info(t);
+    if (i.type == TensorType::Q8_GROUP) return;  // its scales sit after all the rows
+    const uint64_t row_bytes = i.bytes / static_cast<uint64_t>(i.rows);
+    file_.map.drop_pages(i.offset + static_cast<uint64_t>(first) * row_bytes, static_cast<uint64_t>(count) * row_bytes);
 }
 
 }  // namespace ferry

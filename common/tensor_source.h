@@ -24,6 +24,9 @@ public:
     virtual ~TensorSource() = default;
     // Fills `out` (t.cols floats) with row r of t; rows may be asked for in any order.
     virtual void row(const ModelTensor& t, int64_t r, float* out) = 0;
+    // The writer is done with rows [first, first + count) of t: a source
+    // backed by a mapped file lets their pages go.
+    virtual void done_with(const ModelTensor& t, int64_t first, int64_t count) {}
 };
 
 // Random weights: matrices normal(0, stddev), norms 1.0. Each row has its own
@@ -45,8 +48,10 @@ class ModelFileTensorSource : public TensorSource {
 public:
     explicit ModelFileTensorSource(const ModelFile& file);
     void row(const ModelTensor& t, int64_t r, float* out) override;
+    void done_with(const ModelTensor& t, int64_t first, int64_t count) override;
 
 private:
+    const TensorInfo& info(const ModelTensor& t) const;
     const ModelFile& file_;
     std::unordered_map<std::string, const TensorInfo*> by_name_;
 };

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/gguf_file.h"
 #include "common/mapped_file.h"
+#include "common/process_stats.h"
 #include "common/progress.h"
 #include "coordinator/commands.h"
 #include "coordinator/quantize.h"
@@ -56,9 +57,10 @@ int cmd_quantize(const QuantizeArgs& a) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const MappedFile written(a.out);
     const GgufFile g = parse_gguf(written.data(), written.size(), a.out);
-    std::fprintf(stderr, "wrote %s: %s, %s (from %s), %s, %.1f s\n", a.out.c_str(), a.type.c_str(),
+    std::fprintf(stderr, "wrote %s: %s, %s (from %s), %s, %.1f s, peak RSS %s\n", a.out.c_str(), a.type.c_str(),
                  format_gb(static_cast<double>(written.size())).c_str(),
-                 format_gb(static_cast<double>(std::filesystem::file_size(a.in))).c_str(), type_census(g).c_str(), s);
+                 format_gb(static_cast<double>(std::filesystem::file_size(a.in))).c_str(), type_census(g).c_str(), s,
+                 format_gb(static_cast<double>(read_process_memory().peak_rss)).c_str());
     return 0;
 }
 

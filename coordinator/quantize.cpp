@@ -75,31 +75,45 @@ GgufWriter::RowSource encoded_rows(TensorSource& source, const ModelTensor& t, T
                 encode_rows(type, rows.data() + i0 * t.cols, out + (b0 + i0) * row_bytes, i1 - i0, t.cols);
             });
         }
+        source.done_with(t, first, count);
     };
 }
 
-// The rows of a GGUF tensor in its stored bytes, unchanged.
-GgufWriter::RowSource copied_rows(const uint8_t* data, uint64_t row_bytes) {
-    return [data, row_bytes](int64_t first, int64_t count, uint8_t* out) {
-        std::memcpy(out, data + static_cast<uint64_t>(first) * row_bytes, static_cast<size_t>(count * row_bytes));
+// The rows of a tensor at `offset` in `map`, in their stored bytes, unchanged.
+GgufWriter::RowSource copied_rows(const MappedFile& map, uint64_t offset, uint64_t row_bytes) {
+    return [&map, offset, row_bytes](int64_t first, int64_t count, uint8_t* out) {
+        const uint64_t at = offset + static_cast<uint64_t>(first) * row_bytes,
+                       n = static_cast<uint64_t>(count) * row_bytes;
+        std::memcpy(out, map.data() + at, static_cast<size_t>(n));
+        map.drop_pages(at, n);
     };
 }
 
 // The tensors of a parsed GGUF file, decoded to f32 row by row.
 class GgufTensorSource : public TensorSource {
 public:
-    // data: the image g was parsed from.
-    GgufTensorSource(const GgufFile& g, const uint8_t* data) : g_(g), data_(data) {}
+    // map: the image g was parsed from.
+    GgufTensorSource(const GgufFile& g, const MappedFile& map) : g_(g), map_(map) {}
     void row(const ModelTensor& t, int64_t r, float* out) override {
-        const GgufTensor* x = g_.find_tensor(t.name);
-        if (!x) g_.fail("tensor " + t.name + " is missing");
-        const uint64_t row_bytes = static_cast<uint64_t>(tensor_bytes(x->type, 1, x->cols()));
-        decode_rows(x->type, data_ + x->offset + static_cast<uint64_t>(r) * row_bytes, out, 1, x->cols());
+        const GgufTensor& x = tensor(t);
+        decode_rows(x.type, map_.data() + x.offset + static_cast<uint64_t>(r) * row_bytes(x), out, 1, x.cols());
+    }
+    void done_with(const ModelTensor& t, int64_t first, int64_t count) override {
+        const GgufTensor& x = tensor(t);
+        map_.drop_pages(x.offset + static_cast<uint64_t>(first) * row_bytes(x),
+                        static_cast<uint64_t>(count) * row_bytes(x));
     }
 
 private:
+    const GgufTensor& tensor(const ModelTensor& t) const {
+        const GgufTensor* x = g_.find_tensor(t.name);
+        if (!x) g_.fail("tensor " + t.name + " is missing");
+        return *x;
+    }
+    static uint64_t row_bytes(const GgufTensor& x) { return static_cast<uint64_t>(tensor_bytes(x.type, 1, x.cols())); }
+
     const GgufFile& g_;
-    const uint8_t* data_;
+    const MappedFile& map_;
 };
 
 void write_with_progress(const GgufWriter& w, const std::string& path, const GgufOutput& o) {
@@ -124,7 +138,7 @@ void quantize_gguf(const std::string& in, const std::string& out, const GgufOutp
     w.add_u32("general.quantization_version", kQuantizationVersion);
     w.add_u32("general.file_type", llama_file_type(o.type));
 
-    GgufTensorSource source(g, map.data());
+    GgufTensorSource source(g, map);
     kernels::ThreadPool pool(o.threads);
     for (const GgufTensor& t : g.tensors) {
         const std::string name(t.name);
@@ -135,7 +149,7 @@ void quantize_gguf(const std::string& in, const std::string& out, const GgufOutp
         const std::vector<int64_t> ne(t.ne, t.ne + n_dims);
         if (type == t.type) {
             const uint64_t row_bytes = static_cast<uint64_t>(tensor_bytes(type, 1, t.cols()));
-            w.add_tensor(name, type, ne, copied_rows(map.data() + t.offset, row_bytes));
+            w.add_tensor(name, type, ne, copied_rows(map, t.offset, row_bytes));
         } else {
             const ModelTensor x{name, t.rows(), t.cols(), true};
             w.add_tensor(name, type, ne, encoded_rows(source, x, type, &pool));

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iomanip>
+#include <regex>
 #include <sstream>
 
 #include "common/error.h"
@@ -161,6 +162,30 @@ TEST(Quantize, Llama2cCheckpointBecomesASelfContainedGguf) {
         test::run_command({test::ferry_bin(), "run", out, "-t", "1.0", "-p", "0.9", "-s", "42", "-n", "256"});
     ASSERT_EQ(run.exit_code, 0) << run.err;
     EXPECT_EQ(run.out, test::read_file(test::reference_path("stories260K.t1p09.s42.n256.txt")));
+}
+
+// A model streams through: ferry quantize's peak memory stays a fraction of
+// the model it reads (the input's pages are let go as rows are written).
+TEST(Quantize, StreamsInsteadOfHoldingTheModel) {
+    test::TempDir dir;
+    ModelConfig c;
+    c.dim = 512, c.hidden_dim = 1536, c.n_layers = 6, c.n_heads = 8, c.n_kv_heads = 8, c.vocab_size = 8000;
+    c.seq_len = 256;
+    RandomTensorSource random(1);
+    GgufOutput o;
+    o.progress = false;
+    const std::string in = dir.file("big-f32.gguf");
+    write_llama_gguf(in, c, true, random, spm_vocabulary_from_llama2c(synthetic_llama2c_vocabulary(c.vocab_size)),
+                     "big", o);
+    const double in_mb = static_cast<double>(std::filesystem::file_size(in)) / 1e6;
+    ASSERT_GT(in_mb, 90.0);
+    const auto r = quantize_cli({in, dir.file("big-q8_0.gguf"), "--type", "q8_0", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.err, m, std::regex("peak RSS ([0-9.]+) MB"))) << r.err;
+    const double peak_mb = std::stod(m[1]);
+    std::cout << "[ measured ] ferry quantize of a " << in_mb << " MB f32 model to q8_0: peak RSS " << peak_mb << " MB\n";
+    EXPECT_LT(peak_mb, in_mb / 2);
 }
 
 TEST(Quantize, RefusesBadRequestsWithOneLine) {
