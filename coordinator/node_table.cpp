@@ -19,11 +19,12 @@ std::string format_node_table(const PipelineStats& s) {
         std::snprintf(line, sizeof line, "%-22s %-10s %9.1f %8.1f %8.1f %7llu %11.3f %10.3f %10.0f %10.0f\n",
                       n.address.c_str(), n.layers.c_str(), mb(n.weight_bytes), mb(n.rss), mb(n.peak_rss),
                       static_cast<unsigned long long>(n.positions), per(n.compute_ms, n.positions),
-                      per(n.net_ms, n.positions), per(static_cast<double>(n.bytes_sent), n.positions),
+                      n.decode_requests ? per(n.decode_net_ms, n.decode_requests) : per(n.net_ms, n.positions), per(static_cast<double>(n.bytes_sent), n.positions),
                       per(static_cast<double>(n.bytes_received), n.positions));
         out += line;
     }
-    out += "(compute ms, net ms, sent and recv bytes are per token processed; net ms: the activation's trip into the node)\n";
+    out += "(compute ms, sent and recv B: per token processed, prefill included; net ms: the activation's trip into the "
+           "node per decoded token, clocks aligned at connect)\n";
     if (s.decode_tokens > 0 && s.decode_ms > 0) {
         const double ms = s.decode_ms / s.decode_tokens;
         const double compute = s.decode_compute_ms / s.decode_tokens;

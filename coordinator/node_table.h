@@ -17,6 +17,8 @@ struct NodeStats {
     uint64_t requests = 0;
     double compute_ms = 0;     // total
     double net_ms = 0;         // total time the activation spent travelling into this node
+    uint64_t decode_requests = 0;  // one-token requests (decode steps)
+    double decode_net_ms = 0;      // net_ms of those alone
     uint64_t bytes_sent = 0, bytes_received = 0;  // data path (requests and results)
 };
 

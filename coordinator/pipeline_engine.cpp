@@ -501,16 +501,19 @@ void PipelineEngine::run_request(const int* tokens, int n_tokens, int pos, int w
         hub.send_encoded(first.link, std::move(encoded));
         last_id = fw->request_id();
     }
-    // Bounded by the expected work, generously; heartbeats prove the workers alive meanwhile.
+    // Bounded by the expected work, generously (a cold start pages a shard in
+    // from disk); heartbeats prove the workers alive meanwhile and a silent
+    // one is caught by its link's timeout long before this.
     const double expected_s = plan_.predicted_ms_per_token * n_tokens / 1e3;
-    const auto deadline = after(opt_.timeout_s + 20 * expected_s);
+    const double limit_s = opt_.timeout_s + 120 + 50 * expected_s;
+    const auto deadline = after(limit_s);
     double compute_ms = 0;
     size_t results = 0;
     while (results < sent.size()) {
         std::optional<Hub::Event> e = hub.wait(deadline);
         if (!e)
-            fail_node(last.link, "no result within " + std::to_string(static_cast<int>(opt_.timeout_s + 20 * expected_s)) +
-                                     " s (the chain is stalled)");
+            fail_node(last.link, "no result within " + std::to_string(static_cast<int>(limit_s)) +
+                                     " s although every worker answers heartbeats (the chain is stuck)");
         check_event(&*e);
         if (e->kind != Hub::Event::received) continue;
         const wire::Frame& f = e->frame.frame;
@@ -569,7 +572,12 @@ void PipelineEngine::account(const void* result, uint64_t sent_ns, uint64_t sent
         if (t.stage_index() < 0 || static_cast<size_t>(t.stage_index()) >= chain_.size()) continue;
         Node& n = *chain_[static_cast<size_t>(t.stage_index())];
         const int64_t recv = static_cast<int64_t>(t.recv_ns()) - n.clock_offset_ns;
-        n.stats.net_ms += std::max<int64_t>(0, recv - prev_send) / 1e6;
+        const double hop_ms = std::max<int64_t>(0, recv - prev_send) / 1e6;
+        n.stats.net_ms += hop_ms;
+        if (n_tokens == 1) {
+            n.stats.decode_net_ms += hop_ms;
+            ++n.stats.decode_requests;
+        }
         prev_send = static_cast<int64_t>(t.send_ns()) - n.clock_offset_ns;
         n.stats.compute_ms += t.compute_ns() / 1e6;
         *compute_ms += t.compute_ns() / 1e6;
@@ -580,7 +588,12 @@ void PipelineEngine::account(const void* result, uint64_t sent_ns, uint64_t sent
         n.stats.rss = t.rss();
         n.stats.peak_rss = std::max(n.stats.peak_rss, t.peak_rss());
     }
-    local_stats_.net_ms += std::max<int64_t>(0, static_cast<int64_t>(received_ns) - prev_send) / 1e6;
+    const double back_ms = std::max<int64_t>(0, static_cast<int64_t>(received_ns) - prev_send) / 1e6;
+    local_stats_.net_ms += back_ms;
+    if (n_tokens == 1) {
+        local_stats_.decode_net_ms += back_ms;
+        ++local_stats_.decode_requests;
+    }
 }
 
 float* PipelineEngine::forward(const int* tokens, int n_tokens, int pos) {

@@ -21,11 +21,15 @@ const std::vector<std::string> kGreedy = {"-t", "0", "-n", "256", "-i", "Once up
 // Runs the greedy reference through `workers`; returns the "shard bytes sent" count.
 long long run_greedy(const std::string& workers, const std::vector<std::string>& more = {}) {
     std::vector<std::string> flags = kGreedy;
-    flags.insert(flags.end(), {"--workers", workers});
+    flags.insert(flags.end(), {"--workers", workers, "--stats-every", "100"});
     flags.insert(flags.end(), more.begin(), more.end());
     const auto r = test::run_command(test::ferry_run_args("stories260K.bin", "tok512.bin", flags), 60);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.out, test::read_file(test::reference_path("stories260K.greedy.n256.txt")));
+    // The node table every 100 decoded tokens (251 of them) and once at the end.
+    size_t tables = 0;
+    for (size_t at = r.err.find("end to end"); at != std::string::npos; at = r.err.find("end to end", at + 1)) ++tables;
+    EXPECT_EQ(tables, 3u) << r.err;
     std::smatch m;
     if (!std::regex_search(r.err, m, std::regex("shard bytes sent: (\\d+)"))) {
         ADD_FAILURE() << "no shard line in: " << r.err;
