@@ -7,6 +7,7 @@
 //                                 counts the type's bytes, items_per_second is tok/s
 //   QuantMatvec/<type>/<rows>x<cols>/threads:N  one matrix shape, copies rotated
 //   QuantMatvecInCache/<type>/256x2048/threads:N  one matrix that stays in L2: compute speed
+//   QuantLevel/<type>/256x2048/level:L  the same at level 0 (scalar), 1 (SSE2), 2 (AVX2)
 //   QuantPrefill/<type>/threads:N  64 tokens through a 2048x2048 matrix
 //   ReadBandwidth/threads:N       the memory read speed of the same run
 //
@@ -148,6 +149,24 @@ void QuantMatvec(benchmark::State& state, TensorType type, int64_t rows, int64_t
     state.SetBytesProcessed(state.iterations() * bytes);
 }
 
+// The in-cache matvec at one dispatch level (range(0) = Level), one thread.
+void QuantLevel(benchmark::State& state, TensorType type) {
+    const kernels::Level saved = kernels::active_level();
+    if (!kernels::set_active_level(static_cast<kernels::Level>(state.range(0)))) {
+        state.SkipWithError("level not available on this CPU");
+        return;
+    }
+    const Weights w = make_weights(type, kKvDim, kDim, 1);
+    const std::vector<float> x = activations(kDim);
+    std::vector<float> out(kKvDim);
+    for (auto _ : state) {
+        kernels::matmul(out.data(), w.matrices[0], x.data(), 1, nullptr);
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.SetBytesProcessed(state.iterations() * w.matrix_bytes);
+    kernels::set_active_level(saved);
+}
+
 void QuantPrefill(benchmark::State& state, TensorType type) {
     kernels::ThreadPool* pool = pool_of(static_cast<int>(state.range(0)));
     constexpr int kTokens = 64;
@@ -194,6 +213,12 @@ int register_all() {
     for (TensorType type : kTypes) {
         const std::string name = tensor_type_name(type);
         if (type != TensorType::F32 && !kernels::quant_matmul_supports(type)) continue;
+        benchmark::RegisterBenchmark(("QuantLevel/" + name + "/256x2048").c_str(), QuantLevel, type)
+            ->Arg(static_cast<int>(kernels::Level::scalar))
+            ->Arg(static_cast<int>(kernels::Level::sse2))
+            ->Arg(static_cast<int>(kernels::Level::avx2))
+            ->ArgName("level")
+            ->Unit(benchmark::kMicrosecond);
         for (int threads : {1, 2}) {
             timed(benchmark::RegisterBenchmark(("QuantDecode/" + name).c_str(), QuantDecode, type), threads)
                 ->Unit(benchmark::kMillisecond);

@@ -13,30 +13,26 @@ namespace {
 // Tokens per pass over a weight row: each block is decoded once per tile.
 constexpr int kTokenTile = 4;
 
-bool has_mins(TensorType type) {
-    return type == TensorType::Q4_1 || type == TensorType::Q5_1 || type == TensorType::Q2_K ||
-           type == TensorType::Q4_K || type == TensorType::Q5_K;
-}
-
-// Sum of token t's quantized activations [v0, v0 + n), from the stored partial sums.
-int32_t act_sum(const QuantActs& a, int t, int64_t v0, int n) {
-    int32_t s = 0;
-    if (a.type == TensorType::Q8_0) {
-        const int32_t* sums = a.sums + t * (a.stride / kQK8_0);
-        for (int64_t v = v0; v < v0 + n; v += kQK8_0) s += sums[v / kQK8_0];
+// Sum of token t's quantized activations over group g (G values) of block b.
+template <int BV, int G>
+int32_t act_group_sum(const QuantActs& a, int t, int64_t b, int g) {
+    if constexpr (BV == kQK8_0) {
+        return a.sums[t * (a.stride / kQK8_0) + b];  // one group per block
     } else {
-        const int16_t* bsums = a.bsums + t * (a.stride / 16);
-        for (int64_t v = v0; v < v0 + n; v += 16) s += bsums[v / 16];
+        const int16_t* bsums = a.bsums + (t * a.stride + b * BV + g * G) / 16;
+        int32_t s = 0;
+        for (int k = 0; k < G / 16; ++k) s += bsums[k];
+        return s;
     }
-    return s;
 }
 
+// BV values per block in groups of G, with or without mins: the block's
+// integer sums in any order (exact), then the canonical f32 term.
+template <int BV, int G, bool kMins>
 void rows_blocks(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
     const QuantFormat* f = quant_format(w.type);
-    const int bv = f->block_values;
-    const int64_t nb = w.cols / bv;
+    const int64_t nb = w.cols / BV, nbs = a.stride / BV;
     const int64_t row_bytes = nb * f->block_bytes;
-    const bool mins = has_mins(w.type);
     BlockInts u;
     for (int64_t r = r0; r < r1; ++r) {
         const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * row_bytes;
@@ -47,21 +43,23 @@ void rows_blocks(float* out, const Matrix& w, const QuantActs& a, int64_t r0, in
                 f->unpack(row + b * f->block_bytes, &u);
                 for (int t = t0; t < t0 + tn; ++t) {
                     int8_t natural[kQK8_0];
-                    const int8_t* xq = a.qs + t * a.stride + b * bv;
-                    if (a.type == TensorType::Q8_0) {
+                    const int8_t* xq = a.qs + t * a.stride + b * BV;
+                    if constexpr (BV == kQK8_0) {
                         std::memcpy(natural, a.qs + t * a.stride + q8_0_index(b, 0), 16);
                         std::memcpy(natural + 16, a.qs + t * a.stride + q8_0_index(b, 16), 16);
                         xq = natural;
                     }
                     int32_t isum = 0, msum = 0;
-                    for (int g0 = 0; g0 < bv; g0 += u.group) {
+                    for (int g = 0; g < BV / G; ++g) {
                         int32_t s = 0;
-                        for (int v = g0; v < g0 + u.group; ++v) s += u.q[v] * xq[v];
-                        isum += u.scale[g0 / u.group] * s;
-                        if (mins) msum += u.min[g0 / u.group] * act_sum(a, t, b * bv + g0, u.group);
+                        for (int v = g * G; v < (g + 1) * G; ++v) s += u.q[v] * xq[v];
+                        isum += u.scale[g] * s;
+                        if constexpr (kMins) msum += u.min[g] * act_group_sum<BV, G>(a, t, b, g);
                     }
-                    const float dx = a.d[t * (a.stride / bv) + b];
-                    const float term = mins ? block_term_min(u.d, u.dmin, dx, isum, msum) : block_term(u.d, dx, isum);
+                    const float dx = a.d[t * nbs + b];
+                    float term;
+                    if constexpr (kMins) term = block_term_min(u.d, u.dmin, dx, isum, msum);
+                    else term = block_term(u.d, dx, isum);
                     acc[t - t0][b % 8] += term;
                 }
             }
@@ -95,9 +93,23 @@ void rows_q8_group(float* out, const Matrix& w, const QuantActs& a, int64_t r0, 
 }  // namespace
 
 QuantRowsFn quant_rows(TensorType type) {
-    if (type == TensorType::Q8_GROUP) return rows_q8_group;
-    if (type == TensorType::Q8_K || !quant_format(type)) return nullptr;
-    return rows_blocks;
+    switch (type) {
+        case TensorType::Q8_0:
+        case TensorType::Q4_0:
+        case TensorType::Q5_0:
+        case TensorType::IQ4_NL: return rows_blocks<kQK8_0, kQK8_0, false>;
+        case TensorType::Q4_1:
+        case TensorType::Q5_1: return rows_blocks<kQK8_0, kQK8_0, true>;
+        case TensorType::Q2_K: return rows_blocks<kQK_K, 16, true>;
+        case TensorType::Q3_K:
+        case TensorType::Q6_K: return rows_blocks<kQK_K, 16, false>;
+        case TensorType::Q4_K:
+        case TensorType::Q5_K: return rows_blocks<kQK_K, 32, true>;
+        case TensorType::TQ1_0:
+        case TensorType::TQ2_0: return rows_blocks<kQK_K, kQK_K, false>;
+        case TensorType::Q8_GROUP: return rows_q8_group;
+        default: return nullptr;
+    }
 }
 
 }  // namespace ferry::kernels::scalar

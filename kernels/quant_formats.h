@@ -50,6 +50,11 @@ static inline float block_value(const BlockInts& b, int v) {
     return value - min;
 }
 
+// Two bits per value for 256 values (Q2_K, Q3_K's low bits, TQ2_0): value
+// 128h + 32k + l in bits 2k of byte 32h + l. unpack_2bit subtracts `offset`.
+void pack_2bit(const uint8_t* levels, uint8_t* qs);
+void unpack_2bit(const uint8_t* qs, int offset, int8_t* q);
+
 // Quantizers and unpackers, by family (quant_legacy.cpp, quant_kquants.cpp,
 // quant_ternary.cpp, quant_iq4nl.cpp).
 void quantize_q8_0(const float* x, void* y, int64_t n);

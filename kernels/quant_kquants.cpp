@@ -183,14 +183,14 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, ui
     return scale;
 }
 
-// Two bits per value: value v of each 128 at byte v % 32, shift 2 * (v / 32).
-void pack_2bit(const uint8_t* L, uint8_t* qs) {
-    for (int j = 0; j < kQK_K; j += 128)
-        for (int l = 0; l < 32; ++l)
-            qs[j / 4 + l] =
-                static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+// Nibbles of Q4_K/Q5_K: byte 32c + l holds value 64c + l (low) and 64c + 32 + l (high).
+void unpack_nibbles_k(const uint8_t* qs, int8_t* q) {
+    for (int c = 0; c < 4; ++c)
+        for (int l = 0; l < 32; ++l) {
+            q[64 * c + l] = static_cast<int8_t>(qs[32 * c + l] & 0xF);
+            q[64 * c + 32 + l] = static_cast<int8_t>(qs[32 * c + l] >> 4);
+        }
 }
-int unpack_2bit(const uint8_t* qs, int v) { return (qs[32 * (v / 128) + v % 32] >> (2 * ((v / 32) % 4))) & 3; }
 
 // Q4_K/Q5_K: 8 groups of 32 with a scale and a min each, weighted by
 // |x| + rms(x); both quantized to 6 bits against their maximum.
@@ -248,6 +248,19 @@ void unpack_scales_mins_k(const uint8_t* packed, uint16_t d, uint16_t dmin, Bloc
 }
 
 }  // namespace
+
+void pack_2bit(const uint8_t* L, uint8_t* qs) {
+    for (int j = 0; j < kQK_K; j += 128)
+        for (int l = 0; l < 32; ++l)
+            qs[j / 4 + l] =
+                static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+void unpack_2bit(const uint8_t* qs, int offset, int8_t* q) {
+    for (int h = 0; h < 2; ++h)
+        for (int k = 0; k < 4; ++k)
+            for (int l = 0; l < 32; ++l) q[128 * h + 32 * k + l] = static_cast<int8_t>(((qs[32 * h + l] >> (2 * k)) & 3) - offset);
+}
 
 void quantize_q2_k(const float* x, void* y, int64_t n) {
     BlockQ2_K* b = static_cast<BlockQ2_K*>(y);
@@ -390,7 +403,7 @@ void unpack_q2_k(const void* block, BlockInts* out) {
         out->scale[g] = b->scales[g] & 0xF;
         out->min[g] = b->scales[g] >> 4;
     }
-    for (int v = 0; v < kQK_K; ++v) out->q[v] = static_cast<int8_t>(unpack_2bit(b->qs, v));
+    unpack_2bit(b->qs, 0, out->q);
 }
 
 void unpack_q3_k(const void* block, BlockInts* out) {
@@ -404,26 +417,24 @@ void unpack_q3_k(const void* block, BlockInts* out) {
         out->scale[g] = sc[g];
         out->min[g] = 0;
     }
-    for (int v = 0; v < kQK_K; ++v) {
-        const int high = (b->hmask[v % 32] >> (v / 32)) & 1;
-        out->q[v] = static_cast<int8_t>(unpack_2bit(b->qs, v) - (high ? 0 : 4));
-    }
+    unpack_2bit(b->qs, 4, out->q);
+    // bit j of hmask[l] set: value 32j + l is 4 higher
+    for (int j = 0; j < 8; ++j)
+        for (int l = 0; l < 32; ++l) out->q[32 * j + l] = static_cast<int8_t>(out->q[32 * j + l] + 4 * ((b->hmask[l] >> j) & 1));
 }
 
 void unpack_q4_k(const void* block, BlockInts* out) {
     const BlockQ4_K* b = static_cast<const BlockQ4_K*>(block);
     unpack_scales_mins_k(b->scales, b->d, b->dmin, out);
-    for (int v = 0; v < kQK_K; ++v) out->q[v] = static_cast<int8_t>((b->qs[32 * (v / 64) + v % 32] >> (4 * ((v / 32) % 2))) & 0xF);
+    unpack_nibbles_k(b->qs, out->q);
 }
 
 void unpack_q5_k(const void* block, BlockInts* out) {
     const BlockQ5_K* b = static_cast<const BlockQ5_K*>(block);
     unpack_scales_mins_k(b->scales, b->d, b->dmin, out);
-    for (int v = 0; v < kQK_K; ++v) {
-        const int low = (b->qs[32 * (v / 64) + v % 32] >> (4 * ((v / 32) % 2))) & 0xF;
-        const int high = (b->qh[v % 32] >> (v / 32)) & 1;
-        out->q[v] = static_cast<int8_t>(low | (high << 4));
-    }
+    unpack_nibbles_k(b->qs, out->q);
+    for (int j = 0; j < 8; ++j)
+        for (int l = 0; l < 32; ++l) out->q[32 * j + l] = static_cast<int8_t>(out->q[32 * j + l] | (((b->qh[l] >> j) & 1) << 4));
 }
 
 void unpack_q6_k(const void* block, BlockInts* out) {
@@ -435,12 +446,17 @@ void unpack_q6_k(const void* block, BlockInts* out) {
         out->scale[g] = b->scales[g];
         out->min[g] = 0;
     }
-    for (int v = 0; v < kQK_K; ++v) {
-        const int half = v / 128, k = (v % 128) / 32, l = v % 32;
-        const uint8_t* ql = b->ql + 64 * half + 32 * (k % 2);
-        const int low = (ql[l] >> (4 * (k / 2))) & 0xF;
-        const int high = (b->qh[32 * half + l] >> (2 * k)) & 3;
-        out->q[v] = static_cast<int8_t>((low | (high << 4)) - 32);
+    // In each half of 128: values 32k + l, low nibble from ql[32 (k % 2) + l]
+    // (high nibble for k >= 2), two high bits 2k of qh[l].
+    for (int half = 0; half < 2; ++half) {
+        const uint8_t* ql = b->ql + 64 * half;
+        const uint8_t* qh = b->qh + 32 * half;
+        int8_t* q = out->q + 128 * half;
+        for (int k = 0; k < 4; ++k)
+            for (int l = 0; l < 32; ++l) {
+                const int low = (ql[32 * (k % 2) + l] >> (4 * (k / 2))) & 0xF;
+                q[32 * k + l] = static_cast<int8_t>((low | (((qh[l] >> (2 * k)) & 3) << 4)) - 32);
+            }
     }
 }
 

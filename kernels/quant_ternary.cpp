@@ -75,18 +75,14 @@ void quantize_tq2_0(const float* x, void* y, int64_t n) {
     uint8_t t[kQK_K];
     for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
         b[i].d = ternary_trits(x, t);
-        for (int j = 0; j < kQK_K; j += 128)
-            for (int m = 0; m < 32; ++m)
-                b[i].qs[j / 4 + m] = static_cast<uint8_t>(t[j + m] | (t[j + m + 32] << 2) | (t[j + m + 64] << 4) |
-                                                          (t[j + m + 96] << 6));
+        pack_2bit(t, b[i].qs);
     }
 }
 
 void unpack_tq2_0(const void* block, BlockInts* out) {
     const BlockTQ2_0* b = static_cast<const BlockTQ2_0*>(block);
     ternary_ints(b->d, out);
-    for (int v = 0; v < kQK_K; ++v)
-        out->q[v] = static_cast<int8_t>(((b->qs[32 * (v / 128) + v % 32] >> (2 * ((v / 32) % 4))) & 3) - 1);
+    unpack_2bit(b->qs, 1, out->q);
 }
 
 }  // namespace ferry::kernels
