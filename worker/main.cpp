@@ -6,6 +6,8 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <spdlog/spdlog.h>
 
@@ -21,18 +23,23 @@
 
 namespace {
 
-// Classic double fork: the daemon is not a session leader and cannot regain a
-// terminal; the first parent returns 0 to the shell once the pid file exists.
-void daemonize(const std::string& pid_file) {
+// Classic double fork, done before any thread starts (a fork keeps only the
+// calling thread). Returns, in the daemon, the pipe on which it tells the
+// waiting first parent "ready" (byte 1) or why it failed (text): the shell
+// gets exit 0 once the daemon listens, or the error and exit 1.
+int daemonize() {
     int ready[2];
     if (pipe(ready) != 0) throw ferry::Error("--daemon: pipe failed");
     const pid_t first = fork();
     if (first < 0) throw ferry::Error("--daemon: fork failed");
     if (first > 0) {
         close(ready[1]);
-        char ok = 0;
-        const bool started = read(ready[0], &ok, 1) == 1 && ok == 1;
-        _exit(started ? 0 : 1);
+        char buf[512];
+        const ssize_t n = read(ready[0], buf, sizeof buf);
+        if (n == 1 && buf[0] == 1) _exit(0);
+        if (n > 0) std::fprintf(stderr, "ferry-worker: error: %.*s\n", static_cast<int>(n), buf);
+        else std::fprintf(stderr, "ferry-worker: error: the daemon exited before it was ready\n");
+        _exit(1);
     }
     close(ready[0]);
     setsid();
@@ -48,14 +55,18 @@ void daemonize(const std::string& pid_file) {
         dup2(devnull, 2);
         if (devnull > 2) close(devnull);
     }
+    return ready[1];
+}
+
+void report_ready(int fd, const std::string& pid_file) {
     if (!pid_file.empty()) {
         std::ofstream out(pid_file);
         out << getpid() << "\n";
-        if (!out) _exit(1);
+        if (!out) throw ferry::Error("--pid-file " + pid_file + ": cannot write it");
     }
     const char ok = 1;
-    (void)!write(ready[1], &ok, 1);
-    close(ready[1]);
+    (void)!write(fd, &ok, 1);
+    close(fd);
 }
 
 void notify_ready() {
@@ -106,22 +117,30 @@ int main(int argc, char** argv) {
         "SIGTERM or SIGINT finish the request in flight, close every connection and exit 0.\n"
         "Example: ferry-worker --listen 0.0.0.0:7070 --memory 128M --cache-dir /var/cache/ferry");
     CLI11_PARSE(app, argc, argv);
+    int ready_fd = -1;
     try {
         if (!memory.empty() && !parse_bytes(memory, &o.memory_budget))
             throw Error("--memory " + memory + ": expected a size such as 128M, 1.5G or 65536");
         if (daemon && log_file.empty()) throw Error("--daemon needs --log-file (stderr goes to /dev/null)");
+        if (!pid_file.empty() && pid_file[0] != '/') pid_file = std::filesystem::absolute(pid_file).string();
         kernels::Level level;
         if (!kernels::parse_level(kernels_name, &level) || !kernels::set_active_level(level))
             throw Error("--kernels " + kernels_name + ": this CPU lacks it (it has: " + kernels::cpu_features_string() + ")");
         setup_logging(log_level, log_file);
-        worker::Worker w(o);  // binds now: a busy port fails before detaching
-        if (daemon) daemonize(pid_file);
+        if (daemon) ready_fd = daemonize();
+        worker::Worker w(o);  // binds the port and starts the threads
+        if (ready_fd >= 0) report_ready(ready_fd, pid_file);
+        ready_fd = -1;
         notify_ready();
         w.run();
         notify_stopping();
         if (daemon && !pid_file.empty()) std::remove(pid_file.c_str());
         spdlog::default_logger()->flush();
     } catch (const std::exception& e) {
+        if (ready_fd >= 0) {
+            (void)!write(ready_fd, e.what(), std::strlen(e.what()));
+            close(ready_fd);
+        }
         std::fprintf(stderr, "ferry-worker: error: %s\n", e.what());
         spdlog::error("{}", e.what());
         return 1;
