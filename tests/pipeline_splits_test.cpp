@@ -135,6 +135,22 @@ TEST_F(PipelineSplits, Aidreams260KWithItsTokenizerOnEverySplit) {
 
 // The draw made on the last worker (the sampler's RNG state travels with the
 // request) gives run.c's seeded tokens, as the coordinator's own draw does.
+// A GGUF model's shards (its own tokenizer stays on the coordinator), and a
+// prompt sent in micro-batches so the stages overlap.
+TEST_F(PipelineSplits, GgufModelAndPrefillMicroBatches) {
+    start_workers(2);
+    test::TempDir tmp;
+    const auto r = test::run_command({test::ferry_bin(), "run", test::model_path("stories260K.gguf"), "-t", "0", "-n",
+                                      "256", "--threads", "1", "--workers", list(2), "--split", "3,2"},
+                                     60);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, test::read_file(test::reference_path("stories260K.greedy.n256.noprompt.txt")));
+    for (const char* chunk : {"1", "2", "3"})
+        expect_reference("stories260K.bin", "tok512.bin", stories_references()[0],
+                         {"--workers", list(2), "--split", "2,3", "--prefill-chunk", chunk},
+                         std::string("--prefill-chunk ") + chunk);
+}
+
 TEST(PipelineSampling, OnTheLastWorkerEqualsTheCoordinatorsSampler) {
     PipelineOptions o;
     o.split = {3, 2};
