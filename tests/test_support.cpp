@@ -127,6 +127,10 @@ WorkerProcess::WorkerProcess(const std::vector<std::string>& args, const std::st
         }
         usleep(20000);
     }
+    // A constructor that throws runs no destructor: do not leave the process behind.
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    reaped_ = true;
     throw std::runtime_error("the worker did not start listening within 30 s: " + log());
 }
 
