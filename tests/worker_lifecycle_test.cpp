@@ -157,6 +157,7 @@ TEST(WorkerLifecycle, DaemonModeWritesAPidFileAndLogsToItsFile) {
     const auto stop = Clock::now() + std::chrono::seconds(10);
     while (kill(pid, 0) == 0 && Clock::now() < stop) usleep(20000);
     EXPECT_NE(kill(pid, 0), 0) << "the daemon did not stop on SIGTERM";
+    if (kill(pid, 0) == 0) kill(pid, SIGKILL);  // never leave it behind
     EXPECT_FALSE(std::filesystem::exists(tmp.file("w.pid")));
 }
 
