@@ -46,8 +46,10 @@ struct QuantActs {
     const float* d = nullptr;    // token t at d + t * (stride / block)
     // Q8_0: sum of each block's qs, token t at sums + t * (stride / 32).
     const int32_t* sums = nullptr;
-    // Q8_K: sum of every 16 qs, token t at bsums + t * (stride / 16).
+    // Q8_K: sum of every 16 qs, token t at bsums + t * (stride / 16), and of
+    // each block's 256, token t at block_sums + t * (stride / 256).
     const int16_t* bsums = nullptr;
+    const int32_t* block_sums = nullptr;
 };
 
 // Where value v (0..31) of Q8_0 block b lies in a token's interleaved qs.

@@ -34,6 +34,7 @@ FERRY_INLINE void add_group_pair(__m256i* acc, __m256i levels, const int8_t* con
 struct Q2_K {
     static constexpr int kBytes = sizeof(BlockQ2_K), kD = 80, kDmin = 82;
     static constexpr bool kMin = true;
+    static constexpr int kOffset = 0;
     template <int T>
     static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
                                  __m256i* mpart) {
@@ -63,6 +64,7 @@ struct Q2_K {
 struct Q3_K {
     static constexpr int kBytes = sizeof(BlockQ3_K), kD = 108, kDmin = -1;
     static constexpr bool kMin = false;
+    static constexpr int kOffset = 0;
     // The 16 scales minus 32, as int16: low nibbles in bytes 0..7 (scales 0..7
     // low, 8..15 high), two high bits in bytes 8..11 (scale j: byte 8 + j % 4, bits 2 * (j / 4)).
     static FERRY_INLINE __m256i scales(const uint8_t* p) {
@@ -121,6 +123,7 @@ template <bool five>
 struct K45 {
     static constexpr int kBytes = five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K), kD = 0, kDmin = 2;
     static constexpr bool kMin = true;
+    static constexpr int kOffset = 0;
     template <int c, int T>
     static FERRY_INLINE void chunk(__m256i* part, __m256i q, __m256i qh, const int8_t* const* x, const GroupScales& sc) {
         const __m256i mask = _mm256_set1_epi8(0x0F);
@@ -158,6 +161,7 @@ using Q5_K = K45<true>;
 struct Q6_K {
     static constexpr int kBytes = sizeof(BlockQ6_K), kD = 208, kDmin = -1;
     static constexpr bool kMin = false;
+    static constexpr int kOffset = 0;
     template <int h, int T>
     static FERRY_INLINE void half(__m256i* part, const BlockQ6_K* b, const int8_t* const* x, const GroupScales& sc) {
         const __m256i mask = _mm256_set1_epi8(0x0F);

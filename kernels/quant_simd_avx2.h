@@ -167,7 +167,8 @@ struct BlockTotals8 {
 // The super-block kernels (K-quants, TQ types). A type K gives the byte
 // offsets kD (and kDmin) of its f16 scales and dot<T>(), which for one
 // super-block and T tokens gives partial-sum vectors (any lanes) totalling
-// isum (and msum, for types with mins). Whole groups of 8 super-blocks get
+// isum (and msum, for types with mins), less kOffset times the activations'
+// block sum (TQ levels are value + 1), which is taken off here. Whole groups of 8 super-blocks get
 // their terms as one vector (lane k = block b0 + k, the canonical b % 8);
 // the last nb % 8 get the portable code's scalar terms.
 template <class K, int T, int j>
@@ -218,7 +219,10 @@ void superblock_tile(float* out, const Matrix& w, const QuantActs& a, int64_t r,
         const __m256 dw = load_f16x8<K::kBytes>(blk + K::kD);
         for (int t = 0; t < T; ++t) {
             const __m256 dx = _mm256_loadu_ps(a.d + (t0 + t) * nbs + b);
-            __m256 term = _mm256_mul_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(tot[t].totals()));
+            __m256i isum = tot[t].totals();
+            if constexpr (K::kOffset)
+                isum = _mm256_sub_epi32(isum, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.block_sums + (t0 + t) * nbs + b)));
+            __m256 term = _mm256_mul_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum));
             if constexpr (K::kMin) {
                 const __m256 dm = load_f16x8<K::kBytes>(blk + K::kDmin);
                 term = _mm256_sub_ps(term, _mm256_mul_ps(_mm256_mul_ps(dm, dx), _mm256_cvtepi32_ps(mtot[t].totals())));
@@ -236,11 +240,12 @@ void superblock_tile(float* out, const Matrix& w, const QuantActs& a, int64_t r,
         const float dw = f16_to_f32(blk + K::kD);
         for (int t = 0; t < T; ++t) {
             const float dx = a.d[(t0 + t) * nbs + b];
+            const int32_t isum = hsum_i32(part[t]) - K::kOffset * a.block_sums[(t0 + t) * nbs + b];
             float term;
             if constexpr (K::kMin)
-                term = block_term_min(dw, f16_to_f32(blk + K::kDmin), dx, hsum_i32(part[t]), hsum_i32(mpart[t]));
+                term = block_term_min(dw, f16_to_f32(blk + K::kDmin), dx, isum, hsum_i32(mpart[t]));
             else
-                term = block_term(dw, dx, hsum_i32(part[t]));
+                term = block_term(dw, dx, isum);
             lanes[t][b % 8] += term;
         }
     }

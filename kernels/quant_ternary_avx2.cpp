@@ -17,10 +17,12 @@ namespace {
 struct TQ2_0 {
     static constexpr int kBytes = sizeof(BlockTQ2_0), kD = 64, kDmin = -1;
     static constexpr bool kMin = false;
+    static constexpr int kOffset = 1;  // levels are value + 1
     template <int T>
     static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
                                  __m256i*) {
         const BlockTQ2_0* b = reinterpret_cast<const BlockTQ2_0*>(blk);
+        // Levels <= 2: all eight maddubs results summed stay far inside int16.
         __m256i acc[T];
         for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
         for (int h = 0; h < 2; ++h) {
@@ -28,15 +30,13 @@ struct TQ2_0 {
             const __m256i l0 = crumbs<0>(q), l1 = crumbs<2>(q), l2 = crumbs<4>(q), l3 = crumbs<6>(q);
             for (int t = 0; t < T; ++t) {
                 const int8_t* xt = x[t] + 128 * h;
-                // Levels <= 2: four maddubs pair sums stay far inside int16.
                 const __m256i s = _mm256_add_epi16(
                     _mm256_add_epi16(_mm256_maddubs_epi16(l0, load32(xt)), _mm256_maddubs_epi16(l1, load32(xt + 32))),
                     _mm256_add_epi16(_mm256_maddubs_epi16(l2, load32(xt + 64)), _mm256_maddubs_epi16(l3, load32(xt + 96))));
-                acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(s, _mm256_set1_epi16(1)));
+                acc[t] = _mm256_add_epi16(acc[t], s);
             }
         }
-        // Levels are value + 1: take the sum of the activations off.
-        for (int t = 0; t < T; ++t) part[t] = _mm256_sub_epi32(acc[t], _mm256_madd_epi16(load32(bsums[t]), _mm256_set1_epi16(1)));
+        for (int t = 0; t < T; ++t) part[t] = _mm256_madd_epi16(acc[t], _mm256_set1_epi16(1));
     }
 };
 
@@ -56,6 +56,7 @@ FERRY_INLINE __m256i top_trit(__m256i q) {
 struct TQ1_0 {
     static constexpr int kBytes = sizeof(BlockTQ1_0), kD = 52, kDmin = -1;
     static constexpr bool kMin = false;
+    static constexpr int kOffset = 1;  // levels are value + 1
     template <int T>
     static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
                                  __m256i*) {
@@ -95,10 +96,7 @@ struct TQ1_0 {
         const __m128i h27 = _mm_add_epi8(h9, _mm_add_epi8(h9, h9));
         const __m128i h = _mm_blend_epi32(_mm_blend_epi32(h1, h3, 0x2), _mm_blend_epi32(h9, h27, 0x8), 0xC);
         add(top_trit(_mm256_inserti128_si256(v, h, 1)), 224);
-        // Levels are value + 1: take the sum of the activations off.
-        const __m256i ones = _mm256_set1_epi16(1);
-        for (int t = 0; t < T; ++t)
-            part[t] = _mm256_sub_epi32(_mm256_madd_epi16(acc[t], ones), _mm256_madd_epi16(load32(bsums[t]), ones));
+        for (int t = 0; t < T; ++t) part[t] = _mm256_madd_epi16(acc[t], _mm256_set1_epi16(1));
     }
 };
 

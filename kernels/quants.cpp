@@ -43,12 +43,13 @@ QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratc
     const size_t qs_bytes = round64(static_cast<size_t>(a.stride * n_tokens));
     const size_t d_bytes = round64(static_cast<size_t>(nb_stride * n_tokens) * sizeof(float));
     const size_t sums_bytes = round64(static_cast<size_t>(a.stride / 16 * n_tokens) * sizeof(int32_t));
-    uint8_t* base = scratch->take(qs_bytes + d_bytes + sums_bytes);
+    const size_t block_sums_bytes = round64(static_cast<size_t>(nb_stride * n_tokens) * sizeof(int32_t));
+    uint8_t* base = scratch->take(qs_bytes + d_bytes + sums_bytes + block_sums_bytes);
     int8_t* qs = reinterpret_cast<int8_t*>(base);
     float* d = reinterpret_cast<float*>(base + qs_bytes);
     a.qs = qs;
     a.d = d;
-    if (a.stride != w.cols) std::memset(base, 0, qs_bytes + d_bytes + sums_bytes);
+    if (a.stride != w.cols) std::memset(base, 0, qs_bytes + d_bytes + sums_bytes + block_sums_bytes);
     for (int t = 0; t < n_tokens; ++t) {
         const float* xt = x + t * w.cols;
         int8_t* qt = qs + t * a.stride;
@@ -69,9 +70,16 @@ QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratc
             }
         } else {
             int16_t* bsums = reinterpret_cast<int16_t*>(base + qs_bytes + d_bytes);
+            int32_t* block_sums = reinterpret_cast<int32_t*>(base + qs_bytes + d_bytes + sums_bytes);
             a.bsums = bsums;
-            for (int64_t b = 0; b < nb; ++b)
-                quantize_block_q8_k(xt + b * kQK_K, qt + b * kQK_K, dt + b, bsums + (t * a.stride + b * kQK_K) / 16);
+            a.block_sums = block_sums;
+            for (int64_t b = 0; b < nb; ++b) {
+                int16_t* bs = bsums + (t * a.stride + b * kQK_K) / 16;
+                quantize_block_q8_k(xt + b * kQK_K, qt + b * kQK_K, dt + b, bs);
+                int32_t s = 0;
+                for (int g = 0; g < kQK_K / 16; ++g) s += bs[g];
+                block_sums[t * nb_stride + b] = s;
+            }
         }
     }
     return a;
