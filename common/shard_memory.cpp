@@ -1,5 +1,6 @@
 #include "common/shard_memory.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <unordered_map>
@@ -8,23 +9,75 @@
 
 namespace ferry {
 
-ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& tensors, const ShardSpec& spec,
-                         int context, KvType kv_type) {
+uint64_t worker_process_overhead(const std::string& arch) {
+    return arch == "i686" ? kWorkerOverheadI686 : kWorkerOverheadX86_64;
+}
+
+uint64_t tensor_bytes_named(const std::vector<TensorInfo>& tensors, const std::vector<std::string>& names) {
     std::unordered_map<std::string, uint64_t> size_of;
     for (const TensorInfo& t : tensors) size_of.emplace(t.name, t.bytes);
-    const bool tied = size_of.find("output.weight") == size_of.end();
-    ShardMemory m;
-    for (const std::string& name : shard_tensor_names(c, spec, tied)) {
+    uint64_t bytes = 0;
+    for (const std::string& name : names) {
         auto it = size_of.find(name);
-        if (it != size_of.end()) m.weights += it->second;
+        if (it != size_of.end()) bytes += it->second;
     }
+    return bytes;
+}
+
+namespace {
+
+// The largest request in flight on a stage of n positions (Stage::run and the
+// worker's frame handling): receiving, the frame body and its parsed copy;
+// computing, the parsed input, the stage's f32 activations (kept at their
+// largest), the output message and its encoded frame.
+uint64_t request_buffers(const ModelConfig& c, const ShardSpec& spec, const StageLoad& load) {
+    const uint64_t n = static_cast<uint64_t>(load.max_positions > 0 ? std::min(load.max_positions, load.context)
+                                                                     : load.context);
+    const uint64_t dim = static_cast<uint64_t>(c.dim), wire = static_cast<uint64_t>(load.wire_bytes);
+    const uint64_t activations = n * dim * 4;
+    const uint64_t in = spec.embedding ? n * 4 : n * dim * wire;
+    // The last stage sends one position back (or a token: counted as one position).
+    const uint64_t out = load.last ? dim * wire : n * dim * wire;
+    uint64_t bytes = activations + std::max(2 * in, in + 2 * out);
+    // A chunked prefill arrives faster than the first stage computes it: the
+    // rest of the prompt waits in its queue, parsed.
+    if (load.first && !spec.embedding && n < static_cast<uint64_t>(load.context))
+        bytes += (static_cast<uint64_t>(load.context) - n) * dim * wire;
+    // Head: logits, the sampler's candidates (value and index), a logits result and its frame.
+    if (spec.head) bytes += static_cast<uint64_t>(c.vocab_size) * (4 + 8 + 2 * 4);
+    return bytes;
+}
+
+}  // namespace
+
+ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& tensors, const ShardSpec& spec,
+                         const StageLoad& load) {
+    bool tied = true;
+    for (const TensorInfo& t : tensors)
+        if (t.name == "output.weight") tied = false;
+    ShardMemory m;
+    m.weights = tensor_bytes_named(tensors, shard_tensor_names(c, spec, tied));
+    if (spec.embedding) m.embedding = tensor_bytes_named(tensors, {"token_embd.weight"});
+    if (spec.head)
+        m.head = tensor_bytes_named(tensors, {"output_norm.weight", tied ? (spec.embedding ? "" : "token_embd.weight")
+                                                                          : "output.weight"});
     const int layers = spec.last_layer - spec.first_layer;
-    m.kv_cache = KVCache::bytes_for(layers, context, c.kv_dim(), kv_type);
-    m.workspace = layers > 0 ? Workspace::bytes_for(c, kMaxBatch, context, kv_type) : 0;
-    // One batch of activations received and one being sent, plus logits on the head.
-    m.buffers = 2ull * kMaxBatch * c.dim * sizeof(float) + (spec.head ? 4ull * c.vocab_size : 0);
-    m.overhead = kWorkerProcessOverhead;
+    m.kv_cache = KVCache::bytes_for(layers, load.context, c.kv_dim(), load.kv_type);
+    m.workspace = layers > 0 ? Workspace::bytes_for(c, kMaxBatch, load.context, load.kv_type) : 0;
+    m.buffers = request_buffers(c, spec, load);
+    m.overhead = worker_process_overhead(load.arch);
     return m;
+}
+
+ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& tensors, const ShardSpec& spec,
+                         int context, KvType kv_type) {
+    StageLoad load;
+    load.context = context;
+    load.kv_type = kv_type;
+#if defined(__i386__)
+    load.arch = "i686";
+#endif
+    return shard_memory(c, tensors, spec, load);
 }
 
 std::string format_bytes(uint64_t bytes) {

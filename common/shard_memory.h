@@ -1,5 +1,20 @@
 // How many bytes a process needs to run a shard: the one function the
 // planner, `ferry plan` and a worker checking its --memory budget all use.
+//
+// What is counted, and why it is what the kernel's VmRSS/VmHWM will show:
+//   weights    the shard's tensors in their stored type, mapped from the shard
+//              cache or the model (every page is read once per token, so all
+//              are resident after the first token; the embedding table is
+//              counted whole although only the rows of tokens seen are read);
+//   kv_cache   keys and values for the context (allocated and zeroed at load);
+//   workspace  forward_layers' scratch for kMaxBatch positions
+//              (Workspace::bytes_for), including a non-f32 cache's decode rows;
+//   buffers    the largest request in flight: the frame received and its
+//              parsed copy, the stage's activations, the frame it sends and
+//              its encoding, plus logits and the sampler on a head stage;
+//   overhead   the process itself (code, libraries, heap, thread stacks and
+//              what a session's handshake and link echo leave behind),
+//              measured per architecture (kWorkerOverhead*, below).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -14,20 +29,46 @@ namespace ferry {
 
 struct ShardMemory {
     uint64_t weights = 0;    // tensors in their stored type (mapped from the model or the shard cache)
+    uint64_t embedding = 0;  // of weights: the embedding table, if held
+    uint64_t head = 0;       // of weights: final norm and classifier, if held (a tied one held with the embedding: 0)
     uint64_t kv_cache = 0;   // keys and values for the context
     uint64_t workspace = 0;  // activations and scratch for the largest batch
-    uint64_t buffers = 0;    // activation frames in flight (receive, send)
+    uint64_t buffers = 0;    // frames and activations of the largest request in flight
     uint64_t overhead = 0;   // the process itself: code, libraries, heap, thread stacks (measured)
     uint64_t total() const { return weights + kv_cache + workspace + buffers + overhead; }
 };
 
-// Resident bytes of an idle ferry-worker before it loads a shard, measured
-// with /proc/self/status VmRSS on x86-64 Debian 12 (see docs/BENCHMARKS.md).
-constexpr uint64_t kWorkerProcessOverhead = 8ull << 20;
+// What a stage is asked to do besides holding its tensors.
+struct StageLoad {
+    int context = 0;              // positions the KV cache holds
+    KvType kv_type = KvType::f32;
+    int max_positions = 0;        // most positions in one request (the prefill batch); 0: the whole context
+    int wire_bytes = 4;           // bytes per activation value between stages: 4 (f32) or 2 (f16)
+    bool first = false;           // receives from the coordinator (chunked prefills queue up here)
+    bool last = false;            // answers the coordinator with one position (or a token)
+    std::string arch = "x86_64";  // the worker's; picks the measured process overhead
+};
 
-// tensors: the model's directory (for stored sizes). tied: no output.weight.
+// Resident bytes of a ferry-worker process beyond what ShardMemory counts
+// item by item, measured (tests/memory_accounting_test.cpp prints them, the
+// method is in docs/BENCHMARKS.md): VmRSS of real workers serving stories260K
+// after a session (handshake, 1 MB link echo, shard, 200 tokens) minus the
+// counted weights, KV cache, workspace and buffers. Dominated by the binary and
+// its shared libraries (x86-64: libstdc++, protobuf, spdlog, ... ~6.6 MB
+// mapped) and malloc's arenas; the i686 build is static and smaller.
+constexpr uint64_t kWorkerOverheadX86_64 = 11ull << 20;
+constexpr uint64_t kWorkerOverheadI686 = 7ull << 20;
+// The overhead for a worker's architecture ("x86_64", "i686"; anything else: x86_64's).
+uint64_t worker_process_overhead(const std::string& arch);
+
+ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& tensors, const ShardSpec& spec,
+                         const StageLoad& load);
+// The worst case of a stage: a whole context in one request, f32 wire, not the last stage.
 ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& tensors, const ShardSpec& spec,
                          int context, KvType kv_type = KvType::f32);
+
+// Bytes of the tensors named, from a model's directory (names not present count 0).
+uint64_t tensor_bytes_named(const std::vector<TensorInfo>& tensors, const std::vector<std::string>& names);
 
 // "12.3 MB" style, for plans and refusals.
 std::string format_bytes(uint64_t bytes);

@@ -1,10 +1,12 @@
 #include "coordinator/plan_report.h"
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 namespace ferry {
 
 namespace {
+
 double mb(uint64_t bytes) { return bytes / 1048576.0; }
 
 std::string budget_text(uint64_t budget) {
@@ -13,53 +15,131 @@ std::string budget_text(uint64_t budget) {
     std::snprintf(buf, sizeof buf, "%.1f", mb(budget));
     return buf;
 }
+
+std::string use_text(uint64_t total, uint64_t budget) {
+    if (budget == 0) return "-";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.0f%%", 100.0 * total / budget);
+    return buf;
+}
+
+struct Split {
+    double compute = 0, network = 0;
+};
+Split split_of(const PipelinePlan& plan) {
+    Split s;
+    for (const PlannedStage& st : plan.stages) {
+        s.compute += st.compute_ms;
+        s.network += st.hop_ms;
+    }
+    s.compute += plan.coordinator_ms;
+    s.network += plan.return_hop_ms;
+    return s;
+}
+
+std::string coordinator_keeps(const PipelinePlan& plan) {
+    const bool embedding = !plan.stages.empty() && !plan.stages.front().embedding;
+    const bool head = !plan.stages.empty() && !plan.stages.back().head;
+    if (!embedding && !head) return "the tokenizer only";
+    std::string what = embedding && head ? "the embedding and the head" : embedding ? "the embedding" : "the head";
+    return what + " (" + format_bytes(plan.coordinator_weights) + " of weights)";
+}
+
 }  // namespace
+
+std::string stage_holds(const PlannedStage& s) {
+    std::string t = s.last_layer - s.first_layer == 1 ? "layer " + std::to_string(s.first_layer)
+                                                      : "layers " + std::to_string(s.first_layer) + "-" +
+                                                            std::to_string(s.last_layer - 1);
+    if (s.embedding) t = "embedding + " + t;
+    if (s.head) t += " + head";
+    return t;
+}
 
 std::string format_plan(const PipelinePlan& plan, const std::vector<WorkerCapacity>& workers) {
     std::string out;
-    char line[256];
-    std::snprintf(line, sizeof line, "%-22s %-8s %10s %8s %9s %10s %9s\n", "node", "layers", "weights MB", "KV MB",
-                  "total MB", "budget MB", "ms/token");
+    char line[512];
+    std::snprintf(line, sizeof line, "plan: context %d, KV cache %s, activations %s between stages%s\n", plan.context,
+                  kv_type_name(plan.kv_type), plan.wire_bytes == 2 ? "f16" : "f32",
+                  plan.forced_split ? ", layers as --split gives them" : "");
     out += line;
-    for (const PlannedStage& s : plan.stages) {
+    std::snprintf(line, sizeof line, "%-5s %-22s %-30s %10s %8s %8s %9s %10s %5s %9s\n", "stage", "node", "holds",
+                  "weights MB", "KV MB", "other MB", "total MB", "budget MB", "use", "ms/token");
+    out += line;
+    for (size_t i = 0; i < plan.stages.size(); ++i) {
+        const PlannedStage& s = plan.stages[i];
         const WorkerCapacity& w = workers[static_cast<size_t>(s.worker)];
-        const std::string layers = std::to_string(s.first_layer) + "-" + std::to_string(s.last_layer - 1);
-        std::snprintf(line, sizeof line, "%-22s %-8s %10.1f %8.1f %9.1f %10s %9.2f\n", w.address.c_str(),
-                      layers.c_str(), mb(s.memory.weights), mb(s.memory.kv_cache), mb(s.memory.total()),
-                      budget_text(w.memory_budget).c_str(), s.compute_ms + s.hop_ms);
+        const ShardMemory& m = s.memory;
+        std::snprintf(line, sizeof line, "%-5zu %-22s %-30s %10.1f %8.1f %8.1f %9.1f %10s %5s %9.3f\n", i + 1,
+                      w.address.c_str(), stage_holds(s).c_str(), mb(m.weights), mb(m.kv_cache),
+                      mb(m.workspace + m.buffers + m.overhead), mb(m.total()), budget_text(w.memory_budget).c_str(),
+                      use_text(m.total(), w.memory_budget).c_str(), s.compute_ms + s.hop_ms);
         out += line;
     }
+    out += "coordinator keeps " + coordinator_keeps(plan);
+    if (plan.coordinator_ms > 0) {
+        std::snprintf(line, sizeof line, "; its classifier: %.3f ms per token", plan.coordinator_ms);
+        out += line;
+    }
+    out += "\n";
     const double ms = plan.predicted_ms_per_token;
-    std::snprintf(line, sizeof line, "predicted: %.2f ms per token through the workers (%.1f tok/s)\n", ms,
-                  ms > 0 ? 1000.0 / ms : 0.0);
+    const Split sp = split_of(plan);
+    std::snprintf(line, sizeof line,
+                  "predicted: %.3f ms per token = compute %.3f ms + network %.3f ms (%.1f tok/s)\n", ms, sp.compute,
+                  sp.network, ms > 0 ? 1000.0 / ms : 0.0);
     out += line;
-    for (int w : plan.left_out)
-        out += "left out: " + workers[static_cast<size_t>(w)].address +
-               " (the plan is faster without it: another hop costs more than its speed or memory adds)\n";
+    for (const LeftOutWorker& l : plan.left_out_reasons)
+        out += "left out: " + workers[static_cast<size_t>(l.worker)].address + ": " + l.reason + "\n";
     return out;
 }
 
 std::string plan_json(const PipelinePlan& plan, const std::vector<WorkerCapacity>& workers) {
     nlohmann::json j;
+    const Split sp = split_of(plan);
+    j["context"] = plan.context;
+    j["kv_type"] = kv_type_name(plan.kv_type);
+    j["wire"] = plan.wire_bytes == 2 ? "f16" : "f32";
+    j["forced_split"] = plan.forced_split;
     j["predicted_ms_per_token"] = plan.predicted_ms_per_token;
     j["predicted_tok_per_s"] = plan.predicted_ms_per_token > 0 ? 1000.0 / plan.predicted_ms_per_token : 0.0;
+    j["predicted_compute_ms"] = sp.compute;
+    j["predicted_network_ms"] = sp.network;
+    j["return_hop_ms"] = plan.return_hop_ms;
+    const bool embedding_on_worker = !plan.stages.empty() && plan.stages.front().embedding;
+    const bool head_on_worker = !plan.stages.empty() && plan.stages.back().head;
+    j["coordinator"] = {{"embedding", !embedding_on_worker},
+                        {"head", !head_on_worker},
+                        {"weights_bytes", plan.coordinator_weights},
+                        {"compute_ms", plan.coordinator_ms}};
     j["stages"] = nlohmann::json::array();
-    for (const PlannedStage& s : plan.stages) {
+    for (size_t i = 0; i < plan.stages.size(); ++i) {
+        const PlannedStage& s = plan.stages[i];
         const WorkerCapacity& w = workers[static_cast<size_t>(s.worker)];
-        j["stages"].push_back({{"node", w.address},
+        const ShardMemory& m = s.memory;
+        j["stages"].push_back({{"stage", i + 1},
+                               {"node", w.address},
+                               {"worker_index", s.worker},
                                {"first_layer", s.first_layer},
                                {"last_layer", s.last_layer},
-                               {"weights_bytes", s.memory.weights},
-                               {"kv_cache_bytes", s.memory.kv_cache},
-                               {"workspace_bytes", s.memory.workspace + s.memory.buffers},
-                               {"overhead_bytes", s.memory.overhead},
-                               {"total_bytes", s.memory.total()},
+                               {"embedding", s.embedding},
+                               {"head", s.head},
+                               {"weights_bytes", m.weights},
+                               {"embedding_bytes", m.embedding},
+                               {"head_bytes", m.head},
+                               {"kv_cache_bytes", m.kv_cache},
+                               {"workspace_bytes", m.workspace},
+                               {"buffers_bytes", m.buffers},
+                               {"overhead_bytes", m.overhead},
+                               {"total_bytes", m.total()},
                                {"budget_bytes", w.memory_budget},
                                {"compute_ms", s.compute_ms},
                                {"hop_ms", s.hop_ms}});
     }
     j["left_out"] = nlohmann::json::array();
-    for (int w : plan.left_out) j["left_out"].push_back(workers[static_cast<size_t>(w)].address);
+    for (const LeftOutWorker& l : plan.left_out_reasons)
+        j["left_out"].push_back({{"node", workers[static_cast<size_t>(l.worker)].address},
+                                 {"worker_index", l.worker},
+                                 {"reason", l.reason}});
     return j.dump(2);
 }
 

@@ -1,151 +1,548 @@
 #include "coordinator/planner.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <numeric>
+#include <optional>
 
 #include "common/error.h"
 #include "common/weights.h"
+#include "kernels/tensor_type.h"
 
 namespace ferry {
 
 namespace {
-constexpr double kInf = std::numeric_limits<double>::infinity();
+
+constexpr int64_t kInf = std::numeric_limits<int64_t>::max() / 4;
 // Speed assumed for a worker that has not measured one: equal for all, so the
 // plan then depends on memory and links only.
 constexpr double kNominalGbps = 1.0;
+
+double gbps_for(const WorkerCapacity& w, const std::string& type) {
+    const auto it = w.type_gbps.find(type);
+    if (it != w.type_gbps.end() && it->second > 0) return it->second;
+    return w.matvec_gbps > 0 ? w.matvec_gbps : kNominalGbps;
+}
+
+// bytes / (GB/s) is nanoseconds.
+int64_t read_ns(const std::vector<TypedBytes>& reads, const WorkerCapacity& w) {
+    double ns = 0;
+    for (const TypedBytes& r : reads) ns += static_cast<double>(r.bytes) / gbps_for(w, r.type);
+    return std::llround(ns);
+}
+
+void add_read(std::vector<TypedBytes>& reads, const TensorInfo& t) {
+    const std::string type = tensor_type_name(t.type);
+    for (TypedBytes& r : reads)
+        if (r.type == type) {
+            r.bytes += t.bytes;
+            return;
+        }
+    reads.push_back({type, t.bytes});
+}
+
+const TensorInfo* find_tensor(const std::vector<TensorInfo>& tensors, const std::string& name) {
+    for (const TensorInfo& t : tensors)
+        if (t.name == name) return &t;
+    return nullptr;
+}
+
+int context_of(const ModelFile& file, const PlanRequest& r) {
+    return r.context > 0 ? std::min(r.context, file.config.seq_len) : file.config.seq_len;
+}
+
 }  // namespace
 
 std::vector<uint64_t> layer_weight_bytes(const ModelFile& file) {
     const ModelConfig& c = file.config;
-    std::vector<uint64_t> bytes(static_cast<size_t>(c.n_layers), 0);
-    for (int l = 0; l < c.n_layers; ++l)
-        bytes[static_cast<size_t>(l)] = shard_memory(c, file.tensors, ShardSpec{l, l + 1, false, false}, 0).weights;
+    const bool tied = find_tensor(file.tensors, "output.weight") == nullptr;
+    std::vector<uint64_t> bytes;
+    for (int l = 0; l < c.n_layers; ++l) {
+        std::vector<std::string> names = shard_tensor_names(c, ShardSpec{l, l + 1, false, false}, tied);
+        names.erase(std::remove(names.begin(), names.end(), "rope_freqs.weight"), names.end());
+        bytes.push_back(tensor_bytes_named(file.tensors, names));
+    }
     return bytes;
 }
 
-PlanProblem make_plan_problem(const ModelFile& file, int context, int wire_bytes_per_value, KvType kv_type) {
+PlanProblem make_plan_problem(const ModelFile& file, const PlanRequest& r) {
     const ModelConfig& c = file.config;
+    const int context = context_of(file, r);
+    const bool tied = find_tensor(file.tensors, "output.weight") == nullptr;
     PlanProblem p;
-    p.layer_read_bytes = layer_weight_bytes(file);
+    const std::vector<uint64_t> weights = layer_weight_bytes(file);
+    const uint64_t kv_per_layer = KVCache::bytes_for(1, context, c.kv_dim(), r.kv_type);
     for (int l = 0; l < c.n_layers; ++l) {
-        const ShardMemory m = shard_memory(c, file.tensors, ShardSpec{l, l + 1, false, false}, context, kv_type);
-        p.layer_memory.push_back(m.weights + m.kv_cache);
-        p.stage_fixed_memory = m.workspace + m.buffers + m.overhead;
+        p.layer_memory.push_back(weights[static_cast<size_t>(l)] + kv_per_layer);
+        std::vector<TypedBytes> reads;
+        for (const std::string& name : shard_tensor_names(c, ShardSpec{l, l + 1, false, false}, tied))
+            if (const TensorInfo* t = find_tensor(file.tensors, name); t && name != "rope_freqs.weight") add_read(reads, *t);
+        p.layer_reads.push_back(std::move(reads));
     }
-    p.hop_bytes = static_cast<uint64_t>(c.dim) * wire_bytes_per_value;
+    const uint64_t rope = c.rope_freq_factors ? tensor_bytes_named(file.tensors, {"rope_freqs.weight"}) : 0;
+    for (int first = 0; first < 2; ++first)
+        for (int last = 0; last < 2; ++last)
+            for (int emb = 0; emb < 2; ++emb)
+                for (int head = 0; head < 2; ++head) {
+                    StageLoad load{context, r.kv_type, r.max_positions, r.wire_bytes, first == 1, last == 1, "x86_64"};
+                    const ShardMemory m = shard_memory(c, file.tensors, ShardSpec{0, 1, emb == 1, head == 1}, load);
+                    p.stage_memory[first][last][emb][head] = m.workspace + m.buffers + rope;
+                }
+    p.embedding_memory = tensor_bytes_named(file.tensors, {"token_embd.weight"});
+    p.head_memory = tensor_bytes_named(file.tensors, {"output_norm.weight", tied ? "token_embd.weight" : "output.weight"});
+    p.tied_shared = tied ? p.embedding_memory : 0;
+    for (const char* name : {"output_norm.weight", tied ? "token_embd.weight" : "output.weight"})
+        if (const TensorInfo* t = find_tensor(file.tensors, name)) add_read(p.head_reads, *t);
+    p.activation_bytes = static_cast<uint64_t>(c.dim) * static_cast<uint64_t>(r.wire_bytes);
+    p.token_bytes = 4;
+    p.coordinator_extra = static_cast<uint64_t>(c.vocab_size) * (4 + 8);  // logits and the sampler's candidates
     return p;
 }
 
-double hop_ms(const PlanProblem& p, const WorkerCapacity& w) {
-    const double transfer = w.link_mbps > 0 ? p.hop_bytes * 8.0 / (w.link_mbps * 1e6) * 1e3 : 0.0;
-    return w.link_latency_ms + transfer;
+// ---- cost primitives ----
+
+uint64_t stage_memory(const PlanProblem& p, const WorkerCapacity& w, const StageShape& s) {
+    uint64_t bytes = worker_process_overhead(w.arch) + p.stage_memory[s.first][s.last][s.embedding][s.head];
+    for (int l = s.first_layer; l < s.last_layer; ++l) bytes += p.layer_memory[static_cast<size_t>(l)];
+    if (s.embedding) bytes += p.embedding_memory;
+    if (s.head) bytes += p.head_memory;
+    if (s.embedding && s.head) bytes -= p.tied_shared;
+    return bytes;
 }
 
-double stage_cost_ms(const PlanProblem& p, const WorkerCapacity& w, int first, int last) {
-    uint64_t memory = p.stage_fixed_memory, read = 0;
-    for (int l = first; l < last; ++l) {
-        memory += p.layer_memory[static_cast<size_t>(l)];
-        read += p.layer_read_bytes[static_cast<size_t>(l)];
+bool stage_fits(const PlanProblem& p, const WorkerCapacity& w, const StageShape& s) {
+    return w.memory_budget == 0 || stage_memory(p, w, s) <= w.memory_budget;
+}
+
+int64_t stage_compute_ns(const PlanProblem& p, const WorkerCapacity& w, const StageShape& s) {
+    int64_t ns = 0;
+    for (int l = s.first_layer; l < s.last_layer; ++l) ns += read_ns(p.layer_reads[static_cast<size_t>(l)], w);
+    if (s.head) ns += read_ns(p.head_reads, w);
+    return ns;
+}
+
+int64_t hop_ns(const WorkerCapacity* from, const WorkerCapacity* to, uint64_t bytes) {
+    double latency_ms = 0, mbps = 0;
+    if (from && to) latency_ms = (from->link_latency_ms + to->link_latency_ms) / 2;
+    else if (from || to) latency_ms = (from ? from : to)->link_latency_ms;
+    for (const WorkerCapacity* end : {from, to})
+        if (end && end->link_mbps > 0) mbps = mbps > 0 ? std::min(mbps, end->link_mbps) : end->link_mbps;
+    const double transfer_ns = mbps > 0 ? static_cast<double>(bytes) * 8e3 / mbps : 0.0;
+    return std::llround(latency_ms * 1e6 + transfer_ns);
+}
+
+int64_t coordinator_head_ns(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
+                            const CoordinatorCapacity& coordinator) {
+    WorkerCapacity c;
+    c.matvec_gbps = coordinator.matvec_gbps;
+    if (coordinator.matvec_gbps <= 0) {
+        // Unknown: as fast as the fastest worker, type by type.
+        for (const TypedBytes& r : p.head_reads) {
+            double best = 0;
+            for (const WorkerCapacity& w : workers) best = std::max(best, gbps_for(w, r.type));
+            c.type_gbps[r.type] = best > 0 ? best : kNominalGbps;
+        }
     }
-    if (w.memory_budget > 0 && memory > w.memory_budget) return kInf;
-    const double gbps = w.matvec_gbps > 0 ? w.matvec_gbps : kNominalGbps;
-    return read / (gbps * 1e9) * 1e3 + hop_ms(p, w);
+    return read_ns(p.head_reads, c);
+}
+
+uint64_t coordinator_memory(const PlanProblem& p, bool keeps_embedding, bool keeps_head) {
+    uint64_t bytes = 0;
+    if (keeps_embedding) bytes += p.embedding_memory;
+    if (keeps_head) bytes += p.head_memory + p.coordinator_extra;
+    if (keeps_embedding && keeps_head) bytes -= p.tied_shared;
+    return bytes;
 }
 
 namespace {
 
-PipelinePlan finish(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
-                    std::vector<PlannedStage> stages) {
+bool coordinator_fits(const PlanProblem& p, const CoordinatorCapacity& c, bool embedding_on_worker, bool head_on_worker) {
+    return c.memory_budget == 0 || coordinator_memory(p, !embedding_on_worker, !head_on_worker) <= c.memory_budget;
+}
+
+StageShape shape_of(const PlannedStage& s, bool first, bool last) {
+    return StageShape{s.first_layer, s.last_layer, first, last, s.embedding, s.head};
+}
+
+}  // namespace
+
+int64_t chain_ns(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
+                 const CoordinatorCapacity& coordinator, const std::vector<PlannedStage>& stages) {
+    if (stages.empty()) return -1;
+    const bool e = stages.front().embedding, h = stages.back().head;
+    if (!coordinator_fits(p, coordinator, e, h)) return -1;
+    int64_t ns = 0;
+    const WorkerCapacity* prev = nullptr;
+    for (size_t i = 0; i < stages.size(); ++i) {
+        const WorkerCapacity& w = workers[static_cast<size_t>(stages[i].worker)];
+        const StageShape shape = shape_of(stages[i], i == 0, i + 1 == stages.size());
+        if (!stage_fits(p, w, shape)) return -1;
+        ns += hop_ns(prev, &w, i == 0 && e ? p.token_bytes : p.activation_bytes) + stage_compute_ns(p, w, shape);
+        prev = &w;
+    }
+    ns += hop_ns(prev, nullptr, h ? p.token_bytes : p.activation_bytes);
+    if (!h) ns += coordinator_head_ns(p, workers, coordinator);
+    return ns;
+}
+
+// ---- the search ----
+
+namespace {
+
+bool allowed(Placement rule, bool on_worker) {
+    return rule == Placement::planned || (rule == Placement::worker) == on_worker;
+}
+
+// Forward and backward tables over (layers placed, worker) for each
+// placement of the embedding and the head, in ns.
+class Solver {
+public:
+    Solver(const PlanProblem& p, const std::vector<WorkerCapacity>& w, const PlanRequest& r)
+        : p_(p), w_(w), r_(r), N_(static_cast<int>(w.size())), L_(static_cast<int>(p.layer_memory.size())) {
+        mem_prefix_.assign(static_cast<size_t>(L_) + 1, 0);
+        for (int l = 0; l < L_; ++l) mem_prefix_[l + 1] = mem_prefix_[l] + p.layer_memory[static_cast<size_t>(l)];
+        ns_prefix_.assign(static_cast<size_t>(N_), std::vector<int64_t>(static_cast<size_t>(L_) + 1, 0));
+        head_ns_.resize(static_cast<size_t>(N_));
+        for (int j = 0; j < N_; ++j) {
+            for (int l = 0; l < L_; ++l)
+                ns_prefix_[j][l + 1] = ns_prefix_[j][l] + read_ns(p.layer_reads[static_cast<size_t>(l)], w[j]);
+            head_ns_[j] = read_ns(p.head_reads, w[j]);
+        }
+        coord_head_ns_ = coordinator_head_ns(p, w, r.coordinator);
+    }
+
+    int layers() const { return L_; }
+
+    // Compute of worker j running [k, i) (first stage if k == 0, last if i == L),
+    // or kInf if it does not fit: the numbers of stage_compute_ns and stage_fits.
+    int64_t stage(int j, int k, int i, bool e, bool h) const {
+        if (w_[j].memory_budget > 0 && stage_bytes(j, k, i, e, h) > w_[j].memory_budget) return kInf;
+        return ns_prefix_[j][i] - ns_prefix_[j][k] + (h ? head_ns_[j] : 0);
+    }
+    uint64_t stage_bytes(int j, int k, int i, bool e, bool h) const {
+        uint64_t bytes = worker_process_overhead(w_[j].arch) + p_.stage_memory[k == 0][i == L_][e][h] +
+                         (mem_prefix_[i] - mem_prefix_[k]);
+        if (e) bytes += p_.embedding_memory;
+        if (h) bytes += p_.head_memory;
+        if (e && h) bytes -= p_.tied_shared;
+        return bytes;
+    }
+    int64_t hop(int from, int to, uint64_t bytes) const {
+        return hop_ns(from < 0 ? nullptr : &w_[from], to < 0 ? nullptr : &w_[to], bytes);
+    }
+    // Into the first stage, worker j.
+    int64_t start(int j, bool e) const { return hop(-1, j, e ? p_.token_bytes : p_.activation_bytes); }
+    // After the last stage, worker j: the hop back and the coordinator's head; kInf if the
+    // coordinator cannot keep what the stages leave it.
+    int64_t finish(int j, bool e, bool h) const {
+        if (!coordinator_fits(p_, r_.coordinator, e, h)) return kInf;
+        return hop(j, -1, h ? p_.token_bytes : p_.activation_bytes) + (h ? 0 : coord_head_ns_);
+    }
+
+    // ---- forward: the optimal plan under the tie rule ----
+    struct Cell {
+        int64_t ns = kInf;
+        int stages = 0;
+        int prev_worker = -1, prev_end = 0;  // the stage before this one (-1: none)
+    };
+
+    // Tie rule (2) on equal time and stage count, read from the last stage back:
+    // the stage on the earlier worker wins; on the same worker, the one ending later.
+    // a and b are stages (worker, end) in the tables of embedding placements ea, eb.
+    bool seq_less(int ea, int ja, int ia, int eb, int jb, int ib) const {
+        while (ja >= 0 && jb >= 0) {
+            if (ja != jb) return ja < jb;
+            if (ia != ib) return ia > ib;
+            const Cell& ca = cell(ea, ja, ia);
+            const Cell& cb = cell(eb, jb, ib);
+            ja = ca.prev_worker, ia = ca.prev_end, jb = cb.prev_worker, ib = cb.prev_end;
+        }
+        return ja < 0 && jb >= 0;
+    }
+
+    void run_forward() {
+        for (int e = 0; e < 2; ++e) {
+            forward_[e].assign(static_cast<size_t>(N_) * (L_ + 1), Cell{});
+            into_[e].assign(static_cast<size_t>(N_) * (L_ + 1), Cell{});
+            if (!allowed(r_.embedding, e == 1)) continue;
+            for (int j = 0; j < N_; ++j) {
+                // The best prefix handing layer k to worker j from an earlier worker.
+                for (int k = 1; k < L_; ++k) {
+                    Cell& best = into(e, j, k);
+                    for (int jp = 0; jp < j; ++jp) {
+                        const Cell& c = cell(e, jp, k);
+                        if (c.ns >= kInf) continue;
+                        const int64_t ns = c.ns + hop(jp, j, p_.activation_bytes);
+                        if (best.prev_worker < 0 || ns < best.ns ||
+                            (ns == best.ns && (c.stages + 1 < best.stages ||
+                                               (c.stages + 1 == best.stages && seq_less(e, jp, k, e, best.prev_worker, k)))))
+                            best = Cell{ns, c.stages + 1, jp, k};
+                    }
+                }
+                for (int i = 1; i < L_; ++i) {
+                    Cell& out = cell(e, j, i);
+                    const int64_t s0 = stage(j, 0, i, e == 1, false);
+                    if (s0 < kInf) out = Cell{start(j, e == 1) + s0, 1, -1, 0};
+                    for (int k = 1; k < i; ++k) {
+                        const Cell& in = into(e, j, k);
+                        if (in.prev_worker < 0) continue;
+                        const int64_t s = stage(j, k, i, false, false);
+                        if (s >= kInf) continue;
+                        const int64_t ns = in.ns + s;
+                        if (out.ns >= kInf || ns < out.ns ||
+                            (ns == out.ns && (in.stages < out.stages ||
+                                              (in.stages == out.stages &&
+                                               seq_less(e, in.prev_worker, k, e, out.prev_worker, out.prev_end)))))
+                            out = Cell{ns, in.stages, in.prev_worker, k};
+                    }
+                }
+            }
+        }
+    }
+
+    struct Best {
+        int64_t ns = kInf;
+        int stages = 0;
+        int e = 0, h = 0, worker = -1, from = 0, prev_worker = -1;
+    };
+    // The optimal complete chain: least time, then fewer stages, then rule (2),
+    // then the embedding and the head on the coordinator.
+    Best best_chain() const {
+        Best best;
+        auto take = [&](const Best& c) {
+            if (best.worker < 0 || c.ns < best.ns) return true;
+            if (c.ns > best.ns) return false;
+            if (c.stages != best.stages) return c.stages < best.stages;
+            if (c.worker != best.worker) return c.worker < best.worker;
+            if (c.prev_worker != best.prev_worker || c.from != best.from || c.e != best.e) {
+                if (seq_less(c.e, c.prev_worker, c.from, best.e, best.prev_worker, best.from)) return true;
+                if (seq_less(best.e, best.prev_worker, best.from, c.e, c.prev_worker, c.from)) return false;
+            }
+            return std::make_pair(c.e, c.h) < std::make_pair(best.e, best.h);
+        };
+        for (int e = 0; e < 2; ++e) {
+            if (!allowed(r_.embedding, e == 1)) continue;
+            for (int h = 0; h < 2; ++h) {
+                if (!allowed(r_.head, h == 1)) continue;
+                for (int j = 0; j < N_; ++j) {
+                    const int64_t tail = finish(j, e == 1, h == 1);
+                    if (tail >= kInf) continue;
+                    const int64_t whole = stage(j, 0, L_, e == 1, h == 1);
+                    if (whole < kInf) {
+                        const Best c{start(j, e == 1) + whole + tail, 1, e, h, j, 0, -1};
+                        if (take(c)) best = c;
+                    }
+                    for (int k = 1; k < L_; ++k) {
+                        const Cell& in = into(e, j, k);
+                        if (in.prev_worker < 0) continue;
+                        const int64_t s = stage(j, k, L_, false, h == 1);
+                        if (s >= kInf) continue;
+                        const Best c{in.ns + s + tail, in.stages, e, h, j, k, in.prev_worker};
+                        if (take(c)) best = c;
+                    }
+                }
+            }
+        }
+        return best;
+    }
+
+    std::vector<PlannedStage> stages_of(const Best& b) const {
+        std::vector<PlannedStage> stages;
+        for (int j = b.prev_worker, i = b.from; j >= 0;) {
+            const Cell& c = cell(b.e, j, i);
+            PlannedStage s;
+            s.worker = j;
+            s.first_layer = c.prev_end;
+            s.last_layer = i;
+            stages.insert(stages.begin(), s);
+            j = c.prev_worker;
+            i = c.prev_end;
+        }
+        PlannedStage last;
+        last.worker = b.worker;
+        last.first_layer = b.from;
+        last.last_layer = L_;
+        last.head = b.h == 1;
+        stages.push_back(last);
+        stages.front().embedding = b.e == 1;
+        return stages;
+    }
+
+    // ---- backward: for every worker, the best chain that uses it ----
+    // after(e, h, j, i): the best continuation once worker j's stage ends at layer i < L
+    // (the hop to a later worker and everything from there).
+    void run_backward() {
+        const size_t cells = static_cast<size_t>(N_) * (L_ + 1);
+        for (int e = 0; e < 2; ++e)
+            for (int h = 0; h < 2; ++h) {
+                std::vector<int64_t>& from = from_[e][h];  // from(j, k): worker j's stage starts at k > 0
+                std::vector<int64_t>& after = after_[e][h];
+                from.assign(cells, kInf);
+                after.assign(cells, kInf);
+                if (!allowed(r_.embedding, e == 1) || !allowed(r_.head, h == 1)) continue;
+                for (int j = N_ - 1; j >= 0; --j) {
+                    for (int i = 1; i < L_; ++i) {
+                        int64_t best = kInf;
+                        for (int jn = j + 1; jn < N_; ++jn) {
+                            const int64_t b = from[static_cast<size_t>(jn) * (L_ + 1) + i];
+                            if (b < kInf) best = std::min(best, hop(j, jn, p_.activation_bytes) + b);
+                        }
+                        after[static_cast<size_t>(j) * (L_ + 1) + i] = best;
+                    }
+                    const int64_t tail = finish(j, e == 1, h == 1);
+                    for (int k = 1; k < L_; ++k) {
+                        int64_t best = kInf;
+                        for (int i = k + 1; i <= L_; ++i) {
+                            const int64_t rest = i == L_ ? tail : after[static_cast<size_t>(j) * (L_ + 1) + i];
+                            if (rest >= kInf) continue;
+                            const int64_t s = stage(j, k, i, false, i == L_ && h == 1);
+                            if (s < kInf) best = std::min(best, s + rest);
+                        }
+                        from[static_cast<size_t>(j) * (L_ + 1) + k] = best;
+                    }
+                }
+            }
+    }
+
+    // The fastest plan that uses worker w, in ns (kInf: none fits), and the
+    // least memory w would need beyond its budget for some plan with it to fit.
+    void using_worker(int w, int64_t* best_ns, uint64_t* extra) const {
+        *best_ns = kInf;
+        *extra = std::numeric_limits<uint64_t>::max();
+        for (int e = 0; e < 2; ++e)
+            for (int h = 0; h < 2; ++h) {
+                if (!allowed(r_.embedding, e == 1) || !allowed(r_.head, h == 1)) continue;
+                const int64_t tail = finish(w, e == 1, h == 1);
+                for (int k = 0; k < L_; ++k) {
+                    const int64_t before = k == 0 ? start(w, e == 1) : into(e, w, k).ns;
+                    if (before >= kInf) continue;
+                    for (int i = k + 1; i <= L_; ++i) {
+                        const int64_t rest = i == L_ ? tail : after_[e][h][static_cast<size_t>(w) * (L_ + 1) + i];
+                        if (rest >= kInf) continue;
+                        const bool emb = k == 0 && e == 1, head = i == L_ && h == 1;
+                        const uint64_t need = stage_bytes(w, k, i, emb, head), budget = w_[w].memory_budget;
+                        *extra = std::min<uint64_t>(*extra, budget == 0 || need <= budget ? 0 : need - budget);
+                        const int64_t s = stage(w, k, i, emb, head);
+                        if (s < kInf) *best_ns = std::min(*best_ns, before + s + rest);
+                    }
+                }
+            }
+    }
+
+private:
+    Cell& cell(int e, int j, int i) { return forward_[e][static_cast<size_t>(j) * (L_ + 1) + i]; }
+    const Cell& cell(int e, int j, int i) const { return forward_[e][static_cast<size_t>(j) * (L_ + 1) + i]; }
+    Cell& into(int e, int j, int k) { return into_[e][static_cast<size_t>(j) * (L_ + 1) + k]; }
+    const Cell& into(int e, int j, int k) const { return into_[e][static_cast<size_t>(j) * (L_ + 1) + k]; }
+
+    const PlanProblem& p_;
+    const std::vector<WorkerCapacity>& w_;
+    const PlanRequest& r_;
+    int N_, L_;
+    std::vector<uint64_t> mem_prefix_;
+    std::vector<std::vector<int64_t>> ns_prefix_;
+    std::vector<int64_t> head_ns_;
+    int64_t coord_head_ns_ = 0;
+    std::vector<Cell> forward_[2], into_[2];
+    std::vector<int64_t> from_[2][2], after_[2][2];
+};
+
+double ms(int64_t ns) { return ns / 1e6; }
+
+std::string mb_text(uint64_t bytes) { return format_bytes(bytes); }
+
+std::string ms_text(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, v < 10 ? "%.3f ms" : "%.1f ms", v);
+    return buf;
+}
+
+// Fills the predicted times, the coordinator's share and the left-out list.
+PipelinePlan finish_plan(const PlanProblem& p, const std::vector<WorkerCapacity>& workers, const PlanRequest& r,
+                         std::vector<PlannedStage> stages) {
     PipelinePlan plan;
+    plan.kv_type = r.kv_type;
+    plan.wire_bytes = r.wire_bytes;
+    plan.max_positions = r.max_positions;
+    plan.forced_split = !r.split.empty();
+    const bool e = stages.front().embedding, h = stages.back().head;
+    const WorkerCapacity* prev = nullptr;
     std::vector<bool> used(workers.size(), false);
-    for (PlannedStage& s : stages) {
+    for (size_t i = 0; i < stages.size(); ++i) {
+        PlannedStage& s = stages[i];
         const WorkerCapacity& w = workers[static_cast<size_t>(s.worker)];
-        s.hop_ms = hop_ms(p, w);
-        s.compute_ms = stage_cost_ms(p, w, s.first_layer, s.last_layer) - s.hop_ms;
-        plan.predicted_ms_per_token += s.compute_ms + s.hop_ms;
+        s.hop_ms = ms(hop_ns(prev, &w, i == 0 && e ? p.token_bytes : p.activation_bytes));
+        s.compute_ms = ms(stage_compute_ns(p, w, shape_of(s, i == 0, i + 1 == stages.size())));
+        prev = &w;
         used[static_cast<size_t>(s.worker)] = true;
     }
-    if (!stages.empty()) plan.predicted_ms_per_token += stages.back().hop_ms;  // back to the coordinator
+    plan.return_hop_ms = ms(hop_ns(prev, nullptr, h ? p.token_bytes : p.activation_bytes));
+    plan.coordinator_ms = h ? 0 : ms(coordinator_head_ns(p, workers, r.coordinator));
+    plan.coordinator_weights = coordinator_memory(p, !e, !h);
+    if (!h) plan.coordinator_weights -= p.coordinator_extra;  // weights only
+    plan.predicted_ms_per_token = ms(chain_ns(p, workers, r.coordinator, stages));
     for (size_t w = 0; w < workers.size(); ++w)
         if (!used[w]) plan.left_out.push_back(static_cast<int>(w));
     plan.stages = std::move(stages);
     return plan;
 }
 
-[[noreturn]] void refuse(const PlanProblem& p, const std::vector<WorkerCapacity>& workers) {
-    const uint64_t layers = std::accumulate(p.layer_memory.begin(), p.layer_memory.end(), uint64_t{0});
-    const uint64_t weights = std::accumulate(p.layer_read_bytes.begin(), p.layer_read_bytes.end(), uint64_t{0});
-    uint64_t offered = 0;
-    for (const WorkerCapacity& w : workers) offered += w.memory_budget;
-    // Each used worker also pays the fixed cost of a stage; with every worker used:
-    const uint64_t need = layers + p.stage_fixed_memory * workers.size();
-    std::string msg = "the " + std::to_string(workers.size()) + " workers cannot hold this model: its layers need " +
-                      format_bytes(layers) + " (weights " + format_bytes(weights) + ", KV cache " +
-                      format_bytes(layers - weights) + ") plus " + format_bytes(p.stage_fixed_memory) +
-                      " per worker, and the budgets offer " + format_bytes(offered);
-    if (need > offered) msg += " (at least " + format_bytes(need - offered) + " more)";
-    else msg += " but not in pieces that fit";
-    msg += "; fixes: a shorter --ctx, a smaller --kv-type, a quantized model (q8_0 ~3.8x, q4_0 ~7x smaller "
-           "than f32), or more workers or memory";
-    throw Error(msg);
+void explain_left_out(const PlanProblem& p, const std::vector<WorkerCapacity>& workers, const Solver& solver,
+                      PipelinePlan& plan) {
+    for (int w : plan.left_out) {
+        const WorkerCapacity& c = workers[static_cast<size_t>(w)];
+        int64_t best = kInf;
+        uint64_t extra = 0;
+        solver.using_worker(w, &best, &extra);
+        std::string why;
+        if (best >= kInf) {
+            uint64_t smallest = std::numeric_limits<uint64_t>::max();
+            for (int l = 0; l < solver.layers(); ++l)
+                smallest = std::min(smallest, stage_memory(p, c, StageShape{l, l + 1, false, false, false, false}));
+            if (c.memory_budget > 0 && smallest > c.memory_budget)
+                why = "its budget of " + mb_text(c.memory_budget) + " cannot hold one layer (the smallest stage needs " +
+                      mb_text(smallest) + ")";
+            else
+                why = "no plan that uses it fits the other workers' budgets (it would need " + mb_text(extra) + " more)";
+        } else {
+            const double delta = ms(best) - plan.predicted_ms_per_token;
+            char gbps[32];
+            std::snprintf(gbps, sizeof gbps, "%.2g GB/s", c.matvec_gbps > 0 ? c.matvec_gbps : kNominalGbps);
+            why = "the best plan using it takes " + ms_text(ms(best)) + " per token, " + ms_text(std::max(0.0, delta)) +
+                  " more: its speed (" + gbps + ") and an extra hop (" +
+                  ms_text(ms(hop_ns(nullptr, &c, p.activation_bytes))) + ") cost more than it adds";
+            if (delta <= 0) why = "another plan as fast does without it (ties go to fewer stages and earlier workers)";
+        }
+        plan.left_out_reasons.push_back({w, why});
+    }
 }
 
 }  // namespace
 
-PipelinePlan plan_optimal(const PlanProblem& p, const std::vector<WorkerCapacity>& workers) {
-    const int L = static_cast<int>(p.layer_memory.size());
-    const int N = static_cast<int>(workers.size());
-    if (N == 0) throw Error("--workers: no workers given");
-    // best[j][i]: least cost with layers [0, i) placed and worker j holding the stage that ends at i.
-    // reach[j][i]: least cost with layers [0, i) placed on workers before j (any of them last).
-    std::vector<std::vector<double>> best(N, std::vector<double>(L + 1, kInf));
-    std::vector<std::vector<int>> from(N, std::vector<int>(L + 1, -1));  // start layer of that stage
-    std::vector<std::vector<int>> from_worker(N, std::vector<int>(L + 1, -1));
-    std::vector<double> reach(L + 1, kInf);
-    std::vector<int> reach_worker(L + 1, -1);  // which worker holds layer i-1 in reach (-1: none yet)
-    reach[0] = 0;
-    for (int j = 0; j < N; ++j) {
-        for (int i = 1; i <= L; ++i) {
-            for (int k = 0; k < i; ++k) {
-                if (reach[k] == kInf) continue;
-                const double c = reach[k] + stage_cost_ms(p, workers[j], k, i);
-                if (c < best[j][i]) {
-                    best[j][i] = c;
-                    from[j][i] = k;
-                    from_worker[j][i] = reach_worker[k];
-                }
-            }
-        }
-        for (int i = 1; i <= L; ++i)
-            if (best[j][i] < reach[i]) {
-                reach[i] = best[j][i];
-                reach_worker[i] = j;
-            }
+PipelinePlan plan_optimal(const PlanProblem& p, const std::vector<WorkerCapacity>& workers, const PlanRequest& request) {
+    if (workers.empty()) throw Error("--workers: no workers given");
+    if (p.layer_memory.empty()) throw Error("the model has no layers to place");
+    Solver solver(p, workers, request);
+    solver.run_forward();
+    const Solver::Best best = solver.best_chain();
+    solver.run_backward();
+    if (best.worker < 0) {
+        const uint64_t layers = std::accumulate(p.layer_memory.begin(), p.layer_memory.end(), uint64_t{0});
+        uint64_t offered = 0;
+        for (const WorkerCapacity& w : workers) offered += w.memory_budget;
+        throw PoolTooSmall("the " + std::to_string(workers.size()) + " workers cannot hold the model (its layers need " +
+                               mb_text(layers) + ", the budgets offer " + mb_text(offered) + ")",
+                           layers, offered);
     }
-    int last = -1;
-    double total = kInf;
-    for (int j = 0; j < N; ++j) {
-        const double c = best[j][L] + hop_ms(p, workers[j]);
-        if (c < total) {
-            total = c;
-            last = j;
-        }
-    }
-    if (last < 0) refuse(p, workers);
-    std::vector<PlannedStage> stages;
-    for (int j = last, i = L; j >= 0 && i > 0;) {
-        const int k = from[j][i];
-        stages.insert(stages.begin(), PlannedStage{j, k, i, {}, 0, 0});
-        const int prev = from_worker[j][i];
-        i = k;
-        j = prev;
-    }
-    return finish(p, workers, std::move(stages));
+    PipelinePlan plan = finish_plan(p, workers, request, solver.stages_of(best));
+    explain_left_out(p, workers, solver, plan);
+    return plan;
 }
 
 PipelinePlan plan_forced(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
-                         const std::vector<int>& split) {
+                         const std::vector<int>& split, const PlanRequest& request) {
     const int L = static_cast<int>(p.layer_memory.size());
     if (split.size() != workers.size())
         throw Error("--split gives " + std::to_string(split.size()) + " layer counts for " +
@@ -157,28 +554,211 @@ PipelinePlan plan_forced(const PlanProblem& p, const std::vector<WorkerCapacity>
     std::vector<PlannedStage> stages;
     int first = 0;
     for (size_t w = 0; w < split.size(); ++w) {
-        if (stage_cost_ms(p, workers[w], first, first + split[w]) == kInf)
-            throw Error(workers[w].address + ": layers " + std::to_string(first) + "-" +
-                        std::to_string(first + split[w] - 1) + " do not fit its memory budget of " +
-                        format_bytes(workers[w].memory_budget) + "; give it fewer layers or drop --split");
-        stages.push_back({static_cast<int>(w), first, first + split[w], {}, 0, 0});
+        PlannedStage s;
+        s.worker = static_cast<int>(w);
+        s.first_layer = first;
+        s.last_layer = first + split[w];
+        stages.push_back(s);
         first += split[w];
     }
-    return finish(p, workers, std::move(stages));
+    // The placements: the fastest that fits, ties to the coordinator (e, then h).
+    int64_t best = -1;
+    std::vector<PlannedStage> chosen;
+    for (int e = 0; e < 2; ++e)
+        for (int h = 0; h < 2; ++h) {
+            if (!allowed(request.embedding, e == 1) || !allowed(request.head, h == 1)) continue;
+            stages.front().embedding = e == 1;
+            stages.back().head = h == 1;
+            const int64_t ns = chain_ns(p, workers, request.coordinator, stages);
+            if (ns >= 0 && (best < 0 || ns < best)) {
+                best = ns;
+                chosen = stages;
+            }
+        }
+    if (best < 0) {
+        // Name the first worker whose range does not fit even without the embedding and head.
+        for (size_t i = 0; i < stages.size(); ++i) {
+            const PlannedStage& s = stages[i];
+            const StageShape shape{s.first_layer, s.last_layer, i == 0, i + 1 == stages.size(),
+                                   i == 0 && request.embedding == Placement::worker,
+                                   i + 1 == stages.size() && request.head == Placement::worker};
+            const WorkerCapacity& w = workers[i];
+            if (!stage_fits(p, w, shape))
+                throw Error(w.address + ": layers " + std::to_string(s.first_layer) + "-" +
+                            std::to_string(s.last_layer - 1) + " need " + mb_text(stage_memory(p, w, shape)) +
+                            ", over its memory budget of " + mb_text(w.memory_budget) +
+                            "; give it fewer layers or drop --split");
+        }
+        throw Error("--split: the coordinator's memory budget of " + mb_text(request.coordinator.memory_budget) +
+                    " cannot keep the embedding or the head, and no worker at the ends can take them");
+    }
+    PipelinePlan plan = finish_plan(p, workers, request, std::move(chosen));
+    return plan;
 }
 
-void fill_stage_memory(const ModelFile& file, int context, KvType kv_type, PipelinePlan& plan) {
-    for (PlannedStage& s : plan.stages)
-        s.memory = shard_memory(file.config, file.tensors, ShardSpec{s.first_layer, s.last_layer, false, false},
-                                context, kv_type);
+// ---- the entry point and the refusal ----
+
+namespace {
+
+void fill_stage_memory(const ModelFile& file, const PlanRequest& r, const std::vector<WorkerCapacity>& workers,
+                       PipelinePlan& plan) {
+    plan.context = context_of(file, r);
+    for (size_t i = 0; i < plan.stages.size(); ++i) {
+        PlannedStage& s = plan.stages[i];
+        const WorkerCapacity& w = workers[static_cast<size_t>(s.worker)];
+        StageLoad load{plan.context, r.kv_type, r.max_positions, r.wire_bytes, i == 0, i + 1 == plan.stages.size(),
+                       w.arch.empty() ? "x86_64" : w.arch};
+        s.memory = shard_memory(file.config, file.tensors, ShardSpec{s.first_layer, s.last_layer, s.embedding, s.head},
+                                load);
+    }
+}
+
+bool fits(const ModelFile& file, const std::vector<WorkerCapacity>& workers, const PlanRequest& r) {
+    const PlanProblem p = make_plan_problem(file, r);
+    if (!r.split.empty()) {
+        try {
+            plan_forced(p, workers, r.split, r);
+            return true;
+        } catch (const Error&) {
+            return false;
+        }
+    }
+    Solver solver(p, workers, r);
+    solver.run_forward();
+    return solver.best_chain().worker >= 0;
+}
+
+// The model's matrices stored as `type` (what `ferry quantize --type` writes): norms keep theirs.
+ModelFile retyped(const ModelFile& file, TensorType type) {
+    ModelFile f;
+    f.config = file.config;
+    f.tensors = file.tensors;
+    for (TensorInfo& t : f.tensors) {
+        if (t.rows < 2 || t.cols % 32 != 0) continue;
+        const int64_t bytes = tensor_bytes(type, t.rows, t.cols);
+        if (bytes > 0 && static_cast<uint64_t>(bytes) < t.bytes) {
+            t.type = type;
+            t.group = 0;
+            t.bytes = static_cast<uint64_t>(bytes);
+        }
+    }
+    return f;
+}
+
+std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& workers, const PlanRequest& r,
+                    const PlanProblem& p) {
+    const int context = context_of(file, r);
+    const uint64_t layers = std::accumulate(p.layer_memory.begin(), p.layer_memory.end(), uint64_t{0});
+    uint64_t weights = 0;
+    for (uint64_t b : layer_weight_bytes(file)) weights += b;
+    const uint64_t per_stage = worker_process_overhead("x86_64") + p.stage_memory[0][0][0][0];
+    uint64_t offered = 0, largest = 0;
+    bool unlimited = false;
+    for (const WorkerCapacity& w : workers) {
+        offered += w.memory_budget;
+        largest = std::max(largest, w.memory_budget);
+        unlimited = unlimited || w.memory_budget == 0;
+    }
+    const std::string name = file.path.substr(file.path.find_last_of('/') + 1);
+    std::string msg = "the " + std::to_string(workers.size()) + " worker" + (workers.size() == 1 ? "" : "s") +
+                      " cannot hold " + (name.empty() ? std::string("the model") : name) + " at --ctx " +
+                      std::to_string(context) + " --kv-type " + kv_type_name(r.kv_type) + ": its layers need " +
+                      mb_text(layers) + " (weights " + mb_text(weights) + ", KV cache " + mb_text(layers - weights) +
+                      ") plus about " + mb_text(per_stage) + " per worker used";
+    if (!unlimited) {
+        msg += ", and the budgets offer " + mb_text(offered) + " (largest " + mb_text(largest) + ")";
+        if (layers + per_stage > offered) msg += ", at least " + mb_text(layers + per_stage - offered) + " short";
+    }
+    if (!r.split.empty()) msg += " with --split";
+
+    std::vector<std::string> fixes;
+    // A shorter context: the longest that fits.
+    if (context > 1) {
+        PlanRequest q = r;
+        q.context = 1;
+        if (fits(file, workers, q)) {
+            int lo = 1, hi = context;  // lo fits, hi does not
+            while (hi - lo > 1) {
+                q.context = lo + (hi - lo) / 2;
+                (fits(file, workers, q) ? lo : hi) = q.context;
+            }
+            fixes.push_back("--ctx " + std::to_string(lo));
+        }
+    }
+    // A smaller KV cache type.
+    for (KvType t : {KvType::f16, KvType::q8_0}) {
+        if (KVCache::bytes_for(1, 1, 32, t) >= KVCache::bytes_for(1, 1, 32, r.kv_type)) continue;
+        if (t == KvType::q8_0 && file.config.kv_dim() % 32 != 0) continue;
+        PlanRequest q = r;
+        q.kv_type = t;
+        if (fits(file, workers, q)) {
+            fixes.push_back(std::string("--kv-type ") + kv_type_name(t));
+            break;
+        }
+    }
+    // A quantized model.
+    for (TensorType t : {TensorType::Q8_0, TensorType::Q4_0}) {
+        const ModelFile q = retyped(file, t);
+        uint64_t before = 0, after = 0;
+        for (const TensorInfo& x : file.tensors) before += x.bytes;
+        for (const TensorInfo& x : q.tensors) after += x.bytes;
+        if (after >= before) continue;
+        if (fits(q, workers, r)) {
+            fixes.push_back(std::string("a ") + tensor_type_name(t) + " model (ferry quantize --type " +
+                            tensor_type_name(t) + ": weights " + mb_text(after) + " instead of " + mb_text(before) + ")");
+            break;
+        }
+    }
+    // More memory on one worker: the least any single worker would need.
+    if (r.split.empty()) {
+        Solver solver(p, workers, r);
+        solver.run_forward();
+        solver.run_backward();
+        uint64_t least = std::numeric_limits<uint64_t>::max();
+        int who = -1;
+        for (int w = 0; w < static_cast<int>(workers.size()); ++w) {
+            int64_t ns = 0;
+            uint64_t extra = 0;
+            solver.using_worker(w, &ns, &extra);
+            if (extra < least) {
+                least = extra;
+                who = w;
+            }
+        }
+        if (who >= 0 && least > 0 && least < std::numeric_limits<uint64_t>::max())
+            fixes.push_back(mb_text(least) + " more on " + workers[static_cast<size_t>(who)].address + " (budget " +
+                            mb_text(workers[static_cast<size_t>(who)].memory_budget + least) + ")");
+    }
+    fixes.push_back("more workers");
+    msg += "; any of these fits: ";
+    for (size_t i = 0; i < fixes.size(); ++i) msg += (i ? (i + 1 == fixes.size() ? " or " : ", ") : "") + fixes[i];
+    return msg;
+}
+
+}  // namespace
+
+PipelinePlan plan_pipeline(const ModelFile& file, const std::vector<WorkerCapacity>& workers, const PlanRequest& request) {
+    if (request.wire_bytes != 4 && request.wire_bytes != 2)
+        throw Error("wire bytes per value must be 4 (f32) or 2 (f16), not " + std::to_string(request.wire_bytes));
+    const PlanProblem p = make_plan_problem(file, request);
+    PipelinePlan plan;
+    try {
+        plan = request.split.empty() ? plan_optimal(p, workers, request) : plan_forced(p, workers, request.split, request);
+    } catch (const PoolTooSmall&) {
+        throw Error(refusal(file, workers, request, p));
+    }
+    fill_stage_memory(file, request, workers, plan);
+    return plan;
 }
 
 PipelinePlan plan_pipeline(const ModelFile& file, int context, const std::vector<WorkerCapacity>& workers,
                            const std::vector<int>& forced_split, int wire_bytes_per_value, KvType kv_type) {
-    const PlanProblem p = make_plan_problem(file, context, wire_bytes_per_value, kv_type);
-    PipelinePlan plan = forced_split.empty() ? plan_optimal(p, workers) : plan_forced(p, workers, forced_split);
-    fill_stage_memory(file, context, kv_type, plan);
-    return plan;
+    PlanRequest r;
+    r.context = context;
+    r.kv_type = kv_type;
+    r.wire_bytes = wire_bytes_per_value;
+    r.split = forced_split;
+    return plan_pipeline(file, workers, r);
 }
 
 }  // namespace ferry

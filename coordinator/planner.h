@@ -1,17 +1,43 @@
 // The one place a pipeline's partition is decided: which workers run which
-// contiguous layer ranges, and what that is predicted to cost.
+// contiguous layer ranges, where the embedding table and the head (final
+// norm and classifier) live, and what that is predicted to cost.
 //
-// For one stream the stages run one after another, so the time per token is
-// the sum over used stages of (compute + the hop into the stage) plus the hop
-// back. The planner minimises that under every worker's memory budget, keeping
-// the workers in the order given (the chain) and skipping any whose use would
-// cost more time than it saves. It is exact (dynamic programming over
-// (layers placed, last worker used)) and deterministic.
+// The cost model, per decoded token (one stream: the stages run one after
+// another, so times add up):
+//   - compute of a stage: the weight bytes it reads (its layers, plus the
+//     classifier if it holds the head) over the worker's measured GB/s for
+//     each tensor type (WorkerCapacity::type_gbps, else matvec_gbps);
+//   - a hop between two nodes: latency plus bytes over bandwidth. Links are
+//     measured from the coordinator, so a hop worker a -> worker b takes the
+//     mean of their one-way latencies and the smaller of their Mbit/s (on a
+//     switched LAN the slower end limits); the coordinator's own end is free.
+//     The hop into the first stage carries token ids (4 bytes each) if it holds
+//     the embedding, else dim activations; the hop back carries a token id if
+//     the last stage holds the head, else dim activations;
+//   - the head on the coordinator: the classifier over the coordinator's GB/s
+//     (unknown: the fastest worker's).
+// Memory: every stage's shard_memory() (weights, KV cache, workspace, buffers,
+// the process) must fit its worker's budget; the coordinator's budget (if
+// given) must hold what it keeps.
+//
+// The search is exact: dynamic programming over (layers placed, last worker
+// used, where the embedding is), with the head decided at the last stage, so
+// every subset of workers (kept in the given chain order), every split and
+// every embedding/head placement is covered. Time is counted in whole
+// nanoseconds so that equal plans tie exactly; ties go, in order, to (1)
+// fewer stages, (2) the plan whose stages, compared from the last one back,
+// are on earlier workers and, on the same worker, end at a later layer (so
+// the earliest workers are used and fill first), (3) the embedding, then the
+// head, kept on the coordinator (workers' memory is the scarce resource).
+// O(workers^2 x layers^2): 64 workers and 128 layers plan in milliseconds.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "common/error.h"
+#include "common/kv_cache.h"
 #include "common/model_file.h"
 #include "common/shard_memory.h"
 
@@ -20,54 +46,134 @@ namespace ferry {
 struct WorkerCapacity {
     std::string address;
     uint64_t memory_budget = 0;  // bytes the worker may use; 0 = not limited
-    double matvec_gbps = 0;      // measured weight-streaming speed; 0 = unknown (treated as equal)
+    double matvec_gbps = 0;      // weight-streaming speed for the model's dominant type; 0 = unknown
     double link_mbps = 0;        // coordinator <-> worker throughput, Mbit/s; 0 = unknown (free)
-    double link_latency_ms = 0;  // one-way latency
+    double link_latency_ms = 0;  // one-way latency from the coordinator
+    std::string arch;            // "x86_64" or "i686" (the process overhead); "" = x86_64
+    std::map<std::string, double> type_gbps;  // GB/s per tensor type name ("f32", "q8_0"), where measured
+};
+
+// The coordinator keeps what no stage holds (the embedding table, the head).
+struct CoordinatorCapacity {
+    uint64_t memory_budget = 0;  // for the weights it keeps; 0 = not limited
+    double matvec_gbps = 0;      // 0 = unknown: as fast as the fastest worker
 };
 
 struct PlannedStage {
     int worker = 0;  // index into the capacities given to the planner
     int first_layer = 0;
-    int last_layer = 0;  // exclusive
+    int last_layer = 0;      // exclusive
+    bool embedding = false;  // holds the embedding table: its input is token ids
+    bool head = false;       // holds the final norm and classifier: returns the sampled token (or logits)
     ShardMemory memory;
-    double compute_ms = 0;  // predicted per decoded token
-    double hop_ms = 0;      // predicted for the activation into this stage
+    double compute_ms = 0;  // predicted per decoded token (layers, and the classifier if head)
+    double hop_ms = 0;      // predicted for the input into this stage
+};
+
+struct LeftOutWorker {
+    int worker = 0;
+    std::string reason;  // one clause with the numbers: why the plan does without it
 };
 
 struct PipelinePlan {
     std::vector<PlannedStage> stages;  // in chain order
-    double predicted_ms_per_token = 0;
-    std::vector<int> left_out;  // workers given but not used
+    double predicted_ms_per_token = 0;  // hops + stage compute + the return + the coordinator's head
+    double return_hop_ms = 0;           // last stage -> coordinator
+    double coordinator_ms = 0;          // the classifier on the coordinator, if it keeps the head
+    uint64_t coordinator_weights = 0;   // bytes of weights the coordinator keeps
+    std::vector<int> left_out;          // workers given but not used, ascending
+    std::vector<LeftOutWorker> left_out_reasons;  // one per left_out, same order
+    // What it was planned for.
+    int context = 0;
+    KvType kv_type = KvType::f32;
+    int wire_bytes = 4;
+    int max_positions = 0;  // largest request (prefill batch); 0 = the context
+    bool forced_split = false;
 };
 
-// The planner's view of a model: what each layer costs in memory and time.
+// Where a placeable unit may go.
+enum class Placement { planned, coordinator, worker };
+
+// Everything a plan depends on besides the workers.
+struct PlanRequest {
+    int context = 0;  // 0: the model's seq_len
+    KvType kv_type = KvType::f32;
+    int wire_bytes = 4;      // 4 (f32) or 2 (f16) per activation value between stages
+    int max_positions = 0;   // largest request a stage gets (--prefill-chunk); 0 = the context
+    std::vector<int> split;  // layers per worker (--split): every worker used, in order; empty = planned
+    Placement embedding = Placement::planned;
+    Placement head = Placement::planned;
+    CoordinatorCapacity coordinator;
+};
+
+// The planner's view of a model: what each layer and each placeable unit
+// costs in memory and in bytes read per token.
+struct TypedBytes {
+    std::string type;  // tensor_type_name()
+    uint64_t bytes = 0;
+};
 struct PlanProblem {
-    std::vector<uint64_t> layer_memory;      // weights + KV cache of each layer
-    std::vector<uint64_t> layer_read_bytes;  // weight bytes read per decoded token
-    uint64_t stage_fixed_memory = 0;         // workspace, buffers and process overhead of any stage
-    uint64_t hop_bytes = 0;                  // activation bytes crossing one stage boundary per token
+    std::vector<uint64_t> layer_memory;               // weights + KV cache of each layer
+    std::vector<std::vector<TypedBytes>> layer_reads;  // weight bytes read per decoded token, by type
+    // Workspace, buffers and shared tensors of a stage with layers, by role,
+    // excluding the process overhead (per worker arch):
+    // stage_memory[first][last][embedding][head].
+    uint64_t stage_memory[2][2][2][2] = {};
+    uint64_t embedding_memory = 0;    // the table
+    uint64_t head_memory = 0;         // final norm and classifier
+    uint64_t tied_shared = 0;         // bytes counted in both when one stage holds both (tied classifier)
+    std::vector<TypedBytes> head_reads;  // the classifier, per token
+    uint64_t activation_bytes = 0;    // one position of activations on the wire (dim x wire bytes)
+    uint64_t token_bytes = 4;         // a token id
+    uint64_t coordinator_extra = 0;   // logits and sampler when the coordinator keeps the head
 };
 
-PlanProblem make_plan_problem(const ModelFile& file, int context, int wire_bytes_per_value,
-                              KvType kv_type = KvType::f32);
+PlanProblem make_plan_problem(const ModelFile& file, const PlanRequest& request);
 
-// Cost of one stage: worker w running layers [first, last). Infinity if it does not fit.
-double stage_cost_ms(const PlanProblem& p, const WorkerCapacity& w, int first, int last);
-double hop_ms(const PlanProblem& p, const WorkerCapacity& w);
+// The cost primitives (exposed for tests and reports).
+struct StageShape {
+    int first_layer = 0, last_layer = 0;  // [first, last)
+    bool first = false, last = false;     // first / last stage of the chain
+    bool embedding = false, head = false;
+};
+uint64_t stage_memory(const PlanProblem& p, const WorkerCapacity& w, const StageShape& s);
+bool stage_fits(const PlanProblem& p, const WorkerCapacity& w, const StageShape& s);
+int64_t stage_compute_ns(const PlanProblem& p, const WorkerCapacity& w, const StageShape& s);
+// A hop from `from` to `to` (nullptr: the coordinator) carrying `bytes`.
+int64_t hop_ns(const WorkerCapacity* from, const WorkerCapacity* to, uint64_t bytes);
+// The classifier on the coordinator, per token.
+int64_t coordinator_head_ns(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
+                            const CoordinatorCapacity& coordinator);
+uint64_t coordinator_memory(const PlanProblem& p, bool keeps_embedding, bool keeps_head);
+// Total predicted time of a chain, in ns; -1 if any stage or the coordinator does not fit.
+int64_t chain_ns(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
+                 const CoordinatorCapacity& coordinator, const std::vector<PlannedStage>& stages);
 
-// The optimal plan, or throws ferry::Error explaining the shortfall.
-PipelinePlan plan_optimal(const PlanProblem& p, const std::vector<WorkerCapacity>& workers);
-// A plan with the given layers per worker (each >= 1, summing to the layers).
+// Why the pool cannot hold the model, with the numbers. plan_optimal throws it;
+// plan_pipeline turns it into the one-line refusal with the fixes.
+struct PoolTooSmall : Error {
+    uint64_t need = 0, offered = 0;  // bytes: every layer, the units and one stage per worker / the budgets
+    explicit PoolTooSmall(const std::string& what, uint64_t need_, uint64_t offered_)
+        : Error(what), need(need_), offered(offered_) {}
+};
+
+// The optimal plan under the request's placements, or throws PoolTooSmall.
+PipelinePlan plan_optimal(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
+                          const PlanRequest& request = {});
+// Every worker used with the given layers each (each >= 1, summing to the
+// layers), placements chosen; throws ferry::Error naming a worker it does not fit.
 PipelinePlan plan_forced(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
-                         const std::vector<int>& layers_per_worker);
+                         const std::vector<int>& layers_per_worker, const PlanRequest& request = {});
 
-// Entry point for `ferry run/plan/bench --workers`: forced_split empty means optimal.
+// Entry point for `ferry run/plan/bench --workers`: the plan with each
+// stage's exact ShardMemory, or ferry::Error with one line: the shortfall and
+// the cheapest fixes (a shorter --ctx, a smaller --kv-type, a quantized
+// model, more memory on one worker), each computed.
+PipelinePlan plan_pipeline(const ModelFile& file, const std::vector<WorkerCapacity>& workers,
+                           const PlanRequest& request);
 PipelinePlan plan_pipeline(const ModelFile& file, int context, const std::vector<WorkerCapacity>& workers,
                            const std::vector<int>& forced_split, int wire_bytes_per_value = 4,
                            KvType kv_type = KvType::f32);
-
-// Fills each stage's ShardMemory with shard_memory() for its range.
-void fill_stage_memory(const ModelFile& file, int context, KvType kv_type, PipelinePlan& plan);
 
 // Bytes of weights each layer holds, from the model's tensor directory.
 std::vector<uint64_t> layer_weight_bytes(const ModelFile& file);
