@@ -185,6 +185,14 @@ std::string GgufWriter::header() const {
 
 uint64_t GgufWriter::file_bytes() const { return header().size() + data_bytes_; }
 
+std::vector<GgufWriter::Placement> GgufWriter::placements() const {
+    const uint64_t data_start = header().size();
+    std::vector<Placement> out;
+    for (const Tensor& t : tensors_)
+        out.push_back({t.name, data_start + t.offset, t.row_bytes * static_cast<uint64_t>(t.rows)});
+    return out;
+}
+
 void GgufWriter::emit(const std::function<void(const char*, size_t)>& sink, const Progress& progress) const {
     const std::string h = header();
     const uint64_t total = h.size() + data_bytes_;

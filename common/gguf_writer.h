@@ -47,6 +47,17 @@ public:
     // Bytes the file will have.
     uint64_t file_bytes() const;
 
+    // The layout, for a file assembled elsewhere (a worker's shard image is
+    // read straight from the model's memory map): the header as write()
+    // emits it, padded, and where each tensor's data starts in the file.
+    std::string header_bytes() const { return header(); }
+    struct Placement {
+        std::string name;
+        uint64_t offset = 0;  // from the start of the file
+        uint64_t bytes = 0;   // without the padding that follows
+    };
+    std::vector<Placement> placements() const;
+
     // Called with (bytes written, total) as the file grows.
     using Progress = std::function<void(uint64_t done, uint64_t total)>;
     // Writes through path + ".partial", renamed at the end. Throws ferry::Error naming the path.

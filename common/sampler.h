@@ -18,6 +18,9 @@ public:
     Sampler(int vocab_size, SamplerParams params);
     // Modifies logits in place (scaling and softmax), as run.c does.
     int sample(float* logits);
+    // Temperature and top-p as given (the seed is only the RNG's start).
+    const SamplerParams& params() const { return params_; }
+    int vocab_size() const { return vocab_size_; }
     uint64_t rng_state() const { return rng_state_; }
     void set_rng_state(uint64_t s) { rng_state_ = s; }
 

@@ -48,11 +48,10 @@ bool Conversation::reply(const std::string& user, std::FILE* out) {
     const int context = engine_.context();
     if (pos_ + static_cast<int>(input.size()) >= context) return false;
     pending_ = -1;
-    float* logits = engine_.forward(input.data(), static_cast<int>(input.size()), pos_);
+    int next = engine_.forward_sample(input.data(), static_cast<int>(input.size()), pos_, sampler_);
     pos_ += static_cast<int>(input.size());
     int prev = input.back();
     for (;;) {
-        const int next = sampler_.sample(logits);
         if (ends_turn(next)) {
             pending_ = next;
             break;
@@ -68,7 +67,7 @@ bool Conversation::reply(const std::string& user, std::FILE* out) {
             context_full_ = true;
             break;
         }
-        logits = engine_.forward(&next, 1, pos_);
+        next = engine_.forward_sample(&prev, 1, pos_, sampler_);
         ++pos_;
     }
     return true;

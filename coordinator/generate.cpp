@@ -41,20 +41,20 @@ GenerateResult generate(Engine& engine, const Tokenizer& tokenizer, Sampler& sam
     };
 
     // Prefill: the prompt's positions as one batch. Its forced tokens print as
-    // run.c prints them; the logits of the last position give the first sample.
+    // run.c prints them; the last position gives the first sample (if the
+    // whole prompt fits in the steps).
     const int n_batch = std::min(static_cast<int>(prompt.size()), steps);
+    const bool sample_after_prompt = n_batch == r.prompt_tokens;
     auto t0 = std::chrono::steady_clock::now();
-    float* logits = engine.forward(prompt.data(), n_batch, 0);
+    int first = -1;
+    if (sample_after_prompt) first = engine.forward_sample(prompt.data(), n_batch, 0, sampler);
+    else engine.forward(prompt.data(), n_batch, 0);
     r.prefill_ms = ms_since(t0);
     bool going = true;
-    for (int pos = 0; pos < n_batch && going; ++pos) {
-        const int next = pos + 1 < r.prompt_tokens ? prompt[pos + 1] : sampler.sample(logits);
-        going = emit(next);
-    }
+    for (int pos = 0; pos < n_batch && going; ++pos) going = emit(pos + 1 < r.prompt_tokens ? prompt[pos + 1] : first);
     t0 = std::chrono::steady_clock::now();
     for (int pos = n_batch; pos < steps && going; ++pos) {
-        logits = engine.forward(&token, 1, pos);
-        going = emit(sampler.sample(logits));
+        going = emit(engine.forward_sample(&token, 1, pos, sampler));
         ++r.decoded_tokens;
     }
     r.decode_ms = ms_since(t0);

@@ -11,20 +11,30 @@ double per(double total, uint64_t n) { return n ? total / static_cast<double>(n)
 
 std::string format_node_table(const PipelineStats& s) {
     std::string out;
-    char line[320];
-    std::snprintf(line, sizeof line, "%-22s %-10s %9s %8s %8s %7s %11s %10s %10s %10s\n", "node", "layers",
-                  "weight MB", "RSS MB", "peak MB", "tokens", "compute ms", "net ms", "sent B", "recv B");
+    char line[400];
+    std::snprintf(line, sizeof line, "%-22s %-10s %9s %8s %8s %7s %10s %9s %8s %8s %8s %9s %9s\n", "node", "layers",
+                  "weight MB", "RSS MB", "peak MB", "tokens", "compute ms", "decode ms", "plan ms", "net ms",
+                  "plan net", "sent B", "recv B");
     out += line;
+    auto predicted = [](double ms) {
+        char b[32];
+        if (ms > 0) std::snprintf(b, sizeof b, "%.3f", ms);
+        else std::snprintf(b, sizeof b, "-");
+        return std::string(b);
+    };
     for (const NodeStats& n : s.nodes) {
-        std::snprintf(line, sizeof line, "%-22s %-10s %9.1f %8.1f %8.1f %7llu %11.3f %10.3f %10.0f %10.0f\n",
+        std::snprintf(line, sizeof line, "%-22s %-10s %9.1f %8.1f %8.1f %7llu %10.3f %9.3f %8s %8.3f %8s %9.0f %9.0f\n",
                       n.address.c_str(), n.layers.c_str(), mb(n.weight_bytes), mb(n.rss), mb(n.peak_rss),
                       static_cast<unsigned long long>(n.positions), per(n.compute_ms, n.positions),
-                      n.decode_requests ? per(n.decode_net_ms, n.decode_requests) : per(n.net_ms, n.positions), per(static_cast<double>(n.bytes_sent), n.positions),
+                      per(n.decode_compute_ms, n.decode_requests), predicted(n.predicted_compute_ms).c_str(),
+                      n.decode_requests ? per(n.decode_net_ms, n.decode_requests) : per(n.net_ms, n.positions),
+                      predicted(n.predicted_net_ms).c_str(), per(static_cast<double>(n.bytes_sent), n.positions),
                       per(static_cast<double>(n.bytes_received), n.positions));
         out += line;
     }
-    out += "(compute ms, sent and recv B: per token processed, prefill included; net ms: the activation's trip into the "
-           "node per decoded token, clocks aligned at connect)\n";
+    out += "(compute ms, sent and recv B: per token processed, prefill included; decode ms: compute per decoded token, "
+           "plan ms: the plan's prediction of it; net ms: the activation's trip into the node per decoded token, "
+           "clocks aligned at connect, plan net: predicted)\n";
     if (s.decode_tokens > 0 && s.decode_ms > 0) {
         const double ms = s.decode_ms / s.decode_tokens;
         const double compute = s.decode_compute_ms / s.decode_tokens;

@@ -18,8 +18,11 @@ struct NodeStats {
     double compute_ms = 0;     // total
     double net_ms = 0;         // total time the activation spent travelling into this node
     uint64_t decode_requests = 0;  // one-token requests (decode steps)
+    double decode_compute_ms = 0;  // compute_ms of those alone
     double decode_net_ms = 0;      // net_ms of those alone
     uint64_t bytes_sent = 0, bytes_received = 0;  // data path (requests and results)
+    // The plan's predictions per decoded token (0: none), shown beside the measured ones.
+    double predicted_compute_ms = 0, predicted_net_ms = 0;
 };
 
 struct PipelineStats {

@@ -17,6 +17,7 @@
 #include "common/net/values.h"
 #include "common/process_stats.h"
 #include "common/shard_memory.h"
+#include "coordinator/pipeline_probe.h"
 #include "coordinator/plan_report.h"
 
 namespace ferry {
@@ -58,22 +59,21 @@ wire::ModelShape shape_of(const ModelConfig& c) {
     s.set_seq_len(c.seq_len);
     s.set_norm_eps(c.norm_eps);
     s.set_rope_theta(c.rope_theta);
+    s.set_rope_freq_factors(c.rope_freq_factors);
     return s;
 }
 
-// The type most of the model's weight bytes are stored in (what decode streams).
-std::string dominant_type(const ModelFile& f) {
-    std::map<std::string, uint64_t> bytes;
-    for (const TensorInfo& t : f.tensors)
-        if (t.name.rfind("blk.", 0) == 0) bytes[tensor_type_name(t.type)] += t.bytes;
-    std::string best = "f32";
-    uint64_t most = 0;
-    for (const auto& [name, b] : bytes)
-        if (b > most) {
-            most = b;
-            best = name;
-        }
-    return best;
+// What a planned stage holds. The planner decides the embedding and the head
+// (PlannedStage::embedding / head, where it has them); --embedding-on-worker
+// and --head-on-worker put them on the first / last stage in any case.
+template <typename Stage>
+ShardSpec stage_spec(const Stage& s, bool first, bool last, const PipelineOptions& o) {
+    ShardSpec spec{s.first_layer, s.last_layer, first && o.embedding_on_worker, last && o.head_on_worker};
+    if constexpr (requires { s.embedding; s.head; }) {
+        spec.embedding = spec.embedding || s.embedding;
+        spec.head = spec.head || s.head;
+    }
+    return spec;
 }
 
 }  // namespace
@@ -82,14 +82,7 @@ struct PipelineEngine::Net {
     Hub hub;
 };
 
-struct PipelineEngine::Node {
-    int link = -1;
-    std::string address;
-    wire::Capabilities caps;
-    std::string worker_name;
-    double rtt_ms = 0;
-    int64_t clock_offset_ns = 0;  // worker clock minus ours
-    double link_mbps = 0;
+struct PipelineEngine::Node : WorkerLink {
     int stage = -1;  // index in the chain, -1 if left out
     ShardSpec spec;
     std::unique_ptr<net::ShardImage> image;
@@ -109,40 +102,41 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     if (opt_.wire != "f32" && opt_.wire != "f16") throw Error("--wire " + opt_.wire + ": use f32 or f16");
     const std::string model_hash = net::file_content_hash(file.path, net::default_cache_dir());
     spdlog::info("{}: content hash {}", file.path, net::hex(model_hash));
-    connect_all(model_hash);
-    measure_links();
-
-    std::vector<WorkerCapacity> capacities;
-    const std::string type = dominant_type(file);
-    for (const auto& n : nodes_) {
-        WorkerCapacity w;
-        w.address = n->address;
-        w.memory_budget = n->caps.memory_budget();
-        auto it = n->caps.type_gbps().find(type);
-        w.matvec_gbps = it != n->caps.type_gbps().end() ? it->second : n->caps.matvec_gbps();
-        w.link_mbps = n->link_mbps;
-        w.link_latency_ms = n->rtt_ms / 2;
-        capacities.push_back(w);
+    // Meet the workers as the coordinator of a session, measure the links, plan.
+    std::vector<WorkerLink*> links;
+    for (WorkerLink& w : greet_workers(net_->hub, opt_.workers, wire::COORDINATOR, model_hash, opt_.connect_timeout_s,
+                                       opt_.timeout_s)) {
+        auto n = std::make_unique<Node>();
+        static_cast<WorkerLink&>(*n) = std::move(w);
+        links.push_back(n.get());
+        nodes_.push_back(std::move(n));
     }
+    measure_links(net_->hub, links, opt_.timeout_s);
+    std::vector<WorkerCapacity> capacities;
+    const std::string type = dominant_tensor_type(file);
+    for (const auto& n : nodes_) capacities.push_back(capacity_of(*n, type));
     plan_ = plan_pipeline(file, context, capacities, opt_.split, opt_.wire == "f16" ? 2 : 4, opt_.kv_type);
     std::fprintf(stderr, "plan:\n%s", format_plan(plan_, capacities).c_str());
-    for (const PlannedStage& s : plan_.stages) {
+    for (size_t i = 0; i < plan_.stages.size(); ++i) {
+        const PlannedStage& s = plan_.stages[i];
         Node* n = nodes_[static_cast<size_t>(s.worker)].get();
         n->stage = static_cast<int>(chain_.size());
-        n->spec = ShardSpec{s.first_layer, s.last_layer, false, false};
+        n->spec = stage_spec(s, i == 0, i + 1 == plan_.stages.size(), opt_);
+        n->stats.predicted_compute_ms = s.compute_ms;
+        n->stats.predicted_net_ms = s.hop_ms;
         chain_.push_back(n);
     }
-    chain_.front()->spec.embedding = opt_.embedding_on_worker;
-    chain_.back()->spec.head = opt_.head_on_worker;
     for (const auto& n : nodes_)
         if (n->stage < 0) net_->hub.close(n->link);
 
-    local_ = bind_weights(config_, ShardSpec{0, 0, !opt_.embedding_on_worker, !opt_.head_on_worker}, file.tensors,
-                          file.map.data(), file.path);
+    // The coordinator keeps only what no stage holds.
+    embedding_remote_ = chain_.front()->spec.embedding;
+    head_remote_ = chain_.back()->spec.head;
+    local_ = bind_weights(config_, ShardSpec{0, 0, !embedding_remote_, !head_remote_}, file.tensors, file.map.data(),
+                          file.path);
     local_stats_.address = "coordinator";
-    local_stats_.layers = std::string(opt_.embedding_on_worker ? "" : "emb") +
-                          (opt_.embedding_on_worker || opt_.head_on_worker ? "" : "+") +
-                          (opt_.head_on_worker ? "" : "head");
+    local_stats_.layers = std::string(embedding_remote_ ? "" : "emb") + (embedding_remote_ || head_remote_ ? "" : "+") +
+                          (head_remote_ ? "" : "head");
     if (local_stats_.layers.empty()) local_stats_.layers = "tokens";
     local_stats_.weight_bytes = shard_weight_bytes(local_);
     logits_.resize(static_cast<size_t>(config_.vocab_size));
@@ -174,103 +168,12 @@ void PipelineEngine::fail_node(int link, const std::string& what) const {
 
 void PipelineEngine::check_event(const void* event) const {
     const Hub::Event& e = *static_cast<const Hub::Event*>(event);
-    if (e.kind == Hub::Event::connect_failed) fail_node(e.link, e.reason);
     if (e.kind == Hub::Event::closed && e.link >= 0 && nodes_[static_cast<size_t>(e.link)]->stage < 0 && !chain_.empty())
         return;  // a worker the plan left out, closed by us
-    if (e.kind == Hub::Event::closed) {
-        std::string why = e.reason;
-        if (why == "closed the connection") why += " (the worker stopped or crashed; see its log)";
-        fail_node(e.link, why);
-    }
-    if (e.kind == Hub::Event::received && e.frame.frame.has_error()) {
-        // The worker's message already starts with its own name.
-        throw Error(node_name(e.link) + " reports: " + e.frame.frame.error().message());
-    }
+    if (const std::string problem = event_problem(e); !problem.empty()) fail_node(e.link, problem);
 }
 
 // ---- setup ----
-
-void PipelineEngine::connect_all(const std::string& model_hash) {
-    Hub& hub = net_->hub;
-    for (const std::string& address : opt_.workers) {
-        net::split_address(address, "--workers");
-        auto n = std::make_unique<Node>();
-        n->address = address;
-        n->link = hub.connect(address, opt_.connect_timeout_s);
-        nodes_.push_back(std::move(n));
-    }
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
-    const std::string me = std::string("coordinator on ") + host + " (pid " + std::to_string(::getpid()) + ")";
-    size_t greeted = 0;
-    const auto deadline = after(opt_.connect_timeout_s + 5);
-    while (greeted < nodes_.size()) {
-        std::optional<Hub::Event> e = hub.wait(deadline);
-        if (!e) {
-            for (const auto& n : nodes_)
-                if (n->caps.cores() == 0)
-                    fail_node(n->link, "no handshake within " + std::to_string(static_cast<int>(opt_.connect_timeout_s + 5)) +
-                                           " s (is it a ferry-worker?)");
-        }
-        if (e->kind == Hub::Event::connected) {
-            hub.configure(e->link, net::kControlFrameBytes, opt_.timeout_s, kHeartbeatS);
-            hub.send(e->link, net::make_hello(wire::COORDINATOR, me, model_hash));
-            continue;
-        }
-        check_event(&*e);
-        if (e->kind != Hub::Event::received) continue;
-        const wire::Frame& f = e->frame.frame;
-        if (!f.has_hello()) fail_node(e->link, std::string("sent a ") + net::frame_kind(f) + " frame instead of its hello");
-        if (const std::string bad = net::check_protocol(f.hello(), node_name(e->link)); !bad.empty()) throw Error(bad);
-        if (f.hello().role() != wire::WORKER)
-            fail_node(e->link, std::string("answered as a ") + net::role_name(f.hello().role()) + ", not a worker");
-        Node& n = *nodes_[static_cast<size_t>(e->link)];
-        n.caps = f.hello().capabilities();
-        if (n.caps.cores() == 0) n.caps.set_cores(1);
-        n.worker_name = f.hello().name();
-        ++greeted;
-    }
-}
-
-void PipelineEngine::measure_links() {
-    Hub& hub = net_->hub;
-    // Round trips of a small frame (latency, clock offset) and one 1 MB echo (throughput).
-    constexpr int kPings = 5;
-    const std::string small(64, 'p'), large(1u << 20, 'e');
-    for (const auto& n : nodes_) {
-        double best = 1e30, large_ms = 0;
-        for (int i = 0; i <= kPings; ++i) {
-            wire::Frame f;
-            f.mutable_ping()->set_nonce(static_cast<uint64_t>(i + 1));
-            f.mutable_ping()->set_payload(i < kPings ? small : large);
-            const uint64_t t0 = net::now_ns();
-            hub.send(n->link, f);
-            for (;;) {
-                std::optional<Hub::Event> e = hub.wait(after(opt_.timeout_s));
-                if (!e) fail_node(n->link, "no answer to a ping within " + std::to_string(opt_.timeout_s) + " s");
-                check_event(&*e);
-                if (e->kind != Hub::Event::received || !e->frame.frame.has_pong() ||
-                    e->frame.frame.pong().nonce() != static_cast<uint64_t>(i + 1))
-                    continue;
-                const double ms = (e->at_ns - t0) / 1e6;
-                if (i < kPings && ms < best) {
-                    best = ms;
-                    n->clock_offset_ns = static_cast<int64_t>(e->frame.frame.pong().clock_ns()) -
-                                         static_cast<int64_t>(t0 + (e->at_ns - t0) / 2);
-                }
-                if (i == kPings) large_ms = ms;
-                break;
-            }
-        }
-        n->rtt_ms = best;
-        // 2 MB crossed the link (there and back) in the time beyond a small round trip.
-        const double transfer_ms = std::max(large_ms - best, 1e-3);
-        n->link_mbps = 2.0 * large.size() * 8 / (transfer_ms * 1e3);
-        spdlog::info("{}: rtt {:.3f} ms, {:.0f} Mbit/s, {} cores, {} kernels, {:.2f} GB/s f32, budget {}", n->address,
-                     n->rtt_ms, n->link_mbps, n->caps.cores(), n->caps.kernel_level(), n->caps.matvec_gbps(),
-                     n->caps.memory_budget() ? format_bytes(n->caps.memory_budget()) : "unlimited");
-    }
-}
 
 void PipelineEngine::assign_all(const std::string& model_hash) {
     Hub& hub = net_->hub;
@@ -461,7 +364,7 @@ void PipelineEngine::run_request(const int* tokens, int n_tokens, int pos, int w
     Node& last = *chain_.back();
     const wire::WireType wt = opt_.wire == "f16" ? wire::WIRE_F16 : wire::WIRE_F32;
     double local_ms = 0;
-    if (!opt_.embedding_on_worker) {
+    if (!embedding_remote_) {
         const auto t0 = Clock::now();
         x_.resize(static_cast<size_t>(n_tokens) * config_.dim);
         embed_tokens(config_, local_, tokens, n_tokens, x_.data());
@@ -482,7 +385,7 @@ void PipelineEngine::run_request(const int* tokens, int n_tokens, int pos, int w
         fw->set_seq_id(0);
         fw->set_pos(pos + start);
         fw->set_n_tokens(n);
-        if (opt_.embedding_on_worker) {
+        if (embedding_remote_) {
             for (int t = 0; t < n; ++t) fw->add_tokens(tokens[start + t]);
         } else {
             fw->set_wire(wt);
@@ -545,6 +448,7 @@ void PipelineEngine::run_request(const int* tokens, int n_tokens, int pos, int w
         local_ms += ms_since(t0);
     }
     local_stats_.compute_ms += local_ms;
+    if (n_tokens == 1) local_stats_.decode_compute_ms += local_ms;
     local_stats_.positions += static_cast<uint64_t>(n_tokens);
     ++local_stats_.requests;
     const double wall = ms_since(t_start);
@@ -576,6 +480,7 @@ void PipelineEngine::account(const void* result, uint64_t sent_ns, uint64_t sent
         n.stats.net_ms += hop_ms;
         if (n_tokens == 1) {
             n.stats.decode_net_ms += hop_ms;
+            n.stats.decode_compute_ms += t.compute_ns() / 1e6;
             ++n.stats.decode_requests;
         }
         prev_send = static_cast<int64_t>(t.send_ns()) - n.clock_offset_ns;
@@ -597,14 +502,16 @@ void PipelineEngine::account(const void* result, uint64_t sent_ns, uint64_t sent
 }
 
 float* PipelineEngine::forward(const int* tokens, int n_tokens, int pos) {
-    run_request(tokens, n_tokens, pos, opt_.head_on_worker ? wire::WANT_LOGITS : wire::WANT_ACTIVATION, nullptr, 0);
+    run_request(tokens, n_tokens, pos, head_remote_ ? wire::WANT_LOGITS : wire::WANT_ACTIVATION, nullptr, 0);
     return logits_.data();
 }
 
-int PipelineEngine::forward_sample(const int* tokens, int n_tokens, int pos, const SamplerParams& params,
-                                   Sampler& sampler) {
-    if (!opt_.head_on_worker) return sampler.sample(forward(tokens, n_tokens, pos));
-    run_request(tokens, n_tokens, pos, wire::WANT_TOKEN, &params, sampler.rng_state());
+int PipelineEngine::forward_sample(const int* tokens, int n_tokens, int pos, Sampler& sampler) {
+    if (!head_remote_) return sampler.sample(forward(tokens, n_tokens, pos));
+    if (sampler.vocab_size() != config_.vocab_size)
+        throw Error("a sampler over " + std::to_string(sampler.vocab_size()) + " tokens for a model of " +
+                    std::to_string(config_.vocab_size));
+    run_request(tokens, n_tokens, pos, wire::WANT_TOKEN, &sampler.params(), sampler.rng_state());
     sampler.set_rng_state(result_rng_);
     return result_token_;
 }

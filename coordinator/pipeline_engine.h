@@ -35,14 +35,31 @@ struct PipelineOptions {
     std::vector<int> split;        // empty: planned
     std::string wire = "f32";      // f32 | f16
     KvType kv_type = KvType::f32;
-    bool embedding_on_worker = false;  // the first stage looks tokens up (input: token ids)
-    bool head_on_worker = false;       // the last stage applies the final norm and classifier
+    // Overrides of the plan's placement: the first stage looks tokens up (input:
+    // token ids) / the last stage applies the final norm and classifier.
+    bool embedding_on_worker = false;
+    bool head_on_worker = false;
     int prefill_chunk = 0;         // >0: prefill in micro-batches of this many positions, so stages overlap
     double timeout_s = 10;         // a link silent this long is dead; bounds every wait
     double connect_timeout_s = 5;
     int stats_every = 0;           // print the node table every N decoded tokens
     bool progress = true;          // progress bar while sending shards
 };
+
+// What `ferry plan --workers` learns without starting a session: each
+// worker's capacity (memory budget, measured GB/s, and the link's latency and
+// Mbit/s measured from here). It connects as a status client, so it never
+// takes a worker's coordinator slot nor disturbs a run in progress.
+struct ProbeOptions {
+    double connect_timeout_s = 5;
+    double timeout_s = 10;            // for each answer (hello, ping)
+    std::string tensor_type = "f32";  // whose GB/s is the capacity's: dominant_tensor_type(model)
+    bool measure_links = true;        // false: capacities without link figures (no pings)
+};
+// Throws ferry::Error naming the worker that cannot be reached or answers wrongly.
+std::vector<WorkerCapacity> probe_workers(const std::vector<std::string>& addresses, const ProbeOptions& options);
+// The tensor type most of a model's layer weight bytes are stored in ("f32", "q8_0", ...): what decode streams.
+std::string dominant_tensor_type(const ModelFile& file);
 
 class PipelineEngine : public Engine {
 public:
@@ -53,9 +70,10 @@ public:
     int context() const override { return context_; }
     float* forward(const int* tokens, int n_tokens, int pos) override;
     // sampler.sample(forward(...)) with the draw made where the logits are:
-    // on the last worker when it holds the head (the sampler's RNG state
-    // travels with the request and comes back advanced), else here.
-    int forward_sample(const int* tokens, int n_tokens, int pos, const SamplerParams& params, Sampler& sampler);
+    // on the last worker when it holds the head (the sampler's temperature,
+    // top-p and RNG state travel with the request and the state comes back
+    // advanced; only the token id crosses the network), else here.
+    int forward_sample(const int* tokens, int n_tokens, int pos, Sampler& sampler) override;
     // Tells every stage that sequence `seq` starts over.
     void reset(uint64_t seq = 0);
 
@@ -64,8 +82,6 @@ public:
 
 private:
     struct Node;
-    void connect_all(const std::string& model_hash);
-    void measure_links();
     void assign_all(const std::string& model_hash);
     void stream_shards();
     void wire_chain();
@@ -88,6 +104,7 @@ private:
     std::vector<std::unique_ptr<Node>> nodes_;  // one per --workers address, in order
     std::vector<Node*> chain_;                  // the nodes the plan uses, in stage order
     PipelinePlan plan_;
+    bool embedding_remote_ = false, head_remote_ = false;  // the first stage embeds, the last applies the head
     Weights local_;  // embedding and/or head kept on the coordinator
     std::vector<float> x_, logits_;
     uint64_t next_request_ = 1;

@@ -1,6 +1,7 @@
 // The generation loop (coordinator/generate.*) on a scripted engine, where
 // every call can be checked, and on the real model where batched prefill
 // must give exactly the logits of one-token steps.
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -135,6 +136,35 @@ TEST(Generate, PromptLongerThanTheContextIsAClearError) {
     // Exactly the context is fine.
     ScriptedEngine fits(512, 5, {261});
     EXPECT_EQ(run(fits, "Once upon a time", 0).result.ids, (std::vector<int>{1, 403, 407, 261, 378, 261}));
+}
+
+// An engine that draws the token where its head is (the pipeline's last
+// worker): generate() asks it for tokens, never for logits, and hands it the
+// very sampler whose state the draws advance.
+class SelfSamplingEngine : public ScriptedEngine {
+public:
+    using ScriptedEngine::ScriptedEngine;
+    float* forward(const int*, int, int) override {
+        ADD_FAILURE() << "forward() called: the logits crossed the network";
+        return nullptr;
+    }
+    int forward_sample(const int* tokens, int n_tokens, int pos, Sampler& sampler) override {
+        samplers.push_back(&sampler);
+        return sampler.sample(ScriptedEngine::forward(tokens, n_tokens, pos));
+    }
+    std::vector<const Sampler*> samplers;
+};
+
+TEST(Generate, AnEngineThatSamplesItselfIsAskedForTokens) {
+    SelfSamplingEngine engine(512, 64, {261, 378, 403});
+    const Generated r = run(engine, "Once upon", 6);
+    EXPECT_EQ(r.result.ids, (std::vector<int>{1, 403, 407, 261, 378, 403, 261}));
+    EXPECT_EQ(r.text, "Once upon a time Once a\n");
+    ASSERT_EQ(engine.samplers.size(), 4u);
+    for (const Sampler* s : engine.samplers) EXPECT_EQ(s, engine.samplers[0]);
+    // A prompt longer than the steps samples nothing: the prefill is a plain forward.
+    SelfSamplingEngine prompt_only(512, 64, {261});
+    EXPECT_NONFATAL_FAILURE(run(prompt_only, "Once upon a time", 2), "forward() called");
 }
 
 // Kernels contract: a batch gives bit-for-bit the logits of one-token steps,

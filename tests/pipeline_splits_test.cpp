@@ -151,6 +151,40 @@ TEST_F(PipelineSplits, GgufModelAndPrefillMicroBatches) {
                          std::string("--prefill-chunk ") + chunk);
 }
 
+// Llama 3.1's RoPE frequency factors (rope_freqs.weight) travel with every
+// shard that has layers: a model with factors that change the rotation gives,
+// through 2 and 3 workers, the single process's tokens.
+TEST_F(PipelineSplits, RopeFrequencyFactorsTravelWithTheShards) {
+    start_workers(3);
+    const std::string model = test::gguf_with_f32_tensor(test::model_path("stories260K.gguf"), dir_.file("rope.gguf"),
+                                                         "rope_freqs.weight", {1, 1, 8, 8});
+    auto run = [&](const std::vector<std::string>& more, const std::string& what) {
+        std::vector<std::string> argv = {test::ferry_bin(), "run", model, "-t", "1.0", "-s", "42", "-n", "128",
+                                         "--threads", "1", "--ids-out", dir_.file("ids")};
+        argv.insert(argv.end(), more.begin(), more.end());
+        const auto r = test::run_command(argv, 60);
+        EXPECT_EQ(r.exit_code, 0) << what << "\n" << r.err;
+        return std::make_pair(r.out, test::read_file(dir_.file("ids")));
+    };
+    const auto single = run({}, "single process");
+    ASSERT_GT(single.second.size(), 100u);
+    // The factors matter (else this test could not fail).
+    const auto unscaled = [&] {
+        std::vector<std::string> argv = {test::ferry_bin(), "run", test::model_path("stories260K.gguf"), "-t", "1.0",
+                                         "-s", "42", "-n", "128", "--threads", "1"};
+        return test::run_command(argv, 60).out;
+    }();
+    EXPECT_NE(single.first, unscaled);
+    for (const auto& flags : std::vector<std::vector<std::string>>{{"--workers", list(2), "--split", "2,3"},
+                                                                    {"--workers", list(3), "--split", "1,1,3",
+                                                                     "--embedding-on-worker", "--head-on-worker"}}) {
+        const auto piped = run(flags, flags[3]);
+        EXPECT_EQ(piped.first, single.first) << flags[3];
+        EXPECT_EQ(piped.second, single.second) << flags[3];
+    }
+    for (const auto& w : workers_) EXPECT_EQ(w->log().find("differ"), std::string::npos) << w->log();
+}
+
 TEST(PipelineSampling, OnTheLastWorkerEqualsTheCoordinatorsSampler) {
     PipelineOptions o;
     o.split = {3, 2};
@@ -165,7 +199,7 @@ TEST(PipelineSampling, OnTheLastWorkerEqualsTheCoordinatorsSampler) {
         Sampler sampler(file.config.vocab_size, params);
         int token = expected[0];
         for (int pos = 0; pos + 1 < static_cast<int>(expected.size()); ++pos) {
-            token = engine.forward_sample(&token, 1, pos, params, sampler);
+            token = engine.forward_sample(&token, 1, pos, sampler);
             ASSERT_EQ(token, expected[static_cast<size_t>(pos) + 1]) << name << " at position " << pos;
         }
     }

@@ -186,6 +186,38 @@ TEST(ShardImages, OpenAndBindLikeTheModelThemselves) {
     }
 }
 
+// Resume depends on the image being a pure function of (model, shard): two
+// images built apart are the same bytes. A model with RoPE frequency factors
+// gives them to every shard with layers, and a shard without layers (head
+// only) still opens as the model's config.
+TEST(ShardImages, AreDeterministicAndCarryRopeFactorsToEveryStageWithLayers) {
+    test::TempDir tmp;
+    const std::string path = test::gguf_with_f32_tensor(test::model_path("stories260K.gguf"), tmp.file("rope.gguf"),
+                                                        "rope_freqs.weight", {1, 1, 8, 8});
+    const ModelFile model = open_model_file(path);
+    ASSERT_TRUE(model.config.rope_freq_factors);
+    auto bytes_of = [](const ShardImage& image) {
+        std::string b(static_cast<size_t>(image.size()), '\0');
+        image.read(0, image.size(), reinterpret_cast<uint8_t*>(b.data()));
+        return b;
+    };
+    for (const ShardSpec spec : {ShardSpec{0, 2, true, false}, ShardSpec{4, 5, false, true}, ShardSpec{5, 5, false, true}}) {
+        const std::string a = bytes_of(ShardImage(model, spec, std::string(16, 'm')));
+        const ModelFile copy = open_model_file(path);
+        EXPECT_EQ(bytes_of(ShardImage(copy, spec, std::string(16, 'm'))), a);
+        test::write_file(tmp.file("s.gguf"), a);
+        const ModelFile shard = open_model_file(tmp.file("s.gguf"));
+        const bool layers = spec.last_layer > spec.first_layer;
+        EXPECT_EQ(shard.config.rope_freq_factors, layers) << spec.first_layer;
+        EXPECT_EQ(shard.config.vocab_size, model.config.vocab_size);
+        if (layers) {
+            const TensorInfo* r = shard.find("rope_freqs.weight");
+            ASSERT_NE(r, nullptr);
+            EXPECT_EQ(0, std::memcmp(shard.data(*r), model.data(*model.find("rope_freqs.weight")), 16));
+        }
+    }
+}
+
 TEST(ShardCache, ChunksAreCheckedAndTheFinishedFileRenamed) {
     test::TempDir tmp;
     const std::string data = std::string(5000, 'q') + std::string(3000, 'r');

@@ -1,5 +1,9 @@
 #include "tests/test_support.h"
 
+#include "common/gguf_file.h"
+#include "common/gguf_writer.h"
+#include "common/mapped_file.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -8,6 +12,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -175,6 +180,26 @@ std::vector<std::string> ferry_run_args(const std::string& model, const std::str
     std::vector<std::string> a = {ferry_bin(), "run", model_path(model), "-z", model_path(tokenizer)};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
+}
+
+std::string gguf_with_f32_tensor(const std::string& src, const std::string& dst, const std::string& name,
+                                 const std::vector<float>& values) {
+    const MappedFile map(src);
+    const GgufFile g = parse_gguf(map.data(), map.size(), src);
+    GgufWriter w;
+    for (const GgufKV& kv : g.metadata) w.add_value(std::string(kv.key), kv.value);
+    for (const GgufTensor& t : g.tensors) {
+        const uint8_t* data = map.data() + t.offset;
+        const uint64_t row_bytes = t.bytes / static_cast<uint64_t>(t.rows());
+        w.add_tensor(std::string(t.name), t.type, std::vector<int64_t>(t.ne, t.ne + t.n_dims),
+                     [=](int64_t first, int64_t count, uint8_t* out) {
+                         std::memcpy(out, data + first * row_bytes, count * row_bytes);
+                     });
+    }
+    w.add_tensor(name, TensorType::F32, {static_cast<int64_t>(values.size())},
+                 [values](int64_t, int64_t, uint8_t* out) { std::memcpy(out, values.data(), values.size() * 4); });
+    w.write(dst);
+    return dst;
 }
 
 std::vector<int> reference_ids(const std::string& name) {

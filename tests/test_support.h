@@ -61,6 +61,11 @@ std::string addresses(const std::vector<const WorkerProcess*>& workers);
 std::vector<std::string> ferry_run_args(const std::string& model, const std::string& tokenizer,
                                         const std::vector<std::string>& extra);
 
+// A copy of the GGUF file `src` at `dst` with one more f32 vector tensor
+// (e.g. Llama 3.1's rope_freqs.weight). Returns dst.
+std::string gguf_with_f32_tensor(const std::string& src, const std::string& dst, const std::string& name,
+                                 const std::vector<float>& values);
+
 // Token ids of a reference's .ids.txt file.
 std::vector<int> reference_ids(const std::string& name);
 

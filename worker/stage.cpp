@@ -12,16 +12,21 @@ namespace {
 bool same_shape(const ModelConfig& a, const ModelConfig& b) {
     return a.dim == b.dim && a.hidden_dim == b.hidden_dim && a.n_layers == b.n_layers && a.n_heads == b.n_heads &&
            a.n_kv_heads == b.n_kv_heads && a.vocab_size == b.vocab_size && a.seq_len == b.seq_len &&
-           a.norm_eps == b.norm_eps && a.rope_theta == b.rope_theta;
+           a.norm_eps == b.norm_eps && a.rope_theta == b.rope_theta && a.rope_freq_factors == b.rope_freq_factors;
 }
 }  // namespace
 
 Stage::Stage(const std::string& path, const ModelConfig& expected, const StageSetup& setup)
     : file_(open_model_file(path)), setup_(setup) {
-    if (!same_shape(file_.config, expected))
+    // A shard without layers holds no RoPE factors (rope_freqs.weight), and needs none.
+    ModelConfig want = expected;
+    if (setup.spec.last_layer == setup.spec.first_layer) want.rope_freq_factors = file_.config.rope_freq_factors;
+    if (!same_shape(file_.config, want))
         throw Error(path + ": its shapes differ from the coordinator's model (dim " + std::to_string(file_.config.dim) +
                     " vs " + std::to_string(expected.dim) + ", layers " + std::to_string(file_.config.n_layers) +
-                    " vs " + std::to_string(expected.n_layers) + ")");
+                    " vs " + std::to_string(expected.n_layers) + ", RoPE frequency factors " +
+                    (file_.config.rope_freq_factors ? "yes" : "no") + " vs " + (expected.rope_freq_factors ? "yes" : "no") +
+                    "); delete it from the cache or the model dir");
     weights_ = bind_weights(file_.config, setup.spec, file_.tensors, file_.map.data(), path);
     weight_bytes_ = shard_weight_bytes(weights_);
     const int layers = setup.spec.last_layer - setup.spec.first_layer;

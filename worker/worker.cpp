@@ -21,6 +21,7 @@
 #include "common/shard_memory.h"
 #include "worker/capabilities.h"
 #include "worker/stage.h"
+#include "worker/stop_signals.h"
 
 namespace ferry::worker {
 
@@ -40,6 +41,7 @@ ModelConfig config_from(const wire::ModelShape& s) {
     c.seq_len = s.seq_len();
     c.norm_eps = s.norm_eps();
     c.rope_theta = s.rope_theta();
+    c.rope_freq_factors = s.rope_freq_factors();
     return c;
 }
 
@@ -58,6 +60,10 @@ std::string clock_text(std::time_t t) {
     return buf;
 }
 
+// Requests of up to this many positions (decode steps, batched decode of a
+// few sequences) may run on the io thread.
+constexpr int kInlinePositions = 4;
+
 // Largest Forward a stage can receive: a full context of activations (or token ids).
 uint32_t data_frame_limit(const ModelConfig& c, int context) {
     const uint64_t bytes = (64ull << 10) + static_cast<uint64_t>(context) * c.dim * 4 + 4ull * c.vocab_size;
@@ -70,7 +76,8 @@ struct Worker::Impl {
     WorkerOptions opt;
     asio::io_context io;
     tcp::acceptor acceptor{io};
-    asio::signal_set signals{io};
+    // Before the pool: its threads start with SIGTERM and SIGINT blocked.
+    std::unique_ptr<StopSignals> stop_signals = opt.handle_signals ? std::make_unique<StopSignals>(io) : nullptr;
     kernels::ThreadPool pool;
     wire::Capabilities caps;
     uint64_t start_ns = net::now_ns();
@@ -86,6 +93,7 @@ struct Worker::Impl {
     std::deque<std::function<void()>> jobs;
     bool compute_stop = false;
     std::atomic<bool> busy{false};
+    int compute_queued = 0;  // requests posted to the compute thread and not yet delivered (io thread)
     std::atomic<uint64_t> busy_request{0};
     std::atomic<int> progress{0};
 
@@ -108,6 +116,7 @@ struct Worker::Impl {
         std::unique_ptr<net::ShardReceiver> receiver;
         uint64_t receive_start_ns = 0;
         std::shared_ptr<Stage> stage;
+        int inline_positions = 0;  // requests of at most this many positions run on the io thread
         std::shared_ptr<Connection> upstream, downstream;
         std::string upstream_name, next_address;
     };
@@ -189,13 +198,10 @@ struct Worker::Impl {
     // ---- accepting and the handshake ----
 
     void start() {
-        if (opt.handle_signals) {
-            signals.add(SIGTERM);
-            signals.add(SIGINT);
-            signals.async_wait([this](const asio::error_code& ec, int sig) {
-                if (ec) return;
-                spdlog::info("{}: signal {}: draining", name, sig == SIGTERM ? "SIGTERM" : "SIGINT");
-                begin_stop(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        if (stop_signals) {
+            stop_signals->async_wait([this](const char* sig) {
+                spdlog::info("{}: signal {}: draining", name, sig);
+                begin_stop(sig);
             });
         }
         accept_loop();
@@ -315,6 +321,8 @@ struct Worker::Impl {
             }
             case wire::STATUS_CLIENT:
                 p.role = wire::STATUS_CLIENT;
+                // A probe (`ferry plan --workers`) measures the link with a 1 MB echo.
+                p.conn->set_frame_limit(net::kControlFrameBytes);
                 p.conn->set_silence_timeout(opt.link_timeout_s, "status client silent");
                 reply_hello(p, loaded.valid ? loaded.hash : "");
                 return;
@@ -510,6 +518,18 @@ struct Worker::Impl {
         return stage;
     }
 
+    // Decode steps run on the io thread when one is predicted to take at most
+    // a quarter second (weights over the slowest measured GB/s), so the io
+    // thread never stops answering for long; else every request goes to the
+    // compute thread.
+    int inline_positions(const Stage& stage) const {
+        double gbps = caps.matvec_gbps();
+        for (const auto& [type, g] : caps.type_gbps()) gbps = std::min(gbps, g);
+        if (!(gbps > 0)) return 0;
+        const double seconds = static_cast<double>(stage.weight_bytes()) / (gbps * 1e9);
+        return seconds <= 0.25 ? kInlinePositions : 0;
+    }
+
     // A whole model file in --model-dir with the assignment's size and content hash.
     std::string find_model(const wire::Assign& a) {
         if (opt.model_dir.empty()) return "";
@@ -528,6 +548,7 @@ struct Worker::Impl {
 
     void install_stage(std::shared_ptr<Stage> stage) {
         session->stage = std::move(stage);
+        session->inline_positions = inline_positions(*session->stage);
         loaded = {true, session->assign.model_hash(), session->assign.model_name(), session->spec,
                   session->stage->weight_bytes()};
     }
@@ -629,6 +650,20 @@ struct Worker::Impl {
         fail_session(std::string("the previous stage sent an unexpected ") + net::frame_kind(d.frame) + " frame");
     }
 
+    // What running one request produced, to be sent on the io thread.
+    struct Outcome {
+        std::string encoded;  // the frame for the next stage or the coordinator; empty: nothing to send
+        std::string error;
+        int positions = 0;
+        uint64_t compute_ns = 0;
+        bool last = false;
+    };
+
+    // Runs on the io thread when the request is decode-sized and nothing is
+    // queued before it: the answer is written before the next read, with no
+    // thread handoff (the latency of each token). Larger requests (prefill)
+    // go to the compute thread, so heartbeats and status stay answered; a
+    // status request waits at most one decode step.
     void submit_forward(net::FrameDecoder::Decoded& d) {
         if (!session->stage) throw Error("a request before the shard is loaded");
         const uint64_t gen = session->gen;
@@ -636,50 +671,63 @@ struct Worker::Impl {
         const uint64_t bytes_in = d.wire_bytes;
         data_in += bytes_in;
         ++requests;
-        auto in = std::make_shared<wire::Frame>(std::move(d.frame));
         std::shared_ptr<Stage> stage = session->stage;
+        if (compute_queued == 0 && d.frame.forward().n_tokens() <= session->inline_positions) {
+            Outcome o = run_request(*stage, d.frame.forward(), recv_ns, bytes_in);
+            return deliver(gen, std::move(o));
+        }
+        auto in = std::make_shared<wire::Frame>(std::move(d.frame));
+        ++compute_queued;
         post_compute([this, gen, in, stage, recv_ns, bytes_in] {
-            const wire::Forward& fwd = in->forward();
-            busy_request = fwd.request_id();
+            busy_request = in->forward().request_id();
             busy = true;
-            wire::Frame out;
-            bool send = false;
-            std::string error;
-            const uint64_t t0 = net::now_ns();
-            try {
-                send = stage->run(fwd, out, &pool, progress);
-            } catch (const std::exception& e) {
-                error = e.what();
-            }
-            const uint64_t compute = net::now_ns() - t0;
-            std::string encoded;
-            if (send) {
-                const ProcessMemory mem = memory();
-                wire::StageTrace* t = out.has_forward() ? out.mutable_forward()->add_trace() : out.mutable_result()->add_trace();
-                t->set_stage_index(stage->setup().stage_index);
-                t->set_recv_ns(recv_ns);
-                t->set_compute_ns(compute);
-                t->set_bytes_in(bytes_in);
-                t->set_rss(mem.rss);
-                t->set_peak_rss(mem.peak_rss);
-                t->set_send_ns(net::now_ns());
-                encoded = net::encode_frame(out);
-            }
+            auto o = std::make_shared<Outcome>(run_request(*stage, in->forward(), recv_ns, bytes_in));
             busy = false;
-            const int n = fwd.n_tokens();
-            const bool last = stage->setup().last;
-            asio::post(io, [this, gen, encoded = std::move(encoded), error, n, compute, last]() mutable {
-                tokens += static_cast<uint64_t>(n);
-                compute_ns += compute;
-                if (!session || session->gen != gen) return;
-                if (!error.empty()) return fail_session(error);
-                if (encoded.empty()) return;
-                data_out += encoded.size();
-                if (last) session->control->send_encoded(std::move(encoded));
-                else if (session->downstream) session->downstream->send_encoded(std::move(encoded));
-                else fail_session("a request to forward but no data connection to the next stage");
+            asio::post(io, [this, gen, o] {
+                --compute_queued;
+                deliver(gen, std::move(*o));
             });
         });
+    }
+
+    Outcome run_request(Stage& stage, const wire::Forward& fwd, uint64_t recv_ns, uint64_t bytes_in) {
+        Outcome o;
+        o.positions = fwd.n_tokens();
+        o.last = stage.setup().last;
+        wire::Frame out;
+        bool send = false;
+        const uint64_t t0 = net::now_ns();
+        try {
+            send = stage.run(fwd, out, &pool, progress);
+        } catch (const std::exception& e) {
+            o.error = e.what();
+        }
+        o.compute_ns = net::now_ns() - t0;
+        if (send) {
+            const ProcessMemory mem = memory();
+            wire::StageTrace* t = out.has_forward() ? out.mutable_forward()->add_trace() : out.mutable_result()->add_trace();
+            t->set_stage_index(stage.setup().stage_index);
+            t->set_recv_ns(recv_ns);
+            t->set_compute_ns(o.compute_ns);
+            t->set_bytes_in(bytes_in);
+            t->set_rss(mem.rss);
+            t->set_peak_rss(mem.peak_rss);
+            t->set_send_ns(net::now_ns());
+            o.encoded = net::encode_frame(out);
+        }
+        return o;
+    }
+
+    void deliver(uint64_t gen, Outcome o) {
+        tokens += static_cast<uint64_t>(o.positions);
+        compute_ns += o.compute_ns;
+        if (!session || session->gen != gen) return;
+        if (!o.error.empty()) return fail_session(o.error);
+        if (o.encoded.empty()) return;
+        data_out += o.encoded.size();
+        if (o.last) session->control->send_encoded(std::move(o.encoded));
+        else if (session->downstream) session->downstream->send_encoded(std::move(o.encoded));
+        else fail_session("a request to forward but no data connection to the next stage");
     }
 
     wire::Frame status_report() {
@@ -726,7 +774,7 @@ struct Worker::Impl {
         draining = true;
         asio::error_code ec;
         acceptor.close(ec);
-        signals.cancel(ec);
+        if (stop_signals) stop_signals->cancel();
         // Let a request in flight finish (bounded), then close everything.
         auto timer = std::make_shared<asio::steady_timer>(io);
         auto deadline = net::now_ns() + 5'000'000'000ull;

@@ -1,9 +1,10 @@
 // What a worker receives: a GGUF (v3) image holding exactly one shard's
-// tensors in their stored types, plus the llama.* metadata that rebuilds the
-// model's config and ferry.shard.* keys naming the model and the range. The
-// image is computed from the model's memory map (header first, then tensor
-// bytes), never written to disk on the coordinator, and its bytes are a pure
-// function of (model, shard): a transfer can resume at any offset.
+// tensors (shard_tensor_names) in their stored types, plus the llama.*
+// metadata that rebuilds the model's config (add_llama_metadata) and
+// ferry.shard.* keys naming the model and the range. GgufWriter lays it out;
+// the bytes are then read straight from the model's memory map (header first,
+// then tensor bytes), never written to disk on the coordinator, and they are
+// a pure function of (model, shard): a transfer can resume at any offset.
 //
 // The worker opens the finished file with open_model_file() and binds it with
 // bind_weights(), the same path as a local model.

@@ -1,0 +1,60 @@
+// probe_workers (what `ferry plan --workers` asks): each worker's capacity
+// as the planner needs it, learnt as a status client, so probing a pool that
+// is mid-run neither takes a worker's coordinator slot nor changes the run.
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "common/sampler.h"
+#include "coordinator/pipeline_engine.h"
+#include "tests/test_support.h"
+
+namespace ferry {
+namespace {
+
+TEST(PipelineProbe, CapacitiesOfLiveWorkersWhileAnotherCoordinatorRuns) {
+    test::TwoWorkerSession s;
+    test::WorkerProcess budgeted({"--threads", "1", "--memory", "96M", "--cache-dir", s.dir.file("cc")},
+                                 s.dir.file("c.log"));
+    const std::vector<int> expected = test::reference_ids("stories260K.greedy.n256.noprompt");
+    int token = expected[0];
+    for (int pos = 0; pos + 1 < static_cast<int>(expected.size()); ++pos) {
+        token = argmax(s.engine->forward(&token, 1, pos), s.file.config.vocab_size);
+        ASSERT_EQ(token, expected[static_cast<size_t>(pos) + 1]) << "position " << pos;
+        if (pos != 50) continue;
+        ProbeOptions o;
+        o.tensor_type = "q8_0";
+        const std::vector<WorkerCapacity> caps = probe_workers({s.a.address(), s.b.address(), budgeted.address()}, o);
+        ASSERT_EQ(caps.size(), 3u);
+        EXPECT_EQ(caps[0].address, s.a.address());
+        EXPECT_EQ(caps[2].address, budgeted.address());
+        EXPECT_EQ(caps[0].memory_budget, 0u);
+        EXPECT_EQ(caps[2].memory_budget, 96ull << 20);
+        for (const WorkerCapacity& c : caps) {
+            EXPECT_GT(c.matvec_gbps, 0.0) << c.address;
+            EXPECT_GT(c.link_mbps, 0.0) << c.address;
+            EXPECT_GT(c.link_latency_ms, 0.0) << c.address;
+        }
+    }
+    // The run's workers never saw a second coordinator.
+    EXPECT_EQ(s.a.log().find("refused"), std::string::npos) << s.a.log();
+}
+
+TEST(PipelineProbe, AnUnreachableWorkerIsNamed) {
+    ProbeOptions o;
+    o.connect_timeout_s = 2;
+    try {
+        probe_workers({"127.0.0.1:1"}, o);
+        FAIL() << "probed a closed port";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("worker 127.0.0.1:1: cannot connect"), std::string::npos) << e.what();
+    }
+}
+
+TEST(PipelineProbe, DominantTensorTypeIsWhatTheLayersAreStoredIn) {
+    EXPECT_EQ(dominant_tensor_type(open_model_file(test::model_path("stories260K.bin"))), "f32");
+    // Its 172-wide feed-forward rows cannot be Q8_0 blocks: most layer bytes stay f32.
+    EXPECT_EQ(dominant_tensor_type(open_model_file(test::model_path("gguf/stories260K-q8_0.gguf"))), "f32");
+}
+
+}  // namespace
+}  // namespace ferry

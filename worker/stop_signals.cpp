@@ -1,0 +1,56 @@
+#include "worker/stop_signals.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/error.h"
+
+namespace ferry::worker {
+
+struct StopSignals::Impl {
+    sigset_t set{};
+    sigset_t previous{};
+    asio::posix::stream_descriptor fd;
+    signalfd_siginfo info{};
+    explicit Impl(asio::io_context& io) : fd(io) {}
+};
+
+StopSignals::StopSignals(asio::io_context& io) : impl_(std::make_unique<Impl>(io)) {
+    sigemptyset(&impl_->set);
+    sigaddset(&impl_->set, SIGTERM);
+    sigaddset(&impl_->set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &impl_->set, &impl_->previous);
+    const int fd = signalfd(-1, &impl_->set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) {
+        pthread_sigmask(SIG_SETMASK, &impl_->previous, nullptr);
+        throw Error(std::string("cannot receive SIGTERM/SIGINT (signalfd): ") + std::strerror(errno));
+    }
+    impl_->fd.assign(fd);
+}
+
+StopSignals::~StopSignals() {
+    asio::error_code ec;
+    impl_->fd.close(ec);
+    pthread_sigmask(SIG_SETMASK, &impl_->previous, nullptr);
+}
+
+void StopSignals::async_wait(std::function<void(const char* name)> on_signal) {
+    Impl* impl = impl_.get();
+    asio::async_read(impl->fd, asio::buffer(&impl->info, sizeof impl->info),
+                     [impl, on_signal = std::move(on_signal)](const asio::error_code& ec, size_t n) {
+                         if (ec || n != sizeof impl->info) return;
+                         on_signal(impl->info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+                     });
+}
+
+void StopSignals::cancel() {
+    asio::error_code ec;
+    impl_->fd.cancel(ec);
+}
+
+}  // namespace ferry::worker
