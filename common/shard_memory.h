@@ -57,7 +57,7 @@ struct StageLoad {
 // its shared libraries (x86-64: libstdc++, protobuf, spdlog, ... ~6.6 MB
 // mapped) and malloc's arenas; the i686 build is static and smaller.
 constexpr uint64_t kWorkerOverheadX86_64 = 11ull << 20;
-constexpr uint64_t kWorkerOverheadI686 = 7ull << 20;
+constexpr uint64_t kWorkerOverheadI686 = 4ull << 20;
 // The overhead for a worker's architecture ("x86_64", "i686"; anything else: x86_64's).
 uint64_t worker_process_overhead(const std::string& arch);
 

@@ -513,7 +513,7 @@ void explain_left_out(const PlanProblem& p, const std::vector<WorkerCapacity>& w
             why = "the best plan using it takes " + ms_text(ms(best)) + " per token, " + ms_text(std::max(0.0, delta)) +
                   " more: its speed (" + gbps + ") and an extra hop (" +
                   ms_text(ms(hop_ns(nullptr, &c, p.activation_bytes))) + ") cost more than it adds";
-            if (delta <= 0) why = "another plan as fast does without it (ties go to fewer stages and earlier workers)";
+            if (delta <= 0) why = "a plan using it instead is as fast, and ties go to fewer stages and earlier workers";
         }
         plan.left_out_reasons.push_back({w, why});
     }
