@@ -63,19 +63,6 @@ wire::ModelShape shape_of(const ModelConfig& c) {
     return s;
 }
 
-// What a planned stage holds. The planner decides the embedding and the head
-// (PlannedStage::embedding / head, where it has them); --embedding-on-worker
-// and --head-on-worker put them on the first / last stage in any case.
-template <typename Stage>
-ShardSpec stage_spec(const Stage& s, bool first, bool last, const PipelineOptions& o) {
-    ShardSpec spec{s.first_layer, s.last_layer, first && o.embedding_on_worker, last && o.head_on_worker};
-    if constexpr (requires { s.embedding; s.head; }) {
-        spec.embedding = spec.embedding || s.embedding;
-        spec.head = spec.head || s.head;
-    }
-    return spec;
-}
-
 }  // namespace
 
 struct PipelineEngine::Net {
@@ -115,13 +102,21 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     std::vector<WorkerCapacity> capacities;
     const std::string type = dominant_tensor_type(file);
     for (const auto& n : nodes_) capacities.push_back(capacity_of(*n, type));
-    plan_ = plan_pipeline(file, context, capacities, opt_.split, opt_.wire == "f16" ? 2 : 4, opt_.kv_type);
+    PlanRequest request;
+    request.context = context;
+    request.kv_type = opt_.kv_type;
+    request.wire_bytes = opt_.wire == "f16" ? 2 : 4;
+    request.max_positions = opt_.prefill_chunk;
+    request.split = opt_.split;
+    if (opt_.embedding_on_worker) request.embedding = Placement::worker;
+    if (opt_.head_on_worker) request.head = Placement::worker;
+    plan_ = plan_pipeline(file, capacities, request);
     std::fprintf(stderr, "plan:\n%s", format_plan(plan_, capacities).c_str());
-    for (size_t i = 0; i < plan_.stages.size(); ++i) {
-        const PlannedStage& s = plan_.stages[i];
+    // What each stage holds, from the plan: the one place a ShardSpec is made.
+    for (const PlannedStage& s : plan_.stages) {
         Node* n = nodes_[static_cast<size_t>(s.worker)].get();
         n->stage = static_cast<int>(chain_.size());
-        n->spec = stage_spec(s, i == 0, i + 1 == plan_.stages.size(), opt_);
+        n->spec = ShardSpec{s.first_layer, s.last_layer, s.embedding, s.head};
         n->stats.predicted_compute_ms = s.compute_ms;
         n->stats.predicted_net_ms = s.hop_ms;
         chain_.push_back(n);
@@ -135,6 +130,8 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     local_ = bind_weights(config_, ShardSpec{0, 0, !embedding_remote_, !head_remote_}, file.tensors, file.map.data(),
                           file.path);
     local_stats_.address = "coordinator";
+    local_stats_.predicted_compute_ms = plan_.coordinator_ms;
+    local_stats_.predicted_net_ms = plan_.return_hop_ms;
     local_stats_.layers = std::string(embedding_remote_ ? "" : "emb") + (embedding_remote_ || head_remote_ ? "" : "+") +
                           (head_remote_ ? "" : "head");
     if (local_stats_.layers.empty()) local_stats_.layers = "tokens";
@@ -200,6 +197,7 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
         a->set_embedding(n->spec.embedding);
         a->set_head(n->spec.head);
         a->set_context(context_);
+        a->set_max_positions(opt_.prefill_chunk);
         a->set_kv_type(kv_type_name(opt_.kv_type));
         a->set_wire(opt_.wire == "f16" ? wire::WIRE_F16 : wire::WIRE_F32);
         for (const TensorInfo& t : tensors) {

@@ -33,6 +33,16 @@ double measure(const Matrix& w, kernels::ThreadPool& pool, double seconds) {
 
 }  // namespace
 
+int64_t probe_limit(uint64_t memory_budget) {
+    constexpr int64_t kMax = 64ll << 20;
+    if (memory_budget == 0) return kMax;
+    // The f32 matrix and its q8_0 copy (a quarter more) stay well inside the
+    // budget, and are freed before any shard is loaded.
+    int64_t limit = 1ll << 20;
+    while (limit * 4 <= kMax && static_cast<uint64_t>(limit * 4) <= memory_budget / 8) limit *= 4;
+    return limit;
+}
+
 wire::Capabilities probe_capabilities(kernels::ThreadPool& pool, uint64_t memory_budget, double seconds) {
     wire::Capabilities caps;
 #if defined(__x86_64__)
@@ -58,9 +68,7 @@ wire::Capabilities probe_capabilities(kernels::ThreadPool& pool, uint64_t memory
     // size past the caches where memory allows: a Pentium II measures a small
     // matrix in a few milliseconds, a fast machine a large one (RAM speed).
     const int64_t cols = 1024;
-    const int64_t max_bytes = memory_budget == 0 || memory_budget >= (1ull << 30) ? 64ll << 20
-                              : memory_budget >= (256ull << 20)                  ? 32ll << 20
-                                                                                  : 8ll << 20;
+    const int64_t max_bytes = probe_limit(memory_budget);
     std::mt19937 rng(1);
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
     int64_t bytes = 1ll << 20;

@@ -11,8 +11,12 @@ namespace ferry::worker {
 
 // Measures matrix-vector speed per weight type (f32, and q8_0 where the
 // kernels support it) for about `seconds` in total with the real kernels.
-// The probe matrix grows from 1 MB until a pass is long enough to time, up
-// to 64 MB (32/8 MB under a budget of 1 GB/256 MB), so slow machines finish fast.
+// The probe matrix grows from 1 MB (x4 per step) until a pass is long enough
+// to time, up to probe_limit(budget), so slow machines finish fast. Its
+// memory is freed before the worker listens.
 wire::Capabilities probe_capabilities(kernels::ThreadPool& pool, uint64_t memory_budget, double seconds = 0.25);
+// The largest f32 probe matrix: 64 MB, or under a budget the largest step
+// (1, 4, 16 MB) within an eighth of it (with its q8_0 copy, a sixth).
+int64_t probe_limit(uint64_t memory_budget);
 
 }  // namespace ferry::worker

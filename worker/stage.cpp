@@ -41,6 +41,10 @@ bool Stage::run(const wire::Forward& in, wire::Frame& out, kernels::ThreadPool* 
     if (n < 1 || pos < 0 || pos > setup_.context - n)
         throw Error("request " + std::to_string(in.request_id()) + ": positions " + std::to_string(pos) + ".." +
                     std::to_string(pos + n) + " do not fit the context of " + std::to_string(setup_.context));
+    if (setup_.max_positions > 0 && n > setup_.max_positions)
+        throw Error("request " + std::to_string(in.request_id()) + ": " + std::to_string(n) +
+                    " positions in one request, but the assignment promised at most " +
+                    std::to_string(setup_.max_positions) + " (its memory was counted for that)");
     const size_t dim = static_cast<size_t>(c.dim);
     x_.resize(static_cast<size_t>(n) * dim);
     if (setup_.spec.embedding) {

@@ -25,6 +25,7 @@ struct StageSetup {
     wire::WireType wire = wire::WIRE_F32;
     bool last = false;  // returns results to the coordinator
     int stage_index = 0;
+    int max_positions = 0;  // most positions in one request (what the memory check counted); 0: the context
 };
 
 class Stage {

@@ -17,6 +17,7 @@
 #include "common/net/hash.h"
 #include "common/net/shard_cache.h"
 #include "common/net/shard_image.h"
+#include "common/net/values.h"
 #include "common/process_stats.h"
 #include "common/shard_memory.h"
 #include "worker/capabilities.h"
@@ -64,10 +65,24 @@ std::string clock_text(std::time_t t) {
 // few sequences) may run on the io thread.
 constexpr int kInlinePositions = 4;
 
-// Largest Forward a stage can receive: a full context of activations (or token ids).
-uint32_t data_frame_limit(const ModelConfig& c, int context) {
-    const uint64_t bytes = (64ull << 10) + static_cast<uint64_t>(context) * c.dim * 4 + 4ull * c.vocab_size;
+// Positions in the largest Forward the coordinator said it will send.
+int max_positions(const wire::Assign& a) {
+    return a.max_positions() > 0 ? std::min(a.max_positions(), a.context()) : a.context();
+}
+
+// Largest Forward a stage accepts: its largest request of activations (or
+// token ids), as the memory check counted it; a larger one is refused.
+uint32_t data_frame_limit(const ModelConfig& c, const wire::Assign& a) {
+    const uint64_t bytes = (64ull << 10) + static_cast<uint64_t>(max_positions(a)) * c.dim * 4;
     return static_cast<uint32_t>(std::min<uint64_t>(std::max<uint64_t>(bytes, net::kControlFrameBytes), net::kMaxFrameBytes));
+}
+
+// How the stage of an (already checked) assignment runs.
+StageSetup stage_setup(const wire::Assign& a, const ShardSpec& spec) {
+    KvType kv = KvType::f32;
+    parse_kv_type(a.kv_type(), &kv);
+    return StageSetup{spec, a.context(), kv, a.wire(), a.stage_index() == a.n_stages() - 1, a.stage_index(),
+                      max_positions(a)};
 }
 
 }  // namespace
@@ -312,7 +327,7 @@ struct Worker::Impl {
                 p.role = wire::UPSTREAM_STAGE;
                 session->upstream = p.conn;
                 session->upstream_name = who;
-                p.conn->set_frame_limit(data_frame_limit(session->config, session->assign.context()));
+                p.conn->set_frame_limit(data_frame_limit(session->config, session->assign));
                 p.conn->set_silence_timeout(opt.link_timeout_s, "previous stage silent");
                 p.conn->set_heartbeat(opt.heartbeat_s);
                 reply_hello(p, session->assign.model_hash());
@@ -437,7 +452,15 @@ struct Worker::Impl {
         std::vector<TensorInfo> tensors;
         for (const wire::TensorDesc& t : a.tensors())
             tensors.push_back({t.name(), static_cast<TensorType>(t.type()), t.rows(), t.cols(), t.group(), 0, t.bytes()});
-        const ShardMemory m = shard_memory(c, tensors, spec, a.context(), kv);
+        StageLoad load;
+        load.context = a.context();
+        load.kv_type = kv;
+        load.max_positions = a.max_positions();
+        load.wire_bytes = static_cast<int>(net::wire_value_bytes(a.wire()));
+        load.first = a.stage_index() == 0;
+        load.last = a.stage_index() == a.n_stages() - 1;
+        load.arch = caps.arch();
+        const ShardMemory m = shard_memory(c, tensors, spec, load);
         if (opt.memory_budget > 0 && m.total() > opt.memory_budget)
             throw Error(layers_text(spec) + " of " + a.model_name() + " need " + format_bytes(m.total()) + " (weights " +
                         format_bytes(m.weights) + ", KV cache " + format_bytes(m.kv_cache) + ", workspace " +
@@ -448,11 +471,11 @@ struct Worker::Impl {
         session->assign = a;
         session->config = c;
         session->spec = spec;
-        session->control->set_frame_limit(data_frame_limit(c, a.context()));
+        session->control->set_frame_limit(data_frame_limit(c, a));
         spdlog::info("{}: assigned {} of {} (stage {} of {}), context {}", name, layers_text(spec), a.model_name(),
                      a.stage_index(), a.n_stages(), a.context());
 
-        const StageSetup setup{spec, a.context(), kv, a.wire(), a.stage_index() == a.n_stages() - 1, a.stage_index()};
+        const StageSetup setup = stage_setup(a, spec);
         const uint64_t gen = session->gen;
         post_compute([this, gen, a, c, setup] {
             std::shared_ptr<Stage> stage;
@@ -559,10 +582,7 @@ struct Worker::Impl {
         auto receiver = std::shared_ptr<net::ShardReceiver>(std::move(session->receiver));
         const wire::Assign a = session->assign;
         const ModelConfig c = session->config;
-        KvType kv = KvType::f32;
-        parse_kv_type(a.kv_type(), &kv);
-        const StageSetup setup{session->spec, a.context(), kv, a.wire(), a.stage_index() == a.n_stages() - 1,
-                               a.stage_index()};
+        const StageSetup setup = stage_setup(a, session->spec);
         const uint64_t started = session->receive_start_ns;
         post_compute([this, gen, receiver, image_hash, a, c, setup, started] {
             std::shared_ptr<Stage> stage;
