@@ -652,12 +652,14 @@ std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& wo
     uint64_t weights = 0;
     for (uint64_t b : layer_weight_bytes(file)) weights += b;
     const uint64_t per_stage = worker_process_overhead("x86_64") + p.stage_memory[0][0][0][0];
-    uint64_t offered = 0, largest = 0;
+    uint64_t offered = 0, largest = 0, usable = 0;  // usable: what budgets leave for layers after a stage's fixed part
     bool unlimited = false;
     for (const WorkerCapacity& w : workers) {
         offered += w.memory_budget;
         largest = std::max(largest, w.memory_budget);
         unlimited = unlimited || w.memory_budget == 0;
+        const uint64_t fixed = worker_process_overhead(w.arch) + p.stage_memory[0][0][0][0];
+        if (w.memory_budget > fixed) usable += w.memory_budget - fixed;
     }
     const std::string name = file.path.substr(file.path.find_last_of('/') + 1);
     std::string msg = "the " + std::to_string(workers.size()) + " worker" + (workers.size() == 1 ? "" : "s") +
@@ -667,7 +669,8 @@ std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& wo
                       ") plus about " + mb_text(per_stage) + " per worker used";
     if (!unlimited) {
         msg += ", and the budgets offer " + mb_text(offered) + " (largest " + mb_text(largest) + ")";
-        if (layers + per_stage > offered) msg += ", at least " + mb_text(layers + per_stage - offered) + " short";
+        if (layers > usable) msg += ", at least " + mb_text(layers - usable) + " short";
+        else msg += ", enough in total but not in pieces that fit";
     }
     if (!r.split.empty()) msg += " with --split";
 

@@ -1,0 +1,170 @@
+// `ferry plan` as a user runs it: the table, the JSON, the refusal line with
+// its fixes, a left-out worker and why, where the embedding and the head go,
+// for a described pool and for live workers.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/test_support.h"
+
+namespace ferry {
+namespace {
+
+// A 6-layer model of 3.4 MB per f32 layer and a 4 MB embedding table (vocab 4096, tied).
+class PlanCli : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        dir_ = new test::TempDir();
+        const auto r = test::run_command({test::ferry_bin(), "synth", model(), "--dim", "256", "--hidden-dim", "768",
+                                          "--layers", "6", "--heads", "8", "--vocab", "4096", "--seq-len", "512", "-q"});
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+    static void TearDownTestSuite() {
+        delete dir_;
+        dir_ = nullptr;
+    }
+    static std::string model() { return dir_->file("m.bin"); }
+    static test::CommandResult plan(std::vector<std::string> args) {
+        args.insert(args.begin(), {test::ferry_bin(), "plan", model()});
+        return test::run_command(args, 60);
+    }
+    static test::TempDir* dir_;
+};
+test::TempDir* PlanCli::dir_ = nullptr;
+
+TEST_F(PlanCli, PrintsThePlanForADescribedPool) {
+    const auto r = plan({"--pool", "3x24M", "--link-mbps", "100"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("ferry plan: m.bin (6 layers"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("weights MB"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("pool-1"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("predicted: "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("tok/s"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("budget MB"), std::string::npos) << r.out;
+}
+
+TEST_F(PlanCli, JsonCarriesEveryFigure) {
+    const auto r = plan({"--pool", "3x24M", "--ctx", "256", "--kv-type", "f16", "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    EXPECT_TRUE(j["fits"].get<bool>());
+    EXPECT_EQ(j["model"], "m.bin");
+    EXPECT_EQ(j["context"], 256);
+    EXPECT_EQ(j["kv_type"], "f16");
+    EXPECT_EQ(j["source"], "pool");
+    EXPECT_GT(j["predicted_tok_per_s"].get<double>(), 0);
+    EXPECT_NEAR(j["predicted_compute_ms"].get<double>() + j["predicted_network_ms"].get<double>(),
+                j["predicted_ms_per_token"].get<double>(), 1e-6);
+    ASSERT_GE(j["stages"].size(), 1u);
+    int next = 0;
+    for (const auto& s : j["stages"]) {
+        EXPECT_EQ(s["first_layer"], next);
+        next = s["last_layer"];
+        for (const char* key : {"node", "weights_bytes", "kv_cache_bytes", "workspace_bytes", "buffers_bytes",
+                                "overhead_bytes", "total_bytes", "budget_bytes", "compute_ms", "hop_ms", "embedding",
+                                "head"})
+            EXPECT_TRUE(s.contains(key)) << key;
+        EXPECT_LE(s["total_bytes"].get<uint64_t>(), s["budget_bytes"].get<uint64_t>());
+    }
+    EXPECT_EQ(next, 6);
+    EXPECT_TRUE(j["coordinator"].contains("embedding"));
+    EXPECT_TRUE(j["left_out"].is_array());
+}
+
+TEST_F(PlanCli, RefusesAPoolTooSmallInOneLineWithFixes) {
+    const auto r = plan({"--pool", "2x20M"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_TRUE(r.out.empty()) << r.out;
+    ASSERT_EQ(r.err.rfind("ferry: error: the 2 workers cannot hold m.bin at --ctx 512 --kv-type f32: "), 0u) << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
+    EXPECT_NE(r.err.find("short"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("any of these fits: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("q8_0 model"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(" more on pool-"), std::string::npos) << r.err;
+    // As JSON too.
+    const auto j = plan({"--pool", "2x20M", "--json"});
+    EXPECT_EQ(j.exit_code, 1);
+    const nlohmann::json o = nlohmann::json::parse(j.out);
+    EXPECT_FALSE(o["fits"].get<bool>());
+    EXPECT_NE(o["error"].get<std::string>().find("cannot hold"), std::string::npos);
+}
+
+TEST_F(PlanCli, LeavesOutASlowWorkerAndSaysWhy) {
+    // The fast worker holds everything; the slow one would only add its slowness and a hop.
+    const auto r = plan({"--pool", "200M@0.02,200M@4"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("left out: pool-1: the best plan using it takes"), std::string::npos) << r.out;
+    const auto j = plan({"--pool", "200M@0.02,200M@4", "--json"});
+    const nlohmann::json o = nlohmann::json::parse(j.out);
+    ASSERT_EQ(o["left_out"].size(), 1u);
+    EXPECT_EQ(o["left_out"][0]["node"], "pool-1");
+    EXPECT_FALSE(o["left_out"][0]["reason"].get<std::string>().empty());
+}
+
+TEST_F(PlanCli, ShowsWhereTheEmbeddingAndTheHeadGo) {
+    // A coordinator that keeps only the tokenizer: both units go to the ends of the chain.
+    auto r = plan({"--pool", "2x40M", "--coordinator-memory", "1M"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("embedding + layer"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(" + head"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("coordinator keeps the tokenizer only"), std::string::npos) << r.out;
+    // Forced onto the coordinator.
+    r = plan({"--pool", "2x40M", "--embedding", "coordinator", "--head", "coordinator", "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    EXPECT_TRUE(j["coordinator"]["embedding"].get<bool>());
+    EXPECT_TRUE(j["coordinator"]["head"].get<bool>());
+    EXPECT_GT(j["coordinator"]["weights_bytes"].get<uint64_t>(), 4000000u);
+    for (const auto& s : j["stages"]) {
+        EXPECT_FALSE(s["embedding"].get<bool>());
+        EXPECT_FALSE(s["head"].get<bool>());
+    }
+}
+
+TEST_F(PlanCli, ForcedSplitIsCheckedAgainstTheBudgets) {
+    auto r = plan({"--pool", "2x30M", "--split", "1,5"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("pool-2: layers 1-5 need"), std::string::npos) << r.err;
+    r = plan({"--pool", "2x30M", "--split", "3,3"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("layers as --split gives them"), std::string::npos) << r.out;
+}
+
+TEST_F(PlanCli, BadArgumentsAreOneLine) {
+    auto r = plan({});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("either --workers"), std::string::npos) << r.err;
+    r = plan({"--pool", "4x"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("--pool entry '4x'"), std::string::npos) << r.err;
+    r = plan({"--pool", "1G", "--ctx", "100000"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("longer than the model's context"), std::string::npos) << r.err;
+    r = test::run_command({test::ferry_bin(), "plan", "--help"});
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_NE(r.out.find("ENTRY := [COUNTx]BUDGET[@SPEED][:ARCH]"), std::string::npos) << r.out;
+}
+
+TEST_F(PlanCli, AsksLiveWorkersWithoutTakingThem) {
+    test::TempDir tmp;
+    test::WorkerProcess big({"--threads", "1", "--memory", "200M", "--cache-dir", tmp.file("a")}, tmp.file("a.log"));
+    test::WorkerProcess tiny({"--threads", "1", "--memory", "2M", "--cache-dir", tmp.file("b")}, tmp.file("b.log"));
+    const std::string list = big.address() + "," + tiny.address();
+    const auto r = test::run_command({test::ferry_bin(), "plan", model(), "--workers", list, "--json"}, 60);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["source"], "workers");
+    ASSERT_EQ(j["stages"].size(), 1u);
+    EXPECT_EQ(j["stages"][0]["node"], big.address());
+    EXPECT_EQ(j["stages"][0]["budget_bytes"], 200ull << 20);
+    ASSERT_EQ(j["left_out"].size(), 1u);
+    EXPECT_NE(j["left_out"][0]["reason"].get<std::string>().find("cannot hold one layer"), std::string::npos)
+        << j["left_out"][0]["reason"];
+    // Nothing was sent: the workers hold no shard.
+    const auto s = test::run_command({test::ferry_bin(), "status", "--workers", list, "--json"}, 30);
+    const nlohmann::json st = nlohmann::json::parse(s.out);
+    for (const auto& w : st) EXPECT_FALSE(w["shard_loaded"].get<bool>());
+}
+
+}  // namespace
+}  // namespace ferry
