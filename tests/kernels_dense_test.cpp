@@ -334,15 +334,15 @@ TEST(DenseKernels, DequantizeRowWidensEveryDenseType) {
 // The whole forward pass across machines: `ferry bench` hashes the final
 // logits. The host gives one value at every level and thread count, and the
 // 32-bit build (scripts/build-i686.sh) gives the same under qemu as a
-// Pentium II (x87 scalar), a Core Duo (SSE2) and a Haswell (AVX2).
-std::string bench_checksum(const std::vector<std::string>& prefix, const std::string& binary,
+// Pentium II (x87 scalar), a Core Duo (SSE2) and a Haswell (AVX2), for f32
+// weights and for the same model stored as f16 and bf16.
+std::string bench_checksum(const std::vector<std::string>& prefix, const std::string& binary, const std::string& model,
                            const std::vector<std::string>& extra) {
     std::vector<std::string> argv = prefix;
-    for (const std::string& a : {binary, std::string("bench"), test::model_path("stories260K.bin"),
-                                 std::string("--prompt-tokens"), std::string("9"), std::string("--gen-tokens"),
-                                 std::string("20"), std::string("--runs"), std::string("1"),
-                                 std::string("--bandwidth-passes"), std::string("0")})
+    for (const char* a : {"bench", "--prompt-tokens", "9", "--gen-tokens", "20", "--runs", "1", "--bandwidth-passes", "0"})
         argv.push_back(a);
+    argv.insert(argv.begin() + static_cast<long>(prefix.size()), binary);
+    argv.push_back(model);
     argv.insert(argv.end(), extra.begin(), extra.end());
     const test::CommandResult r = test::run_command(argv, 120);
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -350,15 +350,27 @@ std::string bench_checksum(const std::vector<std::string>& prefix, const std::st
     return at == std::string::npos ? "no checksum in: " + r.out : r.out.substr(at + 11, 16);
 }
 
-TEST(DenseAcrossMachines, LogitsChecksumIsTheSameEverywhere) {
-    const std::string want = bench_checksum({}, test::ferry_bin(), {"--kernels", "scalar", "--threads", "1"});
-    ASSERT_EQ(want.size(), 16u);
+class DenseAcrossMachines : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(DenseAcrossMachines, LogitsChecksumIsTheSameEverywhere) {
+    const std::string type = GetParam();
+    test::TempDir tmp;
+    std::string model = test::model_path("stories260K.bin");
+    if (type != "f32") {
+        const std::string out = tmp.file("stories260K-" + type + ".gguf");
+        const test::CommandResult q = test::run_command({test::ferry_bin(), "quantize", model, out, "--type", type, "-z",
+                                                         test::model_path("tok512.bin")});
+        ASSERT_EQ(q.exit_code, 0) << q.err;
+        model = out;
+    }
+    const std::string want = bench_checksum({}, test::ferry_bin(), model, {"--kernels", "scalar", "--threads", "1"});
+    ASSERT_EQ(want.size(), 16u) << want;
     for (const char* level : {"scalar", "sse2", "avx2"}) {
         Level l;
         ASSERT_TRUE(parse_level(level, &l));
         if (static_cast<int>(l) > static_cast<int>(best_level())) continue;
         for (const char* threads : {"1", "3"})
-            EXPECT_EQ(bench_checksum({}, test::ferry_bin(), {"--kernels", level, "--threads", threads}), want)
+            EXPECT_EQ(bench_checksum({}, test::ferry_bin(), model, {"--kernels", level, "--threads", threads}), want)
                 << level << ", " << threads << " threads";
     }
     const std::string i686 = std::string(FERRY_SOURCE_DIR) + "/build-i686/coordinator/ferry";
@@ -371,11 +383,14 @@ TEST(DenseAcrossMachines, LogitsChecksumIsTheSameEverywhere) {
         const char* level;
     };
     for (const Cpu cpu : {Cpu{"pentium2", "scalar"}, Cpu{"coreduo", "sse2"}, Cpu{"Haswell", "avx2"}}) {
-        const std::string got =
-            bench_checksum({"/usr/bin/qemu-i386", "-cpu", cpu.qemu_cpu}, i686, {"--kernels", cpu.level, "--threads", "2"});
+        const std::string got = bench_checksum({"/usr/bin/qemu-i386", "-cpu", cpu.qemu_cpu}, i686, model,
+                                               {"--kernels", cpu.level, "--threads", "2"});
         EXPECT_EQ(got, want) << "32-bit build on an emulated " << cpu.qemu_cpu << " with " << cpu.level << " kernels";
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(WeightTypes, DenseAcrossMachines, ::testing::Values("f32", "f16", "bf16"),
+                         [](const auto& info) { return std::string(info.param); });
 
 }  // namespace
 }  // namespace ferry::kernels
