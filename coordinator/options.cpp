@@ -42,10 +42,18 @@ void add_pipeline_options(CLI::App* app, RunOptions& o) {
         ->check(CLI::IsMember({"f32", "f16"}));
     app->add_option("--stats-every", o.stats_every, "Print the per-node table every N tokens (0: only at the end)")
         ->check(CLI::Range(0, 1 << 30));
-    app->add_flag("--embedding-on-worker", o.embedding_on_worker,
-                  "The first worker holds the embedding table and receives token ids (default: the coordinator embeds)");
-    app->add_flag("--head-on-worker", o.head_on_worker,
-                  "The last worker holds the final norm and classifier and returns logits (default: the coordinator)");
+    auto* emb_w = app->add_flag("--embedding-on-worker", o.embedding_on_worker,
+                                "The first worker holds the embedding table and receives token ids (default: planned)");
+    auto* emb_c = app->add_flag("--embedding-on-coordinator", o.embedding_on_coordinator,
+                                "The coordinator keeps the embedding table and sends activations (default: planned)");
+    emb_w->excludes(emb_c);
+    auto* head_w = app->add_flag("--head-on-worker", o.head_on_worker,
+                                 "The last worker holds the final norm and classifier and draws the next token, so "
+                                 "only a token id comes back (default: planned)");
+    auto* head_c = app->add_flag("--head-on-coordinator", o.head_on_coordinator,
+                                 "The coordinator keeps the final norm and classifier; the last worker returns its "
+                                 "activation (default: planned)");
+    head_w->excludes(head_c);
     app->add_option("--prefill-chunk", o.prefill_chunk,
                     "Send the prompt in micro-batches of N positions so stages overlap (default 0: one batch)")
         ->check(CLI::Range(0, 1 << 20));

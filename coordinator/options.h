@@ -30,8 +30,11 @@ struct RunOptions {
     std::vector<int> split;
     std::string wire = "f32";
     int stats_every = 0;
-    bool embedding_on_worker = false;  // the first worker looks token ids up
-    bool head_on_worker = false;       // the last worker applies the final norm and classifier
+    // Where the embedding table and the head go (default: the plan decides).
+    bool embedding_on_worker = false;       // the first worker looks token ids up
+    bool head_on_worker = false;            // the last worker applies the final norm and classifier
+    bool embedding_on_coordinator = false;  // the coordinator keeps the embedding table
+    bool head_on_coordinator = false;       // the coordinator keeps the head (and samples)
     int prefill_chunk = 0;             // prefill micro-batch size (0: the whole prompt in one batch)
     double net_timeout = 10;           // seconds of silence after which a worker is dead
     double connect_timeout = 5;

@@ -29,7 +29,6 @@ namespace {
 
 constexpr uint64_t kShardChunkBytes = 1u << 20;
 constexpr size_t kShardWindowBytes = 8u << 20;  // queued per link while streaming
-constexpr double kHeartbeatS = 1.0;
 
 Clock::time_point after(double seconds) {
     return Clock::now() + std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
@@ -108,8 +107,14 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     request.wire_bytes = opt_.wire == "f16" ? 2 : 4;
     request.max_positions = opt_.prefill_chunk;
     request.split = opt_.split;
+    if (opt_.embedding_on_worker && opt_.embedding_on_coordinator)
+        throw Error("--embedding-on-worker and --embedding-on-coordinator: choose one");
+    if (opt_.head_on_worker && opt_.head_on_coordinator)
+        throw Error("--head-on-worker and --head-on-coordinator: choose one");
     if (opt_.embedding_on_worker) request.embedding = Placement::worker;
+    if (opt_.embedding_on_coordinator) request.embedding = Placement::coordinator;
     if (opt_.head_on_worker) request.head = Placement::worker;
+    if (opt_.head_on_coordinator) request.head = Placement::coordinator;
     plan_ = plan_pipeline(file, capacities, request);
     std::fprintf(stderr, "plan:\n%s", format_plan(plan_, capacities).c_str());
     // What each stage holds, from the plan: the one place a ShardSpec is made.
@@ -349,7 +354,7 @@ void PipelineEngine::wire_chain() {
     const uint64_t result = (64u << 10) + 4ull * config_.vocab_size + 4ull * config_.dim;
     for (Node* n : chain_)
         hub.configure(n->link, static_cast<uint32_t>(std::max<uint64_t>(result, net::kControlFrameBytes)),
-                      opt_.timeout_s, kHeartbeatS);
+                      opt_.timeout_s, n->heartbeat_s);
 }
 
 // ---- requests ----

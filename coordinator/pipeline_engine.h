@@ -36,9 +36,12 @@ struct PipelineOptions {
     std::string wire = "f32";      // f32 | f16
     KvType kv_type = KvType::f32;
     // Overrides of the plan's placement: the first stage looks tokens up (input:
-    // token ids) / the last stage applies the final norm and classifier.
+    // token ids) / the last stage applies the final norm and classifier; or
+    // the coordinator keeps them.
     bool embedding_on_worker = false;
     bool head_on_worker = false;
+    bool embedding_on_coordinator = false;
+    bool head_on_coordinator = false;
     int prefill_chunk = 0;         // >0: prefill in micro-batches of this many positions, so stages overlap
     double timeout_s = 10;         // a link silent this long is dead; bounds every wait
     double connect_timeout_s = 5;

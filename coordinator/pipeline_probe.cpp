@@ -84,7 +84,7 @@ std::vector<WorkerLink> greet_workers(Hub& hub, const std::vector<std::string>& 
         WorkerLink& w = workers[static_cast<size_t>(e->link)];
         if (e->kind == Hub::Event::connected) {
             hub.configure(e->link, net::kControlFrameBytes, timeout_s, kHeartbeatS);
-            hub.send(e->link, net::make_hello(role, me, model_hash));
+            hub.send(e->link, net::make_hello(role, me, model_hash, timeout_s));
             continue;
         }
         if (const std::string problem = event_problem(*e); !problem.empty()) fail(w, problem);
@@ -94,6 +94,8 @@ std::vector<WorkerLink> greet_workers(Hub& hub, const std::vector<std::string>& 
         if (const std::string bad = net::check_protocol(f.hello(), "worker " + w.address); !bad.empty()) throw Error(bad);
         if (f.hello().role() != wire::WORKER)
             fail(w, std::string("answered as a ") + net::role_name(f.hello().role()) + ", not a worker");
+        w.heartbeat_s = net::heartbeat_interval(f.hello(), kHeartbeatS);
+        hub.configure(e->link, net::kControlFrameBytes, timeout_s, w.heartbeat_s);
         w.caps = f.hello().capabilities();
         if (w.caps.cores() == 0) w.caps.set_cores(1);
         w.worker_name = f.hello().name();

@@ -23,6 +23,7 @@ struct WorkerLink {
     double rtt_ms = 0;            // fastest of the small round trips
     int64_t clock_offset_ns = 0;  // worker clock minus ours
     double link_mbps = 0;         // from the 1 MB echo
+    double heartbeat_s = 1;       // how often it needs to hear from us (a third of its --timeout, at most 1 s)
 };
 
 // Why an event ends the conversation with its worker ("cannot connect: ...",

@@ -16,6 +16,8 @@ PipelineOptions pipeline_options(const RunOptions& o) {
     p.kv_type = kv_type_for(o.kv_type);
     p.embedding_on_worker = o.embedding_on_worker;
     p.head_on_worker = o.head_on_worker;
+    p.embedding_on_coordinator = o.embedding_on_coordinator;
+    p.head_on_coordinator = o.head_on_coordinator;
     p.prefill_chunk = o.prefill_chunk;
     p.timeout_s = o.net_timeout;
     p.connect_timeout_s = o.connect_timeout;

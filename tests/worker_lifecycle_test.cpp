@@ -194,5 +194,30 @@ TEST(WorkerLifecycle, StatusAnswersWhileAnotherCoordinatorIsMidRunAndASecondCoor
     }
 }
 
+// The coordinator drives its sockets only while it waits for an answer; an
+// idle coordinator (a chat waiting for the user) still sends heartbeats, so
+// workers with a short --timeout keep the session.
+TEST(WorkerLifecycle, AnIdleCoordinatorKeepsItsSessionAlive) {
+    test::TempDir tmp;
+    test::WorkerProcess a({"--threads", "1", "--timeout", "1", "--cache-dir", tmp.file("ca")}, tmp.file("a.log"));
+    test::WorkerProcess b({"--threads", "1", "--timeout", "1", "--cache-dir", tmp.file("cb")}, tmp.file("b.log"));
+    const ModelFile file = open_model_file(test::model_path("stories260K.bin"));
+    kernels::ThreadPool pool(1);
+    PipelineOptions o;
+    o.workers = {a.address(), b.address()};
+    o.split = {2, 3};
+    o.timeout_s = 1;
+    o.progress = false;
+    PipelineEngine engine(file, o, file.config.seq_len, &pool);
+    const std::vector<int> expected = test::reference_ids("stories260K.greedy.n256.noprompt");
+    int token = expected[0];
+    for (int pos = 0; pos < 20; ++pos) {
+        if (pos == 10) usleep(3'000'000);  // three timeouts without a request
+        token = argmax(engine.forward(&token, 1, pos), file.config.vocab_size);
+        ASSERT_EQ(token, expected[static_cast<size_t>(pos) + 1]) << "position " << pos;
+    }
+    EXPECT_EQ(a.log().find("session ended"), std::string::npos) << a.log();
+}
+
 }  // namespace
 }  // namespace ferry

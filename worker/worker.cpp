@@ -251,7 +251,7 @@ struct Worker::Impl {
 
     void refuse(Peer& p, const std::string& why) {
         spdlog::warn("{}: refused {}: {}", name, p.conn->peer(), why);
-        wire::Frame hello = net::make_hello(wire::WORKER, name);
+        wire::Frame hello = net::make_hello(wire::WORKER, name, "", opt.link_timeout_s);
         *hello.mutable_hello()->mutable_capabilities() = caps;
         p.conn->send(hello);
         p.conn->send(net::make_error(name + ": " + why));
@@ -259,7 +259,7 @@ struct Worker::Impl {
     }
 
     void reply_hello(Peer& p, const std::string& model_hash) {
-        wire::Frame hello = net::make_hello(wire::WORKER, name, model_hash);
+        wire::Frame hello = net::make_hello(wire::WORKER, name, model_hash, opt.link_timeout_s);
         *hello.mutable_hello()->mutable_capabilities() = caps;
         hello.mutable_hello()->mutable_capabilities()->set_ram_available(read_machine_memory().available);
         p.conn->send(hello);
@@ -304,7 +304,7 @@ struct Worker::Impl {
                 p.role = wire::COORDINATOR;
                 p.conn->set_frame_limit(net::kControlFrameBytes);
                 p.conn->set_silence_timeout(opt.link_timeout_s, "coordinator silent (no frame, no heartbeat)");
-                p.conn->set_heartbeat(opt.heartbeat_s, [this](wire::Heartbeat& b) {
+                p.conn->set_heartbeat(net::heartbeat_interval(h, opt.heartbeat_s), [this](wire::Heartbeat& b) {
                     b.set_busy(busy);
                     b.set_request_id(busy_request);
                     b.set_positions_done(progress);
@@ -329,7 +329,7 @@ struct Worker::Impl {
                 session->upstream_name = who;
                 p.conn->set_frame_limit(data_frame_limit(session->config, session->assign));
                 p.conn->set_silence_timeout(opt.link_timeout_s, "previous stage silent");
-                p.conn->set_heartbeat(opt.heartbeat_s);
+                p.conn->set_heartbeat(net::heartbeat_interval(h, opt.heartbeat_s));
                 reply_hello(p, session->assign.model_hash());
                 spdlog::info("{}: data connection from stage {} ({})", name, h.stage_index(), who);
                 return;
@@ -629,6 +629,7 @@ struct Worker::Impl {
                         return fail_session("the next stage " + address + " refused: " + d.frame.error().message());
                     if (!*greeted && d.frame.has_hello()) {
                         *greeted = true;
+                        c->set_heartbeat(net::heartbeat_interval(d.frame.hello(), opt.heartbeat_s));
                         if (const std::string bad = net::check_protocol(d.frame.hello(), address); !bad.empty())
                             return fail_session(bad);
                         if (const std::string bad = net::check_model(session->assign.model_hash(),
@@ -651,7 +652,8 @@ struct Worker::Impl {
                         report_link_loss("the data connection to the next stage " + address + " ended: " + reason);
                     }
                 });
-            wire::Frame hello = net::make_hello(wire::UPSTREAM_STAGE, name, session->assign.model_hash());
+            wire::Frame hello =
+                net::make_hello(wire::UPSTREAM_STAGE, name, session->assign.model_hash(), opt.link_timeout_s);
             hello.mutable_hello()->set_session_id(session->assign.session_id());
             hello.mutable_hello()->set_stage_index(session->assign.stage_index());
             c->send(hello);

@@ -20,7 +20,8 @@ const char* role_name(wire::Role role) {
     }
 }
 
-wire::Frame make_hello(wire::Role role, const std::string& name, const std::string& model_hash) {
+wire::Frame make_hello(wire::Role role, const std::string& name, const std::string& model_hash,
+                       double link_timeout_s) {
     wire::Frame f;
     wire::Hello* h = f.mutable_hello();
     h->set_protocol_version(kProtocolVersion);
@@ -28,7 +29,13 @@ wire::Frame make_hello(wire::Role role, const std::string& name, const std::stri
     h->set_software_version(software_version());
     h->set_name(name);
     h->set_model_hash(model_hash);
+    h->set_link_timeout_s(link_timeout_s);
     return f;
+}
+
+double heartbeat_interval(const wire::Hello& peer, double ours) {
+    const double theirs = peer.link_timeout_s() / 3;
+    return theirs > 0 && theirs < ours ? theirs : ours;
 }
 
 wire::Frame make_error(const std::string& message, bool fatal) {

@@ -16,7 +16,12 @@ constexpr uint32_t kProtocolVersion = 1;
 const char* software_version();
 const char* role_name(wire::Role role);
 
-wire::Frame make_hello(wire::Role role, const std::string& name, const std::string& model_hash = "");
+// link_timeout_s: how long this side waits on a silent link (0: not said).
+wire::Frame make_hello(wire::Role role, const std::string& name, const std::string& model_hash = "",
+                       double link_timeout_s = 0);
+// Seconds between heartbeats to a peer whose Hello said its link timeout:
+// `ours`, or a third of the peer's timeout if that is shorter.
+double heartbeat_interval(const wire::Hello& peer, double ours);
 wire::Frame make_error(const std::string& message, bool fatal = true);
 
 // "" if a Hello from `peer` is acceptable on our side, else the reason
