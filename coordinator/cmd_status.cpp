@@ -194,10 +194,12 @@ void register_status(CLI::App& app, std::vector<Command>& commands) {
     cmd->add_option("--log-level", a.log_level, "trace, debug, info, warn, error or off")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
     cmd->footer(
-        "Per worker: uptime, the shard it holds (model hash, layers), weight and resident memory, tokens processed,\n"
-        "mean compute time per token, its measured weight-streaming speed and the coordinator it serves. Exits 1\n"
-        "if any worker could not be asked. Status requests are answered by the worker's io thread, so they never\n"
-        "wait for or slow down a run in progress.");
+        "Per worker: uptime, the shard it holds (model hash, layers), weight memory, resident memory now and its\n"
+        "peak over the worker's life (VmHWM, to hold against --memory), tokens processed, mean compute time per\n"
+        "token, its measured weight-streaming speed and the coordinator it serves (--json adds capabilities,\n"
+        "budget, bytes in and out). Exits 1 if any worker could not be asked. A status client never takes the\n"
+        "coordinator's place; the worker answers between requests (within a decode step), so a run in progress\n"
+        "goes on undisturbed.");
     commands.push_back({cmd, [] { return cmd_status(a); }, &a.log_level});
 }
 

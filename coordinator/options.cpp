@@ -34,13 +34,19 @@ void add_sampling_options(CLI::App* app, RunOptions& o) {
 }
 
 void add_pipeline_options(CLI::App* app, RunOptions& o) {
-    app->add_option("--workers", o.workers, "Run the layers on these ferry-worker daemons, in order (HOST:PORT,...)")
+    app->add_option("--workers", o.workers,
+                    "Run the layers on these ferry-worker daemons, in chain order (HOST:PORT,...); the plan (who "
+                    "holds what, memory against each budget, predicted ms per token) is printed before anything is "
+                    "sent, and a per-node table at the end")
         ->delimiter(',');
-    app->add_option("--split", o.split, "Layers per worker, e.g. 2,3 (default: planned from memory and speed)")
+    app->add_option("--split", o.split,
+                    "Layers per worker, e.g. 2,3: every worker used, in order (default: planned from each worker's "
+                    "memory budget, measured speed and link; workers that would slow the chain are left out)")
         ->delimiter(',');
-    app->add_option("--wire", o.wire, "Activation encoding between stages: f32 (exact) or f16")
+    app->add_option("--wire", o.wire, "Activation encoding between stages: f32 (exact, default) or f16 (half the bytes, rounded)")
         ->check(CLI::IsMember({"f32", "f16"}));
-    app->add_option("--stats-every", o.stats_every, "Print the per-node table every N tokens (0: only at the end)")
+    app->add_option("--stats-every", o.stats_every,
+                    "Print the per-node table every N decoded tokens (0: only at the end)")
         ->check(CLI::Range(0, 1 << 30));
     auto* emb_w = app->add_flag("--embedding-on-worker", o.embedding_on_worker,
                                 "The first worker holds the embedding table and receives token ids (default: planned)");
@@ -55,12 +61,16 @@ void add_pipeline_options(CLI::App* app, RunOptions& o) {
                                  "activation (default: planned)");
     head_w->excludes(head_c);
     app->add_option("--prefill-chunk", o.prefill_chunk,
-                    "Send the prompt in micro-batches of N positions so stages overlap (default 0: one batch)")
+                    "Send the prompt in micro-batches of at most N positions so stages overlap; also the largest "
+                    "request a worker must hold, so it lowers the memory each worker needs (default 0: the whole "
+                    "prompt in one batch)")
         ->check(CLI::Range(0, 1 << 20));
     app->add_option("--timeout", o.net_timeout,
-                    "Seconds a worker may stay silent (no result, no heartbeat) before it is declared dead (default 10)")
+                    "Seconds a worker may stay silent (no frame, no heartbeat; workers send them at least every "
+                    "second) before the run stops naming it (default 10)")
         ->check(CLI::Range(0.5, 86400.0));
-    app->add_option("--connect-timeout", o.connect_timeout, "Seconds to connect to a worker (default 5)")
+    app->add_option("--connect-timeout", o.connect_timeout,
+                    "Seconds to connect to a worker; its handshake may take 5 s more (default 5)")
         ->check(CLI::Range(0.1, 3600.0));
 }
 

@@ -93,28 +93,37 @@ int main(int argc, char** argv) {
     app.add_option("--name", o.name, "How this worker names itself in messages (default: the listen address)");
     app.add_option("--threads", o.threads, "Compute threads (default: one per core)")->check(CLI::Range(0, 1024));
     app.add_option("--memory", memory,
-                   "Memory budget, e.g. 128M or 1.5G: assignments that do not fit are refused (default: unlimited)");
+                   "Memory budget, e.g. 128M or 1.5G: a hard cap on the worker's peak RSS. An assignment that does "
+                   "not fit (weights, KV cache, workspace, request buffers, the process) is refused with the "
+                   "numbers; the start-up speed probe stays within an eighth of it (default: unlimited)");
     app.add_option("--cache-dir", o.cache_dir,
                    "Where received shards are kept (default: $FERRY_CACHE_DIR, $XDG_CACHE_HOME/ferry or ~/.cache/ferry)");
     app.add_option("--model-dir", o.model_dir,
-                   "A directory with whole model files: a model found here (by content hash) is loaded from disk "
-                   "instead of received");
-    app.add_option("--kernels", kernels_name, "Kernel instruction set: scalar, sse2, avx2 or auto")
+                   "A directory with whole model files: a file of the model's size and content hash (XXH3-128, "
+                   "cached under --cache-dir/model-hashes) is mapped and its range loaded from disk instead of "
+                   "received over the network");
+    app.add_option("--kernels", kernels_name,
+                   "Kernel instruction set: scalar, sse2, avx2 or auto (default: the best this CPU has)")
         ->check(CLI::IsMember({"scalar", "sse2", "avx2", "auto"}));
     app.add_option("--handshake-timeout", o.handshake_timeout_s,
-                   "Seconds a new connection has to introduce itself (default 5)")
+                   "Seconds a new connection has to send its hello; a peer that says nothing or dribbles bytes is "
+                   "dropped after it (default 5)")
         ->check(CLI::Range(0.1, 3600.0));
     app.add_option("--timeout", o.link_timeout_s,
-                   "Seconds of silence after which a link is dead; peers send heartbeats every second (default 10)")
+                   "Seconds of silence after which a link (coordinator, previous or next stage) is dead and the "
+                   "session ends; peers send heartbeats every second, or a third of this if shorter (default 10)")
         ->check(CLI::Range(0.5, 86400.0));
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (default info)")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
     app.add_option("--log-file", log_file, "Log to this file instead of stderr");
-    app.add_flag("--daemon", daemon, "Detach (double fork) after binding; use with --pid-file and --log-file");
+    app.add_flag("--daemon", daemon,
+                 "Run as a classic daemon: double fork, setsid, chdir /; the shell gets exit 0 once the port is "
+                 "bound (or the start-up error and exit 1). Needs --log-file; use --pid-file to stop it");
     app.add_option("--pid-file", pid_file, "With --daemon: write the daemon's pid here");
     app.footer(
         "Runs in the foreground by default (for systemd: deploy/ferry-worker.service, Type=notify).\n"
-        "SIGTERM or SIGINT finish the request in flight, close every connection and exit 0.\n"
+        "SIGTERM or SIGINT finish the request in flight (at most 5 s), tell the coordinator, close every\n"
+        "connection and exit 0. One coordinator at a time; `ferry status` may ask at any time.\n"
         "Example: ferry-worker --listen 0.0.0.0:7070 --memory 128M --cache-dir /var/cache/ferry");
     CLI11_PARSE(app, argc, argv);
     int ready_fd = -1;
