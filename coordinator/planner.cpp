@@ -79,6 +79,9 @@ PlanProblem make_plan_problem(const ModelFile& file, const PlanRequest& r) {
         std::vector<TypedBytes> reads;
         for (const std::string& name : shard_tensor_names(c, ShardSpec{l, l + 1, false, false}, tied))
             if (const TensorInfo* t = find_tensor(file.tensors, name); t && name != "rope_freqs.weight") add_read(reads, *t);
+        // Attention reads the layer's cache up to the position: half the context on average
+        // over a generation that fills it.
+        reads.push_back({kv_type_name(r.kv_type), KVCache::bytes_for(1, context / 2, c.kv_dim(), r.kv_type)});
         p.layer_reads.push_back(std::move(reads));
     }
     const uint64_t rope = c.rope_freq_factors ? tensor_bytes_named(file.tensors, {"rope_freqs.weight"}) : 0;

@@ -4,9 +4,10 @@
 //
 // The cost model, per decoded token (one stream: the stages run one after
 // another, so times add up):
-//   - compute of a stage: the weight bytes it reads (its layers, plus the
-//     classifier if it holds the head) over the worker's measured GB/s for
-//     each tensor type (WorkerCapacity::type_gbps, else matvec_gbps);
+//   - compute of a stage: the bytes it reads per token (its layers' weights,
+//     their KV cache up to half the context, the mean over a generation that
+//     fills it, and the classifier if it holds the head) over the worker's
+//     measured GB/s for each type (WorkerCapacity::type_gbps, else matvec_gbps);
 //   - a hop between two nodes: latency plus bytes over bandwidth. Links are
 //     measured from the coordinator, so a hop worker a -> worker b takes the
 //     mean of their one-way latencies and the smaller of their Mbit/s (on a
@@ -114,7 +115,7 @@ struct TypedBytes {
 };
 struct PlanProblem {
     std::vector<uint64_t> layer_memory;               // weights + KV cache of each layer
-    std::vector<std::vector<TypedBytes>> layer_reads;  // weight bytes read per decoded token, by type
+    std::vector<std::vector<TypedBytes>> layer_reads;  // bytes read per decoded token (weights, KV cache), by type
     // Workspace, buffers and shared tensors of a stage with layers, by role,
     // excluding the process overhead (per worker arch):
     // stage_memory[first][last][embedding][head].
