@@ -518,7 +518,7 @@ void explain_left_out(const PlanProblem& p, const std::vector<WorkerCapacity>& w
                   ms_text(ms(hop_ns(nullptr, &c, p.activation_bytes))) + ") cost more than it adds";
             if (delta <= 0) why = "a plan using it instead is as fast, and ties go to fewer stages and earlier workers";
         }
-        plan.left_out_reasons.push_back({w, why});
+        plan.left_out_reasons.push_back({w, why, best >= kInf ? -1.0 : ms(best)});
     }
 }
 

@@ -73,7 +73,8 @@ struct PlannedStage {
 
 struct LeftOutWorker {
     int worker = 0;
-    std::string reason;  // one clause with the numbers: why the plan does without it
+    std::string reason;     // one clause with the numbers: why the plan does without it
+    double best_ms_with = -1;  // the fastest plan that uses it, per token; -1 if none fits
 };
 
 struct PipelinePlan {
