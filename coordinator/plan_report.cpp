@@ -59,10 +59,13 @@ std::string stage_holds(const PlannedStage& s) {
 std::string format_plan(const PipelinePlan& plan, const std::vector<WorkerCapacity>& workers) {
     std::string out;
     char line[512];
-    std::snprintf(line, sizeof line, "plan: context %d, KV cache %s, activations %s between stages%s\n", plan.context,
+    std::snprintf(line, sizeof line, "plan: context %d, KV cache %s, activations %s between stages%s", plan.context,
                   kv_type_name(plan.kv_type), plan.wire_bytes == 2 ? "f16" : "f32",
                   plan.forced_split ? ", layers as --split gives them" : "");
     out += line;
+    if (plan.max_positions > 0 && plan.max_positions < plan.context)
+        out += ", prompts in requests of at most " + std::to_string(plan.max_positions) + " positions";
+    out += "\n";
     std::snprintf(line, sizeof line, "%-5s %-22s %-30s %10s %8s %8s %9s %10s %5s %9s\n", "stage", "node", "holds",
                   "weights MB", "KV MB", "other MB", "total MB", "budget MB", "use", "ms/token");
     out += line;
@@ -100,6 +103,7 @@ std::string plan_json(const PipelinePlan& plan, const std::vector<WorkerCapacity
     j["kv_type"] = kv_type_name(plan.kv_type);
     j["wire"] = plan.wire_bytes == 2 ? "f16" : "f32";
     j["forced_split"] = plan.forced_split;
+    j["max_positions"] = plan.max_positions > 0 ? plan.max_positions : plan.context;
     j["predicted_ms_per_token"] = plan.predicted_ms_per_token;
     j["predicted_tok_per_s"] = plan.predicted_ms_per_token > 0 ? 1000.0 / plan.predicted_ms_per_token : 0.0;
     j["predicted_compute_ms"] = sp.compute;

@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
+#include <iterator>
 #include <limits>
 #include <numeric>
-#include <optional>
 
 #include "common/error.h"
 #include "common/weights.h"
@@ -16,6 +15,8 @@ namespace ferry {
 namespace {
 
 constexpr int64_t kInf = std::numeric_limits<int64_t>::max() / 4;
+// Request sizes (positions) tried, largest first, when a whole-context request does not fit.
+constexpr int kPlannedChunks[] = {512, 128, 32};
 // Speed assumed for a worker that has not measured one: equal for all, so the
 // plan then depends on memory and links only.
 constexpr double kNominalGbps = 1.0;
@@ -590,6 +591,9 @@ PipelinePlan plan_forced(const PlanProblem& p, const std::vector<WorkerCapacity>
                 throw Error(w.address + ": layers " + std::to_string(s.first_layer) + "-" +
                             std::to_string(s.last_layer - 1) + " need " + mb_text(stage_memory(p, w, shape)) +
                             ", over its memory budget of " + mb_text(w.memory_budget) +
+                            (request.max_positions > 0
+                                 ? " (with prompts in requests of " + std::to_string(request.max_positions) + " positions)"
+                                 : std::string()) +
                             "; give it fewer layers or drop --split");
         }
         throw Error("--split: the coordinator's memory budget of " + mb_text(request.coordinator.memory_budget) +
@@ -667,7 +671,11 @@ std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& wo
     const std::string name = file.path.substr(file.path.find_last_of('/') + 1);
     std::string msg = "the " + std::to_string(workers.size()) + " worker" + (workers.size() == 1 ? "" : "s") +
                       " cannot hold " + (name.empty() ? std::string("the model") : name) + " at --ctx " +
-                      std::to_string(context) + " --kv-type " + kv_type_name(r.kv_type) + ": its layers need " +
+                      std::to_string(context) + " --kv-type " + kv_type_name(r.kv_type) +
+                      (r.max_positions > 0 && r.max_positions < context
+                           ? " with prompts in requests of " + std::to_string(r.max_positions) + " positions"
+                           : std::string()) +
+                      ": its layers need " +
                       mb_text(layers) + " (weights " + mb_text(weights) + ", KV cache " + mb_text(layers - weights) +
                       ") plus about " + mb_text(per_stage) + " per worker used";
     if (!unlimited) {
@@ -690,6 +698,12 @@ std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& wo
             }
             fixes.push_back("--ctx " + std::to_string(lo));
         }
+    }
+    // Smaller requests.
+    if (r.max_positions > kPlannedChunks[std::size(kPlannedChunks) - 1]) {
+        PlanRequest q = r;
+        q.max_positions = kPlannedChunks[std::size(kPlannedChunks) - 1];
+        if (fits(file, workers, q)) fixes.push_back("--prefill-chunk " + std::to_string(q.max_positions));
     }
     // A smaller KV cache type.
     for (KvType t : {KvType::f16, KvType::q8_0}) {
@@ -746,15 +760,29 @@ std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& wo
 PipelinePlan plan_pipeline(const ModelFile& file, const std::vector<WorkerCapacity>& workers, const PlanRequest& request) {
     if (request.wire_bytes != 4 && request.wire_bytes != 2)
         throw Error("wire bytes per value must be 4 (f32) or 2 (f16), not " + std::to_string(request.wire_bytes));
-    const PlanProblem p = make_plan_problem(file, request);
-    PipelinePlan plan;
-    try {
-        plan = request.split.empty() ? plan_optimal(p, workers, request) : plan_forced(p, workers, request.split, request);
-    } catch (const PoolTooSmall&) {
-        throw Error(refusal(file, workers, request, p));
+    // A whole context in one request if that fits; else prompts in smaller
+    // requests (the largest that fits), which the pipeline then sends.
+    std::vector<PlanRequest> tries = {request};
+    if (request.max_positions == 0)
+        for (int n : kPlannedChunks)
+            if (n < context_of(file, request)) {
+                tries.push_back(request);
+                tries.back().max_positions = n;
+            }
+    for (size_t i = 0;; ++i) {
+        const PlanRequest& r = tries[i];
+        const PlanProblem p = make_plan_problem(file, r);
+        const bool last = i + 1 == tries.size();
+        try {
+            PipelinePlan plan = r.split.empty() ? plan_optimal(p, workers, r) : plan_forced(p, workers, r.split, r);
+            fill_stage_memory(file, r, workers, plan);
+            return plan;
+        } catch (const PoolTooSmall&) {
+            if (last) throw Error(refusal(file, workers, r, p));
+        } catch (const Error&) {
+            if (last) throw;
+        }
     }
-    fill_stage_memory(file, request, workers, plan);
-    return plan;
 }
 
 PipelinePlan plan_pipeline(const ModelFile& file, int context, const std::vector<WorkerCapacity>& workers,

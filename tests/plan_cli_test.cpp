@@ -75,7 +75,7 @@ TEST_F(PlanCli, RefusesAPoolTooSmallInOneLineWithFixes) {
     const auto r = plan({"--pool", "2x20M"});
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_TRUE(r.out.empty()) << r.out;
-    ASSERT_EQ(r.err.rfind("ferry: error: the 2 workers cannot hold m.bin at --ctx 512 --kv-type f32: "), 0u) << r.err;
+    ASSERT_EQ(r.err.rfind("ferry: error: the 2 workers cannot hold m.bin at --ctx 512 --kv-type f32"), 0u) << r.err;
     EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
     EXPECT_NE(r.err.find("short"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("any of these fits: "), std::string::npos) << r.err;

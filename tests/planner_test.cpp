@@ -395,6 +395,32 @@ TEST(Planner, StageMemoryIsShardMemory) {
     EXPECT_EQ(plan.context, 1024);
 }
 
+TEST(Planner, SmallerRequestsWhenAWholeContextDoesNotFit) {
+    ModelConfig c = stories110m();
+    c.seq_len = 2048;
+    const ModelFile f = fake_model(c, TensorType::Q4_0, true);
+    // A whole-context request costs each stage 4 x 2048 x 768 x 4 bytes = 24 MB of buffers.
+    std::vector<WorkerCapacity> w(3, worker("w", 100ull << 20, 2));
+    PlanRequest r;
+    PipelinePlan plan = plan_pipeline(f, w, r);
+    EXPECT_GT(plan.max_positions, 0) << "planned smaller requests";
+    EXPECT_LT(plan.max_positions, 2048);
+    for (const PlannedStage& s : plan.stages) EXPECT_LE(s.memory.total(), 100ull << 20);
+    // The same pool with room for a whole context keeps one request per prompt.
+    for (WorkerCapacity& x : w) x.memory_budget = 200ull << 20;
+    plan = plan_pipeline(f, w, r);
+    EXPECT_EQ(plan.max_positions, 0);
+    // Asked for whole-context requests where they cannot fit: refused, with smaller requests as a fix.
+    for (WorkerCapacity& x : w) x.memory_budget = 100ull << 20;
+    r.max_positions = 2048;
+    try {
+        plan_pipeline(f, w, r);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("--prefill-chunk 32"), std::string::npos) << e.what();
+    }
+}
+
 TEST(Planner, RefusalGivesTheShortfallAndComputedFixes) {
     const ModelFile f = fake_model(stories110m(), TensorType::F32, true, "stories110m.gguf");
     // Four 100 MB workers: f32 weights alone are 340 MB, the KV cache 72 MB.
