@@ -455,8 +455,6 @@ private:
 
 double ms(int64_t ns) { return ns / 1e6; }
 
-std::string mb_text(uint64_t bytes) { return format_bytes(bytes); }
-
 std::string ms_text(double v) {
     char buf[32];
     std::snprintf(buf, sizeof buf, v < 10 ? "%.3f ms" : "%.1f ms", v);
@@ -506,10 +504,10 @@ void explain_left_out(const PlanProblem& p, const std::vector<WorkerCapacity>& w
             for (int l = 0; l < solver.layers(); ++l)
                 smallest = std::min(smallest, stage_memory(p, c, StageShape{l, l + 1, false, false, false, false}));
             if (c.memory_budget > 0 && smallest > c.memory_budget)
-                why = "its budget of " + mb_text(c.memory_budget) + " cannot hold one layer (the smallest stage needs " +
-                      mb_text(smallest) + ")";
+                why = "its budget of " + format_bytes(c.memory_budget) + " cannot hold one layer (the smallest stage needs " +
+                      format_bytes(smallest) + ")";
             else
-                why = "no plan that uses it fits the other workers' budgets (it would need " + mb_text(extra) + " more)";
+                why = "no plan that uses it fits the other workers' budgets (it would need " + format_bytes(extra) + " more)";
         } else {
             const double delta = ms(best) - plan.predicted_ms_per_token;
             char gbps[32];
@@ -537,7 +535,7 @@ PipelinePlan plan_optimal(const PlanProblem& p, const std::vector<WorkerCapacity
         uint64_t offered = 0;
         for (const WorkerCapacity& w : workers) offered += w.memory_budget;
         throw PoolTooSmall("the " + std::to_string(workers.size()) + " workers cannot hold the model (its layers need " +
-                               mb_text(layers) + ", the budgets offer " + mb_text(offered) + ")",
+                               format_bytes(layers) + ", the budgets offer " + format_bytes(offered) + ")",
                            layers, offered);
     }
     PipelinePlan plan = finish_plan(p, workers, request, solver.stages_of(best));
@@ -589,14 +587,14 @@ PipelinePlan plan_forced(const PlanProblem& p, const std::vector<WorkerCapacity>
             const WorkerCapacity& w = workers[i];
             if (!stage_fits(p, w, shape))
                 throw Error(w.address + ": layers " + std::to_string(s.first_layer) + "-" +
-                            std::to_string(s.last_layer - 1) + " need " + mb_text(stage_memory(p, w, shape)) +
-                            ", over its memory budget of " + mb_text(w.memory_budget) +
+                            std::to_string(s.last_layer - 1) + " need " + format_bytes(stage_memory(p, w, shape)) +
+                            ", over its memory budget of " + format_bytes(w.memory_budget) +
                             (request.max_positions > 0
                                  ? " (with prompts in requests of " + std::to_string(request.max_positions) + " positions)"
                                  : std::string()) +
                             "; give it fewer layers or drop --split");
         }
-        throw Error("--split: the coordinator's memory budget of " + mb_text(request.coordinator.memory_budget) +
+        throw Error("--split: the coordinator's memory budget of " + format_bytes(request.coordinator.memory_budget) +
                     " cannot keep the embedding or the head, and no worker at the ends can take them");
     }
     PipelinePlan plan = finish_plan(p, workers, request, std::move(chosen));
@@ -676,11 +674,11 @@ std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& wo
                            ? " with prompts in requests of " + std::to_string(r.max_positions) + " positions"
                            : std::string()) +
                       ": its layers need " +
-                      mb_text(layers) + " (weights " + mb_text(weights) + ", KV cache " + mb_text(layers - weights) +
-                      ") plus about " + mb_text(per_stage) + " per worker used";
+                      format_bytes(layers) + " (weights " + format_bytes(weights) + ", KV cache " + format_bytes(layers - weights) +
+                      ") plus about " + format_bytes(per_stage) + " per worker used";
     if (!unlimited) {
-        msg += ", and the budgets offer " + mb_text(offered) + " (largest " + mb_text(largest) + ")";
-        if (layers > usable) msg += ", at least " + mb_text(layers - usable) + " short";
+        msg += ", and the budgets offer " + format_bytes(offered) + " (largest " + format_bytes(largest) + ")";
+        if (layers > usable) msg += ", at least " + format_bytes(layers - usable) + " short";
         else msg += ", enough in total but not in pieces that fit";
     }
     if (!r.split.empty()) msg += " with --split";
@@ -725,7 +723,7 @@ std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& wo
         if (after >= before) continue;
         if (fits(q, workers, r)) {
             fixes.push_back(std::string("a ") + tensor_type_name(t) + " model (ferry quantize --type " +
-                            tensor_type_name(t) + ": weights " + mb_text(after) + " instead of " + mb_text(before) + ")");
+                            tensor_type_name(t) + ": weights " + format_bytes(after) + " instead of " + format_bytes(before) + ")");
             break;
         }
     }
@@ -746,8 +744,8 @@ std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& wo
             }
         }
         if (who >= 0 && least > 0 && least < std::numeric_limits<uint64_t>::max())
-            fixes.push_back(mb_text(least) + " more on " + workers[static_cast<size_t>(who)].address + " (budget " +
-                            mb_text(workers[static_cast<size_t>(who)].memory_budget + least) + ")");
+            fixes.push_back(format_bytes(least) + " more on " + workers[static_cast<size_t>(who)].address + " (budget " +
+                            format_bytes(workers[static_cast<size_t>(who)].memory_budget + least) + ")");
     }
     fixes.push_back("more workers");
     msg += "; any of these fits: ";
