@@ -15,12 +15,8 @@ TEST(PipelineProbe, CapacitiesOfLiveWorkersWhileAnotherCoordinatorRuns) {
     test::TwoWorkerSession s;
     test::WorkerProcess budgeted({"--threads", "1", "--memory", "96M", "--cache-dir", s.dir.file("cc")},
                                  s.dir.file("c.log"));
-    const std::vector<int> expected = test::reference_ids("stories260K.greedy.n256.noprompt");
-    int token = expected[0];
-    for (int pos = 0; pos + 1 < static_cast<int>(expected.size()); ++pos) {
-        token = argmax(s.engine->forward(&token, 1, pos), s.file.config.vocab_size);
-        ASSERT_EQ(token, expected[static_cast<size_t>(pos) + 1]) << "position " << pos;
-        if (pos != 50) continue;
+    test::follow_greedy_reference(*s.engine, "stories260K.greedy.n256.noprompt", 0, [&](int pos) {
+        if (pos != 50) return;
         ProbeOptions o;
         o.tensor_type = "q8_0";
         const std::vector<WorkerCapacity> caps = probe_workers({s.a.address(), s.b.address(), budgeted.address()}, o);
@@ -33,8 +29,9 @@ TEST(PipelineProbe, CapacitiesOfLiveWorkersWhileAnotherCoordinatorRuns) {
             EXPECT_GT(c.matvec_gbps, 0.0) << c.address;
             EXPECT_GT(c.link_mbps, 0.0) << c.address;
             EXPECT_GT(c.link_latency_ms, 0.0) << c.address;
+            EXPECT_GT(c.type_gbps.count("f32"), 0u) << c.address;
         }
-    }
+    });
     // The run's workers never saw a second coordinator.
     EXPECT_EQ(s.a.log().find("refused"), std::string::npos) << s.a.log();
 }

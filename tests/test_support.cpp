@@ -1,5 +1,8 @@
 #include "tests/test_support.h"
 
+#include <gtest/gtest.h>
+
+#include "common/sampler.h"
 #include "common/gguf_file.h"
 #include "common/gguf_writer.h"
 #include "common/mapped_file.h"
@@ -207,6 +210,20 @@ std::vector<int> reference_ids(const std::string& name) {
     std::istringstream in(read_file(reference_path(name + ".ids.txt")));
     for (int id; in >> id;) ids.push_back(id);
     return ids;
+}
+
+bool follow_greedy_reference(Engine& engine, const std::string& name, int steps,
+                             const std::function<void(int pos)>& after_step) {
+    const std::vector<int> expected = reference_ids(name);
+    const int n = static_cast<int>(expected.size()) - 1;
+    int token = expected[0];
+    for (int pos = 0; pos < (steps > 0 ? std::min(steps, n) : n); ++pos) {
+        token = argmax(engine.forward(&token, 1, pos), engine.config().vocab_size);
+        EXPECT_EQ(token, expected[static_cast<size_t>(pos) + 1]) << name << " at position " << pos;
+        if (token != expected[static_cast<size_t>(pos) + 1]) return false;
+        if (after_step) after_step(pos);
+    }
+    return true;
 }
 
 TwoWorkerSession::TwoWorkerSession(const PipelineOptions& base)

@@ -1,6 +1,7 @@
 // Small helpers the tests share: paths to the shared models and binaries,
 // running a command, temporary directories.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,6 +69,13 @@ std::string gguf_with_f32_tensor(const std::string& src, const std::string& dst,
 
 // Token ids of a reference's .ids.txt file.
 std::vector<int> reference_ids(const std::string& name);
+
+// Decodes the greedy reference `name` one token at a time through `engine`
+// (argmax of its logits), for `steps` positions (0: all), checking every
+// token; calls after_step(pos) after each. False, with the failure recorded,
+// at the first token that differs.
+bool follow_greedy_reference(Engine& engine, const std::string& name, int steps = 0,
+                             const std::function<void(int pos)>& after_step = {});
 
 // A fresh directory under /tmp, removed when the object dies.
 class TempDir {

@@ -167,12 +167,8 @@ TEST(WorkerLifecycle, StatusAnswersWhileAnotherCoordinatorIsMidRunAndASecondCoor
     test::TwoWorkerSession s;
     const test::WorkerProcess& a = s.a;
     const test::WorkerProcess& b = s.b;
-    const std::vector<int> expected = test::reference_ids("stories260K.greedy.n256.noprompt");
-    int token = expected[0];
-    for (int pos = 0; pos + 1 < static_cast<int>(expected.size()); ++pos) {
-        token = argmax(s.engine->forward(&token, 1, pos), s.file.config.vocab_size);
-        ASSERT_EQ(token, expected[static_cast<size_t>(pos) + 1]) << "position " << pos;
-        if (pos != 100) continue;
+    test::follow_greedy_reference(*s.engine, "stories260K.greedy.n256.noprompt", 0, [&](int pos) {
+        if (pos != 100) return;
         const auto st = test::run_command({test::ferry_bin(), "status", "--json", "--workers", test::addresses({&a, &b})});
         ASSERT_EQ(st.exit_code, 0) << st.err;
         const auto j = nlohmann::json::parse(st.out);
@@ -191,7 +187,7 @@ TEST(WorkerLifecycle, StatusAnswersWhileAnotherCoordinatorIsMidRunAndASecondCoor
                                                                  {"-n", "8", "--workers", a.address()}));
         EXPECT_EQ(busy.exit_code, 1);
         EXPECT_NE(busy.err.find("busy: serving coordinator"), std::string::npos) << busy.err;
-    }
+    });
 }
 
 // The coordinator drives its sockets only while it waits for an answer; an
@@ -209,13 +205,9 @@ TEST(WorkerLifecycle, AnIdleCoordinatorKeepsItsSessionAlive) {
     o.timeout_s = 1;
     o.progress = false;
     PipelineEngine engine(file, o, file.config.seq_len, &pool);
-    const std::vector<int> expected = test::reference_ids("stories260K.greedy.n256.noprompt");
-    int token = expected[0];
-    for (int pos = 0; pos < 20; ++pos) {
+    test::follow_greedy_reference(engine, "stories260K.greedy.n256.noprompt", 20, [](int pos) {
         if (pos == 10) usleep(3'000'000);  // three timeouts without a request
-        token = argmax(engine.forward(&token, 1, pos), file.config.vocab_size);
-        ASSERT_EQ(token, expected[static_cast<size_t>(pos) + 1]) << "position " << pos;
-    }
+    });
     EXPECT_EQ(a.log().find("session ended"), std::string::npos) << a.log();
 }
 
