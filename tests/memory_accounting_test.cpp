@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/model_file.h"
 #include "common/shard_memory.h"
@@ -144,6 +145,31 @@ void expect_within_tolerance(const std::vector<Measured>& ms) {
         EXPECT_LE(std::fabs(m.error), kTolerance) << m.worker << ": predicted " << m.predicted << " B, peak RSS "
                                                   << m.peak << " B";
         ::testing::Test::RecordProperty(m.worker, std::to_string(100 * m.error) + "%");
+    }
+}
+
+uint64_t status_kb(int pid, const std::string& key) {
+    std::istringstream in(test::read_file("/proc/" + std::to_string(pid) + "/status"));
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind(key + ":", 0) == 0) return std::stoull(line.substr(key.size() + 1)) * 1024;
+    return 0;
+}
+
+// The overhead constants stay honest: an idle worker (after its start-up
+// probe) is below them, and not so far below that they stopped meaning much;
+// serving adds the rest (the cases below).
+TEST_F(MemoryAccounting, ProcessOverheadConstantsAreAboveAnIdleWorker) {
+    test::TempDir tmp;
+    for (const bool i686 : {false, true}) {
+        if (i686 && !std::filesystem::exists(i686_worker())) continue;
+        test::WorkerProcess w({"--threads", "1", "--memory", "128M", "--cache-dir", tmp.file("c")},
+                              tmp.file(i686 ? "i686.log" : "x86_64.log"), {}, "127.0.0.1:0", i686 ? i686_worker() : "");
+        const uint64_t idle = status_kb(w.pid(), "VmRSS");
+        const uint64_t constant = worker_process_overhead(i686 ? "i686" : "x86_64");
+        std::printf("%s worker idle VmRSS %.2f MB, overhead constant %.2f MB\n", i686 ? "i686" : "x86_64",
+                    idle / 1048576.0, constant / 1048576.0);
+        EXPECT_LT(idle, constant);
+        EXPECT_GT(idle, constant / 3);
     }
 }
 
