@@ -254,5 +254,5 @@ case "${1:-}" in
   down) lan_down ;;
   check) check ;;
   bench) shift; bench "$@" ;;
-  *) sed -n '2,30p' "$0"; exit 2 ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 2 ;;
 esac
