@@ -6,8 +6,10 @@ set(CMAKE_SYSTEM_PROCESSOR i686)
 set(CMAKE_C_COMPILER gcc)
 set(CMAKE_CXX_COMPILER g++)
 # x87 floating point, no SSE in portable code; SIMD files add their own flags.
-set(CMAKE_C_FLAGS_INIT "-m32 -march=i686 -mtune=generic")
-set(CMAKE_CXX_FLAGS_INIT "-m32 -march=i686 -mtune=generic")
+# 64-bit file offsets: shard files and models can be larger than 2 GB
+# (common/net/shard_cache.cpp refuses to build without them).
+set(CMAKE_C_FLAGS_INIT "-m32 -march=i686 -mtune=generic -D_FILE_OFFSET_BITS=64")
+set(CMAKE_CXX_FLAGS_INIT "-m32 -march=i686 -mtune=generic -D_FILE_OFFSET_BITS=64")
 set(CMAKE_EXE_LINKER_FLAGS_INIT "-m32 -static")
 set(CMAKE_LIBRARY_ARCHITECTURE i386-linux-gnu)
 set(FERRY_I686_SYSROOT "" CACHE PATH "Extracted i386 packages (scripts/build-i686.sh)")

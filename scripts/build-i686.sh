@@ -31,6 +31,10 @@ if [ ! -f "$sysroot/.complete" ]; then
   for d in "$sysroot"/debs/*.deb; do dpkg -x "$d" "$sysroot"; done
   touch "$sysroot/.complete"
 fi
+# The toolchain's flags apply only when the cache is made: start over if it predates them.
+if [ -f build-i686/CMakeCache.txt ] && ! grep -q _FILE_OFFSET_BITS=64 build-i686/CMakeCache.txt; then
+  rm -f build-i686/CMakeCache.txt
+fi
 cmake -S . -B build-i686 -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_TOOLCHAIN_FILE="$root/cmake/i686.cmake" -DFERRY_I686_SYSROOT="$sysroot" \
   -DFERRY_BUILD_TESTS=OFF -DProtobuf_PROTOC_EXECUTABLE=/usr/bin/protoc \

@@ -14,6 +14,8 @@
 #include "common/net/shard_image.h"
 #include "common/shard_memory.h"
 
+static_assert(sizeof(off_t) == 8, "shard files can exceed 2 GB: build with -D_FILE_OFFSET_BITS=64 (cmake/i686.cmake does)");
+
 namespace ferry::net {
 
 ShardPaths shard_paths(const std::string& cache_dir, const std::string& model_hash, const ShardSpec& spec) {
