@@ -116,7 +116,7 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     if (opt_.head_on_worker) request.head = Placement::worker;
     if (opt_.head_on_coordinator) request.head = Placement::coordinator;
     plan_ = plan_pipeline(file, capacities, request);
-    std::fprintf(stderr, "plan:\n%s", format_plan(plan_, capacities).c_str());
+    std::fprintf(stderr, "%s", format_plan(plan_, capacities).c_str());
     // What each stage holds, from the plan: the one place a ShardSpec is made.
     for (const PlannedStage& s : plan_.stages) {
         Node* n = nodes_[static_cast<size_t>(s.worker)].get();
@@ -202,7 +202,7 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
         a->set_embedding(n->spec.embedding);
         a->set_head(n->spec.head);
         a->set_context(context_);
-        a->set_max_positions(opt_.prefill_chunk);
+        a->set_max_positions(plan_.max_positions);
         a->set_kv_type(kv_type_name(opt_.kv_type));
         a->set_wire(opt_.wire == "f16" ? wire::WIRE_F16 : wire::WIRE_F32);
         for (const TensorInfo& t : tensors) {
@@ -373,7 +373,8 @@ void PipelineEngine::run_request(const int* tokens, int n_tokens, int pos, int w
         embed_tokens(config_, local_, tokens, n_tokens, x_.data());
         local_ms += ms_since(t0);
     }
-    const int chunk = opt_.prefill_chunk > 0 && n_tokens > 1 ? opt_.prefill_chunk : n_tokens;
+    // The plan's request size (--prefill-chunk, or smaller when a whole prompt would not fit a worker).
+    const int chunk = plan_.max_positions > 0 && n_tokens > 1 ? plan_.max_positions : n_tokens;
     uint64_t last_id = 0;
     struct Sent {
         uint64_t id, at_ns, bytes;

@@ -69,7 +69,10 @@ TEST_F(SlowModel, SigkillMidGenerationStopsTheCoordinatorNamingTheNodeAndARestar
     auto b = std::make_unique<test::WorkerProcess>(slow_worker(tmp.file("cb")), tmp.file("b.log"));
     const std::string list = test::addresses({a.get(), b.get()});
     const int port_b = b->port();
-    auto run = std::async(std::launch::async, [&] { return test::run_command(run_args(list, {"--split", "3,3"}), 120); });
+    // Placement pinned: the planner weighs measured speeds, which may differ between the two runs and
+    // with them the shards, and then the restart would rightly be sent a new one.
+    const std::vector<std::string> pinned = {"--split", "3,3", "--embedding-on-worker", "--head-on-worker"};
+    auto run = std::async(std::launch::async, [&] { return test::run_command(run_args(list, pinned), 120); });
     wait_for_tokens(*b, 20);
     const auto killed = Clock::now();
     b->signal(SIGKILL);
@@ -83,7 +86,7 @@ TEST_F(SlowModel, SigkillMidGenerationStopsTheCoordinatorNamingTheNodeAndARestar
     b.reset();
     // The daemon restarted on its port (with its cache) serves a new run; the survivor took the next coordinator.
     test::WorkerProcess again(slow_worker(tmp.file("cb")), tmp.file("b2.log"), {}, "127.0.0.1:" + std::to_string(port_b));
-    const auto ok = test::run_command(run_args(list, {"--split", "3,3"}, "16"), 120);
+    const auto ok = test::run_command(run_args(list, pinned, "16"), 120);
     EXPECT_EQ(ok.exit_code, 0) << ok.err << again.log();
     EXPECT_NE(ok.err.find("shard bytes sent: 0"), std::string::npos) << ok.err;
 }

@@ -44,6 +44,34 @@ TEST(WorkerMemory, PeakRssStaysWithinA128MBudgetWithItsShardLoadedAndRunning) {
     EXPECT_LE(j["peak_rss"].get<uint64_t>(), kBudget) << s.out << "\n" << r.err;
 }
 
+// A whole 4096-position prompt would not fit the worker's 80 MB (its request
+// buffers alone are 24 MB), prompts in requests of 512 do: the planner picks
+// that, the worker is assigned it and accepts, and a 588-token prompt crosses
+// in two requests with the single process's text.
+TEST(WorkerMemory, APlannedRequestSizeIsWhatTheWorkerIsAssignedAndWhatIsSent) {
+    test::TempDir tmp;
+    const auto synth = test::run_command({test::ferry_bin(), "synth", tmp.file("m.bin"), "--dim", "512", "--hidden-dim",
+                                          "512", "--layers", "2", "--heads", "8", "--vocab", "256", "--seq-len", "4096",
+                                          "--tokenizer-out", tmp.file("tok.bin"), "-q"},
+                                         60);
+    ASSERT_EQ(synth.exit_code, 0) << synth.err;
+    std::string prompt = "the cat sat on a mat";
+    for (int i = 0; i < 27; ++i) prompt += " the cat sat on a mat";
+    const std::vector<std::string> run = {test::ferry_bin(), "run", tmp.file("m.bin"), "-z", tmp.file("tok.bin"), "-i",
+                                          prompt, "-n", "700", "-t", "0", "--threads", "1"};
+    const auto single = test::run_command(run, 60);
+    ASSERT_EQ(single.exit_code, 0) << single.err;
+    test::WorkerProcess w({"--threads", "1", "--memory", "80M", "--cache-dir", tmp.file("cache")}, tmp.file("w.log"));
+    std::vector<std::string> pipeline = run;
+    for (const char* a : {"--embedding-on-coordinator", "--workers"}) pipeline.push_back(a);
+    pipeline.push_back(w.address());
+    const auto r = test::run_command(pipeline, 60);
+    ASSERT_EQ(r.exit_code, 0) << r.err << w.log();
+    EXPECT_NE(r.err.find("prompts in requests of at most 512 positions"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("prefill: 588 tokens"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, single.out);
+}
+
 TEST(WorkerMemory, TheSpeedProbeIsBoundedByTheBudget) {
     EXPECT_EQ(worker::probe_limit(0), 64ll << 20);
     EXPECT_EQ(worker::probe_limit(128ull << 20), 16ll << 20);
