@@ -17,6 +17,7 @@ struct Avx2 {
     using V = __m256;
     static constexpr int kPrefillRows = 3;
     static constexpr int kPrefillTokens = 3;
+    static constexpr int kAccumulators = 12;
     static constexpr bool kGroupedHeads = true;
     static V zero() { return _mm256_setzero_ps(); }
     static V set1(float f) { return _mm256_set1_ps(f); }
@@ -51,7 +52,7 @@ struct Avx2 {
     }
 };
 
-// Widens the last n < 8 halves through the 8-wide path (zero-padded).
+// Widens n <= 8 halves through the 8-wide path (zero-padded).
 template <class Widen8>
 void widen_tail_u16(const uint16_t* p, int n, float* out) {
     uint16_t padded[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -61,6 +62,7 @@ void widen_tail_u16(const uint16_t* p, int n, float* out) {
 
 struct F32 {
     using W = float;
+    static constexpr int kLanes = 8;
     static __m256 load(const float* p) { return _mm256_loadu_ps(p); }
     static void widen_tail(const float* p, int n, float* out) {
         for (int i = 0; i < n; ++i) out[i] = p[i];
@@ -69,6 +71,7 @@ struct F32 {
 
 struct F16 {
     using W = uint16_t;
+    static constexpr int kLanes = 16;
     static __m256 load(const uint16_t* p) {
         return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     }
@@ -77,6 +80,7 @@ struct F16 {
 
 struct BF16 {
     using W = uint16_t;
+    static constexpr int kLanes = 16;
     static __m256 load(const uint16_t* p) {
         const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));

@@ -20,12 +20,15 @@ struct V8 {
 
 struct Sse2 {
     using V = V8;
+    // An 8-lane accumulator takes two of the 16 (x86-64) or 8 (i386) xmm registers.
 #if defined(__x86_64__)
     static constexpr int kPrefillRows = 2;
     static constexpr int kPrefillTokens = 2;
-#else  // 8 xmm registers
+    static constexpr int kAccumulators = 4;
+#else
     static constexpr int kPrefillRows = 2;
     static constexpr int kPrefillTokens = 1;
+    static constexpr int kAccumulators = 2;
 #endif
     static constexpr bool kGroupedHeads = false;
     static V zero() { return {_mm_setzero_ps(), _mm_setzero_ps()}; }
@@ -60,7 +63,7 @@ struct Sse2 {
     }
 };
 
-// Widens the last n < 8 halves through the 8-wide path (zero-padded).
+// Widens n <= 8 halves through the 8-wide path (zero-padded).
 template <class Widen8>
 void widen_tail_u16(const uint16_t* p, int n, float* out) {
     uint16_t padded[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -70,6 +73,7 @@ void widen_tail_u16(const uint16_t* p, int n, float* out) {
 
 struct F32 {
     using W = float;
+    static constexpr int kLanes = 8;
     static V8 load(const float* p) { return Sse2::load(p); }
     static void widen_tail(const float* p, int n, float* out) {
         for (int i = 0; i < n; ++i) out[i] = p[i];
@@ -94,6 +98,7 @@ __m128 half4_to_float(__m128i w) {
 
 struct F16 {
     using W = uint16_t;
+    static constexpr int kLanes = 16;
     static V8 load(const uint16_t* p) {
         const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
         const __m128i zero = _mm_setzero_si128();
@@ -104,6 +109,7 @@ struct F16 {
 
 struct BF16 {
     using W = uint16_t;
+    static constexpr int kLanes = 16;
     static V8 load(const uint16_t* p) {
         const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
         const __m128i zero = _mm_setzero_si128();

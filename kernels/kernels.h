@@ -17,10 +17,15 @@
 // -ffp-contract=off and the SIMD code uses separate mul and add);
 // expf/powf/sinf/cosf are the same libm call on every level; F16 and BF16
 // are widened to f32 exactly (F16C's conversion equals the scalar one).
-//  * Dot products in matmul: lane j (j < 8) sums the products of elements
-//    i = j (mod 8) below n - n % 8 in increasing i (starting from 0), then
-//    sum = ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)), then the last
-//    n % 8 products are added to sum one at a time.
+//  * Dot products in matmul, with L = 8 lanes for f32 weights and L = 16 for
+//    f16 and bf16: lane j (j < L) sums the products of elements i = j (mod L)
+//    below n - n % L in increasing i (starting from 0); with 16 lanes
+//    s_j += s_(j+8) for j < 8; then sum = ((s0 + s4) + (s2 + s6)) +
+//    ((s1 + s5) + (s3 + s7)), and the last n % L products are added to sum
+//    one at a time. (16 lanes give one row of 16-bit weights two independent
+//    add chains, which decode needs to stream them at memory speed; f32 rows
+//    bring twice the bytes per add and keep 8 lanes, which tile better for
+//    prefill.)
 //  * rmsnorm, softmax, attention keep llama2.c run.c's sequential order (sum
 //    from 0, element by element), so ferry's tokens equal run.c's; the SIMD
 //    code vectorizes across independent sums (positions, elements), never

@@ -19,50 +19,53 @@ inline float widen(float w) { return w; }
 inline float widen_f16(uint16_t w) { return fp16_to_fp32(w); }
 inline float widen_bf16(uint16_t w) { return bf16_to_fp32(w); }
 
-// The canonical dot product. One operation per statement: on x87 each
-// assignment rounds to float (-ffloat-store), as SSE does.
-template <class W, float (*Widen)(W)>
+// The canonical dot product over kLanes (8 or 16) lanes, kernels.h. One
+// operation per statement: on x87 each assignment rounds to float
+// (-ffloat-store), as SSE does.
+template <class W, float (*Widen)(W), int kLanes>
 float dot(const W* w, const float* x, int64_t n) {
-    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    const int64_t n8 = n - n % 8;
-    for (int64_t i = 0; i < n8; i += 8) {
-        for (int j = 0; j < 8; ++j) {
+    float s[kLanes] = {};
+    const int64_t body = n - n % kLanes;
+    for (int64_t i = 0; i < body; i += kLanes) {
+        for (int j = 0; j < kLanes; ++j) {
             const float p = Widen(w[i + j]) * x[i + j];
             s[j] += p;
         }
     }
+    if (kLanes == 16)
+        for (int j = 0; j < 8; ++j) s[j] += s[j + 8];
     const float s04 = s[0] + s[4], s26 = s[2] + s[6], s15 = s[1] + s[5], s37 = s[3] + s[7];
     const float even = s04 + s26, odd = s15 + s37;
     float sum = even + odd;
-    for (int64_t i = n8; i < n; ++i) {
+    for (int64_t i = body; i < n; ++i) {
         const float p = Widen(w[i]) * x[i];
         sum += p;
     }
     return sum;
 }
 
-template <class W, float (*Widen)(W)>
+template <class W, float (*Widen)(W), int kLanes>
 void matmul_rows(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
                  int64_t r0, int64_t r1) {
     const W* W0 = static_cast<const W*>(w);
     for (int64_t r = r0; r < r1; ++r)
         for (int t = 0; t < n_tokens; ++t)
-            out[t * out_stride + r] = dot<W, Widen>(W0 + r * cols, x + t * cols, cols);
+            out[t * out_stride + r] = dot<W, Widen, kLanes>(W0 + r * cols, x + t * cols, cols);
 }
 
 }  // namespace
 
 void matmul_f32(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
                 int64_t r0, int64_t r1) {
-    matmul_rows<float, widen>(out, out_stride, w, cols, x, n_tokens, r0, r1);
+    matmul_rows<float, widen, 8>(out, out_stride, w, cols, x, n_tokens, r0, r1);
 }
 void matmul_f16(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
                 int64_t r0, int64_t r1) {
-    matmul_rows<uint16_t, widen_f16>(out, out_stride, w, cols, x, n_tokens, r0, r1);
+    matmul_rows<uint16_t, widen_f16, 16>(out, out_stride, w, cols, x, n_tokens, r0, r1);
 }
 void matmul_bf16(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
                  int64_t r0, int64_t r1) {
-    matmul_rows<uint16_t, widen_bf16>(out, out_stride, w, cols, x, n_tokens, r0, r1);
+    matmul_rows<uint16_t, widen_bf16, 16>(out, out_stride, w, cols, x, n_tokens, r0, r1);
 }
 
 float read_bandwidth_probe(const float* data, int64_t n) {

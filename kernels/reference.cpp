@@ -34,17 +34,19 @@ void matmul(float* out, const Matrix& w, const float* x, int n_tokens, double* a
     }
 }
 
-float canonical_dot(const float* w, const float* x, int64_t n) {
-    const int64_t n8 = n - n % 8;
-    float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int64_t i = 0; i < n8; ++i) {
+float canonical_dot(const float* w, const float* x, int64_t n, int lanes) {
+    const int64_t body = n - n % lanes;
+    float lane[16] = {};
+    for (int64_t i = 0; i < body; ++i) {
         const float p = w[i] * x[i];
-        lane[i % 8] += p;
+        lane[i % lanes] += p;
     }
-    const float a = lane[0] + lane[4], b = lane[2] + lane[6], c = lane[1] + lane[5], d = lane[3] + lane[7];
+    float s[8];
+    for (int j = 0; j < 8; ++j) s[j] = lanes == 16 ? lane[j] + lane[j + 8] : lane[j];
+    const float a = s[0] + s[4], b = s[2] + s[6], c = s[1] + s[5], d = s[3] + s[7];
     const float ab = a + b, cd = c + d;
     float sum = ab + cd;
-    for (int64_t i = n8; i < n; ++i) {
+    for (int64_t i = body; i < n; ++i) {
         const float p = w[i] * x[i];
         sum += p;
     }

@@ -14,9 +14,10 @@ namespace ferry::kernels::reference {
 void matmul(float* out, const Matrix& w, const float* x, int n_tokens, double* abs_sum = nullptr);
 
 // The canonical float summation order every dot product of matmul promises
-// (kernels.h), written as plainly as possible: the kernels must equal it bit
-// for bit.
-float canonical_dot(const float* w, const float* x, int64_t n);
+// (kernels.h) with `lanes` lanes (8: f32 weights, 16: f16 and bf16), over
+// weights already widened to f32, written as plainly as possible: the kernels
+// must equal it bit for bit.
+float canonical_dot(const float* w, const float* x, int64_t n, int lanes);
 
 void rmsnorm(float* out, const float* x, const float* weight, int n, float eps);
 void softmax(float* x, int n);

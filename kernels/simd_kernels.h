@@ -8,15 +8,17 @@
 // transpose8(V[8]) (v[i] lane j becomes v[j] lane i), prefetch(const void*),
 // the prefill tile shape kPrefillRows x kPrefillTokens, and kGroupedHeads
 // (score 8 query heads of one key head at once: needs 11 vector registers).
-// L (a weight type) provides: W, load(const W*) -> V of 8 floats, and
-// widen_tail(const W*, int n < 8, float out[8]).
+// L (a weight type) provides: W, kLanes (8 or 16: its canonical order, see
+// kernels.h), load(const W*) -> V of 8 floats, and
+// widen_tail(const W*, int n <= 8, float out[8]).
 //
 // Matrix product: a tile is R weight rows x T tokens: each step loads 8 values of each row
 // once and uses them for all T tokens, so prefill reads a weight row once
 // per T tokens from cache and once per R-row block from memory. Every one of
-// the R*T dot products keeps the canonical order of kernels.h: an 8-lane
-// accumulator (lane j takes elements i = j mod 8), S::reduce's fixed tree,
-// then the tail one element at a time.
+// the R*T dot products keeps the canonical order of kernels.h: L::kLanes lanes
+// (lane j takes elements i = j mod kLanes) in one 8-lane accumulator, or two
+// (lanes 0-7 and 8-15) that are added first, S::reduce's fixed tree, then the
+// tail one element at a time.
 #pragma once
 #include <cstdint>
 
@@ -33,36 +35,99 @@ constexpr int64_t kDecodePrefetchBytes = 8192;
 // Prefill tiles read R rows at once, from cache most of the time.
 constexpr int64_t kPrefillPrefetchBytes = 1024;
 
+// acc[i][t] += row i's 8 weights at k times token t's 8 values at k.
 template <class S, class L, int R, int T>
+inline void accumulate_step(typename S::V (&acc)[R][T], const typename L::W* const (&row)[R], const float* x,
+                            int64_t cols, int64_t k) {
+    using V = typename S::V;
+    V xv[T];
+    for (int t = 0; t < T; ++t) xv[t] = S::load(x + t * cols + k);
+    for (int i = 0; i < R; ++i) {
+        const V wv = L::load(row[i] + k);
+        for (int t = 0; t < T; ++t) acc[i][t] = S::add(acc[i][t], S::mul(wv, xv[t]));
+    }
+}
+
+template <class L>
+constexpr int64_t ahead(bool decode) {
+    return (decode ? kDecodePrefetchBytes : kPrefillPrefetchBytes) / static_cast<int64_t>(sizeof(typename L::W));
+}
+
+// Prefetches each row `distance` weights past k, once per cache line, never
+// past prefetch_end.
+template <class S, class L, int R>
+inline void prefetch_rows(const typename L::W* const (&row)[R], int64_t k, int64_t distance,
+                          const typename L::W* prefetch_end) {
+    if (k % (64 / static_cast<int64_t>(sizeof(typename L::W))) != 0) return;
+    for (int i = 0; i < R; ++i)
+        if (row[i] + k + distance < prefetch_end) S::prefetch(row[i] + k + distance);
+}
+
+// sums[i][t] += the 8-value blocks at k = begin + half, + 16, ... below end:
+// one half (lanes 0-7 or 8-15) of the 16-lane order, with the R*T
+// accumulators in registers for the span.
+template <class S, class L, int R, int T, int half>
+inline void accumulate_span(typename S::V (&sums)[R][T], const typename L::W* const (&row)[R], const float* x,
+                            int64_t cols, int64_t begin, int64_t end, const typename L::W* prefetch_end) {
+    typename S::V acc[R][T];
+    for (int i = 0; i < R; ++i)
+        for (int t = 0; t < T; ++t) acc[i][t] = sums[i][t];
+    for (int64_t k = begin; k < end; k += 16) {
+        if (half == 0) prefetch_rows<S, L, R>(row, k, ahead<L>(false), prefetch_end);
+        accumulate_step<S, L, R, T>(acc, row, x, cols, k + half);
+    }
+    for (int i = 0; i < R; ++i)
+        for (int t = 0; t < T; ++t) sums[i][t] = acc[i][t];
+}
+
+// One tile: out[t * out_stride + r + i] for i < R, t < T, in the canonical
+// order of L::kLanes (8 or 16) lanes.
+template <class S, class L, int R, int T, bool kDecode = false>
 inline void tile(float* out, int64_t out_stride, const typename L::W* w, int64_t cols, const float* x, int64_t r,
                  const typename L::W* prefetch_end) {
     using V = typename S::V;
-    V acc[R][T];
-    for (int i = 0; i < R; ++i)
-        for (int t = 0; t < T; ++t) acc[i][t] = S::zero();
+    constexpr int64_t kLanes = L::kLanes;
     const typename L::W* row[R];
     for (int i = 0; i < R; ++i) row[i] = w + (r + i) * cols;
-    const int64_t n8 = cols - cols % 8;
-    constexpr int64_t kAhead =
-        (R * T == 1 ? kDecodePrefetchBytes : kPrefillPrefetchBytes) / static_cast<int64_t>(sizeof(typename L::W));
-    for (int64_t k = 0; k < n8; k += 8) {
-        if (k % (64 / sizeof(typename L::W)) == 0)
-            for (int i = 0; i < R; ++i)
-                if (row[i] + k + kAhead < prefetch_end) S::prefetch(row[i] + k + kAhead);
-        V xv[T];
-        for (int t = 0; t < T; ++t) xv[t] = S::load(x + t * cols + k);
-        for (int i = 0; i < R; ++i) {
-            const V wv = L::load(row[i] + k);
-            for (int t = 0; t < T; ++t) acc[i][t] = S::add(acc[i][t], S::mul(wv, xv[t]));
+    const int64_t body = cols - cols % kLanes;
+    V low[R][T], high[R][T];  // lanes 0-7 and (16 lanes) 8-15
+    for (int i = 0; i < R; ++i)
+        for (int t = 0; t < T; ++t) low[i][t] = high[i][t] = S::zero();
+    if constexpr (kLanes == 8) {
+        for (int64_t k = 0; k < body; k += 8) {
+            prefetch_rows<S, L, R>(row, k, ahead<L>(kDecode), prefetch_end);
+            accumulate_step<S, L, R, T>(low, row, x, cols, k);
+        }
+    } else if constexpr (2 * R * T <= S::kAccumulators) {
+        // Both halves in one pass: decode gets two independent add chains per
+        // row, which a 16-bit weight stream needs to reach memory speed.
+        for (int64_t k = 0; k < body; k += 16) {
+            prefetch_rows<S, L, R>(row, k, ahead<L>(kDecode), prefetch_end);
+            accumulate_step<S, L, R, T>(low, row, x, cols, k);
+            accumulate_step<S, L, R, T>(high, row, x, cols, k + 8);
+        }
+    } else {
+        // Too many accumulators for the registers: the two halves in turn,
+        // over spans short enough that the second finds the data in L1.
+        constexpr int64_t kSpan = 512;
+        for (int64_t k = 0; k < body; k += kSpan) {
+            const int64_t end = k + kSpan < body ? k + kSpan : body;
+            accumulate_span<S, L, R, T, 0>(low, row, x, cols, k, end, prefetch_end);
+            accumulate_span<S, L, R, T, 8>(high, row, x, cols, k, end, prefetch_end);
         }
     }
-    const int tail = static_cast<int>(cols - n8);
+    const int tail = static_cast<int>(cols - body);
     for (int i = 0; i < R; ++i) {
-        float wt[8];
-        if (tail) L::widen_tail(row[i] + n8, tail, wt);
+        float wt[16];
+        if (tail > 8) {
+            L::widen_tail(row[i] + body, 8, wt);
+            L::widen_tail(row[i] + body + 8, tail - 8, wt + 8);
+        } else if (tail) {
+            L::widen_tail(row[i] + body, tail, wt);
+        }
         for (int t = 0; t < T; ++t) {
-            float sum = S::reduce(acc[i][t]);
-            const float* xt = x + t * cols + n8;
+            float sum = S::reduce(kLanes == 16 ? S::add(low[i][t], high[i][t]) : low[i][t]);
+            const float* xt = x + t * cols + body;
             for (int j = 0; j < tail; ++j) {
                 const float p = wt[j] * xt[j];
                 sum += p;
@@ -101,7 +166,7 @@ void matmul_rows(float* out, int64_t out_stride, const void* w_data, int64_t col
         const char* first = reinterpret_cast<const char*>(w + r0 * cols);
         for (int64_t b = 0; b < kDecodePrefetchBytes && first + b < reinterpret_cast<const char*>(end); b += 64)
             S::prefetch(first + b);
-        for (; r < r1; ++r) tile<S, L, 1, 1>(out, out_stride, w, cols, x, r, end);
+        for (; r < r1; ++r) tile<S, L, 1, 1, true>(out, out_stride, w, cols, x, r, end);
         return;
     }
     for (; r + S::kPrefillRows <= r1; r += S::kPrefillRows)

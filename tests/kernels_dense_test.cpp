@@ -162,19 +162,32 @@ INSTANTIATE_TEST_SUITE_P(DenseTypes, DenseMatmul,
                          ::testing::Values(TensorType::F32, TensorType::F16, TensorType::BF16),
                          [](const auto& info) { return std::string(tensor_type_name(info.param)); });
 
-// The documented canonical order itself, not just agreement between levels.
+// The documented canonical order itself, not just agreement between levels:
+// 8 lanes for f32 weights, 16 for f16 and bf16.
 TEST(DenseMatmulOrder, EveryLevelSumsInTheCanonicalOrder) {
-    for (int cols : kOddSizes) {
-        // Values of mixed magnitude, so another order rounds differently.
-        std::vector<float> w = random_floats(static_cast<size_t>(cols), 11), x = random_floats(cols, 12);
-        for (int i = 0; i < cols; i += 3) w[i] *= 1e4f;
-        const Matrix m{TensorType::F32, w.data(), 1, cols, 0};
-        const float want = reference::canonical_dot(w.data(), x.data(), cols);
-        for_each_level([&](const char* level) {
-            float got = NAN;
-            matmul(&got, m, x.data(), 1, nullptr);
-            EXPECT_EQ(fp32_to_bits(got), fp32_to_bits(want)) << level << " cols " << cols;
-        });
+    for (TensorType type : {TensorType::F32, TensorType::F16, TensorType::BF16}) {
+        const int lanes = type == TensorType::F32 ? 8 : 16;
+        for (int cols : kOddSizes) {
+            // Values of mixed magnitude, so another order rounds differently.
+            TestMatrix w(type, 1, cols, 11);
+            std::vector<float> widened(static_cast<size_t>(cols));
+            for (int i = 0; i < cols; ++i) {
+                const float v = w.f32[i] * (i % 3 == 0 ? 1e4f : 1.0f);
+                if (type == TensorType::F32) {
+                    w.f32[i] = widened[i] = v;
+                } else {
+                    w.u16[i] = type == TensorType::F16 ? fp32_to_fp16(v) : fp32_to_bf16(v);
+                    widened[i] = type == TensorType::F16 ? fp16_to_fp32(w.u16[i]) : bf16_to_fp32(w.u16[i]);
+                }
+            }
+            const std::vector<float> x = random_floats(cols, 12);
+            const float want = reference::canonical_dot(widened.data(), x.data(), cols, lanes);
+            for_each_level([&](const char* level) {
+                float got = NAN;
+                matmul(&got, w.m, x.data(), 1, nullptr);
+                EXPECT_EQ(fp32_to_bits(got), fp32_to_bits(want)) << level << " " << tensor_type_name(type) << " cols " << cols;
+            });
+        }
     }
 }
 
