@@ -73,6 +73,7 @@ int cmd_run(const RunOptions& o) {
     const Tokenizer tokenizer = load_tokenizer(file, o.tokenizer);
     kernels::ThreadPool pool(resolve_threads(o.threads));
     const int context = context_for(c, o.ctx);
+    encode_prompt(tokenizer, o.prompt, context);  // a prompt that cannot fit fails before shards are sent
     std::unique_ptr<Engine> engine = make_engine(file, o, context, &pool);
 
     Sampler sampler(c.vocab_size, sampler_params(o));

@@ -13,16 +13,21 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
+std::vector<int> encode_prompt(const Tokenizer& tokenizer, const std::string& prompt, int context) {
+    std::vector<int> ids = tokenizer.encode(prompt, true, false);
+    if (static_cast<int>(ids.size()) > context)
+        throw Error("the prompt is " + std::to_string(ids.size()) + " tokens, longer than the context of " +
+                    std::to_string(context) + "; shorten it");
+    return ids;
+}
+
 GenerateResult generate(Engine& engine, const Tokenizer& tokenizer, Sampler& sampler, const GenerateOptions& opt,
                         std::FILE* out) {
     const int context = engine.context();
     int steps = opt.steps;
     if (steps <= 0 || steps > context) steps = context;
     GenerateResult r;
-    const std::vector<int> prompt = tokenizer.encode(opt.prompt, true, false);
-    if (static_cast<int>(prompt.size()) > context)
-        throw Error("the prompt is " + std::to_string(prompt.size()) + " tokens, longer than the context of " +
-                    std::to_string(context) + "; shorten it");
+    const std::vector<int> prompt = encode_prompt(tokenizer, opt.prompt, context);
     r.prompt_tokens = static_cast<int>(prompt.size());
     r.ids.push_back(prompt[0]);
 

@@ -23,6 +23,10 @@ struct GenerateResult {
     double decode_ms = 0;
 };
 
+// BOS and the prompt's tokens; throws ferry::Error if they do not fit the
+// context (checked before any worker is contacted, and again by generate()).
+std::vector<int> encode_prompt(const Tokenizer& tokenizer, const std::string& prompt, int context);
+
 // Streams text to `out` as run.c prints it (flushed per token), ending with "\n".
 // Throws ferry::Error if the prompt does not fit the context.
 GenerateResult generate(Engine& engine, const Tokenizer& tokenizer, Sampler& sampler, const GenerateOptions& opt,

@@ -138,6 +138,19 @@ TEST(Generate, PromptLongerThanTheContextIsAClearError) {
     EXPECT_EQ(run(fits, "Once upon a time", 0).result.ids, (std::vector<int>{1, 403, 407, 261, 378, 261}));
 }
 
+// The prompt is checked before any worker is contacted: nothing listens on
+// port 1, so reaching the network would give a connection error instead.
+TEST(Generate, APromptTooLongFailsBeforeTheWorkersAreContacted) {
+    const std::string model = test::shared_dir() + "/models/stories260K.bin", tok = test::shared_dir() + "/models/tok512.bin";
+    const auto r = test::run_command({test::ferry_bin(), "run", model, "-z", tok, "--ctx", "8", "-i",
+                                      "Once upon a time there was a little girl who liked to play", "--workers",
+                                      "127.0.0.1:1"},
+                                     30);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("longer than the context of 8"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("127.0.0.1:1"), std::string::npos) << r.err;
+}
+
 // An engine that draws the token where its head is (the pipeline's last
 // worker): generate() asks it for tokens, never for logits, and hands it the
 // very sampler whose state the draws advance.
