@@ -353,7 +353,9 @@ struct Worker::Impl {
             spdlog::info("{}: coordinator {}: {}; session ended", name, session->coordinator, reason);
             end_session();
         } else if (p.conn == session->upstream) {
-            spdlog::warn("{}: data connection from {}: {}", name, session->upstream_name, reason);
+            // Also the normal end of a session (the previous stage closes first): a real loss is
+            // reported as an error by report_link_loss if the session is still alive then.
+            spdlog::info("{}: data connection from {}: {}", name, session->upstream_name, reason);
             session->upstream.reset();
             report_link_loss("the data connection from the previous stage " + session->upstream_name + " ended: " + reason);
         }
