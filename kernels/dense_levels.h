@@ -24,10 +24,14 @@ struct DenseKernels {
     // for t < n_pos: run.c's sequential order, whichever way it is vectorized.
     void (*attention_scores)(float* att, int64_t att_stride, const float* q, int n_q, const float* key,
                              int64_t key_stride, int n_pos, int head_size, float scale);
-    // out[i] = sum_t att[t] * value[t * value_stride + i], t = 0, 1, ... in order,
-    // starting from 0 (run.c's order), for i < head_size.
+    // out[i] += att[t] * value[t * value_stride + i], t = 0, 1, ... in order,
+    // for i < head_size: run.c's order when out starts at 0, and still when a
+    // run of positions is split into consecutive spans (attention reads a
+    // 16-bit or quantized cache a span at a time).
     void (*attention_values)(float* out, const float* att, const float* value, int64_t value_stride, int n_pos,
                              int head_size);
+    // out[i] = fp16_to_fp32(in[i]) for i < n (exact on every level).
+    void (*widen_f16)(float* out, const uint16_t* in, int64_t n);
     // Any sum of data[0..n): only the reading speed matters.
     float (*read_bandwidth_probe)(const float* data, int64_t n);
 };
@@ -45,6 +49,7 @@ struct DenseKernels {
                           int64_t key_stride, int n_pos, int head_size, float scale);                             \
     void attention_values(float* out, const float* att, const float* value, int64_t value_stride, int n_pos,     \
                           int head_size);                                                                         \
+    void widen_f16(float* out, const uint16_t* in, int64_t n);                                                    \
     float read_bandwidth_probe(const float* data, int64_t n);
 namespace scalar { FERRY_DENSE_LEVEL_FUNCTIONS }
 namespace sse2 { FERRY_DENSE_LEVEL_FUNCTIONS }

@@ -2,11 +2,14 @@
 // llama2.c's run.c (token-exact output depends on it). One floating-point
 // operation per statement: on x87 each assignment rounds to float
 // (-ffloat-store), so a Pentium II computes what SSE computes.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "kernels/dense_levels.h"
+#include "kernels/fp16.h"
 #include "kernels/kernels.h"
+#include "kernels/quant_blocks.h"
 
 namespace ferry::kernels {
 
@@ -30,7 +33,6 @@ void attention_scores(float* att, int64_t att_stride, const float* q, int n_q, c
 
 void attention_values(float* out, const float* att, const float* value, int64_t value_stride, int n_pos,
                       int head_size) {
-    for (int i = 0; i < head_size; ++i) out[i] = 0.0f;
     for (int t = 0; t < n_pos; ++t) {
         const float* v = value + t * value_stride;
         const float a = att[t];
@@ -39,6 +41,10 @@ void attention_values(float* out, const float* att, const float* value, int64_t 
             out[i] += p;
         }
     }
+}
+
+void widen_f16(float* out, const uint16_t* in, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(in[i]);
 }
 
 }  // namespace scalar
@@ -110,23 +116,106 @@ void swiglu(float* hb, const float* up, int n) {
     }
 }
 
-void attention(float* out, float* att_all, const float* q, const float* key, const float* value, int pos,
+namespace {
+
+// Floats of the buffer a span of 16-bit or quantized key/value rows is widened
+// into: 16 KB, so the span stays in L1 while it is read.
+constexpr int kSpanFloats = 4096;
+
+// Positions of a span: as many as fit kSpanFloats, a multiple of 8 when
+// possible (the SIMD scores take 8 positions at a time).
+int span_positions(int head_size) {
+    const int n = kSpanFloats / head_size;
+    return n >= 8 ? n - n % 8 : n;
+}
+
+// Values [begin, begin + n) of Q8_0 row `blocks` as f32: d * q, which is
+// what dequantize_row gives (GGML's (d * 1) * q - 0 * 0, bit for bit).
+void widen_q8_0(float* out, const BlockQ8_0* blocks, int begin, int n) {
+    for (int j = begin; j < begin + n;) {
+        const BlockQ8_0& b = blocks[j / kQK8_0];
+        const float d = fp16_to_fp32(b.d);
+        const int8_t* q = b.qs + j % kQK8_0;
+        const int m = std::min(begin + n - j, kQK8_0 - j % kQK8_0);  // values taken from this block
+        for (int i = 0; i < m; ++i) out[i] = d * static_cast<float>(q[i]);
+        out += m;
+        j += m;
+    }
+}
+
+// One kv head's slice [offset, offset + head_size) of positions t0 .. t0+n-1
+// of `rows` as f32 rows: straight from an F32 cache (stride cols), else widened
+// into buf (stride head_size; buf holds n * head_size floats).
+struct HeadRows {
+    const float* data;
+    int64_t stride;
+};
+HeadRows head_rows(const Matrix& rows, int offset, int head_size, int t0, int n, float* buf,
+                   const DenseKernels& kern) {
+    const int64_t row_bytes = tensor_bytes(rows.type, 1, rows.cols);
+    const uint8_t* first = static_cast<const uint8_t*>(rows.data) + t0 * row_bytes;
+    if (rows.type == TensorType::F32) return {reinterpret_cast<const float*>(first) + offset, rows.cols};
+    for (int t = 0; t < n; ++t) {
+        const uint8_t* row = first + t * row_bytes;
+        float* dst = buf + static_cast<int64_t>(t) * head_size;
+        if (rows.type == TensorType::F16) kern.widen_f16(dst, reinterpret_cast<const uint16_t*>(row) + offset, head_size);
+        else widen_q8_0(dst, reinterpret_cast<const BlockQ8_0*>(row), offset, head_size);
+    }
+    return {buf, head_size};
+}
+
+bool attention_reads(const Matrix& rows, int head_size) {
+    if (rows.type == TensorType::F32) return true;
+    if (head_size > kSpanFloats) return false;
+    return rows.type == TensorType::F16 || (rows.type == TensorType::Q8_0 && rows.cols % kQK8_0 == 0);
+}
+
+}  // namespace
+
+void attention(float* out, float* att_all, const float* q, const Matrix& key, const Matrix& value, int pos,
                int n_heads, int n_kv_heads, int head_size) {
+    if (!attention_reads(key, head_size) || !attention_reads(value, head_size)) {
+        std::memset(out, 0, static_cast<size_t>(n_heads) * head_size * sizeof(float));
+        return;
+    }
     const DenseKernels& kern = dense_kernels(active_level());
-    const int kv_dim = n_kv_heads * head_size;
     const int kv_mul = n_heads / n_kv_heads;
     const float scale = std::sqrt(static_cast<float>(head_size));
     const int n_pos = pos + 1;
-    // The kv_mul query heads of one key head are scored together (the SIMD
-    // levels share each key load among them).
-    for (int g = 0; g < n_kv_heads; ++g)
-        kern.attention_scores(att_all + static_cast<int64_t>(g) * kv_mul * n_pos, n_pos, q + g * kv_mul * head_size,
-                              kv_mul, key + g * head_size, kv_dim, n_pos, head_size, scale);
-    for (int h = 0; h < n_heads; ++h) {
-        float* att = att_all + static_cast<int64_t>(h) * n_pos;
-        softmax(att, n_pos);
-        kern.attention_values(out + h * head_size, att, value + (h / kv_mul) * head_size, kv_dim, n_pos, head_size);
+    // An F32 cache is read in place in one span; the others a span of
+    // positions at a time, widened into buf (no decoded copy of the cache).
+    float buf[kSpanFloats];
+    const int key_span = key.type == TensorType::F32 ? n_pos : span_positions(head_size);
+    const int value_span = value.type == TensorType::F32 ? n_pos : span_positions(head_size);
+    for (int g = 0; g < n_kv_heads; ++g) {
+        const int h0 = g * kv_mul;  // the kv_mul query heads of key head g
+        float* att_g = att_all + static_cast<int64_t>(h0) * n_pos;
+        // Scored together: the SIMD levels share each key load among them.
+        for (int t0 = 0; t0 < n_pos; t0 += key_span) {
+            const int n = std::min(key_span, n_pos - t0);
+            const HeadRows k = head_rows(key, g * head_size, head_size, t0, n, buf, kern);
+            kern.attention_scores(att_g + t0, n_pos, q + h0 * head_size, kv_mul, k.data, k.stride, n, head_size,
+                                  scale);
+        }
+        for (int h = h0; h < h0 + kv_mul; ++h) {
+            softmax(att_all + static_cast<int64_t>(h) * n_pos, n_pos);
+            for (int i = 0; i < head_size; ++i) out[h * head_size + i] = 0.0f;
+        }
+        for (int t0 = 0; t0 < n_pos; t0 += value_span) {
+            const int n = std::min(value_span, n_pos - t0);
+            const HeadRows v = head_rows(value, g * head_size, head_size, t0, n, buf, kern);
+            for (int h = h0; h < h0 + kv_mul; ++h)
+                kern.attention_values(out + h * head_size, att_all + static_cast<int64_t>(h) * n_pos + t0, v.data,
+                                      v.stride, n, head_size);
+        }
     }
+}
+
+void attention(float* out, float* att, const float* q, const float* key, const float* value, int pos, int n_heads,
+               int n_kv_heads, int head_size) {
+    const int64_t kv_dim = static_cast<int64_t>(n_kv_heads) * head_size;
+    attention(out, att, q, Matrix{TensorType::F32, key, pos + 1, kv_dim, 0},
+              Matrix{TensorType::F32, value, pos + 1, kv_dim, 0}, pos, n_heads, n_kv_heads, head_size);
 }
 
 }  // namespace ferry::kernels

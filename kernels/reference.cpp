@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/fp16.h"
+#include "kernels/kernels.h"
 
 namespace ferry::kernels::reference {
 
@@ -114,6 +115,47 @@ void attention(float* out, const float* q, const float* key, const float* value,
             double o = 0;
             for (int t = 0; t <= pos; ++t) o += att[t] / sum * value[t * kv_dim + kv_off + i];
             out[h * head_size + i] = static_cast<float>(o);
+        }
+    }
+}
+
+void attention_rows(float* out, const float* q, const Matrix& key, const Matrix& value, int pos, int n_heads,
+                    int n_kv_heads, int head_size) {
+    const int kv_dim = n_kv_heads * head_size;
+    const int kv_mul = n_heads / n_kv_heads;
+    const int n_pos = pos + 1;
+    std::vector<float> k(static_cast<size_t>(n_pos) * kv_dim), v(k.size()), att(static_cast<size_t>(n_pos));
+    for (int t = 0; t < n_pos; ++t) {
+        dequantize_row(key, t, &k[static_cast<size_t>(t) * kv_dim]);
+        dequantize_row(value, t, &v[static_cast<size_t>(t) * kv_dim]);
+    }
+    const float scale = std::sqrt(static_cast<float>(head_size));
+    for (int h = 0; h < n_heads; ++h) {
+        const int kv_off = (h / kv_mul) * head_size;
+        for (int t = 0; t < n_pos; ++t) {
+            float score = 0.0f;
+            for (int i = 0; i < head_size; ++i) {
+                const float p = q[h * head_size + i] * k[static_cast<size_t>(t) * kv_dim + kv_off + i];
+                score += p;
+            }
+            att[t] = score / scale;
+        }
+        float max = att[0];
+        for (int t = 1; t < n_pos; ++t) max = att[t] > max ? att[t] : max;
+        float sum = 0.0f;
+        for (int t = 0; t < n_pos; ++t) {
+            const float shifted = att[t] - max;
+            att[t] = std::exp(shifted);
+            sum += att[t];
+        }
+        for (int t = 0; t < n_pos; ++t) att[t] /= sum;
+        for (int i = 0; i < head_size; ++i) {
+            float o = 0.0f;
+            for (int t = 0; t < n_pos; ++t) {
+                const float p = att[t] * v[static_cast<size_t>(t) * kv_dim + kv_off + i];
+                o += p;
+            }
+            out[h * head_size + i] = o;
         }
     }
 }

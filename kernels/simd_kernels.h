@@ -267,15 +267,16 @@ void attention_scores(float* att, int64_t att_stride, const float* q, int n_q, c
     for (; h < n_q; ++h) scores_one_head<S>(att + h * att_stride, q + h * head_size, key, key_stride, n_pos, head_size, scale);
 }
 
-// out[i] = sum over positions t = 0, 1, ... in order of att[t] * value[t][i]:
-// the lanes run over elements, each summed in run.c's order.
+// out[i] += att[t] * value[t][i] over positions t = 0, 1, ... in order: the
+// lanes run over elements, each summed in run.c's order (which a run split
+// into consecutive spans of positions keeps).
 template <class S>
 void attention_values(float* out, const float* att, const float* value, int64_t value_stride, int n_pos,
                       int head_size) {
     using V = typename S::V;
     int i = 0;
     for (; i + 32 <= head_size; i += 32) {
-        V a0 = S::zero(), a1 = a0, a2 = a0, a3 = a0;
+        V a0 = S::load(out + i), a1 = S::load(out + i + 8), a2 = S::load(out + i + 16), a3 = S::load(out + i + 24);
         for (int t = 0; t < n_pos; ++t) {
             const float* v = value + t * value_stride + i;
             const V a = S::set1(att[t]);
@@ -290,11 +291,22 @@ void attention_values(float* out, const float* att, const float* value, int64_t 
         S::store(out + i + 24, a3);
     }
     for (; i + 8 <= head_size; i += 8) {
-        V acc = S::zero();
+        V acc = S::load(out + i);
         for (int t = 0; t < n_pos; ++t) acc = S::add(acc, S::mul(S::set1(att[t]), S::load(value + t * value_stride + i)));
         S::store(out + i, acc);
     }
     if (i < head_size) scalar::attention_values(out + i, att, value + i, value_stride, n_pos, head_size - i);
+}
+
+// out[i] = the half in[i] as f32, exactly (L::load is exact).
+template <class S, class L>
+void widen(float* out, const typename L::W* in, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) S::store(out + i, L::load(in + i));
+    if (i == n) return;
+    float tail[8];
+    L::widen_tail(in + i, static_cast<int>(n - i), tail);
+    for (int j = 0; j < n - i; ++j) out[i + j] = tail[j];
 }
 
 }  // namespace ferry::kernels::simd
@@ -321,4 +333,5 @@ void attention_values(float* out, const float* att, const float* value, int64_t 
                           int head_size) {                                                                        \
         simd::attention_values<S>(out, att, value, value_stride, n_pos, head_size);                               \
     }                                                                                                             \
+    void widen_f16(float* out, const uint16_t* in, int64_t n) { simd::widen<S, F16>(out, in, n); }               \
     float read_bandwidth_probe(const float* data, int64_t n) { return simd::read_bandwidth_probe<S>(data, n); }
