@@ -75,25 +75,13 @@ void KVCache::store(int layer, int pos, int n, const float* keys, const float* v
     put(value_, layer, pos, n, values);
 }
 
-const float* KVCache::rows(const std::vector<uint8_t>& store, int layer, int n, std::vector<float>& scratch) const {
-    const uint8_t* src = store.data() + offset(layer, 0);
-    if (type_ == KvType::f32) return reinterpret_cast<const float*>(src);
-    scratch.resize(static_cast<size_t>(n) * kv_dim_);
-    if (type_ == KvType::f16) {
-        const uint16_t* h = reinterpret_cast<const uint16_t*>(src);
-        for (size_t i = 0; i < scratch.size(); ++i) scratch[i] = fp16_to_fp32(h[i]);
-    } else {
-        const Matrix m{TensorType::Q8_0, src, n, kv_dim_, 0};
-        for (int r = 0; r < n; ++r) kernels::dequantize_row(m, r, scratch.data() + static_cast<size_t>(r) * kv_dim_);
+TensorType KVCache::tensor_type() const {
+    switch (type_) {
+        case KvType::f32: return TensorType::F32;
+        case KvType::f16: return TensorType::F16;
+        case KvType::q8_0: return TensorType::Q8_0;
     }
-    return scratch.data();
-}
-
-const float* KVCache::keys(int layer, int n, std::vector<float>& scratch) const {
-    return rows(key_, layer, n, scratch);
-}
-const float* KVCache::values(int layer, int n, std::vector<float>& scratch) const {
-    return rows(value_, layer, n, scratch);
+    return TensorType::F32;
 }
 
 }  // namespace ferry

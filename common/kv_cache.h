@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/tensor_type.h"
+
 namespace ferry {
 
 enum class KvType { f32, f16, q8_0 };
@@ -31,13 +33,18 @@ public:
 
     // Stores n rows of keys and values (f32, [n][kv_dim]) at positions pos.. of a layer.
     void store(int layer, int pos, int n, const float* keys, const float* values);
-    // Rows 0..n-1 of a layer as f32: straight from the cache for f32, else
-    // decoded into scratch (resized as needed).
-    const float* keys(int layer, int n, std::vector<float>& scratch) const;
-    const float* values(int layer, int n, std::vector<float>& scratch) const;
+    // A layer's keys or values as stored: row p (row_bytes() bytes) holds
+    // position p, seq_len rows of kv_dim values of tensor_type(). Attention
+    // reads them in place (kernels::attention), never as a decoded copy.
+    Matrix key_rows(int layer) const { return rows(key_, layer); }
+    Matrix value_rows(int layer) const { return rows(value_, layer); }
+    TensorType tensor_type() const;
+    uint64_t row_bytes() const { return row_bytes_; }
 
 private:
-    const float* rows(const std::vector<uint8_t>& store, int layer, int n, std::vector<float>& scratch) const;
+    Matrix rows(const std::vector<uint8_t>& store, int layer) const {
+        return Matrix{tensor_type(), store.data() + offset(layer, 0), seq_len_, kv_dim_, 0};
+    }
     void put(std::vector<uint8_t>& store, int layer, int pos, int n, const float* rows);
     uint64_t offset(int layer, int pos) const {
         return (static_cast<uint64_t>(layer) * seq_len_ + static_cast<uint64_t>(pos)) * row_bytes_;

@@ -35,15 +35,12 @@ Workspace::Workspace(const ModelConfig& c, int max_batch_, int ctx) : max_batch(
 }
 
 uint64_t Workspace::bytes() const {
-    return (xb.size() + xb2.size() + q.size() + k.size() + v.size() + hb.size() + hb2.size() + att.size() +
-            key_rows.capacity() + value_rows.capacity()) *
+    return (xb.size() + xb2.size() + q.size() + k.size() + v.size() + hb.size() + hb2.size() + att.size()) *
            sizeof(float);
 }
 
-uint64_t Workspace::bytes_for(const ModelConfig& c, int max_batch, int ctx, KvType kv_type) {
-    // A cache that is not f32 is decoded one layer at a time into key_rows/value_rows.
-    const uint64_t decoded = kv_type == KvType::f32 ? 0 : 2ull * ctx * c.kv_dim();
-    return (WorkspaceSizes(c, max_batch, ctx).floats() + decoded) * sizeof(float);
+uint64_t Workspace::bytes_for(const ModelConfig& c, int max_batch, int ctx, KvType) {
+    return WorkspaceSizes(c, max_batch, ctx).floats() * sizeof(float);
 }
 
 void embed_tokens(const ModelConfig& c, const Weights& w, const int* tokens, int n_tokens, float* x) {
@@ -74,8 +71,7 @@ void forward_block(const ModelConfig& c, const LayerWeights& L, const float* rop
     for (int t = 0; t < B; ++t)
         k::rope(&ws.q[t * dim], &ws.k[t * kv_dim], dim, kv_dim, hs, pos + t, c.rope_theta, rope_freqs);
     kv.store(layer, pos, B, ws.k.data(), ws.v.data());
-    const float* keys = kv.keys(layer, pos + B, ws.key_rows);
-    const float* values = kv.values(layer, pos + B, ws.value_rows);
+    const Matrix keys = kv.key_rows(layer), values = kv.value_rows(layer);
     const int64_t att_stride = static_cast<int64_t>(c.n_heads) * kv.seq_len();
     auto attend = [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t)

@@ -17,12 +17,12 @@ namespace ferry {
 struct Workspace {
     int max_batch = 0;
     std::vector<float> xb, xb2, q, k, v, hb, hb2, att;
-    std::vector<float> key_rows, value_rows;  // a layer's cache decoded to f32 (f16/q8_0 caches only)
 
     Workspace() = default;
     Workspace(const ModelConfig& c, int max_batch, int ctx);
     uint64_t bytes() const;
-    // What a Workspace(c, max_batch, ctx) allocates at most, with a KV cache of kv_type.
+    // What a Workspace(c, max_batch, ctx) allocates. The KV type changes
+    // nothing: attention reads the cache's rows as stored.
     static uint64_t bytes_for(const ModelConfig& c, int max_batch, int ctx, KvType kv_type = KvType::f32);
 };
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 
 #include "common/error.h"
@@ -11,8 +12,12 @@
 #include "common/model_file.h"
 #include "common/shard_memory.h"
 #include "common/tokenizer_loader.h"
+#include "common/transformer.h"
+#include "common/weights.h"
 #include "coordinator/generate.h"
 #include "coordinator/local_engine.h"
+#include "kernels/kernels.h"
+#include "kernels/reference.h"
 #include "tests/test_support.h"
 
 namespace ferry {
@@ -29,9 +34,15 @@ TEST(KVCache, StoresAndReturnsRowsPerType) {
         KVCache cache(layers, ctx, kv_dim, type);
         EXPECT_EQ(cache.bytes(), KVCache::bytes_for(layers, ctx, kv_dim, type));
         cache.store(1, 2, 3, k.data(), v.data());
-        std::vector<float> ks, vs;
-        const float* kr = cache.keys(1, 5, ks);
-        const float* vr = cache.values(1, 5, vs);
+        const Matrix keys = cache.key_rows(1), values = cache.value_rows(1);
+        ASSERT_EQ(keys.rows, ctx);
+        ASSERT_EQ(keys.cols, kv_dim);
+        EXPECT_EQ(static_cast<uint64_t>(tensor_bytes(keys.type, 1, kv_dim)), cache.row_bytes());
+        std::vector<float> kr(ctx * kv_dim), vr(ctx * kv_dim);
+        for (int p = 0; p < ctx; ++p) {
+            kernels::dequantize_row(keys, p, &kr[p * kv_dim]);
+            kernels::dequantize_row(values, p, &vr[p * kv_dim]);
+        }
         // f16 keeps 11 significant bits; q8_0 rounds to 1/127 of a block's largest magnitude.
         const float tol = type == KvType::f32 ? 0.0f : type == KvType::f16 ? 2e-3f : 0.03f;
         for (int i = 0; i < 3 * kv_dim; ++i) {
@@ -77,6 +88,54 @@ TEST(KVCache, SmallerTypesAgreeWithF32OnARealModel) {
     // Measured on stories260K: f16 agrees on all 257 ids, q8_0 on the first 115.
     EXPECT_EQ(f16, 257);
     EXPECT_GE(q8, 64);
+}
+
+// Greedy decoding of stories260K with a cache of `type`, one layer at a time
+// (each layer its own one-layer cache), checking at every layer and position
+// that attention over the cache's rows as stored equals, bit for bit,
+// decoding every row to f32 first (how ferry computed it before attention read
+// the rows in place). Returns the ids, BOS first.
+std::vector<int> greedy_ids_checking_attention(KvType type, int steps) {
+    const ModelFile file = open_model_file(test::model_path("stories260K.bin"));
+    const ModelConfig& c = file.config;
+    const Weights all =
+        bind_weights(c, ShardSpec{0, c.n_layers, true, true}, file.tensors, file.map.data(), file.path);
+    std::vector<Weights> layer(c.n_layers, all);
+    std::vector<KVCache> cache;
+    for (int l = 0; l < c.n_layers; ++l) {
+        layer[l].layers = {all.layers[l]};
+        cache.emplace_back(1, steps, c.kv_dim(), type);
+    }
+    Workspace ws(c, 1, steps);
+    std::vector<float> x(c.dim), logits(c.vocab_size), got(c.dim), want(c.dim), att(c.n_heads * steps);
+    Sampler sampler(c.vocab_size, SamplerParams{0.0f, 0.9f, 1});
+    std::vector<int> ids{1};
+    for (int pos = 0; pos + 1 < steps; ++pos) {
+        embed_tokens(c, all, &ids.back(), 1, x.data());
+        for (int l = 0; l < c.n_layers; ++l) {
+            forward_layers(c, layer[l], cache[l], pos, 1, x.data(), ws, nullptr);
+            // ws.q still holds this layer's query (the feed-forward does not touch it).
+            const Matrix keys = cache[l].key_rows(0), values = cache[l].value_rows(0);
+            kernels::attention(got.data(), att.data(), ws.q.data(), keys, values, pos, c.n_heads, c.n_kv_heads,
+                               c.head_size());
+            kernels::reference::attention_rows(want.data(), ws.q.data(), keys, values, pos, c.n_heads,
+                                               c.n_kv_heads, c.head_size());
+            if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) != 0) {
+                ADD_FAILURE() << kv_type_name(type) << ": attention differs at layer " << l << " position " << pos;
+                return ids;
+            }
+        }
+        compute_logits(c, all, x.data(), logits.data(), nullptr);
+        ids.push_back(sampler.sample(logits.data()));
+    }
+    return ids;
+}
+
+TEST(KVCache, EveryTypeGivesTheTokensOfDecodingTheWholeCache) {
+    for (KvType type : {KvType::f32, KvType::f16, KvType::q8_0}) {
+        const std::vector<int> checked = greedy_ids_checking_attention(type, 257);
+        EXPECT_EQ(checked, greedy_ids(type)) << kv_type_name(type) << ": the engine's ids";
+    }
 }
 
 TEST(ShardMemory, AddsUpTheParts) {
