@@ -140,15 +140,7 @@ void attention_rows(float* out, const float* q, const Matrix& key, const Matrix&
             }
             att[t] = score / scale;
         }
-        float max = att[0];
-        for (int t = 1; t < n_pos; ++t) max = att[t] > max ? att[t] : max;
-        float sum = 0.0f;
-        for (int t = 0; t < n_pos; ++t) {
-            const float shifted = att[t] - max;
-            att[t] = std::exp(shifted);
-            sum += att[t];
-        }
-        for (int t = 0; t < n_pos; ++t) att[t] /= sum;
+        kernels::softmax(att.data(), n_pos);  // run.c's order, tested against reference::softmax
         for (int i = 0; i < head_size; ++i) {
             float o = 0.0f;
             for (int t = 0; t < n_pos; ++t) {

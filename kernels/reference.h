@@ -30,8 +30,8 @@ void attention(float* out, const float* q, const float* key, const float* value,
 // Attention over a KV cache's rows as stored (F32, F16 or Q8_0; kernels.h),
 // the way ferry computed it before attention read the rows in place: every
 // row decoded to f32 with dequantize_row, then run.c's float order (scores
-// summed i = 0, 1, ..., softmax, values accumulated t = 0, 1, ...). The
-// kernels must equal it bit for bit.
+// summed i = 0, 1, ..., kernels::softmax, values accumulated t = 0, 1, ...).
+// The kernels must equal it bit for bit.
 void attention_rows(float* out, const float* q, const Matrix& key, const Matrix& value, int pos, int n_heads,
                     int n_kv_heads, int head_size);
 
