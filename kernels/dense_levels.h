@@ -7,6 +7,10 @@
 
 #include "kernels/cpu_features.h"
 
+namespace ferry {
+struct BlockQ8_0;
+}
+
 namespace ferry::kernels {
 
 // out[t * out_stride + r] = dot(row r of w, x + t * cols) for r in [r0, r1),
@@ -32,6 +36,8 @@ struct DenseKernels {
                              int head_size);
     // out[i] = fp16_to_fp32(in[i]) for i < n (exact on every level).
     void (*widen_f16)(float* out, const uint16_t* in, int64_t n);
+    // Values [begin, begin + n) of a Q8_0 row (kernels/attention_widen.h).
+    void (*widen_q8_0)(float* out, const BlockQ8_0* blocks, int begin, int n);
     // Any sum of data[0..n): only the reading speed matters.
     float (*read_bandwidth_probe)(const float* data, int64_t n);
 };
@@ -50,6 +56,7 @@ struct DenseKernels {
     void attention_values(float* out, const float* att, const float* value, int64_t value_stride, int n_pos,     \
                           int head_size);                                                                         \
     void widen_f16(float* out, const uint16_t* in, int64_t n);                                                    \
+    void widen_q8_0(float* out, const BlockQ8_0* blocks, int begin, int n);                                       \
     float read_bandwidth_probe(const float* data, int64_t n);
 namespace scalar { FERRY_DENSE_LEVEL_FUNCTIONS }
 namespace sse2 { FERRY_DENSE_LEVEL_FUNCTIONS }

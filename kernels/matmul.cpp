@@ -87,7 +87,7 @@ const DenseKernels& dense_kernels(Level level) {
 #define FERRY_DENSE_TABLE(ns)                                                                              \
     DenseKernels {                                                                                         \
         ns::matmul_f32, ns::matmul_f16, ns::matmul_bf16, ns::attention_scores, ns::attention_values, \
-            ns::widen_f16, ns::read_bandwidth_probe                                                        \
+            ns::widen_f16, ns::widen_q8_0, ns::read_bandwidth_probe                                        \
     }
     static const DenseKernels scalar_table = FERRY_DENSE_TABLE(scalar);
 #if defined(__i386__) || defined(__x86_64__)

@@ -6,10 +6,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/attention_widen.h"
 #include "kernels/dense_levels.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
-#include "kernels/quant_blocks.h"
 
 namespace ferry::kernels {
 
@@ -46,6 +46,8 @@ void attention_values(float* out, const float* att, const float* value, int64_t 
 void widen_f16(float* out, const uint16_t* in, int64_t n) {
     for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(in[i]);
 }
+
+void widen_q8_0(float* out, const BlockQ8_0* blocks, int begin, int n) { widen_q8_0_values(out, blocks, begin, n); }
 
 }  // namespace scalar
 
@@ -129,20 +131,6 @@ int span_positions(int head_size) {
     return n >= 8 ? n - n % 8 : n;
 }
 
-// Values [begin, begin + n) of Q8_0 row `blocks` as f32: d * q, which is
-// what dequantize_row gives (GGML's (d * 1) * q - 0 * 0, bit for bit).
-void widen_q8_0(float* out, const BlockQ8_0* blocks, int begin, int n) {
-    for (int j = begin; j < begin + n;) {
-        const BlockQ8_0& b = blocks[j / kQK8_0];
-        const float d = fp16_to_fp32(b.d);
-        const int8_t* q = b.qs + j % kQK8_0;
-        const int m = std::min(begin + n - j, kQK8_0 - j % kQK8_0);  // values taken from this block
-        for (int i = 0; i < m; ++i) out[i] = d * static_cast<float>(q[i]);
-        out += m;
-        j += m;
-    }
-}
-
 // One kv head's slice [offset, offset + head_size) of positions t0 .. t0+n-1
 // of `rows` as f32 rows: straight from an F32 cache (stride cols), else widened
 // into buf (stride head_size; buf holds n * head_size floats).
@@ -159,7 +147,7 @@ HeadRows head_rows(const Matrix& rows, int offset, int head_size, int t0, int n,
         const uint8_t* row = first + t * row_bytes;
         float* dst = buf + static_cast<int64_t>(t) * head_size;
         if (rows.type == TensorType::F16) kern.widen_f16(dst, reinterpret_cast<const uint16_t*>(row) + offset, head_size);
-        else widen_q8_0(dst, reinterpret_cast<const BlockQ8_0*>(row), offset, head_size);
+        else kern.widen_q8_0(dst, reinterpret_cast<const BlockQ8_0*>(row), offset, head_size);
     }
     return {buf, head_size};
 }
