@@ -18,6 +18,7 @@
 #include "common/gguf_file.h"
 #include "common/model_file.h"
 #include "common/tokenizer_loader.h"
+#include "tests/fuzz/fuzz_support.h"
 
 namespace ferry::fuzz {
 
@@ -40,16 +41,6 @@ inline uint64_t touch(const GgufFile& g, const uint8_t* data) {
         if (t.bytes) sum += data[t.offset] + data[t.offset + t.bytes - 1];
     }
     return sum;
-}
-
-inline void use_tokenizer(const Tokenizer& tok) {
-    const std::vector<int> ids = tok.encode("Hello world, 123 <s> \xc3\xa9\xe4\xb8\xad!", true, true, true);
-    int prev = -1;
-    for (int id : ids) {
-        (void)tok.decode(prev, id);
-        prev = id;
-    }
-    for (int id = 0; id < tok.vocab_size() && id < 4096; ++id) (void)tok.decode(id > 0 ? id - 1 : -1, id);
 }
 
 }  // namespace ferry::fuzz
