@@ -2,7 +2,8 @@
 // equals, bit for bit, the old way (every row decoded to f32, then run.c's
 // order: reference::attention_rows), which in turn is close to the double
 // reference; on odd sizes, grouped-query shapes, head sizes that split the
-// positions into several widened spans, and q8_0 heads that start mid-block.
+// positions into several widened spans, and q8_0 heads that start mid-block;
+// and each level's widening of every half and every q8_0 value.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -169,6 +170,29 @@ TEST(AttentionKv, EveryHalfWidensExactlyAtEveryLevel) {
             ASSERT_EQ(fp32_to_bits(out[i]), fp32_to_bits(fp16_to_fp32(halves[i + 1])))
                 << level_name(l) << " half 0x" << std::hex << halves[i + 1];
         EXPECT_EQ(out[n], -1.0f) << level_name(l) << " wrote past n";
+    }
+}
+
+TEST(AttentionKv, EveryQ8ValueWidensAsDequantizeRowAtEveryLevel) {
+    // Eight blocks: every int8 value once, scales from a half subnormal to large.
+    const uint16_t scales[8] = {0x0001, 0x03FF, 0x0400, 0x1C00, 0x3C00, 0x4B00, 0x7BFF, 0xBC00};
+    std::vector<BlockQ8_0> row(8);
+    for (int b = 0; b < 8; ++b) {
+        row[b].d = scales[b];
+        for (int j = 0; j < kQK8_0; ++j) row[b].qs[j] = static_cast<int8_t>(b * kQK8_0 + j - 128);
+    }
+    std::vector<float> want(8 * kQK8_0);
+    dequantize_row(Matrix{TensorType::Q8_0, row.data(), 1, 8 * kQK8_0, 0}, 0, want.data());
+    for (Level l : cpu_levels()) {
+        for (int begin : {0, 5, 31, 32, 100})
+            for (int n : {1, 7, 27, 32, 33, 64, 150}) {
+                std::vector<float> out(static_cast<size_t>(n) + 1, -1.0f);
+                dense_kernels(l).widen_q8_0(out.data(), row.data(), begin, n);
+                for (int i = 0; i < n; ++i)
+                    ASSERT_EQ(fp32_to_bits(out[i]), fp32_to_bits(want[begin + i]))
+                        << level_name(l) << " begin " << begin << " value " << i;
+                ASSERT_EQ(out[n], -1.0f) << level_name(l) << " wrote past n";
+            }
     }
 }
 
