@@ -42,49 +42,51 @@ struct TQ2_0 {
 
 // TQ1_0: a byte q holds 5 trits as the fixed-point fraction q / 256 of a
 // base-3 number, most significant first. Digit k is floor(3 * q_k / 256)
-// with q_k = q * 3^k mod 256, i.e. (q_k >= 86) + (q_k >= 171); q_(k+1) is q_k
-// times 3 in wrapping byte arithmetic.
+// with q_k = q * 3^k mod 256 (q_(k+1) is q_k times 3 in wrapping byte
+// arithmetic), so the value digit - 1 is -1 for q_k <= 85, 0 for 86..170 and
+// +1 for q_k >= 171: the sign of (q_k -sat 170) - (86 -sat q_k), which
+// _mm256_sign_epi8 applies to the activations directly (|x| <= 127, so x * value is exact).
 FERRY_INLINE __m256i times3(__m256i q) { return _mm256_add_epi8(q, _mm256_add_epi8(q, q)); }
-FERRY_INLINE __m256i top_trit(__m256i q) {
-    // unsigned byte compares as signed ones on q ^ 0x80
-    const __m256i biased = _mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80)));
-    const __m256i ge86 = _mm256_cmpgt_epi8(biased, _mm256_set1_epi8(static_cast<char>(85 ^ 0x80)));
-    const __m256i ge171 = _mm256_cmpgt_epi8(biased, _mm256_set1_epi8(static_cast<char>(170 ^ 0x80)));
-    return _mm256_sub_epi8(_mm256_sub_epi8(_mm256_setzero_si256(), ge86), ge171);
+FERRY_INLINE __m256i times_trit(__m256i x, __m256i q) {
+    const __m256i up = _mm256_subs_epu8(q, _mm256_set1_epi8(static_cast<char>(170)));
+    const __m256i down = _mm256_subs_epu8(_mm256_set1_epi8(86), q);
+    return _mm256_sign_epi8(x, _mm256_sub_epi8(up, down));
 }
 
 struct TQ1_0 {
     static constexpr int kBytes = sizeof(BlockTQ1_0), kD = 52, kDmin = -1;
     static constexpr bool kMin = false;
-    static constexpr int kOffset = 1;  // levels are value + 1
+    static constexpr int kOffset = 0;  // the signs give x * value itself
     template <int T>
     static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
                                  __m256i*) {
         const BlockTQ1_0* b = reinterpret_cast<const BlockTQ1_0*>(blk);
-        // Levels <= 2: eight maddubs results summed stay far inside int16.
+        // |x * value| <= 127: eight pair sums stay far inside int16.
+        const __m256i ones = _mm256_set1_epi8(1);
         __m256i acc[T];
         for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
-        auto add = [&](__m256i levels, int v0) {
-            for (int t = 0; t < T; ++t) acc[t] = _mm256_add_epi16(acc[t], _mm256_maddubs_epi16(levels, load32(x[t] + v0)));
+        auto add = [&](__m256i q, int v0) {
+            for (int t = 0; t < T; ++t)
+                acc[t] = _mm256_add_epi16(acc[t], _mm256_maddubs_epi16(ones, times_trit(load32(x[t] + v0), q)));
         };
         // qs[0..31]: digit k of byte m is value 32k + m.
         __m256i q = load32(b->qs);
-        add(top_trit(q), 0);
+        add(q, 0);
         q = times3(q);
-        add(top_trit(q), 32);
+        add(q, 32);
         q = times3(q);
-        add(top_trit(q), 64);
+        add(q, 64);
         q = times3(q);
-        add(top_trit(q), 96);
+        add(q, 96);
         q = times3(q);
-        add(top_trit(q), 128);
+        add(q, 128);
         // qs[32..47]: digit k of byte m is value 160 + 16k + m; with the high
         // lane one step ahead, one register gives digits (0, 1), then (2, 3).
         const __m128i q16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs + 32));
         __m256i v = _mm256_set_m128i(_mm_add_epi8(q16, _mm_add_epi8(q16, q16)), q16);
-        add(top_trit(v), 160);
+        add(v, 160);
         v = times3(times3(v));
-        add(top_trit(v), 192);
+        add(v, 192);
         // Digit 4 of qs[32..47] (values 224..239) beside qh, whose byte m
         // holds values 240 + 4k + m: dword k of the high lane is qh * 3^k.
         v = times3(times3(v));
@@ -95,7 +97,7 @@ struct TQ1_0 {
         const __m128i h9 = _mm_add_epi8(h3, _mm_add_epi8(h3, h3));
         const __m128i h27 = _mm_add_epi8(h9, _mm_add_epi8(h9, h9));
         const __m128i h = _mm_blend_epi32(_mm_blend_epi32(h1, h3, 0x2), _mm_blend_epi32(h9, h27, 0x8), 0xC);
-        add(top_trit(_mm256_inserti128_si256(v, h, 1)), 224);
+        add(_mm256_inserti128_si256(v, h, 1), 224);
         for (int t = 0; t < T; ++t) part[t] = _mm256_madd_epi16(acc[t], _mm256_set1_epi16(1));
     }
 };
