@@ -6,6 +6,7 @@
 //          classifier, (v2: int32 group size), padded to 256 bytes; v1 is f32,
 //          v2 stores the norms in f32 and each matrix as int8 values followed
 //          by one f32 scale per group.
+#include <limits>
 #include <cstring>
 #include <functional>
 
@@ -109,6 +110,8 @@ ModelFile open_llama2c_file(const std::string& path) {
         if (version == 2) group = read_i32(h + 29);
     } else {
         shared = c.vocab_size > 0;
+        if (c.vocab_size == std::numeric_limits<int32_t>::min())
+            throw Error(path + ": vocab_size " + std::to_string(c.vocab_size) + " is not a size; the header is corrupt");
         if (c.vocab_size < 0) c.vocab_size = -c.vocab_size;
     }
     const std::string problem = c.check();

@@ -160,7 +160,16 @@ void Tokenizer::encode_llama2c(const std::string& text, std::vector<int>& tokens
         if (id >= 0) {
             tokens.push_back(id);
         } else {
-            for (unsigned char b : cp) tokens.push_back(b + 3);
+            for (unsigned char b : cp) {
+                if (b + 3 >= vocab_size()) {
+                    char hex[8];
+                    std::snprintf(hex, sizeof hex, "0x%02X", b);
+                    throw Error(std::string("tokenizer: the text needs byte ") + hex + " but this vocabulary of " +
+                                std::to_string(vocab_size()) +
+                                " pieces has no byte tokens (run.c's fallback needs 259); use the model's own tokenizer");
+                }
+                tokens.push_back(b + 3);
+            }
         }
         cp.clear();
     }

@@ -109,6 +109,10 @@ std::vector<BrokenCase> broken_cases() {
          [](const test::TempDir& d) { return broken(d, kLegacy, set_field(kLegacy, kVocab, -32)); },
          {"sizes do not add up"}},
         {"ZeroDim", [](const test::TempDir& d) { return broken(d, kV1, set_field(kV1, kDim, 0)); }, {"dim 0"}},
+        {"VocabIntMin",
+         // The legacy header's sign says "separate classifier"; negating INT32_MIN overflows.
+         [](const test::TempDir& d) { return broken(d, kLegacy, set_field(kLegacy, kVocab, INT32_MIN)); },
+         {"vocab_size -2147483648"}},
         {"ZeroLayers", [](const test::TempDir& d) { return broken(d, kLegacy, set_field(kLegacy, kLayers, 0)); },
          {"n_layers 0"}},
         {"ZeroSeqLen", [](const test::TempDir& d) { return broken(d, kV2, set_field(kV2, kSeqLen, 0)); },

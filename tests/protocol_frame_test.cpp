@@ -4,6 +4,7 @@
 // optional libFuzzer target runs).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <random>
 
@@ -115,6 +116,16 @@ TEST(Frames, FuzzEntryPointSurvivesAMutatedCorpus) {
         ++runs;
     }
     EXPECT_EQ(runs, 4000);
+}
+
+TEST(Handshake, HeartbeatsFollowThePeersTimeoutButNeverFlood) {
+    auto hello = [](double timeout) { return net::make_hello(wire::COORDINATOR, "peer", "", timeout).hello(); };
+    EXPECT_DOUBLE_EQ(net::heartbeat_interval(hello(0), 1.0), 1.0);     // not given: ours
+    EXPECT_DOUBLE_EQ(net::heartbeat_interval(hello(30), 1.0), 1.0);    // theirs is longer: ours
+    EXPECT_DOUBLE_EQ(net::heartbeat_interval(hello(1.5), 1.0), 0.5);   // a third of theirs
+    EXPECT_DOUBLE_EQ(net::heartbeat_interval(hello(1e-9), 1.0), 0.1);  // a hostile value: the floor
+    EXPECT_DOUBLE_EQ(net::heartbeat_interval(hello(-5), 1.0), 1.0);
+    EXPECT_DOUBLE_EQ(net::heartbeat_interval(hello(std::nan("")), 1.0), 1.0);
 }
 
 TEST(WireValues, F32IsExactAndF16RoundsOnce) {

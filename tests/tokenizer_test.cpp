@@ -105,6 +105,33 @@ TEST(Tokenizer, ByteFallbackForCodePointsNotInTheVocabulary) {
     EXPECT_EQ(decode_all(tok512(), ids), "a\xff");
 }
 
+// A llama2.c vocabulary too small to hold the 256 byte tokens (ferry synth
+// --vocab 64 --tokenizer-out writes one) refuses text it would need them for,
+// in one line, instead of emitting ids past its end.
+TEST(Tokenizer, ByteFallbackWithoutByteTokensIsAClearError) {
+    test::TempDir dir;
+    const auto r = test::run_command({test::ferry_bin(), "synth", dir.file("m.bin"), "--dim", "16", "--hidden-dim", "32",
+                                      "--layers", "1", "--heads", "2", "--vocab", "64", "--seq-len", "16",
+                                      "--tokenizer-out", dir.file("tok.bin"), "-q"},
+                                     30);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const Tokenizer t = Tokenizer::load_llama2c(dir.file("tok.bin"), 64);
+    try {
+        t.encode("\xf0\x9f\x98\x80", true, false);
+        FAIL() << "encoded bytes the vocabulary has no tokens for";
+    } catch (const Error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("byte 0xF0"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("64 pieces"), std::string::npos) << msg;
+        EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+    const auto run = test::run_command({test::ferry_bin(), "run", dir.file("m.bin"), "-z", dir.file("tok.bin"), "-i",
+                                        "\xf0\x9f\x98\x80", "-n", "4"},
+                                       30);
+    EXPECT_NE(run.exit_code, 0);
+    EXPECT_NE(run.err.find("no byte tokens"), std::string::npos) << run.err;
+}
+
 TEST(Tokenizer, ByteTokensDecodeToTheirByte) {
     for (const Tokenizer* t : {&tok512(), &llama2()}) {
         for (int b = 0; b < 256; ++b) {

@@ -1,5 +1,6 @@
 #include "common/net/handshake.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 
@@ -34,8 +35,11 @@ wire::Frame make_hello(wire::Role role, const std::string& name, const std::stri
 }
 
 double heartbeat_interval(const wire::Hello& peer, double ours) {
-    const double theirs = peer.link_timeout_s() / 3;
-    return theirs > 0 && theirs < ours ? theirs : ours;
+    // A peer cannot make us flood it: heartbeats at most every 0.1 s.
+    constexpr double kShortest = 0.1;
+    if (!(peer.link_timeout_s() > 0)) return ours;  // not given
+    const double theirs = std::max(peer.link_timeout_s() / 3, kShortest);
+    return theirs < ours ? theirs : ours;
 }
 
 wire::Frame make_error(const std::string& message, bool fatal) {

@@ -20,7 +20,8 @@ const char* role_name(wire::Role role);
 wire::Frame make_hello(wire::Role role, const std::string& name, const std::string& model_hash = "",
                        double link_timeout_s = 0);
 // Seconds between heartbeats to a peer whose Hello said its link timeout:
-// `ours`, or a third of the peer's timeout if that is shorter.
+// `ours`, or a third of the peer's timeout if that is shorter, but never under
+// 0.1 s (a peer declaring a tiny timeout cannot make us flood it).
 double heartbeat_interval(const wire::Hello& peer, double ours);
 wire::Frame make_error(const std::string& message, bool fatal = true);
 

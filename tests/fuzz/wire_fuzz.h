@@ -61,7 +61,7 @@ inline void receive(const wire::Frame& f) {
             (void)net::check_protocol(h, "peer " + h.name());
             (void)net::check_model(std::string(net::kHashBytes, 'm'), h.model_hash(), "peer " + h.name());
             const double beat = net::heartbeat_interval(h, 2.0);
-            if (!(beat > 0 && beat <= 2.0))
+            if (!(beat >= 0.1 && beat <= 2.0))
                 broken("heartbeat interval " + std::to_string(beat) + " s for a link timeout of " +
                        std::to_string(h.link_timeout_s()) + " s");
             break;
