@@ -4,6 +4,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
 
 #include "common/error.h"
 
@@ -16,6 +17,20 @@ ModelFile open_model_file(const std::string& path) {
     in.read(magic, 4);
     if (in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0) return open_gguf_model_file(path);
     return open_llama2c_file(path);
+}
+
+std::string dominant_tensor_type(const ModelFile& f) {
+    std::map<std::string, uint64_t> bytes;
+    for (const TensorInfo& t : f.tensors)
+        if (t.name.rfind("blk.", 0) == 0) bytes[tensor_type_name(t.type)] += t.bytes;
+    std::string best = "f32";
+    uint64_t most = 0;
+    for (const auto& [name, b] : bytes)
+        if (b > most) {
+            most = b;
+            best = name;
+        }
+    return best;
 }
 
 namespace {

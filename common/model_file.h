@@ -41,6 +41,10 @@ struct ModelFile {
     const uint8_t* data(const TensorInfo& t) const { return map.data() + t.offset; }
 };
 
+// The tensor type most of a model's layer weight bytes are stored in ("f32",
+// "q8_0", ...): what decode streams, and whose measured GB/s plans it.
+std::string dominant_tensor_type(const ModelFile& file);
+
 // Opens any supported model file, telling the format by its first bytes.
 // Throws ferry::Error with one line naming the file and the problem.
 ModelFile open_model_file(const std::string& path);

@@ -61,8 +61,6 @@ struct ProbeOptions {
 };
 // Throws ferry::Error naming the worker that cannot be reached or answers wrongly.
 std::vector<WorkerCapacity> probe_workers(const std::vector<std::string>& addresses, const ProbeOptions& options);
-// The tensor type most of a model's layer weight bytes are stored in ("f32", "q8_0", ...): what decode streams.
-std::string dominant_tensor_type(const ModelFile& file);
 
 class PipelineEngine : public Engine {
 public:

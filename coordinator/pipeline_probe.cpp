@@ -160,20 +160,6 @@ WorkerCapacity capacity_of(const WorkerLink& w, const std::string& tensor_type) 
     return c;
 }
 
-std::string dominant_tensor_type(const ModelFile& f) {
-    std::map<std::string, uint64_t> bytes;
-    for (const TensorInfo& t : f.tensors)
-        if (t.name.rfind("blk.", 0) == 0) bytes[tensor_type_name(t.type)] += t.bytes;
-    std::string best = "f32";
-    uint64_t most = 0;
-    for (const auto& [name, b] : bytes)
-        if (b > most) {
-            most = b;
-            best = name;
-        }
-    return best;
-}
-
 std::vector<WorkerCapacity> probe_workers(const std::vector<std::string>& addresses, const ProbeOptions& o) {
     if (addresses.empty()) throw Error("--workers: no workers given");
     Hub hub;

@@ -3,8 +3,12 @@
 // is mid-run neither takes a worker's coordinator slot nor changes the run.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+#include <regex>
+
 #include "common/error.h"
 #include "common/sampler.h"
+#include "common/model_file.h"
 #include "coordinator/pipeline_engine.h"
 #include "tests/test_support.h"
 
@@ -34,6 +38,34 @@ TEST(PipelineProbe, CapacitiesOfLiveWorkersWhileAnotherCoordinatorRuns) {
     });
     // The run's workers never saw a second coordinator.
     EXPECT_EQ(s.a.log().find("refused"), std::string::npos) << s.a.log();
+}
+
+// The start-up probe may read from cache; decode steps served read the shard
+// from memory. After 32 of them the worker reports their rate (weights over
+// compute time per step) as its speed for that type, and plans use it.
+TEST(PipelineProbe, AWorkerReportsTheSpeedItServedDecodeStepsAt) {
+    test::TempDir tmp;
+    test::WorkerProcess w({"--threads", "1", "--cache-dir", tmp.file("c")}, tmp.file("w.log"));
+    auto gbps = [&] {
+        const auto r = test::run_command({test::ferry_bin(), "status", "--json", "--workers", w.address()}, 10);
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+        return nlohmann::json::parse(r.out)[0]["type_gbps"].value("f32", 0.0);
+    };
+    const double probed = gbps();
+    const auto run = test::run_command({test::ferry_bin(), "run", test::model_path("stories260K.bin"), "-z",
+                                        test::model_path("tok512.bin"), "-n", "100", "-t", "0", "--threads", "1",
+                                        "--workers", w.address(), "--embedding-on-worker", "--head-on-worker"},
+                                       60);
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    const double served = gbps();
+    EXPECT_NE(served, probed);
+    EXPECT_NE(w.log().find("decode steps streamed f32 weights"), std::string::npos) << w.log();
+    // The node table's weight MB over its mean compute ms per decoded token is the same rate.
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(run.err, m, std::regex(R"(\n127\.0\.0\.1:\d+\s+\S+\s+([0-9.]+)\s+[0-9.]+\s+[0-9.]+\s+\d+\s+[0-9.]+\s+([0-9.]+))")))
+        << run.err;
+    const double table = std::stod(m[1]) * 1048576.0 / (std::stod(m[2]) * 1e6);
+    EXPECT_NEAR(served, table, 0.15 * table) << run.err;
 }
 
 TEST(PipelineProbe, AnUnreachableWorkerIsNamed) {

@@ -29,6 +29,7 @@ Stage::Stage(const std::string& path, const ModelConfig& expected, const StageSe
                     "); delete it from the cache or the model dir");
     weights_ = bind_weights(file_.config, setup.spec, file_.tensors, file_.map.data(), path);
     weight_bytes_ = shard_weight_bytes(weights_);
+    weight_type_ = dominant_tensor_type(file_);
     const int layers = setup.spec.last_layer - setup.spec.first_layer;
     kv_ = KVCache(layers, setup.context, file_.config.kv_dim(), setup.kv_type);
     ws_ = Workspace(file_.config, kMaxBatch, setup.context);

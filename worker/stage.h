@@ -37,6 +37,9 @@ public:
     const StageSetup& setup() const { return setup_; }
     const std::string& path() const { return file_.path; }
     uint64_t weight_bytes() const { return weight_bytes_; }
+    // The type most of the shard's layer weights are stored in (dominant_tensor_type).
+    const std::string& weight_type() const { return weight_type_; }
+    bool has_layers() const { return setup_.spec.last_layer > setup_.spec.first_layer; }
 
     // Runs `in` (validated here: positions, sizes) and fills `out` with the
     // Forward for the next stage or the Result (for a prefill micro-batch that
@@ -52,6 +55,7 @@ private:
     KVCache kv_;
     Workspace ws_;
     uint64_t weight_bytes_ = 0;
+    std::string weight_type_;
     std::vector<float> x_, logits_;
 };
 

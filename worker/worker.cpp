@@ -7,6 +7,7 @@
 #include <ctime>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -140,6 +141,12 @@ struct Worker::Impl {
 
     // Counters for status and the node table (io thread).
     uint64_t tokens = 0, requests = 0, compute_ns = 0, data_in = 0, data_out = 0, shard_received = 0;
+    // Decode steps served per weight type, for learn_speed.
+    struct ServedSpeed {
+        uint64_t bytes = 0, ns = 0, steps = 0;
+    };
+    std::map<std::string, ServedSpeed> served;
+    static constexpr uint64_t kLearnSteps = 32;
     struct Loaded {
         bool valid = false;
         std::string hash, model_name;
@@ -681,6 +688,8 @@ struct Worker::Impl {
         int positions = 0;
         uint64_t compute_ns = 0;
         bool last = false;
+        uint64_t weight_bytes = 0;  // what a one-position request streamed: the stage's weights
+        std::string weight_type;    // empty: a stage without layers (nothing to learn from)
     };
 
     // Runs on the io thread when the request is decode-sized and nothing is
@@ -727,6 +736,8 @@ struct Worker::Impl {
             o.error = e.what();
         }
         o.compute_ns = net::now_ns() - t0;
+        o.weight_bytes = stage.weight_bytes();
+        if (stage.has_layers()) o.weight_type = stage.weight_type();
         if (send) {
             const ProcessMemory mem = memory();
             wire::StageTrace* t = out.has_forward() ? out.mutable_forward()->add_trace() : out.mutable_result()->add_trace();
@@ -742,9 +753,30 @@ struct Worker::Impl {
         return o;
     }
 
+    // The start-up probe reads a matrix that may sit in a cache larger than
+    // it (a modern L3 holds a 16 MB probe), which makes plans optimistic.
+    // Decode steps actually served stream the shard from memory, so once
+    // there are enough of them their rate replaces the probe's figure for
+    // that weight type: what `ferry plan --workers` and the next run use.
+    void learn_speed(const Outcome& o) {
+        if (o.positions != 1 || !o.error.empty() || o.weight_type.empty() || o.weight_bytes == 0) return;
+        ServedSpeed& s = served[o.weight_type];
+        s.bytes += o.weight_bytes;
+        s.ns += o.compute_ns;
+        if (++s.steps < kLearnSteps || s.ns == 0) return;
+        const double gbps = static_cast<double>(s.bytes) / static_cast<double>(s.ns);  // bytes per ns = GB/s
+        auto& types = *caps.mutable_type_gbps();
+        if (s.steps == kLearnSteps)
+            spdlog::info("{}: {} decode steps streamed {} weights at {:.2f} GB/s (start-up probe: {:.2f}); plans use the served rate from now on",
+                         name, s.steps, o.weight_type, gbps, types.count(o.weight_type) ? types[o.weight_type] : 0.0);
+        types[o.weight_type] = gbps;
+        if (o.weight_type == "f32") caps.set_matvec_gbps(gbps);
+    }
+
     void deliver(uint64_t gen, Outcome o) {
         tokens += static_cast<uint64_t>(o.positions);
         compute_ns += o.compute_ns;
+        learn_speed(o);
         if (!session || session->gen != gen) return;
         if (!o.error.empty()) return fail_session(o.error);
         if (o.encoded.empty()) return;
