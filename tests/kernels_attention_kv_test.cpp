@@ -16,26 +16,10 @@
 #include "kernels/kernels.h"
 #include "kernels/quant_blocks.h"
 #include "kernels/reference.h"
+#include "tests/test_support.h"
 
 namespace ferry::kernels {
 namespace {
-
-std::vector<float> normal_floats(size_t n, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, 1.0f);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(rng);
-    return v;
-}
-
-// The levels this CPU has (scalar first); the best one is active again afterwards.
-std::vector<Level> cpu_levels() {
-    std::vector<Level> levels;
-    for (Level l : {Level::scalar, Level::sse2, Level::avx2})
-        if (set_active_level(l)) levels.push_back(l);
-    set_active_level(best_level());
-    return levels;
-}
 
 // n_pos rows of kv_dim values stored as a KV cache stores them, followed by
 // rows of NaN that attention must never read (they lie past pos).
@@ -73,9 +57,9 @@ void check_shape(TensorType type, Shape s, int pos, uint32_t seed) {
     SCOPED_TRACE(::testing::Message() << tensor_type_name(type) << " heads " << s.n_heads << "/" << s.n_kv_heads
                                       << " head_size " << s.head_size << " pos " << pos);
     const int kv_dim = s.n_kv_heads * s.head_size, n_pos = pos + 1;
-    const std::vector<float> q = normal_floats(static_cast<size_t>(s.n_heads) * s.head_size, seed);
-    const StoredRows key(type, normal_floats(static_cast<size_t>(n_pos) * kv_dim, seed + 1), n_pos, kv_dim);
-    const StoredRows value(type, normal_floats(static_cast<size_t>(n_pos) * kv_dim, seed + 2), n_pos, kv_dim);
+    const std::vector<float> q = test::normal_floats(static_cast<size_t>(s.n_heads) * s.head_size, seed);
+    const StoredRows key(type, test::normal_floats(static_cast<size_t>(n_pos) * kv_dim, seed + 1), n_pos, kv_dim);
+    const StoredRows value(type, test::normal_floats(static_cast<size_t>(n_pos) * kv_dim, seed + 2), n_pos, kv_dim);
     std::vector<float> want(q.size()), approx(q.size());
     reference::attention_rows(want.data(), q.data(), key.m, value.m, pos, s.n_heads, s.n_kv_heads, s.head_size);
 
@@ -88,7 +72,7 @@ void check_shape(TensorType type, Shape s, int pos, uint32_t seed) {
     reference::attention(approx.data(), q.data(), k.data(), v.data(), pos, s.n_heads, s.n_kv_heads, s.head_size);
     for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(want[i], approx[i], 1e-4 * (1 + std::fabs(approx[i])));
 
-    for (Level l : cpu_levels()) {
+    for (Level l : test::cpu_levels()) {
         set_active_level(l);
         std::vector<float> out(want.size(), NAN), att(static_cast<size_t>(s.n_heads) * n_pos);
         attention(out.data(), att.data(), q.data(), key.m, value.m, pos, s.n_heads, s.n_kv_heads, s.head_size);
@@ -134,9 +118,9 @@ TEST(AttentionKv, LongHeadsReadTheCacheInSeveralSpans) {
 TEST(AttentionKv, F32RowsGiveWhatTheFloatOverloadGives) {
     const Shape s{8, 2, 24};
     const int pos = 45, kv_dim = s.n_kv_heads * s.head_size;
-    const std::vector<float> q = normal_floats(static_cast<size_t>(s.n_heads) * s.head_size, 1);
-    const std::vector<float> k = normal_floats(static_cast<size_t>(pos + 1) * kv_dim, 2);
-    const std::vector<float> v = normal_floats(k.size(), 3);
+    const std::vector<float> q = test::normal_floats(static_cast<size_t>(s.n_heads) * s.head_size, 1);
+    const std::vector<float> k = test::normal_floats(static_cast<size_t>(pos + 1) * kv_dim, 2);
+    const std::vector<float> v = test::normal_floats(k.size(), 3);
     std::vector<float> a(q.size()), b(q.size()), att(static_cast<size_t>(s.n_heads) * (pos + 1));
     attention(a.data(), att.data(), q.data(), k.data(), v.data(), pos, s.n_heads, s.n_kv_heads, s.head_size);
     const Matrix km{TensorType::F32, k.data(), pos + 1, kv_dim, 0}, vm{TensorType::F32, v.data(), pos + 1, kv_dim, 0};
@@ -145,15 +129,15 @@ TEST(AttentionKv, F32RowsGiveWhatTheFloatOverloadGives) {
 }
 
 TEST(AttentionKv, RowsItCannotReadGiveZeros) {
-    const std::vector<float> q = normal_floats(64, 4);
-    const StoredRows f16(TensorType::F16, normal_floats(4 * 64, 5), 4, 64);
+    const std::vector<float> q = test::normal_floats(64, 4);
+    const StoredRows f16(TensorType::F16, test::normal_floats(4 * 64, 5), 4, 64);
     std::vector<uint8_t> q4(static_cast<size_t>(tensor_bytes(TensorType::Q4_0, 4, 64)), 0x11);
     const Matrix q4_rows{TensorType::Q4_0, q4.data(), 4, 64, 0};
     std::vector<float> out(64, NAN), att(4);
     attention(out.data(), att.data(), q.data(), q4_rows, f16.m, 3, 2, 2, 32);
     for (float x : out) EXPECT_EQ(x, 0.0f) << "Q4_0 keys";
-    std::vector<float> long_q = normal_floats(4100, 6), long_out(4100, NAN), long_att(1);
-    const StoredRows long_rows(TensorType::F16, normal_floats(4100, 7), 1, 4100);
+    std::vector<float> long_q = test::normal_floats(4100, 6), long_out(4100, NAN), long_att(1);
+    const StoredRows long_rows(TensorType::F16, test::normal_floats(4100, 7), 1, 4100);
     attention(long_out.data(), long_att.data(), long_q.data(), long_rows.m, long_rows.m, 0, 1, 1, 4100);
     for (float x : long_out) ASSERT_EQ(x, 0.0f) << "f16 heads over 4096 values";
 }
@@ -161,7 +145,7 @@ TEST(AttentionKv, RowsItCannotReadGiveZeros) {
 TEST(AttentionKv, EveryHalfWidensExactlyAtEveryLevel) {
     std::vector<uint16_t> halves(65536);
     for (int i = 0; i < 65536; ++i) halves[i] = static_cast<uint16_t>(i);
-    for (Level l : cpu_levels()) {
+    for (Level l : test::cpu_levels()) {
         std::vector<float> out(halves.size() + 1, -1.0f);
         // An odd start and length: the 8-wide steps and the tail both run.
         const int64_t n = static_cast<int64_t>(halves.size()) - 3;
@@ -183,7 +167,7 @@ TEST(AttentionKv, EveryQ8ValueWidensAsDequantizeRowAtEveryLevel) {
     }
     std::vector<float> want(8 * kQK8_0);
     dequantize_row(Matrix{TensorType::Q8_0, row.data(), 1, 8 * kQK8_0, 0}, 0, want.data());
-    for (Level l : cpu_levels()) {
+    for (Level l : test::cpu_levels()) {
         for (int begin : {0, 5, 31, 32, 100})
             for (int n : {1, 7, 27, 32, 33, 64, 150}) {
                 std::vector<float> out(static_cast<size_t>(n) + 1, -1.0f);

@@ -22,27 +22,13 @@
 namespace ferry::kernels {
 namespace {
 
-constexpr Level kLevels[] = {Level::scalar, Level::sse2, Level::avx2};
 const int kOddSizes[] = {1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 64, 257, 1000};
-
-std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(rng);
-    return v;
-}
-
-// Restores the best level when a test ends, whatever it forced.
-struct LevelGuard {
-    ~LevelGuard() { set_active_level(best_level()); }
-};
 
 // Runs fn at every level the CPU has; fn gets the level's name for messages.
 void for_each_level(const std::function<void(const char*)>& fn) {
-    LevelGuard guard;
-    for (Level l : kLevels) {
-        if (!set_active_level(l)) continue;
+    test::LevelGuard guard;
+    for (Level l : test::cpu_levels()) {
+        set_active_level(l);
         SCOPED_TRACE(level_name(l));
         fn(level_name(l));
     }
@@ -71,7 +57,7 @@ struct TestMatrix {
     std::vector<uint16_t> u16;
     Matrix m;
     TestMatrix(TensorType type, int64_t rows, int64_t cols, uint32_t seed) {
-        f32 = random_floats(static_cast<size_t>(rows * cols), seed, 0.02f);
+        f32 = test::normal_floats(static_cast<size_t>(rows * cols), seed, 0.02f);
         const void* data = f32.data();
         if (type != TensorType::F32) {
             u16.resize(f32.size());
@@ -98,7 +84,7 @@ TEST_P(DenseMatmul, MatchesReferenceOnOddSizesAtEveryLevel) {
         for (int rows : {1, 3, 7, 33}) {
             for (int n_tokens : {1, 2, 3, 5}) {
                 const TestMatrix w(type, rows, cols, static_cast<uint32_t>(cols * 131 + rows));
-                const std::vector<float> x = random_floats(static_cast<size_t>(cols) * n_tokens, cols + 7);
+                const std::vector<float> x = test::normal_floats(static_cast<size_t>(cols) * n_tokens, cols + 7);
                 std::vector<float> want(static_cast<size_t>(rows) * n_tokens);
                 std::vector<double> magnitude(want.size());
                 reference::matmul(want.data(), w.m, x.data(), n_tokens, magnitude.data());
@@ -126,7 +112,7 @@ TEST_P(DenseMatmul, BatchEqualsOneTokenAtATimeBitForBit) {
     for (int cols : {7, 33, 257, 1000}) {
         const int rows = 37, n_tokens = 11;  // odd sizes exercise every tile remainder
         const TestMatrix w(type, rows, cols, 5);
-        const std::vector<float> x = random_floats(static_cast<size_t>(cols) * n_tokens, 6);
+        const std::vector<float> x = test::normal_floats(static_cast<size_t>(cols) * n_tokens, 6);
         for_each_level([&](const char* level) {
             const std::vector<float> batch = run_matmul(w.m, x, n_tokens, nullptr);
             for (int t = 0; t < n_tokens; ++t) {
@@ -145,7 +131,7 @@ TEST_P(DenseMatmul, ResultDoesNotDependOnThreadCount) {
     const int rows = 1031, cols = 1000;  // many chunks of a few rows each
     const TestMatrix w(type, rows, cols, 8);
     for (int n_tokens : {1, 3}) {
-        const std::vector<float> x = random_floats(static_cast<size_t>(cols) * n_tokens, 9);
+        const std::vector<float> x = test::normal_floats(static_cast<size_t>(cols) * n_tokens, 9);
         for_each_level([&](const char* level) {
             const std::vector<float> alone = run_matmul(w.m, x, n_tokens, nullptr);
             for (int threads : {1, 2, 3, 7}) {
@@ -180,7 +166,7 @@ TEST(DenseMatmulOrder, EveryLevelSumsInTheCanonicalOrder) {
                     widened[i] = type == TensorType::F16 ? fp16_to_fp32(w.u16[i]) : bf16_to_fp32(w.u16[i]);
                 }
             }
-            const std::vector<float> x = random_floats(cols, 12);
+            const std::vector<float> x = test::normal_floats(cols, 12);
             const float want = reference::canonical_dot(widened.data(), x.data(), cols, lanes);
             for_each_level([&](const char* level) {
                 float got = NAN;
@@ -215,7 +201,7 @@ TEST(DenseMatmulOrder, EveryHalfWidensExactlyAtEveryLevel) {
 
 TEST(DenseKernels, RmsnormMatchesReference) {
     for (int n : kOddSizes) {
-        const std::vector<float> x = random_floats(n, 20 + n), weight = random_floats(n, 21);
+        const std::vector<float> x = test::normal_floats(n, 20 + n), weight = test::normal_floats(n, 21);
         std::vector<float> want(n);
         reference::rmsnorm(want.data(), x.data(), weight.data(), n, 1e-5f);
         for_each_level([&](const char* level) {
@@ -231,7 +217,7 @@ TEST(DenseKernels, RmsnormMatchesReference) {
 
 TEST(DenseKernels, SoftmaxMatchesReference) {
     for (int n : kOddSizes) {
-        std::vector<float> want = random_floats(n, 30 + n, 5.0f);
+        std::vector<float> want = test::normal_floats(n, 30 + n, 5.0f);
         std::vector<float> x = want;
         reference::softmax(want.data(), n);
         for_each_level([&](const char* level) {
@@ -249,7 +235,7 @@ TEST(DenseKernels, SoftmaxMatchesReference) {
 
 TEST(DenseKernels, SwigluMatchesReference) {
     for (int n : kOddSizes) {
-        const std::vector<float> h = random_floats(n, 40 + n, 4.0f), up = random_floats(n, 41);
+        const std::vector<float> h = test::normal_floats(n, 40 + n, 4.0f), up = test::normal_floats(n, 41);
         std::vector<float> want = h;
         reference::swiglu(want.data(), up.data(), n);
         for_each_level([&](const char* level) {
@@ -267,7 +253,7 @@ TEST(DenseKernels, RopeMatchesReference) {
     for (const Shape s : {Shape{2, 2, 2}, Shape{6, 6, 6}, Shape{64, 32, 8}, Shape{2048, 256, 64}, Shape{96, 96, 48}}) {
         for (int pos : {0, 1, 7, 100, 2047}) {
             for (bool factors : {false, true}) {
-                const std::vector<float> q0 = random_floats(s.q_dim, 50), k0 = random_floats(s.kv_dim, 51);
+                const std::vector<float> q0 = test::normal_floats(s.q_dim, 50), k0 = test::normal_floats(s.kv_dim, 51);
                 std::vector<float> ff(static_cast<size_t>(s.head_size / 2));
                 for (size_t i = 0; i < ff.size(); ++i) ff[i] = 1.0f + static_cast<float>(i % 5);
                 std::vector<float> wq = q0, wk = k0;
@@ -293,9 +279,9 @@ TEST(DenseKernels, AttentionMatchesReferenceAndLevelsAgree) {
                           Shape{4, 4, 33}, Shape{32, 4, 64}, Shape{16, 1, 16}, Shape{12, 1, 9}}) {
         for (int pos : {0, 1, 6, 7, 8, 9, 31, 100}) {
             const int kv_dim = s.n_kv_heads * s.head_size;
-            const std::vector<float> q = random_floats(static_cast<size_t>(s.n_heads) * s.head_size, 60);
-            const std::vector<float> k = random_floats(static_cast<size_t>(pos + 1) * kv_dim, 61);
-            const std::vector<float> v = random_floats(static_cast<size_t>(pos + 1) * kv_dim, 62);
+            const std::vector<float> q = test::normal_floats(static_cast<size_t>(s.n_heads) * s.head_size, 60);
+            const std::vector<float> k = test::normal_floats(static_cast<size_t>(pos + 1) * kv_dim, 61);
+            const std::vector<float> v = test::normal_floats(static_cast<size_t>(pos + 1) * kv_dim, 62);
             std::vector<float> want(static_cast<size_t>(s.n_heads) * s.head_size);
             reference::attention(want.data(), q.data(), k.data(), v.data(), pos, s.n_heads, s.n_kv_heads, s.head_size);
             std::vector<float> first;

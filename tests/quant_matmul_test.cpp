@@ -17,6 +17,7 @@
 #include "kernels/quantize.h"
 #include "kernels/quants.h"
 #include "kernels/thread_pool.h"
+#include "tests/test_support.h"
 
 namespace ferry {
 namespace {
@@ -43,11 +44,6 @@ std::vector<Level> levels_here() {
         if (static_cast<int>(l) <= static_cast<int>(kernels::best_level())) out.push_back(l);
     return out;
 }
-
-struct LevelGuard {
-    Level saved = kernels::active_level();
-    ~LevelGuard() { kernels::set_active_level(saved); }
-};
 
 // A weight matrix in its stored type, made by quantizing weight-like values
 // (normal, a few outliers, some all-zero rows' blocks) with the public API.
@@ -150,7 +146,7 @@ class QuantMatmul : public ::testing::TestWithParam<DotType> {};
 TEST_P(QuantMatmul, MatchesTheNaiveReferenceAtEveryLevel) {
     const DotType& dt = GetParam();
     ASSERT_TRUE(kernels::quant_matmul_supports(dt.type));
-    LevelGuard guard;
+    test::LevelGuard guard;
     std::mt19937 rng(1234 + static_cast<int>(dt.type));
     const int64_t block = dt.act == TensorType::Q8_K ? kQK_K : kQK8_0;
     // Odd row counts; column counts of 1, 3, 9 and 17 blocks (whole and partial groups of 8).
@@ -175,7 +171,7 @@ TEST_P(QuantMatmul, MatchesTheNaiveReferenceAtEveryLevel) {
 
 TEST_P(QuantMatmul, LevelsThreadsAndBatchesAgreeBitForBit) {
     const DotType& dt = GetParam();
-    LevelGuard guard;
+    test::LevelGuard guard;
     std::mt19937 rng(99 + static_cast<int>(dt.type));
     const int64_t block = dt.act == TensorType::Q8_K ? kQK_K : dt.act == TensorType::Q8_GROUP ? 64 : kQK8_0;
     const int64_t rows = 37, cols = 11 * block;
@@ -207,7 +203,7 @@ class QuantMatmulBlocks : public ::testing::TestWithParam<DotType> {};
 
 TEST_P(QuantMatmulBlocks, ExtremeBlocksAgreeAcrossLevels) {
     const DotType& dt = GetParam();
-    LevelGuard guard;
+    test::LevelGuard guard;
     std::mt19937 rng(7 + static_cast<int>(dt.type));
     const int64_t block = dt.act == TensorType::Q8_K ? kQK_K : kQK8_0;
     const int64_t rows = 9, cols = 10 * block;
@@ -251,7 +247,7 @@ TEST_P(QuantMatmulBlocks, ExtremeBlocksAgreeAcrossLevels) {
 // subnormals: the SIMD levels widen halves their own way (F16C, SSE2 bit
 // arithmetic) and must agree with the portable conversion on all of them.
 TEST(QuantMatmulScales, EveryFiniteHalfAgreesAcrossLevels) {
-    LevelGuard guard;
+    test::LevelGuard guard;
     std::mt19937 rng(11);
     for (TensorType type : {TensorType::Q8_0, TensorType::Q4_1}) {
         const int64_t rows = 2048, cols = 1024;  // 65536 blocks
@@ -316,7 +312,7 @@ INSTANTIATE_TEST_SUITE_P(BlockTypes, QuantMatmulBlocks,
 
 TEST(QuantMatmulQ8Group, AnyGroupWidth) {
     // llama2.c's group size is a model choice; 48 is not a multiple of a SIMD width.
-    LevelGuard guard;
+    test::LevelGuard guard;
     std::mt19937 rng(5);
     for (int64_t group : {16, 48, 64}) {
         const QuantMatrix q = make_matrix(TensorType::Q8_GROUP, 11, 192, &rng, group);

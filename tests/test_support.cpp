@@ -18,10 +18,27 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 
 namespace ferry::test {
+
+std::vector<float> normal_floats(size_t n, uint32_t seed, float stddev) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, stddev);
+    std::vector<float> v(n);
+    for (float& x : v) x = d(rng);
+    return v;
+}
+
+std::vector<kernels::Level> cpu_levels() {
+    LevelGuard guard;
+    std::vector<kernels::Level> levels;
+    for (kernels::Level l : {kernels::Level::scalar, kernels::Level::sse2, kernels::Level::avx2})
+        if (kernels::set_active_level(l)) levels.push_back(l);
+    return levels;
+}
 
 std::string shared_dir() {
     const char* env = std::getenv("FERRY_SHARED_DIR");

@@ -8,9 +8,21 @@
 
 #include "common/model_file.h"
 #include "coordinator/pipeline_engine.h"
+#include "kernels/cpu_features.h"
 #include "kernels/thread_pool.h"
 
 namespace ferry::test {
+
+// n normal(0, stddev) floats from a seeded generator: weights and activations for kernel tests.
+std::vector<float> normal_floats(size_t n, uint32_t seed, float stddev = 1.0f);
+
+// The kernel levels this CPU has, scalar first.
+std::vector<kernels::Level> cpu_levels();
+// Puts back the kernel level that was active when it was made.
+struct LevelGuard {
+    kernels::Level saved = kernels::active_level();
+    ~LevelGuard() { kernels::set_active_level(saved); }
+};
 
 std::string shared_dir();                      // ../shared beside the checkout
 std::string model_path(const std::string& name);  // ../shared/models/<name>
