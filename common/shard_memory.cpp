@@ -63,7 +63,7 @@ ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& te
                                                                           : "output.weight"});
     const int layers = spec.last_layer - spec.first_layer;
     m.kv_cache = KVCache::bytes_for(layers, load.context, c.kv_dim(), load.kv_type);
-    m.workspace = layers > 0 ? Workspace::bytes_for(c, kMaxBatch, load.context, load.kv_type) : 0;
+    m.workspace = layers > 0 ? Workspace::bytes_for(c, kMaxBatch, load.context) : 0;
     m.buffers = request_buffers(c, spec, load);
     m.overhead = worker_process_overhead(load.arch);
     return m;

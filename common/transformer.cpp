@@ -39,7 +39,7 @@ uint64_t Workspace::bytes() const {
            sizeof(float);
 }
 
-uint64_t Workspace::bytes_for(const ModelConfig& c, int max_batch, int ctx, KvType) {
+uint64_t Workspace::bytes_for(const ModelConfig& c, int max_batch, int ctx) {
     return WorkspaceSizes(c, max_batch, ctx).floats() * sizeof(float);
 }
 

@@ -23,7 +23,7 @@ struct Workspace {
     uint64_t bytes() const;
     // What a Workspace(c, max_batch, ctx) allocates. The KV type changes
     // nothing: attention reads the cache's rows as stored.
-    static uint64_t bytes_for(const ModelConfig& c, int max_batch, int ctx, KvType kv_type = KvType::f32);
+    static uint64_t bytes_for(const ModelConfig& c, int max_batch, int ctx);
 };
 
 // Positions processed per forward_layers step; longer prompts go in chunks.
