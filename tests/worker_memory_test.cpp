@@ -78,6 +78,10 @@ TEST(WorkerMemory, TheSpeedProbeIsBoundedByTheBudget) {
     EXPECT_EQ(worker::probe_limit(1ull << 30), 64ll << 20);
     EXPECT_EQ(worker::probe_limit(64ull << 20), 4ll << 20);
     EXPECT_EQ(worker::probe_limit(4ull << 20), 1ll << 20);
+    // No budget: the machine's available RAM bounds it alike (a 128 MB PC with 100 MB free: 4 MB).
+    EXPECT_EQ(worker::probe_limit(0, 100ull << 20), 4ll << 20);
+    EXPECT_EQ(worker::probe_limit(0, 16ull << 30), 64ll << 20);
+    EXPECT_EQ(worker::probe_limit(64ull << 20, 16ull << 30), 4ll << 20);  // a budget wins over free RAM
 }
 
 }  // namespace

@@ -33,13 +33,15 @@ double measure(const Matrix& w, kernels::ThreadPool& pool, double seconds) {
 
 }  // namespace
 
-int64_t probe_limit(uint64_t memory_budget) {
+int64_t probe_limit(uint64_t memory_budget, uint64_t ram_available) {
     constexpr int64_t kMax = 64ll << 20;
-    if (memory_budget == 0) return kMax;
+    // An old PC started without --memory must not spend its RAM on a probe.
+    const uint64_t room = memory_budget > 0 ? memory_budget : ram_available;
+    if (room == 0) return kMax;
     // The f32 matrix and its q8_0 copy (a quarter more) stay well inside the
     // budget, and are freed before any shard is loaded.
     int64_t limit = 1ll << 20;
-    while (limit * 4 <= kMax && static_cast<uint64_t>(limit * 4) <= memory_budget / 8) limit *= 4;
+    while (limit * 4 <= kMax && static_cast<uint64_t>(limit * 4) <= room / 8) limit *= 4;
     return limit;
 }
 
@@ -68,7 +70,7 @@ wire::Capabilities probe_capabilities(kernels::ThreadPool& pool, uint64_t memory
     // size past the caches where memory allows: a Pentium II measures a small
     // matrix in a few milliseconds, a fast machine a large one (RAM speed).
     const int64_t cols = 1024;
-    const int64_t max_bytes = probe_limit(memory_budget);
+    const int64_t max_bytes = probe_limit(memory_budget, mem.available);
     std::mt19937 rng(1);
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
     int64_t bytes = 1ll << 20;

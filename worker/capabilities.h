@@ -16,7 +16,8 @@ namespace ferry::worker {
 // memory is freed before the worker listens.
 wire::Capabilities probe_capabilities(kernels::ThreadPool& pool, uint64_t memory_budget, double seconds = 0.25);
 // The largest f32 probe matrix: 64 MB, or under a budget the largest step
-// (1, 4, 16 MB) within an eighth of it (with its q8_0 copy, a sixth).
-int64_t probe_limit(uint64_t memory_budget);
+// (1, 4, 16 MB) within an eighth of it (with its q8_0 copy, a sixth). With no
+// budget, the machine's available RAM bounds it the same way (0: unknown).
+int64_t probe_limit(uint64_t memory_budget, uint64_t ram_available = 0);
 
 }  // namespace ferry::worker

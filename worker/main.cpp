@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
     app.add_option("--memory", memory,
                    "Memory budget, e.g. 128M or 1.5G: a hard cap on the worker's peak RSS. An assignment that does "
                    "not fit (weights, KV cache, workspace, request buffers, the process) is refused with the "
-                   "numbers; the start-up speed probe stays within an eighth of it (default: unlimited)");
+                   "numbers; the start-up speed probe stays within an eighth of it, or of the available RAM without a budget (default: unlimited)");
     app.add_option("--cache-dir", o.cache_dir,
                    "Where received shards are kept (default: $FERRY_CACHE_DIR, $XDG_CACHE_HOME/ferry or ~/.cache/ferry)");
     app.add_option("--model-dir", o.model_dir,
