@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
 #include "common/error.h"
 #include "common/mapped_file.h"
 #include "common/tokenizer_unicode.h"
@@ -72,6 +74,12 @@ Tokenizer Tokenizer::load_llama2c(const std::string& path, int vocab_size) {
         v.scores.push_back(score);
         at += static_cast<uint64_t>(len);
     }
+    // run.c reads vocab_size pieces and ignores the rest; so does ferry, but a
+    // file with more is likely another model's tokenizer (tokenizer.bin for a
+    // tok512 model): the text would be nonsense, so say so.
+    if (at < size)
+        spdlog::warn("{}: {} bytes after the {} pieces the model's vocabulary needs: is this the model's tokenizer?",
+                     path, size - at, vocab_size);
     // run.c hard-codes these.
     v.bos = vocab_size > 1 ? 1 : -1;
     v.eos = vocab_size > 2 ? 2 : -1;

@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
             close(ready_fd);
         }
         std::fprintf(stderr, "ferry-worker: error: %s\n", e.what());
-        spdlog::error("{}", e.what());
+        if (!log_file.empty()) spdlog::error("{}", e.what());  // on stderr it would say it twice
         return 1;
     }
     return 0;

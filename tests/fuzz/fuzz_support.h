@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "common/tokenizer.h"
 
 namespace ferry::fuzz {
@@ -52,6 +54,14 @@ public:
 private:
     int fd_ = -1;
     std::string path_;
+};
+
+// Turns logging off while it lives: warnings about odd but accepted inputs
+// would otherwise print once per mutant.
+struct QuietLogs {
+    spdlog::level::level_enum saved = spdlog::get_level();
+    QuietLogs() { spdlog::set_level(spdlog::level::off); }
+    ~QuietLogs() { spdlog::set_level(saved); }
 };
 
 inline InputFile& input_file() {

@@ -20,6 +20,7 @@ namespace ferry::fuzz {
 // How many of the vocabulary sizes loaded.
 inline int fuzz_tokenizer_bin(const uint8_t* data, size_t size) {
     const std::string& path = input_file().write(data, size);
+    const QuietLogs quiet;
     int loaded = 0;
     for (const int vocab : {size ? data[size - 1] % 4 : 0, 512, 32000}) {
         try {
