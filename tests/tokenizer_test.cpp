@@ -132,6 +132,19 @@ TEST(Tokenizer, ByteFallbackWithoutByteTokensIsAClearError) {
     EXPECT_NE(run.err.find("no byte tokens"), std::string::npos) << run.err;
 }
 
+// Another model's tokenizer (the 32000-piece tokenizer.bin for the 512-token
+// stories260K) reads as run.c reads it, but the user is told.
+TEST(Tokenizer, AForeignTokenizerFileIsNamedInAWarning) {
+    const std::string model = test::model_path("stories260K.bin");
+    const auto foreign = test::run_command(
+        {test::ferry_bin(), "run", model, "-z", test::model_path("tokenizer.bin"), "-n", "4", "-t", "0"}, 30);
+    EXPECT_EQ(foreign.exit_code, 0) << foreign.err;
+    EXPECT_NE(foreign.err.find("is this the model's tokenizer?"), std::string::npos) << foreign.err;
+    const auto own = test::run_command(
+        {test::ferry_bin(), "run", model, "-z", test::model_path("tok512.bin"), "-n", "4", "-t", "0"}, 30);
+    EXPECT_EQ(own.err.find("is this the model's tokenizer?"), std::string::npos) << own.err;
+}
+
 TEST(Tokenizer, ByteTokensDecodeToTheirByte) {
     for (const Tokenizer* t : {&tok512(), &llama2()}) {
         for (int b = 0; b < 256; ++b) {
