@@ -43,8 +43,10 @@ int cmd_chat(const RunOptions& o) {
         if (!std::getline(std::cin, line)) break;
         if (line.empty()) continue;
         std::fputs("Assistant: ", stdout);
-        const bool fits = chat.reply(line, stdout);
+        const bool fits = chat.reply(line, stdout, o.steps);
         std::fputs("\n", stdout);
+        std::fflush(stdout);
+        if (chat.cut()) std::fprintf(stderr, "ferry chat: the reply was cut at -n %d tokens\n", o.steps);
         if (!fits || chat.context_full()) {
             std::fflush(stdout);
             std::fprintf(stderr, "ferry chat: %s the context of %d tokens (%d used); start a new chat%s\n",
@@ -63,11 +65,12 @@ int cmd_chat(const RunOptions& o) {
 int run_chat_once(const RunOptions& o) {
     ChatSession s(o);
     Conversation chat(*s.engine, s.tokenizer, s.sampler, s.tmpl, o.system_prompt);
-    if (!chat.reply(o.prompt, stdout))
+    if (!chat.reply(o.prompt, stdout, o.steps))
         throw Error("the prompt does not fit the context of " + std::to_string(s.engine->context()) + " tokens");
     std::fputs("\n", stdout);
     if (chat.context_full())
         std::fprintf(stderr, "ferry: the reply stopped at the end of the context (%d tokens)\n", s.engine->context());
+    if (chat.cut()) std::fprintf(stderr, "ferry: the reply was cut at -n %d tokens\n", o.steps);
     report_engine(*s.engine);
     return 0;
 }
@@ -78,6 +81,7 @@ void register_chat(CLI::App& app, std::vector<Command>& commands) {
     add_model_options(cmd, o);
     add_sampling_options(cmd, o);
     add_pipeline_options(cmd, o);
+    cmd->get_option("--steps")->description("Most tokens in each reply; 0: until the end-of-turn token (default 256)");
     commands.push_back({cmd, [] { return cmd_chat(o); }, &o.log_level});
 }
 

@@ -99,7 +99,7 @@ void register_run(CLI::App& app, std::vector<Command>& commands) {
     add_model_options(cmd, o);
     add_sampling_options(cmd, o);
     add_pipeline_options(cmd, o);
-    cmd->add_flag("--chat", o.chat, "Treat -i as one chat turn: apply the chat template and print the reply");
+    cmd->add_flag("--chat", o.chat, "Treat -i as one chat turn: apply the chat template and print the reply (-n: its most tokens, 0: until the end-of-turn token)");
     commands.push_back({cmd, [] { return o.chat ? run_chat_once(o) : cmd_run(o); }, &o.log_level});
 }
 

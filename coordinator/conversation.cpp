@@ -37,13 +37,14 @@ bool Conversation::ends_turn(int token) const {
     return tokenizer_.ends_generation(token) || std::find(end_ids_.begin(), end_ids_.end(), token) != end_ids_.end();
 }
 
-bool Conversation::reply(const std::string& user, std::FILE* out) {
+bool Conversation::reply(const std::string& user, std::FILE* out, int max_tokens) {
     const bool first = pos_ == 0;
     std::vector<int> input;
     if (pending_ >= 0) input.push_back(pending_);
     const std::vector<int> turn =
         tokenizer_.encode(render_user_turn(template_, system_, user, first), first || bos_every_turn(template_), false);
     context_full_ = false;
+    cut_ = false;
     input.insert(input.end(), turn.begin(), turn.end());
     const int context = engine_.context();
     if (pos_ + static_cast<int>(input.size()) >= context) return false;
@@ -51,6 +52,7 @@ bool Conversation::reply(const std::string& user, std::FILE* out) {
     int next = engine_.forward_sample(input.data(), static_cast<int>(input.size()), pos_, sampler_);
     pos_ += static_cast<int>(input.size());
     int prev = input.back();
+    int this_turn = 0;
     for (;;) {
         if (ends_turn(next)) {
             pending_ = next;
@@ -63,6 +65,12 @@ bool Conversation::reply(const std::string& user, std::FILE* out) {
         }
         ++replied_;
         prev = next;
+        if (max_tokens > 0 && ++this_turn >= max_tokens) {
+            // Cut: the last token is not in the cache yet; the next turn feeds it first.
+            pending_ = prev;
+            cut_ = true;
+            break;
+        }
         if (pos_ + 1 >= context) {  // the context is full; the reply stops here
             context_full_ = true;
             break;

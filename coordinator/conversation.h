@@ -22,12 +22,16 @@ class Conversation {
 public:
     Conversation(Engine& engine, const Tokenizer& tokenizer, Sampler& sampler, ChatTemplate tmpl, std::string system);
 
-    // Feeds the user's turn and streams the reply to out. Returns false, having
-    // printed nothing, when the turn does not fit the remaining context.
-    bool reply(const std::string& user, std::FILE* out);
+    // Feeds the user's turn and streams the reply to out, at most max_tokens
+    // of it (0: until an end-of-turn token or the end of the context). Returns
+    // false, having printed nothing, when the turn does not fit the remaining
+    // context.
+    bool reply(const std::string& user, std::FILE* out, int max_tokens = 0);
     int position() const { return pos_; }
     // The last reply stopped because the context is full, not at an end-of-turn token.
     bool context_full() const { return context_full_; }
+    // The last reply stopped at max_tokens.
+    bool cut() const { return cut_; }
     int tokens_replied() const { return replied_; }
 
 private:
@@ -42,6 +46,7 @@ private:
     int pending_ = -1;  // the last reply's end-of-turn token, fed with the next turn
     int replied_ = 0;
     bool context_full_ = false;
+    bool cut_ = false;
     std::vector<int> end_ids_;
 };
 

@@ -150,6 +150,40 @@ TEST(Conversation, KeepsTheContextBetweenTurns) {
     std::fclose(out);
 }
 
+// -n caps a reply: the cut reply is the uncut one's first tokens, and the
+// next turn starts by feeding the token the cut left out of the cache.
+TEST(Conversation, AReplyIsCutAtMaxTokensAndTheNextTurnCarriesOn) {
+    const ModelFile file = open_model_file(test::model_path("stories260K.bin"));
+    const Tokenizer tok = load_tokenizer(file, test::model_path("tok512.bin"));
+    auto text_of = [](std::FILE* f) {
+        std::rewind(f);
+        std::string s;
+        for (int c; (c = std::fgetc(f)) != EOF;) s.push_back(static_cast<char>(c));
+        std::fclose(f);
+        return s;
+    };
+    LocalEngine full_engine(file, file.config.seq_len, nullptr), cut_engine(file, file.config.seq_len, nullptr);
+    Sampler full_sampler(file.config.vocab_size, SamplerParams{0.0f, 0.9f, 1});
+    Sampler cut_sampler(file.config.vocab_size, SamplerParams{0.0f, 0.9f, 1});
+    Conversation full(full_engine, tok, full_sampler, ChatTemplate::llama2, "");
+    Conversation cut(cut_engine, tok, cut_sampler, ChatTemplate::llama2, "");
+    std::FILE* out = std::tmpfile();
+    ASSERT_TRUE(full.reply("Tell me a story", out));
+    const std::string whole = text_of(out);
+    ASSERT_GT(full.tokens_replied(), 5);
+    EXPECT_FALSE(full.cut());
+    ASSERT_TRUE(cut.reply("Tell me a story", out = std::tmpfile(), 5));
+    const std::string part = text_of(out);
+    EXPECT_TRUE(cut.cut());
+    EXPECT_EQ(cut.tokens_replied(), 5);
+    EXPECT_FALSE(part.empty());
+    EXPECT_EQ(whole.substr(0, part.size()), part);
+    const int after = cut.position();
+    ASSERT_TRUE(cut.reply("More", out = std::tmpfile(), 5));
+    std::fclose(out);
+    EXPECT_GT(cut.position(), after + 5) << "the second turn (and the held-back token) went into the cache";
+}
+
 TEST(ChatCli, RunChatPrintsAReplyAndUnknownTemplatesAreRefused) {
     auto r = test::run_command({test::ferry_bin(), "run", test::model_path("stories260K.bin"), "-z",
                                 test::model_path("tok512.bin"), "--chat", "-i", "Hello", "-t", "0"});
