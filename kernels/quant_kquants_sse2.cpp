@@ -31,7 +31,7 @@ void decode_crumbs(const uint8_t* qs, const uint8_t* hmask, int offset, int8_t* 
 
 struct Q2_K {
     static constexpr int kBytes = sizeof(BlockQ2_K), kD = 80, kDmin = 82;
-    static constexpr bool kMin = true;
+    static constexpr bool kMin = true, kDirect = false;
     static void decode(const uint8_t* blk, SuperLevels* lv) {
         const BlockQ2_K* b = reinterpret_cast<const BlockQ2_K*>(blk);
         decode_crumbs(b->qs, nullptr, 0, lv->q);
@@ -47,7 +47,7 @@ struct Q2_K {
 
 struct Q3_K {
     static constexpr int kBytes = sizeof(BlockQ3_K), kD = 108, kDmin = -1;
-    static constexpr bool kMin = false;
+    static constexpr bool kMin = false, kDirect = false;
     static void decode(const uint8_t* blk, SuperLevels* lv) {
         const BlockQ3_K* b = reinterpret_cast<const BlockQ3_K*>(blk);
         decode_crumbs(b->qs, b->hmask, 4, lv->q);
@@ -93,7 +93,7 @@ int32_t mins_32(const uint8_t* packed, const int16_t* bsums) {
 
 struct Q4_K {
     static constexpr int kBytes = sizeof(BlockQ4_K), kD = 0, kDmin = 2;
-    static constexpr bool kMin = true;
+    static constexpr bool kMin = true, kDirect = false;
     static void decode(const uint8_t* blk, SuperLevels* lv) {
         const BlockQ4_K* b = reinterpret_cast<const BlockQ4_K*>(blk);
         decode_nibbles(b->qs, nullptr, lv->q);
@@ -106,7 +106,7 @@ struct Q4_K {
 
 struct Q5_K {
     static constexpr int kBytes = sizeof(BlockQ5_K), kD = 0, kDmin = 2;
-    static constexpr bool kMin = true;
+    static constexpr bool kMin = true, kDirect = false;
     static void decode(const uint8_t* blk, SuperLevels* lv) {
         const BlockQ5_K* b = reinterpret_cast<const BlockQ5_K*>(blk);
         decode_nibbles(b->qs, b->qh, lv->q);
@@ -119,7 +119,7 @@ struct Q5_K {
 
 struct Q6_K {
     static constexpr int kBytes = sizeof(BlockQ6_K), kD = 208, kDmin = -1;
-    static constexpr bool kMin = false;
+    static constexpr bool kMin = false, kDirect = false;
     static void decode(const uint8_t* blk, SuperLevels* lv) {
         const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(blk);
         const __m128i off = _mm_set1_epi8(32);

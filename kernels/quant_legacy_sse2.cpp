@@ -10,55 +10,56 @@ namespace ferry::kernels::sse2 {
 
 namespace {
 
-// Each type: block size, scale offsets, and its 32 signed levels (values
-// 0..15 in lo, 16..31 in hi); types with a min (x = d * q + m) keep q >= 0.
+// Each type: block size, scale offsets, and its 32 levels (values 0..15 in
+// lo, 16..31 in hi), signed bytes, or (kUnsigned) bytes 0..31 whose isum is
+// sum(level * x) - kOffset * sum(x); types with a min (x = d * q + m) keep q >= 0.
 struct Q8_0 {
-    static constexpr int kBytes = sizeof(BlockQ8_0);
-    static constexpr bool kMin = false;
+    static constexpr int kBytes = sizeof(BlockQ8_0), kOffset = 0;
+    static constexpr bool kMin = false, kUnsigned = false;
     static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) {
         *lo = load16(b + 2);
         *hi = load16(b + 18);
     }
 };
-FERRY_INLINE void nibbles(const uint8_t* qs, int offset, __m128i* lo, __m128i* hi) {
-    const __m128i v = load16(qs), off = _mm_set1_epi8(static_cast<char>(offset));
-    *lo = _mm_sub_epi8(nibbles_lo(v), off);
-    *hi = _mm_sub_epi8(nibbles_hi(v), off);
+FERRY_INLINE void nibbles(const uint8_t* qs, __m128i* lo, __m128i* hi) {
+    const __m128i v = load16(qs);
+    *lo = nibbles_lo(v);
+    *hi = nibbles_hi(v);
 }
-FERRY_INLINE void fifth_bit_nibbles(const uint8_t* qh, const uint8_t* qs, int offset, __m128i* lo, __m128i* hi) {
+FERRY_INLINE void fifth_bit_nibbles(const uint8_t* qh, const uint8_t* qs, __m128i* lo, __m128i* hi) {
     uint32_t bits;
     std::memcpy(&bits, qh, 4);
-    const __m128i v = load16(qs), off = _mm_set1_epi8(static_cast<char>(offset)), bit4 = _mm_set1_epi8(0x10);
-    *lo = _mm_sub_epi8(_mm_or_si128(nibbles_lo(v), _mm_and_si128(bits_to_bytes(bits & 0xFFFF), bit4)), off);
-    *hi = _mm_sub_epi8(_mm_or_si128(nibbles_hi(v), _mm_and_si128(bits_to_bytes(bits >> 16), bit4)), off);
+    const __m128i v = load16(qs), bit4 = _mm_set1_epi8(0x10);
+    *lo = _mm_or_si128(nibbles_lo(v), _mm_and_si128(bits_to_bytes(bits & 0xFFFF), bit4));
+    *hi = _mm_or_si128(nibbles_hi(v), _mm_and_si128(bits_to_bytes(bits >> 16), bit4));
 }
 struct Q4_0 {
-    static constexpr int kBytes = sizeof(BlockQ4_0);
-    static constexpr bool kMin = false;
-    static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) { nibbles(b + 2, 8, lo, hi); }
+    static constexpr int kBytes = sizeof(BlockQ4_0), kOffset = 8;
+    static constexpr bool kMin = false, kUnsigned = true;
+    static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) { nibbles(b + 2, lo, hi); }
 };
 struct Q4_1 {
-    static constexpr int kBytes = sizeof(BlockQ4_1);
-    static constexpr bool kMin = true;
-    static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) { nibbles(b + 4, 0, lo, hi); }
+    static constexpr int kBytes = sizeof(BlockQ4_1), kOffset = 0;
+    static constexpr bool kMin = true, kUnsigned = true;
+    static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) { nibbles(b + 4, lo, hi); }
 };
 struct Q5_0 {
-    static constexpr int kBytes = sizeof(BlockQ5_0);
-    static constexpr bool kMin = false;
+    static constexpr int kBytes = sizeof(BlockQ5_0), kOffset = 16;
+    static constexpr bool kMin = false, kUnsigned = true;
     static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) {
-        fifth_bit_nibbles(b + 2, b + 6, 16, lo, hi);
+        fifth_bit_nibbles(b + 2, b + 6, lo, hi);
     }
 };
 struct Q5_1 {
-    static constexpr int kBytes = sizeof(BlockQ5_1);
-    static constexpr bool kMin = true;
+    static constexpr int kBytes = sizeof(BlockQ5_1), kOffset = 0;
+    static constexpr bool kMin = true, kUnsigned = true;
     static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) {
-        fifth_bit_nibbles(b + 4, b + 8, 0, lo, hi);
+        fifth_bit_nibbles(b + 4, b + 8, lo, hi);
     }
 };
 struct IQ4_NL {
-    static constexpr int kBytes = sizeof(BlockIQ4_NL);
-    static constexpr bool kMin = false;
+    static constexpr int kBytes = sizeof(BlockIQ4_NL), kOffset = 0;
+    static constexpr bool kMin = false, kUnsigned = false;
     static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) {
         // No byte shuffle in SSE2: the table lookup is scalar.
         alignas(16) int8_t q[32];
@@ -71,8 +72,21 @@ struct IQ4_NL {
     }
 };
 
+// The even and odd bytes of 16 levels as int16; unsigned levels keep the odd
+// ones times 256 (one mask instead of a shift), undone on the exact sum.
+template <class W>
+FERRY_INLINE void split(__m128i v, __m128i* even, __m128i* odd) {
+    if constexpr (W::kUnsigned) {
+        *even = _mm_and_si128(v, _mm_set1_epi16(0x00FF));
+        *odd = _mm_and_si128(v, _mm_set1_epi16(static_cast<short>(0xFF00)));
+    } else {
+        *even = even_i16(v);
+        *odd = odd_i16(v);
+    }
+}
+
 template <class W, int T>
-void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
+void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0, const int16_t* X) {
     const int64_t nb = w.cols / kQK8_0, nbs = a.stride / kQK8_0;
     const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * nb * W::kBytes;
     __m128 acc[T][2];
@@ -89,24 +103,33 @@ void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
         }
         __m128i part[T][4];
         for (int k = 0; k < 4; ++k) {
-            __m128i lo, hi;
+            __m128i lo, hi, lo_even, lo_odd, hi_even, hi_odd;
             W::levels(blk + k * W::kBytes, &lo, &hi);
+            split<W>(lo, &lo_even, &lo_odd);
+            split<W>(hi, &hi_even, &hi_odd);
             for (int t = 0; t < T; ++t) {
-                const int8_t* x = a.qs + (t0 + t) * a.stride;
-                part[t][k] = _mm_add_epi32(dot16(lo, load16(x + q8_0_index(b + k, 0))),
-                                           dot16(hi, load16(x + q8_0_index(b + k, 16))));
+                const int16_t* xl = X + t * a.stride + q8_0_index(b + k, 0);
+                const int16_t* xh = X + t * a.stride + q8_0_index(b + k, 16);
+                const __m128i even = _mm_add_epi32(_mm_madd_epi16(lo_even, load_x(xl)), _mm_madd_epi16(hi_even, load_x(xh)));
+                __m128i odd = _mm_add_epi32(_mm_madd_epi16(lo_odd, load_x(xl + 8)), _mm_madd_epi16(hi_odd, load_x(xh + 8)));
+                if constexpr (W::kUnsigned) odd = _mm_srai_epi32(odd, 8);  // exact: a multiple of 256
+                part[t][k] = _mm_add_epi32(even, odd);
             }
         }
         const __m128 dw = load_f16x4(blk, W::kBytes);
         __m128 dm;
         if constexpr (W::kMin) dm = load_f16x4(blk + 2, W::kBytes);
         for (int t = 0; t < T; ++t) {
-            const __m128i isum = totals4(part[t][0], part[t][1], part[t][2], part[t][3]);
+            __m128i isum = totals4(part[t][0], part[t][1], part[t][2], part[t][3]);
+            const __m128i xsum = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.sums + (t0 + t) * nbs + b));
+            if constexpr (W::kOffset != 0) {
+                static_assert((W::kOffset & (W::kOffset - 1)) == 0, "offset times sum(x) is a shift");
+                isum = _mm_sub_epi32(isum, _mm_slli_epi32(xsum, __builtin_ctz(W::kOffset)));
+            }
             const __m128 dx = _mm_loadu_ps(a.d + (t0 + t) * nbs + b);
             __m128 term = _mm_mul_ps(_mm_mul_ps(dw, dx), _mm_cvtepi32_ps(isum));
             if constexpr (W::kMin) {
                 // Canonical: term - (m * dx) * float(-xsum), which is term + (m * dx) * float(xsum) exactly.
-                const __m128i xsum = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.sums + (t0 + t) * nbs + b));
                 term = _mm_add_ps(term, _mm_mul_ps(_mm_mul_ps(dm, dx), _mm_cvtepi32_ps(xsum)));
             }
             acc[t][(b / 4) % 2] = _mm_add_ps(acc[t][(b / 4) % 2], term);
@@ -122,9 +145,8 @@ void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
 
 template <class W>
 void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
-    constexpr int kTokens = 4;
-    for (int64_t r = r0; r < r1; ++r)
-        for_token_tiles<kTokens>(a.n_tokens, [&](auto tn, int t) { tile<W, tn>(out, w, a, r, t); });
+    rows_widened(a, r0, r1, w.cols / kQK8_0 * W::kBytes,
+                 [&](auto tn, int64_t r, int t0, const int16_t* X) { tile<W, tn>(out, w, a, r, t0, X); });
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 
 #include "kernels/quant_blocks.h"
 #include "kernels/quant_dot.h"
@@ -27,10 +28,51 @@ FERRY_INLINE __m128i widen_hi(__m128i v) { return _mm_srai_epi16(_mm_unpackhi_ep
 FERRY_INLINE __m128i dot16(__m128i w, __m128i x) {
     return _mm_add_epi32(_mm_madd_epi16(widen_lo(w), widen_lo(x)), _mm_madd_epi16(widen_hi(w), widen_hi(x)));
 }
+
 // The same with every product multiplied by `scale` (int16; |w * scale| < 2^15).
 FERRY_INLINE __m128i scaled_dot16(__m128i w, __m128i x, __m128i scale) {
     return _mm_add_epi32(_mm_madd_epi16(_mm_mullo_epi16(widen_lo(w), scale), widen_lo(x)),
                          _mm_madd_epi16(_mm_mullo_epi16(widen_hi(w), scale), widen_hi(x)));
+}
+
+// Activations widened to int16 once per chunk of rows rather than once per
+// row: every 16 bytes of x become 8 int16 of its even bytes, then 8 of its odd
+// bytes, at the same index. A weight vector splits the same way (even_i16,
+// odd_i16, or masks of unsigned levels) and meets them with two pmaddwd.
+FERRY_INLINE __m128i even_i16(__m128i v) { return _mm_srai_epi16(_mm_slli_epi16(v, 8), 8); }
+FERRY_INLINE __m128i odd_i16(__m128i v) { return _mm_srai_epi16(v, 8); }
+FERRY_INLINE __m128i load_x(const int16_t* p) { return _mm_load_si128(reinterpret_cast<const __m128i*>(p)); }
+FERRY_INLINE void widen_acts(const int8_t* x, int64_t n, int16_t* out) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const __m128i v = load16(x + i);
+        _mm_store_si128(reinterpret_cast<__m128i*>(out + i), even_i16(v));
+        _mm_store_si128(reinterpret_cast<__m128i*>(out + i + 8), odd_i16(v));
+    }
+}
+// 4 partial sums of w[i] * x[i] over 16 signed bytes w and their widened activations.
+FERRY_INLINE __m128i dot16w(__m128i w, const int16_t* x) {
+    return _mm_add_epi32(_mm_madd_epi16(even_i16(w), load_x(x)), _mm_madd_epi16(odd_i16(w), load_x(x + 8)));
+}
+
+// tile(std::integral_constant<int, T>{}, r, t0, X) for rows [r0, r1) and every
+// token of a, X holding tokens t0 .. t0 + T - 1 widened (token t0 + t at
+// X + t * a.stride). Rows go in chunks of about 32 KB of weights, so that a
+// chunk stays in cache while its token tiles pass over it.
+template <class Tile>
+void rows_widened(const QuantActs& a, int64_t r0, int64_t r1, int64_t row_bytes, Tile&& tile) {
+    constexpr int kTokens = 4;
+    const int tiles = a.n_tokens < kTokens ? a.n_tokens : kTokens;
+    const std::unique_ptr<int16_t[]> buf(new int16_t[static_cast<size_t>(tiles * a.stride) + 8]);
+    int16_t* const X = buf.get() + (-(reinterpret_cast<uintptr_t>(buf.get()) / 2) & 7);  // 16-byte aligned
+    int64_t chunk = (int64_t{1} << 15) / row_bytes;
+    if (chunk < 1) chunk = 1;
+    for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+        const int64_t c1 = c0 + chunk < r1 ? c0 + chunk : r1;
+        for_token_tiles<kTokens>(a.n_tokens, [&](auto tn, int t0) {
+            for (int t = 0; t < tn; ++t) widen_acts(a.qs + (t0 + t) * a.stride, a.stride, X + t * a.stride);
+            for (int64_t r = c0; r < c1; ++r) tile(tn, r, t0, X);
+        });
+    }
 }
 
 FERRY_INLINE int32_t hsum_i32(__m128i v) {
@@ -109,27 +151,40 @@ struct SuperLevels {
     int16_t scale[16];
 };
 
+// K::kDirect types compute isum from the packed block themselves:
+// K::dot<T>(blk, x, isum) with x[t] the widened activations of the block;
+// the others decode it (K::decode) and read the int8 activations.
 template <class K, int T>
-void superblock_tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0) {
+void superblock_tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0, const int16_t* X) {
     const int64_t nb = w.cols / kQK_K, nbs = a.stride / kQK_K;
     const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * nb * K::kBytes;
     float acc[T][8] = {};
     SuperLevels lv;
     for (int64_t b = 0; b < nb; ++b) {
         const uint8_t* blk = row + b * K::kBytes;
-        K::decode(blk, &lv);
+        int32_t isums[T];
+        if constexpr (K::kDirect) {
+            const int16_t* x[T];
+            for (int t = 0; t < T; ++t) x[t] = X + t * a.stride + b * kQK_K;
+            K::template dot<T>(blk, x, isums);
+            for (int t = 0; t < T; ++t) isums[t] -= K::kOffset * a.block_sums[(t0 + t) * nbs + b];
+        } else {
+            K::decode(blk, &lv);
+            for (int t = 0; t < T; ++t) {
+                const int8_t* x = a.qs + (t0 + t) * a.stride + b * kQK_K;
+                __m128i s = _mm_setzero_si128();
+                for (int g = 0; g < 16; ++g)
+                    s = _mm_add_epi32(s, scaled_dot16(load16(lv.q + 16 * g), load16(x + 16 * g), _mm_set1_epi16(lv.scale[g])));
+                isums[t] = hsum_i32(s);
+            }
+        }
         const float dw = f16_to_f32(blk + K::kD);
         for (int t = 0; t < T; ++t) {
-            const int8_t* x = a.qs + (t0 + t) * a.stride + b * kQK_K;
             const int16_t* bsums = a.bsums + ((t0 + t) * a.stride + b * kQK_K) / 16;
-            __m128i s = _mm_setzero_si128();
-            for (int g = 0; g < 16; ++g)
-                s = _mm_add_epi32(s, scaled_dot16(load16(lv.q + 16 * g), load16(x + 16 * g), _mm_set1_epi16(lv.scale[g])));
-            const int32_t isum = hsum_i32(s);
             const float dx = a.d[(t0 + t) * nbs + b];
             float term;
-            if constexpr (K::kMin) term = block_term_min(dw, f16_to_f32(blk + K::kDmin), dx, isum, K::msum(blk, bsums));
-            else term = block_term(dw, dx, isum);
+            if constexpr (K::kMin) term = block_term_min(dw, f16_to_f32(blk + K::kDmin), dx, isums[t], K::msum(blk, bsums));
+            else term = block_term(dw, dx, isums[t]);
             acc[t][b % 8] += term;
         }
     }
@@ -138,9 +193,15 @@ void superblock_tile(float* out, const Matrix& w, const QuantActs& a, int64_t r,
 
 template <class K>
 void superblock_rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
-    constexpr int kTokens = 4;
-    for (int64_t r = r0; r < r1; ++r)
-        for_token_tiles<kTokens>(a.n_tokens, [&](auto tn, int t) { superblock_tile<K, tn>(out, w, a, r, t); });
+    const auto tile = [&](auto tn, int64_t r, int t0, const int16_t* X) { superblock_tile<K, tn>(out, w, a, r, t0, X); };
+    if constexpr (K::kDirect) {
+        rows_widened(a, r0, r1, w.cols / kQK_K * K::kBytes, tile);
+    } else {
+        // Decoded levels are widened per token anyway: no widened activations (X unused).
+        constexpr int kTokens = 4;
+        for (int64_t r = r0; r < r1; ++r)
+            for_token_tiles<kTokens>(a.n_tokens, [&](auto tn, int t) { tile(tn, r, t, nullptr); });
+    }
 }
 
 }  // namespace

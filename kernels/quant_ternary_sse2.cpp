@@ -14,18 +14,32 @@ void unit_scales(SuperLevels* lv) {
     for (int g = 0; g < 16; ++g) lv->scale[g] = 1;
 }
 
+// Levels 0..2 (value + 1) straight from the packed crumbs: the even byte's
+// crumb masked in place is an int16, the odd byte's is that times 256 (summed
+// apart and shifted back, exactly); isum subtracts the block's sum of x once.
 struct TQ2_0 {
-    static constexpr int kBytes = sizeof(BlockTQ2_0), kD = 64, kDmin = -1;
-    static constexpr bool kMin = false;
-    static void decode(const uint8_t* blk, SuperLevels* lv) {
+    static constexpr int kBytes = sizeof(BlockTQ2_0), kD = 64, kDmin = -1, kOffset = 1;
+    static constexpr bool kMin = false, kDirect = true;
+    template <int T>
+    static FERRY_INLINE void dot(const uint8_t* blk, const int16_t* const* x, int32_t* isums) {
         const BlockTQ2_0* b = reinterpret_cast<const BlockTQ2_0*>(blk);
-        const __m128i one = _mm_set1_epi8(1);
+        const __m128i even_mask = _mm_set1_epi16(3), odd_mask = _mm_set1_epi16(0x300);
+        __m128i even[T], odd[T];
+        for (int t = 0; t < T; ++t) even[t] = odd[t] = _mm_setzero_si128();
         for (int h = 0; h < 2; ++h)
             for (int half = 0; half < 2; ++half) {
-                const __m128i v = load16(b->qs + 32 * h + 16 * half);
-                for (int k = 0; k < 4; ++k) store16(lv->q + 128 * h + 32 * k + 16 * half, _mm_sub_epi8(crumbs(v, 2 * k), one));
+                __m128i v = load16(b->qs + 32 * h + 16 * half);
+                for (int k = 0; k < 4; ++k) {
+                    const __m128i e = _mm_and_si128(v, even_mask), o = _mm_and_si128(v, odd_mask);
+                    for (int t = 0; t < T; ++t) {
+                        const int16_t* xv = x[t] + 128 * h + 32 * k + 16 * half;
+                        even[t] = _mm_add_epi32(even[t], _mm_madd_epi16(e, load_x(xv)));
+                        odd[t] = _mm_add_epi32(odd[t], _mm_madd_epi16(o, load_x(xv + 8)));
+                    }
+                    v = _mm_srli_epi16(v, 2);
+                }
             }
-        unit_scales(lv);
+        for (int t = 0; t < T; ++t) isums[t] = hsum_i32(_mm_add_epi32(even[t], _mm_srai_epi32(odd[t], 8)));
     }
 };
 
@@ -42,7 +56,7 @@ __m128i trits(__m128i q, int k) {
 
 struct TQ1_0 {
     static constexpr int kBytes = sizeof(BlockTQ1_0), kD = 52, kDmin = -1;
-    static constexpr bool kMin = false;
+    static constexpr bool kMin = false, kDirect = false;
     static void decode(const uint8_t* blk, SuperLevels* lv) {
         const BlockTQ1_0* b = reinterpret_cast<const BlockTQ1_0*>(blk);
         // qs[0..31]: digit k of byte m is value m + 32k; qs[32..47]: value 160 + m + 16k.
