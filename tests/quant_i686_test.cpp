@@ -1,8 +1,9 @@
 // Quantized models give the same tokens on every machine of a pipeline: the
 // host's scalar, SSE2 and AVX2 kernels, and the 32-bit build on an emulated
-// Pentium II (x87 floating point, no SSE), for the reference Q8_0 and Q4_0
-// files of stories260K with seeded sampling (any difference in a logit bit
-// would show in the sampled tokens soon).
+// Pentium II (x87 floating point, no SSE) and Core Duo (SSE2 with 8 xmm
+// registers), for the reference Q8_0 and Q4_0 files of stories260K with
+// seeded sampling (any difference in a logit bit would show in the sampled
+// tokens soon), and for K-quant and ternary models by their logits checksum.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -50,6 +51,54 @@ TEST_P(QuantAcrossMachines, PentiumIISamplesTheSameStory) {
     ASSERT_EQ(got.exit_code, 0) << got.err;
     EXPECT_NE(got.err.find("scalar kernels"), std::string::npos) << got.err;
     EXPECT_EQ(got.out, want.out);
+}
+
+// The 32-bit build's SSE2 kernels (8 xmm registers, not x86-64's 16) on an
+// emulated Core Duo: a Pentium 4-class worker.
+TEST_P(QuantAcrossMachines, A32BitSse2WorkerSamplesTheSameStory) {
+    if (!std::filesystem::exists("/usr/bin/qemu-i386") || !std::filesystem::exists(i686_ferry()))
+        GTEST_SKIP() << "no i686 build or qemu-i386: run scripts/build-i686.sh (scripts/test.sh does)";
+    const std::string model = quantized_model(GetParam());
+    const test::CommandResult want = run_host(model, "auto");
+    ASSERT_EQ(want.exit_code, 0) << want.err;
+    const test::CommandResult got =
+        test::run_command({"/usr/bin/qemu-i386", "-cpu", "coreduo", i686_ferry(), "run", model, "-n", "96", "-t",
+                           "1.0", "-s", "1234", "--threads", "2", "--kernels", "sse2"},
+                          300);
+    ASSERT_EQ(got.exit_code, 0) << got.err;
+    EXPECT_NE(got.err.find("sse2 kernels"), std::string::npos) << got.err;
+    EXPECT_EQ(got.out, want.out);
+}
+
+// Row widths of 256 so that the K-quants and ternary types are used as such
+// (stories260K's 64-wide rows fall back): the logits checksum of the 32-bit
+// build at SSE2 and scalar equals the host's.
+TEST(QuantAcrossMachines, KQuantsAndTernaryOn32BitLevels) {
+    if (!std::filesystem::exists("/usr/bin/qemu-i386") || !std::filesystem::exists(i686_ferry()))
+        GTEST_SKIP() << "no i686 build or qemu-i386: run scripts/build-i686.sh (scripts/test.sh does)";
+    test::TempDir tmp;
+    for (const char* type : {"q4_K", "q6_K", "tq2_0", "tq1_0"}) {
+        const std::string model = tmp.file(std::string(type) + ".gguf");
+        const auto synth = test::run_command({test::ferry_bin(), "synth", model, "--dim", "256", "--hidden-dim", "512",
+                                              "--layers", "1", "--heads", "4", "--vocab", "256", "--seq-len", "32",
+                                              "--format", "gguf", "--type", type, "-q"});
+        ASSERT_EQ(synth.exit_code, 0) << synth.err;
+        const std::vector<std::string> bench = {"bench", model, "--threads", "1", "--runs", "1", "--prompt-tokens", "4",
+                                                "--gen-tokens", "3", "--bandwidth-passes", "0", "--json"};
+        std::vector<std::string> host = {test::ferry_bin()};
+        host.insert(host.end(), bench.begin(), bench.end());
+        const auto want = test::run_command(host);
+        ASSERT_EQ(want.exit_code, 0) << want.err;
+        const std::string checksum = want.out.substr(want.out.find("\"logits_checksum\""), 40);
+        for (const auto& [cpu, level] : {std::pair{"coreduo", "sse2"}, std::pair{"pentium2", "scalar"}}) {
+            std::vector<std::string> argv = {"/usr/bin/qemu-i386", "-cpu", cpu, i686_ferry()};
+            argv.insert(argv.end(), bench.begin(), bench.end());
+            argv.insert(argv.end(), {"--kernels", level});
+            const auto got = test::run_command(argv, 300);
+            ASSERT_EQ(got.exit_code, 0) << got.err;
+            EXPECT_NE(got.out.find(checksum), std::string::npos) << type << " on " << cpu << ": " << got.out;
+        }
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Stories260K, QuantAcrossMachines,
