@@ -1,7 +1,10 @@
 #include "common/process_stats.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 
 namespace ferry {
 
@@ -31,6 +34,14 @@ ProcessMemory read_process_memory() {
 
 MachineMemory read_machine_memory() {
     return {read_kb_field("/proc/meminfo", "MemTotal"), read_kb_field("/proc/meminfo", "MemAvailable")};
+}
+
+uint64_t last_level_cache_bytes() {
+    for (int name : {_SC_LEVEL3_CACHE_SIZE, _SC_LEVEL2_CACHE_SIZE}) {
+        const long bytes = sysconf(name);
+        if (bytes > 0) return static_cast<uint64_t>(bytes);
+    }
+    return 0;
 }
 
 }  // namespace ferry

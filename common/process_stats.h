@@ -1,5 +1,6 @@
 // What the OS says about this process and machine: resident memory (current
-// and peak) from /proc/self/status, RAM from /proc/meminfo. Zero where unknown.
+// and peak) from /proc/self/status, RAM from /proc/meminfo, the largest CPU
+// cache from sysconf. Zero where unknown.
 #pragma once
 #include <cstdint>
 
@@ -17,5 +18,7 @@ struct MachineMemory {
 
 ProcessMemory read_process_memory();
 MachineMemory read_machine_memory();
+// The last-level cache (L3, else L2) in bytes.
+uint64_t last_level_cache_bytes();
 
 }  // namespace ferry

@@ -11,6 +11,7 @@
 #include "common/model_file.h"
 #include "coordinator/pipeline_engine.h"
 #include "tests/test_support.h"
+#include "worker/capabilities.h"
 
 namespace ferry {
 namespace {
@@ -42,7 +43,8 @@ TEST(PipelineProbe, CapacitiesOfLiveWorkersWhileAnotherCoordinatorRuns) {
 
 // The start-up probe may read from cache; decode steps served read the shard
 // from memory. After 32 of them the worker reports their rate (weights over
-// compute time per step) as its speed for that type, and plans use it.
+// compute time per step) as its speed for that type, and plans use it; a
+// shard that fits the cache (stories260K's 1 MB) teaches nothing.
 TEST(PipelineProbe, AWorkerReportsTheSpeedItServedDecodeStepsAt) {
     test::TempDir tmp;
     test::WorkerProcess w({"--threads", "1", "--cache-dir", tmp.file("c")}, tmp.file("w.log"));
@@ -51,21 +53,35 @@ TEST(PipelineProbe, AWorkerReportsTheSpeedItServedDecodeStepsAt) {
         EXPECT_EQ(r.exit_code, 0) << r.err;
         return nlohmann::json::parse(r.out)[0]["type_gbps"].value("f32", 0.0);
     };
+    auto run = [&](const std::string& model, const std::string& tok) {
+        return test::run_command({test::ferry_bin(), "run", model, "-z", tok, "-n", "50", "-t", "0", "--threads", "1",
+                                  "--workers", w.address(), "--embedding-on-worker", "--head-on-worker"},
+                                 120);
+    };
     const double probed = gbps();
-    const auto run = test::run_command({test::ferry_bin(), "run", test::model_path("stories260K.bin"), "-z",
-                                        test::model_path("tok512.bin"), "-n", "100", "-t", "0", "--threads", "1",
-                                        "--workers", w.address(), "--embedding-on-worker", "--head-on-worker"},
-                                       60);
-    ASSERT_EQ(run.exit_code, 0) << run.err;
+    const auto small = run(test::model_path("stories260K.bin"), test::model_path("tok512.bin"));
+    ASSERT_EQ(small.exit_code, 0) << small.err;
+    EXPECT_EQ(gbps(), probed) << "a cache-sized shard changed the worker's speed";
+
+    // Layers of 4 MB, enough of them to count.
+    const int layers = static_cast<int>(worker::served_speed_min_bytes() / (4ull << 20)) + 2;
+    const auto synth = test::run_command({test::ferry_bin(), "synth", tmp.file("m.bin"), "--dim", "512",
+                                          "--hidden-dim", "768", "--layers", std::to_string(layers), "--heads", "8",
+                                          "--vocab", "256", "--seq-len", "64", "--tokenizer-out", tmp.file("tok.bin"),
+                                          "-q"},
+                                         120);
+    ASSERT_EQ(synth.exit_code, 0) << synth.err;
+    const auto big = run(tmp.file("m.bin"), tmp.file("tok.bin"));
+    ASSERT_EQ(big.exit_code, 0) << big.err;
     const double served = gbps();
     EXPECT_NE(served, probed);
     EXPECT_NE(w.log().find("decode steps streamed f32 weights"), std::string::npos) << w.log();
     // The node table's weight MB over its mean compute ms per decoded token is the same rate.
     std::smatch m;
-    ASSERT_TRUE(std::regex_search(run.err, m, std::regex(R"(\n127\.0\.0\.1:\d+\s+\S+\s+([0-9.]+)\s+[0-9.]+\s+[0-9.]+\s+\d+\s+[0-9.]+\s+([0-9.]+))")))
-        << run.err;
+    ASSERT_TRUE(std::regex_search(big.err, m, std::regex(R"(\n127\.0\.0\.1:\d+\s+\S+\s+([0-9.]+)\s+[0-9.]+\s+[0-9.]+\s+\d+\s+[0-9.]+\s+([0-9.]+))")))
+        << big.err;
     const double table = std::stod(m[1]) * 1048576.0 / (std::stod(m[2]) * 1e6);
-    EXPECT_NEAR(served, table, 0.15 * table) << run.err;
+    EXPECT_NEAR(served, table, 0.15 * table) << big.err;
 }
 
 TEST(PipelineProbe, AnUnreachableWorkerIsNamed) {

@@ -82,6 +82,8 @@ TEST(WorkerMemory, TheSpeedProbeIsBoundedByTheBudget) {
     EXPECT_EQ(worker::probe_limit(0, 100ull << 20), 4ll << 20);
     EXPECT_EQ(worker::probe_limit(0, 16ull << 30), 64ll << 20);
     EXPECT_EQ(worker::probe_limit(64ull << 20, 16ull << 30), 4ll << 20);  // a budget wins over free RAM
+    EXPECT_GE(worker::served_speed_min_bytes(), 8ull << 20);
+    EXPECT_LE(worker::served_speed_min_bytes(), 64ull << 20);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -43,6 +44,10 @@ int64_t probe_limit(uint64_t memory_budget, uint64_t ram_available) {
     int64_t limit = 1ll << 20;
     while (limit * 4 <= kMax && static_cast<uint64_t>(limit * 4) <= room / 8) limit *= 4;
     return limit;
+}
+
+uint64_t served_speed_min_bytes() {
+    return std::clamp<uint64_t>(2 * last_level_cache_bytes(), 8ull << 20, 64ull << 20);
 }
 
 wire::Capabilities probe_capabilities(kernels::ThreadPool& pool, uint64_t memory_budget, double seconds) {

@@ -19,5 +19,9 @@ wire::Capabilities probe_capabilities(kernels::ThreadPool& pool, uint64_t memory
 // (1, 4, 16 MB) within an eighth of it (with its q8_0 copy, a sixth). With no
 // budget, the machine's available RAM bounds it the same way (0: unknown).
 int64_t probe_limit(uint64_t memory_budget, uint64_t ram_available = 0);
+// The smallest shard whose served decode steps replace the probe's speed:
+// twice the last-level cache, within 8..64 MB (a VM may report its host's
+// whole L3; a shard that fits the cache would teach the cache's speed).
+uint64_t served_speed_min_bytes();
 
 }  // namespace ferry::worker

@@ -147,6 +147,7 @@ struct Worker::Impl {
     };
     std::map<std::string, ServedSpeed> served;
     static constexpr uint64_t kLearnSteps = 32;
+    const uint64_t learn_min_bytes = served_speed_min_bytes();
     struct Loaded {
         bool valid = false;
         std::string hash, model_name;
@@ -758,8 +759,9 @@ struct Worker::Impl {
     // Decode steps actually served stream the shard from memory, so once
     // there are enough of them their rate replaces the probe's figure for
     // that weight type: what `ferry plan --workers` and the next run use.
+    // Only shards of served_speed_min_bytes() or more count.
     void learn_speed(const Outcome& o) {
-        if (o.positions != 1 || !o.error.empty() || o.weight_type.empty() || o.weight_bytes == 0) return;
+        if (o.positions != 1 || !o.error.empty() || o.weight_type.empty() || o.weight_bytes < learn_min_bytes) return;
         ServedSpeed& s = served[o.weight_type];
         s.bytes += o.weight_bytes;
         s.ns += o.compute_ns;
