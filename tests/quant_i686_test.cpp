@@ -38,44 +38,41 @@ TEST_P(QuantAcrossMachines, EveryKernelLevelSamplesTheSameStory) {
     }
 }
 
-TEST_P(QuantAcrossMachines, PentiumIISamplesTheSameStory) {
-    if (!std::filesystem::exists("/usr/bin/qemu-i386") || !std::filesystem::exists(i686_ferry()))
-        GTEST_SKIP() << "no i686 build or qemu-i386: run scripts/build-i686.sh (scripts/test.sh does)";
-    const std::string model = quantized_model(GetParam());
+bool have_i686() { return std::filesystem::exists("/usr/bin/qemu-i386") && std::filesystem::exists(i686_ferry()); }
+constexpr const char* kNoI686 = "no i686 build or qemu-i386: run scripts/build-i686.sh (scripts/test.sh does)";
+
+// The story of run_host from the 32-bit build on an emulated `cpu` with
+// --kernels `kernels`, which must run at `level`.
+void expect_i686_story(const std::string& model, const char* cpu, const char* kernels, const char* level) {
     const test::CommandResult want = run_host(model, "auto");
     ASSERT_EQ(want.exit_code, 0) << want.err;
     const test::CommandResult got =
-        test::run_command({"/usr/bin/qemu-i386", "-cpu", "pentium2", i686_ferry(), "run", model, "-n", "96", "-t",
-                           "1.0", "-s", "1234", "--threads", "2"},
+        test::run_command({"/usr/bin/qemu-i386", "-cpu", cpu, i686_ferry(), "run", model, "-n", "96", "-t", "1.0", "-s",
+                           "1234", "--threads", "2", "--kernels", kernels},
                           300);
     ASSERT_EQ(got.exit_code, 0) << got.err;
-    EXPECT_NE(got.err.find("scalar kernels"), std::string::npos) << got.err;
-    EXPECT_EQ(got.out, want.out);
+    EXPECT_NE(got.err.find(std::string(level) + " kernels"), std::string::npos) << got.err;
+    EXPECT_EQ(got.out, want.out) << cpu;
+}
+
+TEST_P(QuantAcrossMachines, PentiumIISamplesTheSameStory) {
+    if (!have_i686()) GTEST_SKIP() << kNoI686;
+    // auto: the worker must find out by itself that this CPU has no SSE2.
+    expect_i686_story(quantized_model(GetParam()), "pentium2", "auto", "scalar");
 }
 
 // The 32-bit build's SSE2 kernels (8 xmm registers, not x86-64's 16) on an
 // emulated Core Duo: a Pentium 4-class worker.
 TEST_P(QuantAcrossMachines, A32BitSse2WorkerSamplesTheSameStory) {
-    if (!std::filesystem::exists("/usr/bin/qemu-i386") || !std::filesystem::exists(i686_ferry()))
-        GTEST_SKIP() << "no i686 build or qemu-i386: run scripts/build-i686.sh (scripts/test.sh does)";
-    const std::string model = quantized_model(GetParam());
-    const test::CommandResult want = run_host(model, "auto");
-    ASSERT_EQ(want.exit_code, 0) << want.err;
-    const test::CommandResult got =
-        test::run_command({"/usr/bin/qemu-i386", "-cpu", "coreduo", i686_ferry(), "run", model, "-n", "96", "-t",
-                           "1.0", "-s", "1234", "--threads", "2", "--kernels", "sse2"},
-                          300);
-    ASSERT_EQ(got.exit_code, 0) << got.err;
-    EXPECT_NE(got.err.find("sse2 kernels"), std::string::npos) << got.err;
-    EXPECT_EQ(got.out, want.out);
+    if (!have_i686()) GTEST_SKIP() << kNoI686;
+    expect_i686_story(quantized_model(GetParam()), "coreduo", "sse2", "sse2");
 }
 
 // Row widths of 256 so that the K-quants and ternary types are used as such
 // (stories260K's 64-wide rows fall back): the logits checksum of the 32-bit
 // build at SSE2 and scalar equals the host's.
 TEST(QuantAcrossMachines, KQuantsAndTernaryOn32BitLevels) {
-    if (!std::filesystem::exists("/usr/bin/qemu-i386") || !std::filesystem::exists(i686_ferry()))
-        GTEST_SKIP() << "no i686 build or qemu-i386: run scripts/build-i686.sh (scripts/test.sh does)";
+    if (!have_i686()) GTEST_SKIP() << kNoI686;
     test::TempDir tmp;
     for (const char* type : {"q4_K", "q6_K", "tq2_0", "tq1_0"}) {
         const std::string model = tmp.file(std::string(type) + ".gguf");
