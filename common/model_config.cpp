@@ -1,5 +1,7 @@
 #include "common/model_config.h"
 
+#include "kernels/kernels.h"
+
 namespace ferry {
 
 std::string ModelConfig::check() const {
@@ -19,6 +21,9 @@ std::string ModelConfig::check() const {
     if (n_heads % n_kv_heads != 0)
         return "n_heads " + std::to_string(n_heads) + " is not a multiple of n_kv_heads " + std::to_string(n_kv_heads);
     if (head_size() % 2 != 0) return "head size " + std::to_string(head_size()) + " is odd; rotary embedding needs pairs";
+    if (head_size() > kernels::kMaxAttentionHeadSize)
+        return "head size " + std::to_string(head_size()) + " is over the " +
+               std::to_string(kernels::kMaxAttentionHeadSize) + " attention supports";
     if (!(norm_eps > 0.0f && norm_eps < 1.0f)) return "norm_eps " + std::to_string(norm_eps) + " is out of range";
     if (!(rope_theta > 0.0f)) return "rope_theta " + std::to_string(rope_theta) + " is not positive";
     return "";

@@ -74,12 +74,14 @@ void swiglu(float* hb, const float* up, int n);
 // Causal self-attention for one token at position pos, all heads.
 // q: n_heads * head_size. key/value: a KV cache's rows as stored, row p the
 // kv_dim = n_kv_heads * head_size values of position p (rows 0..pos are read),
-// of type F32, F16 or Q8_0 (GGML blocks, kv_dim a multiple of 32; head_size at
-// most 4096 for F16/Q8_0; anything else gives zeros). att: scratch of
+// of type F32, F16 or Q8_0 (GGML blocks, kv_dim a multiple of 32), head_size
+// at most kMaxAttentionHeadSize; callers guarantee both (KVCache refuses a
+// Q8_0 width, ModelConfig::check a head size). att: scratch of
 // n_heads * (pos + 1). out: n_heads * head_size. Head h reads kv head
 // h / (n_heads / n_kv_heads). The result equals, bit for bit, decoding every
 // row to f32 (dequantize_row) and attending over that; F16/Q8_0 rows are
 // widened a few positions at a time instead, so no decoded copy exists.
+constexpr int kMaxAttentionHeadSize = 4096;  // one head of a span fills the 16 KB widening buffer
 void attention(float* out, float* att, const float* q, const Matrix& key, const Matrix& value, int pos,
                int n_heads, int n_kv_heads, int head_size);
 // The same over f32 rows (row p at key + p * kv_dim).

@@ -122,7 +122,7 @@ namespace {
 
 // Floats of the buffer a span of 16-bit or quantized key/value rows is widened
 // into: 16 KB, so the span stays in L1 while it is read.
-constexpr int kSpanFloats = 4096;
+constexpr int kSpanFloats = kMaxAttentionHeadSize;
 
 // Positions of a span: as many as fit kSpanFloats, a multiple of 8 when
 // possible (the SIMD scores take 8 positions at a time).
@@ -152,20 +152,10 @@ HeadRows head_rows(const Matrix& rows, int offset, int head_size, int t0, int n,
     return {buf, head_size};
 }
 
-bool attention_reads(const Matrix& rows, int head_size) {
-    if (rows.type == TensorType::F32) return true;
-    if (head_size > kSpanFloats) return false;
-    return rows.type == TensorType::F16 || (rows.type == TensorType::Q8_0 && rows.cols % kQK8_0 == 0);
-}
-
 }  // namespace
 
 void attention(float* out, float* att_all, const float* q, const Matrix& key, const Matrix& value, int pos,
                int n_heads, int n_kv_heads, int head_size) {
-    if (!attention_reads(key, head_size) || !attention_reads(value, head_size)) {
-        std::memset(out, 0, static_cast<size_t>(n_heads) * head_size * sizeof(float));
-        return;
-    }
     const DenseKernels& kern = dense_kernels(active_level());
     const int kv_mul = n_heads / n_kv_heads;
     const float scale = std::sqrt(static_cast<float>(head_size));

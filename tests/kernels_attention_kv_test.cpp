@@ -128,20 +128,6 @@ TEST(AttentionKv, F32RowsGiveWhatTheFloatOverloadGives) {
     EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
 }
 
-TEST(AttentionKv, RowsItCannotReadGiveZeros) {
-    const std::vector<float> q = test::normal_floats(64, 4);
-    const StoredRows f16(TensorType::F16, test::normal_floats(4 * 64, 5), 4, 64);
-    std::vector<uint8_t> q4(static_cast<size_t>(tensor_bytes(TensorType::Q4_0, 4, 64)), 0x11);
-    const Matrix q4_rows{TensorType::Q4_0, q4.data(), 4, 64, 0};
-    std::vector<float> out(64, NAN), att(4);
-    attention(out.data(), att.data(), q.data(), q4_rows, f16.m, 3, 2, 2, 32);
-    for (float x : out) EXPECT_EQ(x, 0.0f) << "Q4_0 keys";
-    std::vector<float> long_q = test::normal_floats(4100, 6), long_out(4100, NAN), long_att(1);
-    const StoredRows long_rows(TensorType::F16, test::normal_floats(4100, 7), 1, 4100);
-    attention(long_out.data(), long_att.data(), long_q.data(), long_rows.m, long_rows.m, 0, 1, 1, 4100);
-    for (float x : long_out) ASSERT_EQ(x, 0.0f) << "f16 heads over 4096 values";
-}
-
 TEST(AttentionKv, EveryHalfWidensExactlyAtEveryLevel) {
     std::vector<uint16_t> halves(65536);
     for (int i = 0; i < 65536; ++i) halves[i] = static_cast<uint16_t>(i);

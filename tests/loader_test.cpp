@@ -109,6 +109,16 @@ std::vector<BrokenCase> broken_cases() {
          [](const test::TempDir& d) { return broken(d, kLegacy, set_field(kLegacy, kVocab, -32)); },
          {"sizes do not add up"}},
         {"ZeroDim", [](const test::TempDir& d) { return broken(d, kV1, set_field(kV1, kDim, 0)); }, {"dim 0"}},
+        {"HeadSizeOverTheAttentionLimit",
+         // One head of 8192 values: attention widens a head into a 16 KB buffer (kernels::kMaxAttentionHeadSize).
+         [](const test::TempDir& d) {
+             return broken(d, kV1, [](std::string& b) {
+                 set_field(kV1, kDim, 8192)(b);
+                 set_field(kV1, kHeads, 1)(b);
+                 set_field(kV1, kKvHeads, 1)(b);
+             });
+         },
+         {"head size 8192 is over the 4096 attention supports"}},
         {"VocabIntMin",
          // The legacy header's sign says "separate classifier"; negating INT32_MIN overflows.
          [](const test::TempDir& d) { return broken(d, kLegacy, set_field(kLegacy, kVocab, INT32_MIN)); },
@@ -133,6 +143,8 @@ std::vector<BrokenCase> broken_cases() {
                  set_field(kLegacy, kHidden, 1 << 20)(b);
                  set_field(kLegacy, kLayers, 1000)(b);
                  set_field(kLegacy, kVocab, 1 << 22)(b);
+                 set_field(kLegacy, kHeads, 64)(b);  // heads of 2048: within what attention supports
+                 set_field(kLegacy, kKvHeads, 64)(b);
              });
          },
          {"sizes do not add up", "truncated"}},
