@@ -62,6 +62,8 @@ template <class Tile>
 void rows_widened(const QuantActs& a, int64_t r0, int64_t r1, int64_t row_bytes, Tile&& tile) {
     constexpr int kTokens = 4;
     const int tiles = a.n_tokens < kTokens ? a.n_tokens : kTokens;
+    // A fresh buffer per call (one per matrix and thread in a decode step):
+    // a thread_local one reused across calls measured 6% slower here.
     const std::unique_ptr<int16_t[]> buf(new int16_t[static_cast<size_t>(tiles * a.stride) + 8]);
     int16_t* const X = buf.get() + (-(reinterpret_cast<uintptr_t>(buf.get()) / 2) & 7);  // 16-byte aligned
     int64_t chunk = (int64_t{1} << 15) / row_bytes;
