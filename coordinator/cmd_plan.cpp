@@ -10,6 +10,7 @@
 #include "common/model_file.h"
 #include "common/shard_memory.h"
 #include "coordinator/commands.h"
+#include "coordinator/options.h"
 #include "coordinator/pipeline_engine.h"
 #include "coordinator/plan_report.h"
 #include "coordinator/planner.h"
@@ -152,8 +153,7 @@ void register_plan(CLI::App& app, std::vector<Command>& commands) {
         ->check(CLI::Range(0.1, 3600.0));
     cmd->add_option("--timeout", a.timeout, "--workers: seconds to wait for each answer (default 10)")
         ->check(CLI::Range(0.1, 3600.0));
-    cmd->add_option("--log-level", a.log_level, "trace, debug, info, warn, error or off")
-        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+    add_log_level_option(cmd, a.log_level);
     cmd->footer(
         "Per stage: the node, what it holds (layers, embedding table, head), weights, KV cache, other (workspace,\n"
         "request buffers, the process) and total MB against its budget, and the predicted ms per token; then what\n"

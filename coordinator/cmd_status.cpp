@@ -13,6 +13,7 @@
 #include "common/net/hub.h"
 #include "common/shard_memory.h"
 #include "coordinator/commands.h"
+#include "coordinator/options.h"
 
 namespace ferry {
 
@@ -191,8 +192,7 @@ void register_status(CLI::App& app, std::vector<Command>& commands) {
     cmd->add_option("--workers", a.workers, "Workers to ask (HOST:PORT,...)")->delimiter(',')->required();
     cmd->add_flag("--json", a.json, "Print a JSON array, one object per worker");
     cmd->add_option("--timeout", a.timeout, "Seconds to wait for each worker (default 5)")->check(CLI::Range(0.1, 600.0));
-    cmd->add_option("--log-level", a.log_level, "trace, debug, info, warn, error or off")
-        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+    add_log_level_option(cmd, a.log_level);
     cmd->footer(
         "Per worker: uptime, the shard it holds (model hash, layers), weight memory, resident memory now and its\n"
         "peak over the worker's life (VmHWM, to hold against --memory), tokens processed, mean compute time per\n"

@@ -2,6 +2,11 @@
 
 namespace ferry {
 
+void add_log_level_option(CLI::App* app, std::string& level) {
+    app->add_option("--log-level", level, "trace, debug, info, warn, error or off")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+}
+
 void add_model_options(CLI::App* app, RunOptions& o) {
     app->add_option("model", o.model, "Model file: GGUF (any type ferry quantize writes) or a llama2.c checkpoint (.bin, legacy or ak42 v1/v2)")->required();
     app->add_option("-z,--tokenizer", o.tokenizer,
@@ -13,8 +18,7 @@ void add_model_options(CLI::App* app, RunOptions& o) {
         ->check(CLI::Range(0, 1 << 22));
     app->add_option("--kv-type", o.kv_type, "KV cache type: f32 (exact), f16 or q8_0 (smaller; see docs/BENCHMARKS.md)")
         ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
-    app->add_option("--log-level", o.log_level, "trace, debug, info, warn, error or off")
-        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+    add_log_level_option(app, o.log_level);
 }
 
 void add_sampling_options(CLI::App* app, RunOptions& o) {

@@ -41,6 +41,8 @@ struct RunOptions {
 };
 
 // Adds the options `ferry run` and `ferry bench` share to a subcommand.
+// --log-level, checked against spdlog's level names.
+void add_log_level_option(CLI::App* app, std::string& level);
 void add_model_options(CLI::App* app, RunOptions& o);
 void add_sampling_options(CLI::App* app, RunOptions& o);
 void add_pipeline_options(CLI::App* app, RunOptions& o);
