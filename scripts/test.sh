@@ -5,5 +5,10 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh
 bash scripts/build-i686.sh   # the 32-bit worker the tests run under qemu-i386 -cpu pentium2
+# Kernels without IA-32 emulation (built without it, or ia32_emulation=0) refuse
+# 32-bit programs; the tests then run the i686 build under qemu-i386 instead.
+if ! out=$(build-i686/worker/ferry-worker --help 2>&1 >/dev/null); then
+  echo "test: this host cannot run 32-bit programs (${out:-exec failed}); the i686 tests run the 32-bit build under qemu-i386"
+fi
 cd build
 ctest --output-on-failure -j 2 --timeout 300

@@ -383,16 +383,16 @@ TEST_P(DenseAcrossMachines, LogitsChecksumIsTheSameEverywhere) {
             EXPECT_EQ(bench_checksum({}, test::ferry_bin(), model, {"--kernels", level, "--threads", threads}), want)
                 << level << ", " << threads << " threads";
     }
-    const std::string i686 = std::string(FERRY_SOURCE_DIR) + "/build-i686/coordinator/ferry";
-    if (!std::filesystem::exists("/usr/bin/qemu-i386") || !std::filesystem::exists(i686))
-        GTEST_SKIP() << "no i686 build or qemu-i386 (scripts/test.sh builds them): only the host was compared";
+    const std::string i686 = test::i686_binary("coordinator/ferry");
+    if (const test::I686Launch l = test::i686_launch(i686, "pentium2"); !l.available)
+        GTEST_SKIP() << "only the host was compared: " << l.why;
     if (older_than_sources(i686)) GTEST_SKIP() << i686 << " is older than kernels/ or common/: rerun scripts/build-i686.sh";
     struct Cpu {
         const char* qemu_cpu;
         const char* level;
     };
     for (const Cpu cpu : {Cpu{"pentium2", "scalar"}, Cpu{"coreduo", "sse2"}, Cpu{"Haswell", "avx2"}}) {
-        const std::string got = bench_checksum({"/usr/bin/qemu-i386", "-cpu", cpu.qemu_cpu}, i686, model,
+        const std::string got = bench_checksum(test::i686_launch(i686, cpu.qemu_cpu).prefix, i686, model,
                                                {"--kernels", cpu.level, "--threads", "2"});
         EXPECT_EQ(got, want) << "32-bit build on an emulated " << cpu.qemu_cpu << " with " << cpu.level << " kernels";
     }

@@ -10,7 +10,6 @@
 #include <signal.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <sstream>
 
 #include "tests/test_support.h"
@@ -21,15 +20,15 @@ namespace {
 // FERRY_I686_WORKER names another build of it (an engineer's own build dir).
 std::string i686_worker() {
     if (const char* path = std::getenv("FERRY_I686_WORKER")) return path;
-    return std::string(FERRY_SOURCE_DIR) + "/build-i686/worker/ferry-worker";
+    return test::i686_binary("worker/ferry-worker");
 }
 
 TEST(PipelineI686, APentiumIIWorkerUnderQemuBesideANativeOne) {
-    if (!std::filesystem::exists("/usr/bin/qemu-i386") || !std::filesystem::exists(i686_worker()))
-        GTEST_SKIP() << "no i686 worker build or qemu-i386: run scripts/build-i686.sh (scripts/test.sh does)";
+    const test::I686Launch pentium2 = test::i686_launch(i686_worker(), "pentium2");
+    if (!pentium2.available) GTEST_SKIP() << pentium2.why;
     test::TempDir tmp;
-    test::WorkerProcess old({"--threads", "1", "--cache-dir", tmp.file("c32")}, tmp.file("i686.log"),
-                            {"/usr/bin/qemu-i386", "-cpu", "pentium2"}, "127.0.0.1:0", i686_worker());
+    test::WorkerProcess old({"--threads", "1", "--cache-dir", tmp.file("c32")}, tmp.file("i686.log"), pentium2.prefix,
+                            "127.0.0.1:0", i686_worker());
     test::WorkerProcess native({"--threads", "1", "--cache-dir", tmp.file("c64")}, tmp.file("native.log"));
     // 128 of the reference's 256 positions: emulation is slow; the ids and text are prefixes.
     const auto r = test::run_command(

@@ -6,7 +6,6 @@
 // tokens soon), and for K-quant and ternary models by their logits checksum.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <string>
 
 #include "tests/test_support.h"
@@ -16,7 +15,18 @@ namespace {
 
 std::string quantized_model(const std::string& name) { return test::shared_dir() + "/models/gguf/" + name; }
 
-std::string i686_ferry() { return std::string(FERRY_SOURCE_DIR) + "/build-i686/coordinator/ferry"; }
+std::string i686_ferry() { return test::i686_binary("coordinator/ferry"); }
+
+// The 32-bit ferry on an emulated `cpu`, then `args`; empty if it cannot run here (*why says so).
+std::vector<std::string> i686_ferry_on(const std::string& cpu, const std::vector<std::string>& args, std::string* why) {
+    const test::I686Launch l = test::i686_launch(i686_ferry(), cpu);
+    *why = l.why;
+    if (!l.available) return {};
+    std::vector<std::string> argv = l.prefix;
+    argv.push_back(i686_ferry());
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+}
 
 test::CommandResult run_host(const std::string& model, const std::string& kernels) {
     return test::run_command({test::ferry_bin(), "run", model, "-n", "96", "-t", "1.0", "-s", "1234", "--threads", "2",
@@ -38,25 +48,25 @@ TEST_P(QuantAcrossMachines, EveryKernelLevelSamplesTheSameStory) {
     }
 }
 
-bool have_i686() { return std::filesystem::exists("/usr/bin/qemu-i386") && std::filesystem::exists(i686_ferry()); }
-constexpr const char* kNoI686 = "no i686 build or qemu-i386: run scripts/build-i686.sh (scripts/test.sh does)";
+bool have_i686(std::string* why) { return !i686_ferry_on("pentium2", {}, why).empty(); }
 
 // The story of run_host from the 32-bit build on an emulated `cpu` with
 // --kernels `kernels`, which must run at `level`.
 void expect_i686_story(const std::string& model, const char* cpu, const char* kernels, const char* level) {
     const test::CommandResult want = run_host(model, "auto");
     ASSERT_EQ(want.exit_code, 0) << want.err;
-    const test::CommandResult got =
-        test::run_command({"/usr/bin/qemu-i386", "-cpu", cpu, i686_ferry(), "run", model, "-n", "96", "-t", "1.0", "-s",
-                           "1234", "--threads", "2", "--kernels", kernels},
-                          300);
+    std::string why;
+    const test::CommandResult got = test::run_command(
+        i686_ferry_on(cpu, {"run", model, "-n", "96", "-t", "1.0", "-s", "1234", "--threads", "2", "--kernels", kernels},
+                      &why),
+        300);
     ASSERT_EQ(got.exit_code, 0) << got.err;
     EXPECT_NE(got.err.find(std::string(level) + " kernels"), std::string::npos) << got.err;
     EXPECT_EQ(got.out, want.out) << cpu;
 }
 
 TEST_P(QuantAcrossMachines, PentiumIISamplesTheSameStory) {
-    if (!have_i686()) GTEST_SKIP() << kNoI686;
+    if (std::string why; !have_i686(&why)) GTEST_SKIP() << why;
     // auto: the worker must find out by itself that this CPU has no SSE2.
     expect_i686_story(quantized_model(GetParam()), "pentium2", "auto", "scalar");
 }
@@ -64,7 +74,7 @@ TEST_P(QuantAcrossMachines, PentiumIISamplesTheSameStory) {
 // The 32-bit build's SSE2 kernels (8 xmm registers, not x86-64's 16) on an
 // emulated Core Duo: a Pentium 4-class worker.
 TEST_P(QuantAcrossMachines, A32BitSse2WorkerSamplesTheSameStory) {
-    if (!have_i686()) GTEST_SKIP() << kNoI686;
+    if (std::string why; !have_i686(&why)) GTEST_SKIP() << why;
     expect_i686_story(quantized_model(GetParam()), "coreduo", "sse2", "sse2");
 }
 
@@ -72,7 +82,7 @@ TEST_P(QuantAcrossMachines, A32BitSse2WorkerSamplesTheSameStory) {
 // (stories260K's 64-wide rows fall back): the logits checksum of the 32-bit
 // build at SSE2 and scalar equals the host's.
 TEST(QuantAcrossMachines, KQuantsAndTernaryOn32BitLevels) {
-    if (!have_i686()) GTEST_SKIP() << kNoI686;
+    if (std::string why; !have_i686(&why)) GTEST_SKIP() << why;
     test::TempDir tmp;
     for (const char* type : {"q4_K", "q6_K", "tq2_0", "tq1_0"}) {
         const std::string model = tmp.file(std::string(type) + ".gguf");
@@ -88,9 +98,10 @@ TEST(QuantAcrossMachines, KQuantsAndTernaryOn32BitLevels) {
         ASSERT_EQ(want.exit_code, 0) << want.err;
         const std::string checksum = want.out.substr(want.out.find("\"logits_checksum\""), 40);
         for (const auto& [cpu, level] : {std::pair{"coreduo", "sse2"}, std::pair{"pentium2", "scalar"}}) {
-            std::vector<std::string> argv = {"/usr/bin/qemu-i386", "-cpu", cpu, i686_ferry()};
-            argv.insert(argv.end(), bench.begin(), bench.end());
-            argv.insert(argv.end(), {"--kernels", level});
+            std::vector<std::string> args = bench;
+            args.insert(args.end(), {"--kernels", level});
+            std::string why;
+            const std::vector<std::string> argv = i686_ferry_on(cpu, args, &why);
             const auto got = test::run_command(argv, 300);
             ASSERT_EQ(got.exit_code, 0) << got.err;
             EXPECT_NE(got.out.find(checksum), std::string::npos) << type << " on " << cpu << ": " << got.out;

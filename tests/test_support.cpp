@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -63,20 +64,56 @@ void write_file(const std::string& path, const std::string& bytes) {
     if (!out) throw std::runtime_error("cannot write " + path);
 }
 
-CommandResult run_command(const std::vector<std::string>& argv, double timeout_s) {
-    int out_pipe[2], err_pipe[2];
-    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+int spawn(const std::vector<std::string>& argv, int out_fd, int err_fd, std::string* exec_error) {
+    int status_pipe[2];
+    if (pipe2(status_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
     const pid_t pid = fork();
     if (pid == 0) {
-        dup2(out_pipe[1], 1);
-        dup2(err_pipe[1], 2);
+        dup2(out_fd, 1);
+        dup2(err_fd, 2);
         const int devnull = open("/dev/null", O_RDONLY);
         dup2(devnull, 0);
         std::vector<char*> args;
         for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
         args.push_back(nullptr);
         execv(args[0], args.data());
+        const int e = errno;
+        (void)!write(status_pipe[1], &e, sizeof e);
         _exit(127);
+    }
+    close(status_pipe[1]);
+    // The pipe closes at a successful exec (O_CLOEXEC): no bytes. A failed one sends errno.
+    int e = 0;
+    ssize_t n;
+    while ((n = read(status_pipe[0], &e, sizeof e)) < 0 && errno == EINTR) {
+    }
+    close(status_pipe[0]);
+    if (n == static_cast<ssize_t>(sizeof e)) {
+        waitpid(pid, nullptr, 0);
+        *exec_error = "cannot execute " + argv[0] + ": " + std::strerror(e);
+        return -1;
+    }
+    return pid;
+}
+
+std::string describe_exit(int wait_status) {
+    if (WIFEXITED(wait_status)) return "exit status " + std::to_string(WEXITSTATUS(wait_status));
+    if (WIFSIGNALED(wait_status))
+        return "killed by signal " + std::to_string(WTERMSIG(wait_status)) + " (" + strsignal(WTERMSIG(wait_status)) + ")";
+    return "wait status " + std::to_string(wait_status);
+}
+
+CommandResult run_command(const std::vector<std::string>& argv, double timeout_s) {
+    int out_pipe[2], err_pipe[2];
+    if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    std::string exec_error;
+    const pid_t pid = spawn(argv, out_pipe[1], err_pipe[1], &exec_error);
+    if (pid < 0) {
+        for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
+        CommandResult r;
+        r.exit_code = 127;
+        r.err = exec_error;
+        return r;
     }
     close(out_pipe[1]);
     close(err_pipe[1]);
@@ -124,18 +161,14 @@ WorkerProcess::WorkerProcess(const std::vector<std::string>& args, const std::st
     argv.push_back("--listen");
     argv.push_back(listen);
     argv.insert(argv.end(), args.begin(), args.end());
-    pid_ = fork();
-    if (pid_ == 0) {
-        const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        const int devnull = open("/dev/null", O_RDONLY);
-        dup2(devnull, 0);
-        std::vector<char*> a;
-        for (const std::string& x : argv) a.push_back(const_cast<char*>(x.c_str()));
-        a.push_back(nullptr);
-        execv(a[0], a.data());
-        _exit(127);
+    const int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log_fd < 0) throw std::runtime_error("cannot open " + log_path + ": " + std::strerror(errno));
+    std::string exec_error;
+    pid_ = spawn(argv, log_fd, log_fd, &exec_error);
+    close(log_fd);
+    if (pid_ < 0) {
+        reaped_ = true;
+        throw std::runtime_error("the worker did not start: " + exec_error);
     }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (std::chrono::steady_clock::now() < deadline) {
@@ -148,7 +181,7 @@ WorkerProcess::WorkerProcess(const std::vector<std::string>& args, const std::st
         int status = 0;
         if (waitpid(pid_, &status, WNOHANG) == pid_) {
             reaped_ = true;
-            throw std::runtime_error("the worker exited at start: " + text);
+            throw std::runtime_error("the worker exited at start (" + describe_exit(status) + "): " + text);
         }
         usleep(20000);
     }
@@ -252,6 +285,70 @@ TwoWorkerSession::TwoWorkerSession(const PipelineOptions& base)
     if (o.split.empty()) o.split = {2, 3};
     o.progress = false;
     engine = std::make_unique<PipelineEngine>(file, o, file.config.seq_len, &pool);
+}
+
+std::string i686_binary(const std::string& relative) {
+    return std::string(FERRY_SOURCE_DIR) + "/build-i686/" + relative;
+}
+
+namespace {
+
+constexpr const char* kQemuI386 = "/usr/bin/qemu-i386";
+
+// Why this host does not run `binary` natively ("" when it does), asked once
+// per binary by running it: the answer is the kernel's (ENOEXEC where IA-32
+// emulation is off), not a guess from its configuration.
+std::string native_refusal(const std::string& binary) {
+    static std::map<std::string, std::string> known;
+    if (const char* force = std::getenv("FERRY_I686"); force && std::string(force) == "qemu") return "FERRY_I686=qemu";
+    auto it = known.find(binary);
+    if (it == known.end()) {
+        const CommandResult r = run_command({binary, "--help"}, 30);
+        std::string refusal;
+        if (r.exit_code != 0) refusal = r.err.rfind("cannot execute", 0) == 0 ? r.err : binary + " --help: " + r.err;
+        // qemu-user-binfmt makes the kernel hand i386 programs to qemu: they run, but emulated.
+        std::ifstream binfmt("/proc/sys/fs/binfmt_misc/qemu-i386");
+        std::string state;
+        if (refusal.empty() && binfmt >> state && state == "enabled")
+            refusal = "binfmt_misc hands i386 programs to qemu (/proc/sys/fs/binfmt_misc/qemu-i386)";
+        it = known.emplace(binary, refusal).first;
+    }
+    return it->second;
+}
+
+}  // namespace
+
+I686Launch i686_launch(const std::string& binary, const std::string& cpu) {
+    I686Launch l;
+    if (!std::filesystem::exists(binary)) {
+        l.why = "no i686 build at " + binary + ": run scripts/build-i686.sh (scripts/test.sh does)";
+        return l;
+    }
+    const bool have_qemu = std::filesystem::exists(kQemuI386);
+    if (!cpu.empty()) {
+        if (!have_qemu) {
+            l.why = std::string("emulating a ") + cpu + " needs " + kQemuI386 + ": apt-get install qemu-user";
+            return l;
+        }
+        l.available = true;
+        l.prefix = {kQemuI386, "-cpu", cpu};
+        l.why = "emulating a " + cpu;
+        return l;
+    }
+    const std::string refusal = native_refusal(binary);
+    if (refusal.empty()) {
+        l.available = l.native = true;
+        return l;
+    }
+    if (!have_qemu) {
+        l.why = "this host cannot run 32-bit programs (" + refusal + ") and " + kQemuI386 +
+                " is missing: apt-get install qemu-user";
+        return l;
+    }
+    l.available = true;
+    l.prefix = {kQemuI386};
+    l.why = "this host cannot run 32-bit programs (" + refusal + "): under qemu-i386";
+    return l;
 }
 
 TempDir::TempDir() {

@@ -35,10 +35,34 @@ void write_file(const std::string& path, const std::string& bytes);
 struct CommandResult {
     int exit_code = -1;
     std::string out;  // stdout
-    std::string err;  // stderr
+    std::string err;  // stderr; "cannot execute ARGV0: <errno text>" when it could not be executed at all
 };
 // Runs argv (no shell), waits at most timeout_s seconds (then kills it).
 CommandResult run_command(const std::vector<std::string>& argv, double timeout_s = 120);
+
+// Starts argv[0] (a path, no PATH search) with stdin from /dev/null and
+// stdout/stderr on the given descriptors. Returns the pid, or -1 with
+// *exec_error = "cannot execute PATH: <strerror(errno)>" when the kernel
+// refused to execute it (the child's errno is sent back through a pipe, so a
+// missing binary or one the kernel cannot run is named, not an empty log).
+int spawn(const std::vector<std::string>& argv, int out_fd, int err_fd, std::string* exec_error);
+// "exit status 3", "killed by signal 9 (Killed)" for a waitpid status.
+std::string describe_exit(int wait_status);
+
+// The 32-bit build (scripts/build-i686.sh): build-i686/<relative>, e.g. "worker/ferry-worker".
+std::string i686_binary(const std::string& relative);
+// How a test starts an i686 binary. With no `cpu`, as this host can: natively
+// where the kernel executes 32-bit programs, else under qemu-i386 (kernels
+// built without IA-32 emulation, or booted with ia32_emulation=0). A qemu CPU
+// model ("pentium2", "coreduo") always emulates that CPU. FERRY_I686=qemu in
+// the environment forces emulation, to test that path on any host.
+struct I686Launch {
+    bool available = false;           // the binary, and qemu-i386 if it is needed, are there
+    bool native = false;              // the host kernel runs it directly (peak RSS is then its own)
+    std::vector<std::string> prefix;  // argv before the binary: {} or {"/usr/bin/qemu-i386", ...}
+    std::string why;                  // !available: what is missing and what to run; emulated: why
+};
+I686Launch i686_launch(const std::string& binary, const std::string& cpu = "");
 
 // A ferry-worker process (or any command that ends in one, e.g. under qemu or
 // `ip netns exec`), killed when the object dies. It is started with
