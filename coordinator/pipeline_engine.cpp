@@ -79,6 +79,8 @@ struct PipelineEngine::Node : WorkerLink {
     std::unique_ptr<net::Hasher> hasher;
     std::string source;
     NodeStats stats;
+    int slow_steps = 0;  // decode steps in a row over kSlowFactor x the plan's compute time
+    bool slow_said = false;
 };
 
 PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& options, int context,
@@ -215,6 +217,7 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
             d->set_bytes(t.bytes);
         }
         a->set_image_bytes(n->image ? n->image->size() : 0);
+        if (n->image) a->set_image_hash(n->image->content_hash(net::default_cache_dir()));
         a->set_session_id(session);
         a->set_stage_index(n->stage);
         a->set_n_stages(static_cast<int>(chain_.size()));
@@ -248,6 +251,7 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
                 const uint64_t len = std::min<uint64_t>(buf.size(), r.have_bytes() - off);
                 n.image->read(off, len, buf.data());
                 n.hasher->update(buf.data(), static_cast<size_t>(len));
+                n.image->drop_pages(off, len);
             }
             if (n.hasher->digest() == r.have_hash()) {
                 n.send_at = n.resumed_at = r.have_bytes();
@@ -294,6 +298,7 @@ void PipelineEngine::stream_shards() {
                 const uint64_t len = std::min<uint64_t>(kShardChunkBytes, n->image->size() - n->send_at);
                 n->image->read(n->send_at, len, buf.data());
                 n->hasher->update(buf.data(), static_cast<size_t>(len));
+                n->image->drop_pages(n->send_at, len);  // sent: the coordinator keeps only its own weights
                 wire::Frame f;
                 wire::ShardChunk* c = f.mutable_shard_chunk();
                 c->set_offset(n->send_at);
@@ -486,6 +491,7 @@ void PipelineEngine::account(const void* result, uint64_t sent_ns, uint64_t sent
             n.stats.decode_net_ms += hop_ms;
             n.stats.decode_compute_ms += t.compute_ns() / 1e6;
             ++n.stats.decode_requests;
+            note_decode_speed(n, t.compute_ns() / 1e6);
         }
         prev_send = static_cast<int64_t>(t.send_ns()) - n.clock_offset_ns;
         n.stats.compute_ms += t.compute_ns() / 1e6;
@@ -503,6 +509,23 @@ void PipelineEngine::account(const void* result, uint64_t sent_ns, uint64_t sent
         local_stats_.decode_net_ms += back_ms;
         ++local_stats_.decode_requests;
     }
+}
+
+// A node far slower than planned, step after step, is named once: the user
+// learns which machine holds the chain back (and the plan's figures for it
+// are then wrong too).
+void PipelineEngine::note_decode_speed(Node& n, double compute_ms) {
+    constexpr double kSlowFactor = 1.5;
+    constexpr int kSlowSteps = 32;
+    const double planned = n.stats.predicted_compute_ms;
+    if (!(planned > 0) || n.slow_said) return;
+    n.slow_steps = compute_ms > kSlowFactor * planned ? n.slow_steps + 1 : 0;
+    if (n.slow_steps < kSlowSteps) return;
+    n.slow_said = true;
+    spdlog::warn("{}: {} decode steps in a row took over {:.1f}x the planned {:.1f} ms (last {:.1f} ms); this node "
+                 "underperforms: another program on its CPU, swapping, a throttled CPU, or its shard still being read "
+                 "from disk",
+                 node_name(n.link), kSlowSteps, kSlowFactor, planned, compute_ms);
 }
 
 float* PipelineEngine::forward(const int* tokens, int n_tokens, int pos) {

@@ -90,6 +90,7 @@ private:
                      uint64_t rng_state);
     void account(const void* result, uint64_t sent_ns, uint64_t sent_bytes, uint64_t received_ns,
                  uint64_t received_bytes, int n_tokens, double* compute_ms);
+    void note_decode_speed(Node& n, double compute_ms);
     [[noreturn]] void fail_node(int link, const std::string& what) const;
     // Throws naming the node for a closed link or an Error frame; returns other frames.
     void check_event(const void* event) const;

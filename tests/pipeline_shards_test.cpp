@@ -68,7 +68,7 @@ protected:
         std::string bytes(static_cast<size_t>(keep), '\0');
         image.read(0, keep, reinterpret_cast<uint8_t*>(bytes.data()));
         if (garbage) bytes[bytes.size() / 2] ^= 0x5a;
-        const net::ShardPaths paths = net::shard_paths(cache, hash, spec);
+        const net::ShardPaths paths = net::shard_paths(cache, hash, spec, image.content_hash(""));
         std::filesystem::create_directories(paths.dir);
         test::write_file(paths.part_path, bytes);
         return image.size();
@@ -89,6 +89,68 @@ TEST_F(PartialShard, APartFileThatIsNotTheImageIsSentAgain) {
     const uint64_t size = plant(tmp.file("cache"), 300000, true);
     test::WorkerProcess w(worker_args(tmp.file("cache")), tmp.file("w.log"));
     EXPECT_EQ(run_greedy(w.address(), kWholeModel), static_cast<long long>(size));
+}
+
+// The one file a worker's cache holds after serving the whole model.
+std::string cached_shard(const std::string& cache) {
+    std::vector<std::string> found;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(cache))
+        if (e.path().extension() == ".gguf") found.push_back(e.path().string());
+    EXPECT_EQ(found.size(), 1u);
+    return found.empty() ? "" : found[0];
+}
+
+// Bit rot on an old disk: 1,000 bytes flipped inside a cached tensor are
+// found at the next load, the shard is sent again and the text is exact.
+TEST(PipelineShards, ACorruptedCachedShardIsFoundAndSentAgain) {
+    test::TempDir tmp;
+    test::WorkerProcess w(worker_args(tmp.file("cache")), tmp.file("w.log"));
+    const long long size = run_greedy(w.address(), kWholeModel);
+    ASSERT_GT(size, 0);
+    const std::string path = cached_shard(tmp.file("cache"));
+    std::string bytes = test::read_file(path);
+    for (size_t i = 0; i < 1000; ++i) bytes[bytes.size() / 2 + i] ^= 0x21;
+    test::write_file(path, bytes);
+    EXPECT_EQ(run_greedy(w.address(), kWholeModel), size);
+    EXPECT_NE(w.log().find("is corrupted"), std::string::npos) << w.log();
+    EXPECT_EQ(run_greedy(w.address(), kWholeModel), 0);  // the new copy is sound
+}
+
+// A sound cached file is never removed because an assignment names another
+// image: shards of another split sit beside it, and it is used again.
+TEST(PipelineShards, AnotherSplitLeavesTheCachedShardAlone) {
+    test::TempDir tmp;
+    test::WorkerProcess w(worker_args(tmp.file("cache")), tmp.file("w.log"));
+    ASSERT_GT(run_greedy(w.address(), kWholeModel), 0);
+    const std::string path = cached_shard(tmp.file("cache"));
+    const std::string sound = test::read_file(path);
+    // The other split's shards sit beside it; the first one stays.
+    EXPECT_GT(run_greedy(w.address(), {"--embedding-on-worker", "--head-on-coordinator"}), 0);
+    EXPECT_EQ(test::read_file(path), sound);
+    EXPECT_EQ(run_greedy(w.address(), kWholeModel), 0);
+}
+
+// The coordinator reads a 64 MB model to hash it and send it, but keeps none
+// of what a worker holds: its peak RSS stays far under the shard's size.
+TEST(PipelineShards, TheCoordinatorDoesNotKeepWhatItSent) {
+    test::TempDir tmp;
+    const auto synth = test::run_command({test::ferry_bin(), "synth", tmp.file("m.bin"), "--dim", "512", "--hidden-dim",
+                                          "1536", "--layers", "5", "--heads", "8", "--kv-heads", "4", "--vocab", "512",
+                                          "--seq-len", "64", "--tokenizer-out", tmp.file("tok.bin"), "-q"});
+    ASSERT_EQ(synth.exit_code, 0) << synth.err;
+    test::WorkerProcess w(worker_args(tmp.file("cache")), tmp.file("w.log"));
+    const auto r = test::run_command({test::ferry_bin(), "run", tmp.file("m.bin"), "-z", tmp.file("tok.bin"), "-n", "8",
+                                      "--threads", "1", "--workers", w.address(), "--embedding-on-worker",
+                                      "--head-on-worker"},
+                                     120);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.err, m, std::regex("shard bytes sent: (\\d+)"))) << r.err;
+    const double sent_mb = std::stod(m[1]) / 1048576.0;
+    ASSERT_TRUE(std::regex_search(r.err, m, std::regex("memory: peak RSS ([0-9.]+) MB"))) << r.err;
+    const double peak_mb = std::stod(m[1]);
+    EXPECT_GT(sent_mb, 60);
+    EXPECT_LT(peak_mb, sent_mb / 2) << r.err;
 }
 
 TEST(PipelineShards, AWorkerWithTheModelInModelDirLoadsItFromDisk) {

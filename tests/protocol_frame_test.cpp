@@ -3,6 +3,8 @@
 // of mutated frames through the fuzz entry point (the same function the
 // optional libFuzzer target runs).
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -17,6 +19,7 @@
 #include "common/net/shard_image.h"
 #include "common/net/values.h"
 #include "common/weights.h"
+#include "common/mapped_file.h"
 #include "tests/test_support.h"
 
 namespace ferry::net {
@@ -232,8 +235,9 @@ TEST(ShardImages, AreDeterministicAndCarryRopeFactorsToEveryStageWithLayers) {
 TEST(ShardCache, ChunksAreCheckedAndTheFinishedFileRenamed) {
     test::TempDir tmp;
     const std::string data = std::string(5000, 'q') + std::string(3000, 'r');
-    const ShardPaths paths = shard_paths(tmp.path(), std::string(16, 'k'), ShardSpec{0, 3, false, true});
-    EXPECT_NE(paths.final_path.find("/0-2-head.gguf"), std::string::npos);
+    const ShardPaths paths =
+        shard_paths(tmp.path(), std::string(16, 'k'), ShardSpec{0, 3, false, true}, hash_bytes(data.data(), data.size()));
+    EXPECT_NE(paths.final_path.find("/0-2-head." + hex(hash_bytes(data.data(), data.size())) + ".gguf"), std::string::npos);
     {
         ShardReceiver r(paths, data.size());
         EXPECT_EQ(r.have(), 0u);
@@ -253,6 +257,35 @@ TEST(ShardCache, ChunksAreCheckedAndTheFinishedFileRenamed) {
     again.write(0, data, checksum64(data.data(), data.size()));
     again.finish(hash_bytes(data.data(), data.size()));
     EXPECT_EQ(test::read_file(paths.final_path), data);
+}
+
+// Pages in the page cache of this many bytes of `path`.
+uint64_t resident_bytes(const std::string& path) {
+    const MappedFile map(path);
+    const long page = sysconf(_SC_PAGESIZE);
+    std::vector<unsigned char> in((map.size() + page - 1) / page);
+    if (mincore(const_cast<uint8_t*>(map.data()), map.size(), in.data()) != 0) return ~0ull;
+    uint64_t n = 0;
+    for (unsigned char b : in) n += b & 1;
+    return n * static_cast<uint64_t>(page);
+}
+
+// A received shard does not stay in the page cache as the receiver wrote it
+// (many small folios, slow to stream on CPUs that coalesce TLB entries): its
+// written pages are dropped, and the mapping that serves it reads it back by
+// readahead (docs/DESIGN.md, "Where the weights lie").
+TEST(ShardCache, TheFinishedShardLeavesThePageCache) {
+    test::TempDir tmp;
+    std::string data(8u << 20, '\0');
+    for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 2654435761u >> 24);
+    const std::string hash = hash_bytes(data.data(), data.size());
+    const ShardPaths paths = shard_paths(tmp.path(), std::string(16, 'k'), ShardSpec{0, 1, false, false}, hash);
+    ShardReceiver r(paths, data.size());
+    for (size_t off = 0; off < data.size(); off += 1u << 20)
+        r.write(off, data.substr(off, 1u << 20), checksum64(data.data() + off, 1u << 20));
+    EXPECT_GT(resident_bytes(paths.part_path), data.size() / 2);  // written pages are cached until finish
+    r.finish(hash);
+    EXPECT_EQ(resident_bytes(paths.final_path), 0u);
 }
 
 }  // namespace

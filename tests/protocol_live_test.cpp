@@ -19,6 +19,7 @@
 #include "common/net/frame.h"
 #include "common/net/handshake.h"
 #include "common/net/hash.h"
+#include "common/net/shard_image.h"
 #include "coordinator/pipeline_engine.h"
 #include "kernels/thread_pool.h"
 #include "tests/test_support.h"
@@ -266,6 +267,54 @@ TEST(LiveWorkers, AnUnreachableWorkerIsNamedQuickly) {
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.err.find("worker 127.0.0.1:1: cannot connect"), std::string::npos) << r.err;
     EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+}
+
+// A peer's malformed assignment (the right image hash, other shapes) is
+// refused, and the sound cached shard it names stays: the next real run
+// sends nothing.
+TEST_F(LiveWorker, AMalformedAssignmentNeverDeletesASoundCachedShard) {
+    const std::vector<std::string> run = test::ferry_run_args(
+        "stories260K.bin", "tok512.bin",
+        {"-t", "0", "-n", "16", "--workers", worker_->address(), "--embedding-on-worker", "--head-on-worker"});
+    const auto first = test::run_command(run, 60);
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+
+    const ModelFile file = open_model_file(test::model_path("stories260K.bin"));
+    const std::string model_hash = net::file_content_hash(file.path, "");
+    const ShardSpec spec{0, file.config.n_layers, true, true};
+    RawClient c(worker_->port());
+    c.send(net::make_hello(wire::COORDINATOR, "buggy coordinator"));
+    wire::Frame f;
+    wire::Assign* a = f.mutable_assign();
+    a->set_model_hash(model_hash);
+    a->set_model_name("stories260K.bin");
+    a->set_image_hash(net::ShardImage(file, spec, model_hash).content_hash(""));
+    wire::ModelShape* shape = a->mutable_shape();
+    shape->set_dim(file.config.dim * 2);  // not this shard's shapes
+    shape->set_hidden_dim(file.config.hidden_dim);
+    shape->set_n_layers(file.config.n_layers);
+    shape->set_n_heads(file.config.n_heads);
+    shape->set_n_kv_heads(file.config.n_kv_heads);
+    shape->set_vocab_size(file.config.vocab_size);
+    shape->set_seq_len(file.config.seq_len);
+    shape->set_norm_eps(file.config.norm_eps);
+    shape->set_rope_theta(file.config.rope_theta);
+    a->set_first_layer(0);
+    a->set_last_layer(file.config.n_layers);
+    a->set_embedding(true);
+    a->set_head(true);
+    a->set_context(16);
+    a->set_kv_type("f32");
+    a->set_n_stages(1);
+    c.send(f);
+    bool closed = false;
+    const std::string e = errors_of(c.read(5, &closed));
+    EXPECT_FALSE(e.empty());  // refused (its shapes, or its tensor list)
+
+    const auto again = test::run_command(run, 60);
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_NE(again.err.find("shard bytes sent: 0"), std::string::npos) << again.err;
+    EXPECT_EQ(again.out, first.out);
 }
 
 }  // namespace

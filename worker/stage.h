@@ -36,6 +36,7 @@ public:
 
     const StageSetup& setup() const { return setup_; }
     const std::string& path() const { return file_.path; }
+    const ModelFile& file() const { return file_; }
     uint64_t weight_bytes() const { return weight_bytes_; }
     // The type most of the shard's layer weights are stored in (dominant_tensor_type).
     const std::string& weight_type() const { return weight_type_; }

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/mapped_file.h"
 #include "common/net/connection.h"
 #include "common/net/handshake.h"
 #include "common/net/hash.h"
@@ -492,15 +493,12 @@ struct Worker::Impl {
             std::unique_ptr<net::ShardReceiver> receiver;
             std::string source, error;
             try {
-                const net::ShardPaths paths = net::shard_paths(opt.cache_dir, a.model_hash(), setup.spec);
-                if (std::filesystem::exists(paths.final_path)) {
-                    try {
-                        stage = load_cached(paths.final_path, a, c, setup);
-                        source = "cache " + paths.final_path;
-                    } catch (const std::exception& e) {
-                        spdlog::warn("{}: discarding the cached shard: {}", name, e.what());
-                        std::filesystem::remove(paths.final_path);
-                    }
+                const net::ShardPaths paths =
+                    net::shard_paths(opt.cache_dir, a.model_hash(), setup.spec, a.image_hash());
+                if (!a.image_hash().empty() && std::filesystem::exists(paths.final_path) &&
+                    cached_image_sound(paths.final_path, a.image_hash())) {
+                    stage = load_shard(paths.final_path, a, c, setup);
+                    source = "cache " + paths.final_path;
                 }
                 if (!stage) {
                     if (const std::string model = find_model(a); !model.empty()) {
@@ -508,6 +506,9 @@ struct Worker::Impl {
                         source = "model-dir " + model;
                     }
                 }
+                if (!stage && a.image_hash().size() != net::kHashBytes)
+                    throw Error("the coordinator cannot send this shard (no image hash in the assignment) and no "
+                                "model in --model-dir matches; give this worker --model-dir with the model file");
                 if (!stage) receiver = std::make_unique<net::ShardReceiver>(paths, a.image_bytes());
             } catch (const std::exception& e) {
                 error = e.what();
@@ -538,16 +539,38 @@ struct Worker::Impl {
         });
     }
 
-    std::shared_ptr<Stage> load_cached(const std::string& path, const wire::Assign& a, const ModelConfig& c,
-                                       const StageSetup& setup) {
+    // Whether the cached image at `path` still hashes to the name it is
+    // stored under. One that does not (bit rot, a torn write) is removed, so
+    // the shard is received again; a sound one is never removed here.
+    bool cached_image_sound(const std::string& path, const std::string& image_hash) {
+        const uint64_t t0 = net::now_ns();
+        const MappedFile map(path);
+        const std::string got = net::mapped_content_hash(map.data(), map.size());
+        if (got == image_hash) {
+            spdlog::debug("{}: {} verified ({} in {:.0f} ms)", name, path, format_bytes(map.size()),
+                          (net::now_ns() - t0) / 1e6);
+            return true;
+        }
+        spdlog::warn("{}: cached shard {} is corrupted (its bytes hash to {}, not {}); removed it, receiving it again",
+                     name, path, net::hex(got), net::hex(image_hash));
+        std::error_code ec;
+        std::filesystem::remove(path, ec);
+        return false;
+    }
+
+    // A verified shard image as this assignment's stage. Its bytes are what
+    // the coordinator stated, so a disagreement (another model's shard under
+    // this name, other shapes) is the assignment's fault: refused, the file kept.
+    std::shared_ptr<Stage> load_shard(const std::string& path, const wire::Assign& a, const ModelConfig& c,
+                                      const StageSetup& setup) {
         auto stage = std::make_shared<Stage>(path, c, setup);
-        const ModelFile probe = open_model_file(path);
         std::string hash_hex;
         ShardSpec spec;
-        if (!net::read_shard_identity(probe, &hash_hex, &spec) || hash_hex != net::hex(a.model_hash()) ||
+        if (!net::read_shard_identity(stage->file(), &hash_hex, &spec) || hash_hex != net::hex(a.model_hash()) ||
             spec.first_layer != setup.spec.first_layer || spec.last_layer != setup.spec.last_layer ||
             spec.embedding != setup.spec.embedding || spec.head != setup.spec.head)
-            throw Error(path + " is not this model's shard");
+            throw Error(path + " holds another shard than the assignment's " + layers_text(setup.spec) + " of " +
+                        a.model_name() + "; the coordinator's image hash is wrong");
         return stage;
     }
 
@@ -598,9 +621,21 @@ struct Worker::Impl {
             std::shared_ptr<Stage> stage;
             std::string error;
             try {
+                if (image_hash != a.image_hash())
+                    throw Error("the shard's end states image hash " + net::hex(image_hash) + ", the assignment " +
+                                net::hex(a.image_hash()));
                 receiver->finish(image_hash);
-                stage = std::make_shared<Stage>(net::shard_paths(opt.cache_dir, a.model_hash(), setup.spec).final_path,
-                                                c, setup);
+                const std::string path = net::shard_paths(opt.cache_dir, a.model_hash(), setup.spec, image_hash).final_path;
+                // Read back from disk (finish() dropped the written pages): what the next load will find.
+                if (!cached_image_sound(path, image_hash))
+                    throw Error(path + " reads back differently from what was received and verified; the disk of --cache-dir is failing");
+                try {
+                    stage = load_shard(path, a, c, setup);
+                } catch (const std::exception&) {
+                    std::error_code ec;
+                    std::filesystem::remove(path, ec);  // never loaded, never to be: do not keep it
+                    throw;
+                }
             } catch (const std::exception& e) {
                 error = e.what();
             }

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "common/error.h"
 #include "common/mapped_file.h"
@@ -67,39 +68,50 @@ std::string file_key(const std::string& path) {
 
 }  // namespace
 
+std::optional<std::string> read_hash_record(const std::string& record, const std::string& name, const std::string& key) {
+    std::ifstream in(record);
+    std::string line_name, line_key, line_hash;
+    if (!in || !std::getline(in, line_name) || !std::getline(in, line_key) || !std::getline(in, line_hash) ||
+        line_name != name || line_key != key || line_hash.size() != 2 * kHashBytes ||
+        line_hash.find_first_not_of("0123456789abcdef") != std::string::npos)
+        return std::nullopt;
+    std::string bytes;
+    for (size_t i = 0; i < line_hash.size(); i += 2)
+        bytes += static_cast<char>(std::stoi(line_hash.substr(i, 2), nullptr, 16));
+    return bytes;
+}
+
+void write_hash_record(const std::string& record, const std::string& name, const std::string& key,
+                       const std::string& digest) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(record).parent_path(), ec);
+    const std::string tmp = record + ".tmp" + std::to_string(::getpid());
+    std::ofstream out(tmp);
+    out << name << "\n" << key << "\n" << hex(digest) << "\n";
+    out.close();
+    // A record that cannot be written only costs hashing again next time.
+    if (out) std::filesystem::rename(tmp, record, ec);
+    else std::filesystem::remove(tmp, ec);
+}
+
 std::string file_content_hash(const std::string& path, const std::string& cache_dir) {
     std::error_code ec;
     const std::string abs = std::filesystem::absolute(path, ec).lexically_normal().string();
     const std::string key = file_key(path);
-    std::string sidecar;
+    std::string record;
     if (!cache_dir.empty()) {
-        sidecar = cache_dir + "/model-hashes/" + hex(hash_bytes(abs.data(), abs.size())).substr(0, 16);
-        std::ifstream in(sidecar);
-        std::string line_path, line_key, line_hash;
-        if (in && std::getline(in, line_path) && std::getline(in, line_key) && std::getline(in, line_hash) &&
-            line_path == abs && line_key == key && line_hash.size() == 2 * kHashBytes &&
-            line_hash.find_first_not_of("0123456789abcdef") == std::string::npos) {
-            std::string bytes;
-            for (size_t i = 0; i < line_hash.size(); i += 2)
-                bytes += static_cast<char>(std::stoi(line_hash.substr(i, 2), nullptr, 16));
-            return bytes;
-        }
+        record = cache_dir + "/model-hashes/" + hex(hash_bytes(abs.data(), abs.size())).substr(0, 16);
+        if (std::optional<std::string> known = read_hash_record(record, abs, key)) return *known;
     }
     const MappedFile map(path);
     Hasher h;
-    constexpr uint64_t kStep = 64ull << 20;
-    for (uint64_t off = 0; off < map.size(); off += kStep)
+    constexpr uint64_t kStep = 8ull << 20;
+    for (uint64_t off = 0; off < map.size(); off += kStep) {
         h.update(map.data() + off, static_cast<size_t>(std::min(kStep, map.size() - off)));
-    const std::string digest = h.digest();
-    if (!sidecar.empty()) {
-        std::filesystem::create_directories(std::filesystem::path(sidecar).parent_path(), ec);
-        const std::string tmp = sidecar + ".tmp" + std::to_string(::getpid());
-        std::ofstream out(tmp);
-        out << abs << "\n" << key << "\n" << hex(digest) << "\n";
-        out.close();
-        if (out) std::filesystem::rename(tmp, sidecar, ec);
-        else std::filesystem::remove(tmp, ec);
+        map.drop_pages(off, kStep);  // hashing a 1 GB model must not leave it in this process's RSS
     }
+    const std::string digest = h.digest();
+    if (!record.empty()) write_hash_record(record, abs, key, digest);
     return digest;
 }
 

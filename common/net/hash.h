@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace ferry::net {
@@ -38,6 +39,14 @@ std::string hex(const std::string& bytes);
 // modification time, makes the second call free. cache_dir may be empty (no
 // sidecar). Throws ferry::Error naming the file if it cannot be read.
 std::string file_content_hash(const std::string& path, const std::string& cache_dir);
+
+// A hash record: a small file holding `name`, `key` (what the hash is valid
+// for) and the hex digest. read_hash_record gives the digest only if name and
+// key match; write_hash_record replaces the file atomically (failures ignored:
+// the hash is then computed again next time).
+std::optional<std::string> read_hash_record(const std::string& record, const std::string& name, const std::string& key);
+void write_hash_record(const std::string& record, const std::string& name, const std::string& key,
+                       const std::string& digest);
 
 // $FERRY_CACHE_DIR, else $XDG_CACHE_HOME/ferry, else ~/.cache/ferry.
 std::string default_cache_dir();

@@ -18,12 +18,22 @@ static_assert(sizeof(off_t) == 8, "shard files can exceed 2 GB: build with -D_FI
 
 namespace ferry::net {
 
-ShardPaths shard_paths(const std::string& cache_dir, const std::string& model_hash, const ShardSpec& spec) {
+ShardPaths shard_paths(const std::string& cache_dir, const std::string& model_hash, const ShardSpec& spec,
+                       const std::string& image_hash) {
     ShardPaths p;
     p.dir = cache_dir + "/" + hex(model_hash);
-    p.final_path = p.dir + "/" + shard_file_name(spec);
+    std::string name = shard_file_name(spec);                           // "0-3-head.gguf"
+    name.insert(name.size() - 5, "." + hex(image_hash));                // "0-3-head.<hash>.gguf"
+    p.final_path = p.dir + "/" + name;
     p.part_path = p.final_path + ".part";
     return p;
+}
+
+std::string mapped_content_hash(const uint8_t* data, uint64_t size) {
+    Hasher h;
+    constexpr uint64_t kStep = 4u << 20;
+    for (uint64_t off = 0; off < size; off += kStep) h.update(data + off, static_cast<size_t>(std::min(kStep, size - off)));
+    return h.digest();
 }
 
 ShardReceiver::ShardReceiver(ShardPaths paths, uint64_t image_bytes)
@@ -105,6 +115,7 @@ void ShardReceiver::finish(const std::string& image_hash) {
                     std::to_string(image_bytes_) + " bytes) does not match the coordinator's image hash; deleted it");
     }
     if (::fsync(fd_) != 0) throw Error(paths_.part_path + ": fsync failed: " + std::strerror(errno));
+    ::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);  // advice: clean pages after fsync, so it is honoured
     ::close(fd_);
     fd_ = -1;
     std::error_code ec;

@@ -1,4 +1,8 @@
-// A worker's shard cache: --cache-dir/<model-hash>/<first>-<last>[-embed][-head].gguf.
+// A worker's shard cache:
+// --cache-dir/<model-hash>/<first>-<last>[-embed][-head].<image-hash>.gguf.
+// Files are named by what their bytes hash to, so a cached file is checked
+// against its name at every load (bit rot on an old disk is found, not
+// served), and an assignment that names another image never touches it.
 // A shard arrives into "<name>.part", chunk by checksummed chunk; when the whole
 // image hash matches it is renamed, and from then on a restart or a second
 // run finds it and nothing is sent. An interrupted transfer leaves the .part,
@@ -18,7 +22,12 @@ struct ShardPaths {
     std::string final_path;  // dir/<name>.gguf
     std::string part_path;   // final_path + ".part"
 };
-ShardPaths shard_paths(const std::string& cache_dir, const std::string& model_hash, const ShardSpec& spec);
+ShardPaths shard_paths(const std::string& cache_dir, const std::string& model_hash, const ShardSpec& spec,
+                       const std::string& image_hash);
+
+// XXH3-128 of a mapped file's bytes, read in order (what the kernel's
+// readahead turns into large page-cache folios).
+std::string mapped_content_hash(const uint8_t* data, uint64_t size);
 
 class ShardReceiver {
 public:
@@ -37,7 +46,11 @@ public:
     // Appends a chunk; throws ferry::Error on a wrong offset, a bad checksum or a write error.
     void write(uint64_t offset, const std::string& data, uint64_t checksum);
     // Verifies the size and the whole-image hash, syncs and renames to the
-    // final path. On a mismatch the .part is deleted and ferry::Error thrown.
+    // final path, and drops the written pages from the page cache, so the
+    // mapping that serves the shard reads it back in large folios (pages left
+    // by many small writes run the weights up to 2x slower on CPUs that
+    // coalesce TLB entries, docs/DESIGN.md). On a mismatch the .part is
+    // deleted and ferry::Error thrown.
     void finish(const std::string& image_hash);
     uint64_t received() const { return received_; }
 

@@ -2,14 +2,18 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <vector>
 
 #include "common/error.h"
 #include "common/gguf_writer.h"
+#include "common/net/handshake.h"
 #include "common/net/hash.h"
 
 namespace ferry::net {
 
-ShardImage::ShardImage(const ModelFile& model, const ShardSpec& spec, const std::string& model_hash) {
+ShardImage::ShardImage(const ModelFile& model, const ShardSpec& spec, const std::string& model_hash)
+    : map_(&model.map), model_hash_(model_hash), name_(shard_file_name(spec)) {
     const ModelConfig& c = model.config;
     const bool tied = model.find("output.weight") == nullptr;
     GgufWriter w;
@@ -65,6 +69,33 @@ void ShardImage::read(uint64_t offset, uint64_t n, uint8_t* out) const {
         const uint64_t to = std::min(offset + n, it->at + it->bytes);
         if (from < to) std::memcpy(out + (from - offset), it->src + (from - it->at), static_cast<size_t>(to - from));
     }
+}
+
+void ShardImage::drop_pages(uint64_t offset, uint64_t n) const {
+    for (const Piece& p : pieces_) {
+        if (p.src == reinterpret_cast<const uint8_t*>(header_.data())) continue;
+        const uint64_t from = std::max(offset, p.at), to = std::min(offset + n, p.at + p.bytes);
+        if (from < to) map_->drop_pages(static_cast<uint64_t>(p.src - map_->data()) + (from - p.at), to - from);
+    }
+}
+
+std::string ShardImage::content_hash(const std::string& cache_dir) const {
+    const std::string name = hex(model_hash_) + "/" + name_;
+    const std::string key = std::string("ferry ") + software_version() + ", " + std::to_string(size_) + " bytes";
+    const std::string record = cache_dir.empty() ? "" : cache_dir + "/image-hashes/" + hex(model_hash_) + "-" + name_;
+    if (!record.empty())
+        if (std::optional<std::string> known = read_hash_record(record, name, key)) return *known;
+    Hasher h;
+    std::vector<uint8_t> buf(4u << 20);
+    for (uint64_t off = 0; off < size_; off += buf.size()) {
+        const uint64_t len = std::min<uint64_t>(buf.size(), size_ - off);
+        read(off, len, buf.data());
+        h.update(buf.data(), static_cast<size_t>(len));
+        drop_pages(off, len);
+    }
+    const std::string digest = h.digest();
+    if (!record.empty()) write_hash_record(record, name, key, digest);
+    return digest;
 }
 
 std::string shard_file_name(const ShardSpec& spec) {

@@ -27,6 +27,15 @@ public:
     uint64_t size() const { return size_; }
     // Copies image bytes [offset, offset + n) into out.
     void read(uint64_t offset, uint64_t n, uint8_t* out) const;
+    // Done with image bytes [offset, offset + n): the model's pages behind
+    // them leave this process's resident set. A coordinator that sends (or
+    // hashes) a 1 GB shard keeps only what it computes with itself.
+    void drop_pages(uint64_t offset, uint64_t n) const;
+    // XXH3-128 of the whole image, what the worker's cached file must hash
+    // to. Reading a shard costs a pass over its share of the model, so the
+    // digest is kept in a record under `cache_dir` (empty: none) keyed by the
+    // model's hash, the shard and this ferry's version.
+    std::string content_hash(const std::string& cache_dir) const;
     // The model's tensors that the image holds, in image order.
     const std::vector<TensorInfo>& tensors() const { return tensors_; }
     uint64_t weight_bytes() const { return weight_bytes_; }
@@ -40,6 +49,8 @@ private:
     std::string header_;
     std::vector<Piece> pieces_;  // header, then each tensor; gaps are zero padding
     std::vector<TensorInfo> tensors_;
+    const MappedFile* map_ = nullptr;  // the model's, where pieces' bytes lie
+    std::string model_hash_, name_;
     uint64_t size_ = 0;
     uint64_t weight_bytes_ = 0;
 };
