@@ -73,6 +73,7 @@ struct PipelineEngine::Node : WorkerLink {
     ShardSpec spec;
     std::unique_ptr<net::ShardImage> image;
     std::string image_error;
+    std::string image_hash;  // as stated in the Assign
     // Shard transfer.
     bool need_shard = false, loaded = false, end_sent = false;
     uint64_t send_at = 0, resumed_at = 0;
@@ -217,7 +218,8 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
             d->set_bytes(t.bytes);
         }
         a->set_image_bytes(n->image ? n->image->size() : 0);
-        if (n->image) a->set_image_hash(n->image->content_hash(net::default_cache_dir()));
+        if (n->image) n->image_hash = n->image->content_hash(net::default_cache_dir());
+        a->set_image_hash(n->image_hash);
         a->set_session_id(session);
         a->set_stage_index(n->stage);
         a->set_n_stages(static_cast<int>(chain_.size()));
@@ -311,6 +313,11 @@ void PipelineEngine::stream_shards() {
             if (n->send_at == n->image->size()) {
                 wire::Frame f;
                 f.mutable_shard_end()->set_image_hash(n->hasher->digest());
+                // Only a stale hash record (another build's image layout) can make these differ.
+                if (n->hasher->digest() != n->image_hash)
+                    fail_node(n->link, "its shard image hashes to " + net::hex(n->hasher->digest()) + ", but " +
+                                           net::default_cache_dir() + "/image-hashes says " + net::hex(n->image_hash) +
+                                           "; delete that directory and run again");
                 hub.send(n->link, f);
                 n->end_sent = true;
             }

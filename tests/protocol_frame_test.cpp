@@ -219,6 +219,12 @@ TEST(ShardImages, AreDeterministicAndCarryRopeFactorsToEveryStageWithLayers) {
         const std::string a = bytes_of(ShardImage(model, spec, std::string(16, 'm')));
         const ModelFile copy = open_model_file(path);
         EXPECT_EQ(bytes_of(ShardImage(copy, spec, std::string(16, 'm'))), a);
+        // The same bytes under another name make the same image (its hash is recorded by model hash and range).
+        std::filesystem::copy_file(path, tmp.file("renamed.gguf"), std::filesystem::copy_options::overwrite_existing);
+        const ModelFile renamed = open_model_file(tmp.file("renamed.gguf"));
+        const ShardImage image(renamed, spec, std::string(16, 'm'));
+        EXPECT_EQ(bytes_of(image), a);
+        EXPECT_EQ(image.content_hash(""), hash_bytes(a.data(), a.size()));
         test::write_file(tmp.file("s.gguf"), a);
         const ModelFile shard = open_model_file(tmp.file("s.gguf"));
         const bool layers = spec.last_layer > spec.first_layer;

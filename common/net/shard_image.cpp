@@ -17,8 +17,11 @@ ShardImage::ShardImage(const ModelFile& model, const ShardSpec& spec, const std:
     const ModelConfig& c = model.config;
     const bool tied = model.find("output.weight") == nullptr;
     GgufWriter w;
-    // Nothing here depends on where the model file lies: a transfer resumes from any coordinator.
-    add_llama_metadata(w, c, "ferry shard of " + model.path.substr(model.path.find_last_of('/') + 1));
+    // Nothing here depends on where the model file lies or what it is called:
+    // the image is a function of the model's bytes and the range alone, so a
+    // transfer resumes from any coordinator, and its hash (content_hash) can be
+    // recorded by model hash and range.
+    add_llama_metadata(w, c, "ferry shard of model " + hex(model_hash).substr(0, 16));
     // A shard without the embedding table cannot count the vocabulary from it.
     w.add_u32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
     w.add_string("ferry.shard.model_hash", hex(model_hash));
