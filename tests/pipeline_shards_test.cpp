@@ -4,6 +4,7 @@
 // model file in --model-dir loads its range from disk.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <regex>
 
@@ -151,6 +152,44 @@ TEST(PipelineShards, TheCoordinatorDoesNotKeepWhatItSent) {
     const double peak_mb = std::stod(m[1]);
     EXPECT_GT(sent_mb, 60);
     EXPECT_LT(peak_mb, sent_mb / 2) << r.err;
+}
+
+// The cache cannot be filled by abandonment or by many models: partial
+// transfers untouched for an hour go at start, and --cache-max evicts the
+// least recently used shard.
+TEST(PipelineShards, TheCacheIsBounded) {
+    test::TempDir tmp;
+    const std::string cache = tmp.file("cache");
+    std::filesystem::create_directories(cache + "/0123");
+    const std::string stale = cache + "/0123/0-4-embed.00.gguf.part", fresh = cache + "/0123/0-4-embed.11.gguf.part";
+    test::write_file(stale, "abandoned");
+    test::write_file(fresh, "in progress");
+    std::filesystem::last_write_time(stale, std::filesystem::file_time_type::clock::now() - std::chrono::hours(2));
+    std::vector<std::string> args = worker_args(cache);
+    args.insert(args.end(), {"--cache-max", "1500K"});  // one stories260K shard (~1.1 MB), not two
+    test::WorkerProcess w(args, tmp.file("w.log"));
+    EXPECT_FALSE(std::filesystem::exists(stale)) << w.log();
+    EXPECT_TRUE(std::filesystem::exists(fresh));
+    std::filesystem::remove(fresh);
+
+    ASSERT_GT(run_greedy(w.address(), kWholeModel), 0);
+    const std::string first = cached_shard(cache);
+    ASSERT_GT(run_greedy(w.address(), {"--embedding-on-worker", "--head-on-coordinator"}), 0);
+    EXPECT_FALSE(std::filesystem::exists(first)) << w.log();  // least recently used, over the bound
+    EXPECT_NE(w.log().find("over --cache-max"), std::string::npos) << w.log();
+    cached_shard(cache);  // exactly one left
+}
+
+TEST(PipelineShards, AShardLargerThanTheCacheBoundIsRefused) {
+    test::TempDir tmp;
+    std::vector<std::string> args = worker_args(tmp.file("cache"));
+    args.insert(args.end(), {"--cache-max", "100K"});
+    test::WorkerProcess w(args, tmp.file("w.log"));
+    std::vector<std::string> flags = kGreedy;
+    flags.insert(flags.end(), {"--workers", w.address()});
+    const auto r = test::run_command(test::ferry_run_args("stories260K.bin", "tok512.bin", flags), 60);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("over --cache-max 100.0 KB; raise --cache-max"), std::string::npos) << r.err;
 }
 
 TEST(PipelineShards, AWorkerWithTheModelInModelDirLoadsItFromDisk) {

@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
     using namespace ferry;
     CLI::App app{"ferry-worker: hold a range of a model's layers and run them for a ferry coordinator"};
     worker::WorkerOptions o;
-    std::string memory, log_level = "info", log_file, pid_file, kernels_name = "auto";
+    std::string memory, cache_max, log_level = "info", log_file, pid_file, kernels_name = "auto";
     bool daemon = false;
     app.add_option("--listen", o.listen, "HOST:PORT to listen on (default 0.0.0.0:7070; port 0 picks a free one)");
     app.add_option("--name", o.name, "How this worker names itself in messages (default: the listen address)");
@@ -98,6 +98,10 @@ int main(int argc, char** argv) {
                    "numbers; the start-up speed probe stays within an eighth of it, or of the available RAM without a budget (default: unlimited)");
     app.add_option("--cache-dir", o.cache_dir,
                    "Where received shards are kept (default: $FERRY_CACHE_DIR, $XDG_CACHE_HOME/ferry or ~/.cache/ferry)");
+    app.add_option("--cache-max", cache_max,
+                   "Most bytes the shard cache may hold, e.g. 2G: least recently used shards are removed to stay "
+                   "within it, and a shard larger than it is refused. Partial transfers untouched for an hour are "
+                   "removed whatever the bound (default: unlimited)");
     app.add_option("--model-dir", o.model_dir,
                    "A directory with whole model files: a file of the model's size and content hash (XXH3-128, "
                    "cached under --cache-dir/model-hashes) is mapped and its range loaded from disk instead of "
@@ -130,6 +134,8 @@ int main(int argc, char** argv) {
     try {
         if (!memory.empty() && !parse_bytes(memory, &o.memory_budget))
             throw Error("--memory " + memory + ": expected a size such as 128M, 1.5G or 65536");
+        if (!cache_max.empty() && !parse_bytes(cache_max, &o.cache_max))
+            throw Error("--cache-max " + cache_max + ": expected a size such as 2G, 800M or 65536");
         if (daemon && log_file.empty()) throw Error("--daemon needs --log-file (stderr goes to /dev/null)");
         if (!pid_file.empty() && pid_file[0] != '/') pid_file = std::filesystem::absolute(pid_file).string();
         kernels::Level level;

@@ -175,7 +175,17 @@ struct Worker::Impl {
         caps = probe_capabilities(pool, opt.memory_budget, opt.probe_s);
         const bool any = host == "0.0.0.0" || host == "::";
         name = !opt.name.empty() ? opt.name : (any ? caps.hostname() : host) + ":" + std::to_string(bound_port);
+        prune_cache("");
         compute_thread = std::thread([this] { compute_loop(); });
+    }
+
+    // Keeps the shard cache within --cache-max, and free of abandoned partial transfers.
+    void prune_cache(const std::string& keep) {
+        for (const std::string& path : net::prune_cache(opt.cache_dir, opt.cache_max, keep))
+            spdlog::info("{}: removed {} from the shard cache ({})", name, path,
+                         path.size() > 5 && path.compare(path.size() - 5, 5, ".part") == 0
+                             ? "a partial transfer untouched for an hour or more"
+                             : "least recently used, over --cache-max " + format_bytes(opt.cache_max));
     }
 
     ~Impl() {
@@ -499,6 +509,7 @@ struct Worker::Impl {
                     cached_image_sound(paths.final_path, a.image_hash())) {
                     stage = load_shard(paths.final_path, a, c, setup);
                     source = "cache " + paths.final_path;
+                    net::touch_cache_file(paths.final_path);
                 }
                 if (!stage) {
                     if (const std::string model = find_model(a); !model.empty()) {
@@ -509,7 +520,14 @@ struct Worker::Impl {
                 if (!stage && a.image_hash().size() != net::kHashBytes)
                     throw Error("the coordinator cannot send this shard (no image hash in the assignment) and no "
                                 "model in --model-dir matches; give this worker --model-dir with the model file");
-                if (!stage) receiver = std::make_unique<net::ShardReceiver>(paths, a.image_bytes());
+                if (!stage && opt.cache_max > 0 && a.image_bytes() > opt.cache_max)
+                    throw Error(layers_text(setup.spec) + " of " + a.model_name() + " is a " +
+                                format_bytes(a.image_bytes()) + " shard, over --cache-max " +
+                                format_bytes(opt.cache_max) + "; raise --cache-max or give this worker fewer layers");
+                if (!stage) {
+                    net::remove_other_parts(paths);
+                    receiver = std::make_unique<net::ShardReceiver>(paths, a.image_bytes());
+                }
             } catch (const std::exception& e) {
                 error = e.what();
             }
@@ -636,6 +654,7 @@ struct Worker::Impl {
                     std::filesystem::remove(path, ec);  // never loaded, never to be: do not keep it
                     throw;
                 }
+                prune_cache(path);
             } catch (const std::exception& e) {
                 error = e.what();
             }

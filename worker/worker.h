@@ -21,6 +21,7 @@ struct WorkerOptions {
     int threads = 0;           // 0: one per core
     uint64_t memory_budget = 0;  // 0: not limited
     std::string cache_dir;     // shard cache; default net::default_cache_dir()
+    uint64_t cache_max = 0;    // most bytes the cache holds; 0: not limited
     std::string model_dir;     // optional: whole model files, found by content hash
     double handshake_timeout_s = 5;
     double link_timeout_s = 10;  // a link silent this long is dead

@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <vector>
 
@@ -121,6 +123,80 @@ void ShardReceiver::finish(const std::string& image_hash) {
     std::error_code ec;
     std::filesystem::rename(paths_.part_path, paths_.final_path, ec);
     if (ec) throw Error(paths_.final_path + ": cannot rename the finished shard: " + ec.message());
+}
+
+namespace {
+
+// "0-3-head" of ".../0-3-head.<hash>.gguf[.part]": the range a cache file holds.
+std::string range_of(const std::string& path) {
+    const std::string name = std::filesystem::path(path).filename().string();
+    return name.substr(0, name.find('.'));
+}
+
+bool is_cache_file(const std::filesystem::path& p) {
+    const std::string name = p.filename().string();
+    auto ends = [&](const std::string& tail) {
+        return name.size() > tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+    };
+    return ends(".gguf") || ends(".gguf.part");
+}
+
+}  // namespace
+
+std::vector<CacheFile> list_cache(const std::string& cache_dir) {
+    namespace fs = std::filesystem;
+    std::vector<CacheFile> files;
+    std::error_code ec;
+    const auto now = fs::file_time_type::clock::now();
+    for (auto it = fs::recursive_directory_iterator(cache_dir, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+        if (it->is_symlink(ec) || !it->is_regular_file(ec) || !is_cache_file(it->path())) continue;
+        CacheFile f;
+        f.path = it->path().string();
+        f.bytes = it->file_size(ec);
+        f.age_s = std::chrono::duration<double>(now - it->last_write_time(ec)).count();
+        f.partial = f.path.size() > 5 && f.path.compare(f.path.size() - 5, 5, ".part") == 0;
+        files.push_back(f);
+    }
+    return files;
+}
+
+std::vector<std::string> prune_cache(const std::string& cache_dir, uint64_t max_bytes, const std::string& keep) {
+    std::vector<CacheFile> files = list_cache(cache_dir);
+    std::vector<std::string> removed;
+    std::error_code ec;
+    uint64_t total = 0;
+    for (const CacheFile& f : files) total += f.bytes;
+    auto remove = [&](const CacheFile& f) {
+        if (f.path == keep || !std::filesystem::remove(f.path, ec)) return;
+        removed.push_back(f.path);
+        total -= f.bytes;
+    };
+    for (const CacheFile& f : files)
+        if (f.partial && f.age_s > kPartMaxAgeS) remove(f);
+    if (max_bytes == 0) return removed;
+    std::sort(files.begin(), files.end(), [](const CacheFile& a, const CacheFile& b) { return a.age_s > b.age_s; });
+    for (const CacheFile& f : files) {
+        if (total <= max_bytes) break;
+        if (std::filesystem::exists(f.path, ec)) remove(f);
+    }
+    return removed;
+}
+
+void remove_other_parts(const ShardPaths& paths) {
+    std::error_code ec;
+    const std::string range = range_of(paths.final_path);
+    for (const auto& e : std::filesystem::directory_iterator(paths.dir, ec)) {
+        const std::string p = e.path().string();
+        if (p != paths.part_path && is_cache_file(e.path()) && range_of(p) == range &&
+            p.compare(p.size() - 5, 5, ".part") == 0)
+            std::filesystem::remove(p, ec);
+    }
+}
+
+void touch_cache_file(const std::string& path) {
+    std::error_code ec;
+    std::filesystem::last_write_time(path, std::filesystem::file_time_type::clock::now(), ec);
 }
 
 }  // namespace ferry::net

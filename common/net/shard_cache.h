@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/net/hash.h"
 #include "common/weights.h"
@@ -63,5 +64,25 @@ private:
     std::string have_hash_;
     std::unique_ptr<Hasher> hasher_;
 };
+
+// Keeping the cache from filling the disk. A .part file untouched for
+// kPartMaxAgeS belongs to no live transfer (a resume comes back within
+// minutes) and is removed; so is every .part of `range` but `keep` (one
+// partial file per shard). Then, while the cache holds more than max_bytes
+// (0: no bound), the least recently used shard files go, never `keep`.
+// Returns the removed paths (for the log).
+constexpr double kPartMaxAgeS = 3600;
+struct CacheFile {
+    std::string path;
+    uint64_t bytes = 0;
+    double age_s = 0;  // since last use (modification time: a load touches it)
+    bool partial = false;
+};
+std::vector<CacheFile> list_cache(const std::string& cache_dir);
+std::vector<std::string> prune_cache(const std::string& cache_dir, uint64_t max_bytes, const std::string& keep = "");
+// Removes the .part files of the shard `final_path` names, other than its own (another image of that range).
+void remove_other_parts(const ShardPaths& paths);
+// Marks a shard file as just used, for prune_cache's least-recently-used order.
+void touch_cache_file(const std::string& path);
 
 }  // namespace ferry::net
