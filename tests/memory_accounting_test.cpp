@@ -35,6 +35,7 @@ std::string i686_worker() { return test::i686_binary("worker/ferry-worker"); }
 // Synthetic models shared by the cases: ~64 MB f32 (5 layers of 12.6 MB, kv_dim 256) and its q4_0.
 class MemoryAccounting : public ::testing::Test {
 protected:
+    void SetUp() override { FERRY_SKIP_IF_SANITIZED(); }
     static void SetUpTestSuite() {
         dir_ = new test::TempDir();
         const auto synth = test::run_command({test::ferry_bin(), "synth", dir_->file("syn.bin"), "--dim", "512",

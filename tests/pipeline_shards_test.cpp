@@ -134,6 +134,7 @@ TEST(PipelineShards, AnotherSplitLeavesTheCachedShardAlone) {
 // The coordinator reads a 64 MB model to hash it and send it, but keeps none
 // of what a worker holds: its peak RSS stays far under the shard's size.
 TEST(PipelineShards, TheCoordinatorDoesNotKeepWhatItSent) {
+    FERRY_SKIP_IF_SANITIZED();
     test::TempDir tmp;
     const auto synth = test::run_command({test::ferry_bin(), "synth", tmp.file("m.bin"), "--dim", "512", "--hidden-dim",
                                           "1536", "--layers", "5", "--heads", "8", "--kv-heads", "4", "--vocab", "512",

@@ -59,6 +59,7 @@ std::map<std::string, double> plan_totals(const std::string& err) {
 }
 
 TEST(PoolCgroup, FourCappedWorkersOnSlowLinksRunAModelNoneCanHold) {
+    FERRY_SKIP_IF_SANITIZED();
     PoolLan lan;
     const auto check = lan.script({"check"});
     if (check.exit_code != 0)

@@ -24,6 +24,14 @@ struct LevelGuard {
     ~LevelGuard() { kernels::set_active_level(saved); }
 };
 
+// Tests that compare a process's RSS with a prediction skip in a sanitizer
+// build (FERRY_SANITIZE): the sanitizer's shadow memory and quarantine are in the RSS.
+#ifdef FERRY_SANITIZED
+#define FERRY_SKIP_IF_SANITIZED() GTEST_SKIP() << "measures RSS, which a sanitizer's shadow memory inflates"
+#else
+#define FERRY_SKIP_IF_SANITIZED() (void)0
+#endif
+
 std::string shared_dir();                      // ../shared beside the checkout
 std::string model_path(const std::string& name);  // ../shared/models/<name>
 std::string reference_path(const std::string& name);

@@ -13,6 +13,7 @@ namespace ferry {
 namespace {
 
 TEST(WorkerMemory, PeakRssStaysWithinA128MBudgetWithItsShardLoadedAndRunning) {
+    FERRY_SKIP_IF_SANITIZED();
     test::TempDir tmp;
     // 8 layers of dim 512 in f32: 97.5 MB of weights, a small vocabulary (the
     // embedding and head are placed by the planner, on the worker or here).
@@ -49,6 +50,7 @@ TEST(WorkerMemory, PeakRssStaysWithinA128MBudgetWithItsShardLoadedAndRunning) {
 // that, the worker is assigned it and accepts, and a 588-token prompt crosses
 // in two requests with the single process's text.
 TEST(WorkerMemory, APlannedRequestSizeIsWhatTheWorkerIsAssignedAndWhatIsSent) {
+    FERRY_SKIP_IF_SANITIZED();
     test::TempDir tmp;
     const auto synth = test::run_command({test::ferry_bin(), "synth", tmp.file("m.bin"), "--dim", "512", "--hidden-dim",
                                           "512", "--layers", "2", "--heads", "8", "--vocab", "256", "--seq-len", "4096",
@@ -73,6 +75,7 @@ TEST(WorkerMemory, APlannedRequestSizeIsWhatTheWorkerIsAssignedAndWhatIsSent) {
 }
 
 TEST(WorkerMemory, TheSpeedProbeIsBoundedByTheBudget) {
+    FERRY_SKIP_IF_SANITIZED();
     EXPECT_EQ(worker::probe_limit(0), 64ll << 20);
     EXPECT_EQ(worker::probe_limit(128ull << 20), 16ll << 20);
     EXPECT_EQ(worker::probe_limit(1ull << 30), 64ll << 20);
