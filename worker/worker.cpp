@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
 #include <asio.hpp>
 #include <condition_variable>
 #include <ctime>
@@ -66,6 +68,11 @@ std::string clock_text(std::time_t t) {
 // few sequences) may run on the io thread.
 constexpr int kInlinePositions = 4;
 
+// Accepting fails when the process is out of descriptors: the first retry
+// is after this long, then twice as long each time, at most 1 s.
+constexpr auto kAcceptRetryFirst = std::chrono::milliseconds(100);
+constexpr auto kAcceptRetryMost = std::chrono::milliseconds(1000);
+
 // Positions in the largest Forward the coordinator said it will send.
 int max_positions(const wire::Assign& a) {
     return a.max_positions() > 0 ? std::min(a.max_positions(), a.context()) : a.context();
@@ -101,6 +108,10 @@ struct Worker::Impl {
     uint16_t bound_port = 0;
     std::set<std::shared_ptr<Connection>> conns;
     bool draining = false;
+    // Accept errors in a row (an episode: logged when it starts and ends).
+    asio::steady_timer accept_retry{io};
+    std::chrono::milliseconds accept_delay = kAcceptRetryFirst;
+    uint64_t accept_failures = 0, accept_failing_since_ns = 0;
 
     // The compute thread: jobs run in order, results are posted back to io.
     std::thread compute_thread;
@@ -235,9 +246,13 @@ struct Worker::Impl {
 
     void accept_loop() {
         acceptor.async_accept([this](const asio::error_code& ec, tcp::socket socket) {
-            if (ec) {
-                if (!draining && acceptor.is_open()) accept_loop();
-                return;
+            if (draining || !acceptor.is_open()) return;
+            if (ec) return accept_failed(ec);
+            if (accept_failures > 0) {
+                spdlog::info("{}: accepting connections again after {} failed attempts in {:.1f} s", name,
+                             accept_failures, (net::now_ns() - accept_failing_since_ns) / 1e9);
+                accept_failures = 0;
+                accept_delay = kAcceptRetryFirst;
             }
             net::tune_socket(socket);
             const std::string peer_addr = net::remote_address(socket);
@@ -254,6 +269,28 @@ struct Worker::Impl {
                 if (!ec && peer->role == wire::ROLE_UNKNOWN) peer->conn->close("no hello in time (handshake timeout)");
             });
             accept_loop();
+        });
+    }
+
+    // Out of descriptors (EMFILE), or the kernel out of socket memory: the
+    // listening socket stays readable, so accepting again at once would spin
+    // at 100% CPU. Wait instead, longer each time; the connections wait in
+    // the listen backlog meanwhile and are served once descriptors free up.
+    void accept_failed(const asio::error_code& ec) {
+        if (ec == asio::error::connection_aborted) return accept_loop();  // that peer gave up; the next is fine
+        if (accept_failures++ == 0) {
+            accept_failing_since_ns = net::now_ns();
+            rlimit files {};
+            getrlimit(RLIMIT_NOFILE, &files);
+            spdlog::warn("{}: accept failed: {}; retrying in {} ms and more rarely until it works ({} connections "
+                         "open, descriptor limit {}: raise it with ulimit -n or LimitNOFILE= if this worker is busy, "
+                         "else something leaks)",
+                         name, ec.message(), accept_delay.count(), conns.size(), static_cast<uint64_t>(files.rlim_cur));
+        }
+        accept_retry.expires_after(accept_delay);
+        accept_delay = std::min(accept_delay * 2, kAcceptRetryMost);
+        accept_retry.async_wait([this](const asio::error_code& e) {
+            if (!e && !draining && acceptor.is_open()) accept_loop();
         });
     }
 
@@ -832,6 +869,7 @@ struct Worker::Impl {
         draining = true;
         asio::error_code ec;
         acceptor.close(ec);
+        accept_retry.cancel();
         if (stop_signals) stop_signals->cancel();
         // Let a request in flight finish (bounded), then close everything.
         auto timer = std::make_shared<asio::steady_timer>(io);
