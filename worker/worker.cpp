@@ -68,6 +68,17 @@ std::string clock_text(std::time_t t) {
 // few sequences) may run on the io thread.
 constexpr int kInlinePositions = 4;
 
+// What peers can make a worker hold is bounded (docs/PROTOCOL.md, "Limits"):
+// connections that have not said hello yet, beyond this many the oldest is
+// dropped, so a flood of idle connections costs a fixed amount and a real
+// peer (which says hello at once) still gets in;
+constexpr size_t kMaxPendingHandshakes = 32;
+// status clients at once, beyond this many the oldest is dropped;
+constexpr size_t kMaxStatusClients = 2;
+// a status client's largest frame: the 1 MB link echo and its framing;
+constexpr uint32_t kStatusFrameBytes = (1u << 20) + (64u << 10);
+// bytes queued for a peer before nothing more is read from it.
+constexpr size_t kSendLimitBytes = 1u << 20;
 // Accepting fails when the process is out of descriptors: the first retry
 // is after this long, then twice as long each time, at most 1 s.
 constexpr auto kAcceptRetryFirst = std::chrono::milliseconds(100);
@@ -128,7 +139,44 @@ struct Worker::Impl {
         std::shared_ptr<Connection> conn;
         wire::Role role = wire::ROLE_UNKNOWN;
         std::string name;  // what the peer calls itself
+        bool evicted = false;  // dropped to make room (logged once per episode, not per peer)
     };
+
+    // Peers of one kind in arrival order, at most `cap`: admitting one more
+    // drops the oldest. An episode of drops is logged when it starts and,
+    // with its count, when the last of the kind has gone.
+    struct CappedPeers {
+        size_t cap;
+        const char* what;
+        std::deque<std::shared_ptr<Peer>> peers;
+        uint64_t dropped = 0;
+
+        CappedPeers(size_t cap, const char* what) : cap(cap), what(what) {}
+
+        void admit(Impl& w, std::shared_ptr<Peer> p) {
+            peers.push_back(std::move(p));
+            if (peers.size() <= cap) return;
+            std::shared_ptr<Peer> oldest = peers.front();
+            peers.pop_front();
+            if (dropped++ == 0)
+                spdlog::warn("{}: more than {} {} at once: dropping the oldest to make room (a flood?)", w.name, cap, what);
+            oldest->evicted = true;
+            oldest->conn->close(std::string("dropped: more than ") + std::to_string(cap) + " " + what + " at once");
+        }
+        void remove(Impl& w, const Peer* p) {
+            for (auto it = peers.begin(); it != peers.end(); ++it)
+                if (it->get() == p) {
+                    peers.erase(it);
+                    break;
+                }
+            if (peers.empty() && dropped > 0) {
+                spdlog::info("{}: dropped {} {} while more than {} were open", w.name, dropped, what, cap);
+                dropped = 0;
+            }
+        }
+    };
+    CappedPeers waiting_hello{kMaxPendingHandshakes, "connections waiting for their hello"};
+    CappedPeers status_clients{kMaxStatusClients, "status clients"};
 
     struct Session {
         uint64_t gen = 0;
@@ -259,15 +307,13 @@ struct Worker::Impl {
             auto peer = std::make_shared<Peer>();
             peer->conn = std::make_shared<Connection>(std::move(socket), peer_addr);
             conns.insert(peer->conn);
+            waiting_hello.admit(*this, peer);
+            peer->conn->set_send_limit(kSendLimitBytes);
+            // The first whole frame must be the hello, so this bounds the handshake (plus the time a 64 KiB
+            // hello needs at 1 Mbit/s): a peer dribbling bytes of it is dropped as one saying nothing.
             peer->conn->set_silence_timeout(opt.handshake_timeout_s, "said nothing (handshake timeout)");
-            peer->conn->start([this, peer](net::FrameDecoder::Decoded& d) { on_frame(*peer, d); },
+            peer->conn->start([this, peer](net::FrameDecoder::Decoded& d) { on_frame(peer, d); },
                               [this, peer](const std::string& reason) { on_close(*peer, reason); });
-            // A hard deadline too: a peer dribbling bytes does not keep a half-open handshake alive.
-            auto deadline = std::make_shared<asio::steady_timer>(
-                io, std::chrono::milliseconds(static_cast<int64_t>(opt.handshake_timeout_s * 1000)));
-            deadline->async_wait([peer, deadline](const asio::error_code& ec) {
-                if (!ec && peer->role == wire::ROLE_UNKNOWN) peer->conn->close("no hello in time (handshake timeout)");
-            });
             accept_loop();
         });
     }
@@ -310,13 +356,16 @@ struct Worker::Impl {
         p.conn->send(hello);
     }
 
-    void on_frame(Peer& p, net::FrameDecoder::Decoded& d) {
+    void on_frame(const std::shared_ptr<Peer>& peer, net::FrameDecoder::Decoded& d) {
+        Peer& p = *peer;
         if (p.role == wire::ROLE_UNKNOWN) {
             if (!d.frame.has_hello()) {
                 refuse(p, std::string("sent a ") + net::frame_kind(d.frame) + " frame before the handshake");
                 return;
             }
-            on_hello(p, d.frame.hello());
+            on_hello(peer, d.frame.hello());
+            // A refused peer stays among those waiting until it is closed (two seconds at most).
+            if (p.role != wire::ROLE_UNKNOWN) waiting_hello.remove(*this, &p);
             return;
         }
         switch (p.role) {
@@ -330,7 +379,8 @@ struct Worker::Impl {
         }
     }
 
-    void on_hello(Peer& p, const wire::Hello& h) {
+    void on_hello(const std::shared_ptr<Peer>& peer, const wire::Hello& h) {
+        Peer& p = *peer;
         const std::string who = h.name().empty() ? p.conn->peer() : h.name() + " (" + p.conn->peer() + ")";
         if (const std::string bad = net::check_protocol(h, who); !bad.empty()) return refuse(p, bad);
         p.name = h.name();
@@ -356,6 +406,7 @@ struct Worker::Impl {
                 });
                 reply_hello(p, loaded.valid ? loaded.hash : "");
                 spdlog::info("{}: coordinator {} connected", name, who);
+                expect_assignment();
                 return;
             }
             case wire::UPSTREAM_STAGE: {
@@ -381,8 +432,9 @@ struct Worker::Impl {
             }
             case wire::STATUS_CLIENT:
                 p.role = wire::STATUS_CLIENT;
+                status_clients.admit(*this, peer);
                 // A probe (`ferry plan --workers`) measures the link with a 1 MB echo.
-                p.conn->set_frame_limit(net::kControlFrameBytes);
+                p.conn->set_frame_limit(kStatusFrameBytes);
                 p.conn->set_silence_timeout(opt.link_timeout_s, "status client silent");
                 reply_hello(p, loaded.valid ? loaded.hash : "");
                 return;
@@ -392,7 +444,11 @@ struct Worker::Impl {
 
     void on_close(Peer& p, const std::string& reason) {
         conns.erase(p.conn);
-        if (p.role == wire::ROLE_UNKNOWN) spdlog::warn("{}: {} dropped before its handshake: {}", name, p.conn->peer(), reason);
+        if (p.role == wire::ROLE_UNKNOWN) {
+            waiting_hello.remove(*this, &p);
+            if (!p.evicted) spdlog::warn("{}: {} dropped before its handshake: {}", name, p.conn->peer(), reason);
+        }
+        if (p.role == wire::STATUS_CLIENT) status_clients.remove(*this, &p);
         if (!session) return;
         if (p.conn == session->control) {
             spdlog::info("{}: coordinator {}: {}; session ended", name, session->coordinator, reason);
@@ -438,6 +494,23 @@ struct Worker::Impl {
     }
 
     // ---- the coordinator's session ----
+
+    // The session slot is one: a coordinator that says hello and then
+    // nothing but heartbeats would hold it forever. Its Assign must come
+    // within the handshake timeout (a real coordinator measures the links
+    // first: milliseconds on a LAN, a 1 MB echo per worker).
+    void expect_assignment() {
+        auto timer = std::make_shared<asio::steady_timer>(
+            io, std::chrono::milliseconds(static_cast<int64_t>(opt.handshake_timeout_s * 1000)));
+        const uint64_t gen = session->gen;
+        timer->async_wait([this, timer, gen](const asio::error_code& ec) {
+            if (ec || !session || session->gen != gen || session->assigned) return;
+            char why[96];
+            std::snprintf(why, sizeof why, "sent no assignment within %.1f s of its hello (handshake timeout)",
+                          opt.handshake_timeout_s);
+            fail_session("coordinator " + session->coordinator + " " + why);
+        });
+    }
 
     void on_coordinator_frame(Peer& p, net::FrameDecoder::Decoded& d) {
         if (!session || p.conn != session->control) return;
@@ -666,6 +739,7 @@ struct Worker::Impl {
             auto c = std::make_shared<Connection>(std::move(socket), address);
             session->downstream = c;
             conns.insert(c);
+            c->set_send_limit(kSendLimitBytes);
             auto greeted = std::make_shared<bool>(false);
             c->set_silence_timeout(opt.link_timeout_s, "next stage silent");
             c->set_heartbeat(opt.heartbeat_s);
