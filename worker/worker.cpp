@@ -34,21 +34,6 @@ using net::tcp;
 
 namespace {
 
-ModelConfig config_from(const wire::ModelShape& s) {
-    ModelConfig c;
-    c.dim = s.dim();
-    c.hidden_dim = s.hidden_dim();
-    c.n_layers = s.n_layers();
-    c.n_heads = s.n_heads();
-    c.n_kv_heads = s.n_kv_heads();
-    c.vocab_size = s.vocab_size();
-    c.seq_len = s.seq_len();
-    c.norm_eps = s.norm_eps();
-    c.rope_theta = s.rope_theta();
-    c.rope_freq_factors = s.rope_freq_factors();
-    return c;
-}
-
 std::string layers_text(const ShardSpec& s) {
     std::string t = "layers " + std::to_string(s.first_layer) + "-" + std::to_string(s.last_layer - 1);
     if (s.embedding) t += " + embedding";
@@ -554,7 +539,7 @@ struct Worker::Impl {
 
     void on_assign(const wire::Assign& a) {
         if (session->assigned) throw Error("a second assignment in one session");
-        const ModelConfig c = config_from(a.shape());
+        const ModelConfig c = net::shape_from_wire(a.shape());
         if (const std::string bad = c.check(); !bad.empty()) throw Error("the assignment's model shape is unusable: " + bad);
         const ShardSpec spec{a.first_layer(), a.last_layer(), a.embedding(), a.head()};
         if (spec.first_layer < 0 || spec.last_layer > c.n_layers || spec.first_layer > spec.last_layer)
@@ -572,6 +557,10 @@ struct Worker::Impl {
         std::vector<TensorInfo> tensors;
         for (const wire::TensorDesc& t : a.tensors())
             tensors.push_back({t.name(), static_cast<TensorType>(t.type()), t.rows(), t.cols(), t.group(), 0, t.bytes()});
+        // The memory check counts these tensors, so they must be the shard's, and the image their bytes.
+        if (const std::string bad = net::shard_tensors_problem(c, spec, tensors, a.image_bytes()); !bad.empty())
+            throw Error("refused the assignment of " + layers_text(spec) + " of " + a.model_name() + ": " + bad +
+                        " (run the same ferry version on every node)");
         StageLoad load;
         load.context = a.context();
         load.kv_type = kv;
