@@ -147,7 +147,7 @@ bool Connection::take(const uint8_t* data, size_t n) {
 
 // The peer took enough of its queue: decode what was left, then read on.
 void Connection::resume_reading() {
-    if (!paused_ || closed_ || queued_ > send_limit_) return;
+    if (!paused_ || closed_ || close_when_sent_ || queued_ > send_limit_) return;
     paused_ = false;
     // It could not send frames while we did not read: its silence starts now.
     last_frame_ns_ = now_ns();
