@@ -128,7 +128,7 @@ bool Connection::take(const uint8_t* data, size_t n) {
             if (d.frame.has_ping()) {
                 wire::Frame pong;
                 pong.mutable_pong()->set_nonce(d.frame.ping().nonce());
-                pong.mutable_pong()->set_payload(std::move(*d.frame.mutable_ping()->mutable_payload()));
+                pong.mutable_pong()->set_payload(d.frame.ping().payload());
                 pong.mutable_pong()->set_clock_ns(now_ns());
                 send(pong);
             } else if (!d.frame.has_heartbeat()) {
