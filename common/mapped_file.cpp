@@ -11,28 +11,24 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/unique_fd.h"
 
 namespace ferry {
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+    const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) throw Error(path + ": cannot open: " + std::strerror(errno));
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
-        throw Error(path + ": not a regular file");
-    }
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) throw Error(path + ": not a regular file");
     size_ = static_cast<uint64_t>(st.st_size);
     if (size_ > 0) {
-        void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+        void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd.get(), 0);
         if (p == MAP_FAILED) {
             const int e = errno;
-            ::close(fd);
             throw Error(path + ": cannot map " + std::to_string(size_) + " bytes: " + std::strerror(e));
         }
         data_ = static_cast<const uint8_t*>(p);
     }
-    ::close(fd);
 }
 
 MappedFile::~MappedFile() { release(); }

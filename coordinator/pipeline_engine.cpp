@@ -47,21 +47,6 @@ std::string spec_text(const ShardSpec& s) {
     return t;
 }
 
-wire::ModelShape shape_of(const ModelConfig& c) {
-    wire::ModelShape s;
-    s.set_dim(c.dim);
-    s.set_hidden_dim(c.hidden_dim);
-    s.set_n_layers(c.n_layers);
-    s.set_n_heads(c.n_heads);
-    s.set_n_kv_heads(c.n_kv_heads);
-    s.set_vocab_size(c.vocab_size);
-    s.set_seq_len(c.seq_len);
-    s.set_norm_eps(c.norm_eps);
-    s.set_rope_theta(c.rope_theta);
-    s.set_rope_freq_factors(c.rope_freq_factors);
-    return s;
-}
-
 }  // namespace
 
 struct PipelineEngine::Net {
@@ -199,7 +184,7 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
         a->set_model_hash(model_hash);
         a->set_model_bytes(file_.map.size());
         a->set_model_name(file_.path.substr(file_.path.find_last_of('/') + 1));
-        *a->mutable_shape() = shape_of(config_);
+        *a->mutable_shape() = net::shape_to_wire(config_);
         a->set_first_layer(n->spec.first_layer);
         a->set_last_layer(n->spec.last_layer);
         a->set_embedding(n->spec.embedding);

@@ -16,6 +16,7 @@
 #include "coordinator/planner.h"
 #include "coordinator/plan_report.h"
 #include "kernels/tensor_type.h"
+#include "tests/fake_model.h"
 #include "tests/test_support.h"
 
 namespace ferry {
@@ -334,37 +335,7 @@ TEST(Planner, IsDeterministicAndFastFor64WorkersAnd128Layers) {
 
 // ---- against a model's tensor directory ----
 
-// A model's directory without data (the planner reads only names, types and sizes).
-ModelFile fake_model(const ModelConfig& c, TensorType type, bool tied, const std::string& name = "fake.gguf") {
-    ModelFile f;
-    f.path = "/models/" + name;
-    f.config = c;
-    auto add = [&](const std::string& n, int64_t rows, int64_t cols, TensorType t) {
-        TensorInfo info;
-        info.name = n;
-        info.type = t;
-        info.rows = rows;
-        info.cols = cols;
-        info.bytes = static_cast<uint64_t>(tensor_bytes(t, rows, cols));
-        f.tensors.push_back(info);
-    };
-    const int64_t dim = c.dim, kv = c.kv_dim(), hidden = c.hidden_dim;
-    add("token_embd.weight", c.vocab_size, dim, type);
-    for (int l = 0; l < c.n_layers; ++l) {
-        add(layer_tensor_name(l, "attn_norm"), 1, dim, TensorType::F32);
-        add(layer_tensor_name(l, "attn_q"), dim, dim, type);
-        add(layer_tensor_name(l, "attn_k"), kv, dim, type);
-        add(layer_tensor_name(l, "attn_v"), kv, dim, type);
-        add(layer_tensor_name(l, "attn_output"), dim, dim, type);
-        add(layer_tensor_name(l, "ffn_norm"), 1, dim, TensorType::F32);
-        add(layer_tensor_name(l, "ffn_gate"), hidden, dim, type);
-        add(layer_tensor_name(l, "ffn_down"), dim, hidden, type);
-        add(layer_tensor_name(l, "ffn_up"), hidden, dim, type);
-    }
-    add("output_norm.weight", 1, dim, TensorType::F32);
-    if (!tied) add("output.weight", c.vocab_size, dim, type);
-    return f;
-}
+using test::fake_model;
 
 ModelConfig stories110m() {
     ModelConfig c;

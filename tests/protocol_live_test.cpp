@@ -22,61 +22,16 @@
 #include "common/net/shard_image.h"
 #include "coordinator/pipeline_engine.h"
 #include "kernels/thread_pool.h"
+#include "tests/fake_model.h"
+#include "tests/raw_client.h"
 #include "tests/test_support.h"
 
 namespace ferry {
 namespace {
 
-// A blocking loopback client that speaks raw bytes and reads frames back.
-class RawClient {
-public:
-    explicit RawClient(int port) {
-        fd_ = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_port = htons(static_cast<uint16_t>(port));
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect");
-    }
-    ~RawClient() { close(fd_); }
-    void send(const std::string& bytes) { ASSERT_EQ(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size())); }
-    void send(const wire::Frame& f) { send(net::encode_frame(f)); }
-    // Frames until the peer closes or timeout_s passes; *closed tells which.
-    std::vector<wire::Frame> read(double timeout_s, bool* closed) {
-        std::vector<wire::Frame> frames;
-        net::FrameDecoder d(net::kControlFrameBytes);
-        *closed = false;
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-        for (;;) {
-            const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                  deadline - std::chrono::steady_clock::now()).count());
-            if (left <= 0) return frames;
-            pollfd p{fd_, POLLIN, 0};
-            if (poll(&p, 1, left) <= 0) continue;
-            char buf[65536];
-            const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-            if (n <= 0) {
-                *closed = true;
-                return frames;
-            }
-            std::vector<net::FrameDecoder::Decoded> out;
-            d.feed(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n), out);
-            for (auto& x : out) frames.push_back(std::move(x.frame));
-        }
-    }
-
-private:
-    int fd_ = -1;
-};
-
-std::string errors_of(const std::vector<wire::Frame>& frames) {
-    std::string s;
-    for (const wire::Frame& f : frames)
-        if (f.has_error()) s += f.error().message() + "\n";
-    return s;
-}
-
-std::string u32(uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); }
+using test::errors_of;
+using test::RawClient;
+using test::u32;
 
 class LiveWorker : public ::testing::Test {
 protected:
@@ -176,32 +131,16 @@ TEST_F(LiveWorker, AnotherProtocolVersionIsRefusedNamingBothVersions) {
 TEST_F(LiveWorker, AnAssignmentOverItsMemoryIsRefusedWithTheNumbers) {
     RawClient c(worker_->port());
     c.send(net::make_hello(wire::COORDINATOR, "test"));
-    wire::Frame f;
-    wire::Assign* a = f.mutable_assign();
-    a->set_model_hash(std::string(16, 'h'));
-    a->set_model_name("big.bin");
-    wire::ModelShape* s = a->mutable_shape();
-    s->set_dim(2048);
-    s->set_hidden_dim(5632);
-    s->set_n_layers(22);
-    s->set_n_heads(32);
-    s->set_n_kv_heads(4);
-    s->set_vocab_size(32000);
-    s->set_seq_len(2048);
-    s->set_norm_eps(1e-5f);
-    s->set_rope_theta(10000);
-    a->set_first_layer(0);
-    a->set_last_layer(22);
-    a->set_context(2048);
-    a->set_kv_type("f32");
-    a->set_n_stages(1);
-    for (int l = 0; l < 22; ++l) {
-        wire::TensorDesc* t = a->add_tensors();
-        t->set_name("blk." + std::to_string(l) + ".ffn_up.weight");
-        t->set_rows(5632);
-        t->set_cols(2048);
-        t->set_bytes(5632ull * 2048 * 4);
-    }
+    ModelConfig tinyllama;
+    tinyllama.dim = 2048;
+    tinyllama.hidden_dim = 5632;
+    tinyllama.n_layers = 22;
+    tinyllama.n_heads = 32;
+    tinyllama.n_kv_heads = 4;
+    tinyllama.vocab_size = 32000;
+    tinyllama.seq_len = 2048;
+    const wire::Frame f =
+        test::assign_frame(test::fake_model(tinyllama, TensorType::F32, false, "big.bin"), ShardSpec{0, 22, false, false}, 0);
     c.send(f);
     bool closed = false;
     const auto frames = c.read(5, &closed);
@@ -284,32 +223,16 @@ TEST_F(LiveWorker, AMalformedAssignmentNeverDeletesASoundCachedShard) {
     const ShardSpec spec{0, file.config.n_layers, true, true};
     RawClient c(worker_->port());
     c.send(net::make_hello(wire::COORDINATOR, "buggy coordinator"));
-    wire::Frame f;
+    wire::Frame f = test::assign_frame(file, spec, 0);
     wire::Assign* a = f.mutable_assign();
     a->set_model_hash(model_hash);
-    a->set_model_name("stories260K.bin");
     a->set_image_hash(net::ShardImage(file, spec, model_hash).content_hash(""));
-    wire::ModelShape* shape = a->mutable_shape();
-    shape->set_dim(file.config.dim * 2);  // not this shard's shapes
-    shape->set_hidden_dim(file.config.hidden_dim);
-    shape->set_n_layers(file.config.n_layers);
-    shape->set_n_heads(file.config.n_heads);
-    shape->set_n_kv_heads(file.config.n_kv_heads);
-    shape->set_vocab_size(file.config.vocab_size);
-    shape->set_seq_len(file.config.seq_len);
-    shape->set_norm_eps(file.config.norm_eps);
-    shape->set_rope_theta(file.config.rope_theta);
-    a->set_first_layer(0);
-    a->set_last_layer(file.config.n_layers);
-    a->set_embedding(true);
-    a->set_head(true);
     a->set_context(16);
-    a->set_kv_type("f32");
-    a->set_n_stages(1);
+    a->mutable_shape()->set_rope_theta(file.config.rope_theta * 2);  // tensors as listed, but not this model
     c.send(f);
     bool closed = false;
     const std::string e = errors_of(c.read(5, &closed));
-    EXPECT_FALSE(e.empty());  // refused (its shapes, or its tensor list)
+    EXPECT_NE(e.find("shapes differ"), std::string::npos) << e;
 
     const auto again = test::run_command(run, 60);
     ASSERT_EQ(again.exit_code, 0) << again.err;

@@ -110,12 +110,13 @@ int main(int argc, char** argv) {
                    "Kernel instruction set: scalar, sse2, avx2 or auto (default: the best this CPU has)")
         ->check(CLI::IsMember({"scalar", "sse2", "avx2", "auto"}));
     app.add_option("--handshake-timeout", o.handshake_timeout_s,
-                   "Seconds a new connection has to send its hello; a peer that says nothing or dribbles bytes is "
-                   "dropped after it (default 5)")
+                   "Seconds a new connection has to send its hello, and a coordinator its assignment after it; a "
+                   "peer that says nothing or dribbles bytes is dropped after it (default 5)")
         ->check(CLI::Range(0.1, 3600.0));
     app.add_option("--timeout", o.link_timeout_s,
-                   "Seconds of silence after which a link (coordinator, previous or next stage) is dead and the "
-                   "session ends; peers send heartbeats every second, or a third of this if shorter (default 10)")
+                   "Seconds without a whole frame after which a link (coordinator, previous or next stage) is dead "
+                   "and the session ends; a frame being received gets its size at 1 Mbit/s on top; peers send "
+                   "heartbeats every second, or a third of this if shorter (default 10)")
         ->check(CLI::Range(0.5, 86400.0));
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (default info)")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));

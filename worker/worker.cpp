@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
 #include <asio.hpp>
 #include <condition_variable>
 #include <ctime>
@@ -33,21 +35,6 @@ using net::tcp;
 
 namespace {
 
-ModelConfig config_from(const wire::ModelShape& s) {
-    ModelConfig c;
-    c.dim = s.dim();
-    c.hidden_dim = s.hidden_dim();
-    c.n_layers = s.n_layers();
-    c.n_heads = s.n_heads();
-    c.n_kv_heads = s.n_kv_heads();
-    c.vocab_size = s.vocab_size();
-    c.seq_len = s.seq_len();
-    c.norm_eps = s.norm_eps();
-    c.rope_theta = s.rope_theta();
-    c.rope_freq_factors = s.rope_freq_factors();
-    return c;
-}
-
 std::string layers_text(const ShardSpec& s) {
     std::string t = "layers " + std::to_string(s.first_layer) + "-" + std::to_string(s.last_layer - 1);
     if (s.embedding) t += " + embedding";
@@ -66,6 +53,22 @@ std::string clock_text(std::time_t t) {
 // Requests of up to this many positions (decode steps, batched decode of a
 // few sequences) may run on the io thread.
 constexpr int kInlinePositions = 4;
+
+// What peers can make a worker hold is bounded (docs/PROTOCOL.md, "Limits"):
+// connections that have not said hello yet, beyond this many the oldest is
+// dropped, so a flood of idle connections costs a fixed amount and a real
+// peer (which says hello at once) still gets in;
+constexpr size_t kMaxPendingHandshakes = 32;
+// status clients at once, beyond this many the oldest is dropped;
+constexpr size_t kMaxStatusClients = 2;
+// a status client's largest frame: the 1 MB link echo and its framing;
+constexpr uint32_t kStatusFrameBytes = (1u << 20) + (64u << 10);
+// bytes queued for a peer before nothing more is read from it.
+constexpr size_t kSendLimitBytes = 1u << 20;
+// Accepting fails when the process is out of descriptors: the first retry
+// is after this long, then twice as long each time, at most 1 s.
+constexpr auto kAcceptRetryFirst = std::chrono::milliseconds(100);
+constexpr auto kAcceptRetryMost = std::chrono::milliseconds(1000);
 
 // Positions in the largest Forward the coordinator said it will send.
 int max_positions(const wire::Assign& a) {
@@ -102,6 +105,10 @@ struct Worker::Impl {
     uint16_t bound_port = 0;
     std::set<std::shared_ptr<Connection>> conns;
     bool draining = false;
+    // Accept errors in a row (an episode: logged when it starts and ends).
+    asio::steady_timer accept_retry{io};
+    std::chrono::milliseconds accept_delay = kAcceptRetryFirst;
+    uint64_t accept_failures = 0, accept_failing_since_ns = 0;
 
     // The compute thread: jobs run in order, results are posted back to io.
     std::thread compute_thread;
@@ -118,7 +125,44 @@ struct Worker::Impl {
         std::shared_ptr<Connection> conn;
         wire::Role role = wire::ROLE_UNKNOWN;
         std::string name;  // what the peer calls itself
+        bool evicted = false;  // dropped to make room (logged once per episode, not per peer)
     };
+
+    // Peers of one kind in arrival order, at most `cap`: admitting one more
+    // drops the oldest. An episode of drops is logged when it starts and,
+    // with its count, when the last of the kind has gone.
+    struct CappedPeers {
+        size_t cap;
+        const char* what;
+        std::deque<std::shared_ptr<Peer>> peers;
+        uint64_t dropped = 0;
+
+        CappedPeers(size_t cap, const char* what) : cap(cap), what(what) {}
+
+        void admit(Impl& w, std::shared_ptr<Peer> p) {
+            peers.push_back(std::move(p));
+            if (peers.size() <= cap) return;
+            std::shared_ptr<Peer> oldest = peers.front();
+            peers.pop_front();
+            if (dropped++ == 0)
+                spdlog::warn("{}: more than {} {} at once: dropping the oldest to make room (a flood?)", w.name, cap, what);
+            oldest->evicted = true;
+            oldest->conn->close(std::string("dropped: more than ") + std::to_string(cap) + " " + what + " at once");
+        }
+        void remove(Impl& w, const Peer* p) {
+            for (auto it = peers.begin(); it != peers.end(); ++it)
+                if (it->get() == p) {
+                    peers.erase(it);
+                    break;
+                }
+            if (peers.empty() && dropped > 0) {
+                spdlog::info("{}: dropped {} {} while more than {} were open", w.name, dropped, what, cap);
+                dropped = 0;
+            }
+        }
+    };
+    CappedPeers waiting_hello{kMaxPendingHandshakes, "connections waiting for their hello"};
+    CappedPeers status_clients{kMaxStatusClients, "status clients"};
 
     struct Session {
         uint64_t gen = 0;
@@ -246,25 +290,49 @@ struct Worker::Impl {
 
     void accept_loop() {
         acceptor.async_accept([this](const asio::error_code& ec, tcp::socket socket) {
-            if (ec) {
-                if (!draining && acceptor.is_open()) accept_loop();
-                return;
+            if (draining || !acceptor.is_open()) return;
+            if (ec) return accept_failed(ec);
+            if (accept_failures > 0) {
+                spdlog::info("{}: accepting connections again after {} failed attempts in {:.1f} s", name,
+                             accept_failures, (net::now_ns() - accept_failing_since_ns) / 1e9);
+                accept_failures = 0;
+                accept_delay = kAcceptRetryFirst;
             }
             net::tune_socket(socket);
             const std::string peer_addr = net::remote_address(socket);
             auto peer = std::make_shared<Peer>();
             peer->conn = std::make_shared<Connection>(std::move(socket), peer_addr);
             conns.insert(peer->conn);
+            waiting_hello.admit(*this, peer);
+            peer->conn->set_send_limit(kSendLimitBytes);
+            // The first whole frame must be the hello, so this bounds the handshake (plus the time a 64 KiB
+            // hello needs at 1 Mbit/s): a peer dribbling bytes of it is dropped as one saying nothing.
             peer->conn->set_silence_timeout(opt.handshake_timeout_s, "said nothing (handshake timeout)");
-            peer->conn->start([this, peer](net::FrameDecoder::Decoded& d) { on_frame(*peer, d); },
+            peer->conn->start([this, peer](net::FrameDecoder::Decoded& d) { on_frame(peer, d); },
                               [this, peer](const std::string& reason) { on_close(*peer, reason); });
-            // A hard deadline too: a peer dribbling bytes does not keep a half-open handshake alive.
-            auto deadline = std::make_shared<asio::steady_timer>(
-                io, std::chrono::milliseconds(static_cast<int64_t>(opt.handshake_timeout_s * 1000)));
-            deadline->async_wait([peer, deadline](const asio::error_code& ec) {
-                if (!ec && peer->role == wire::ROLE_UNKNOWN) peer->conn->close("no hello in time (handshake timeout)");
-            });
             accept_loop();
+        });
+    }
+
+    // Out of descriptors (EMFILE), or the kernel out of socket memory: the
+    // listening socket stays readable, so accepting again at once would spin
+    // at 100% CPU. Wait instead, longer each time; the connections wait in
+    // the listen backlog meanwhile and are served once descriptors free up.
+    void accept_failed(const asio::error_code& ec) {
+        if (ec == asio::error::connection_aborted) return accept_loop();  // that peer gave up; the next is fine
+        if (accept_failures++ == 0) {
+            accept_failing_since_ns = net::now_ns();
+            rlimit files {};
+            getrlimit(RLIMIT_NOFILE, &files);
+            spdlog::warn("{}: accept failed: {}; retrying in {} ms and more rarely until it works ({} connections "
+                         "open, descriptor limit {}: raise it with ulimit -n or LimitNOFILE= if this worker is busy, "
+                         "else something leaks)",
+                         name, ec.message(), accept_delay.count(), conns.size(), static_cast<uint64_t>(files.rlim_cur));
+        }
+        accept_retry.expires_after(accept_delay);
+        accept_delay = std::min(accept_delay * 2, kAcceptRetryMost);
+        accept_retry.async_wait([this](const asio::error_code& e) {
+            if (!e && !draining && acceptor.is_open()) accept_loop();
         });
     }
 
@@ -284,13 +352,16 @@ struct Worker::Impl {
         p.conn->send(hello);
     }
 
-    void on_frame(Peer& p, net::FrameDecoder::Decoded& d) {
+    void on_frame(const std::shared_ptr<Peer>& peer, net::FrameDecoder::Decoded& d) {
+        Peer& p = *peer;
         if (p.role == wire::ROLE_UNKNOWN) {
             if (!d.frame.has_hello()) {
                 refuse(p, std::string("sent a ") + net::frame_kind(d.frame) + " frame before the handshake");
                 return;
             }
-            on_hello(p, d.frame.hello());
+            on_hello(peer, d.frame.hello());
+            // A refused peer stays among those waiting until it is closed (two seconds at most).
+            if (p.role != wire::ROLE_UNKNOWN) waiting_hello.remove(*this, &p);
             return;
         }
         switch (p.role) {
@@ -304,7 +375,8 @@ struct Worker::Impl {
         }
     }
 
-    void on_hello(Peer& p, const wire::Hello& h) {
+    void on_hello(const std::shared_ptr<Peer>& peer, const wire::Hello& h) {
+        Peer& p = *peer;
         const std::string who = h.name().empty() ? p.conn->peer() : h.name() + " (" + p.conn->peer() + ")";
         if (const std::string bad = net::check_protocol(h, who); !bad.empty()) return refuse(p, bad);
         p.name = h.name();
@@ -330,6 +402,7 @@ struct Worker::Impl {
                 });
                 reply_hello(p, loaded.valid ? loaded.hash : "");
                 spdlog::info("{}: coordinator {} connected", name, who);
+                expect_assignment();
                 return;
             }
             case wire::UPSTREAM_STAGE: {
@@ -355,8 +428,9 @@ struct Worker::Impl {
             }
             case wire::STATUS_CLIENT:
                 p.role = wire::STATUS_CLIENT;
+                status_clients.admit(*this, peer);
                 // A probe (`ferry plan --workers`) measures the link with a 1 MB echo.
-                p.conn->set_frame_limit(net::kControlFrameBytes);
+                p.conn->set_frame_limit(kStatusFrameBytes);
                 p.conn->set_silence_timeout(opt.link_timeout_s, "status client silent");
                 reply_hello(p, loaded.valid ? loaded.hash : "");
                 return;
@@ -366,7 +440,11 @@ struct Worker::Impl {
 
     void on_close(Peer& p, const std::string& reason) {
         conns.erase(p.conn);
-        if (p.role == wire::ROLE_UNKNOWN) spdlog::warn("{}: {} dropped before its handshake: {}", name, p.conn->peer(), reason);
+        if (p.role == wire::ROLE_UNKNOWN) {
+            waiting_hello.remove(*this, &p);
+            if (!p.evicted) spdlog::warn("{}: {} dropped before its handshake: {}", name, p.conn->peer(), reason);
+        }
+        if (p.role == wire::STATUS_CLIENT) status_clients.remove(*this, &p);
         if (!session) return;
         if (p.conn == session->control) {
             spdlog::info("{}: coordinator {}: {}; session ended", name, session->coordinator, reason);
@@ -413,6 +491,27 @@ struct Worker::Impl {
 
     // ---- the coordinator's session ----
 
+    // The session slot is one: a coordinator that says hello and then
+    // nothing but heartbeats would hold it forever. Its Assign must come
+    // within six link timeouts (60 s by default), or the handshake timeout if
+    // longer: before its first Assign of a model a real coordinator measures
+    // the links and reads each shard once to hash its image, which on an old
+    // PC with the model on a slow disk takes tens of seconds.
+    double assignment_deadline_s() const { return std::max(opt.handshake_timeout_s, 6 * opt.link_timeout_s); }
+
+    void expect_assignment() {
+        auto timer = std::make_shared<asio::steady_timer>(
+            io, std::chrono::milliseconds(static_cast<int64_t>(assignment_deadline_s() * 1000)));
+        const uint64_t gen = session->gen;
+        timer->async_wait([this, timer, gen](const asio::error_code& ec) {
+            if (ec || !session || session->gen != gen || session->assigned) return;
+            char why[128];
+            std::snprintf(why, sizeof why, "sent no assignment within %.1f s of its hello (six times --timeout)",
+                          assignment_deadline_s());
+            fail_session("coordinator " + session->coordinator + " " + why);
+        });
+    }
+
     void on_coordinator_frame(Peer& p, net::FrameDecoder::Decoded& d) {
         if (!session || p.conn != session->control) return;
         wire::Frame& f = d.frame;
@@ -455,7 +554,7 @@ struct Worker::Impl {
 
     void on_assign(const wire::Assign& a) {
         if (session->assigned) throw Error("a second assignment in one session");
-        const ModelConfig c = config_from(a.shape());
+        const ModelConfig c = net::shape_from_wire(a.shape());
         if (const std::string bad = c.check(); !bad.empty()) throw Error("the assignment's model shape is unusable: " + bad);
         const ShardSpec spec{a.first_layer(), a.last_layer(), a.embedding(), a.head()};
         if (spec.first_layer < 0 || spec.last_layer > c.n_layers || spec.first_layer > spec.last_layer)
@@ -473,6 +572,10 @@ struct Worker::Impl {
         std::vector<TensorInfo> tensors;
         for (const wire::TensorDesc& t : a.tensors())
             tensors.push_back({t.name(), static_cast<TensorType>(t.type()), t.rows(), t.cols(), t.group(), 0, t.bytes()});
+        // The memory check counts these tensors, so they must be the shard's, and the image their bytes.
+        if (const std::string bad = net::shard_tensors_problem(c, spec, tensors, a.image_bytes()); !bad.empty())
+            throw Error("refused the assignment of " + layers_text(spec) + " of " + a.model_name() + ": " + bad +
+                        " (run the same ferry version on every node)");
         StageLoad load;
         load.context = a.context();
         load.kv_type = kv;
@@ -683,6 +786,7 @@ struct Worker::Impl {
             auto c = std::make_shared<Connection>(std::move(socket), address);
             session->downstream = c;
             conns.insert(c);
+            c->set_send_limit(kSendLimitBytes);
             auto greeted = std::make_shared<bool>(false);
             c->set_silence_timeout(opt.link_timeout_s, "next stage silent");
             c->set_heartbeat(opt.heartbeat_s);
@@ -886,6 +990,7 @@ struct Worker::Impl {
         draining = true;
         asio::error_code ec;
         acceptor.close(ec);
+        accept_retry.cancel();
         if (stop_signals) stop_signals->cancel();
         // Let a request in flight finish (bounded), then close everything.
         auto timer = std::make_shared<asio::steady_timer>(io);

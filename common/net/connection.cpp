@@ -2,13 +2,41 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
+#include <vector>
+
 #include "common/net/handshake.h"
 
 namespace ferry::net {
 
 namespace {
 constexpr auto kTick = std::chrono::milliseconds(100);
+constexpr size_t kReadBytes = 64 << 10;
+// What close_after_send gives a peer to take the last frames.
+constexpr uint64_t kCloseAfterSendNs = 2'000'000'000ull;
+
+// Reads land here and are decoded before the handler returns, so one buffer
+// per thread serves every connection: an idle connection costs no buffer.
+uint8_t* read_buffer() {
+    thread_local std::vector<uint8_t> buffer(kReadBytes);
+    return buffer.data();
 }
+
+// How long a peer may take for `bytes` of a frame on top of the silence timeout.
+uint64_t transfer_ns(uint64_t bytes) { return bytes * 1'000'000'000ull / kMinLinkBytesPerSecond; }
+
+std::string seconds_text(uint64_t ns) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f s", ns / 1e9);
+    return buf;
+}
+
+std::string megabytes_text(uint64_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1048576.0);
+    return buf;
+}
+}  // namespace
 
 void tune_socket(tcp::socket& socket) {
     asio::error_code ec;
@@ -26,7 +54,7 @@ std::string remote_address(const tcp::socket& socket) {
 
 Connection::Connection(tcp::socket socket, std::string peer)
     : socket_(std::move(socket)), peer_(std::move(peer)), timer_(socket_.get_executor()) {
-    last_read_ns_ = last_write_ns_ = now_ns();
+    last_frame_ns_ = last_write_ns_ = now_ns();
 }
 
 Connection::~Connection() {
@@ -37,6 +65,10 @@ Connection::~Connection() {
 void Connection::start(FrameHandler on_frame, CloseHandler on_close) {
     on_frame_ = std::move(on_frame);
     on_close_ = std::move(on_close);
+    // Reads are tried after the socket says it is readable; one that finds
+    // nothing must return at once.
+    asio::error_code ec;
+    socket_.non_blocking(true, ec);
     read_more();
     arm_timer();
 }
@@ -44,7 +76,7 @@ void Connection::start(FrameHandler on_frame, CloseHandler on_close) {
 void Connection::set_silence_timeout(double seconds, std::string what) {
     silence_ns_ = static_cast<uint64_t>(seconds * 1e9);
     silence_what_ = std::move(what);
-    last_read_ns_ = now_ns();
+    last_frame_ns_ = now_ns();
 }
 
 void Connection::set_heartbeat(double seconds, HeartbeatFill fill) {
@@ -53,40 +85,75 @@ void Connection::set_heartbeat(double seconds, HeartbeatFill fill) {
 }
 
 void Connection::read_more() {
-    if (closed_) return;
+    if (closed_ || close_when_sent_ || paused_) return;
     auto self = shared_from_this();
-    socket_.async_read_some(asio::buffer(read_buf_), [this, self](const asio::error_code& ec, size_t n) {
+    socket_.async_wait(tcp::socket::wait_read, [this, self](const asio::error_code& ec) {
         if (closed_) return;
         if (ec) {
-            close(ec == asio::error::eof ? "closed the connection" : "connection lost: " + ec.message());
+            close("connection lost: " + ec.message());
+            return;
+        }
+        uint8_t* buf = read_buffer();
+        asio::error_code rec;
+        const size_t n = socket_.read_some(asio::buffer(buf, kReadBytes), rec);
+        if (rec == asio::error::would_block || rec == asio::error::try_again) return read_more();
+        if (rec) {
+            close(rec == asio::error::eof ? "closed the connection" : "connection lost: " + rec.message());
             return;
         }
         bytes_in_ += n;
-        last_read_ns_ = now_ns();
-        std::vector<FrameDecoder::Decoded> frames;
-        const std::string problem = decoder_.feed(read_buf_.data(), n, frames);
+        if (take(buf, n)) read_more();
+    });
+}
+
+// Decodes and handles the bytes one frame at a time, so that a read full of
+// small requests queues at most one answer past the send limit. False once
+// the connection closed or reading paused (the rest then waits in unread_).
+bool Connection::take(const uint8_t* data, size_t n) {
+    std::vector<FrameDecoder::Decoded> frames;
+    while (n > 0) {
+        size_t used = 0;
+        frames.clear();
+        const std::string problem = decoder_.feed(data, n, frames, 1, &used);
+        if (!problem.empty()) {
+            spdlog::warn("{}: sent {}; closing the connection", peer_, problem);
+            send(make_error("malformed input: " + problem + "; closing the connection"));
+            close_after_send("sent " + problem);
+            return false;
+        }
+        data += used;
+        n -= used;
         for (FrameDecoder::Decoded& d : frames) {
-            if (closed_ || close_when_sent_) return;
+            last_frame_ns_ = now_ns();
             if (d.frame.has_ping()) {
                 wire::Frame pong;
                 pong.mutable_pong()->set_nonce(d.frame.ping().nonce());
                 pong.mutable_pong()->set_payload(d.frame.ping().payload());
                 pong.mutable_pong()->set_clock_ns(now_ns());
                 send(pong);
-                continue;
+            } else if (!d.frame.has_heartbeat()) {
+                on_frame_(d);
             }
-            if (d.frame.has_heartbeat()) continue;
-            on_frame_(d);
+            if (closed_ || close_when_sent_) return false;
         }
-        if (closed_ || close_when_sent_) return;
-        if (!problem.empty()) {
-            spdlog::warn("{}: sent {}; closing the connection", peer_, problem);
-            send(make_error("malformed input: " + problem + "; closing the connection"));
-            close_after_send("sent " + problem);
-            return;
+        if (send_limit_ > 0 && queued_ > send_limit_) {
+            paused_ = true;
+            unread_.assign(reinterpret_cast<const char*>(data), n);
+            return false;
         }
-        read_more();
-    });
+    }
+    return true;
+}
+
+// The peer took enough of its queue: decode what was left, then read on.
+void Connection::resume_reading() {
+    if (!paused_ || closed_ || close_when_sent_ || queued_ > send_limit_) return;
+    paused_ = false;
+    // It could not send frames while we did not read: its silence starts now.
+    last_frame_ns_ = now_ns();
+    const std::string rest = std::move(unread_);
+    unread_ = std::string();
+    if (take(reinterpret_cast<const uint8_t*>(rest.data()), rest.size())) read_more();
 }
 
 void Connection::send(const wire::Frame& frame) { send_encoded(encode_frame(frame)); }
@@ -119,6 +186,7 @@ void Connection::write_next() {
         queue_.pop_front();
         if (on_drained_) on_drained_();
         write_next();
+        resume_reading();
     });
 }
 
@@ -131,6 +199,7 @@ void Connection::close(const std::string& reason) {
     socket_.close(ec);
     queue_.clear();
     queued_ = 0;
+    unread_ = std::string();
     if (on_close_) {
         auto self = shared_from_this();  // the handler may drop the last owner
         CloseHandler handler = std::move(on_close_);
@@ -145,10 +214,8 @@ void Connection::close_after_send(const std::string& reason) {
     if (closed_) return;
     close_when_sent_ = true;
     close_reason_ = reason;
-    // A peer that does not read must not keep us: give the queue two seconds.
-    silence_ns_ = 2'000'000'000ull;
-    last_read_ns_ = now_ns();
-    silence_what_ = reason + " (then stopped reading)";
+    // A peer that does not read must not keep us: the queue gets two seconds.
+    close_by_ns_ = now_ns() + kCloseAfterSendNs;
     if (!writing_) write_next();
 }
 
@@ -165,13 +232,27 @@ void Connection::arm_timer() {
 
 void Connection::tick() {
     const uint64_t now = now_ns();
-    if (silence_ns_ > 0 && now - last_read_ns_ > silence_ns_) {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, " for %.1f s", (now - last_read_ns_) / 1e9);
-        close(silence_what_ + buf);
+    if (close_when_sent_) {
+        if (now > close_by_ns_) close(close_reason_ + " (then it did not read)");
         return;
     }
-    if (heartbeat_ns_ > 0 && !close_when_sent_ && now - last_write_ns_ > heartbeat_ns_ && queue_.empty()) {
+    if (silence_ns_ > 0 && paused_) {
+        // We are not reading, so only its reading proves it alive: the frame at the head of the queue must go.
+        const uint64_t allowed = silence_ns_ + transfer_ns(queue_.empty() ? 0 : queue_.front().size());
+        if (now - last_write_ns_ > allowed) {
+            close("stopped reading: " + megabytes_text(queued_) + " queued for it, none taken for " +
+                  seconds_text(now - last_write_ns_));
+            return;
+        }
+    } else if (silence_ns_ > 0 && now - last_frame_ns_ > silence_ns_ + transfer_ns(decoder_.announced())) {
+        std::string why = silence_what_ + " for " + seconds_text(now - last_frame_ns_);
+        if (decoder_.announced() > 0)
+            why += " (a frame of " + std::to_string(decoder_.announced()) + " bytes begun, " +
+                   std::to_string(decoder_.pending() - kFrameHeaderBytes) + " of them arrived)";
+        close(why);
+        return;
+    }
+    if (heartbeat_ns_ > 0 && now - last_write_ns_ > heartbeat_ns_ && queue_.empty()) {
         wire::Frame f;
         f.mutable_heartbeat()->set_sent_ns(now);
         if (heartbeat_fill_) heartbeat_fill_(*f.mutable_heartbeat());

@@ -5,10 +5,16 @@
 // one that has been quiet, so a dead or stalled peer is noticed within the
 // timeout and an idle healthy link is never mistaken for one.
 //
+// What a peer can make a connection hold is bounded: no read buffer of its
+// own (reads land in one buffer per thread and are decoded at once), a frame
+// body only as large as the bytes that arrived, and with a send limit no more
+// than that limit plus one answer queued for a peer that does not read.
+// Silence is measured in whole frames: a byte now and then of a frame that
+// never ends does not keep a link alive.
+//
 // Every method runs on the io thread (post to it from elsewhere).
 #pragma once
 #include <asio.hpp>
-#include <array>
 #include <atomic>
 #include <deque>
 #include <functional>
@@ -20,6 +26,10 @@
 namespace ferry::net {
 
 using asio::ip::tcp;
+
+// The slowest a frame may arrive at (1 Mbit/s, a tenth of the slowest
+// Ethernet) before its connection counts as silent.
+constexpr uint64_t kMinLinkBytesPerSecond = 125'000;
 
 class Connection : public std::enable_shared_from_this<Connection> {
 public:
@@ -44,8 +54,17 @@ public:
     bool closed() const { return closed_; }
 
     void set_frame_limit(uint32_t limit) { decoder_.set_limit(limit); }
-    // Closes with "<what> for N s" after that long without a byte; 0 = never.
+    // Closes with "<what> for N s" after that long without a whole frame
+    // (heartbeats count); 0 = never. A frame being received gets its size
+    // at kMinLinkBytesPerSecond on top, so a big frame on a slow link is not
+    // cut, and a frame that never ends is.
     void set_silence_timeout(double seconds, std::string what = "silent");
+    // Backpressure: while more than `bytes` are queued for the peer, nothing
+    // more is read from it (its frames wait in the kernel, then in its own
+    // send buffer), so a peer that sends requests and does not read the
+    // answers cannot grow our queue. Such a peer is closed once its queue has
+    // not moved for the silence timeout. 0 = no limit.
+    void set_send_limit(size_t bytes) { send_limit_ = bytes; }
     // After `seconds` without sending, sends a Heartbeat (filled by `fill`).
     void set_heartbeat(double seconds, HeartbeatFill fill = {});
     // Called after each completed write (flow control of shard streaming).
@@ -57,6 +76,8 @@ public:
 
 private:
     void read_more();
+    bool take(const uint8_t* data, size_t n);
+    void resume_reading();
     void write_next();
     void tick();
     void arm_timer();
@@ -68,16 +89,18 @@ private:
     CloseHandler on_close_;
     HeartbeatFill heartbeat_fill_;
     std::function<void()> on_drained_;
-    std::array<uint8_t, 65536> read_buf_{};
+    std::string unread_;  // bytes read but not decoded while reading is paused
     std::deque<std::string> queue_;
     bool writing_ = false;
     bool closed_ = false;
     bool close_when_sent_ = false;
+    bool paused_ = false;  // over the send limit: not reading
+    size_t send_limit_ = 0;
     std::string close_reason_;
     std::atomic<size_t> queued_{0};
     std::atomic<uint64_t> bytes_in_{0}, bytes_out_{0};
     asio::steady_timer timer_;
-    uint64_t last_read_ns_ = 0, last_write_ns_ = 0;
+    uint64_t last_frame_ns_ = 0, last_write_ns_ = 0, close_by_ns_ = 0;
     uint64_t silence_ns_ = 0, heartbeat_ns_ = 0;
     std::string silence_what_;
     bool timer_armed_ = false;

@@ -20,8 +20,11 @@ std::string encode_frame(const wire::Frame& frame) {
     return out;
 }
 
-std::string FrameDecoder::feed(const uint8_t* data, size_t n, std::vector<Decoded>& out) {
-    while (n > 0) {
+std::string FrameDecoder::feed(const uint8_t* data, size_t n, std::vector<Decoded>& out, size_t max_frames,
+                               size_t* used) {
+    const size_t given = n;
+    size_t frames = 0;
+    while (n > 0 && frames < max_frames) {
         if (!in_body_) {
             const size_t take = std::min(n, kFrameHeaderBytes - header_.size());
             header_.append(reinterpret_cast<const char*>(data), take);
@@ -35,10 +38,12 @@ std::string FrameDecoder::feed(const uint8_t* data, size_t n, std::vector<Decode
                 return "a frame of " + std::to_string(expected_) + " bytes, over the limit of " +
                        std::to_string(limit_) + " for this connection";
             body_.clear();
-            body_.reserve(expected_);
             in_body_ = true;
         }
         const size_t take = std::min<size_t>(n, expected_ - body_.size());
+        // Grow by doubling, never past the announced size.
+        if (body_.size() + take > body_.capacity())
+            body_.reserve(std::min<size_t>(expected_, std::max(2 * body_.capacity(), body_.size() + take)));
         body_.append(reinterpret_cast<const char*>(data), take);
         data += take;
         n -= take;
@@ -49,10 +54,12 @@ std::string FrameDecoder::feed(const uint8_t* data, size_t n, std::vector<Decode
             return "a frame with no message (unknown message type from a newer peer?)";
         d.wire_bytes = kFrameHeaderBytes + expected_;
         out.push_back(std::move(d));
+        ++frames;
         in_body_ = false;
         body_.clear();
         body_.shrink_to_fit();
     }
+    if (used) *used = given - n;
     return "";
 }
 

@@ -35,13 +35,21 @@ public:
 
     // Appends every frame completed by these bytes to `out` together with
     // its size on the wire. Returns "" or why the stream is malformed.
+    // With max_frames it stops after that many frames and *used tells how
+    // many of the n bytes it took (Connection answers each frame before it
+    // decodes the next). The body of a frame grows with the bytes that
+    // arrive, so a peer that announces a large frame and sends little of it
+    // costs what it sent, not what it announced.
     struct Decoded {
         wire::Frame frame;
         uint64_t wire_bytes = 0;
     };
-    std::string feed(const uint8_t* data, size_t n, std::vector<Decoded>& out);
+    std::string feed(const uint8_t* data, size_t n, std::vector<Decoded>& out, size_t max_frames = SIZE_MAX,
+                     size_t* used = nullptr);
     // Bytes of an unfinished frame held now.
     size_t pending() const { return in_body_ ? kFrameHeaderBytes + body_.size() : header_.size(); }
+    // Body bytes the unfinished frame announced (0 between frames).
+    uint32_t announced() const { return in_body_ ? expected_ : 0; }
 
 private:
     uint32_t limit_;

@@ -43,17 +43,17 @@ ShardReceiver::ShardReceiver(ShardPaths paths, uint64_t image_bytes)
     std::error_code ec;
     std::filesystem::create_directories(paths_.dir, ec);
     if (ec) throw Error(paths_.dir + ": cannot create the shard cache directory: " + ec.message());
-    fd_ = ::open(paths_.part_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw Error(paths_.part_path + ": cannot open: " + std::strerror(errno));
+    fd_.reset(::open(paths_.part_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd_.valid()) throw Error(paths_.part_path + ": cannot open: " + std::strerror(errno));
     struct stat st {};
-    ::fstat(fd_, &st);
+    ::fstat(fd_.get(), &st);
     have_ = std::min<uint64_t>(static_cast<uint64_t>(st.st_size), image_bytes_);
-    if (static_cast<uint64_t>(st.st_size) > have_ && ::ftruncate(fd_, static_cast<off_t>(have_)) != 0)
+    if (static_cast<uint64_t>(st.st_size) > have_ && ::ftruncate(fd_.get(), static_cast<off_t>(have_)) != 0)
         throw Error(paths_.part_path + ": cannot truncate: " + std::strerror(errno));
     // Hash what is there, so the coordinator can check it before resuming.
     std::vector<char> buf(1 << 20);
     for (uint64_t off = 0; off < have_;) {
-        const ssize_t n = ::pread(fd_, buf.data(), std::min<uint64_t>(buf.size(), have_ - off), static_cast<off_t>(off));
+        const ssize_t n = ::pread(fd_.get(), buf.data(), std::min<uint64_t>(buf.size(), have_ - off), static_cast<off_t>(off));
         if (n <= 0) {
             have_ = off;
             break;
@@ -63,7 +63,7 @@ ShardReceiver::ShardReceiver(ShardPaths paths, uint64_t image_bytes)
     }
     have_hash_ = hasher_->digest();
     struct statvfs vfs {};
-    if (::fstatvfs(fd_, &vfs) == 0) {
+    if (::fstatvfs(fd_.get(), &vfs) == 0) {
         const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
         if (free_bytes < image_bytes_ - have_)
             throw Error(paths_.dir + ": the shard needs " + format_bytes(image_bytes_ - have_) + " more and the disk has " +
@@ -71,16 +71,12 @@ ShardReceiver::ShardReceiver(ShardPaths paths, uint64_t image_bytes)
     }
 }
 
-ShardReceiver::~ShardReceiver() {
-    if (fd_ >= 0) ::close(fd_);
-}
-
 void ShardReceiver::begin(uint64_t offset) {
     if (offset == have_) return;
     if (offset != 0)
         throw Error("the coordinator resumes the shard at byte " + std::to_string(offset) + ", the cache has " +
                     std::to_string(have_));
-    if (::ftruncate(fd_, 0) != 0) throw Error(paths_.part_path + ": cannot truncate: " + std::strerror(errno));
+    if (::ftruncate(fd_.get(), 0) != 0) throw Error(paths_.part_path + ": cannot truncate: " + std::strerror(errno));
     have_ = 0;
     hasher_ = std::make_unique<Hasher>();
 }
@@ -96,7 +92,7 @@ void ShardReceiver::write(uint64_t offset, const std::string& data, uint64_t che
     const char* p = data.data();
     size_t left = data.size();
     while (left > 0) {
-        const ssize_t n = ::pwrite(fd_, p, left, static_cast<off_t>(have_));
+        const ssize_t n = ::pwrite(fd_.get(), p, left, static_cast<off_t>(have_));
         if (n < 0) {
             if (errno == EINTR) continue;
             throw Error(paths_.part_path + ": write failed: " + std::strerror(errno) + " (disk full?)");
@@ -111,15 +107,14 @@ void ShardReceiver::write(uint64_t offset, const std::string& data, uint64_t che
 
 void ShardReceiver::finish(const std::string& image_hash) {
     if (have_ != image_bytes_ || hasher_->digest() != image_hash) {
-        ::ftruncate(fd_, 0);
+        ::ftruncate(fd_.get(), 0);
         ::unlink(paths_.part_path.c_str());
         throw Error(paths_.part_path + ": the received shard (" + std::to_string(have_) + " of " +
                     std::to_string(image_bytes_) + " bytes) does not match the coordinator's image hash; deleted it");
     }
-    if (::fsync(fd_) != 0) throw Error(paths_.part_path + ": fsync failed: " + std::strerror(errno));
-    ::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);  // advice: clean pages after fsync, so it is honoured
-    ::close(fd_);
-    fd_ = -1;
+    if (::fsync(fd_.get()) != 0) throw Error(paths_.part_path + ": fsync failed: " + std::strerror(errno));
+    ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_DONTNEED);  // advice: clean pages after fsync, so it is honoured
+    fd_.reset();
     std::error_code ec;
     std::filesystem::rename(paths_.part_path, paths_.final_path, ec);
     if (ec) throw Error(paths_.final_path + ": cannot rename the finished shard: " + ec.message());

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/net/hash.h"
+#include "common/unique_fd.h"
 #include "common/weights.h"
 
 namespace ferry::net {
@@ -35,7 +36,6 @@ public:
     // Opens (or creates) the .part file; bytes past image_bytes are dropped.
     // Throws ferry::Error if the cache cannot be written or the disk lacks room.
     ShardReceiver(ShardPaths paths, uint64_t image_bytes);
-    ~ShardReceiver();
     ShardReceiver(const ShardReceiver&) = delete;
     ShardReceiver& operator=(const ShardReceiver&) = delete;
 
@@ -58,7 +58,7 @@ public:
 private:
     ShardPaths paths_;
     uint64_t image_bytes_;
-    int fd_ = -1;
+    UniqueFd fd_;  // closed on every path, a throwing constructor's too
     uint64_t have_ = 0;
     uint64_t received_ = 0;
     std::string have_hash_;

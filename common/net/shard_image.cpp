@@ -1,6 +1,7 @@
 #include "common/net/shard_image.h"
 
 #include <algorithm>
+#include <iterator>
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -99,6 +100,81 @@ std::string ShardImage::content_hash(const std::string& cache_dir) const {
     const std::string digest = h.digest();
     if (!record.empty()) write_hash_record(record, name, key, digest);
     return digest;
+}
+
+uint64_t shard_image_max_bytes(const std::vector<TensorInfo>& tensors) {
+    // A GGUF tensor entry: name (u64 length + bytes), n_dims (u32), up to 4
+    // dims (u64), type (u32), offset (u64); then the data padded to 32 bytes.
+    constexpr uint64_t kEntryBytes = 8 + 4 + 4 * 8 + 4 + 8 + 32;
+    uint64_t bytes = kShardHeaderBytes;
+    for (const TensorInfo& t : tensors) bytes += t.bytes + kEntryBytes + t.name.size();
+    return bytes;
+}
+
+std::string shard_tensors_problem(const ModelConfig& c, const ShardSpec& spec, const std::vector<TensorInfo>& tensors,
+                                  uint64_t image_bytes) {
+    bool tied = true;
+    for (const TensorInfo& t : tensors)
+        if (t.name == "output.weight") tied = false;
+    std::vector<std::string> need = shard_tensor_names(c, spec, tied), have;
+    for (const TensorInfo& t : tensors) have.push_back(t.name);
+    std::sort(need.begin(), need.end());
+    std::sort(have.begin(), have.end());
+    for (size_t i = 0; i + 1 < have.size(); ++i)
+        if (have[i] == have[i + 1]) return "tensor " + have[i] + " is listed twice";
+    std::vector<std::string> extra;
+    std::set_difference(have.begin(), have.end(), need.begin(), need.end(), std::back_inserter(extra));
+    if (!extra.empty()) return "tensor " + extra.front() + " is not part of this shard";
+    // Missing names, shapes and types: what loading the shard would check.
+    try {
+        static const uint8_t kNowhere = 0;
+        bind_weights(c, spec, tensors, &kNowhere, "its tensor list");
+    } catch (const Error& e) {
+        return e.what();
+    }
+    uint64_t weights = 0;
+    for (const TensorInfo& t : tensors) {
+        const int64_t bytes = tensor_bytes(t.type, t.rows, t.cols, t.group);
+        if (bytes < 0 || static_cast<uint64_t>(bytes) != t.bytes)
+            return "tensor " + t.name + " claims " + std::to_string(t.bytes) + " bytes; a " + std::to_string(t.rows) +
+                   "x" + std::to_string(t.cols) + " " + tensor_type_name(t.type) + " tensor has " + std::to_string(bytes);
+        weights += t.bytes;
+    }
+    if (image_bytes != 0 && (image_bytes < weights || image_bytes > shard_image_max_bytes(tensors)))
+        return "a shard image of " + std::to_string(image_bytes) + " bytes cannot hold exactly its tensors' " +
+               std::to_string(weights) + " bytes (at most " + std::to_string(shard_image_max_bytes(tensors)) +
+               " with the header)";
+    return "";
+}
+
+wire::ModelShape shape_to_wire(const ModelConfig& c) {
+    wire::ModelShape s;
+    s.set_dim(c.dim);
+    s.set_hidden_dim(c.hidden_dim);
+    s.set_n_layers(c.n_layers);
+    s.set_n_heads(c.n_heads);
+    s.set_n_kv_heads(c.n_kv_heads);
+    s.set_vocab_size(c.vocab_size);
+    s.set_seq_len(c.seq_len);
+    s.set_norm_eps(c.norm_eps);
+    s.set_rope_theta(c.rope_theta);
+    s.set_rope_freq_factors(c.rope_freq_factors);
+    return s;
+}
+
+ModelConfig shape_from_wire(const wire::ModelShape& s) {
+    ModelConfig c;
+    c.dim = s.dim();
+    c.hidden_dim = s.hidden_dim();
+    c.n_layers = s.n_layers();
+    c.n_heads = s.n_heads();
+    c.n_kv_heads = s.n_kv_heads();
+    c.vocab_size = s.vocab_size();
+    c.seq_len = s.seq_len();
+    c.norm_eps = s.norm_eps();
+    c.rope_theta = s.rope_theta();
+    c.rope_freq_factors = s.rope_freq_factors();
+    return c;
 }
 
 std::string shard_file_name(const ShardSpec& spec) {

@@ -15,6 +15,7 @@
 
 #include "common/model_file.h"
 #include "common/weights.h"
+#include "ferry.pb.h"
 
 namespace ferry::net {
 
@@ -54,6 +55,25 @@ private:
     uint64_t size_ = 0;
     uint64_t weight_bytes_ = 0;
 };
+
+// The most bytes an image of these tensors can have: their bytes, each
+// tensor's GGUF entry (name, shape, type, offset) and alignment padding, and
+// kShardHeaderBytes for the header and metadata.
+constexpr uint64_t kShardHeaderBytes = 64u << 10;
+uint64_t shard_image_max_bytes(const std::vector<TensorInfo>& tensors);
+
+// "" if an assignment's tensor list is exactly what `spec` of a model of
+// shape `c` needs (the names of shard_tensor_names, each once, with the
+// shapes and types bind_weights accepts and the bytes its shape and type
+// make) and its image_bytes fit them (0: no image, the shard must be found
+// here); else one line saying what is wrong. The worker's memory check counts
+// these tensors, so what it then receives and maps is what it counted.
+std::string shard_tensors_problem(const ModelConfig& c, const ShardSpec& spec, const std::vector<TensorInfo>& tensors,
+                                  uint64_t image_bytes);
+
+// A model's shape as an Assign carries it, and back.
+wire::ModelShape shape_to_wire(const ModelConfig& c);
+ModelConfig shape_from_wire(const wire::ModelShape& s);
 
 // "<first>-<last>[-embed][-head].gguf", layers inclusive ("none" for no layers).
 std::string shard_file_name(const ShardSpec& spec);
