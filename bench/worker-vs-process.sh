@@ -42,9 +42,13 @@ stop_worker() { kill "${pid_of[$1]}" 2>/dev/null || true; wait "${pid_of[$1]}" 2
 stop_all() { for n in "${!pid_of[@]}"; do stop_worker "$n"; done; }
 trap stop_all EXIT
 
+# The model's pages are dropped once: as `ferry synth` wrote them they stream
+# up to 2x slower on some CPUs (docs/DESIGN.md, "Where the weights lie"), which
+# would handicap the one process against workers whose shards are read back.
 model_for() {
   local f="$work/models/tinyllama-1.1b-$1.gguf"
   [ -f "$f" ] || "$ferry" synth "$f" --preset tinyllama-1.1b --format gguf --type "$1" -q >&2
+  dd if="$f" iflag=nocache count=0 status=none
   echo "$f"
 }
 

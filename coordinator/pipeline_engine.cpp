@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -65,7 +66,7 @@ struct PipelineEngine::Node : WorkerLink {
     std::unique_ptr<net::Hasher> hasher;
     std::string source;
     NodeStats stats;
-    int slow_steps = 0;  // decode steps in a row over kSlowFactor x the plan's compute time
+    std::deque<double> recent_decode_ms;  // the last kSpeedWindow decode steps' compute, for note_decode_speed
     bool slow_said = false;
 };
 
@@ -503,21 +504,28 @@ void PipelineEngine::account(const void* result, uint64_t sent_ns, uint64_t sent
     }
 }
 
-// A node far slower than planned, step after step, is named once: the user
-// learns which machine holds the chain back (and the plan's figures for it
-// are then wrong too).
+// A node far slower than planned is named once: the user learns which
+// machine holds the chain back (and the plan's figures for it are then wrong
+// too). The median of its last 32 decode steps is compared, so a throttled or
+// shared CPU is caught although some steps still run at full speed, and one
+// long hiccup is not.
 void PipelineEngine::note_decode_speed(Node& n, double compute_ms) {
     constexpr double kSlowFactor = 1.5;
-    constexpr int kSlowSteps = 32;
+    constexpr size_t kSpeedWindow = 32;
     const double planned = n.stats.predicted_compute_ms;
     if (!(planned > 0) || n.slow_said) return;
-    n.slow_steps = compute_ms > kSlowFactor * planned ? n.slow_steps + 1 : 0;
-    if (n.slow_steps < kSlowSteps) return;
+    n.recent_decode_ms.push_back(compute_ms);
+    if (n.recent_decode_ms.size() > kSpeedWindow) n.recent_decode_ms.pop_front();
+    if (n.recent_decode_ms.size() < kSpeedWindow) return;
+    std::vector<double> sorted(n.recent_decode_ms.begin(), n.recent_decode_ms.end());
+    std::nth_element(sorted.begin(), sorted.begin() + kSpeedWindow / 2, sorted.end());
+    const double median = sorted[kSpeedWindow / 2];
+    if (median <= kSlowFactor * planned) return;
     n.slow_said = true;
-    spdlog::warn("{}: {} decode steps in a row took over {:.1f}x the planned {:.1f} ms (last {:.1f} ms); this node "
+    spdlog::warn("{}: its last {} decode steps took {:.1f} ms (median), {:.1f}x the planned {:.1f} ms; this node "
                  "underperforms: another program on its CPU, swapping, a throttled CPU, or its shard still being read "
                  "from disk",
-                 node_name(n.link), kSlowSteps, kSlowFactor, planned, compute_ms);
+                 node_name(n.link), kSpeedWindow, median, median / planned, planned);
 }
 
 float* PipelineEngine::forward(const int* tokens, int n_tokens, int pos) {

@@ -136,12 +136,9 @@ TEST(PipelineShards, AnotherSplitLeavesTheCachedShardAlone) {
 TEST(PipelineShards, TheCoordinatorDoesNotKeepWhatItSent) {
     FERRY_SKIP_IF_SANITIZED();
     test::TempDir tmp;
-    const auto synth = test::run_command({test::ferry_bin(), "synth", tmp.file("m.bin"), "--dim", "512", "--hidden-dim",
-                                          "1536", "--layers", "5", "--heads", "8", "--kv-heads", "4", "--vocab", "512",
-                                          "--seq-len", "64", "--tokenizer-out", tmp.file("tok.bin"), "-q"});
-    ASSERT_EQ(synth.exit_code, 0) << synth.err;
+    const test::SynthModel model = test::synth_64mb_model(tmp, 64);
     test::WorkerProcess w(worker_args(tmp.file("cache")), tmp.file("w.log"));
-    const auto r = test::run_command({test::ferry_bin(), "run", tmp.file("m.bin"), "-z", tmp.file("tok.bin"), "-n", "8",
+    const auto r = test::run_command({test::ferry_bin(), "run", model.model, "-z", model.tokenizer, "-n", "8",
                                       "--threads", "1", "--workers", w.address(), "--embedding-on-worker",
                                       "--head-on-worker"},
                                      120);

@@ -276,6 +276,15 @@ bool follow_greedy_reference(Engine& engine, const std::string& name, int steps,
     return true;
 }
 
+SynthModel synth_64mb_model(const TempDir& dir, int seq_len) {
+    SynthModel m{dir.file("synth-64mb.bin"), dir.file("synth-64mb-tok.bin")};
+    const CommandResult r = run_command({ferry_bin(), "synth", m.model, "--dim", "512", "--hidden-dim", "1536", "--layers",
+                                         "5", "--heads", "8", "--kv-heads", "4", "--vocab", "512", "--seq-len",
+                                         std::to_string(seq_len), "--tokenizer-out", m.tokenizer, "-q"});
+    if (r.exit_code != 0) throw std::runtime_error("ferry synth: " + r.err);
+    return m;
+}
+
 TwoWorkerSession::TwoWorkerSession(const PipelineOptions& base)
     : a({"--threads", "1", "--cache-dir", dir.file("ca")}, dir.file("a.log")),
       b({"--threads", "1", "--cache-dir", dir.file("cb")}, dir.file("b.log")),

@@ -133,6 +133,14 @@ private:
     std::string path_;
 };
 
+// A random-weight llama2.c model of about 64 MB f32 (dim 512, hidden 1536, 5
+// layers, 8/4 heads, vocab 512) and its tokenizer, made by `ferry synth` in
+// `dir`: for tests where stories260K is too small to measure. Throws if synth fails.
+struct SynthModel {
+    std::string model, tokenizer;
+};
+SynthModel synth_64mb_model(const TempDir& dir, int seq_len = 256);
+
 // Two loopback workers (1 thread each) and an in-process coordinator holding
 // them: stories260K split 2,3 (the session stays open while the object lives).
 struct TwoWorkerSession {
