@@ -58,8 +58,7 @@ Tokenizer tokenizer_from_gguf(const GgufFile& g) {
     if (tokens->count == 0 || tokens->count > static_cast<uint64_t>(std::numeric_limits<int32_t>::max()))
         g.fail("tokenizer.ggml.tokens has " + std::to_string(tokens->count) + " tokens");
     const int n = static_cast<int>(tokens->count);
-    v.pieces.reserve(tokens->strings.size());
-    for (std::string_view s : tokens->strings) v.pieces.emplace_back(s);
+    for (const GgufValue& s : tokens->elements()) v.pieces.emplace_back(s.str);
 
     if (const GgufValue* scores = g.find("tokenizer.ggml.scores")) {
         if (!scores->is_array() || scores->count != tokens->count || !scores->float_at(0))
@@ -80,8 +79,8 @@ Tokenizer tokenizer_from_gguf(const GgufFile& g) {
     if (v.kind == TokenizerKind::bpe) {
         const GgufValue* merges = g.get_array("tokenizer.ggml.merges", GgufType::STRING);
         if (!merges) g.fail("missing required metadata tokenizer.ggml.merges (a 'gpt2' vocabulary needs its merges)");
-        v.merges.reserve(merges->strings.size());
-        for (std::string_view m : merges->strings) {
+        for (const GgufValue& merge : merges->elements()) {
+            const std::string_view m = merge.str;
             // "left right"; the split is the first space after the first
             // character, as a piece may itself begin with a space.
             const size_t sp = m.size() > 1 ? m.find(' ', 1) : std::string_view::npos;
