@@ -144,8 +144,7 @@ int cmd_bench(BenchArgs a) {
         throw Error("--prompt-tokens + --gen-tokens = " + std::to_string(needed) +
                     " is longer than the model's context of " + std::to_string(c.seq_len));
     // The KV cache only needs the positions the benchmark runs.
-    if (a.run.ctx == 0) a.run.ctx = needed;
-    const int context = context_for(c, a.run.ctx);
+    const int context = context_for(c, a.run.ctx, needed);
     if (context < needed)
         throw Error("--ctx " + std::to_string(context) + " is shorter than --prompt-tokens + --gen-tokens = " +
                     std::to_string(needed));
