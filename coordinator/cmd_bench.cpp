@@ -137,7 +137,7 @@ std::string hex64(uint64_t v) {
 
 int cmd_bench(BenchArgs a) {
     select_kernels(a.run.kernels);
-    const ModelFile file = open_model_file(a.run.model);
+    const ModelFile file = open_model(a.run.model);
     const ModelConfig& c = file.config;
     const int needed = a.prompt_tokens + a.gen_tokens;
     if (needed > c.seq_len)

@@ -24,7 +24,7 @@ struct ChatSession {
     ChatTemplate tmpl;
 
     explicit ChatSession(const RunOptions& o)
-        : file(open_model_file(o.model)),
+        : file(open_model(o.model)),
           tokenizer(load_tokenizer(file, o.tokenizer)),
           pool(resolve_threads(o.threads)),
           // The whole context: a conversation grows turn by turn.

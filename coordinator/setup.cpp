@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "common/process_stats.h"
 #include "common/shard_memory.h"
+#include "common/weights.h"
 #include "coordinator/local_engine.h"
 #include "coordinator/pipeline_engine.h"
 #include "coordinator/planner.h"
@@ -27,6 +28,13 @@ PipelineOptions pipeline_options(const RunOptions& o) {
     p.connect_timeout_s = o.connect_timeout;
     p.stats_every = o.stats_every;
     return p;
+}
+
+ModelFile open_model(const std::string& path) {
+    ModelFile file = open_model_file(path);
+    const ModelConfig& c = file.config;
+    bind_weights(c, ShardSpec{0, c.n_layers, true, true}, file.tensors, file.map.data(), file.path);
+    return file;
 }
 
 namespace {

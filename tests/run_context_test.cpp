@@ -2,7 +2,8 @@
 // memory before allocating: a 1 MB file that declares a 4M-position context
 // tells a short story in megabytes, a run that cannot fit is refused in one
 // line with the numbers and a --ctx that does fit, chat keeps the model's
-// whole context, and the workers of a pipeline get the run's context.
+// whole context, the workers of a pipeline get the run's context, and
+// `ferry plan` refuses the broken files `ferry run` refuses.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -106,6 +107,40 @@ TEST(RunContext, WorkersGetTheContextTheRunNeeds) {
         "stories260K.bin", "tok512.bin", {"-n", "8", "--workers", test::addresses({&a, &b}), "--memory", "64M"}));
     EXPECT_EQ(m.exit_code, 1);
     EXPECT_NE(m.err.find("with --workers give each ferry-worker its --memory"), std::string::npos) << m.err;
+}
+
+// `ferry plan` goes through the checks `ferry run` makes on the tensors, so a
+// file run refuses is refused by plan with the same line.
+TEST(RunContext, PlanRefusesTheFilesRunRefuses) {
+    test::TempDir dir;
+    const std::string stories = test::model_path("stories260K.gguf");
+    test::GgufEdit missing;
+    missing.keep_tensor = [](std::string_view t) { return t != "blk.2.ffn_up.weight"; };
+    test::GgufEdit more_layers;  // declares 6 blocks, holds 5
+    more_layers.add = [](GgufWriter& w) { w.set_u32("llama.block_count", 6); };
+    test::GgufEdit wrong_shape;  // a norm of 32 values where dim is 64
+    wrong_shape.keep_tensor = [](std::string_view t) { return t != "blk.1.ffn_norm.weight"; };
+    wrong_shape.add = [](GgufWriter& w) {
+        w.add_tensor("blk.1.ffn_norm.weight", TensorType::F32, {32},
+                     [](int64_t, int64_t, uint8_t* out) { std::fill(out, out + 32 * 4, uint8_t{0}); });
+    };
+    const struct {
+        std::string path;
+        const char* says;
+    } cases[] = {
+        {test::edited_gguf(stories, dir.file("missing.gguf"), missing), "tensor blk.2.ffn_up.weight is missing"},
+        {test::edited_gguf(stories, dir.file("more-layers.gguf"), more_layers), "tensor blk.5.attn_norm.weight is missing"},
+        {test::edited_gguf(stories, dir.file("wrong-shape.gguf"), wrong_shape),
+         "tensor blk.1.ffn_norm.weight is 1x32, the config needs 1x64"},
+    };
+    for (const auto& c : cases) {
+        const auto run = ferry({"run", c.path, "-n", "8"});
+        const auto plan = ferry({"plan", c.path, "--pool", "2x100M"});
+        EXPECT_EQ(run.exit_code, 1) << c.path;
+        EXPECT_EQ(plan.exit_code, 1) << c.path << ": " << plan.out;
+        EXPECT_NE(run.err.find(c.says), std::string::npos) << run.err;
+        EXPECT_EQ(plan.err, run.err);
+    }
 }
 
 }  // namespace
