@@ -1,5 +1,7 @@
 #include "common/tokenizer_loader.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <limits>
@@ -11,13 +13,18 @@ namespace ferry {
 namespace {
 
 // A token id key: absent, negative or past the vocabulary means "none" (files
-// write 0xFFFFFFFF or -1 for that).
+// write 0xFFFFFFFF or -1 for that). Any other id past the vocabulary is a
+// damaged or foreign key: said once, as ferry then does without the token.
 int token_id_key(const GgufFile& g, const char* key, int fallback, int n_tokens) {
     const GgufValue* v = g.find(key);
     if (!v) return fallback;
     const std::optional<int64_t> id = v->type == GgufType::BOOL ? std::nullopt : v->as_int();
     if (!id) g.fail("metadata " + std::string(key) + " should be a token id, it is " + v->describe());
-    return *id >= 0 && *id < n_tokens ? static_cast<int>(*id) : -1;
+    if (*id >= 0 && *id < n_tokens) return static_cast<int>(*id);
+    if (*id != -1 && *id != 0xFFFFFFFFll)
+        spdlog::warn("{}: metadata {} = {} is outside the vocabulary of {} tokens; ferry runs without that token",
+                     g.path, key, *id, n_tokens);
+    return -1;
 }
 
 // The name llama.cpp's converter writes for each split, first in each list.

@@ -1,9 +1,12 @@
 // Numerically hostile model files, made from stories260K.gguf: NaN/Inf in a
 // norm (refused at load, by run and plan alike) or in a big matrix (caught
 // after the layer whose output it spoils, or in the logits, locally and on a
-// worker), a RoPE base that is not a finite positive number. Each is one
-// line naming the file and what is wrong, and an exit status of 1: never a
-// crash, never silent garbage.
+// worker), a RoPE base that is not a finite positive number, tensors of
+// layers past block_count, a vocabulary of another size than the model's,
+// an unknown-token id past the vocabulary (a warning; the run goes on) and a
+// tokenizer that has no token for a byte. Each is one line naming the file
+// and what is wrong, and an exit status of 1: never a crash, never silent
+// garbage.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,6 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
+#include "common/gguf_file.h"
+#include "common/mapped_file.h"
+#include "common/tokenizer.h"
 #include "tests/test_support.h"
 
 namespace ferry {
@@ -111,6 +118,74 @@ TEST(HostileModel, ARopeBaseThatIsNotAFinitePositiveNumberIsRefused) {
         expect_refusal(greedy_run(path), path,
                        "not a usable llama model: rope_theta (GGUF rope.freq_base) " + std::to_string(base) +
                            " is not a finite positive number");
+    }
+}
+
+TEST(HostileModel, LayersPastBlockCountAreRefused) {
+    // The file holds blocks 0-4; a count of 4 would leave block 4 out silently.
+    test::TempDir dir;
+    test::GgufEdit e;
+    e.add = [](GgufWriter& w) { w.set_u32("llama.block_count", 4); };
+    const std::string path = test::edited_gguf(stories(), dir.file("blocks.gguf"), e);
+    expect_refusal(greedy_run(path), path, "belongs to layer 4 but llama.block_count is 4; the count is wrong");
+    expect_refusal(ferry({"plan", path, "--pool", "2x100M"}), path, "llama.block_count is 4");
+}
+
+TEST(HostileModel, AVocabularyOfAnotherSizeThanTheModelsIsRefused) {
+    test::TempDir dir;
+    std::vector<std::string> first_500;
+    {
+        const MappedFile map(stories());
+        const GgufFile g = parse_gguf(map.data(), map.size(), stories());
+        for (const GgufValue& t : g.find("tokenizer.ggml.tokens")->elements())
+            if (first_500.size() < 500) first_500.emplace_back(t.str);
+    }
+    test::GgufEdit shorter;
+    shorter.add = [&](GgufWriter& w) { w.add_string_array("tokenizer.ggml.tokens", first_500); };
+    const std::string path = test::edited_gguf(stories(), dir.file("vocab.gguf"), shorter);
+    expect_refusal(greedy_run(path), path,
+                   "the vocabulary's size differs: tokenizer.ggml.tokens 500, token_embd.weight rows 512; ");
+    // The key and the embedding table disagreeing, too.
+    test::GgufEdit key;
+    key.add = [](GgufWriter& w) { w.add_u32("llama.vocab_size", 600); };
+    const std::string keyed = test::edited_gguf(stories(), dir.file("key.gguf"), key);
+    expect_refusal(greedy_run(keyed), keyed,
+                   "the vocabulary's size differs: llama.vocab_size 600, tokenizer.ggml.tokens 512, "
+                   "token_embd.weight rows 512; ");
+}
+
+TEST(HostileModel, AnUnknownTokenIdPastTheVocabularyIsNamedInAWarning) {
+    test::TempDir dir;
+    test::GgufEdit e;
+    e.add = [](GgufWriter& w) { w.set_u32("tokenizer.ggml.unknown_token_id", 9999); };
+    const std::string path = test::edited_gguf(stories(), dir.file("unk.gguf"), e);
+    const auto r = greedy_run(path);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, test::read_file(test::reference_path("stories260K.greedy.txt")));
+    const std::string warning = path + ": metadata tokenizer.ggml.unknown_token_id = 9999 is outside the vocabulary "
+                                       "of 512 tokens; ferry runs without that token";
+    EXPECT_NE(r.err.find(warning), std::string::npos) << r.err;
+    // The "none" markers converters write are not warned about.
+    EXPECT_EQ(r.err.find("seperator_token_id"), std::string::npos) << r.err;
+}
+
+TEST(HostileModel, ABytePieceMissingWithNoUnknownTokenIsAnErrorNotIdMinusOne) {
+    Vocabulary v;
+    v.kind = TokenizerKind::spm;
+    v.pieces = {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a"};
+    v.bos = 1;
+    v.eos = 2;
+    v.unk = -1;  // as a file whose unknown_token_id is past its vocabulary leaves it
+    v.add_bos = true;
+    const Tokenizer tok(v);
+    EXPECT_EQ(tok.encode("a", true, false), (std::vector<int>{1, 3, 4}));
+    try {
+        const std::vector<int> ids = tok.encode("ab", true, false);
+        ADD_FAILURE() << "encoded to " << ::testing::PrintToString(ids);
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("the text needs byte <0x62>, and this vocabulary has neither"),
+                  std::string::npos)
+            << e.what();
     }
 }
 
