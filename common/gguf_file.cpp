@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "common/error.h"
+#include "common/shard_memory.h"
 
 namespace ferry {
 
@@ -12,9 +13,11 @@ namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as little-endian u32
 constexpr uint32_t kMaxDims = 4;         // GGML_MAX_DIMS
-// Arrays of arrays deeper than this are refused: no real file nests at all,
-// and a hostile one must not exhaust the stack.
-constexpr int kMaxArrayDepth = 8;
+// llama.cpp's reader refuses arrays of arrays altogether, so no real file
+// has them; ferry reads one level of nesting (its writer copies any value it
+// read) and refuses deeper, so reading or walking a value recurses at most
+// this far.
+constexpr int kMaxArrayDepth = 2;
 // ggml writes 32; anything past 1 GiB is a corrupt or hostile value.
 constexpr int64_t kMaxAlignment = int64_t{1} << 30;
 
@@ -87,11 +90,44 @@ struct Named {
 
 bool known_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::FLOAT64); }
 
+// Where a value stored at p ends. Only for values parse_gguf has checked:
+// it trusts every length and count.
+const uint8_t* value_end(const uint8_t* p, GgufType type) {
+    if (const uint64_t n = gguf_scalar_bytes(type)) return p + n;
+    if (type == GgufType::STRING) return p + 8 + load<uint64_t>(p);
+    const GgufType elem = static_cast<GgufType>(load<uint32_t>(p));
+    const uint64_t count = load<uint64_t>(p + 4);
+    p += 12;
+    if (const uint64_t n = gguf_scalar_bytes(elem)) return p + count * n;
+    for (uint64_t i = 0; i < count; ++i) p = value_end(p, elem);
+    return p;
+}
+
+// The value stored at p (checked by parse_gguf, as for value_end).
+GgufValue value_at(const uint8_t* p, GgufType type) {
+    GgufValue v;
+    v.type = type;
+    if (type == GgufType::STRING) {
+        v.str = std::string_view(reinterpret_cast<const char*>(p + 8), static_cast<size_t>(load<uint64_t>(p)));
+    } else if (type == GgufType::ARRAY) {
+        v.elem_type = static_cast<GgufType>(load<uint32_t>(p));
+        v.count = load<uint64_t>(p + 4);
+        v.data = p + 12;
+        v.bytes = static_cast<uint64_t>(value_end(p, type) - v.data);
+    } else {
+        v.data = p;
+    }
+    return v;
+}
+
 void read_value(Reader& r, GgufValue& v, GgufType type, const std::string& what, int depth, const GgufFile& f);
 
+// Checks an array's elements and keeps one view of them: nothing is
+// allocated per element, however many the file holds.
 void read_array(Reader& r, GgufValue& v, const std::string& what, int depth, const GgufFile& f) {
     if (depth >= kMaxArrayDepth)
-        f.fail(what + ": arrays nested deeper than " + std::to_string(kMaxArrayDepth) + " levels");
+        f.fail(what + ": arrays nested deeper than " + std::to_string(kMaxArrayDepth) +
+               " levels (llama.cpp reads no arrays of arrays at all)");
     const uint32_t elem = r.read<uint32_t>([&] { return what + " element type"; });
     if (!known_type(elem)) f.fail(what + ": unknown array element type " + std::to_string(elem));
     v.elem_type = static_cast<GgufType>(elem);
@@ -105,19 +141,18 @@ void read_array(Reader& r, GgufValue& v, const std::string& what, int depth, con
                gguf_type_name(v.elem_type) + ", more than the " + std::to_string(r.left()) +
                " bytes left in the file can hold");
     auto element = [&](uint64_t i) { return what + " element " + std::to_string(i); };
+    v.data = r.here();
+    const uint64_t start = r.pos();
     if (scalar) {
-        v.data = r.here();
         r.skip(v.count * scalar, [&] { return what; });
         if (v.elem_type == GgufType::BOOL)
             for (uint64_t i = 0; i < v.count; ++i)
                 if (v.data[i] > 1) f.fail(element(i) + " is not a valid bool (" + std::to_string(v.data[i]) + ")");
-    } else if (v.elem_type == GgufType::STRING) {
-        v.strings.reserve(static_cast<size_t>(v.count));
-        for (uint64_t i = 0; i < v.count; ++i) v.strings.push_back(r.string([&] { return element(i); }));
     } else {
-        v.arrays.resize(static_cast<size_t>(v.count));
-        for (uint64_t i = 0; i < v.count; ++i) read_value(r, v.arrays[i], GgufType::ARRAY, element(i), depth + 1, f);
+        GgufValue e;
+        for (uint64_t i = 0; i < v.count; ++i) read_value(r, e, v.elem_type, element(i), depth + 1, f);
     }
+    v.bytes = r.pos() - start;
 }
 
 void read_value(Reader& r, GgufValue& v, GgufType type, const std::string& what, int depth, const GgufFile& f) {
@@ -134,6 +169,35 @@ void read_value(Reader& r, GgufValue& v, GgufType type, const std::string& what,
             f.fail(what + " is not a valid bool (" + std::to_string(v.data[0]) + ")");
     }
 }
+
+// Indices of `items` sorted by name(item), for binary search.
+template <typename T, typename Name>
+std::vector<size_t> sorted_order(const std::vector<T>& items, Name name) {
+    std::vector<size_t> order(items.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return name(items[a]) < name(items[b]); });
+    return order;
+}
+
+// The item called `wanted`, by binary search over `order`; nullptr if none.
+template <typename T, typename Name>
+const T* find_sorted(const std::vector<T>& items, const std::vector<size_t>& order, std::string_view wanted,
+                     Name name) {
+    auto it = std::lower_bound(order.begin(), order.end(), wanted,
+                               [&](size_t i, std::string_view w) { return name(items[i]) < w; });
+    return it != order.end() && name(items[*it]) == wanted ? &items[*it] : nullptr;
+}
+
+// The first name that appears twice in sorted order, if any.
+template <typename T, typename Name>
+const T* first_duplicate(const std::vector<T>& items, const std::vector<size_t>& order, Name name) {
+    for (size_t i = 1; i < order.size(); ++i)
+        if (name(items[order[i - 1]]) == name(items[order[i]])) return &items[order[i]];
+    return nullptr;
+}
+
+std::string_view key_of(const GgufKV& kv) { return kv.key; }
+std::string_view name_of(const GgufTensor& t) { return t.name; }
 
 std::optional<int64_t> scalar_int(GgufType type, const uint8_t* p) {
     switch (type) {
@@ -292,6 +356,18 @@ std::optional<double> GgufValue::float_at(uint64_t i) const {
     return scalar_float(elem_type, data + i * gguf_scalar_bytes(elem_type));
 }
 
+GgufElements GgufValue::elements() const {
+    if (type != GgufType::ARRAY) return GgufElements(GgufValue{});  // no elements
+    return GgufElements(*this);
+}
+
+GgufValue GgufElements::iterator::operator*() const { return value_at(at_, type_); }
+
+GgufElements::iterator& GgufElements::iterator::operator++() {
+    at_ = value_end(at_, type_);
+    return *this;
+}
+
 std::string GgufValue::describe() const {
     switch (type) {
         case GgufType::STRING: return "string " + quoted(str);
@@ -307,13 +383,12 @@ std::string GgufValue::describe() const {
 void GgufFile::fail(const std::string& message) const { throw Error(path + ": " + message); }
 
 const GgufValue* GgufFile::find(std::string_view key) const {
-    auto it = key_index_.find(key);
-    return it == key_index_.end() ? nullptr : &metadata[it->second].value;
+    const GgufKV* kv = find_sorted(metadata, key_order_, key, key_of);
+    return kv ? &kv->value : nullptr;
 }
 
 const GgufTensor* GgufFile::find_tensor(std::string_view name) const {
-    auto it = tensor_index_.find(name);
-    return it == tensor_index_.end() ? nullptr : &tensors[it->second];
+    return find_sorted(tensors, tensor_order_, name, name_of);
 }
 
 std::optional<int64_t> GgufFile::get_int(std::string_view key, int64_t min, int64_t max) const {
@@ -389,18 +464,31 @@ GgufFile parse_gguf(const uint8_t* data, uint64_t size, const std::string& path)
                " metadata entries, more than the file can hold");
     if (n_tensors > r.left() / 24)
         f.fail("truncated: the header claims " + std::to_string(n_tensors) + " tensors, more than the file can hold");
+    // What holding the entries costs: each struct and its index slot (and,
+    // for tensors, the overlap check's pointer). Vectors grow by doubling as
+    // entries are read, so for a moment up to three times this is held.
+    const uint64_t index_bytes = n_kv * (sizeof(GgufKV) + sizeof(size_t)) +
+                                 n_tensors * (sizeof(GgufTensor) + sizeof(size_t) + sizeof(const GgufTensor*));
+    const uint64_t index_budget = std::max(kIndexFloorBytes, size / kFileBytesPerIndexByte);
+    if (index_bytes > index_budget)
+        f.fail("the header claims " + std::to_string(n_kv) + " metadata entries and " + std::to_string(n_tensors) +
+               " tensors, which would take " + format_bytes(index_bytes) + " of memory to hold, more than 1/" +
+               std::to_string(kFileBytesPerIndexByte) + " of the file's " + format_bytes(size) +
+               "; no model has so many (a corrupt or hostile file?)");
 
-    f.metadata.resize(static_cast<size_t>(n_kv));
     for (uint64_t i = 0; i < n_kv; ++i) {
-        GgufKV& kv = f.metadata[i];
+        GgufKV kv;
         kv.key =
             r.string([&] { return "the key of metadata entry " + std::to_string(i) + " of " + std::to_string(n_kv); });
         const std::string named = "metadata " + quoted(kv.key);
         const uint32_t type = r.read<uint32_t>([&] { return named + " type"; });
         if (!known_type(type)) f.fail(named + " has unknown value type " + std::to_string(type));
         read_value(r, kv.value, static_cast<GgufType>(type), named, 0, f);
-        if (!f.key_index_.emplace(kv.key, i).second) f.fail("metadata key " + quoted(kv.key) + " appears twice");
+        f.metadata.push_back(kv);
     }
+    f.key_order_ = sorted_order(f.metadata, key_of);
+    if (const GgufKV* twice = first_duplicate(f.metadata, f.key_order_, key_of))
+        f.fail("metadata key " + quoted(twice->key) + " appears twice");
 
     if (const GgufValue* a = f.find("general.alignment")) {
         const std::optional<int64_t> v = a->type == GgufType::BOOL ? std::nullopt : a->as_int();
@@ -410,9 +498,8 @@ GgufFile parse_gguf(const uint8_t* data, uint64_t size, const std::string& path)
         f.alignment = static_cast<uint64_t>(*v);
     }
 
-    f.tensors.resize(static_cast<size_t>(n_tensors));
     for (uint64_t i = 0; i < n_tensors; ++i) {
-        GgufTensor& t = f.tensors[i];
+        GgufTensor t;
         t.name = r.string(
             [&] { return "the name of tensor info " + std::to_string(i) + " of " + std::to_string(n_tensors); });
         const std::string named = "tensor " + quoted(t.name);
@@ -443,8 +530,11 @@ GgufFile parse_gguf(const uint8_t* data, uint64_t size, const std::string& path)
         if (!bytes) f.fail(named + " cannot be stored: " + why);
         t.bytes = *bytes;
         t.offset = rel;  // made absolute below, once the data section is known
-        if (!f.tensor_index_.emplace(t.name, i).second) f.fail("tensor name " + quoted(t.name) + " appears twice");
+        f.tensors.push_back(t);
     }
+    f.tensor_order_ = sorted_order(f.tensors, name_of);
+    if (const GgufTensor* twice = first_duplicate(f.tensors, f.tensor_order_, name_of))
+        f.fail("tensor name " + quoted(twice->name) + " appears twice");
 
     // The data section starts at the next multiple of the alignment.
     const uint64_t end = r.pos();

@@ -11,12 +11,18 @@
 // length, shape and offset is checked against the end of the file before it
 // is used, so a hostile file gets a ferry::Error naming the file and the
 // problem, never a crash or a huge allocation.
+//
+// Memory does not grow with what a file claims: arrays are kept as one view
+// of their bytes (a vocabulary of 128k strings costs nothing beyond the map)
+// and walked when read; only metadata entries and tensor infos get a struct
+// each, and a file whose header asks for more of those than a bound relative
+// to its size (kFileBytesPerIndexByte) is refused before any is read.
 #pragma once
 #include <cstdint>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "kernels/tensor_type.h"
@@ -44,14 +50,15 @@ const char* gguf_type_name(GgufType type);
 // Bytes of one scalar of this type; 0 for STRING, ARRAY and unknown ids.
 uint64_t gguf_scalar_bytes(GgufType type);
 
+class GgufElements;
+
 struct GgufValue {
     GgufType type = GgufType::UINT8;
-    const uint8_t* data = nullptr;          // scalars: the value's bytes; numeric arrays: the first element
-    std::string_view str;                   // STRING
-    GgufType elem_type = GgufType::UINT8;   // ARRAY
-    uint64_t count = 0;                     // ARRAY: number of elements
-    std::vector<std::string_view> strings;  // ARRAY of STRING
-    std::vector<GgufValue> arrays;          // ARRAY of ARRAY
+    GgufType elem_type = GgufType::UINT8;  // ARRAY
+    const uint8_t* data = nullptr;         // scalars: the value's bytes; arrays: the first element's
+    uint64_t count = 0;                    // ARRAY: number of elements
+    uint64_t bytes = 0;                    // ARRAY: bytes of all its elements, stored one after another
+    std::string_view str;                  // STRING
 
     bool is_array() const { return type == GgufType::ARRAY; }
     // Any integer type or bool, as int64; nullopt for other types or a u64
@@ -65,8 +72,51 @@ struct GgufValue {
     // the elements are not of that kind.
     std::optional<int64_t> int_at(uint64_t i) const;
     std::optional<double> float_at(uint64_t i) const;
+    // The elements of an ARRAY, in order, each as a value (strings in .str,
+    // nested arrays as arrays); read from the file as the walk reaches them.
+    GgufElements elements() const;
     // "u32 7", "string 'llama'", "array of 512 string": for messages and `ferry` listings.
     std::string describe() const;
+};
+
+// A walk over an array's elements. They have different lengths (strings,
+// nested arrays), so there is no random access; parse_gguf checked every
+// length, so the walk itself needs no checks.
+class GgufElements {
+public:
+    class iterator {
+    public:
+        using iterator_category = std::forward_iterator_tag;
+        using value_type = GgufValue;
+        using difference_type = std::ptrdiff_t;
+        using pointer = const GgufValue*;
+        using reference = GgufValue;
+
+        iterator() = default;
+        GgufValue operator*() const;
+        iterator& operator++();
+        iterator operator++(int) {
+            iterator before = *this;
+            ++*this;
+            return before;
+        }
+        bool operator==(const iterator& o) const { return at_ == o.at_; }
+        bool operator!=(const iterator& o) const { return at_ != o.at_; }
+
+    private:
+        friend class GgufElements;
+        iterator(const uint8_t* at, GgufType type) : at_(at), type_(type) {}
+        const uint8_t* at_ = nullptr;
+        GgufType type_ = GgufType::UINT8;
+    };
+
+    explicit GgufElements(const GgufValue& array) : array_(array) {}
+    iterator begin() const { return {array_.data, array_.elem_type}; }
+    iterator end() const { return {array_.data + array_.bytes, array_.elem_type}; }
+    uint64_t size() const { return array_.count; }
+
+private:
+    GgufValue array_;
 };
 
 struct GgufKV {
@@ -113,9 +163,19 @@ public:
 
 private:
     friend GgufFile parse_gguf(const uint8_t* data, uint64_t size, const std::string& path);
-    std::unordered_map<std::string_view, size_t> key_index_;
-    std::unordered_map<std::string_view, size_t> tensor_index_;
+    // Indices into metadata / tensors sorted by key / name: 8 bytes an entry,
+    // looked up by binary search.
+    std::vector<size_t> key_order_;
+    std::vector<size_t> tensor_order_;
 };
+
+// The most memory parse_gguf gives the metadata entries, tensor infos and
+// their indexes: one byte per kFileBytesPerIndexByte of the file (at least
+// kIndexFloorBytes, for small files). A real model's few dozen keys and few
+// hundred tensors take a tiny fraction of that; a file of millions of
+// one-byte keys or empty tensors is refused at its header.
+constexpr uint64_t kFileBytesPerIndexByte = 8;
+constexpr uint64_t kIndexFloorBytes = 1u << 20;
 
 // True if the bytes start with the GGUF magic.
 bool is_gguf(const uint8_t* data, uint64_t size);

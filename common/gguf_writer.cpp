@@ -24,21 +24,15 @@ void put_string(std::string& out, std::string_view s) {
     out.append(s.data(), s.size());
 }
 
-// Type id and value bytes of a value read from a file.
-void put_value(std::string& out, const GgufValue& v, bool with_type) {
-    if (with_type) put<uint32_t>(out, static_cast<uint32_t>(v.type));
+// The bytes of a value read from a file, without its type id.
+void put_value(std::string& out, const GgufValue& v) {
     if (v.type == GgufType::STRING) {
         put_string(out, v.str);
     } else if (v.type == GgufType::ARRAY) {
         put<uint32_t>(out, static_cast<uint32_t>(v.elem_type));
         put<uint64_t>(out, v.count);
-        if (const uint64_t n = gguf_scalar_bytes(v.elem_type)) {
-            out.append(reinterpret_cast<const char*>(v.data), static_cast<size_t>(n * v.count));
-        } else if (v.elem_type == GgufType::STRING) {
-            for (std::string_view s : v.strings) put_string(out, s);
-        } else {
-            for (const GgufValue& a : v.arrays) put_value(out, a, false);
-        }
+        // The elements as the file stores them, which is how GGUF writes them.
+        out.append(reinterpret_cast<const char*>(v.data), static_cast<size_t>(v.bytes));
     } else {
         out.append(reinterpret_cast<const char*>(v.data), static_cast<size_t>(gguf_scalar_bytes(v.type)));
     }
@@ -134,7 +128,7 @@ void GgufWriter::add_i32_array(const std::string& key, const std::vector<int32_t
 }
 void GgufWriter::add_value(const std::string& key, const GgufValue& v) {
     std::string b;
-    put_value(b, v, false);
+    put_value(b, v);
     add_raw(key, v.type, b);
 }
 

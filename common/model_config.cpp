@@ -1,5 +1,7 @@
 #include "common/model_config.h"
 
+#include <cmath>
+
 #include "kernels/kernels.h"
 
 namespace ferry {
@@ -25,7 +27,9 @@ std::string ModelConfig::check() const {
         return "head size " + std::to_string(head_size()) + " is over the " +
                std::to_string(kernels::kMaxAttentionHeadSize) + " attention supports";
     if (!(norm_eps > 0.0f && norm_eps < 1.0f)) return "norm_eps " + std::to_string(norm_eps) + " is out of range";
-    if (!(rope_theta > 0.0f)) return "rope_theta " + std::to_string(rope_theta) + " is not positive";
+    // +Inf passes "> 0" but makes every rotation angle 0 or NaN.
+    if (!(rope_theta > 0.0f) || !std::isfinite(rope_theta))
+        return "rope_theta (GGUF rope.freq_base) " + std::to_string(rope_theta) + " is not a finite positive number";
     return "";
 }
 

@@ -79,19 +79,41 @@ ModelConfig gguf_model_config(const GgufFile& g) {
     c.norm_eps = static_cast<float>(*eps);
     c.rope_theta = static_cast<float>(g.get_float(key("rope.freq_base")).value_or(10000.0));
 
-    // Vocabulary: the explicit key, else the tokenizer's, else the embedding table's.
-    if (const std::optional<int64_t> n = g.get_int(key("vocab_size"), 1, kIntMax)) {
-        c.vocab_size = static_cast<int>(*n);
-    } else if (const GgufValue* tokens = g.find("tokenizer.ggml.tokens"); tokens && tokens->is_array()) {
-        c.vocab_size = static_cast<int>(std::min<uint64_t>(tokens->count, kIntMax));
-    } else if (const GgufTensor* emb = g.find_tensor("token_embd.weight")) {
-        c.vocab_size = static_cast<int>(std::min<int64_t>(emb->rows(), kIntMax));
+    // The vocabulary's size, told up to three ways (a shard may have only the
+    // key): they must agree, else ids past the shorter count would print
+    // nothing or have no embedding, without a word.
+    std::vector<std::pair<std::string, uint64_t>> vocab;
+    if (const std::optional<int64_t> n = g.get_int(key("vocab_size"), 1, kIntMax))
+        vocab.emplace_back(key("vocab_size"), static_cast<uint64_t>(*n));
+    if (const GgufValue* tokens = g.find("tokenizer.ggml.tokens"); tokens && tokens->is_array())
+        vocab.emplace_back("tokenizer.ggml.tokens", tokens->count);
+    if (const GgufTensor* emb = g.find_tensor("token_embd.weight"))
+        vocab.emplace_back("token_embd.weight rows", static_cast<uint64_t>(emb->rows()));
+    for (const auto& [what, n] : vocab) {
+        if (n == vocab[0].second) continue;
+        std::string sizes;
+        for (const auto& [w, k] : vocab) sizes += (sizes.empty() ? "" : ", ") + w + " " + std::to_string(k);
+        g.fail("the vocabulary's size differs: " + sizes +
+               "; the vocabulary and the model must be the same size (is one of them another model's?)");
     }
+    if (!vocab.empty()) c.vocab_size = static_cast<int>(std::min<uint64_t>(vocab[0].second, kIntMax));
     // Llama 3.1+ scale each RoPE frequency by a stored factor.
     c.rope_freq_factors = g.find_tensor("rope_freqs.weight") != nullptr;
 
     const std::string problem = c.check();
     if (!problem.empty()) g.fail("not a usable " + arch + " model: " + problem);
+    // Layers past block_count would be left out without a word (a file cut
+    // from a bigger model, or a wrong count).
+    for (const GgufTensor& t : g.tensors) {
+        if (t.name.substr(0, 4) != "blk.") continue;
+        int64_t layer = 0;
+        size_t at = 4;
+        for (; at < t.name.size() && at < 14 && t.name[at] >= '0' && t.name[at] <= '9'; ++at)
+            layer = layer * 10 + (t.name[at] - '0');
+        if (at > 4 && layer >= c.n_layers)
+            g.fail("tensor " + std::string(t.name) + " belongs to layer " + std::to_string(layer) + " but " +
+                   key("block_count") + " is " + std::to_string(c.n_layers) + "; the count is wrong");
+    }
 
     // Features the forward pass does not have: refuse rather than compute
     // something else.

@@ -147,7 +147,13 @@ int Tokenizer::byte_token(uint8_t b) const {
     const char name[7] = {'<', '0', 'x', kHex[b >> 4], kHex[b & 15], '>', 0};
     int id = lookup(name);
     if (id < 0) id = lookup(std::string(1, static_cast<char>(b)));
-    return id < 0 ? v_.unk : id;
+    if (id < 0) id = v_.unk;
+    // An id of -1 would reach the embedding lookup as a token.
+    if (id < 0)
+        throw Error(std::string("tokenizer: the text needs byte ") + name +
+                    ", and this vocabulary has neither that byte token nor an unknown token "
+                    "(tokenizer.ggml.unknown_token_id) to stand in for it");
+    return id;
 }
 
 void Tokenizer::encode_llama2c(const std::string& text, std::vector<int>& tokens) const {

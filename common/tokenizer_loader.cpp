@@ -1,5 +1,7 @@
 #include "common/tokenizer_loader.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <limits>
@@ -11,13 +13,18 @@ namespace ferry {
 namespace {
 
 // A token id key: absent, negative or past the vocabulary means "none" (files
-// write 0xFFFFFFFF or -1 for that).
+// write 0xFFFFFFFF or -1 for that). Any other id past the vocabulary is a
+// damaged or foreign key: said once, as ferry then does without the token.
 int token_id_key(const GgufFile& g, const char* key, int fallback, int n_tokens) {
     const GgufValue* v = g.find(key);
     if (!v) return fallback;
     const std::optional<int64_t> id = v->type == GgufType::BOOL ? std::nullopt : v->as_int();
     if (!id) g.fail("metadata " + std::string(key) + " should be a token id, it is " + v->describe());
-    return *id >= 0 && *id < n_tokens ? static_cast<int>(*id) : -1;
+    if (*id >= 0 && *id < n_tokens) return static_cast<int>(*id);
+    if (*id != -1 && *id != 0xFFFFFFFFll)
+        spdlog::warn("{}: metadata {} = {} is outside the vocabulary of {} tokens; ferry runs without that token",
+                     g.path, key, *id, n_tokens);
+    return -1;
 }
 
 // The name llama.cpp's converter writes for each split, first in each list.
@@ -58,8 +65,7 @@ Tokenizer tokenizer_from_gguf(const GgufFile& g) {
     if (tokens->count == 0 || tokens->count > static_cast<uint64_t>(std::numeric_limits<int32_t>::max()))
         g.fail("tokenizer.ggml.tokens has " + std::to_string(tokens->count) + " tokens");
     const int n = static_cast<int>(tokens->count);
-    v.pieces.reserve(tokens->strings.size());
-    for (std::string_view s : tokens->strings) v.pieces.emplace_back(s);
+    for (const GgufValue& s : tokens->elements()) v.pieces.emplace_back(s.str);
 
     if (const GgufValue* scores = g.find("tokenizer.ggml.scores")) {
         if (!scores->is_array() || scores->count != tokens->count || !scores->float_at(0))
@@ -80,8 +86,8 @@ Tokenizer tokenizer_from_gguf(const GgufFile& g) {
     if (v.kind == TokenizerKind::bpe) {
         const GgufValue* merges = g.get_array("tokenizer.ggml.merges", GgufType::STRING);
         if (!merges) g.fail("missing required metadata tokenizer.ggml.merges (a 'gpt2' vocabulary needs its merges)");
-        v.merges.reserve(merges->strings.size());
-        for (std::string_view m : merges->strings) {
+        for (const GgufValue& merge : merges->elements()) {
+            const std::string_view m = merge.str;
             // "left right"; the split is the first space after the first
             // character, as a piece may itself begin with a space.
             const size_t sp = m.size() > 1 ? m.find(' ', 1) : std::string_view::npos;

@@ -1,6 +1,7 @@
 #include "common/transformer.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "common/error.h"
 #include "kernels/kernels.h"
@@ -58,6 +59,25 @@ void add_in_place(float* x, const float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
+// True if no value is NaN or Inf (all exponent bits set). Integer ops, so
+// the loop vectorizes and costs a pass over memory already in cache.
+bool all_finite(const float* x, int64_t n) {
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, &x[i], 4);
+        bad |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad == 0;
+}
+
+// The first of n rows of `width` values that holds a NaN or Inf.
+int first_non_finite_row(const float* x, int n, int width) {
+    for (int t = 0; t < n; ++t)
+        if (!all_finite(x + static_cast<int64_t>(t) * width, width)) return t;
+    return n;
+}
+
 // One transformer block over B positions starting at pos.
 void forward_block(const ModelConfig& c, const LayerWeights& L, const float* rope_freqs, KVCache& kv, int layer,
                    int pos, int B, float* x, Workspace& ws, k::ThreadPool* pool) {
@@ -102,14 +122,25 @@ void forward_layers(const ModelConfig& c, const Weights& w, KVCache& kv, int pos
     for (int start = 0; start < n_tokens; start += ws.max_batch) {
         const int B = std::min(ws.max_batch, n_tokens - start);
         float* xc = x + static_cast<int64_t>(start) * c.dim;
-        for (size_t l = 0; l < w.layers.size(); ++l)
+        for (size_t l = 0; l < w.layers.size(); ++l) {
             forward_block(c, w.layers[l], w.rope_freqs, kv, static_cast<int>(l), pos + start, B, xc, ws, pool);
+            // A NaN or Inf weight spreads to every later value and makes the
+            // sampler print garbage without a word: stop at the first layer.
+            if (!all_finite(xc, static_cast<int64_t>(B) * c.dim))
+                throw Error(w.source + ": non-finite activations after layer " +
+                            std::to_string(w.spec.first_layer + static_cast<int>(l)) + " at position " +
+                            std::to_string(pos + start + first_non_finite_row(xc, B, c.dim)) +
+                            ": does the model file hold NaN/Inf weights?");
+        }
     }
 }
 
-void compute_logits(const ModelConfig& c, const Weights& w, float* x, float* logits, k::ThreadPool* pool) {
+void compute_logits(const ModelConfig& c, const Weights& w, float* x, float* logits, int pos, k::ThreadPool* pool) {
     k::rmsnorm(x, x, w.output_norm, c.dim, c.norm_eps);
     k::matmul(logits, w.classifier, x, 1, pool);
+    if (!all_finite(logits, c.vocab_size))
+        throw Error(w.source + ": non-finite logits at position " + std::to_string(pos) +
+                    ": does the classifier (output.weight or token_embd.weight) hold NaN/Inf weights?");
 }
 
 }  // namespace ferry

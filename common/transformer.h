@@ -35,10 +35,15 @@ void embed_tokens(const ModelConfig& c, const Weights& w, const int* tokens, int
 
 // Runs w's layers on n_tokens activations at positions pos .. pos+n_tokens-1,
 // in place in x ([n_tokens][dim]), reading and extending the KV cache.
+// Throws ferry::Error naming w.source, the layer and the position if a
+// layer's output is not finite (NaN/Inf weights in the file): one pass over
+// the activations per layer, next to the layer's matrix products.
 void forward_layers(const ModelConfig& c, const Weights& w, KVCache& kv, int pos, int n_tokens, float* x,
                     Workspace& ws, kernels::ThreadPool* pool);
 
-// logits[vocab] from the activation x[dim] of one position; x is normed in place.
-void compute_logits(const ModelConfig& c, const Weights& w, float* x, float* logits, kernels::ThreadPool* pool);
+// logits[vocab] from the activation x[dim] of position pos; x is normed in
+// place. Throws ferry::Error naming w.source and pos if a logit is not finite.
+void compute_logits(const ModelConfig& c, const Weights& w, float* x, float* logits, int pos,
+                    kernels::ThreadPool* pool);
 
 }  // namespace ferry

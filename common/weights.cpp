@@ -1,5 +1,7 @@
 #include "common/weights.h"
 
+#include <cmath>
+#include <cstring>
 #include <unordered_map>
 
 #include "common/error.h"
@@ -34,7 +36,16 @@ struct Binder {
         if (t.type != TensorType::F32)
             throw Error(where + ": tensor " + name + " is " + tensor_type_name(t.type) +
                         ", norms and RoPE factors must be f32");
-        return reinterpret_cast<const float*>(base + t.offset);
+        const float* v = reinterpret_cast<const float*>(base + t.offset);
+        for (int64_t i = 0; i < n; ++i) {
+            float x;
+            std::memcpy(&x, &v[i], sizeof x);  // the mapped bytes need not be aligned for a float
+            if (!std::isfinite(x))
+                throw Error(where + ": tensor " + name + " holds " + std::to_string(x) + " (value " +
+                            std::to_string(i) + " of " + std::to_string(n) +
+                            "): the model file is damaged; norms and RoPE factors must be finite numbers");
+        }
+        return v;
     }
     Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const {
         const TensorInfo& t = get(name, rows, cols);
@@ -72,6 +83,7 @@ Weights bind_weights(const ModelConfig& c, const ShardSpec& spec, const std::vec
 
     Weights w;
     w.spec = spec;
+    w.source = where;
     if (spec.embedding) w.token_embedding = b.matrix("token_embd.weight", c.vocab_size, dim);
     if (c.rope_freq_factors && spec.last_layer > spec.first_layer) {
         w.rope_freqs_count = c.head_size() / 2;

@@ -30,6 +30,7 @@ struct ShardSpec {
 
 struct Weights {
     ShardSpec spec;
+    std::string source;                  // the file the views point into, for errors
     Matrix token_embedding;              // if spec.embedding
     std::vector<LayerWeights> layers;    // layers[i] is model layer spec.first_layer + i
     const float* rope_freqs = nullptr;   // RoPE frequency divisors, if config.rope_freq_factors
@@ -46,7 +47,8 @@ std::vector<std::string> shard_tensor_names(const ModelConfig& config, const Sha
 
 // Binds views for `spec` from tensors whose offsets are relative to `base`.
 // Checks every tensor exists with the shape the config demands and a type the
-// kernels support; throws ferry::Error naming `where` and the tensor.
+// kernels support, and that the vectors (norms, RoPE factors: small, so read
+// now) hold no NaN or Inf; throws ferry::Error naming `where` and the tensor.
 Weights bind_weights(const ModelConfig& config, const ShardSpec& spec, const std::vector<TensorInfo>& tensors,
                      const uint8_t* base, const std::string& where);
 

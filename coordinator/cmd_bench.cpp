@@ -137,15 +137,14 @@ std::string hex64(uint64_t v) {
 
 int cmd_bench(BenchArgs a) {
     select_kernels(a.run.kernels);
-    const ModelFile file = open_model_file(a.run.model);
+    const ModelFile file = open_model(a.run.model);
     const ModelConfig& c = file.config;
     const int needed = a.prompt_tokens + a.gen_tokens;
     if (needed > c.seq_len)
         throw Error("--prompt-tokens + --gen-tokens = " + std::to_string(needed) +
                     " is longer than the model's context of " + std::to_string(c.seq_len));
     // The KV cache only needs the positions the benchmark runs.
-    if (a.run.ctx == 0) a.run.ctx = needed;
-    const int context = context_for(c, a.run.ctx);
+    const int context = context_for(c, a.run.ctx, needed);
     if (context < needed)
         throw Error("--ctx " + std::to_string(context) + " is shorter than --prompt-tokens + --gen-tokens = " +
                     std::to_string(needed));

@@ -24,9 +24,10 @@ struct ChatSession {
     ChatTemplate tmpl;
 
     explicit ChatSession(const RunOptions& o)
-        : file(open_model_file(o.model)),
+        : file(open_model(o.model)),
           tokenizer(load_tokenizer(file, o.tokenizer)),
           pool(resolve_threads(o.threads)),
+          // The whole context: a conversation grows turn by turn.
           engine(make_engine(file, o, context_for(file.config, o.ctx), &pool)),
           sampler(file.config.vocab_size, sampler_params(o)),
           tmpl(choose_chat_template(file, o.chat_template)) {}

@@ -15,6 +15,7 @@
 #include "coordinator/plan_report.h"
 #include "coordinator/planner.h"
 #include "coordinator/pool_spec.h"
+#include "coordinator/setup.h"
 
 namespace ferry {
 
@@ -55,7 +56,7 @@ std::string model_summary(const ModelFile& f, const std::string& type) {
 int cmd_plan(const PlanArgs& a) {
     if (a.workers.empty() == a.pool.empty())
         throw Error("ferry plan: give either --workers HOST:PORT,... (live workers) or --pool (a description, e.g. 4x160M)");
-    const ModelFile file = open_model_file(a.model);
+    const ModelFile file = open_model(a.model);
     PlanRequest r;
     r.context = a.ctx;
     if (a.ctx > file.config.seq_len)

@@ -38,11 +38,12 @@ void select_kernels(const std::string& name) {
                     kernels::cpu_features_string() + ")");
 }
 
-int context_for(const ModelConfig& c, int requested) {
+int context_for(const ModelConfig& c, int requested, int needed) {
     if (requested > c.seq_len)
         throw Error("--ctx " + std::to_string(requested) + " is longer than the model's context of " +
                     std::to_string(c.seq_len));
-    return requested > 0 ? requested : c.seq_len;
+    if (requested > 0) return requested;
+    return needed > 0 ? std::min(needed, c.seq_len) : c.seq_len;
 }
 
 SamplerParams sampler_params(const RunOptions& o) {
@@ -66,13 +67,17 @@ void write_ids(const std::string& path, const std::vector<int>& ids) {
 
 int cmd_run(const RunOptions& o) {
     select_kernels(o.kernels);
-    const ModelFile file = open_model_file(o.model);
+    const ModelFile file = open_model(o.model);
     const ModelConfig& c = file.config;
     spdlog::info("{}: {} , dim {} hidden {} layers {} heads {}/{} vocab {} seq_len {}", o.model, file.format, c.dim,
                  c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len);
     const Tokenizer tokenizer = load_tokenizer(file, o.tokenizer);
     kernels::ThreadPool pool(resolve_threads(o.threads));
-    const int context = context_for(c, o.ctx);
+    // The KV cache holds the positions this run reaches (-n counts the
+    // prompt, as in run.c), not the model's whole context: a file declaring
+    // 4M positions must not cost gigabytes for a short story.
+    const int prompt_tokens = static_cast<int>(tokenizer.encode(o.prompt, true, false).size());
+    const int context = context_for(c, o.ctx, o.steps > 0 ? std::max(o.steps, prompt_tokens) : 0);
     encode_prompt(tokenizer, o.prompt, context);  // a prompt that cannot fit fails before shards are sent
     std::unique_ptr<Engine> engine = make_engine(file, o, context, &pool);
 

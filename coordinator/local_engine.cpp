@@ -18,7 +18,7 @@ float* LocalEngine::forward(const int* tokens, int n_tokens, int pos) {
     embed_tokens(config_, weights_, tokens, n_tokens, x_.data());
     forward_layers(config_, weights_, kv_, pos, n_tokens, x_.data(), ws_, pool_);
     compute_logits(config_, weights_, x_.data() + static_cast<size_t>(n_tokens - 1) * config_.dim, logits_.data(),
-                   pool_);
+                   pos + n_tokens - 1, pool_);
     return logits_.data();
 }
 

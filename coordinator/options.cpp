@@ -14,10 +14,15 @@ void add_model_options(CLI::App* app, RunOptions& o) {
     app->add_option("--threads", o.threads, "Compute threads (default: one per core)")->check(CLI::Range(0, 1024));
     app->add_option("--kernels", o.kernels, "Kernel instruction set: scalar, sse2, avx2 or auto")
         ->check(CLI::IsMember({"scalar", "sse2", "avx2", "auto"}));
-    app->add_option("--ctx", o.ctx, "Context length to allocate (default and maximum: the model's)")
+    app->add_option("--ctx", o.ctx,
+                    "Context length to allocate (default: the positions the run reaches, prompt and -n; chat and -n 0: "
+                    "the model's; maximum: the model's)")
         ->check(CLI::Range(0, 1 << 22));
     app->add_option("--kv-type", o.kv_type, "KV cache type: f32 (exact), f16 or q8_0 (smaller; see docs/BENCHMARKS.md)")
         ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
+    app->add_option("--memory", o.memory,
+                    "Memory a run in this process may allocate for its KV cache and scratch, e.g. 512M (default: what "
+                    "the machine has available); a run that needs more is refused with the numbers");
     add_log_level_option(app, o.log_level);
 }
 

@@ -18,8 +18,9 @@ struct RunOptions {
     std::string prompt;
     int threads = 0;  // 0: one per core
     std::string kernels = "auto";
-    int ctx = 0;  // 0: the model's seq_len
+    int ctx = 0;  // 0: what the run needs (run, bench) or the model's seq_len (chat)
     std::string kv_type = "f32";
+    std::string memory;  // --memory: what a single-process run may allocate; empty: the machine's available memory
     std::string ids_out;
     bool chat = false;             // run: treat -i as one chat turn
     std::string chat_template;     // empty: the model's own

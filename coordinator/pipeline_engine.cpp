@@ -446,7 +446,7 @@ void PipelineEngine::run_request(const int* tokens, int n_tokens, int pos, int w
     }
     if (want == wire::WANT_ACTIVATION) {
         const auto t0 = Clock::now();
-        compute_logits(config_, local_, x_.data(), logits_.data(), pool_);
+        compute_logits(config_, local_, x_.data(), logits_.data(), pos + n_tokens - 1, pool_);
         local_ms += ms_since(t0);
     }
     local_stats_.compute_ms += local_ms;

@@ -683,50 +683,16 @@ std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& wo
     }
     if (!r.split.empty()) msg += " with --split";
 
-    std::vector<std::string> fixes;
-    // A shorter context: the longest that fits.
-    if (context > 1) {
-        PlanRequest q = r;
-        q.context = 1;
-        if (fits(file, workers, q)) {
-            int lo = 1, hi = context;  // lo fits, hi does not
-            while (hi - lo > 1) {
-                q.context = lo + (hi - lo) / 2;
-                (fits(file, workers, q) ? lo : hi) = q.context;
-            }
-            fixes.push_back("--ctx " + std::to_string(lo));
-        }
-    }
+    const FitsTest pool_fits = [&](const ModelFile& f, const PlanRequest& q) { return fits(f, workers, q); };
+    std::vector<std::string> fixes = {shorter_context_fix(file, r, pool_fits)};
     // Smaller requests.
     if (r.max_positions > kPlannedChunks[std::size(kPlannedChunks) - 1]) {
         PlanRequest q = r;
         q.max_positions = kPlannedChunks[std::size(kPlannedChunks) - 1];
         if (fits(file, workers, q)) fixes.push_back("--prefill-chunk " + std::to_string(q.max_positions));
     }
-    // A smaller KV cache type.
-    for (KvType t : {KvType::f16, KvType::q8_0}) {
-        if (KVCache::bytes_for(1, 1, 32, t) >= KVCache::bytes_for(1, 1, 32, r.kv_type)) continue;
-        if (t == KvType::q8_0 && file.config.kv_dim() % 32 != 0) continue;
-        PlanRequest q = r;
-        q.kv_type = t;
-        if (fits(file, workers, q)) {
-            fixes.push_back(std::string("--kv-type ") + kv_type_name(t));
-            break;
-        }
-    }
-    // A quantized model.
-    for (TensorType t : {TensorType::Q8_0, TensorType::Q4_0}) {
-        const ModelFile q = retyped(file, t);
-        uint64_t before = 0, after = 0;
-        for (const TensorInfo& x : file.tensors) before += x.bytes;
-        for (const TensorInfo& x : q.tensors) after += x.bytes;
-        if (after >= before) continue;
-        if (fits(q, workers, r)) {
-            fixes.push_back(std::string("a ") + tensor_type_name(t) + " model (ferry quantize --type " +
-                            tensor_type_name(t) + ": weights " + format_bytes(after) + " instead of " + format_bytes(before) + ")");
-            break;
-        }
-    }
+    fixes.push_back(smaller_kv_type_fix(file, r, pool_fits));
+    fixes.push_back(quantized_model_fix(file, r, pool_fits));
     // More memory on one worker: the least any single worker would need.
     if (r.split.empty()) {
         Solver solver(p, workers, r);
@@ -748,12 +714,58 @@ std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& wo
                             format_bytes(workers[static_cast<size_t>(who)].memory_budget + least) + ")");
     }
     fixes.push_back("more workers");
-    msg += "; any of these fits: ";
-    for (size_t i = 0; i < fixes.size(); ++i) msg += (i ? (i + 1 == fixes.size() ? " or " : ", ") : "") + fixes[i];
-    return msg;
+    return msg + any_of_these_fits(fixes);
 }
 
 }  // namespace
+
+std::string shorter_context_fix(const ModelFile& file, const PlanRequest& r, const FitsTest& fits) {
+    const int context = context_of(file, r);
+    PlanRequest q = r;
+    q.context = 1;
+    if (context <= 1 || !fits(file, q)) return "";
+    int lo = 1, hi = context;  // lo fits, hi does not
+    while (hi - lo > 1) {
+        q.context = lo + (hi - lo) / 2;
+        (fits(file, q) ? lo : hi) = q.context;
+    }
+    return "--ctx " + std::to_string(lo);
+}
+
+std::string smaller_kv_type_fix(const ModelFile& file, const PlanRequest& r, const FitsTest& fits) {
+    for (KvType t : {KvType::f16, KvType::q8_0}) {
+        if (KVCache::bytes_for(1, 1, 32, t) >= KVCache::bytes_for(1, 1, 32, r.kv_type)) continue;
+        if (t == KvType::q8_0 && file.config.kv_dim() % 32 != 0) continue;
+        PlanRequest q = r;
+        q.kv_type = t;
+        if (fits(file, q)) return std::string("--kv-type ") + kv_type_name(t);
+    }
+    return "";
+}
+
+std::string quantized_model_fix(const ModelFile& file, const PlanRequest& r, const FitsTest& fits) {
+    for (TensorType t : {TensorType::Q8_0, TensorType::Q4_0}) {
+        const ModelFile q = retyped(file, t);
+        uint64_t before = 0, after = 0;
+        for (const TensorInfo& x : file.tensors) before += x.bytes;
+        for (const TensorInfo& x : q.tensors) after += x.bytes;
+        if (after >= before) continue;
+        if (fits(q, r))
+            return std::string("a ") + tensor_type_name(t) + " model (ferry quantize --type " + tensor_type_name(t) +
+                   ": weights " + format_bytes(after) + " instead of " + format_bytes(before) + ")";
+    }
+    return "";
+}
+
+std::string any_of_these_fits(const std::vector<std::string>& fixes) {
+    std::vector<std::string> found;
+    for (const std::string& f : fixes)
+        if (!f.empty()) found.push_back(f);
+    if (found.empty()) return "";
+    std::string text = "; any of these fits: ";
+    for (size_t i = 0; i < found.size(); ++i) text += (i ? (i + 1 == found.size() ? " or " : ", ") : "") + found[i];
+    return text;
+}
 
 PipelinePlan plan_pipeline(const ModelFile& file, const std::vector<WorkerCapacity>& workers, const PlanRequest& request) {
     if (request.wire_bytes != 4 && request.wire_bytes != 2)

@@ -33,6 +33,7 @@
 // O(workers^2 x layers^2): 64 workers and 128 layers plan in milliseconds.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -179,6 +180,17 @@ PipelinePlan plan_pipeline(const ModelFile& file, const std::vector<WorkerCapaci
 PipelinePlan plan_pipeline(const ModelFile& file, int context, const std::vector<WorkerCapacity>& workers,
                            const std::vector<int>& forced_split, int wire_bytes_per_value = 4,
                            KvType kv_type = KvType::f32);
+
+// Whether a request fits: a pool's plan, or one machine's memory.
+using FitsTest = std::function<bool(const ModelFile& file, const PlanRequest& request)>;
+// The fixes a memory refusal offers, each found with `fits`; "" if none fits:
+// the longest context ("--ctx 812"), a smaller KV cache type ("--kv-type
+// f16"), the model quantized ("a q8_0 model (ferry quantize ...)").
+std::string shorter_context_fix(const ModelFile& file, const PlanRequest& r, const FitsTest& fits);
+std::string smaller_kv_type_fix(const ModelFile& file, const PlanRequest& r, const FitsTest& fits);
+std::string quantized_model_fix(const ModelFile& file, const PlanRequest& r, const FitsTest& fits);
+// "; any of these fits: a, b or c" from the fixes that are not empty ("" if none).
+std::string any_of_these_fits(const std::vector<std::string>& fixes);
 
 // Bytes of weights each layer holds, from the model's tensor directory.
 std::vector<uint64_t> layer_weight_bytes(const ModelFile& file);

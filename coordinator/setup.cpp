@@ -1,10 +1,15 @@
 #include "coordinator/setup.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "common/error.h"
+#include "common/process_stats.h"
+#include "common/shard_memory.h"
+#include "common/weights.h"
 #include "coordinator/local_engine.h"
 #include "coordinator/pipeline_engine.h"
+#include "coordinator/planner.h"
 
 namespace ferry {
 
@@ -25,11 +30,70 @@ PipelineOptions pipeline_options(const RunOptions& o) {
     return p;
 }
 
+ModelFile open_model(const std::string& path) {
+    ModelFile file = open_model_file(path);
+    const ModelConfig& c = file.config;
+    bind_weights(c, ShardSpec{0, c.n_layers, true, true}, file.tensors, file.map.data(), file.path);
+    return file;
+}
+
+namespace {
+
+// What a single-process run allocates: a stage holding the whole model, with
+// the whole context in one request, as shard_memory counts it for a worker.
+// The weights are mapped from the file, not allocated, so they are not part
+// of what must fit.
+ShardMemory local_memory(const ModelFile& file, const PlanRequest& r) {
+    StageLoad load;
+    load.context = r.context > 0 ? std::min(r.context, file.config.seq_len) : file.config.seq_len;
+    load.kv_type = r.kv_type;
+    load.first = load.last = true;
+    ShardMemory m = shard_memory(file.config, file.tensors, ShardSpec{0, file.config.n_layers, true, true}, load);
+    m.weights = m.embedding = m.head = 0;
+    return m;
+}
+
+// Refuses a run whose allocations would not fit in `budget` bytes, worded as
+// `ferry plan` words a pool too small, with the fixes that would fit.
+void check_local_memory(const ModelFile& file, int context, KvType kv_type, uint64_t budget, bool budget_given) {
+    PlanRequest r;
+    r.context = context;
+    r.kv_type = kv_type;
+    const ShardMemory m = local_memory(file, r);
+    if (budget == 0 || m.total() <= budget) return;
+    const FitsTest fits = [&](const ModelFile& f, const PlanRequest& q) { return local_memory(f, q).total() <= budget; };
+    const std::string name = file.path.substr(file.path.find_last_of('/') + 1);
+    throw Error("this machine cannot run " + name + " at --ctx " + std::to_string(context) + " --kv-type " +
+                kv_type_name(kv_type) + ": its KV cache and scratch need " + format_bytes(m.total()) + " (KV cache " +
+                format_bytes(m.kv_cache) + ", workspace " + format_bytes(m.workspace) + ", buffers and the process " +
+                format_bytes(m.buffers + m.overhead) + "), and " +
+                (budget_given ? "--memory gives " : "the machine has ") + format_bytes(budget) +
+                (budget_given ? "" : " available") + ", " + format_bytes(m.total() - budget) + " short" +
+                any_of_these_fits({shorter_context_fix(file, r, fits), smaller_kv_type_fix(file, r, fits)}));
+}
+
+}  // namespace
+
 std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, int context,
                                     kernels::ThreadPool* pool) {
-    if (!o.workers.empty()) return std::make_unique<PipelineEngine>(file, pipeline_options(o), context, pool);
+    if (!o.workers.empty()) {
+        if (!o.memory.empty())
+            throw Error("--memory limits a run in this process; with --workers give each ferry-worker its --memory");
+        return std::make_unique<PipelineEngine>(file, pipeline_options(o), context, pool);
+    }
     if (!o.split.empty()) throw Error("--split needs --workers");
-    return std::make_unique<LocalEngine>(file, context, pool, kv_type_for(o.kv_type));
+    uint64_t budget = read_machine_memory().available;
+    if (!o.memory.empty() && !parse_bytes(o.memory, &budget))
+        throw Error("--memory " + o.memory + ": expected a size such as 512M or 1.5G");
+    const KvType kv_type = kv_type_for(o.kv_type);
+    check_local_memory(file, context, kv_type, budget, !o.memory.empty());
+    try {
+        return std::make_unique<LocalEngine>(file, context, pool, kv_type);
+    } catch (const std::bad_alloc&) {  // the memory was there when counted, but not when asked for
+        throw Error("cannot allocate the KV cache and scratch of --ctx " + std::to_string(context) + " --kv-type " +
+                    o.kv_type + " (" + format_bytes(local_memory(file, PlanRequest{context, kv_type}).total()) +
+                    "); give a shorter --ctx or a smaller --kv-type");
+    }
 }
 
 void report_engine(const Engine& engine) {

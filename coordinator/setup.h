@@ -15,10 +15,20 @@ namespace ferry {
 
 int resolve_threads(int requested);
 void select_kernels(const std::string& name);
-int context_for(const ModelConfig& c, int requested);
+// The positions the KV cache holds: --ctx if given (at most the model's
+// seq_len), else `needed` capped at seq_len (0: the model's seq_len).
+int context_for(const ModelConfig& c, int requested, int needed = 0);
 KvType kv_type_for(const std::string& name);
 SamplerParams sampler_params(const RunOptions& o);
-// A LocalEngine, or a pipeline over o.workers when given.
+// The model file of run, chat, bench and plan, with every tensor the forward
+// pass reads checked (present, the config's shape, a type the kernels
+// multiply) as bind_weights checks it, so plan refuses the files run
+// refuses. Throws ferry::Error in one line naming the file and the tensor.
+ModelFile open_model(const std::string& path);
+// A LocalEngine, or a pipeline over o.workers when given. A LocalEngine whose
+// KV cache and scratch would not fit in --memory (default: the memory the
+// machine has available) is refused in one line with the numbers and the
+// fixes, before anything is allocated.
 std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, int context,
                                     kernels::ThreadPool* pool);
 // Prints what the engine measured (the per-node table of a pipeline) to stderr.

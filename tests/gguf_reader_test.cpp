@@ -1,9 +1,11 @@
 // The GGUF reader (common/gguf_file.*) and writer (common/gguf_writer.*):
 // the block-format oracle blocks.gguf parsed key by key, hostile files of
-// every kind the test builds byte by byte, every truncation of a small valid
-// model, the llama.* checks of the model loader, and the writer reproducing
+// every kind the test builds byte by byte (and 64 MB ones that must not
+// make the reader allocate more than their size), every truncation of a
+// small valid model, the llama.* checks of the model loader, and the writer reproducing
 // ggml's own file byte for byte.
 #include <gtest/gtest.h>
+#include <malloc.h>
 
 #include <cmath>
 #include <cstring>
@@ -61,6 +63,13 @@ std::string one_tensor_file(uint32_t version = 3) {
     Bytes f;
     f.header(version, 1, 1).kv_str("general.architecture", "test").tensor("t", {8}, 0, 0).pad().data(32);
     return f.b;
+}
+
+// The elements of an array of strings.
+std::vector<std::string_view> strings_of(const GgufValue& array) {
+    std::vector<std::string_view> out;
+    for (const GgufValue& e : array.elements()) out.push_back(e.str);
+    return out;
 }
 
 std::string parse_error(const std::string& bytes, const std::string& path = "hostile.gguf") {
@@ -123,6 +132,21 @@ std::vector<HostileCase> hostile_cases() {
              return f.b;
          },
          {"nested deeper than"}},
+        {"ArraysOfArraysOfArrays",  // llama.cpp reads no nesting; ferry one level
+         [] {
+             return Bytes()
+                 .header(3, 0, 1)
+                 .str("k")
+                 .put<uint32_t>(9)
+                 .put<uint32_t>(9)
+                 .put<uint64_t>(1)
+                 .put<uint32_t>(9)
+                 .put<uint64_t>(1)
+                 .put<uint32_t>(0)
+                 .put<uint64_t>(0)
+                 .b;
+         },
+         {"'k' element 0 element 0: arrays nested deeper than 2 levels"}},
         {"InvalidBool",
          [] { return Bytes().header(3, 0, 1).str("flag").put<uint32_t>(7).put<uint8_t>(2).b; },
          {"'flag' is not a valid bool (2)"}},
@@ -204,6 +228,101 @@ TEST_P(HostileGguf, OneLineNamingFileAndProblem) {
 INSTANTIATE_TEST_SUITE_P(Reader, HostileGguf, ::testing::ValuesIn(hostile_cases()),
                          [](const auto& info) { return std::string(info.param.name); });
 
+// Bytes the heap holds now (glibc: arena and mmapped chunks in use).
+uint64_t heap_in_use() {
+    const struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+}
+
+struct AmplifyingCase {
+    const char* name;
+    std::function<std::string(uint64_t size)> bytes;  // a file of about `size` bytes
+    const char* refusal;  // what the error says, or nullptr if the file parses
+};
+
+// A key or tensor name unique to entry i, 7 bytes.
+std::string entry_name(uint64_t i) {
+    char b[16];
+    std::snprintf(b, sizeof b, "%07llx", static_cast<unsigned long long>(i));
+    return b;
+}
+
+// The smallest entries of each kind that can be repeated to fill a file:
+// each costs the reader more memory per byte than any real file does.
+std::vector<AmplifyingCase> amplifying_cases() {
+    return {
+        {"EmptyStrings",
+         [](uint64_t size) {
+             const uint64_t n = size / 8;
+             Bytes f;
+             f.header(3, 0, 1).str("junk").put<uint32_t>(9).put<uint32_t>(8).put<uint64_t>(n);
+             return f.data(n * 8).b;
+         },
+         nullptr},
+        {"EmptyArrays",
+         [](uint64_t size) {
+             const uint64_t n = size / 12;
+             Bytes f;
+             f.header(3, 0, 1).str("junk").put<uint32_t>(9).put<uint32_t>(9).put<uint64_t>(n);
+             for (uint64_t i = 0; i < n; ++i) f.put<uint32_t>(0).put<uint64_t>(0);
+             return f.b;
+         },
+         nullptr},
+        {"MillionsOfKeys",
+         [](uint64_t size) {
+             const uint64_t n = size / 20;
+             Bytes f;
+             f.header(3, 0, n);
+             for (uint64_t i = 0; i < n; ++i) f.str(entry_name(i)).put<uint32_t>(0).put<uint8_t>(0);
+             return f.b;
+         },
+         "metadata entries and 0 tensors, which would take"},
+        {"MillionsOfTensorInfos",
+         [](uint64_t size) {
+             const uint64_t n = size / 39;
+             Bytes f;
+             f.header(3, n, 0);
+             for (uint64_t i = 0; i < n; ++i) f.tensor(entry_name(i), {0}, 0, 0);
+             return f.pad().b;
+         },
+         "tensors, which would take"},
+    };
+}
+
+class AmplifyingGguf : public ::testing::TestWithParam<AmplifyingCase> {};
+
+// A file is mapped, so parsing it may add at most its own size again: a
+// 64 MB file of the cheapest entries is refused at its header or parsed in
+// less than 64 MB of heap (the reader once took ~9 bytes per byte of them).
+TEST_P(AmplifyingGguf, ParsesInLessHeapThanItsSizeOrIsRefused) {
+    const AmplifyingCase& c = GetParam();
+    const std::string bytes = c.bytes(64u << 20);
+    const uint64_t before = heap_in_use();
+    uint64_t held = 0;
+    std::string error;
+    try {
+        const GgufFile g = parse_gguf(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "hostile.gguf");
+        held = heap_in_use() - before;
+        if (!g.metadata.empty() && g.metadata[0].value.is_array()) {
+            uint64_t walked = 0;
+            for (const GgufValue& e : g.metadata[0].value.elements()) walked += e.str.size() + e.count + 1;
+            EXPECT_EQ(walked, g.metadata[0].value.count);  // every element empty, each walked once
+        }
+    } catch (const Error& e) {
+        error = e.what();
+    }
+    if (c.refusal) {
+        EXPECT_EQ(error.rfind("hostile.gguf: the header claims ", 0), 0u) << error;
+        EXPECT_NE(error.find(c.refusal), std::string::npos) << error;
+    } else {
+        EXPECT_EQ(error, "");
+        EXPECT_LT(held, bytes.size()) << "parsing " << bytes.size() << " bytes held " << held << " bytes of heap";
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Reader, AmplifyingGguf, ::testing::ValuesIn(amplifying_cases()),
+                         [](const auto& info) { return std::string(info.param.name); });
+
 TEST(GgufReader, AcceptsVersionsTwoAndThreeAndMapsTensorsInPlace) {
     for (uint32_t version : {2u, 3u}) {
         const std::string bytes = one_tensor_file(version);
@@ -281,7 +400,7 @@ TEST(GgufReader, EveryMetadataTypeRoundTrips) {
     EXPECT_EQ(g.get_float("f64"), 1e-300);
     EXPECT_EQ(g.get_bool("bool"), true);
     EXPECT_EQ(g.get_string("str"), std::string_view("a\0b", 3));
-    EXPECT_EQ(g.get_array("strs", GgufType::STRING)->strings, (std::vector<std::string_view>{"x", "", "yz"}));
+    EXPECT_EQ(strings_of(*g.get_array("strs", GgufType::STRING)), (std::vector<std::string_view>{"x", "", "yz"}));
     EXPECT_EQ(g.find("f32s")->float_at(1), -2.0);
     EXPECT_EQ(g.find("i32s")->int_at(0), -1);
     EXPECT_EQ(g.get_int("i8", -5, 0), -3);
@@ -290,9 +409,10 @@ TEST(GgufReader, EveryMetadataTypeRoundTrips) {
     EXPECT_EQ(g.get_int("i64", std::numeric_limits<int64_t>::min(), 0), -(1ll << 40));
     const GgufValue* nested = g.find("nested");
     ASSERT_TRUE(nested && nested->is_array());
-    ASSERT_EQ(nested->arrays.size(), 2u);
-    EXPECT_EQ(nested->arrays[0].int_at(1), 2);
-    EXPECT_EQ(nested->arrays[1].strings, std::vector<std::string_view>{"deep"});
+    const std::vector<GgufValue> inner(nested->elements().begin(), nested->elements().end());
+    ASSERT_EQ(inner.size(), 2u);
+    EXPECT_EQ(inner[0].int_at(1), 2);
+    EXPECT_EQ(strings_of(inner[1]), std::vector<std::string_view>{"deep"});
     // Typed lookups name the key and say what they found instead.
     try {
         g.get_int("str", 0, 10);
@@ -333,7 +453,8 @@ TEST(GgufReader, ParsesTheBlockOracle) {
                                    1320, 1728, 2112, 2520, 648,  792,  1728, 3504};
     const GgufValue* names = g.get_array("oracle.types", GgufType::STRING);
     ASSERT_NE(names, nullptr);
-    ASSERT_EQ(names->strings.size(), 16u);
+    const std::vector<std::string_view> type_names = strings_of(*names);
+    ASSERT_EQ(type_names.size(), 16u);
     EXPECT_EQ(g.tensors[0].name, "source");
     EXPECT_EQ(g.tensors[0].type, TensorType::F32);
     // The README's table of the reference MSE, all rows and row 5.
@@ -344,7 +465,7 @@ TEST(GgufReader, ParsesTheBlockOracle) {
         {175333, 1.052e6},    {175333, 1.052e6},  {25497.5, 1.53e5},  {3142.98, 1.886e4}};
     for (int i = 0; i < 16; ++i) {
         const std::string t = types[i];
-        EXPECT_EQ(names->strings[i], t);
+        EXPECT_EQ(type_names[i], t);
         const GgufTensor& q = g.tensors[1 + 2 * i];
         const GgufTensor& d = g.tensors[2 + 2 * i];
         EXPECT_EQ(q.name, t + ".quant");

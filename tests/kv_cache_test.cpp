@@ -125,7 +125,7 @@ std::vector<int> greedy_ids_checking_attention(KvType type, int steps) {
                 return ids;
             }
         }
-        compute_logits(c, all, x.data(), logits.data(), nullptr);
+        compute_logits(c, all, x.data(), logits.data(), pos, nullptr);
         ids.push_back(sampler.sample(logits.data()));
     }
     return ids;

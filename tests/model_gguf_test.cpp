@@ -58,38 +58,7 @@ INSTANTIATE_TEST_SUITE_P(Stories260K, GgufReferences, ::testing::ValuesIn(kRefer
     return n;
 });
 
-// A copy of a GGUF file with keys and tensors changed by the caller.
-struct GgufEdit {
-    std::function<bool(std::string_view key)> keep_key = [](std::string_view) { return true; };
-    std::function<bool(std::string_view tensor)> keep_tensor = [](std::string_view) { return true; };
-    std::function<void(GgufWriter&)> add;  // after the copied keys and tensors
-    uint32_t version = 3;
-};
-
-std::string edited_copy(const std::string& src, const std::string& dst, const GgufEdit& e) {
-    const MappedFile map(src);
-    const GgufFile g = parse_gguf(map.data(), map.size(), src);
-    GgufWriter w;
-    for (const GgufKV& kv : g.metadata)
-        if (e.keep_key(kv.key)) w.add_value(std::string(kv.key), kv.value);
-    for (const GgufTensor& t : g.tensors) {
-        if (!e.keep_tensor(t.name)) continue;
-        const uint64_t row_bytes = t.bytes / static_cast<uint64_t>(t.rows());
-        const uint8_t* data = map.data() + t.offset;
-        w.add_tensor(std::string(t.name), t.type, std::vector<int64_t>(t.ne, t.ne + t.n_dims),
-                     [=](int64_t first, int64_t count, uint8_t* out) {
-                         std::memcpy(out, data + first * row_bytes, count * row_bytes);
-                     });
-    }
-    if (e.add) e.add(w);
-    w.write(dst);
-    if (e.version != 3) {  // versions 2 and 3 share the layout; only the field differs
-        std::string bytes = test::read_file(dst);
-        std::memcpy(&bytes[4], &e.version, 4);
-        test::write_file(dst, bytes);
-    }
-    return dst;
-}
+using test::GgufEdit;
 
 std::string text_of(std::FILE* f) {
     std::rewind(f);
@@ -122,7 +91,7 @@ TEST(GgufModel, TiedEmbeddingClassifiesWhenOutputWeightIsAbsent) {
     test::TempDir dir;
     GgufEdit e;
     e.keep_tensor = [](std::string_view t) { return t != "output.weight"; };
-    const std::string tied = edited_copy(stories(), dir.file("tied.gguf"), e);
+    const std::string tied = test::edited_gguf(stories(), dir.file("tied.gguf"), e);
     const ModelFile f = open_model_file(tied);
     EXPECT_EQ(f.find("output.weight"), nullptr);
     EXPECT_EQ(shard_tensor_names(f.config, ShardSpec{0, 5, false, true}, true).back(), "output_norm.weight");
@@ -134,7 +103,7 @@ TEST(GgufModel, VersionTwoFilesRunTheSame) {
     test::TempDir dir;
     GgufEdit e;
     e.version = 2;
-    const std::string v2 = edited_copy(stories(), dir.file("v2.gguf"), e);
+    const std::string v2 = test::edited_gguf(stories(), dir.file("v2.gguf"), e);
     EXPECT_EQ(open_model_file(v2).format, "gguf v2");
     EXPECT_EQ(greedy(v2, 64).ids, greedy(stories(), 64).ids);
 }
@@ -154,7 +123,7 @@ GgufEdit with_rope_freqs(std::vector<float> factors) {
 // frequencies). Factors of 1 change nothing; others change the rotation.
 TEST(GgufModel, RopeFrequencyFactorsAreBoundAndApplied) {
     test::TempDir dir;
-    const std::string ones = edited_copy(stories(), dir.file("ones.gguf"), with_rope_freqs({1, 1, 1, 1}));
+    const std::string ones = test::edited_gguf(stories(), dir.file("ones.gguf"), with_rope_freqs({1, 1, 1, 1}));
     const ModelFile f = open_model_file(ones);
     ASSERT_TRUE(f.config.rope_freq_factors);
     const Weights w = bind_weights(f.config, ShardSpec{0, 5, true, true}, f.tensors, f.map.data(), f.path);
@@ -170,13 +139,13 @@ TEST(GgufModel, RopeFrequencyFactorsAreBoundAndApplied) {
     EXPECT_EQ(greedy(ones, 128).ids, plain.ids) << "dividing by 1 is exact";
     // Slowing the two slowest pairs of each head (as Llama 3.1 does for long
     // wavelengths) changes the numbers; the model still runs.
-    const std::string scaled = edited_copy(stories(), dir.file("scaled.gguf"), with_rope_freqs({1, 1, 8, 8}));
+    const std::string scaled = test::edited_gguf(stories(), dir.file("scaled.gguf"), with_rope_freqs({1, 1, 8, 8}));
     const Generation s = greedy(scaled, 128);
     EXPECT_NE(s.ids, plain.ids);
     EXPECT_EQ(s.ids.size(), plain.ids.size());
 
     // Wrong length or type: a clear error naming the tensor.
-    const std::string wrong = edited_copy(stories(), dir.file("wrong.gguf"), with_rope_freqs({1, 1, 1}));
+    const std::string wrong = test::edited_gguf(stories(), dir.file("wrong.gguf"), with_rope_freqs({1, 1, 1}));
     const ModelFile wf = open_model_file(wrong);
     try {
         bind_weights(wf.config, ShardSpec{0, 5, true, true}, wf.tensors, wf.map.data(), wf.path);
@@ -193,7 +162,7 @@ TEST(GgufModel, PerLayerKvHeadArrays) {
         GgufEdit e;
         e.keep_key = [](std::string_view k) { return k != "llama.attention.head_count_kv"; };
         e.add = [heads](GgufWriter& w) { w.add_i32_array("llama.attention.head_count_kv", heads); };
-        return edited_copy(stories(), dir.file(name), e);
+        return test::edited_gguf(stories(), dir.file(name), e);
     };
     EXPECT_EQ(open_model_file(with_kv_array({4, 4, 4, 4, 4}, "same.gguf")).config.n_kv_heads, 4);
     try {
@@ -208,7 +177,7 @@ TEST(GgufModel, ReadsTheChatTemplateAndTheTokenizerFromTheFile) {
     test::TempDir dir;
     GgufEdit e;
     e.add = [](GgufWriter& w) { w.add_string("tokenizer.chat_template", "{{ '<|im_start|>' + m }}"); };
-    const ModelFile f = open_model_file(edited_copy(stories(), dir.file("chat.gguf"), e));
+    const ModelFile f = open_model_file(test::edited_gguf(stories(), dir.file("chat.gguf"), e));
     EXPECT_EQ(f.chat_template, "{{ '<|im_start|>' + m }}");
     EXPECT_TRUE(open_model_file(stories()).chat_template.empty());
     const Tokenizer tok = load_tokenizer(f, "");

@@ -235,24 +235,41 @@ std::vector<std::string> ferry_run_args(const std::string& model, const std::str
     return a;
 }
 
-std::string gguf_with_f32_tensor(const std::string& src, const std::string& dst, const std::string& name,
-                                 const std::vector<float>& values) {
+std::string edited_gguf(const std::string& src, const std::string& dst, const GgufEdit& e) {
     const MappedFile map(src);
     const GgufFile g = parse_gguf(map.data(), map.size(), src);
     GgufWriter w;
-    for (const GgufKV& kv : g.metadata) w.add_value(std::string(kv.key), kv.value);
+    for (const GgufKV& kv : g.metadata)
+        if (e.keep_key(kv.key)) w.add_value(std::string(kv.key), kv.value);
     for (const GgufTensor& t : g.tensors) {
-        const uint8_t* data = map.data() + t.offset;
+        if (!e.keep_tensor(t.name)) continue;
+        const uint8_t* at = map.data() + t.offset;
+        auto bytes = std::make_shared<std::vector<uint8_t>>(at, at + t.bytes);
+        if (e.change_tensor) e.change_tensor(t.name, *bytes);
         const uint64_t row_bytes = t.bytes / static_cast<uint64_t>(t.rows());
         w.add_tensor(std::string(t.name), t.type, std::vector<int64_t>(t.ne, t.ne + t.n_dims),
-                     [=](int64_t first, int64_t count, uint8_t* out) {
-                         std::memcpy(out, data + first * row_bytes, count * row_bytes);
+                     [bytes, row_bytes](int64_t first, int64_t count, uint8_t* out) {
+                         std::memcpy(out, bytes->data() + first * row_bytes, count * row_bytes);
                      });
     }
-    w.add_tensor(name, TensorType::F32, {static_cast<int64_t>(values.size())},
-                 [values](int64_t, int64_t, uint8_t* out) { std::memcpy(out, values.data(), values.size() * 4); });
+    if (e.add) e.add(w);
     w.write(dst);
+    if (e.version != 3) {  // versions 2 and 3 share the layout; only the field differs
+        std::string file = read_file(dst);
+        std::memcpy(&file[4], &e.version, 4);
+        write_file(dst, file);
+    }
     return dst;
+}
+
+std::string gguf_with_f32_tensor(const std::string& src, const std::string& dst, const std::string& name,
+                                 const std::vector<float>& values) {
+    GgufEdit e;
+    e.add = [&](GgufWriter& w) {
+        w.add_tensor(name, TensorType::F32, {static_cast<int64_t>(values.size())},
+                     [values](int64_t, int64_t, uint8_t* out) { std::memcpy(out, values.data(), values.size() * 4); });
+    };
+    return edited_gguf(src, dst, e);
 }
 
 std::vector<int> reference_ids(const std::string& name) {

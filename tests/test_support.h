@@ -4,8 +4,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/gguf_writer.h"
 #include "common/model_file.h"
 #include "coordinator/pipeline_engine.h"
 #include "kernels/cpu_features.h"
@@ -106,6 +108,19 @@ std::string addresses(const std::vector<const WorkerProcess*>& workers);
 std::vector<std::string> ferry_run_args(const std::string& model, const std::string& tokenizer,
                                         const std::vector<std::string>& extra);
 
+// What to change in a copy of a GGUF file: keys and tensors left out, a
+// tensor's bytes changed, keys and tensors added (GgufWriter's add_* and
+// set_u32 replace a copied key in place), the version field.
+struct GgufEdit {
+    std::function<bool(std::string_view key)> keep_key = [](std::string_view) { return true; };
+    std::function<bool(std::string_view tensor)> keep_tensor = [](std::string_view) { return true; };
+    // A kept tensor's bytes (its stored type, rows back to back) before they are written.
+    std::function<void(std::string_view tensor, std::vector<uint8_t>& bytes)> change_tensor;
+    std::function<void(GgufWriter&)> add;  // after the copied keys and tensors
+    uint32_t version = 3;
+};
+// A copy of the GGUF file `src` at `dst`, edited. Returns dst.
+std::string edited_gguf(const std::string& src, const std::string& dst, const GgufEdit& edit);
 // A copy of the GGUF file `src` at `dst` with one more f32 vector tensor
 // (e.g. Llama 3.1's rope_freqs.weight). Returns dst.
 std::string gguf_with_f32_tensor(const std::string& src, const std::string& dst, const std::string& name,

@@ -59,8 +59,9 @@ TEST(WorkerMemory, APlannedRequestSizeIsWhatTheWorkerIsAssignedAndWhatIsSent) {
     ASSERT_EQ(synth.exit_code, 0) << synth.err;
     std::string prompt = "the cat sat on a mat";
     for (int i = 0; i < 27; ++i) prompt += " the cat sat on a mat";
+    // The model's whole context (run would size it to the 700 positions, which fit in one request).
     const std::vector<std::string> run = {test::ferry_bin(), "run", tmp.file("m.bin"), "-z", tmp.file("tok.bin"), "-i",
-                                          prompt, "-n", "700", "-t", "0", "--threads", "1"};
+                                          prompt, "-n", "700", "-t", "0", "--threads", "1", "--ctx", "4096"};
     const auto single = test::run_command(run, 60);
     ASSERT_EQ(single.exit_code, 0) << single.err;
     test::WorkerProcess w({"--threads", "1", "--memory", "80M", "--cache-dir", tmp.file("cache")}, tmp.file("w.log"));

@@ -92,7 +92,7 @@ bool Stage::run(const wire::Forward& in, wire::Frame& out, kernels::ThreadPool* 
     }
     if (!setup_.spec.head)
         throw Error("request " + std::to_string(in.request_id()) + " asks for logits, but this stage has no head");
-    compute_logits(c, weights_, last, logits_.data(), pool);
+    compute_logits(c, weights_, last, logits_.data(), pos + n - 1, pool);
     if (in.want() == wire::WANT_LOGITS) {
         r->set_logits(net::encode_values(logits_.data(), logits_.size(), wire::WIRE_F32));
         return true;

@@ -22,20 +22,24 @@
 
 namespace ferry::fuzz {
 
+// Reads every byte a value points at, walking arrays (nested ones too).
+inline uint64_t touch(const GgufValue& v) {
+    uint64_t sum = v.describe().size();
+    if (!v.is_array()) return sum + (v.str.empty() ? 0 : static_cast<uint8_t>(v.str.back()));
+    for (uint64_t i = 0; i < v.count && i < 4096; ++i) {
+        sum += static_cast<uint64_t>(v.int_at(i).value_or(0));
+        sum += static_cast<uint64_t>(v.float_at(i).value_or(0.0) != 0.0);
+    }
+    if (!gguf_scalar_bytes(v.elem_type))
+        for (const GgufValue& e : v.elements()) sum += touch(e);
+    return sum;
+}
+
 // Reads every byte the parsed file points at, so an address sanitizer sees
 // any view that strays outside the input.
 inline uint64_t touch(const GgufFile& g, const uint8_t* data) {
     uint64_t sum = 0;
-    for (const GgufKV& kv : g.metadata) {
-        sum += kv.key.size() + kv.value.describe().size();
-        if (kv.value.is_array()) {
-            for (uint64_t i = 0; i < kv.value.count && i < 4096; ++i) {
-                sum += static_cast<uint64_t>(kv.value.int_at(i).value_or(0));
-                sum += static_cast<uint64_t>(kv.value.float_at(i).value_or(0.0) != 0.0);
-            }
-            for (std::string_view s : kv.value.strings) sum += s.empty() ? 0 : static_cast<uint8_t>(s.back());
-        }
-    }
+    for (const GgufKV& kv : g.metadata) sum += kv.key.size() + touch(kv.value);
     for (const GgufTensor& t : g.tensors) {
         sum += static_cast<uint64_t>(t.rows()) + static_cast<uint64_t>(t.cols());
         if (t.bytes) sum += data[t.offset] + data[t.offset + t.bytes - 1];
