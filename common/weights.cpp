@@ -36,6 +36,7 @@ struct Binder {
         if (t.type != TensorType::F32)
             throw Error(where + ": tensor " + name + " is " + tensor_type_name(t.type) +
                         ", norms and RoPE factors must be f32");
+        if (!base) return nullptr;  // a tensor list alone: nothing to read
         const float* v = reinterpret_cast<const float*>(base + t.offset);
         for (int64_t i = 0; i < n; ++i) {
             float x;
@@ -52,7 +53,7 @@ struct Binder {
         if (!kernels::matmul_supports(t.type))
             throw Error(where + ": tensor " + name + " has type " + tensor_type_name(t.type) +
                         ", which this build cannot multiply yet");
-        return Matrix{t.type, base + t.offset, rows, cols, t.group};
+        return Matrix{t.type, base ? base + t.offset : nullptr, rows, cols, t.group};
     }
 };
 }  // namespace

@@ -49,6 +49,8 @@ std::vector<std::string> shard_tensor_names(const ModelConfig& config, const Sha
 // Checks every tensor exists with the shape the config demands and a type the
 // kernels support, and that the vectors (norms, RoPE factors: small, so read
 // now) hold no NaN or Inf; throws ferry::Error naming `where` and the tensor.
+// A null `base` checks a tensor list alone (names, shapes, types; an Assign's):
+// nothing is read and the views are null.
 Weights bind_weights(const ModelConfig& config, const ShardSpec& spec, const std::vector<TensorInfo>& tensors,
                      const uint8_t* base, const std::string& where);
 

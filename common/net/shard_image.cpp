@@ -127,8 +127,7 @@ std::string shard_tensors_problem(const ModelConfig& c, const ShardSpec& spec, c
     if (!extra.empty()) return "tensor " + extra.front() + " is not part of this shard";
     // Missing names, shapes and types: what loading the shard would check.
     try {
-        static const uint8_t kNowhere = 0;
-        bind_weights(c, spec, tensors, &kNowhere, "its tensor list");
+        bind_weights(c, spec, tensors, nullptr, "its tensor list");
     } catch (const Error& e) {
         return e.what();
     }
