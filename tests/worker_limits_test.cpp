@@ -213,6 +213,7 @@ std::pair<uint64_t, uint64_t> flood_for(const test::WorkerProcess& w, std::vecto
 }
 
 TEST(WorkerLimits, FloodsOfRequestsWhoseAnswersAreNeverReadStayWithinTheBudget) {
+    FERRY_SKIP_IF_SANITIZED();
     test::TempDir tmp;
     test::WorkerProcess w(worker_args(tmp, {"--memory", kBudgetFlag}), tmp.file("w.log"));
     const uint64_t rss_before = status_bytes(w.pid(), "VmRSS");
@@ -242,6 +243,7 @@ TEST(WorkerLimits, FloodsOfRequestsWhoseAnswersAreNeverReadStayWithinTheBudget) 
 }
 
 TEST(WorkerLimits, TwoThousandIdleConnectionsStayWithinTheBudgetAndTheMemoryReturns) {
+    FERRY_SKIP_IF_SANITIZED();
     // This process holds the client ends; the worker (started after) inherits the limit.
     rlimit files {};
     getrlimit(RLIMIT_NOFILE, &files);
