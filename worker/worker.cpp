@@ -225,11 +225,10 @@ struct Worker::Impl {
 
     // Keeps the shard cache within --cache-max, and free of abandoned partial transfers.
     void prune_cache(const std::string& keep) {
-        for (const std::string& path : net::prune_cache(opt.cache_dir, opt.cache_max, keep))
-            spdlog::info("{}: removed {} from the shard cache ({})", name, path,
-                         path.size() > 5 && path.compare(path.size() - 5, 5, ".part") == 0
-                             ? "a partial transfer untouched for an hour or more"
-                             : "least recently used, over --cache-max " + format_bytes(opt.cache_max));
+        for (const net::CacheFile& f : net::prune_cache(opt.cache_dir, opt.cache_max, keep))
+            spdlog::info("{}: removed {} from the shard cache ({})", name, f.path,
+                         f.partial ? "a partial transfer untouched for an hour or more"
+                                   : "least recently used, over --cache-max " + format_bytes(opt.cache_max));
     }
 
     ~Impl() {
@@ -666,7 +665,7 @@ struct Worker::Impl {
     bool cached_image_sound(const std::string& path, const std::string& image_hash) {
         const uint64_t t0 = net::now_ns();
         const MappedFile map(path);
-        const std::string got = net::mapped_content_hash(map.data(), map.size());
+        const std::string got = net::mapped_content_hash(map, false);
         if (got == image_hash) {
             spdlog::debug("{}: {} verified ({} in {:.0f} ms)", name, path, format_bytes(map.size()),
                           (net::now_ns() - t0) / 1e6);

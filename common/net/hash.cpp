@@ -39,6 +39,16 @@ std::string hash_bytes(const void* data, size_t n) {
     return h.digest();
 }
 
+std::string mapped_content_hash(const MappedFile& map, bool drop_behind) {
+    Hasher h;
+    constexpr uint64_t kStep = 8ull << 20;
+    for (uint64_t off = 0; off < map.size(); off += kStep) {
+        h.update(map.data() + off, static_cast<size_t>(std::min(kStep, map.size() - off)));
+        if (drop_behind) map.drop_pages(off, kStep);
+    }
+    return h.digest();
+}
+
 std::string hex(const std::string& bytes) {
     static const char* digits = "0123456789abcdef";
     std::string out;
@@ -103,14 +113,8 @@ std::string file_content_hash(const std::string& path, const std::string& cache_
         record = cache_dir + "/model-hashes/" + hex(hash_bytes(abs.data(), abs.size())).substr(0, 16);
         if (std::optional<std::string> known = read_hash_record(record, abs, key)) return *known;
     }
-    const MappedFile map(path);
-    Hasher h;
-    constexpr uint64_t kStep = 8ull << 20;
-    for (uint64_t off = 0; off < map.size(); off += kStep) {
-        h.update(map.data() + off, static_cast<size_t>(std::min(kStep, map.size() - off)));
-        map.drop_pages(off, kStep);  // hashing a 1 GB model must not leave it in this process's RSS
-    }
-    const std::string digest = h.digest();
+    // Hashing a 1 GB model must not leave it in this process's RSS.
+    const std::string digest = mapped_content_hash(MappedFile(path), true);
     if (!record.empty()) write_hash_record(record, abs, key, digest);
     return digest;
 }

@@ -8,6 +8,10 @@
 #include <optional>
 #include <string>
 
+namespace ferry {
+class MappedFile;
+}
+
 namespace ferry::net {
 
 constexpr size_t kHashBytes = 16;
@@ -31,6 +35,11 @@ private:
 };
 
 std::string hash_bytes(const void* data, size_t n);
+// XXH3-128 of a mapped file's bytes, read in order (so the kernel's readahead
+// fills the page cache in large folios). drop_behind: each step's pages then
+// leave this process's resident set (a coordinator hashing a model it does
+// not serve); without it they stay mapped (a worker about to serve them).
+std::string mapped_content_hash(const MappedFile& map, bool drop_behind);
 // Lower-case hex of any bytes ("" stays "").
 std::string hex(const std::string& bytes);
 

@@ -31,12 +31,6 @@ ShardPaths shard_paths(const std::string& cache_dir, const std::string& model_ha
     return p;
 }
 
-std::string mapped_content_hash(const uint8_t* data, uint64_t size) {
-    Hasher h;
-    constexpr uint64_t kStep = 4u << 20;
-    for (uint64_t off = 0; off < size; off += kStep) h.update(data + off, static_cast<size_t>(std::min(kStep, size - off)));
-    return h.digest();
-}
 
 ShardReceiver::ShardReceiver(ShardPaths paths, uint64_t image_bytes)
     : paths_(std::move(paths)), image_bytes_(image_bytes), hasher_(std::make_unique<Hasher>()) {
@@ -128,13 +122,8 @@ std::string range_of(const std::string& path) {
     return name.substr(0, name.find('.'));
 }
 
-bool is_cache_file(const std::filesystem::path& p) {
-    const std::string name = p.filename().string();
-    auto ends = [&](const std::string& tail) {
-        return name.size() > tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
-    };
-    return ends(".gguf") || ends(".gguf.part");
-}
+bool is_partial(const std::string& path) { return path.ends_with(".gguf.part"); }
+bool is_cache_file(const std::string& path) { return path.ends_with(".gguf") || is_partial(path); }
 
 }  // namespace
 
@@ -145,26 +134,26 @@ std::vector<CacheFile> list_cache(const std::string& cache_dir) {
     const auto now = fs::file_time_type::clock::now();
     for (auto it = fs::recursive_directory_iterator(cache_dir, ec); !ec && it != fs::recursive_directory_iterator();
          it.increment(ec)) {
-        if (it->is_symlink(ec) || !it->is_regular_file(ec) || !is_cache_file(it->path())) continue;
+        if (it->is_symlink(ec) || !it->is_regular_file(ec) || !is_cache_file(it->path().string())) continue;
         CacheFile f;
         f.path = it->path().string();
         f.bytes = it->file_size(ec);
         f.age_s = std::chrono::duration<double>(now - it->last_write_time(ec)).count();
-        f.partial = f.path.size() > 5 && f.path.compare(f.path.size() - 5, 5, ".part") == 0;
+        f.partial = is_partial(f.path);
         files.push_back(f);
     }
     return files;
 }
 
-std::vector<std::string> prune_cache(const std::string& cache_dir, uint64_t max_bytes, const std::string& keep) {
+std::vector<CacheFile> prune_cache(const std::string& cache_dir, uint64_t max_bytes, const std::string& keep) {
     std::vector<CacheFile> files = list_cache(cache_dir);
-    std::vector<std::string> removed;
+    std::vector<CacheFile> removed;
     std::error_code ec;
     uint64_t total = 0;
     for (const CacheFile& f : files) total += f.bytes;
     auto remove = [&](const CacheFile& f) {
         if (f.path == keep || !std::filesystem::remove(f.path, ec)) return;
-        removed.push_back(f.path);
+        removed.push_back(f);
         total -= f.bytes;
     };
     for (const CacheFile& f : files)
@@ -183,8 +172,7 @@ void remove_other_parts(const ShardPaths& paths) {
     const std::string range = range_of(paths.final_path);
     for (const auto& e : std::filesystem::directory_iterator(paths.dir, ec)) {
         const std::string p = e.path().string();
-        if (p != paths.part_path && is_cache_file(e.path()) && range_of(p) == range &&
-            p.compare(p.size() - 5, 5, ".part") == 0)
+        if (p != paths.part_path && is_partial(p) && range_of(p) == range)
             std::filesystem::remove(p, ec);
     }
 }

@@ -27,9 +27,6 @@ struct ShardPaths {
 ShardPaths shard_paths(const std::string& cache_dir, const std::string& model_hash, const ShardSpec& spec,
                        const std::string& image_hash);
 
-// XXH3-128 of a mapped file's bytes, read in order (what the kernel's
-// readahead turns into large page-cache folios).
-std::string mapped_content_hash(const uint8_t* data, uint64_t size);
 
 class ShardReceiver {
 public:
@@ -70,7 +67,7 @@ private:
 // minutes) and is removed; so is every .part of `range` but `keep` (one
 // partial file per shard). Then, while the cache holds more than max_bytes
 // (0: no bound), the least recently used shard files go, never `keep`.
-// Returns the removed paths (for the log).
+// Returns what it removed (for the log).
 constexpr double kPartMaxAgeS = 3600;
 struct CacheFile {
     std::string path;
@@ -79,7 +76,7 @@ struct CacheFile {
     bool partial = false;
 };
 std::vector<CacheFile> list_cache(const std::string& cache_dir);
-std::vector<std::string> prune_cache(const std::string& cache_dir, uint64_t max_bytes, const std::string& keep = "");
+std::vector<CacheFile> prune_cache(const std::string& cache_dir, uint64_t max_bytes, const std::string& keep = "");
 // Removes the .part files of the shard `final_path` names, other than its own (another image of that range).
 void remove_other_parts(const ShardPaths& paths);
 // Marks a shard file as just used, for prune_cache's least-recently-used order.
