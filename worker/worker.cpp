@@ -505,7 +505,7 @@ struct Worker::Impl {
         timer->async_wait([this, timer, gen](const asio::error_code& ec) {
             if (ec || !session || session->gen != gen || session->assigned) return;
             char why[128];
-            std::snprintf(why, sizeof why, "sent no assignment within %.1f s of its hello (six times --timeout)",
+            std::snprintf(why, sizeof why, "sent no assignment within %.1f s of its hello",
                           assignment_deadline_s());
             fail_session("coordinator " + session->coordinator + " " + why);
         });
