@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <deque>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -66,7 +66,8 @@ struct PipelineEngine::Node : WorkerLink {
     std::unique_ptr<net::Hasher> hasher;
     std::string source;
     NodeStats stats;
-    std::deque<double> recent_decode_ms;  // the last kSpeedWindow decode steps' compute, for note_decode_speed
+    std::array<double, 32> window_ms{};  // decode steps' compute since the last check (note_decode_speed)
+    size_t window_steps = 0;
     bool slow_said = false;
 };
 
@@ -506,26 +507,25 @@ void PipelineEngine::account(const void* result, uint64_t sent_ns, uint64_t sent
 
 // A node far slower than planned is named once: the user learns which
 // machine holds the chain back (and the plan's figures for it are then wrong
-// too). The median of its last 32 decode steps is compared, so a throttled or
+// too). The median of each 32 decode steps is compared, so a throttled or
 // shared CPU is caught although some steps still run at full speed, and one
-// long hiccup is not.
+// long hiccup is not; the per-token cost is one store.
 void PipelineEngine::note_decode_speed(Node& n, double compute_ms) {
     constexpr double kSlowFactor = 1.5;
-    constexpr size_t kSpeedWindow = 32;
     const double planned = n.stats.predicted_compute_ms;
     if (!(planned > 0) || n.slow_said) return;
-    n.recent_decode_ms.push_back(compute_ms);
-    if (n.recent_decode_ms.size() > kSpeedWindow) n.recent_decode_ms.pop_front();
-    if (n.recent_decode_ms.size() < kSpeedWindow) return;
-    std::vector<double> sorted(n.recent_decode_ms.begin(), n.recent_decode_ms.end());
-    std::nth_element(sorted.begin(), sorted.begin() + kSpeedWindow / 2, sorted.end());
-    const double median = sorted[kSpeedWindow / 2];
+    n.window_ms[n.window_steps++] = compute_ms;
+    if (n.window_steps < n.window_ms.size()) return;
+    n.window_steps = 0;
+    const auto mid = n.window_ms.begin() + n.window_ms.size() / 2;
+    std::nth_element(n.window_ms.begin(), mid, n.window_ms.end());
+    const double median = *mid;
     if (median <= kSlowFactor * planned) return;
     n.slow_said = true;
-    spdlog::warn("{}: its last {} decode steps took {:.1f} ms (median), {:.1f}x the planned {:.1f} ms; this node "
+    spdlog::warn("{}: {} decode steps took {:.1f} ms (median), {:.1f}x the planned {:.1f} ms; this node "
                  "underperforms: another program on its CPU, swapping, a throttled CPU, or its shard still being read "
                  "from disk",
-                 node_name(n.link), kSpeedWindow, median, median / planned, planned);
+                 node_name(n.link), n.window_ms.size(), median, median / planned, planned);
 }
 
 float* PipelineEngine::forward(const int* tokens, int n_tokens, int pos) {
