@@ -5,7 +5,7 @@
 
 #include "common/error.h"
 #include "common/logging.h"
-#include "coordinator/commands.h"
+#include "coordinator/commands/commands.h"
 
 int main(int argc, char** argv) {
     using namespace ferry;

@@ -1,4 +1,4 @@
-#include "coordinator/generate.h"
+#include "coordinator/generation/generate.h"
 
 #include <algorithm>
 #include <chrono>

@@ -1,4 +1,4 @@
-#include "coordinator/plan_report.h"
+#include "coordinator/pipeline/plan_report.h"
 
 #include <cstdio>
 #include <nlohmann/json.hpp>

@@ -1,4 +1,4 @@
-#include "coordinator/pool_spec.h"
+#include "coordinator/pipeline/pool_spec.h"
 
 #include <cerrno>
 #include <cmath>

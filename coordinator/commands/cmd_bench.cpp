@@ -19,9 +19,9 @@
 #include "common/net/hash.h"
 #include "common/progress.h"
 #include "common/sampler.h"
-#include "coordinator/commands.h"
-#include "coordinator/options.h"
-#include "coordinator/setup.h"
+#include "coordinator/commands/commands.h"
+#include "coordinator/commands/options.h"
+#include "coordinator/commands/setup.h"
 #include "kernels/cpu_features.h"
 #include "kernels/kernels.h"
 

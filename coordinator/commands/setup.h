@@ -7,8 +7,8 @@
 #include "common/kv_cache.h"
 #include "common/model_file.h"
 #include "common/sampler.h"
-#include "coordinator/engine.h"
-#include "coordinator/options.h"
+#include "coordinator/generation/engine.h"
+#include "coordinator/commands/options.h"
 #include "kernels/thread_pool.h"
 
 namespace ferry {

@@ -1,4 +1,4 @@
-#include "coordinator/quantize.h"
+#include "coordinator/model_files/quantize.h"
 
 #include <strings.h>
 

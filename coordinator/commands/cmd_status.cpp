@@ -12,8 +12,8 @@
 #include "common/net/hash.h"
 #include "common/net/hub.h"
 #include "common/shard_memory.h"
-#include "coordinator/commands.h"
-#include "coordinator/options.h"
+#include "coordinator/commands/commands.h"
+#include "coordinator/commands/options.h"
 
 namespace ferry {
 

@@ -1,4 +1,4 @@
-#include "coordinator/chat_template.h"
+#include "coordinator/generation/chat_template.h"
 
 namespace ferry {
 

@@ -1,4 +1,4 @@
-#include "coordinator/node_table.h"
+#include "coordinator/pipeline/node_table.h"
 
 #include <cstdio>
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/planner.h"
+#include "coordinator/pipeline/planner.h"
 
 namespace ferry {
 

@@ -6,7 +6,7 @@
 
 #include "common/sampler.h"
 #include "common/tokenizer.h"
-#include "coordinator/engine.h"
+#include "coordinator/generation/engine.h"
 
 namespace ferry {
 

@@ -1,4 +1,4 @@
-#include "coordinator/pipeline_engine.h"
+#include "coordinator/pipeline/pipeline_engine.h"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -18,8 +18,8 @@
 #include "common/net/values.h"
 #include "common/process_stats.h"
 #include "common/shard_memory.h"
-#include "coordinator/pipeline_probe.h"
-#include "coordinator/plan_report.h"
+#include "coordinator/pipeline/pipeline_probe.h"
+#include "coordinator/pipeline/plan_report.h"
 
 namespace ferry {
 

@@ -1,4 +1,4 @@
-#include "coordinator/pipeline_probe.h"
+#include "coordinator/pipeline/pipeline_probe.h"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 #include "common/error.h"
 #include "common/net/handshake.h"
 #include "common/shard_memory.h"
-#include "coordinator/pipeline_engine.h"
+#include "coordinator/pipeline/pipeline_engine.h"
 
 namespace ferry {
 

@@ -15,11 +15,11 @@
 #include "common/shard_memory.h"
 #include "common/sampler.h"
 #include "common/tokenizer_loader.h"
-#include "coordinator/generate.h"
-#include "coordinator/local_engine.h"
-#include "coordinator/commands.h"
-#include "coordinator/options.h"
-#include "coordinator/setup.h"
+#include "coordinator/generation/generate.h"
+#include "coordinator/generation/local_engine.h"
+#include "coordinator/commands/commands.h"
+#include "coordinator/commands/options.h"
+#include "coordinator/commands/setup.h"
 #include "kernels/cpu_features.h"
 
 namespace ferry {

@@ -6,7 +6,7 @@
 #include "common/model_file.h"
 #include "common/transformer.h"
 #include "common/weights.h"
-#include "coordinator/engine.h"
+#include "coordinator/generation/engine.h"
 #include "kernels/thread_pool.h"
 
 namespace ferry {

@@ -1,4 +1,4 @@
-#include "coordinator/planner.h"
+#include "coordinator/pipeline/planner.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "coordinator/local_engine.h"
+#include "coordinator/generation/local_engine.h"
 
 #include <algorithm>
 

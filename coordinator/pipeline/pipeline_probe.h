@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "common/net/hub.h"
-#include "coordinator/planner.h"
+#include "coordinator/pipeline/planner.h"
 #include "ferry.pb.h"
 
 namespace ferry {

@@ -1,11 +1,11 @@
-#include "coordinator/synth.h"
+#include "coordinator/model_files/synth.h"
 
 #include <cstdio>
 #include <filesystem>
 
 #include "common/error.h"
 #include "common/tokenizer_loader.h"
-#include "coordinator/quantize.h"
+#include "coordinator/model_files/quantize.h"
 
 namespace ferry {
 

@@ -7,10 +7,10 @@
 #include <optional>
 
 #include "common/error.h"
-#include "coordinator/commands.h"
-#include "coordinator/quantize.h"
-#include "coordinator/setup.h"
-#include "coordinator/synth.h"
+#include "coordinator/commands/commands.h"
+#include "coordinator/model_files/quantize.h"
+#include "coordinator/commands/setup.h"
+#include "coordinator/model_files/synth.h"
 
 namespace ferry {
 

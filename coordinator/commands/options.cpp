@@ -1,4 +1,4 @@
-#include "coordinator/options.h"
+#include "coordinator/commands/options.h"
 
 namespace ferry {
 

@@ -8,8 +8,8 @@
 #include "common/model_file.h"
 #include "common/sampler.h"
 #include "common/tokenizer.h"
-#include "coordinator/chat_template.h"
-#include "coordinator/engine.h"
+#include "coordinator/generation/chat_template.h"
+#include "coordinator/generation/engine.h"
 
 namespace ferry {
 

@@ -9,13 +9,13 @@
 #include "common/error.h"
 #include "common/model_file.h"
 #include "common/shard_memory.h"
-#include "coordinator/commands.h"
-#include "coordinator/options.h"
-#include "coordinator/pipeline_engine.h"
-#include "coordinator/plan_report.h"
-#include "coordinator/planner.h"
-#include "coordinator/pool_spec.h"
-#include "coordinator/setup.h"
+#include "coordinator/commands/commands.h"
+#include "coordinator/commands/options.h"
+#include "coordinator/pipeline/pipeline_engine.h"
+#include "coordinator/pipeline/plan_report.h"
+#include "coordinator/pipeline/planner.h"
+#include "coordinator/pipeline/pool_spec.h"
+#include "coordinator/commands/setup.h"
 
 namespace ferry {
 

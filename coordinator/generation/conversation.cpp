@@ -1,4 +1,4 @@
-#include "coordinator/conversation.h"
+#include "coordinator/generation/conversation.h"
 
 #include <algorithm>
 

@@ -9,9 +9,9 @@
 #include "common/mapped_file.h"
 #include "common/process_stats.h"
 #include "common/progress.h"
-#include "coordinator/commands.h"
-#include "coordinator/quantize.h"
-#include "coordinator/setup.h"
+#include "coordinator/commands/commands.h"
+#include "coordinator/model_files/quantize.h"
+#include "coordinator/commands/setup.h"
 
 namespace ferry {
 

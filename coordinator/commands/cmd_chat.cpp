@@ -6,10 +6,10 @@
 #include "common/error.h"
 #include "common/model_file.h"
 #include "common/tokenizer_loader.h"
-#include "coordinator/commands.h"
-#include "coordinator/conversation.h"
-#include "coordinator/options.h"
-#include "coordinator/setup.h"
+#include "coordinator/commands/commands.h"
+#include "coordinator/generation/conversation.h"
+#include "coordinator/commands/options.h"
+#include "coordinator/commands/setup.h"
 
 namespace ferry {
 

@@ -1,4 +1,4 @@
-#include "coordinator/setup.h"
+#include "coordinator/commands/setup.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -7,9 +7,9 @@
 #include "common/process_stats.h"
 #include "common/shard_memory.h"
 #include "common/weights.h"
-#include "coordinator/local_engine.h"
-#include "coordinator/pipeline_engine.h"
-#include "coordinator/planner.h"
+#include "coordinator/generation/local_engine.h"
+#include "coordinator/pipeline/pipeline_engine.h"
+#include "coordinator/pipeline/planner.h"
 
 namespace ferry {
 

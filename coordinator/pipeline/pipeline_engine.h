@@ -23,9 +23,9 @@
 #include "common/sampler.h"
 #include "common/transformer.h"
 #include "common/weights.h"
-#include "coordinator/engine.h"
-#include "coordinator/node_table.h"
-#include "coordinator/planner.h"
+#include "coordinator/generation/engine.h"
+#include "coordinator/pipeline/node_table.h"
+#include "coordinator/pipeline/planner.h"
 #include "kernels/thread_pool.h"
 
 namespace ferry {
