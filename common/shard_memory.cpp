@@ -36,15 +36,16 @@ uint64_t request_buffers(const ModelConfig& c, const ShardSpec& spec, const Stag
     const uint64_t dim = static_cast<uint64_t>(c.dim), wire = static_cast<uint64_t>(load.wire_bytes);
     const uint64_t activations = n * dim * 4;
     const uint64_t in = spec.embedding ? n * 4 : n * dim * wire;
-    // The last stage sends one position back (or a token: counted as one position).
-    const uint64_t out = load.last ? dim * wire : n * dim * wire;
+    // The last stage sends one position back per sequence in the request (or a token: counted as one position).
+    const uint64_t slots = static_cast<uint64_t>(std::max(1, load.slots));
+    const uint64_t out = load.last ? std::min(n, slots) * dim * wire : n * dim * wire;
     uint64_t bytes = activations + std::max(2 * in, in + 2 * out);
     // A chunked prefill arrives faster than the first stage computes it: the
     // rest of the prompt waits in its queue, parsed.
     if (load.first && !spec.embedding && n < static_cast<uint64_t>(load.context))
         bytes += (static_cast<uint64_t>(load.context) - n) * dim * wire;
     // Head: logits, the sampler's candidates (value and index), a logits result and its frame.
-    if (spec.head) bytes += static_cast<uint64_t>(c.vocab_size) * (4 + 8 + 2 * 4);
+    if (spec.head) bytes += static_cast<uint64_t>(c.vocab_size) * (std::min(n, slots) * (4 + 4 + 4) + 8);
     return bytes;
 }
 
@@ -62,7 +63,7 @@ ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& te
         m.head = tensor_bytes_named(tensors, {"output_norm.weight", tied ? (spec.embedding ? "" : "token_embd.weight")
                                                                           : "output.weight"});
     const int layers = spec.last_layer - spec.first_layer;
-    m.kv_cache = KVCache::bytes_for(layers, load.context, c.kv_dim(), load.kv_type);
+    m.kv_cache = static_cast<uint64_t>(std::max(1, load.slots)) * KVCache::bytes_for(layers, load.context, c.kv_dim(), load.kv_type);
     m.workspace = layers > 0 ? Workspace::bytes_for(c, kMaxBatch, load.context) : 0;
     m.buffers = request_buffers(c, spec, load);
     m.overhead = worker_process_overhead(load.arch);

@@ -6,7 +6,7 @@
 //              cache or the model (every page is read once per token, so all
 //              are resident after the first token; the embedding table is
 //              counted whole although only the rows of tokens seen are read);
-//   kv_cache   keys and values for the context (allocated and zeroed at load);
+//   kv_cache   keys and values for the context, per sequence slot (allocated and zeroed at load);
 //   workspace  forward_layers' scratch for kMaxBatch positions
 //              (Workspace::bytes_for), including a non-f32 cache's decode rows;
 //   buffers    the largest request in flight: the frame received and its
@@ -47,6 +47,8 @@ struct StageLoad {
     bool first = false;           // receives from the coordinator (chunked prefills queue up here)
     bool last = false;            // answers the coordinator with one position (or a token)
     std::string arch = "x86_64";  // the worker's; picks the measured process overhead
+    int slots = 1;                // sequences held at once (`ferry serve --parallel`): a KV cache each, and
+                                  // the last stage answers for each in one result
 };
 
 // Resident bytes of a ferry-worker process beyond what ShardMemory counts

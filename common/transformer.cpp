@@ -23,7 +23,7 @@ struct WorkspaceSizes {
 };
 }  // namespace
 
-Workspace::Workspace(const ModelConfig& c, int max_batch_, int ctx) : max_batch(max_batch_) {
+Workspace::Workspace(const ModelConfig& c, int max_batch_, int ctx) : max_batch(max_batch_), context(ctx) {
     const WorkspaceSizes n(c, max_batch, ctx);
     xb.resize(n.dim_buffers);
     xb2.resize(n.dim_buffers);
@@ -78,9 +78,9 @@ int first_non_finite_row(const float* x, int n, int width) {
     return n;
 }
 
-// One transformer block over B positions starting at pos.
-void forward_block(const ModelConfig& c, const LayerWeights& L, const float* rope_freqs, KVCache& kv, int layer,
-                   int pos, int B, float* x, Workspace& ws, k::ThreadPool* pool) {
+// One transformer block over B rows, row t at rows[t].
+void forward_block(const ModelConfig& c, const LayerWeights& L, const float* rope_freqs, int layer, const RowRef* rows,
+                   int B, float* x, Workspace& ws, k::ThreadPool* pool) {
     const int dim = c.dim, kv_dim = c.kv_dim(), hs = c.head_size(), hidden = c.hidden_dim;
 
     // Attention: norm, q/k/v projections, rotate, append to the cache, attend.
@@ -88,15 +88,17 @@ void forward_block(const ModelConfig& c, const LayerWeights& L, const float* rop
     k::matmul(ws.q.data(), L.wq, ws.xb.data(), B, pool);
     k::matmul(ws.k.data(), L.wk, ws.xb.data(), B, pool);
     k::matmul(ws.v.data(), L.wv, ws.xb.data(), B, pool);
-    for (int t = 0; t < B; ++t)
-        k::rope(&ws.q[t * dim], &ws.k[t * kv_dim], dim, kv_dim, hs, pos + t, c.rope_theta, rope_freqs);
-    kv.store(layer, pos, B, ws.k.data(), ws.v.data());
-    const Matrix keys = kv.key_rows(layer), values = kv.value_rows(layer);
-    const int64_t att_stride = static_cast<int64_t>(c.n_heads) * kv.seq_len();
+    for (int t = 0; t < B; ++t) {
+        k::rope(&ws.q[t * dim], &ws.k[t * kv_dim], dim, kv_dim, hs, rows[t].pos, c.rope_theta, rope_freqs);
+        rows[t].kv->store(layer, rows[t].pos, 1, &ws.k[t * kv_dim], &ws.v[t * kv_dim]);
+    }
+    const int64_t att_stride = static_cast<int64_t>(c.n_heads) * ws.context;
     auto attend = [&](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t)
-            k::attention(&ws.xb[t * dim], &ws.att[t * att_stride], &ws.q[t * dim], keys, values,
-                         pos + static_cast<int>(t), c.n_heads, c.n_kv_heads, hs);
+        for (int64_t t = t0; t < t1; ++t) {
+            const KVCache& kv = *rows[t].kv;
+            k::attention(&ws.xb[t * dim], &ws.att[t * att_stride], &ws.q[t * dim], kv.key_rows(layer),
+                         kv.value_rows(layer), rows[t].pos, c.n_heads, c.n_kv_heads, hs);
+        }
     };
     if (pool) pool->parallel_for(B, 1, attend);
     else attend(0, B);
@@ -114,32 +116,52 @@ void forward_block(const ModelConfig& c, const LayerWeights& L, const float* rop
 
 }  // namespace
 
-void forward_layers(const ModelConfig& c, const Weights& w, KVCache& kv, int pos, int n_tokens, float* x, Workspace& ws,
-                    k::ThreadPool* pool) {
-    if (pos < 0 || n_tokens < 0 || pos + n_tokens > kv.seq_len())
-        throw Error("positions " + std::to_string(pos) + ".." + std::to_string(pos + n_tokens) +
-                    " do not fit the context of " + std::to_string(kv.seq_len()));
-    for (int start = 0; start < n_tokens; start += ws.max_batch) {
-        const int B = std::min(ws.max_batch, n_tokens - start);
+void forward_rows(const ModelConfig& c, const Weights& w, const RowRef* rows, int n, float* x, Workspace& ws,
+                  k::ThreadPool* pool) {
+    for (int t = 0; t < n; ++t)
+        if (rows[t].pos < 0 || rows[t].pos >= rows[t].kv->seq_len() || rows[t].pos >= ws.context)
+            throw Error("position " + std::to_string(rows[t].pos) + " does not fit the context of " +
+                        std::to_string(std::min(rows[t].kv->seq_len(), ws.context)));
+    for (int start = 0; start < n; start += ws.max_batch) {
+        const int B = std::min(ws.max_batch, n - start);
         float* xc = x + static_cast<int64_t>(start) * c.dim;
         for (size_t l = 0; l < w.layers.size(); ++l) {
-            forward_block(c, w.layers[l], w.rope_freqs, kv, static_cast<int>(l), pos + start, B, xc, ws, pool);
+            forward_block(c, w.layers[l], w.rope_freqs, static_cast<int>(l), rows + start, B, xc, ws, pool);
             // A NaN or Inf weight spreads to every later value and makes the
             // sampler print garbage without a word: stop at the first layer.
             if (!all_finite(xc, static_cast<int64_t>(B) * c.dim))
                 throw Error(w.source + ": non-finite activations after layer " +
                             std::to_string(w.spec.first_layer + static_cast<int>(l)) + " at position " +
-                            std::to_string(pos + start + first_non_finite_row(xc, B, c.dim)) +
+                            std::to_string(rows[start + first_non_finite_row(xc, B, c.dim)].pos) +
                             ": does the model file hold NaN/Inf weights?");
         }
     }
 }
 
+void forward_layers(const ModelConfig& c, const Weights& w, KVCache& kv, int pos, int n_tokens, float* x, Workspace& ws,
+                    k::ThreadPool* pool) {
+    if (pos < 0 || n_tokens < 0 || pos + n_tokens > kv.seq_len())
+        throw Error("positions " + std::to_string(pos) + ".." + std::to_string(pos + n_tokens) +
+                    " do not fit the context of " + std::to_string(kv.seq_len()));
+    std::vector<RowRef> rows(static_cast<size_t>(n_tokens));
+    for (int t = 0; t < n_tokens; ++t) rows[static_cast<size_t>(t)] = RowRef{&kv, pos + t};
+    forward_rows(c, w, rows.data(), n_tokens, x, ws, pool);
+}
+
 void compute_logits(const ModelConfig& c, const Weights& w, float* x, float* logits, int pos, k::ThreadPool* pool) {
-    k::rmsnorm(x, x, w.output_norm, c.dim, c.norm_eps);
-    k::matmul(logits, w.classifier, x, 1, pool);
-    if (!all_finite(logits, c.vocab_size))
-        throw Error(w.source + ": non-finite logits at position " + std::to_string(pos) +
+    compute_logits_rows(c, w, x, 1, logits, &pos, pool);
+}
+
+void compute_logits_rows(const ModelConfig& c, const Weights& w, float* x, int n, float* logits, const int* pos,
+                         k::ThreadPool* pool) {
+    for (int t = 0; t < n; ++t) {
+        float* xt = x + static_cast<int64_t>(t) * c.dim;
+        k::rmsnorm(xt, xt, w.output_norm, c.dim, c.norm_eps);
+    }
+    k::matmul(logits, w.classifier, x, n, pool);
+    const int bad = first_non_finite_row(logits, n, c.vocab_size);
+    if (bad < n)
+        throw Error(w.source + ": non-finite logits at position " + std::to_string(pos[bad]) +
                     ": does the classifier (output.weight or token_embd.weight) hold NaN/Inf weights?");
 }
 

@@ -16,6 +16,7 @@ namespace ferry {
 // Scratch buffers for up to max_batch positions at once.
 struct Workspace {
     int max_batch = 0;
+    int context = 0;  // positions attention can see (the att buffer's row length)
     std::vector<float> xb, xb2, q, k, v, hb, hb2, att;
 
     Workspace() = default;
@@ -33,6 +34,21 @@ constexpr int kMaxBatch = 32;
 // outside the vocabulary.
 void embed_tokens(const ModelConfig& c, const Weights& w, const int* tokens, int n_tokens, float* x);
 
+// Where one row of a batch belongs: its sequence's KV cache and its position
+// there. Rows of several sequences go through the matrix products together
+// (each weight read once for all of them); only attention is per row.
+struct RowRef {
+    KVCache* kv;
+    int pos;
+};
+
+// Runs w's layers on n rows x ([n][dim], in place), row t at rows[t]. A
+// sequence's rows come in position order. Kernels give a row the same bits
+// whatever else is in the batch, so a sequence's output does not depend on
+// what it was batched with. Throws like forward_layers.
+void forward_rows(const ModelConfig& c, const Weights& w, const RowRef* rows, int n, float* x, Workspace& ws,
+                  kernels::ThreadPool* pool);
+
 // Runs w's layers on n_tokens activations at positions pos .. pos+n_tokens-1,
 // in place in x ([n_tokens][dim]), reading and extending the KV cache.
 // Throws ferry::Error naming w.source, the layer and the position if a
@@ -45,5 +61,9 @@ void forward_layers(const ModelConfig& c, const Weights& w, KVCache& kv, int pos
 // place. Throws ferry::Error naming w.source and pos if a logit is not finite.
 void compute_logits(const ModelConfig& c, const Weights& w, float* x, float* logits, int pos,
                     kernels::ThreadPool* pool);
+// The same for n rows x[n][dim] at once (one pass over the classifier):
+// logits[n][vocab]; pos[t] names row t in an error.
+void compute_logits_rows(const ModelConfig& c, const Weights& w, float* x, int n, float* logits, const int* pos,
+                         kernels::ThreadPool* pool);
 
 }  // namespace ferry

@@ -9,9 +9,9 @@
 #include "common/error.h"
 #include "common/model_file.h"
 #include "common/tokenizer_loader.h"
-#include "coordinator/chat_template.h"
-#include "coordinator/conversation.h"
-#include "coordinator/local_engine.h"
+#include "coordinator/generation/chat_template.h"
+#include "coordinator/generation/conversation.h"
+#include "coordinator/generation/local_engine.h"
 #include "tests/test_support.h"
 
 namespace ferry {

@@ -9,8 +9,8 @@
 #include "common/error.h"
 #include "common/model_file.h"
 #include "common/tokenizer.h"
-#include "coordinator/generate.h"
-#include "coordinator/local_engine.h"
+#include "coordinator/generation/generate.h"
+#include "coordinator/generation/local_engine.h"
 #include "tests/test_support.h"
 
 namespace ferry {

@@ -14,7 +14,7 @@
 #include "common/gguf_file.h"
 #include "common/llama2c_writer.h"
 #include "common/tokenizer_loader.h"
-#include "coordinator/quantize.h"
+#include "coordinator/model_files/quantize.h"
 #include "tests/fuzz/gguf_fuzz.cpp"
 #include "tests/test_support.h"
 

@@ -16,8 +16,8 @@
 #include "common/model_file.h"
 #include "common/sampler.h"
 #include "common/tokenizer.h"
-#include "coordinator/generate.h"
-#include "coordinator/local_engine.h"
+#include "coordinator/generation/generate.h"
+#include "coordinator/generation/local_engine.h"
 #include "kernels/kernels.h"
 #include "tests/test_support.h"
 

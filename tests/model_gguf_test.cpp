@@ -15,8 +15,8 @@
 #include "common/model_file.h"
 #include "common/tokenizer_loader.h"
 #include "common/weights.h"
-#include "coordinator/generate.h"
-#include "coordinator/local_engine.h"
+#include "coordinator/generation/generate.h"
+#include "coordinator/generation/local_engine.h"
 #include "tests/test_support.h"
 
 namespace ferry {

@@ -9,7 +9,7 @@
 #include "common/error.h"
 #include "common/sampler.h"
 #include "common/model_file.h"
-#include "coordinator/pipeline_engine.h"
+#include "coordinator/pipeline/pipeline_engine.h"
 #include "tests/test_support.h"
 #include "worker/capabilities.h"
 

@@ -11,7 +11,7 @@
 
 #include "common/model_file.h"
 #include "common/sampler.h"
-#include "coordinator/pipeline_engine.h"
+#include "coordinator/pipeline/pipeline_engine.h"
 #include "kernels/thread_pool.h"
 #include "tests/test_support.h"
 

@@ -13,8 +13,8 @@
 
 #include "common/error.h"
 #include "common/model_file.h"
-#include "coordinator/planner.h"
-#include "coordinator/plan_report.h"
+#include "coordinator/pipeline/planner.h"
+#include "coordinator/pipeline/plan_report.h"
 #include "kernels/tensor_type.h"
 #include "tests/fake_model.h"
 #include "tests/test_support.h"

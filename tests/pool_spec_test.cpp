@@ -5,7 +5,7 @@
 #include <random>
 
 #include "common/error.h"
-#include "coordinator/pool_spec.h"
+#include "coordinator/pipeline/pool_spec.h"
 
 namespace ferry {
 namespace {

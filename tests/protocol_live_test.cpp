@@ -20,7 +20,7 @@
 #include "common/net/handshake.h"
 #include "common/net/hash.h"
 #include "common/net/shard_image.h"
-#include "coordinator/pipeline_engine.h"
+#include "coordinator/pipeline/pipeline_engine.h"
 #include "kernels/thread_pool.h"
 #include "tests/fake_model.h"
 #include "tests/raw_client.h"

@@ -17,8 +17,8 @@
 #include "common/model_file.h"
 #include "common/sampler.h"
 #include "common/tokenizer_loader.h"
-#include "coordinator/local_engine.h"
-#include "coordinator/quantize.h"
+#include "coordinator/generation/local_engine.h"
+#include "coordinator/model_files/quantize.h"
 #include "kernels/quants.h"
 #include "tests/test_support.h"
 

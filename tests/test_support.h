@@ -9,7 +9,7 @@
 
 #include "common/gguf_writer.h"
 #include "common/model_file.h"
-#include "coordinator/pipeline_engine.h"
+#include "coordinator/pipeline/pipeline_engine.h"
 #include "kernels/cpu_features.h"
 #include "kernels/thread_pool.h"
 

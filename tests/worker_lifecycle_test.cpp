@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/model_file.h"
-#include "coordinator/pipeline_engine.h"
+#include "coordinator/pipeline/pipeline_engine.h"
 #include "kernels/thread_pool.h"
 #include "tests/test_support.h"
 

@@ -31,37 +31,70 @@ Stage::Stage(const std::string& path, const ModelConfig& expected, const StageSe
     weight_bytes_ = shard_weight_bytes(weights_);
     weight_type_ = dominant_tensor_type(file_);
     const int layers = setup.spec.last_layer - setup.spec.first_layer;
-    kv_ = KVCache(layers, setup.context, file_.config.kv_dim(), setup.kv_type);
+    for (int i = 0; i < std::max(1, setup.slots); ++i)
+        kv_.emplace_back(layers, setup.context, file_.config.kv_dim(), setup.kv_type);
     ws_ = Workspace(file_.config, kMaxBatch, setup.context);
-    if (setup.spec.head) logits_.resize(static_cast<size_t>(file_.config.vocab_size));
 }
+
+namespace {
+
+// The Forward's rows as spans: its own, or the one sequence a Forward
+// without spans carries.
+std::vector<wire::Span> spans_of(const wire::Forward& in) {
+    if (in.spans_size() > 0) return {in.spans().begin(), in.spans().end()};
+    wire::Span s;
+    s.set_seq_id(in.seq_id());
+    s.set_pos(in.pos());
+    s.set_n_tokens(in.n_tokens());
+    s.set_result_needed(in.result_needed());
+    *s.mutable_sampling() = in.sampling();
+    return {s};
+}
+
+}  // namespace
 
 bool Stage::run(const wire::Forward& in, wire::Frame& out, kernels::ThreadPool* pool, std::atomic<int>& done) {
     const ModelConfig& c = file_.config;
-    const int n = in.n_tokens(), pos = in.pos();
-    if (n < 1 || pos < 0 || pos > setup_.context - n)
-        throw Error("request " + std::to_string(in.request_id()) + ": positions " + std::to_string(pos) + ".." +
-                    std::to_string(pos + n) + " do not fit the context of " + std::to_string(setup_.context));
+    const int n = in.n_tokens();
+    const std::string request = "request " + std::to_string(in.request_id());
+    if (n < 1) throw Error(request + ": " + std::to_string(n) + " positions");
     if (setup_.max_positions > 0 && n > setup_.max_positions)
-        throw Error("request " + std::to_string(in.request_id()) + ": " + std::to_string(n) +
-                    " positions in one request, but the assignment promised at most " +
+        throw Error(request + ": " + std::to_string(n) + " positions in one request, but the assignment promised at most " +
                     std::to_string(setup_.max_positions) + " (its memory was counted for that)");
+    const std::vector<wire::Span> spans = spans_of(in);
+    rows_.clear();
+    last_rows_.clear();
+    for (const wire::Span& sp : spans) {
+        if (sp.seq_id() >= kv_.size())
+            throw Error(request + ": sequence " + std::to_string(sp.seq_id()) + ", but this stage holds " +
+                        std::to_string(kv_.size()) + " (Assign.slots)");
+        if (sp.n_tokens() < 1 || sp.n_tokens() > n - static_cast<int>(rows_.size()) || sp.pos() < 0 ||
+            sp.pos() > setup_.context - sp.n_tokens())
+            throw Error(request + ": positions " + std::to_string(sp.pos()) + ".." +
+                        std::to_string(static_cast<int64_t>(sp.pos()) + sp.n_tokens()) + " of sequence " +
+                        std::to_string(sp.seq_id()) + " do not fit the context of " + std::to_string(setup_.context) +
+                        " or the request's " + std::to_string(n) + " positions");
+        for (int t = 0; t < sp.n_tokens(); ++t) rows_.push_back(RowRef{&kv_[sp.seq_id()], sp.pos() + t});
+        if (sp.result_needed()) last_rows_.push_back(static_cast<int>(rows_.size()) - 1);
+    }
+    if (static_cast<int>(rows_.size()) != n)
+        throw Error(request + ": its spans hold " + std::to_string(rows_.size()) + " positions, not " + std::to_string(n));
     const size_t dim = static_cast<size_t>(c.dim);
     x_.resize(static_cast<size_t>(n) * dim);
     if (setup_.spec.embedding) {
         if (in.tokens_size() != n)
-            throw Error("request " + std::to_string(in.request_id()) + ": " + std::to_string(in.tokens_size()) +
-                        " token ids for " + std::to_string(n) + " positions");
+            throw Error(request + ": " + std::to_string(in.tokens_size()) + " token ids for " + std::to_string(n) +
+                        " positions");
         embed_tokens(c, weights_, in.tokens().data(), n, x_.data());
     } else if (!net::decode_values(in.activations(), in.wire(), x_.size(), x_.data())) {
-        throw Error("request " + std::to_string(in.request_id()) + ": " + std::to_string(in.activations().size()) +
-                    " activation bytes, expected " + std::to_string(x_.size() * net::wire_value_bytes(in.wire())));
+        throw Error(request + ": " + std::to_string(in.activations().size()) + " activation bytes, expected " +
+                    std::to_string(x_.size() * net::wire_value_bytes(in.wire())));
     }
     done = 0;
     // Kernel-sized chunks so heartbeats can report progress on a long prefill.
     for (int start = 0; start < n; start += kMaxBatch) {
         const int b = std::min(kMaxBatch, n - start);
-        forward_layers(c, weights_, kv_, pos + start, b, x_.data() + static_cast<size_t>(start) * dim, ws_, pool);
+        forward_rows(c, weights_, rows_.data() + start, b, x_.data() + static_cast<size_t>(start) * dim, ws_, pool);
         done = start + b;
     }
 
@@ -69,40 +102,59 @@ bool Stage::run(const wire::Forward& in, wire::Frame& out, kernels::ThreadPool* 
         wire::Forward* f = out.mutable_forward();
         f->set_request_id(in.request_id());
         f->set_seq_id(in.seq_id());
-        f->set_pos(pos);
+        f->set_pos(in.pos());
         f->set_n_tokens(n);
-        f->set_wire(setup_.wire);
-        f->set_activations(net::encode_values(x_.data(), x_.size(), setup_.wire));
         f->set_want(in.want());
         *f->mutable_sampling() = in.sampling();
         f->set_result_needed(in.result_needed());
+        *f->mutable_spans() = in.spans();
         *f->mutable_trace() = in.trace();
+        f->set_wire(setup_.wire);
+        f->set_activations(net::encode_values(x_.data(), x_.size(), setup_.wire));
         return true;
     }
     wire::Result* r = out.mutable_result();
     r->set_request_id(in.request_id());
     *r->mutable_trace() = in.trace();
     // A prefill micro-batch that is not the last: only the trace goes back.
-    if (!in.result_needed()) return true;
-    float* last = x_.data() + static_cast<size_t>(n - 1) * dim;
+    if (last_rows_.empty()) return true;
+    // The answered rows, gathered to the front of x_ (in order, so no row is overwritten before it is read).
+    const int k = static_cast<int>(last_rows_.size());
+    for (int i = 0; i < k; ++i)
+        if (last_rows_[i] != i) std::copy_n(x_.data() + last_rows_[i] * dim, dim, x_.data() + i * dim);
     if (in.want() == wire::WANT_ACTIVATION) {
         r->set_wire(setup_.wire);
-        r->set_activation(net::encode_values(last, dim, setup_.wire));
+        r->set_activation(net::encode_values(x_.data(), static_cast<size_t>(k) * dim, setup_.wire));
         return true;
     }
-    if (!setup_.spec.head)
-        throw Error("request " + std::to_string(in.request_id()) + " asks for logits, but this stage has no head");
-    compute_logits(c, weights_, last, logits_.data(), pos + n - 1, pool);
+    if (!setup_.spec.head) throw Error(request + " asks for logits, but this stage has no head");
+    const size_t vocab = static_cast<size_t>(c.vocab_size);
+    logits_.resize(static_cast<size_t>(k) * vocab);
+    std::vector<int> positions;
+    for (int row : last_rows_) positions.push_back(rows_[row].pos);
+    compute_logits_rows(c, weights_, x_.data(), k, logits_.data(), positions.data(), pool);
     if (in.want() == wire::WANT_LOGITS) {
         r->set_logits(net::encode_values(logits_.data(), logits_.size(), wire::WIRE_F32));
         return true;
     }
-    // The coordinator's sampler state travels with the request, so this draw is
+    // Each sequence's sampler state travels with the request, so this draw is
     // the very one the coordinator would make.
-    Sampler sampler(c.vocab_size, SamplerParams{in.sampling().temperature(), in.sampling().topp(),
-                                                in.sampling().rng_state()});
-    r->set_token(sampler.sample(logits_.data()));
-    r->set_rng_state(sampler.rng_state());
+    int i = 0;
+    for (const wire::Span& sp : spans) {
+        if (!sp.result_needed()) continue;
+        Sampler sampler(c.vocab_size, SamplerParams{sp.sampling().temperature(), sp.sampling().topp(),
+                                                    sp.sampling().rng_state()});
+        const int token = sampler.sample(logits_.data() + static_cast<size_t>(i++) * vocab);
+        if (in.spans_size() == 0) {
+            r->set_token(token);
+            r->set_rng_state(sampler.rng_state());
+        } else {
+            wire::SpanResult* sr = r->add_spans();
+            sr->set_seq_id(sp.seq_id());
+            sr->set_token(token);
+            sr->set_rng_state(sampler.rng_state());
+        }
+    }
     return true;
 }
 

@@ -26,6 +26,7 @@ struct StageSetup {
     bool last = false;  // returns results to the coordinator
     int stage_index = 0;
     int max_positions = 0;  // most positions in one request (what the memory check counted); 0: the context
+    int slots = 1;          // sequences with a KV cache each (Assign.slots)
 };
 
 class Stage {
@@ -53,11 +54,13 @@ private:
     ModelFile file_;
     StageSetup setup_;
     Weights weights_;
-    KVCache kv_;
+    std::vector<KVCache> kv_;  // one per sequence slot
     Workspace ws_;
     uint64_t weight_bytes_ = 0;
     std::string weight_type_;
     std::vector<float> x_, logits_;
+    std::vector<RowRef> rows_;
+    std::vector<int> last_rows_;  // per span with result_needed: its last row
 };
 
 }  // namespace ferry::worker

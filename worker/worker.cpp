@@ -70,6 +70,9 @@ constexpr size_t kSendLimitBytes = 1u << 20;
 constexpr auto kAcceptRetryFirst = std::chrono::milliseconds(100);
 constexpr auto kAcceptRetryMost = std::chrono::milliseconds(1000);
 
+// Most sequences one assignment may hold (`ferry serve --parallel`).
+constexpr int kMaxSlots = 256;
+
 // Positions in the largest Forward the coordinator said it will send.
 int max_positions(const wire::Assign& a) {
     return a.max_positions() > 0 ? std::min(a.max_positions(), a.context()) : a.context();
@@ -87,7 +90,7 @@ StageSetup stage_setup(const wire::Assign& a, const ShardSpec& spec) {
     KvType kv = KvType::f32;
     parse_kv_type(a.kv_type(), &kv);
     return StageSetup{spec, a.context(), kv, a.wire(), a.stage_index() == a.n_stages() - 1, a.stage_index(),
-                      max_positions(a)};
+                      max_positions(a), std::max(1, a.slots())};
 }
 
 }  // namespace
@@ -567,6 +570,8 @@ struct Worker::Impl {
             throw Error("context " + std::to_string(a.context()) + " outside 1.." + std::to_string(c.seq_len));
         KvType kv;
         if (!parse_kv_type(a.kv_type(), &kv)) throw Error("unknown KV cache type '" + a.kv_type() + "'");
+        if (a.slots() < 0 || a.slots() > kMaxSlots)
+            throw Error(std::to_string(a.slots()) + " sequence slots, outside 1.." + std::to_string(kMaxSlots));
         if (a.model_hash().size() != net::kHashBytes) throw Error("the assignment has no model hash");
         std::vector<TensorInfo> tensors;
         for (const wire::TensorDesc& t : a.tensors())
@@ -583,10 +588,12 @@ struct Worker::Impl {
         load.first = a.stage_index() == 0;
         load.last = a.stage_index() == a.n_stages() - 1;
         load.arch = caps.arch();
+        load.slots = std::max(1, a.slots());
         const ShardMemory m = shard_memory(c, tensors, spec, load);
         if (opt.memory_budget > 0 && m.total() > opt.memory_budget)
             throw Error(layers_text(spec) + " of " + a.model_name() + " need " + format_bytes(m.total()) + " (weights " +
-                        format_bytes(m.weights) + ", KV cache " + format_bytes(m.kv_cache) + ", workspace " +
+                        format_bytes(m.weights) + ", KV cache " + format_bytes(m.kv_cache) +
+                        (load.slots > 1 ? " for " + std::to_string(load.slots) + " sequences" : std::string()) + ", workspace " +
                         format_bytes(m.workspace) + ", buffers " + format_bytes(m.buffers) + ", process " +
                         format_bytes(m.overhead) + ") but --memory is " + format_bytes(opt.memory_budget) +
                         "; give this worker fewer layers (--split), a shorter --ctx or a smaller --kv-type");

@@ -96,6 +96,7 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     request.kv_type = opt_.kv_type;
     request.wire_bytes = opt_.wire == "f16" ? 2 : 4;
     request.max_positions = opt_.prefill_chunk;
+    request.slots = std::max(1, opt_.slots);
     request.split = opt_.split;
     if (opt_.embedding_on_worker && opt_.embedding_on_coordinator)
         throw Error("--embedding-on-worker and --embedding-on-coordinator: choose one");
@@ -193,6 +194,7 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
         a->set_head(n->spec.head);
         a->set_context(context_);
         a->set_max_positions(plan_.max_positions);
+        a->set_slots(plan_.slots);
         a->set_kv_type(kv_type_name(opt_.kv_type));
         a->set_wire(opt_.wire == "f16" ? wire::WIRE_F16 : wire::WIRE_F32);
         for (const TensorInfo& t : tensors) {
@@ -349,8 +351,8 @@ void PipelineEngine::wire_chain() {
         check_event(&*e);
         if (e->kind == Hub::Event::received && e->frame.frame.has_connected()) ++connected;
     }
-    // Results carry one activation or the logits.
-    const uint64_t result = (64u << 10) + 4ull * config_.vocab_size + 4ull * config_.dim;
+    // Results carry one activation or the logits per sequence in the request.
+    const uint64_t result = (64u << 10) + static_cast<uint64_t>(plan_.slots) * (4ull * config_.vocab_size + 4ull * config_.dim + 32);
     for (Node* n : chain_)
         hub.configure(n->link, static_cast<uint32_t>(std::max<uint64_t>(result, net::kControlFrameBytes)),
                       opt_.timeout_s, n->heartbeat_s);
@@ -436,6 +438,7 @@ void PipelineEngine::run_request(const int* tokens, int n_tokens, int pos, int w
             if (!net::decode_values(r.activation(), r.wire(), x_.size(), x_.data()))
                 fail_node(last.link, "returned an activation of " + std::to_string(r.activation().size()) + " bytes");
         } else if (want == wire::WANT_LOGITS) {
+            logits_.resize(static_cast<size_t>(config_.vocab_size));
             if (!net::decode_values(r.logits(), wire::WIRE_F32, logits_.size(), logits_.data()))
                 fail_node(last.link, "returned logits of " + std::to_string(r.logits().size()) + " bytes");
         } else {
@@ -541,6 +544,108 @@ int PipelineEngine::forward_sample(const int* tokens, int n_tokens, int pos, Sam
     run_request(tokens, n_tokens, pos, wire::WANT_TOKEN, &sampler.params(), sampler.rng_state());
     sampler.set_rng_state(result_rng_);
     return result_token_;
+}
+
+// ---- batches of sequences ----
+
+void PipelineEngine::submit(Batch batch) {
+    Hub& hub = net_->hub;
+    const wire::WireType wt = opt_.wire == "f16" ? wire::WIRE_F16 : wire::WIRE_F32;
+    const int n = batch.rows();
+    if (n < 1 || n > max_rows())
+        throw Error("a batch of " + std::to_string(n) + " positions; the plan allows 1.." + std::to_string(max_rows()));
+    wire::Frame f;
+    wire::Forward* fw = f.mutable_forward();
+    fw->set_request_id(next_request_++);
+    fw->set_n_tokens(n);
+    fw->set_want(head_remote_ ? wire::WANT_TOKEN : wire::WANT_ACTIVATION);
+    std::vector<int> tokens;
+    for (const SeqStep& s : batch.steps) {
+        if (s.slot < 0 || s.slot >= slots()) throw Error("slot " + std::to_string(s.slot) + " of " + std::to_string(slots()));
+        wire::Span* sp = fw->add_spans();
+        sp->set_seq_id(static_cast<uint64_t>(s.slot));
+        sp->set_pos(s.pos);
+        sp->set_n_tokens(static_cast<int>(s.tokens.size()));
+        sp->set_result_needed(s.draw);
+        if (s.draw && head_remote_) {
+            sp->mutable_sampling()->set_temperature(s.sampler->params().temperature);
+            sp->mutable_sampling()->set_topp(s.sampler->params().topp);
+            sp->mutable_sampling()->set_rng_state(s.sampler->rng_state());
+        }
+        tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
+    }
+    if (embedding_remote_) {
+        for (int t : tokens) fw->add_tokens(t);
+    } else {
+        const auto t0 = Clock::now();
+        x_.resize(static_cast<size_t>(n) * config_.dim);
+        embed_tokens(config_, local_, tokens.data(), n, x_.data());
+        local_stats_.compute_ms += ms_since(t0);
+        fw->set_wire(wt);
+        fw->set_activations(net::encode_values(x_.data(), x_.size(), wt));
+    }
+    std::string encoded = net::encode_frame(f);
+    in_flight_.push_back(InFlight{fw->request_id(), net::now_ns(), encoded.size(), std::move(batch)});
+    hub.send_encoded(chain_.front()->link, std::move(encoded));
+}
+
+Batch PipelineEngine::wait() {
+    if (in_flight_.empty()) throw Error("no batch in flight");
+    Hub& hub = net_->hub;
+    Node& last = *chain_.back();
+    InFlight& front = in_flight_.front();
+    const int n = front.batch.rows();
+    const double limit_s = opt_.timeout_s + 120 + 50 * plan_.predicted_ms_per_token * n / 1e3;
+    const auto deadline = after(limit_s);
+    for (;;) {
+        std::optional<Hub::Event> e = hub.wait(deadline);
+        if (!e)
+            fail_node(last.link, "no result within " + std::to_string(static_cast<int>(limit_s)) +
+                                     " s although every worker answers heartbeats (the chain is stuck)");
+        check_event(&*e);
+        if (e->kind != Hub::Event::received || !e->frame.frame.has_result()) continue;
+        if (e->link != last.link) fail_node(e->link, "sent a result but it is not the last stage");
+        const wire::Result& r = e->frame.frame.result();
+        if (r.request_id() != front.id) continue;  // a stale answer
+        double compute_ms = 0;
+        account(&r, front.sent_ns, front.bytes, e->at_ns, e->frame.wire_bytes, n, &compute_ms);
+        std::vector<SeqStep*> drawn;
+        for (SeqStep& s : front.batch.steps)
+            if (s.draw) drawn.push_back(&s);
+        const size_t k = drawn.size();
+        if (head_remote_) {
+            if (static_cast<size_t>(r.spans_size()) != k)
+                fail_node(last.link, "answered " + std::to_string(r.spans_size()) + " sequences of " + std::to_string(k));
+            for (size_t i = 0; i < k; ++i) {
+                const wire::SpanResult& sr = r.spans(static_cast<int>(i));
+                if (sr.seq_id() != static_cast<uint64_t>(drawn[i]->slot) || sr.token() < 0 ||
+                    sr.token() >= config_.vocab_size)
+                    fail_node(last.link, "answered sequence " + std::to_string(sr.seq_id()) + " with token " +
+                                             std::to_string(sr.token()) + " for sequence " +
+                                             std::to_string(drawn[i]->slot));
+                drawn[i]->token = sr.token();
+                drawn[i]->sampler->set_rng_state(sr.rng_state());
+            }
+        } else if (k > 0) {
+            const size_t dim = static_cast<size_t>(config_.dim), vocab = static_cast<size_t>(config_.vocab_size);
+            x_.resize(k * dim);
+            if (!net::decode_values(r.activation(), r.wire(), x_.size(), x_.data()))
+                fail_node(last.link, "returned activations of " + std::to_string(r.activation().size()) + " bytes for " +
+                                         std::to_string(k) + " sequences");
+            const auto t0 = Clock::now();
+            std::vector<int> pos;
+            for (SeqStep* s : drawn) pos.push_back(s->pos + static_cast<int>(s->tokens.size()) - 1);
+            logits_.resize(k * vocab);
+            compute_logits_rows(config_, local_, x_.data(), static_cast<int>(k), logits_.data(), pos.data(), pool_);
+            for (size_t i = 0; i < k; ++i) drawn[i]->token = drawn[i]->sampler->sample(logits_.data() + i * vocab);
+            local_stats_.compute_ms += ms_since(t0);
+        }
+        local_stats_.positions += static_cast<uint64_t>(n);
+        ++local_stats_.requests;
+        Batch done = std::move(front.batch);
+        in_flight_.pop_front();
+        return done;
+    }
 }
 
 void PipelineEngine::reset(uint64_t seq) {

@@ -14,7 +14,9 @@
 // stage, layers) and the cause. The coordinator knows every token so far, so
 // a replacement stage could be re-prefilled (the roadmap's recovery).
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +25,7 @@
 #include "common/sampler.h"
 #include "common/transformer.h"
 #include "common/weights.h"
+#include "coordinator/generation/batch_engine.h"
 #include "coordinator/generation/engine.h"
 #include "coordinator/pipeline/node_table.h"
 #include "coordinator/pipeline/planner.h"
@@ -43,6 +46,7 @@ struct PipelineOptions {
     bool embedding_on_coordinator = false;
     bool head_on_coordinator = false;
     int prefill_chunk = 0;         // >0: prefill in micro-batches of this many positions, so stages overlap
+    int slots = 1;                 // sequences every stage keeps a KV cache for (`ferry serve --parallel`)
     double timeout_s = 10;         // a link silent this long is dead; bounds every wait
     double connect_timeout_s = 5;
     int stats_every = 0;           // print the node table every N decoded tokens
@@ -62,7 +66,7 @@ struct ProbeOptions {
 // Throws ferry::Error naming the worker that cannot be reached or answers wrongly.
 std::vector<WorkerCapacity> probe_workers(const std::vector<std::string>& addresses, const ProbeOptions& options);
 
-class PipelineEngine : public Engine {
+class PipelineEngine : public Engine, public BatchEngine {
 public:
     PipelineEngine(const ModelFile& file, const PipelineOptions& options, int context, kernels::ThreadPool* pool);
     ~PipelineEngine() override;
@@ -77,6 +81,18 @@ public:
     int forward_sample(const int* tokens, int n_tokens, int pos, Sampler& sampler) override;
     // Tells every stage that sequence `seq` starts over.
     void reset(uint64_t seq = 0);
+
+    // Batches of several sequences (slots 0..slots-1), up to depth() of them
+    // in flight along the chain: while stage 2 computes one, stage 1 computes
+    // the next. The head's draws happen where the head is, per sequence.
+    const ModelConfig& batch_config() const override { return config_; }
+    int slot_context() const override { return context_; }
+    int slots() const override { return plan_.slots; }
+    int max_rows() const override { return plan_.max_positions > 0 ? std::min(plan_.max_positions, context_) : context_; }
+    int depth() const override { return static_cast<int>(chain_.size()); }
+    void submit(Batch batch) override;
+    Batch wait() override;
+    size_t in_flight() const override { return in_flight_.size(); }
 
     PipelineStats stats() const;
     const PipelinePlan& plan() const { return plan_; }
@@ -117,6 +133,11 @@ private:
     NodeStats local_stats_;
     PipelineStats totals_;
     uint64_t decoded_since_print_ = 0;
+    struct InFlight {
+        uint64_t id, sent_ns, bytes;
+        Batch batch;
+    };
+    std::deque<InFlight> in_flight_;
 };
 
 }  // namespace ferry

@@ -74,7 +74,7 @@ PlanProblem make_plan_problem(const ModelFile& file, const PlanRequest& r) {
     const bool tied = find_tensor(file.tensors, "output.weight") == nullptr;
     PlanProblem p;
     const std::vector<uint64_t> weights = layer_weight_bytes(file);
-    const uint64_t kv_per_layer = KVCache::bytes_for(1, context, c.kv_dim(), r.kv_type);
+    const uint64_t kv_per_layer = static_cast<uint64_t>(std::max(1, r.slots)) * KVCache::bytes_for(1, context, c.kv_dim(), r.kv_type);
     for (int l = 0; l < c.n_layers; ++l) {
         p.layer_memory.push_back(weights[static_cast<size_t>(l)] + kv_per_layer);
         std::vector<TypedBytes> reads;
@@ -90,7 +90,7 @@ PlanProblem make_plan_problem(const ModelFile& file, const PlanRequest& r) {
         for (int last = 0; last < 2; ++last)
             for (int emb = 0; emb < 2; ++emb)
                 for (int head = 0; head < 2; ++head) {
-                    StageLoad load{context, r.kv_type, r.max_positions, r.wire_bytes, first == 1, last == 1, "x86_64"};
+                    StageLoad load{context, r.kv_type, r.max_positions, r.wire_bytes, first == 1, last == 1, "x86_64", r.slots};
                     const ShardMemory m = shard_memory(c, file.tensors, ShardSpec{0, 1, emb == 1, head == 1}, load);
                     p.stage_memory[first][last][emb][head] = m.workspace + m.buffers + rope;
                 }
@@ -468,6 +468,7 @@ PipelinePlan finish_plan(const PlanProblem& p, const std::vector<WorkerCapacity>
     plan.kv_type = r.kv_type;
     plan.wire_bytes = r.wire_bytes;
     plan.max_positions = r.max_positions;
+    plan.slots = std::max(1, r.slots);
     plan.forced_split = !r.split.empty();
     const bool e = stages.front().embedding, h = stages.back().head;
     const WorkerCapacity* prev = nullptr;
@@ -612,7 +613,7 @@ void fill_stage_memory(const ModelFile& file, const PlanRequest& r, const std::v
         PlannedStage& s = plan.stages[i];
         const WorkerCapacity& w = workers[static_cast<size_t>(s.worker)];
         StageLoad load{plan.context, r.kv_type, r.max_positions, r.wire_bytes, i == 0, i + 1 == plan.stages.size(),
-                       w.arch.empty() ? "x86_64" : w.arch};
+                       w.arch.empty() ? "x86_64" : w.arch, r.slots};
         s.memory = shard_memory(file.config, file.tensors, ShardSpec{s.first_layer, s.last_layer, s.embedding, s.head},
                                 load);
     }
@@ -670,6 +671,7 @@ std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& wo
     std::string msg = "the " + std::to_string(workers.size()) + " worker" + (workers.size() == 1 ? "" : "s") +
                       " cannot hold " + (name.empty() ? std::string("the model") : name) + " at --ctx " +
                       std::to_string(context) + " --kv-type " + kv_type_name(r.kv_type) +
+                      (r.slots > 1 ? " --parallel " + std::to_string(r.slots) : std::string()) +
                       (r.max_positions > 0 && r.max_positions < context
                            ? " with prompts in requests of " + std::to_string(r.max_positions) + " positions"
                            : std::string()) +

@@ -90,6 +90,7 @@ struct PipelinePlan {
     int context = 0;
     KvType kv_type = KvType::f32;
     int wire_bytes = 4;
+    int slots = 1;          // sequences each stage holds a KV cache for
     int max_positions = 0;  // largest request (prefill batch) the stages were sized for; 0 = the context.
                             // When the request left it 0 and a whole-context request did not fit, the
                             // plan chose it: the pipeline must then send prompts in requests this large.
@@ -104,6 +105,7 @@ struct PlanRequest {
     int context = 0;  // 0: the model's seq_len
     KvType kv_type = KvType::f32;
     int wire_bytes = 4;      // 4 (f32) or 2 (f16) per activation value between stages
+    int slots = 1;           // sequences in flight at once (`ferry serve --parallel`): a KV cache each
     int max_positions = 0;   // largest request a stage gets (--prefill-chunk); 0 = planned: the context if
                              // that fits, else the largest of 512, 128, 32 positions that does
     std::vector<int> split;  // layers per worker (--split): every worker used, in order; empty = planned
