@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
     register_quantize(app, commands);
     register_plan(app, commands);
     register_chat(app, commands);
+    register_serve(app, commands);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -21,5 +21,6 @@ void register_status(CLI::App& app, std::vector<Command>& commands);
 void register_quantize(CLI::App& app, std::vector<Command>& commands);
 void register_plan(CLI::App& app, std::vector<Command>& commands);
 void register_chat(CLI::App& app, std::vector<Command>& commands);
+void register_serve(CLI::App& app, std::vector<Command>& commands);
 
 }  // namespace ferry

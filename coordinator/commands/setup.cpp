@@ -47,6 +47,7 @@ ShardMemory local_memory(const ModelFile& file, const PlanRequest& r) {
     StageLoad load;
     load.context = r.context > 0 ? std::min(r.context, file.config.seq_len) : file.config.seq_len;
     load.kv_type = r.kv_type;
+    load.slots = r.slots;
     load.first = load.last = true;
     ShardMemory m = shard_memory(file.config, file.tensors, ShardSpec{0, file.config.n_layers, true, true}, load);
     m.weights = m.embedding = m.head = 0;
@@ -55,16 +56,19 @@ ShardMemory local_memory(const ModelFile& file, const PlanRequest& r) {
 
 // Refuses a run whose allocations would not fit in `budget` bytes, worded as
 // `ferry plan` words a pool too small, with the fixes that would fit.
-void check_local_memory(const ModelFile& file, int context, KvType kv_type, uint64_t budget, bool budget_given) {
+void check_local_memory(const ModelFile& file, int context, KvType kv_type, int slots, uint64_t budget,
+                        bool budget_given) {
     PlanRequest r;
     r.context = context;
     r.kv_type = kv_type;
+    r.slots = slots;
     const ShardMemory m = local_memory(file, r);
     if (budget == 0 || m.total() <= budget) return;
     const FitsTest fits = [&](const ModelFile& f, const PlanRequest& q) { return local_memory(f, q).total() <= budget; };
     const std::string name = file.path.substr(file.path.find_last_of('/') + 1);
     throw Error("this machine cannot run " + name + " at --ctx " + std::to_string(context) + " --kv-type " +
-                kv_type_name(kv_type) + ": its KV cache and scratch need " + format_bytes(m.total()) + " (KV cache " +
+ kv_type_name(kv_type) +
+                (slots > 1 ? " --parallel " + std::to_string(slots) : std::string()) + ": its KV cache and scratch need " + format_bytes(m.total()) + " (KV cache " +
                 format_bytes(m.kv_cache) + ", workspace " + format_bytes(m.workspace) + ", buffers and the process " +
                 format_bytes(m.buffers + m.overhead) + "), and " +
                 (budget_given ? "--memory gives " : "the machine has ") + format_bytes(budget) +
@@ -75,23 +79,25 @@ void check_local_memory(const ModelFile& file, int context, KvType kv_type, uint
 }  // namespace
 
 std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, int context,
-                                    kernels::ThreadPool* pool) {
+                                    kernels::ThreadPool* pool, int slots) {
     if (!o.workers.empty()) {
         if (!o.memory.empty())
             throw Error("--memory limits a run in this process; with --workers give each ferry-worker its --memory");
-        return std::make_unique<PipelineEngine>(file, pipeline_options(o), context, pool);
+        PipelineOptions p = pipeline_options(o);
+        p.slots = slots;
+        return std::make_unique<PipelineEngine>(file, p, context, pool);
     }
     if (!o.split.empty()) throw Error("--split needs --workers");
     uint64_t budget = read_machine_memory().available;
     if (!o.memory.empty() && !parse_bytes(o.memory, &budget))
         throw Error("--memory " + o.memory + ": expected a size such as 512M or 1.5G");
     const KvType kv_type = kv_type_for(o.kv_type);
-    check_local_memory(file, context, kv_type, budget, !o.memory.empty());
+    check_local_memory(file, context, kv_type, slots, budget, !o.memory.empty());
     try {
-        return std::make_unique<LocalEngine>(file, context, pool, kv_type);
+        return std::make_unique<LocalEngine>(file, context, pool, kv_type, slots);
     } catch (const std::bad_alloc&) {  // the memory was there when counted, but not when asked for
         throw Error("cannot allocate the KV cache and scratch of --ctx " + std::to_string(context) + " --kv-type " +
-                    o.kv_type + " (" + format_bytes(local_memory(file, PlanRequest{context, kv_type}).total()) +
+                    o.kv_type + " (" + format_bytes(local_memory(file, PlanRequest{context, kv_type}).total() * static_cast<uint64_t>(slots)) +
                     "); give a shorter --ctx or a smaller --kv-type");
     }
 }

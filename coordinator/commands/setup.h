@@ -29,8 +29,10 @@ ModelFile open_model(const std::string& path);
 // KV cache and scratch would not fit in --memory (default: the memory the
 // machine has available) is refused in one line with the numbers and the
 // fixes, before anything is allocated.
+// slots: sequences with a KV cache each (`ferry serve --parallel`), counted
+// in the memory check and the plan.
 std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, int context,
-                                    kernels::ThreadPool* pool);
+                                    kernels::ThreadPool* pool, int slots = 1);
 // Prints what the engine measured (the per-node table of a pipeline) to stderr.
 void report_engine(const Engine& engine);
 

@@ -1,0 +1,219 @@
+#include "coordinator/serving/http_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <random>
+
+#include "common/error.h"
+
+namespace ferry {
+
+using nlohmann::json;
+
+namespace {
+
+int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string reply_id(const char* prefix) {
+    static std::atomic<uint64_t> counter{0};
+    static const uint64_t salt = std::random_device{}();
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%s-%08llx%06llx", prefix, static_cast<unsigned long long>(salt & 0xffffffffu),
+                  static_cast<unsigned long long>(++counter));
+    return buf;
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+    res.status = e.status;
+    res.set_content(error_body(e), "application/json");
+}
+
+// Equal in constant time, so the key cannot be guessed byte by byte from timings.
+bool same_key(const std::string& a, const std::string& b) {
+    unsigned diff = a.size() != b.size();
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+    Scheduler& scheduler;
+    ApiContext api;
+    HttpOptions opt;
+    httplib::Server server;
+
+    Impl(Scheduler& s, ApiContext a, HttpOptions o) : scheduler(s), api(std::move(a)), opt(std::move(o)) {}
+
+    void routes() {
+        const int threads = opt.threads;
+        server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+        server.set_payload_max_length(opt.max_body_bytes);
+        server.set_read_timeout(opt.read_timeout_s, 0);
+        server.set_write_timeout(opt.read_timeout_s, 0);
+        server.set_keep_alive_timeout(5);
+        server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+            if (opt.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+            const std::string auth = req.get_header_value("Authorization");
+            const std::string bearer = "Bearer ";
+            if (auth.compare(0, bearer.size(), bearer) == 0 && same_key(auth.substr(bearer.size()), opt.api_key))
+                return httplib::Server::HandlerResponse::Unhandled;
+            send_error(res, ApiError{401, "invalid_request_error",
+                                     auth.empty() ? "Missing API key: send 'Authorization: Bearer KEY'"
+                                                  : "Incorrect API key provided",
+                                     "", "invalid_api_key"});
+            return httplib::Server::HandlerResponse::Handled;
+        });
+        server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+            if (!res.body.empty()) return;  // a route's own error
+            if (res.status == 404)
+                send_error(res, ApiError{404, "invalid_request_error", "Unknown path " + req.method + " " + req.path +
+                                                                           "; see GET /v1/models, POST /v1/chat/completions, POST /v1/completions"});
+            else if (res.status == 413)
+                send_error(res, ApiError{413, "invalid_request_error", "the request body is larger than the server's limit"});
+            else
+                send_error(res, ApiError{res.status, "invalid_request_error", "HTTP error " + std::to_string(res.status)});
+        });
+        server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+            std::string what = "internal error";
+            try {
+                std::rethrow_exception(ep);
+            } catch (const std::exception& e) {
+                what = e.what();
+            } catch (...) {
+            }
+            spdlog::error("serve: {}", what);
+            send_error(res, ApiError{500, "server_error", what});
+        });
+        server.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+            const SchedulerStats s = scheduler.stats();
+            json j = {{"status", s.failure.empty() ? "ok" : "error"}, {"slots", s.slots}, {"active", s.active},
+                      {"queued", s.queued}};
+            if (!s.failure.empty()) j["error"] = s.failure;
+            res.status = s.failure.empty() ? 200 : 503;
+            res.set_content(dump(j), "application/json");
+        });
+        server.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+            json model = {{"id", api.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "ferry"}};
+            res.set_content(dump(json{{"object", "list"}, {"data", json::array({model})}}), "application/json");
+        });
+        server.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+            if (req.matches[1].str() != api.model_id)
+                return send_error(res, ApiError{404, "invalid_request_error",
+                                                "The model '" + req.matches[1].str() + "' does not exist", "model",
+                                                "model_not_found"});
+            res.set_content(dump(json{{"id", api.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "ferry"}}),
+                            "application/json");
+        });
+        server.Post("/v1/chat/completions",
+                    [this](const httplib::Request& req, httplib::Response& res) { complete(Endpoint::chat, req, res); });
+        server.Post("/v1/completions",
+                    [this](const httplib::Request& req, httplib::Response& res) { complete(Endpoint::completions, req, res); });
+    }
+
+    void complete(Endpoint endpoint, const httplib::Request& req, httplib::Response& res) {
+        ApiError error;
+        std::optional<ParsedRequest> parsed = parse_request(endpoint, req.body, api, &error);
+        if (!parsed) return send_error(res, error);
+        const int prompt_tokens = static_cast<int>(parsed->completion.prompt.size());
+        std::shared_ptr<ReplyStream> stream = scheduler.submit(std::move(parsed->completion));
+        if (!stream) {
+            const SchedulerStats s = scheduler.stats();
+            return send_error(res, ApiError{503, "server_error",
+                                            s.failure.empty() ? "every sequence slot is busy and the queue is full; retry later"
+                                                              : "the model is unavailable: " + s.failure,
+                                            "", "overloaded"});
+        }
+        ReplyIds ids{reply_id(endpoint == Endpoint::chat ? "chatcmpl" : "cmpl"), unix_now(), api.model_id};
+        if (!parsed->stream) {
+            std::string text = parsed->echo ? parsed->echo_text : std::string();
+            ReplyEvent e;
+            for (;;) {
+                if (!stream->next(&e, 1000)) continue;
+                text += e.text;
+                if (e.done) break;
+            }
+            if (!e.error.empty()) return send_error(res, ApiError{500, "server_error", e.error});
+            res.set_content(dump(full_reply(endpoint, ids, text, e.finish_reason, prompt_tokens, e.completion_tokens)),
+                            "application/json");
+            return;
+        }
+        const bool usage = parsed->include_usage;
+        const std::string echo = parsed->echo ? parsed->echo_text : std::string();
+        res.set_header("Cache-Control", "no-cache");
+        res.set_chunked_content_provider(
+            "text/event-stream",
+            [=, this, first = true](size_t, httplib::DataSink& sink) mutable {
+                auto send = [&](const json& j) {
+                    const std::string line = "data: " + dump(j) + "\n\n";
+                    return sink.write(line.data(), line.size());
+                };
+                if (first && !echo.empty() && !send(stream_chunk(endpoint, ids, echo, true, ""))) {
+                    stream->cancel();
+                    return false;
+                }
+                ReplyEvent e;
+                if (!stream->next(&e, 1000)) {
+                    // Nothing yet: a comment line finds a client that went away.
+                    if (!sink.is_writable() || !sink.write(": waiting\n\n", 11)) {
+                        stream->cancel();
+                        return false;
+                    }
+                    return true;
+                }
+                if (!e.error.empty()) {
+                    const std::string line = "data: " + error_body(ApiError{500, "server_error", e.error}) + "\n\n";
+                    sink.write(line.data(), line.size());
+                    sink.done();
+                    return true;
+                }
+                if ((!e.text.empty() || first) && !send(stream_chunk(endpoint, ids, e.text, first && echo.empty(), ""))) {
+                    stream->cancel();
+                    return false;
+                }
+                first = false;
+                if (!e.done) return true;
+                send(stream_chunk(endpoint, ids, "", false, e.finish_reason));
+                if (usage) send(usage_chunk(endpoint, ids, prompt_tokens, e.completion_tokens));
+                static const std::string kDone = "data: [DONE]\n\n";
+                sink.write(kDone.data(), kDone.size());
+                sink.done();
+                return true;
+            },
+            [stream](bool success) {
+                if (!success) stream->cancel();
+            });
+    }
+};
+
+HttpServer::HttpServer(Scheduler& scheduler, ApiContext api, HttpOptions options)
+    : impl_(std::make_unique<Impl>(scheduler, std::move(api), std::move(options))) {
+    impl_->routes();
+}
+
+HttpServer::~HttpServer() = default;
+
+int HttpServer::bind() {
+    Impl& i = *impl_;
+    if (i.opt.port == 0) {
+        const int port = i.server.bind_to_any_port(i.opt.host);
+        if (port <= 0) throw Error("--listen " + i.opt.host + ":0: cannot bind");
+        i.opt.port = port;
+        return port;
+    }
+    if (!i.server.bind_to_port(i.opt.host, i.opt.port))
+        throw Error("--listen " + i.opt.host + ":" + std::to_string(i.opt.port) +
+                    ": cannot bind (in use, or not an address of this machine); choose another port or address");
+    return i.opt.port;
+}
+
+void HttpServer::serve() { impl_->server.listen_after_bind(); }
+
+void HttpServer::stop() { impl_->server.stop(); }
+
+}  // namespace ferry
