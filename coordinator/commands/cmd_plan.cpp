@@ -31,6 +31,7 @@ struct PlanArgs {
     std::string wire = "f32";
     std::vector<int> split;
     int prefill_chunk = 0;
+    int parallel = 1;
     std::string embedding = "auto", head = "auto";
     std::string coordinator_memory;
     double coordinator_gbps = 0;
@@ -69,6 +70,7 @@ int cmd_plan(const PlanArgs& a) {
     r.wire_bytes = a.wire == "f16" ? 2 : 4;
     r.split = a.split;
     r.max_positions = a.prefill_chunk;
+    r.slots = a.parallel;
     r.embedding = placement_of(a.embedding);
     r.head = placement_of(a.head);
     if (!a.coordinator_memory.empty() && !parse_bytes(a.coordinator_memory, &r.coordinator.memory_budget))
@@ -135,6 +137,10 @@ void register_plan(CLI::App& app, std::vector<Command>& commands) {
         ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
     cmd->add_option("--wire", a.wire, "Activation encoding between stages: f32 or f16 (default f32)")
         ->check(CLI::IsMember({"f32", "f16"}));
+    cmd->add_option("--parallel", a.parallel,
+                    "Sequences in flight at once, as `ferry serve --parallel N` keeps them: each stage holds a KV "
+                    "cache per sequence (default 1)")
+        ->check(CLI::Range(1, 256));
     cmd->add_option("--split", a.split, "Force layers per worker, e.g. 2,3 (checked against the budgets)")->delimiter(',');
     cmd->add_option("--prefill-chunk", a.prefill_chunk,
                     "Plan for prompts sent in micro-batches of N positions (smaller request buffers; default: a whole "

@@ -33,7 +33,7 @@ struct ServeOptions {
     std::string api_key, api_key_file;
     std::string model_id;
     size_t max_body = 1u << 20;
-    int http_threads = 64;
+    int http_threads = 256;
     double grace = 30;
 };
 
@@ -108,6 +108,7 @@ int cmd_serve(ServeOptions& o) {
     api.tokenizer = &tokenizer;
     api.chat_template = choose_chat_template(file, r.chat_template);
     api.end_of_turn_ids = end_of_turn_ids(tokenizer, api.chat_template);
+    api.end_of_turn_ids.push_back(tokenizer.eos_id());  // as Conversation: the family's marker, else EOS
     api.context = context;
 
     Scheduler scheduler(*batch, tokenizer, o.queue);
@@ -164,7 +165,10 @@ void register_serve(CLI::App& app, std::vector<Command>& commands) {
     cmd->add_option("--model-id", o.model_id, "The model's name in the API (default: the model file's name)");
     cmd->add_option("--max-body", o.max_body, "Largest request body in bytes; larger ones get 413 (default 1048576)")
         ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
-    cmd->add_option("--http-threads", o.http_threads, "Connections served at once (default 64)")->check(CLI::Range(2, 4096));
+    cmd->add_option("--http-threads", o.http_threads,
+                    "Connections served at once: idle keep-alive connections hold one each until they send or time "
+                    "out (10 s) (default 256)")
+        ->check(CLI::Range(2, 4096));
     cmd->add_option("--grace", o.grace, "Seconds SIGTERM lets requests in flight finish before cancelling them (default 30)")
         ->check(CLI::Range(0.0, 86400.0));
     cmd->add_option("--chat-template", o.run.chat_template,

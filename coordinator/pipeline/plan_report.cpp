@@ -63,6 +63,7 @@ std::string format_plan(const PipelinePlan& plan, const std::vector<WorkerCapaci
                   kv_type_name(plan.kv_type), plan.wire_bytes == 2 ? "f16" : "f32",
                   plan.forced_split ? ", layers as --split gives them" : "");
     out += line;
+    if (plan.slots > 1) out += ", " + std::to_string(plan.slots) + " sequences at once (a KV cache each)";
     if (plan.max_positions > 0 && plan.max_positions < plan.context)
         out += ", prompts in requests of at most " + std::to_string(plan.max_positions) + " positions";
     out += "\n";
@@ -104,6 +105,7 @@ std::string plan_json(const PipelinePlan& plan, const std::vector<WorkerCapacity
     j["wire"] = plan.wire_bytes == 2 ? "f16" : "f32";
     j["forced_split"] = plan.forced_split;
     j["max_positions"] = plan.max_positions > 0 ? plan.max_positions : plan.context;
+    j["parallel"] = plan.slots;
     j["predicted_ms_per_token"] = plan.predicted_ms_per_token;
     j["predicted_tok_per_s"] = plan.predicted_ms_per_token > 0 ? 1000.0 / plan.predicted_ms_per_token : 0.0;
     j["predicted_compute_ms"] = sp.compute;

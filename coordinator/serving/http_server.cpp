@@ -3,6 +3,9 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <atomic>
 #include <chrono>
 #include <random>
@@ -38,6 +41,26 @@ bool same_key(const std::string& a, const std::string& b) {
     unsigned diff = a.size() != b.size();
     for (size_t i = 0; i < a.size() && i < b.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
     return diff == 0;
+}
+
+// cpp-httplib 0.11 (Debian 12) listens with a backlog of 5 and does not
+// expose its socket: a burst of clients (16 at once, or 200 idle ones) then
+// has SYNs dropped and each waits a second for the retransmit. Linux lets a
+// listening socket's backlog be raised by calling listen() again, so find
+// ours by its port.
+void widen_backlog(int port) {
+    for (int fd = 0; fd < 4096; ++fd) {
+        int listening = 0;
+        socklen_t len = sizeof listening;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+        sockaddr_storage a{};
+        socklen_t alen = sizeof a;
+        if (getsockname(fd, reinterpret_cast<sockaddr*>(&a), &alen) != 0) continue;
+        const int p = a.ss_family == AF_INET    ? ntohs(reinterpret_cast<sockaddr_in*>(&a)->sin_port)
+                      : a.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&a)->sin6_port)
+                                                : -1;
+        if (p == port) ::listen(fd, SOMAXCONN);
+    }
 }
 
 }  // namespace
@@ -204,11 +227,13 @@ int HttpServer::bind() {
         const int port = i.server.bind_to_any_port(i.opt.host);
         if (port <= 0) throw Error("--listen " + i.opt.host + ":0: cannot bind");
         i.opt.port = port;
+        widen_backlog(port);
         return port;
     }
     if (!i.server.bind_to_port(i.opt.host, i.opt.port))
         throw Error("--listen " + i.opt.host + ":" + std::to_string(i.opt.port) +
                     ": cannot bind (in use, or not an address of this machine); choose another port or address");
+    widen_backlog(i.opt.port);
     return i.opt.port;
 }
 

@@ -16,7 +16,7 @@ struct HttpOptions {
     int port = 8080;
     std::string api_key;                  // empty: no key asked
     size_t max_body_bytes = 1u << 20;     // larger bodies get 413
-    int threads = 64;                     // connections served at once; more wait for a thread
+    int threads = 256;                    // connections served at once; more wait for a thread
     int read_timeout_s = 10;              // a client silent this long mid-request is dropped
 };
 

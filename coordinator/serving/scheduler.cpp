@@ -69,7 +69,10 @@ std::shared_ptr<ReplyStream> Scheduler::submit(CompletionRequest request) {
     auto stream = std::make_shared<ReplyStream>();
     {
         std::lock_guard lock(mu_);
-        if (stopping_ || !stats_.failure.empty() || static_cast<int>(queue_.size()) >= queue_limit_) return nullptr;
+        // Waiting means: beyond the slots free now.
+        const int free_slots = stats_.slots - stats_.active;
+        if (stopping_ || !stats_.failure.empty() || static_cast<int>(queue_.size()) >= queue_limit_ + free_slots)
+            return nullptr;
         queue_.emplace_back(std::move(request), stream);
         stats_.queued = static_cast<int>(queue_.size());
     }
@@ -173,6 +176,7 @@ void Scheduler::finish(Sequence& s, const std::string& reason, const std::string
         ++stats_.requests_done;
         stats_.tokens_generated += static_cast<uint64_t>(s.generated);
         stats_.prompt_tokens += s.request.prompt.size();
+        --stats_.active;
     }
     slots_[static_cast<size_t>(s.slot)].reset();
 }
