@@ -234,8 +234,13 @@ void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r
         if (r < r1) tile<W, 1, 1>(out, w, a, r, 0, pf);
         return;
     }
-    for (int64_t r = r0; r < r1; ++r)
-        for_token_tiles<kTokens>(a.n_tokens, [&](auto tn, int t) { tile<W, 1, tn>(out, w, a, r, t, pf); });
+    // Two rows at a time: each activation block loaded serves both, which
+    // keeps a small batch (a few sequences decoding together) near the cost
+    // of one token instead of above it.
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2)
+        for_token_tiles<kTokens>(a.n_tokens, [&](auto tn, int t) { tile<W, 2, tn>(out, w, a, r, t, pf); });
+    if (r < r1) for_token_tiles<kTokens>(a.n_tokens, [&](auto tn, int t) { tile<W, 1, tn>(out, w, a, r, t, pf); });
 }
 
 }  // namespace

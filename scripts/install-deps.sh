@@ -10,7 +10,9 @@ packages=(
   libgtest-dev libgmock-dev             # unit and integration tests
   libbenchmark-dev                      # kernel micro-benchmarks (bench/)
   libcli11-dev                          # command lines of ferry and ferry-worker
-  nlohmann-json3-dev                    # --json output of status, plan and bench
+  nlohmann-json3-dev                    # JSON: ferry serve's OpenAI API, --json output of status, plan and bench
+  libcpp-httplib-dev                    # ferry serve's HTTP server (and the tests' HTTP client)
+  curl nodejs npm                       # tests drive ferry serve with curl and the official openai npm client
   libxxhash-dev                         # model content hash and per-chunk checksums (XXH3, ~30 GB/s)
   libsystemd-dev                        # sd_notify readiness for the systemd unit
   iproute2 iptables                     # network-namespace tests (ip netns, veth, tc)

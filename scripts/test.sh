@@ -10,5 +10,13 @@ bash scripts/build-i686.sh   # the 32-bit worker the tests run under qemu-i386 -
 if ! out=$(build-i686/worker/ferry-worker --help 2>&1 >/dev/null); then
   echo "test: this host cannot run 32-bit programs (${out:-exec failed}); the i686 tests run the 32-bit build under qemu-i386"
 fi
+# The official OpenAI client for the serve tests, from the npm registry, into
+# build/ (never the source tree); pinned by tests/clients/package.json.
+mkdir -p build/clients-node
+cp tests/clients/package.json build/clients-node/
+if [ ! -d build/clients-node/node_modules/openai ] || ! cmp -s tests/clients/package.json build/clients-node/.installed; then
+  (cd build/clients-node && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+  cp tests/clients/package.json build/clients-node/.installed
+fi
 cd build
 ctest --output-on-failure -j 2 --timeout 300

@@ -106,8 +106,14 @@ int cmd_serve(ServeOptions& o) {
     ApiContext api;
     api.model_id = o.model_id.empty() ? file.path.substr(file.path.find_last_of('/') + 1) : o.model_id;
     api.tokenizer = &tokenizer;
-    api.chat_template = choose_chat_template(file, r.chat_template);
-    api.end_of_turn_ids = end_of_turn_ids(tokenizer, api.chat_template);
+    try {
+        api.chat_template = choose_chat_template(file, r.chat_template);
+        api.end_of_turn_ids = end_of_turn_ids(tokenizer, *api.chat_template);
+    } catch (const Error& e) {  // completions still work; chat says why not
+        if (!r.chat_template.empty()) throw;
+        api.no_template_reason = e.what();
+        spdlog::warn("serve: {}; /v1/chat/completions is refused until then", e.what());
+    }
     api.end_of_turn_ids.push_back(tokenizer.eos_id());  // as Conversation: the family's marker, else EOS
     api.context = context;
 

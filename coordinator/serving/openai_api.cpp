@@ -78,6 +78,11 @@ std::vector<int> chat_prompt(const json& messages, const ApiContext& ctx, ApiErr
     Reader r{messages, error};
     std::vector<int> ids;
     *ok = false;
+    if (!ctx.chat_template) {
+        r.fail("messages", ctx.no_template_reason + " (POST /v1/completions needs none)");
+        return ids;
+    }
+    const ChatTemplate tmpl = *ctx.chat_template;
     if (!messages.is_array() || messages.empty()) {
         r.fail("messages", "'messages' must be a non-empty array");
         return ids;
@@ -126,8 +131,8 @@ std::vector<int> chat_prompt(const json& messages, const ApiContext& ctx, ApiErr
                 return ids;
             }
             if (pending >= 0) ids.push_back(pending);
-            const std::vector<int> turn = ctx.tokenizer->encode(render_user_turn(ctx.chat_template, system, content, first),
-                                                                first || bos_every_turn(ctx.chat_template), false);
+            const std::vector<int> turn = ctx.tokenizer->encode(render_user_turn(tmpl, system, content, first),
+                                                                first || bos_every_turn(tmpl), false);
             ids.insert(ids.end(), turn.begin(), turn.end());
             first = false;
             pending = -2;  // a user turn waits for its reply

@@ -36,7 +36,8 @@ enum class Endpoint { chat, completions };
 struct ApiContext {
     std::string model_id;  // what /v1/models lists and requests may name
     const Tokenizer* tokenizer = nullptr;
-    ChatTemplate chat_template = ChatTemplate::llama2;
+    std::optional<ChatTemplate> chat_template;  // none: /v1/chat/completions answers 400 saying so
+    std::string no_template_reason;
     std::vector<int> end_of_turn_ids;  // besides EOS: the template's end-of-turn token(s)
     int context = 0;                   // positions per sequence
 };

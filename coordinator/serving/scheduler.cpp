@@ -260,7 +260,14 @@ void Scheduler::run() {
                 std::lock_guard lock(mu_);
                 stats_.in_flight_batches = static_cast<int>(engine_.in_flight());
             }
-            if (engine_.in_flight() > 0) complete(engine_.wait());
+            if (engine_.in_flight() > 0) {
+                const auto t0 = std::chrono::steady_clock::now();
+                Batch done = engine_.wait();
+                spdlog::debug("serve: batch of {} sequences, {} positions back after {:.1f} ms", done.steps.size(),
+                              done.rows(),
+                              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+                complete(std::move(done));
+            }
         } catch (const std::exception& e) {
             spdlog::error("serving stopped: {}", e.what());
             // Batches still in flight are lost with the engine.
