@@ -114,7 +114,7 @@ start() {
   esac
   local host=127.0.0.1
   [ "$mode" = lan4 ] && host=$NET.10
-  "${run_in[@]}" "$ferry" serve "$model" --listen "$host:$port" --parallel 16 --threads 1 --log-level warn \
+  "${run_in[@]}" "$ferry" serve "$model" --listen "$host:$port" --parallel 16 --threads 1 --log-level "${LOG_LEVEL:-warn}" \
     ${workers:+--workers "$workers"} 2>"$log" & pids+=($!)
   wait_for "$log" "serving "
   url="http://$host:$port"

@@ -44,4 +44,18 @@ uint64_t last_level_cache_bytes() {
     return 0;
 }
 
+const char* machine_arch() {
+#if defined(__x86_64__)
+    return "x86_64";
+#elif defined(__i386__)
+    return "i686";
+#elif defined(__aarch64__)
+    return "aarch64";
+#elif defined(__arm__)
+    return "armv7";
+#else
+    return "unknown";
+#endif
+}
+
 }  // namespace ferry

@@ -20,5 +20,7 @@ ProcessMemory read_process_memory();
 MachineMemory read_machine_memory();
 // The last-level cache (L3, else L2) in bytes.
 uint64_t last_level_cache_bytes();
+// What this binary was built for: "x86_64", "i686", "aarch64", ... ("unknown").
+const char* machine_arch();
 
 }  // namespace ferry

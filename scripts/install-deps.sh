@@ -13,6 +13,7 @@ packages=(
   nlohmann-json3-dev                    # JSON: ferry serve's OpenAI API, --json output of status, plan and bench
   libcpp-httplib-dev                    # ferry serve's HTTP server (and the tests' HTTP client)
   curl nodejs npm                       # tests drive ferry serve with curl and the official openai npm client
+  chromium python3-prometheus-client    # the dashboard test (headless chromium) and the /metrics parser
   libxxhash-dev                         # model content hash and per-chunk checksums (XXH3, ~30 GB/s)
   libsystemd-dev                        # sd_notify readiness for the systemd unit
   iproute2 iptables                     # network-namespace tests (ip netns, veth, tc)

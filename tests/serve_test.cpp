@@ -552,9 +552,10 @@ TEST(Serve, AWorkerServingEightSequencesStaysWithinItsMemory) {
 TEST(Serve, CurlAndTheOpenAiNpmClientConform) {
     TempDir dir;
     ServeProcess server(dir, {"--parallel", "4", "--api-key", "sekrit"});
+    ServeProcess overload(dir, {"--parallel", "1", "--queue", "0", "--api-key", "sekrit"});
     const std::string src = FERRY_SOURCE_DIR;
     const CommandResult curl = run_command({"/bin/bash", src + "/tests/clients/curl_conformance.sh", server.base() + "/v1",
-                                            "sekrit", "stories260K.bin"},
+                                            "sekrit", "stories260K.bin", overload.base() + "/v1"},
                                            120);
     EXPECT_EQ(curl.exit_code, 0) << curl.out << curl.err;
     const std::string modules = src + "/build/clients-node/node_modules";
@@ -566,6 +567,74 @@ TEST(Serve, CurlAndTheOpenAiNpmClientConform) {
                                            120);
     EXPECT_EQ(node.exit_code, 0) << node.out << node.err;
     EXPECT_EQ(server.terminate(20), 0) << server.log();
+}
+
+}  // namespace
+}  // namespace ferry::test
+
+namespace ferry::test {
+namespace {
+
+TEST(ServeDashboard, EveryNodeIsLiveInARealBrowserAndTheChatBoxStreams) {
+    TempDir dir;
+    const SynthModel m = synth_64mb_model(dir, 512);
+    WorkerProcess a({"--threads", "1", "--memory", "100M", "--cache-dir", dir.file("ca")}, dir.file("a.log"));
+    WorkerProcess b({"--threads", "1", "--memory", "100M", "--cache-dir", dir.file("cb")}, dir.file("b.log"));
+    ServeProcess server(dir, {"--parallel", "4", "--workers", addresses({&a, &b}), "--split", "3,2"}, m.model,
+                        m.tokenizer);
+    const std::string src = FERRY_SOURCE_DIR;
+    const std::string modules = src + "/build/clients-node/node_modules";
+    ASSERT_TRUE(std::filesystem::exists(modules + "/playwright-core"))
+        << "playwright-core is not installed: run scripts/test.sh (npm install into build/clients-node)";
+    ASSERT_TRUE(std::filesystem::exists("/usr/bin/chromium")) << "chromium is not installed: run scripts/install-deps.sh";
+    std::filesystem::create_directories(src + "/build/test-artifacts");
+    const std::string shot = src + "/build/test-artifacts/dashboard.png";
+    std::filesystem::remove(shot);
+    const CommandResult r = run_command({"/usr/bin/env", "ROOT_URL=" + server.base(), "NODES=" + addresses({&a, &b}),
+                                         "SCREENSHOT=" + shot, "FERRY_NODE_MODULES=" + modules, "node",
+                                         src + "/tests/clients/dashboard_browser.mjs"},
+                                        150);
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_TRUE(std::filesystem::exists(shot));
+    EXPECT_EQ(server.terminate(20), 0) << server.log();
+}
+
+TEST(ServeDashboard, MetricsAreValidPrometheusTextWithEveryNode) {
+    TempDir dir;
+    WorkerProcess a({"--threads", "1", "--memory", "64M", "--cache-dir", dir.file("ca")}, dir.file("a.log"));
+    WorkerProcess b({"--threads", "1", "--cache-dir", dir.file("cb")}, dir.file("b.log"));
+    ServeProcess server(dir, {"--parallel", "2", "--workers", addresses({&a, &b}), "--split", "3,2"});
+    httplib::Client c = server.client();
+    for (int i = 0; i < 3; ++i)
+        ASSERT_EQ(c.Post("/v1/completions", R"({"prompt":"Once","max_tokens":20})", "application/json")->status, 200);
+    ASSERT_EQ(c.Post("/v1/completions", "{bad", "application/json")->status, 400);
+    usleep(400000);  // the scheduler publishes its figures four times a second
+    auto res = c.Get("/metrics");
+    ASSERT_TRUE(res && res->status == 200);
+    EXPECT_NE(res->get_header_value("Content-Type").find("text/plain; version=0.0.4"), std::string::npos);
+    write_file(dir.file("metrics.txt"), res->body);
+    // Prometheus' own Python parser (Debian python3-prometheus-client) reads every family.
+    const std::string check = R"(
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+def samples(name): return fams[name].samples
+nodes = {s.labels["node"] for s in samples("ferry_node_positions")}
+assert set(sys.argv[2].split(",")) <= nodes, nodes
+assert any(s.value > 0 for s in samples("ferry_node_positions") if s.labels["node"] != "coordinator")
+assert any(s.labels["node"] == sys.argv[2].split(",")[0] and s.value == 64 * 2**20 for s in samples("ferry_node_memory_budget_bytes"))
+assert any(s.value == 2 for s in samples("ferry_node_kv_slots"))
+codes = {s.labels["status"]: s.value for s in samples("ferry_responses")}
+assert codes.get("200", 0) >= 3 and codes.get("400", 0) >= 1, codes
+ttft = [s for s in samples("ferry_time_to_first_token_seconds") if s.name.endswith("_count")]
+assert ttft and ttft[0].value >= 3, ttft
+assert fams["ferry_token_latency_seconds"].type == "histogram"
+assert "ferry_queue_depth" in fams and "ferry_sequences_active" in fams
+print("ok", sorted(fams))
+)";
+    write_file(dir.file("check.py"), check);
+    const CommandResult r = run_command({"/usr/bin/python3", dir.file("check.py"), dir.file("metrics.txt"), addresses({&a, &b})});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err << "\n" << res->body;
 }
 
 }  // namespace

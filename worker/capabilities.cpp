@@ -52,13 +52,7 @@ uint64_t served_speed_min_bytes() {
 
 wire::Capabilities probe_capabilities(kernels::ThreadPool& pool, uint64_t memory_budget, double seconds) {
     wire::Capabilities caps;
-#if defined(__x86_64__)
-    caps.set_arch("x86_64");
-#elif defined(__i386__)
-    caps.set_arch("i686");
-#else
-    caps.set_arch("unknown");
-#endif
+    caps.set_arch(machine_arch());
     caps.set_cores(std::max(1u, std::thread::hardware_concurrency()));
     caps.set_threads(static_cast<uint32_t>(pool.size()));
     caps.set_cpu_features(kernels::cpu_features_string());

@@ -19,6 +19,7 @@
 #include "coordinator/commands/setup.h"
 #include "coordinator/generation/conversation.h"
 #include "coordinator/serving/http_server.h"
+#include "coordinator/serving/live_stats.h"
 #include "coordinator/serving/scheduler.h"
 
 namespace ferry {
@@ -117,14 +118,15 @@ int cmd_serve(ServeOptions& o) {
     api.end_of_turn_ids.push_back(tokenizer.eos_id());  // as Conversation: the family's marker, else EOS
     api.context = context;
 
-    Scheduler scheduler(*batch, tokenizer, o.queue);
+    LiveStats live;
+    Scheduler scheduler(*batch, tokenizer, o.queue, &live);
     HttpOptions http;
     http.host = host;
     http.port = port;
     http.api_key = o.api_key;
     http.max_body_bytes = o.max_body;
     http.threads = o.http_threads;
-    HttpServer server(scheduler, api, http);
+    HttpServer server(scheduler, api, http, &live);
     const int bound = server.bind();
 
     std::thread engine_thread([&] { scheduler.run(); });
@@ -138,7 +140,7 @@ int cmd_serve(ServeOptions& o) {
         engine_thread.join();
         server.stop();
     });
-    std::fprintf(stderr, "serving %s on http://%s:%d/v1 (%d sequences at once, context %d, %s)%s\n",
+    std::fprintf(stderr, "serving %s on http://%s:%d/v1 (%d sequences at once, context %d, %s)%s; dashboard at /, metrics at /metrics\n",
                  api.model_id.c_str(), host.c_str(), bound, batch->slots(), context,
                  r.workers.empty() ? "this process" : (std::to_string(batch->depth()) + (batch->depth() == 1 ? " stage" : " stages")).c_str(),
                  o.api_key.empty() ? "" : ", API key required");

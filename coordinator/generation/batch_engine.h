@@ -10,6 +10,7 @@
 
 #include "common/model_config.h"
 #include "common/sampler.h"
+#include "coordinator/pipeline/node_table.h"
 
 namespace ferry {
 
@@ -53,6 +54,8 @@ public:
     // order). Throws ferry::Error on a failure (naming the node).
     virtual Batch wait() = 0;
     virtual size_t in_flight() const = 0;
+    // What each node did so far (cumulative): this process, then the stages.
+    virtual PipelineStats batch_stats() const = 0;
 };
 
 }  // namespace ferry

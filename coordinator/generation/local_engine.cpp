@@ -1,8 +1,11 @@
 #include "coordinator/generation/local_engine.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "common/error.h"
+#include "common/process_stats.h"
+#include "kernels/cpu_features.h"
 
 namespace ferry {
 
@@ -14,6 +17,22 @@ LocalEngine::LocalEngine(const ModelFile& file, int context, kernels::ThreadPool
       pool_(pool),
       logits_(static_cast<size_t>(file.config.vocab_size)) {
     for (int i = 0; i < std::max(1, slots); ++i) kv_.emplace_back(file.config.n_layers, context, file.config.kv_dim(), kv_type);
+    stats_.address = "this process";
+    stats_.layers = "all";
+    stats_.weight_bytes = shard_weight_bytes(weights_);
+    stats_.arch = machine_arch();
+    stats_.kernel_level = kernels::level_name(kernels::active_level());
+    stats_.kv_slots = static_cast<int>(kv_.size());
+}
+
+PipelineStats LocalEngine::batch_stats() const {
+    PipelineStats s;
+    NodeStats n = stats_;
+    const ProcessMemory mem = read_process_memory();
+    n.rss = mem.rss;
+    n.peak_rss = mem.peak_rss;
+    s.nodes.push_back(n);
+    return s;
 }
 
 float* LocalEngine::forward(const int* tokens, int n_tokens, int pos) {
@@ -26,6 +45,7 @@ float* LocalEngine::forward(const int* tokens, int n_tokens, int pos) {
 }
 
 void LocalEngine::submit(Batch batch) {
+    const auto t0 = std::chrono::steady_clock::now();
     const size_t dim = static_cast<size_t>(config_.dim), vocab = static_cast<size_t>(config_.vocab_size);
     std::vector<int> tokens;
     std::vector<RowRef> rows;
@@ -56,6 +76,9 @@ void LocalEngine::submit(Batch batch) {
     int i = 0;
     for (SeqStep& s : batch.steps)
         if (s.draw) s.token = s.sampler->sample(logits_.data() + static_cast<size_t>(i++) * vocab);
+    stats_.compute_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    stats_.positions += static_cast<uint64_t>(n);
+    ++stats_.requests;
     done_.push_back(std::move(batch));
 }
 

@@ -32,6 +32,7 @@ public:
     void submit(Batch batch) override;
     Batch wait() override;
     size_t in_flight() const override { return done_.size(); }
+    PipelineStats batch_stats() const override;
 
 private:
     ModelConfig config_;
@@ -41,6 +42,7 @@ private:
     kernels::ThreadPool* pool_;
     std::vector<float> x_, logits_;
     std::deque<Batch> done_;  // computed at submit, handed back by wait
+    NodeStats stats_;         // what batches did (forward() is not counted)
 };
 
 }  // namespace ferry

@@ -23,6 +23,13 @@ struct NodeStats {
     uint64_t bytes_sent = 0, bytes_received = 0;  // data path (requests and results)
     // The plan's predictions per decoded token (0: none), shown beside the measured ones.
     double predicted_compute_ms = 0, predicted_net_ms = 0;
+    // What the node is (for the dashboard and /metrics).
+    std::string arch;          // "x86_64", "i686"
+    std::string kernel_level;  // scalar | sse2 | avx2
+    uint64_t memory_budget = 0;   // its --memory; 0: not limited
+    uint64_t memory_needed = 0;   // what the plan counted for its shard
+    double link_rtt_ms = 0;       // measured round trip to it (0: this process)
+    int kv_slots = 0;             // sequences it keeps a KV cache for
 };
 
 struct PipelineStats {

@@ -18,6 +18,7 @@
 #include "common/net/values.h"
 #include "common/process_stats.h"
 #include "common/shard_memory.h"
+#include "kernels/cpu_features.h"
 #include "coordinator/pipeline/pipeline_probe.h"
 #include "coordinator/pipeline/plan_report.h"
 
@@ -140,7 +141,15 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     for (Node* n : chain_) {
         n->stats.address = n->address;
         n->stats.layers = spec_text(n->spec);
+        n->stats.arch = n->caps.arch();
+        n->stats.kernel_level = n->caps.kernel_level();
+        n->stats.memory_budget = n->caps.memory_budget();
+        n->stats.memory_needed = plan_.stages[static_cast<size_t>(n->stage)].memory.total();
+        n->stats.link_rtt_ms = n->rtt_ms;
+        n->stats.kv_slots = plan_.slots;
     }
+    local_stats_.arch = machine_arch();
+    local_stats_.kernel_level = kernels::level_name(kernels::active_level());
 }
 
 PipelineEngine::~PipelineEngine() = default;

@@ -93,6 +93,7 @@ public:
     void submit(Batch batch) override;
     Batch wait() override;
     size_t in_flight() const override { return in_flight_.size(); }
+    PipelineStats batch_stats() const override { return stats(); }
 
     PipelineStats stats() const;
     const PipelinePlan& plan() const { return plan_; }

@@ -11,12 +11,17 @@
 #include <random>
 
 #include "common/error.h"
+#include "coordinator/serving/dashboard_page.h"
 
 namespace ferry {
 
 using nlohmann::json;
 
 namespace {
+
+double seconds_now() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 int64_t unix_now() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -71,7 +76,10 @@ struct HttpServer::Impl {
     HttpOptions opt;
     httplib::Server server;
 
-    Impl(Scheduler& s, ApiContext a, HttpOptions o) : scheduler(s), api(std::move(a)), opt(std::move(o)) {}
+    LiveStats* live;
+
+    Impl(Scheduler& s, ApiContext a, HttpOptions o, LiveStats* l)
+        : scheduler(s), api(std::move(a)), opt(std::move(o)), live(l) {}
 
     void routes() {
         const int threads = opt.threads;
@@ -81,7 +89,9 @@ struct HttpServer::Impl {
         server.set_write_timeout(opt.read_timeout_s, 0);
         server.set_keep_alive_timeout(5);
         server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-            if (opt.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+            // The page itself holds nothing; its data (/api/status) needs the key like the rest.
+            if (opt.api_key.empty() || req.path == "/health" || req.path == "/")
+                return httplib::Server::HandlerResponse::Unhandled;
             const std::string auth = req.get_header_value("Authorization");
             const std::string bearer = "Bearer ";
             if (auth.compare(0, bearer.size(), bearer) == 0 && same_key(auth.substr(bearer.size()), opt.api_key))
@@ -120,6 +130,26 @@ struct HttpServer::Impl {
             if (!s.failure.empty()) j["error"] = s.failure;
             res.status = s.failure.empty() ? 200 : 503;
             res.set_content(dump(j), "application/json");
+        });
+        server.set_logger([this](const httplib::Request&, const httplib::Response& res) {
+            if (live) live->count_response(res.status);
+        });
+        server.Get("/", [](const httplib::Request&, httplib::Response& res) {
+            const std::string_view page = dashboard_page();
+            res.set_content(page.data(), page.size(), "text/html; charset=utf-8");
+        });
+        server.Get("/api/status", [this](const httplib::Request&, httplib::Response& res) {
+            json j = live ? live->dashboard(api.model_id, seconds_now()) : json::object();
+            const SchedulerStats s = scheduler.stats();
+            j["queued"] = s.queued;
+            j["failure"] = s.failure;
+            j["requests_done"] = s.requests_done;
+            j["chat"] = api.chat_template.has_value();
+            res.set_header("Cache-Control", "no-store");
+            res.set_content(dump(j), "application/json");
+        });
+        server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+            res.set_content(live ? live->prometheus() : std::string(), "text/plain; version=0.0.4; charset=utf-8");
         });
         server.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
             json model = {{"id", api.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "ferry"}};
@@ -214,8 +244,8 @@ struct HttpServer::Impl {
     }
 };
 
-HttpServer::HttpServer(Scheduler& scheduler, ApiContext api, HttpOptions options)
-    : impl_(std::make_unique<Impl>(scheduler, std::move(api), std::move(options))) {
+HttpServer::HttpServer(Scheduler& scheduler, ApiContext api, HttpOptions options, LiveStats* live)
+    : impl_(std::make_unique<Impl>(scheduler, std::move(api), std::move(options), live)) {
     impl_->routes();
 }
 

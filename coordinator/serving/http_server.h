@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "coordinator/serving/live_stats.h"
 #include "coordinator/serving/openai_api.h"
 #include "coordinator/serving/scheduler.h"
 
@@ -22,7 +23,8 @@ struct HttpOptions {
 
 class HttpServer {
 public:
-    HttpServer(Scheduler& scheduler, ApiContext api, HttpOptions options);
+    // live (may be null) feeds the dashboard (/, /api/status) and /metrics.
+    HttpServer(Scheduler& scheduler, ApiContext api, HttpOptions options, LiveStats* live = nullptr);
     ~HttpServer();
     // Binds; throws ferry::Error naming the address if it cannot. Returns the port (for port 0).
     int bind();

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "common/error.h"
+#include "coordinator/serving/live_stats.h"
 #include "coordinator/serving/reply_text.h"
 
 namespace ferry {
@@ -47,6 +48,7 @@ struct Scheduler::Sequence {
     int last = -1;        // the token to feed next (after the prompt)
     int generated = 0;
     bool in_flight = false;
+    double arrived_s = 0, first_token_s = 0, last_token_s = 0;
     Sampler sampler;
     ReplyText text;
     Sequence(CompletionRequest r, std::shared_ptr<ReplyStream> s, int slot_, int vocab, const Tokenizer& tok)
@@ -57,8 +59,8 @@ struct Scheduler::Sequence {
           text(tok, request.stop, request.prompt.back()) {}
 };
 
-Scheduler::Scheduler(BatchEngine& engine, const Tokenizer& tokenizer, int queue_limit)
-    : engine_(engine), tokenizer_(tokenizer), queue_limit_(queue_limit) {
+Scheduler::Scheduler(BatchEngine& engine, const Tokenizer& tokenizer, int queue_limit, LiveStats* live)
+    : engine_(engine), tokenizer_(tokenizer), queue_limit_(queue_limit), live_(live) {
     slots_.resize(static_cast<size_t>(engine.slots()));
     stats_.slots = engine.slots();
 }
@@ -73,6 +75,7 @@ std::shared_ptr<ReplyStream> Scheduler::submit(CompletionRequest request) {
         const int free_slots = stats_.slots - stats_.active;
         if (stopping_ || !stats_.failure.empty() || static_cast<int>(queue_.size()) >= queue_limit_ + free_slots)
             return nullptr;
+        request.arrived_s = now_s();
         queue_.emplace_back(std::move(request), stream);
         stats_.queued = static_cast<int>(queue_.size());
     }
@@ -103,8 +106,10 @@ bool Scheduler::admit() {
         queue_.pop_front();
         if (stream->cancelled()) continue;
         const int slot = static_cast<int>(&s - slots_.data());
+        const double arrived = request.arrived_s;
         s = std::make_unique<Sequence>(std::move(request), std::move(stream), slot, engine_.batch_config().vocab_size,
                                        tokenizer_);
+        s->arrived_s = arrived;
     }
     // Requests still queued when stopping are refused now.
     while (stopping_ && !queue_.empty()) {
@@ -158,6 +163,7 @@ bool Scheduler::submit_batch() {
         s->in_flight = true;
         batch.steps.push_back(std::move(step));
     }
+    submitted_.push_back(std::chrono::steady_clock::now());
     engine_.submit(std::move(batch));
     return true;
 }
@@ -201,6 +207,13 @@ void Scheduler::complete(Batch batch) {
         }
         ++s.generated;
         s.last = t;
+        const double now = now_s();
+        if (live_) {
+            if (s.generated == 1) live_->observe_first_token(now - s.arrived_s);
+            else live_->observe_token_gap(now - s.last_token_s);
+        }
+        if (s.generated == 1) s.first_token_s = now;
+        s.last_token_s = now;
         const bool going = s.text.add(t);
         if (!going) {
             finish(s, "stop");
@@ -235,8 +248,30 @@ void Scheduler::fail_all(const std::string& error) {
     queue_.clear();
 }
 
+// Hands the engine's figures and the requests in flight to live_, at most
+// four times a second (the engine's stats are read on this thread only).
+void Scheduler::publish(bool force) {
+    const double now = now_s();
+    if (!live_ || (!force && now - published_s_ < 0.25)) return;
+    published_s_ = now;
+    std::vector<ActiveRequest> active;
+    for (const auto& s : slots_) {
+        if (!s) continue;
+        active.push_back(ActiveRequest{s->slot, static_cast<int>(s->request.prompt.size()), s->fed, s->generated,
+                                       now - s->arrived_s, s->generated > 0 ? now - s->first_token_s : 0.0});
+    }
+    SchedulerStats st = stats();
+    live_->record(engine_.batch_stats(), std::move(active), st.tokens_generated + [&] {
+        uint64_t n = 0;
+        for (const auto& s : slots_)
+            if (s) n += static_cast<uint64_t>(s->generated);
+        return n;
+    }(), st.slots, st.queued, now);
+}
+
 void Scheduler::run() {
     for (;;) {
+        publish(false);
         bool active = admit();
         {
             std::unique_lock lock(mu_);
@@ -249,7 +284,9 @@ void Scheduler::run() {
             }
             if (!active && engine_.in_flight() == 0) {
                 if (stopping_ || !stats_.failure.empty()) return;
-                cv_.wait_for(lock, std::chrono::milliseconds(200));
+                cv_.wait_for(lock, std::chrono::milliseconds(250));
+                lock.unlock();
+                publish(true);
                 continue;
             }
         }
@@ -261,11 +298,12 @@ void Scheduler::run() {
                 stats_.in_flight_batches = static_cast<int>(engine_.in_flight());
             }
             if (engine_.in_flight() > 0) {
-                const auto t0 = std::chrono::steady_clock::now();
                 Batch done = engine_.wait();
-                spdlog::debug("serve: batch of {} sequences, {} positions back after {:.1f} ms", done.steps.size(),
-                              done.rows(),
-                              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+                const auto sent = submitted_.front();
+                submitted_.pop_front();
+                spdlog::debug("serve: batch of {} sequences, {} positions back {:.1f} ms after it was formed",
+                              done.steps.size(), done.rows(),
+                              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sent).count());
                 complete(std::move(done));
             }
         } catch (const std::exception& e) {

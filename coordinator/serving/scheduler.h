@@ -10,6 +10,7 @@
 // it never changes its output.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -24,12 +25,15 @@
 
 namespace ferry {
 
+class LiveStats;
+
 struct CompletionRequest {
     std::vector<int> prompt;  // the ids fed: BOS, the prompt (or the chat turns)
     int max_tokens = 0;       // tokens to generate at most; 0: until the context is full
     SamplerParams sampling;   // seed != 0
     std::vector<std::string> stop;
     std::vector<int> end_ids;  // tokens that end the reply besides the tokenizer's own (end of turn)
+    double arrived_s = 0;      // set by Scheduler::submit
 };
 
 // One increment of a reply, as the HTTP side receives it.
@@ -68,7 +72,8 @@ struct SchedulerStats {
 class Scheduler {
 public:
     // queue_limit: requests waiting for a slot before submit() refuses.
-    Scheduler(BatchEngine& engine, const Tokenizer& tokenizer, int queue_limit);
+    // live (may be null) gets the engine's figures a few times a second.
+    Scheduler(BatchEngine& engine, const Tokenizer& tokenizer, int queue_limit, LiveStats* live = nullptr);
     ~Scheduler();
 
     // Queues a request; nullptr when the queue is full or the scheduler stops.
@@ -88,16 +93,20 @@ private:
     void complete(Batch batch);
     void finish(Sequence& s, const std::string& reason, const std::string& error = {});
     void fail_all(const std::string& error);
+    void publish(bool force);
 
     BatchEngine& engine_;
     const Tokenizer& tokenizer_;
     const int queue_limit_;
+    LiveStats* live_;
+    double published_s_ = 0;
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<std::pair<CompletionRequest, std::shared_ptr<ReplyStream>>> queue_;
     bool stopping_ = false;
     double grace_deadline_ = 0;  // steady-clock seconds
     std::vector<std::unique_ptr<Sequence>> slots_;  // null: free (engine thread only)
+    std::deque<std::chrono::steady_clock::time_point> submitted_;  // when each batch in flight was formed
     SchedulerStats stats_;
 };
 
