@@ -85,5 +85,42 @@ TEST(NetnsPipeline, TwoWorkersInTheirOwnNamespacesAcrossAVethPair) {
     EXPECT_NE(b.log().find("data connection from stage 0"), std::string::npos) << b.log();
 }
 
+// The shard transfer's progress counts bytes the worker acknowledges, so its
+// first ETA on a 100 Mbit/s link (tc on the coordinator's side) is close to
+// the real transfer time, and the last line says how long it took.
+TEST(NetnsPipeline, ShardProgressAt100MbitGivesAnHonestEta) {
+    VethPair net;
+    if (!net.problem().empty()) GTEST_SKIP() << "cannot make network namespaces here (needs root): " << net.problem();
+    std::vector<std::string> tc = net.in_a();
+    const std::vector<std::string> rate = {"tc", "qdisc", "add", "dev", "fv" + std::to_string(getpid() % 100000) + "a",
+                                           "root", "tbf", "rate", "100mbit", "burst", "64kb", "latency", "100ms"};
+    tc.insert(tc.end(), rate.begin(), rate.end());
+    const auto t = test::run_command(tc, 10);
+    if (t.exit_code != 0) GTEST_SKIP() << "cannot shape the link with tc: " << t.err;
+    test::TempDir tmp;
+    const test::SynthModel m = test::synth_64mb_model(tmp, 64);
+    test::WorkerProcess b({"--threads", "1", "--cache-dir", tmp.file("cb")}, tmp.file("b.log"), net.in_b(),
+                          net.address_b() + ":0");
+    std::vector<std::string> argv = net.in_a();
+    for (const std::string& a : {test::ferry_bin(), std::string("run"), m.model, std::string("-z"), m.tokenizer,
+                                 std::string("-n"), std::string("4"), std::string("--workers"), b.address(),
+                                 std::string("--embedding-on-worker"), std::string("--head-on-worker")})
+        argv.push_back(a);
+    const auto r = test::run_command(argv, 120);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    // "sending shards to 1 worker: 10.0 MB / 61.0 MB (16%), 9.9 MB/s, ETA 5 s" (off a terminal: after about a
+    // second, then every few seconds), and "..., done in 5.5 s".
+    const size_t eta_at = r.err.find(", ETA ");
+    ASSERT_NE(eta_at, std::string::npos) << r.err;
+    const double eta = std::stod(r.err.substr(eta_at + 6));
+    const size_t done_at = r.err.find(", done in ");
+    ASSERT_NE(done_at, std::string::npos) << r.err;
+    const double took = std::stod(r.err.substr(done_at + 10));
+    EXPECT_GT(took, 3.0) << "64 MB at 100 Mbit/s take about 5.4 s: " << r.err;
+    const double predicted = 1.0 + eta;  // the first line comes after about a second
+    EXPECT_GT(predicted, took / 2) << r.err;
+    EXPECT_LT(predicted, took * 2) << r.err;
+}
+
 }  // namespace
 }  // namespace ferry

@@ -68,6 +68,7 @@ TEST(OpenAiRequest, ParsesWhatClientsSendAndRefusesTheRest) {
     ctx.model_id = "m";
     ctx.tokenizer = &s.tok;
     ctx.context = 64;
+    ctx.chat_template = ChatTemplate::llama2;
     ApiError e;
     auto p = parse_request(Endpoint::completions,
                            R"({"model":"m","prompt":"Once","max_tokens":7,"temperature":0.5,"top_p":0.8,"seed":9,)"
@@ -112,6 +113,14 @@ TEST(OpenAiRequest, ParsesWhatClientsSendAndRefusesTheRest) {
         {Endpoint::chat, R"({"messages":[{"role":"user","content":[{"type":"image_url"}]}]})", 400, "messages[0].content"},
         {Endpoint::completions, "{\"prompt\":\"" + std::string(300, 'z') + " " + std::string(300, 'y') + "\"}", 400, "prompt"},
     };
+    // A model without a known chat template: chat is refused saying so, completions still work.
+    ApiContext no_template = ctx;
+    no_template.chat_template.reset();
+    no_template.no_template_reason = "the model names no chat template";
+    ApiError why;
+    EXPECT_FALSE(parse_request(Endpoint::chat, R"({"messages":[{"role":"user","content":"hi"}]})", no_template, &why));
+    EXPECT_NE(why.message.find("no chat template"), std::string::npos) << why.message;
+    EXPECT_TRUE(parse_request(Endpoint::completions, R"({"prompt":"hi"})", no_template, &why));
     for (const Bad& b : bad) {
         ApiError err;
         EXPECT_FALSE(parse_request(b.endpoint, b.body, ctx, &err)) << b.body;

@@ -179,6 +179,7 @@ struct Worker::Impl {
         ShardSpec spec;
         std::unique_ptr<net::ShardReceiver> receiver;
         uint64_t receive_start_ns = 0;
+        uint64_t acked_to = 0, acked_ns = 0;  // the last ShardAck
         std::shared_ptr<Stage> stage;
         int inline_positions = 0;  // requests of at most this many positions run on the io thread
         std::shared_ptr<Connection> upstream, downstream;
@@ -514,6 +515,17 @@ struct Worker::Impl {
         });
     }
 
+    // Tells the coordinator how far the image is written, every 4 MB or 200 ms.
+    void ack_shard(uint64_t received_to) {
+        const uint64_t now = net::now_ns();
+        if (received_to - session->acked_to < (4u << 20) && now - session->acked_ns < 200'000'000) return;
+        session->acked_to = received_to;
+        session->acked_ns = now;
+        wire::Frame f;
+        f.mutable_shard_ack()->set_received_to(received_to);
+        session->control->send(f);
+    }
+
     void on_coordinator_frame(Peer& p, net::FrameDecoder::Decoded& d) {
         if (!session || p.conn != session->control) return;
         wire::Frame& f = d.frame;
@@ -530,6 +542,7 @@ struct Worker::Impl {
                     const wire::ShardChunk& c = f.shard_chunk();
                     session->receiver->write(c.offset(), c.data(), c.checksum());
                     shard_received += c.data().size();
+                    ack_shard(c.offset() + c.data().size());
                     return;
                 }
                 case wire::Frame::kShardEnd: return on_shard_end(f.shard_end().image_hash());

@@ -83,6 +83,7 @@ const char* frame_kind(const wire::Frame& f) {
         case wire::Frame::kPong: return "pong";
         case wire::Frame::kStatusRequest: return "status-request";
         case wire::Frame::kStatusReport: return "status-report";
+        case wire::Frame::kShardAck: return "shard-ack";
         case wire::Frame::MSG_NOT_SET: break;
     }
     return "empty";

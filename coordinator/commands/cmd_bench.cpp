@@ -18,6 +18,7 @@
 #include "common/model_file.h"
 #include "common/net/hash.h"
 #include "common/progress.h"
+#include "common/shard_memory.h"
 #include "common/sampler.h"
 #include "coordinator/commands/commands.h"
 #include "coordinator/commands/options.h"
@@ -120,7 +121,7 @@ std::unique_ptr<kernels::ReadBandwidthProbe> make_probe(double gib) {
     const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
     const std::string what = "--bandwidth-gib " + std::to_string(gib).substr(0, std::to_string(gib).find('.') + 3);
     if (physical > 0 && bytes > physical / 2)
-        throw Error(what + ": the probe's buffer would take more than half of this machine's " + format_gb(physical) +
+        throw Error(what + ": the probe's buffer would take more than half of this machine's " + format_bytes(static_cast<uint64_t>(physical)) +
                     " of memory; a buffer a few times larger than the caches is enough (default 1)");
     try {
         return std::make_unique<kernels::ReadBandwidthProbe>(static_cast<int64_t>(bytes));
@@ -211,13 +212,13 @@ int cmd_bench(BenchArgs a) {
         std::printf("prefill    %d tokens: %.1f tok/s (median of %d runs)\n", a.prompt_tokens, prefill, a.runs);
         std::printf("decode     %d tokens: %.2f tok/s (median of %d runs)\n", a.gen_tokens, decode, a.runs);
         std::printf("weights    %s read per decoded token: %s/s streamed\n",
-                    format_gb(static_cast<double>(per_token)).c_str(), format_gb(streamed).c_str());
+                    format_bytes(per_token).c_str(), format_bytes(static_cast<uint64_t>(streamed)).c_str());
         if (!probe) {
             std::printf("bandwidth  not measured (--bandwidth-passes 0)\n");
         } else {
             std::printf("bandwidth  %s/s (median of %d runs, each the best of %d passes over %s), %d thread%s\n",
-                        format_gb(bandwidth).c_str(), a.runs, a.bandwidth_passes,
-                        format_gb(static_cast<double>(probe->bytes())).c_str(), pool.size(),
+                        format_bytes(static_cast<uint64_t>(bandwidth)).c_str(), a.runs, a.bandwidth_passes,
+                        format_bytes(probe->bytes()).c_str(), pool.size(),
                         pool.size() == 1 ? "" : "s");
             std::printf("ratio      decode streams weights at %.0f%% of the read bandwidth (median of per-run ratios)%s%s\n",
                         share * 100, share > 1 ? "; the weights fit in the caches" : "",

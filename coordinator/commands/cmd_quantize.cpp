@@ -9,6 +9,7 @@
 #include "common/mapped_file.h"
 #include "common/process_stats.h"
 #include "common/progress.h"
+#include "common/shard_memory.h"
 #include "coordinator/commands/commands.h"
 #include "coordinator/model_files/quantize.h"
 #include "coordinator/commands/setup.h"
@@ -58,9 +59,9 @@ int cmd_quantize(const QuantizeArgs& a) {
     const MappedFile written(a.out);
     const GgufFile g = parse_gguf(written.data(), written.size(), a.out);
     std::fprintf(stderr, "wrote %s: %s, %s (from %s), %s, %.1f s, peak RSS %s\n", a.out.c_str(), a.type.c_str(),
-                 format_gb(static_cast<double>(written.size())).c_str(),
-                 format_gb(static_cast<double>(std::filesystem::file_size(a.in))).c_str(), type_census(g).c_str(), s,
-                 format_gb(static_cast<double>(read_process_memory().peak_rss)).c_str());
+                 format_bytes(written.size()).c_str(),
+                 format_bytes(std::filesystem::file_size(a.in)).c_str(), type_census(g).c_str(), s,
+                 format_bytes(read_process_memory().peak_rss).c_str());
     return 0;
 }
 

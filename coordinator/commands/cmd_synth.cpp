@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "common/error.h"
+#include "common/shard_memory.h"
 #include "coordinator/commands/commands.h"
 #include "coordinator/model_files/quantize.h"
 #include "coordinator/commands/setup.h"
@@ -101,7 +102,7 @@ int cmd_synth(const SynthArgs& a) {
                  "wrote %s: %s, %s, dim %d hidden %d layers %d heads %d/%d vocab %d seq_len %d, %s "
                  "classifier, seed %lld, %.1f s\n",
                  a.out.c_str(), format.c_str(),
-                 format_gb(static_cast<double>(std::filesystem::file_size(a.out))).c_str(), c.dim, c.hidden_dim,
+                 format_bytes(std::filesystem::file_size(a.out)).c_str(), c.dim, c.hidden_dim,
                  c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len, shared ? "tied" : "separate",
                  static_cast<long long>(a.seed), s);
     if (!a.tokenizer_out.empty()) {

@@ -13,6 +13,7 @@
 #include "common/mapped_file.h"
 #include "common/model_file.h"
 #include "common/progress.h"
+#include "common/shard_memory.h"
 #include "common/tokenizer_loader.h"
 #include "kernels/kernels.h"
 #include "kernels/quantize.h"
@@ -118,7 +119,7 @@ private:
 
 void write_with_progress(const GgufWriter& w, const std::string& path, const GgufOutput& o) {
     ensure_disk_space(path, w.file_bytes());
-    ProgressBar bar("write " + std::filesystem::path(path).filename().string());
+    Progress bar("write " + std::filesystem::path(path).filename().string());
     GgufWriter::Progress progress;
     if (o.progress) progress = [&bar](uint64_t done, uint64_t total) { bar.update(done, total); };
     w.write(path, progress);
@@ -234,8 +235,8 @@ void ensure_disk_space(const std::string& path, uint64_t bytes) {
     const std::filesystem::space_info space = std::filesystem::space(dir, ec);
     if (ec) throw Error(path + ": cannot write there: " + ec.message());
     if (space.available < bytes)
-        throw Error(path + ": needs " + format_gb(static_cast<double>(bytes)) + ", the disk has " +
-                    format_gb(static_cast<double>(space.available)) + " free");
+        throw Error(path + ": needs " + format_bytes(bytes) + ", the disk has " +
+                    format_bytes(space.available) + " free");
 }
 
 std::vector<ModelTensor> llama_gguf_tensors(const ModelConfig& c, bool tied_classifier) {

@@ -64,7 +64,7 @@ void synth_model(const std::string& path, const SynthOptions& o) {
     const int64_t bytes = llama2c_file_bytes(o.config, o.write);
     if (bytes < 0) throw Error("synth: the file size of this shape overflows");
     ensure_disk_space(path, static_cast<uint64_t>(bytes));
-    ProgressBar bar("synth " + std::filesystem::path(path).filename().string());
+    Progress bar("synth " + std::filesystem::path(path).filename().string());
     WriteProgress progress;
     if (o.progress) progress = [&bar](uint64_t done, uint64_t total) { bar.update(done, total); };
     write_llama2c(path, o.config, source, o.write, progress);

@@ -17,6 +17,7 @@
 #include "common/net/shard_image.h"
 #include "common/net/values.h"
 #include "common/process_stats.h"
+#include "common/progress.h"
 #include "common/shard_memory.h"
 #include "kernels/cpu_features.h"
 #include "coordinator/pipeline/pipeline_probe.h"
@@ -268,32 +269,36 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
 
 void PipelineEngine::stream_shards() {
     Hub& hub = net_->hub;
-    uint64_t total = 0, sent = 0;
-    size_t pending = 0;
+    std::vector<Node*> sending;
     for (Node* n : chain_)
-        if (n->need_shard) {
-            total += n->image->size() - n->send_at;
-            ++pending;
+        if (n->need_shard) sending.push_back(n);
+    if (sending.empty()) return;
+    std::vector<std::string> names;
+    for (Node* n : sending) names.push_back(n->address);
+    // What the workers acknowledge (ShardAck) is what the progress and its ETA count.
+    std::optional<Progress> progress;
+    if (opt_.progress) progress.emplace("sending shards to " + std::to_string(sending.size()) + " worker" +
+                                            (sending.size() == 1 ? "" : "s"),
+                                        names);
+    std::vector<uint64_t> acked(sending.size());
+    for (size_t i = 0; i < sending.size(); ++i) {
+        Node& n = *sending[i];
+        acked[i] = n.send_at;
+        if (progress) {
+            progress->set_total(i, n.image->size() - n.resumed_at);
+            if (n.resumed_at > 0)
+                progress->note(n.address + ": resuming at " + format_bytes(n.resumed_at) + " of " +
+                               format_bytes(n.image->size()) + " (its partial shard checked)");
         }
-    if (pending == 0) return;
-    const bool tty = opt_.progress && ::isatty(2);
+    }
+    uint64_t sent = 0;
     const auto t0 = Clock::now();
-    auto last_print = t0;
-    auto print = [&](bool final) {
-        const double s = std::max(1e-6, ms_since(t0) / 1e3);
-        const double rate = sent / s;
-        const double eta = rate > 0 ? (total - sent) / rate : 0;
-        std::fprintf(stderr, "%ssending shards to %zu worker%s: %.1f / %.1f MB  %.1f MB/s  ETA %.0f s%s",
-                     tty ? "\r" : "", pending, pending == 1 ? "" : "s", sent / 1e6, total / 1e6, rate / 1e6, eta,
-                     final || !tty ? "\n" : "   ");
-        std::fflush(stderr);
-    };
     std::string chunk;
     std::vector<uint8_t> buf(kShardChunkBytes);
     size_t loaded = 0;
-    while (loaded < pending) {
-        for (Node* n : chain_) {
-            if (!n->need_shard || n->end_sent) continue;
+    while (loaded < sending.size()) {
+        for (Node* n : sending) {
+            if (n->end_sent) continue;
             while (n->send_at < n->image->size() && hub.queued_bytes(n->link) < kShardWindowBytes) {
                 const uint64_t len = std::min<uint64_t>(kShardChunkBytes, n->image->size() - n->send_at);
                 n->image->read(n->send_at, len, buf.data());
@@ -320,28 +325,40 @@ void PipelineEngine::stream_shards() {
                 n->end_sent = true;
             }
         }
-        if (tty && ms_since(last_print) > 200) {
-            print(false);
-            last_print = Clock::now();
-        }
         std::optional<Hub::Event> e = hub.wait(after(0.05), true);
-        if (!e) continue;
-        check_event(&*e);
-        if (e->kind == Hub::Event::received && e->frame.frame.has_shard_loaded()) {
-            Node& n = *nodes_[static_cast<size_t>(e->link)];
-            n.loaded = true;
-            n.stats.weight_bytes = e->frame.frame.shard_loaded().weight_bytes();
-            n.source = "received";
-            ++loaded;
+        if (e) {
+            check_event(&*e);
+            if (e->kind == Hub::Event::received) {
+                const wire::Frame& f = e->frame.frame;
+                for (size_t i = 0; i < sending.size(); ++i) {
+                    Node& n = *sending[i];
+                    if (n.link != e->link) continue;
+                    if (f.has_shard_ack()) acked[i] = std::max(acked[i], std::min(f.shard_ack().received_to(), n.image->size()));
+                    if (f.has_shard_loaded()) {
+                        n.loaded = true;
+                        n.stats.weight_bytes = f.shard_loaded().weight_bytes();
+                        n.source = "received";
+                        acked[i] = n.image->size();
+                        ++loaded;
+                    }
+                }
+            }
+        }
+        if (progress) {
+            bool all_delivered = true;
+            for (size_t i = 0; i < sending.size(); ++i) {
+                progress->update_part(i, acked[i] - sending[i]->resumed_at);
+                all_delivered = all_delivered && acked[i] == sending[i]->image->size();
+            }
+            if (all_delivered && loaded < sending.size()) progress->phase("verifying and loading on the workers");
         }
     }
+    if (progress) progress->finish();
     totals_.shard_bytes_sent = sent;
     totals_.shard_seconds = ms_since(t0) / 1e3;
-    print(true);
-    for (Node* n : chain_)
-        if (n->need_shard)
-            spdlog::info("{}: shard {} sent ({} bytes{})", n->address, spec_text(n->spec), n->image->size() - n->resumed_at,
-                         n->resumed_at ? ", resumed at byte " + std::to_string(n->resumed_at) : "");
+    for (Node* n : sending)
+        spdlog::info("{}: shard {} sent ({} bytes{})", n->address, spec_text(n->spec), n->image->size() - n->resumed_at,
+                     n->resumed_at ? ", resumed at byte " + std::to_string(n->resumed_at) : "");
 }
 
 void PipelineEngine::wire_chain() {
