@@ -113,7 +113,7 @@ std::vector<Measured> measure(const Case& c, const std::string& label) {
     std::vector<Measured> out;
     for (size_t i = 0; i < workers.size(); ++i) {
         const nlohmann::json& w = status[i];
-        const ShardSpec spec{w.value("first_layer", 0), w.value("last_layer", 0), w.value("embedding", false),
+        const ShardSpec spec{w.value("first_layer", 0), w.value("end_layer", 0), w.value("embedding", false),
                              w.value("head", false)};
         StageLoad load;
         load.context = c.ctx;

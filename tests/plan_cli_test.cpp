@@ -59,7 +59,7 @@ TEST_F(PlanCli, JsonCarriesEveryFigure) {
     int next = 0;
     for (const auto& s : j["stages"]) {
         EXPECT_EQ(s["first_layer"], next);
-        next = s["last_layer"];
+        next = s["end_layer"];
         for (const char* key : {"node", "weights_bytes", "kv_cache_bytes", "workspace_bytes", "buffers_bytes",
                                 "overhead_bytes", "total_bytes", "budget_bytes", "compute_ms", "hop_ms", "embedding",
                                 "head"})

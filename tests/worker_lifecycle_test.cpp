@@ -182,7 +182,7 @@ TEST(WorkerLifecycle, StatusAnswersWhileAnotherCoordinatorIsMidRunAndASecondCoor
             EXPECT_GT(j[i]["matvec_gbps"].get<double>(), 0.0);
         }
         EXPECT_EQ(j[0]["first_layer"], 0);
-        EXPECT_EQ(j[0]["last_layer"], 2);
+        EXPECT_EQ(j[0]["end_layer"], 2);
         EXPECT_EQ(j[1]["first_layer"], 2);
         EXPECT_EQ(j[1]["next_stage"], "");
         EXPECT_EQ(j[0]["next_stage"], b.address());

@@ -180,6 +180,8 @@ struct Worker::Impl {
         std::unique_ptr<net::ShardReceiver> receiver;
         uint64_t receive_start_ns = 0;
         uint64_t acked_to = 0, acked_ns = 0;  // the last ShardAck
+        uint64_t peak_rss = 0;                // highest RSS at a request in this session
+        uint64_t last_request_ns = 0;
         std::shared_ptr<Stage> stage;
         int inline_positions = 0;  // requests of at most this many positions run on the io thread
         std::shared_ptr<Connection> upstream, downstream;
@@ -866,6 +868,7 @@ struct Worker::Impl {
         int positions = 0;
         uint64_t compute_ns = 0;
         bool last = false;
+        uint64_t rss = 0;           // after it ran
         uint64_t weight_bytes = 0;  // what a one-position request streamed: the stage's weights
         std::string weight_type;    // empty: a stage without layers (nothing to learn from)
     };
@@ -918,6 +921,7 @@ struct Worker::Impl {
         if (stage.has_layers()) o.weight_type = stage.weight_type();
         if (send) {
             const ProcessMemory mem = memory();
+            o.rss = mem.rss;
             wire::StageTrace* t = out.has_forward() ? out.mutable_forward()->add_trace() : out.mutable_result()->add_trace();
             t->set_stage_index(stage.setup().stage_index);
             t->set_recv_ns(recv_ns);
@@ -957,6 +961,8 @@ struct Worker::Impl {
         compute_ns += o.compute_ns;
         learn_speed(o);
         if (!session || session->gen != gen) return;
+        session->peak_rss = std::max(session->peak_rss, o.rss);
+        session->last_request_ns = net::now_ns();
         if (!o.error.empty()) return fail_session(o.error);
         if (o.encoded.empty()) return;
         data_out += o.encoded.size();
@@ -998,7 +1004,10 @@ struct Worker::Impl {
         s->set_bytes_in(data_in);
         s->set_bytes_out(data_out);
         s->set_shard_bytes_received(shard_received);
-        s->set_busy(busy);
+        // Busy while it generates: computing now, or a request within the last two seconds.
+        s->set_busy(busy || (session && net::now_ns() - session->last_request_ns < 2'000'000'000ull &&
+                             session->last_request_ns > 0));
+        if (session) s->set_session_peak_rss(std::max(session->peak_rss, mem.rss));
         return f;
     }
 

@@ -95,6 +95,20 @@ int cmd_run(const RunOptions& o) {
     const ProcessMemory mem = read_process_memory();
     std::fprintf(stderr, "memory: peak RSS %s\n", format_bytes(mem.peak_rss).c_str());
     report_engine(*engine);
+    if (!o.json_out.empty()) {
+        nlohmann::json j = engine_stats_json(*engine);
+        j["model"] = o.model;
+        j["prompt_tokens"] = r.prompt_tokens;
+        j["generated_tokens"] = static_cast<int>(r.ids.size()) - r.prompt_tokens;
+        j["run"] = {{"prefill_tokens", prefilled},
+                    {"prefill_tok_s", r.prefill_ms > 0 ? prefilled * 1000.0 / r.prefill_ms : 0.0},
+                    {"decode_tokens", r.decoded_tokens},
+                    {"decode_tok_s", r.decode_ms > 0 ? r.decoded_tokens * 1000.0 / r.decode_ms : 0.0}};
+        j["kernels"] = kernels::level_name(kernels::active_level());
+        j["threads"] = pool.size();
+        j["peak_rss"] = mem.peak_rss;
+        write_json(o.json_out, j);
+    }
     return 0;
 }
 
@@ -104,6 +118,9 @@ void register_run(CLI::App& app, std::vector<Command>& commands) {
     add_model_options(cmd, o);
     add_sampling_options(cmd, o);
     add_pipeline_options(cmd, o);
+    cmd->add_option("--json", o.json_out,
+                    "Also write the statistics as JSON to this file (\"-\": stderr): prefill and decode tok/s, peak "
+                    "RSS, and with --workers the per-node table (layers as in the table, inclusive)");
     cmd->add_flag("--chat", o.chat, "Treat -i as one chat turn: apply the chat template and print the reply (-n: its most tokens, 0: until the end-of-turn token)");
     commands.push_back({cmd, [] { return o.chat ? run_chat_once(o) : cmd_run(o); }, &o.log_level});
 }

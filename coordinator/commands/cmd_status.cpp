@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <optional>
 
 #include "common/error.h"
@@ -22,6 +23,8 @@ namespace {
 struct StatusArgs {
     std::vector<std::string> workers;
     bool json = false;
+    double watch = 0;  // seconds between refreshes; 0: once
+    int count = 0;     // --watch: stop after this many refreshes (0: until interrupted)
     double timeout = 5;
     std::string log_level = "warn";
 };
@@ -100,6 +103,25 @@ std::string layers_of(const wire::StatusReport& r) {
     return t;
 }
 
+// Rates of one worker between two answers (--watch): what it did in the window, not its lifetime mean.
+struct Window {
+    bool valid = false;
+    double tok_s = 0, ms_per_token = 0, mb_in_s = 0;
+};
+Window window_of(const Answer& now, const Answer* before) {
+    Window w;
+    if (!before || !now.error.empty() || !before->error.empty()) return w;
+    const wire::StatusReport &a = now.report, &b = before->report;
+    const double dt = a.uptime_s() - b.uptime_s();
+    if (dt <= 0 || a.tokens() < b.tokens()) return w;
+    w.valid = true;
+    const double tokens = static_cast<double>(a.tokens() - b.tokens());
+    w.tok_s = tokens / dt;
+    w.ms_per_token = tokens > 0 ? (a.compute_ms() - b.compute_ms()) / tokens : 0;
+    w.mb_in_s = static_cast<double>(a.bytes_in() - b.bytes_in()) / dt / 1048576.0;
+    return w;
+}
+
 nlohmann::json to_json(const Answer& a) {
     nlohmann::json j;
     j["address"] = a.address;
@@ -130,7 +152,7 @@ nlohmann::json to_json(const Answer& a) {
         j["model_hash"] = net::hex(r.model_hash());
         j["model"] = r.model_name();
         j["first_layer"] = r.first_layer();
-        j["last_layer"] = r.last_layer();
+        j["end_layer"] = r.last_layer();  // exclusive: layers first_layer .. end_layer-1
         j["embedding"] = r.embedding();
         j["head"] = r.head();
         j["weight_bytes"] = r.weight_bytes();
@@ -144,6 +166,7 @@ nlohmann::json to_json(const Answer& a) {
     j["busy"] = r.busy();
     j["rss"] = r.rss();
     j["peak_rss"] = r.peak_rss();
+    j["session_peak_rss"] = r.session_peak_rss();
     j["tokens"] = r.tokens();
     j["requests"] = r.requests();
     j["compute_ms"] = r.compute_ms();
@@ -154,20 +177,13 @@ nlohmann::json to_json(const Answer& a) {
     return j;
 }
 
-int cmd_status(const StatusArgs& a) {
-    if (a.workers.empty()) throw Error("--workers: give at least one HOST:PORT");
-    const std::vector<Answer> answers = ask_all(a);
-    bool all_ok = true;
-    for (const Answer& x : answers) all_ok = all_ok && x.error.empty();
-    if (a.json) {
-        nlohmann::json j = nlohmann::json::array();
-        for (const Answer& x : answers) j.push_back(to_json(x));
-        std::printf("%s\n", j.dump(2).c_str());
-        return all_ok ? 0 : 1;
-    }
-    std::printf("%-22s %-8s %-10s %8s %9s %8s %8s %9s %10s  %s\n", "node", "uptime", "layers", "weight MB", "RSS MB",
-                "peak MB", "tokens", "ms/token", "GB/s f32", "coordinator");
-    for (const Answer& x : answers) {
+void print_table(const std::vector<Answer>& answers, const std::vector<Answer>* before) {
+    const bool rates = before != nullptr;
+    std::printf("%-22s %-8s %-10s %8s %9s %8s %8s %8s %9s %10s  %s\n", "node", "uptime", "layers", "weight MB", "RSS MB",
+                rates ? "sess. MB" : "peak MB", "tokens", rates ? "tok/s" : "", rates ? "ms/token" : "ms/token",
+                "GB/s f32", "coordinator");
+    for (size_t i = 0; i < answers.size(); ++i) {
+        const Answer& x = answers[i];
         if (!x.error.empty()) {
             std::printf("%-22s unreachable: %s\n", x.address.c_str(), x.error.c_str());
             continue;
@@ -176,12 +192,64 @@ int cmd_status(const StatusArgs& a) {
         char up[32];
         std::snprintf(up, sizeof up, "%.0fs", r.uptime_s());
         const std::string coord = r.coordinator_connected() ? r.coordinator() + (r.busy() ? " (busy)" : "") : "none";
-        std::printf("%-22s %-8s %-10s %8.1f %9.1f %8.1f %8llu %9.3f %10.2f  %s\n", x.address.c_str(), up,
-                    layers_of(r).c_str(), r.weight_bytes() / 1048576.0, r.rss() / 1048576.0, r.peak_rss() / 1048576.0,
-                    static_cast<unsigned long long>(r.tokens()), r.tokens() ? r.compute_ms() / r.tokens() : 0.0,
-                    r.capabilities().matvec_gbps(), coord.c_str());
+        const Window w = rates && i < before->size() ? window_of(x, &(*before)[i]) : Window{};
+        char rate[16] = "", ms[16];
+        if (rates) std::snprintf(rate, sizeof rate, "%.1f", w.tok_s);
+        std::snprintf(ms, sizeof ms, "%.3f", rates ? w.ms_per_token : r.tokens() ? r.compute_ms() / r.tokens() : 0.0);
+        std::printf("%-22s %-8s %-10s %8.1f %9.1f %8.1f %8llu %8s %9s %10.2f  %s\n", x.address.c_str(), up,
+                    layers_of(r).c_str(), r.weight_bytes() / 1048576.0, r.rss() / 1048576.0,
+                    (rates ? r.session_peak_rss() : r.peak_rss()) / 1048576.0,
+                    static_cast<unsigned long long>(r.tokens()), rate, ms, r.capabilities().matvec_gbps(),
+                    coord.c_str());
     }
-    return all_ok ? 0 : 1;
+}
+
+int cmd_status(const StatusArgs& a) {
+    if (a.workers.empty()) throw Error("--workers: give at least one HOST:PORT");
+    if (a.watch <= 0) {
+        const std::vector<Answer> answers = ask_all(a);
+        bool all_ok = true;
+        for (const Answer& x : answers) all_ok = all_ok && x.error.empty();
+        if (a.json) {
+            nlohmann::json j = nlohmann::json::array();
+            for (const Answer& x : answers) j.push_back(to_json(x));
+            std::printf("%s\n", j.dump(2).c_str());
+        } else {
+            print_table(answers, nullptr);
+        }
+        return all_ok ? 0 : 1;
+    }
+    // --watch: refresh in place (a terminal) or append (a pipe), with rates over each interval.
+    const bool tty = ::isatty(1) != 0;
+    std::vector<Answer> before;
+    for (int round = 0; a.count == 0 || round < a.count; ++round) {
+        const auto t0 = std::chrono::steady_clock::now();
+        std::vector<Answer> answers = ask_all(a);
+        if (a.json) {
+            nlohmann::json j = nlohmann::json::array();
+            for (size_t i = 0; i < answers.size(); ++i) {
+                nlohmann::json w = to_json(answers[i]);
+                const Window win = window_of(answers[i], i < before.size() ? &before[i] : nullptr);
+                if (win.valid) {
+                    w["window_tok_s"] = win.tok_s;
+                    w["window_ms_per_token"] = win.ms_per_token;
+                    w["window_mb_in_s"] = win.mb_in_s;
+                }
+                j.push_back(w);
+            }
+            std::printf("%s\n", j.dump().c_str());  // one line per refresh
+        } else {
+            if (tty) std::printf("\x1b[H\x1b[2J");
+            std::printf("ferry status, every %.1f s (rates over the last interval; Ctrl+C stops)\n", a.watch);
+            print_table(answers, &before);
+            if (!tty) std::printf("\n");
+        }
+        std::fflush(stdout);
+        before = std::move(answers);
+        if (a.count != 0 && round + 1 >= a.count) break;
+        std::this_thread::sleep_until(t0 + std::chrono::milliseconds(static_cast<int>(a.watch * 1000)));
+    }
+    return 0;
 }
 
 }  // namespace
@@ -190,7 +258,13 @@ void register_status(CLI::App& app, std::vector<Command>& commands) {
     static StatusArgs a;
     CLI::App* cmd = app.add_subcommand("status", "Ask live ferry-worker daemons what they hold and have done");
     cmd->add_option("--workers", a.workers, "Workers to ask (HOST:PORT,...)")->delimiter(',')->required();
-    cmd->add_flag("--json", a.json, "Print a JSON array, one object per worker");
+    cmd->add_flag("--json", a.json, "Print a JSON array, one object per worker (with --watch: one line per refresh)");
+    cmd->add_option("--watch", a.watch,
+                    "Refresh every S seconds, in place on a terminal, with each worker's tok/s and ms/token over the "
+                    "last interval (not lifetime means) and its peak RSS this session")
+        ->check(CLI::Range(0.1, 3600.0));
+    cmd->add_option("--count", a.count, "With --watch: stop after N refreshes (default: until Ctrl+C)")
+        ->check(CLI::Range(0, 1 << 30));
     cmd->add_option("--timeout", a.timeout, "Seconds to wait for each worker (default 5)")->check(CLI::Range(0.1, 600.0));
     add_log_level_option(cmd, a.log_level);
     cmd->footer(

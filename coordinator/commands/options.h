@@ -22,6 +22,7 @@ struct RunOptions {
     std::string kv_type = "f32";
     std::string memory;  // --memory: what a single-process run may allocate; empty: the machine's available memory
     std::string ids_out;
+    std::string json_out;          // run: the statistics as JSON to this file ("-": stderr)
     bool chat = false;             // run: treat -i as one chat turn
     std::string chat_template;     // empty: the model's own
     std::string system_prompt;

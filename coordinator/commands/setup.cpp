@@ -1,7 +1,9 @@
 #include "coordinator/commands/setup.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "common/error.h"
 #include "common/process_stats.h"
@@ -97,7 +99,13 @@ std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, 
         return std::make_unique<LocalEngine>(file, context, pool, kv_type, slots);
     } catch (const std::bad_alloc&) {  // the memory was there when counted, but not when asked for
         throw Error("cannot allocate the KV cache and scratch of --ctx " + std::to_string(context) + " --kv-type " +
-                    o.kv_type + " (" + format_bytes(local_memory(file, PlanRequest{context, kv_type}).total() * static_cast<uint64_t>(slots)) +
+                    o.kv_type + " (" + format_bytes(local_memory(file, [&] {
+                        PlanRequest r;
+                        r.context = context;
+                        r.kv_type = kv_type;
+                        r.slots = slots;
+                        return r;
+                    }()).total()) +
                     "); give a shorter --ctx or a smaller --kv-type");
     }
 }
@@ -105,6 +113,22 @@ std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, 
 void report_engine(const Engine& engine) {
     if (const auto* p = dynamic_cast<const PipelineEngine*>(&engine))
         std::fprintf(stderr, "%s", format_node_table(p->stats()).c_str());
+}
+
+nlohmann::json engine_stats_json(const Engine& engine) {
+    if (const auto* p = dynamic_cast<const PipelineEngine*>(&engine)) return node_stats_json(p->stats());
+    return nlohmann::json{{"nodes", nlohmann::json::array()}};
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+    const std::string text = j.dump(2) + "\n";
+    if (path == "-") {
+        std::fputs(text.c_str(), stderr);
+        return;
+    }
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    if (!f || std::fputs(text.c_str(), f) < 0 || std::fclose(f) != 0)
+        throw Error(path + ": cannot write the JSON statistics there (" + std::strerror(errno) + ")");
 }
 
 }  // namespace ferry

@@ -1,6 +1,7 @@
 // Helpers the subcommands share: choosing kernels, threads, context and the
 // engine (local or pipeline) from the options.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <memory>
 #include <string>
 
@@ -35,5 +36,9 @@ std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, 
                                     kernels::ThreadPool* pool, int slots = 1);
 // Prints what the engine measured (the per-node table of a pipeline) to stderr.
 void report_engine(const Engine& engine);
+// What the engine measured as JSON: a pipeline's node_stats_json, or {"nodes": []} in one process.
+nlohmann::json engine_stats_json(const Engine& engine);
+// Writes j to path ("-": stderr); throws ferry::Error naming the file.
+void write_json(const std::string& path, const nlohmann::json& j);
 
 }  // namespace ferry

@@ -62,4 +62,41 @@ std::string format_node_table(const PipelineStats& s) {
     return out;
 }
 
+nlohmann::json node_stats_json(const PipelineStats& s) {
+    nlohmann::json j;
+    j["nodes"] = nlohmann::json::array();
+    for (const NodeStats& n : s.nodes) {
+        const double decode_ms = n.decode_requests ? n.decode_compute_ms / static_cast<double>(n.decode_requests) : 0.0;
+        const double decode_net = n.decode_requests ? n.decode_net_ms / static_cast<double>(n.decode_requests) : 0.0;
+        j["nodes"].push_back({{"address", n.address},
+                              {"layers", n.layers},
+                              {"arch", n.arch},
+                              {"kernel_level", n.kernel_level},
+                              {"weight_bytes", n.weight_bytes},
+                              {"rss", n.rss},
+                              {"peak_rss", n.peak_rss},
+                              {"memory_budget", n.memory_budget},
+                              {"positions", n.positions},
+                              {"requests", n.requests},
+                              {"compute_ms", n.compute_ms},
+                              {"network_ms", n.net_ms},
+                              {"decode_steps", n.decode_requests},
+                              {"decode_compute_ms_per_token", decode_ms},
+                              {"decode_network_ms_per_token", decode_net},
+                              {"predicted_compute_ms_per_token", n.predicted_compute_ms},
+                              {"predicted_network_ms_per_token", n.predicted_net_ms},
+                              {"bytes_sent", n.bytes_sent},
+                              {"bytes_received", n.bytes_received}});
+    }
+    j["decode"] = {{"tokens", s.decode_tokens},
+                   {"ms", s.decode_ms},
+                   {"tok_s", s.decode_ms > 0 ? s.decode_tokens * 1000.0 / s.decode_ms : 0.0},
+                   {"compute_ms", s.decode_compute_ms}};
+    j["prefill"] = {{"tokens", s.prefill_tokens},
+                    {"ms", s.prefill_ms},
+                    {"tok_s", s.prefill_ms > 0 ? s.prefill_tokens * 1000.0 / s.prefill_ms : 0.0}};
+    j["shards"] = {{"bytes_sent", s.shard_bytes_sent}, {"seconds", s.shard_seconds}};
+    return j;
+}
+
 }  // namespace ferry

@@ -2,6 +2,7 @@
 // of `ferry run --workers` (and every --stats-every tokens), and the rows of
 // `ferry status`.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -45,5 +46,8 @@ struct PipelineStats {
 
 // The per-node table and the end-to-end line, for stderr.
 std::string format_node_table(const PipelineStats& s);
+// The same figures as JSON (`ferry run --json`): {"nodes": [...], "decode": ..., "prefill": ..., "shards": ...}.
+// "layers" is the text of the table ("0-2+emb": inclusive ranges, as everywhere in text).
+nlohmann::json node_stats_json(const PipelineStats& s);
 
 }  // namespace ferry

@@ -126,7 +126,7 @@ std::string plan_json(const PipelinePlan& plan, const std::vector<WorkerCapacity
                                {"node", w.address},
                                {"worker_index", s.worker},
                                {"first_layer", s.first_layer},
-                               {"last_layer", s.last_layer},
+                               {"end_layer", s.last_layer},  // exclusive
                                {"embedding", s.embedding},
                                {"head", s.head},
                                {"weights_bytes", m.weights},
