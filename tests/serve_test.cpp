@@ -599,6 +599,64 @@ TEST(ServeDashboard, EveryNodeIsLiveInARealBrowserAndTheChatBoxStreams) {
     EXPECT_EQ(server.terminate(20), 0) << server.log();
 }
 
+// A worker killed while four requests decode: the server plans again over the
+// survivor and the spare, replays every sequence and the clients see only a
+// pause; each reply equals `ferry run` alone.
+TEST(ServeRecovery, AKilledWorkerCostsAPauseNotAnErrorAndRepliesAreUnchanged) {
+    TempDir dir;
+    const SynthModel m = synth_64mb_model(dir, 2048);
+    WorkerProcess a({"--threads", "1", "--cache-dir", dir.file("ca")}, dir.file("a.log"));
+    WorkerProcess b({"--threads", "1", "--cache-dir", dir.file("cb")}, dir.file("b.log"));
+    WorkerProcess spare({"--threads", "1", "--cache-dir", dir.file("cs")}, dir.file("s.log"));
+    ServeProcess server(dir, {"--parallel", "4", "--workers", addresses({&a, &b}), "--split", "3,2", "--spare",
+                              spare.address()},
+                        m.model, m.tokenizer);
+    struct Req {
+        std::string prompt;
+        double t;
+        int seed;
+    };
+    const std::vector<Req> reqs = {{"a", 0, 1}, {"b c", 0.5, 5}, {"d", 0, 2}, {"e f g", 0.5, 5}};
+    std::vector<std::future<json>> replies;
+    for (const Req& r : reqs)
+        replies.push_back(std::async(std::launch::async, [&, r] {
+            const json body = {{"prompt", r.prompt}, {"temperature", r.t}, {"top_p", 0.9}, {"seed", r.seed},
+                               {"max_tokens", 700}, {"echo", true}};
+            auto res = server.client().Post("/v1/completions", body.dump(), "application/json");
+            return res && res->status == 200 ? json::parse(res->body) : json{{"error", res ? res->body : "no response"}};
+        }));
+    // Mid-generation: every sequence has decoded for a while.
+    for (int i = 0; i < 400; ++i) {
+        auto h = server.client().Get("/api/status");
+        if (h && h->status == 200) {
+            const json j = json::parse(h->body);
+            if (j.value("tokens_generated", 0) + [&] {
+                    int n = 0;
+                    for (const json& q : j["requests"]) n += q.value("generated", 0);
+                    return n;
+                }() > 200)
+                break;
+        }
+        usleep(20000);
+    }
+    a.signal(SIGKILL);
+    for (size_t i = 0; i < reqs.size(); ++i) {
+        const json j = replies[i].get();
+        ASSERT_FALSE(j.contains("error")) << j.dump();
+        const int n = j["usage"]["prompt_tokens"].get<int>() + j["usage"]["completion_tokens"].get<int>() - 1;
+        const CommandResult run = run_command({ferry_bin(), "run", m.model, "-z", m.tokenizer, "-i", reqs[i].prompt, "-t",
+                                               std::to_string(reqs[i].t), "-p", "0.9", "-s", std::to_string(reqs[i].seed),
+                                               "-n", std::to_string(n)},
+                                              120);
+        ASSERT_EQ(run.exit_code, 0) << run.err;
+        std::string want = run.out;
+        if (!want.empty() && want.back() == '\n') want.pop_back();
+        EXPECT_EQ(j["choices"][0]["text"].get<std::string>(), want) << "request " << i;
+    }
+    EXPECT_NE(server.log().find("replayed"), std::string::npos) << server.log();
+    EXPECT_EQ(server.terminate(20), 0) << server.log();
+}
+
 TEST(ServeDashboard, MetricsAreValidPrometheusTextWithEveryNode) {
     TempDir dir;
     WorkerProcess a({"--threads", "1", "--memory", "64M", "--cache-dir", dir.file("ca")}, dir.file("a.log"));

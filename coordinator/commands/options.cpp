@@ -78,6 +78,17 @@ void add_pipeline_options(CLI::App* app, RunOptions& o) {
                     "Seconds a worker may stay silent (no frame, no heartbeat; workers send them at least every "
                     "second) before the run stops naming it (default 10)")
         ->check(CLI::Range(0.5, 86400.0));
+    app->add_option("--spare", o.spares,
+                    "Workers to use only when one fails (HOST:PORT,...); workers in --workers that the plan leaves out "
+                    "are spares too")
+        ->delimiter(',');
+    app->add_option("--recover-wait", o.recover_wait,
+                    "When a worker fails and the rest cannot hold the model, seconds to wait for one to return "
+                    "(default 60)")
+        ->check(CLI::Range(0.0, 86400.0));
+    app->add_flag("--no-recover", o.no_recover,
+                  "Stop at the first failed worker instead of planning again without it, replaying the text so far "
+                  "and going on");
     app->add_option("--connect-timeout", o.connect_timeout,
                     "Seconds to connect to a worker; its handshake may take 5 s more (default 5)")
         ->check(CLI::Range(0.1, 3600.0));

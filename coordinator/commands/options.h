@@ -39,6 +39,9 @@ struct RunOptions {
     bool head_on_coordinator = false;       // the coordinator keeps the head (and samples)
     int prefill_chunk = 0;             // prefill micro-batch size (0: the whole prompt in one batch)
     double net_timeout = 10;           // seconds of silence after which a worker is dead
+    std::vector<std::string> spares;   // more workers to plan over when one fails
+    double recover_wait = 60;          // seconds to wait for a worker to return when too few are left
+    bool no_recover = false;           // a failed worker ends the run (the behaviour before recovery)
     double connect_timeout = 5;
 };
 

@@ -12,6 +12,7 @@
 #include "coordinator/generation/local_engine.h"
 #include "coordinator/pipeline/pipeline_engine.h"
 #include "coordinator/pipeline/planner.h"
+#include "coordinator/pipeline/recovering_engine.h"
 
 namespace ferry {
 
@@ -87,7 +88,12 @@ std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, 
             throw Error("--memory limits a run in this process; with --workers give each ferry-worker its --memory");
         PipelineOptions p = pipeline_options(o);
         p.slots = slots;
-        return std::make_unique<PipelineEngine>(file, p, context, pool);
+        if (o.no_recover) return std::make_unique<PipelineEngine>(file, p, context, pool);
+        if (o.spares.size() > 0 && o.workers.empty()) throw Error("--spare needs --workers");
+        RecoveryOptions r;
+        r.spares = o.spares;
+        r.wait_s = o.recover_wait;
+        return std::make_unique<RecoveringEngine>(file, p, r, context, pool);
     }
     if (!o.split.empty()) throw Error("--split needs --workers");
     uint64_t budget = read_machine_memory().available;
@@ -110,14 +116,25 @@ std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, 
     }
 }
 
+namespace {
+const PipelineEngine* pipeline_of(const Engine& engine) {
+    if (const auto* r = dynamic_cast<const RecoveringEngine*>(&engine)) return &r->inner();
+    return dynamic_cast<const PipelineEngine*>(&engine);
+}
+}  // namespace
+
 void report_engine(const Engine& engine) {
-    if (const auto* p = dynamic_cast<const PipelineEngine*>(&engine))
-        std::fprintf(stderr, "%s", format_node_table(p->stats()).c_str());
+    if (const PipelineEngine* p = pipeline_of(engine)) std::fprintf(stderr, "%s", format_node_table(p->stats()).c_str());
+    if (const auto* r = dynamic_cast<const RecoveringEngine*>(&engine); r && r->recoveries() > 0)
+        std::fprintf(stderr, "recovered from %d failed worker%s\n", r->recoveries(), r->recoveries() == 1 ? "" : "s");
 }
 
 nlohmann::json engine_stats_json(const Engine& engine) {
-    if (const auto* p = dynamic_cast<const PipelineEngine*>(&engine)) return node_stats_json(p->stats());
-    return nlohmann::json{{"nodes", nlohmann::json::array()}};
+    nlohmann::json j = nlohmann::json{{"nodes", nlohmann::json::array()}};
+    if (const PipelineEngine* p = pipeline_of(engine)) j = node_stats_json(p->stats());
+    const auto* r = dynamic_cast<const RecoveringEngine*>(&engine);
+    j["recoveries"] = r ? r->recoveries() : 0;
+    return j;
 }
 
 void write_json(const std::string& path, const nlohmann::json& j) {

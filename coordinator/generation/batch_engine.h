@@ -56,6 +56,8 @@ public:
     virtual size_t in_flight() const = 0;
     // What each node did so far (cumulative): this process, then the stages.
     virtual PipelineStats batch_stats() const = 0;
+    // The slot's sequence is over (its KV cache may be reused from position 0).
+    virtual void release(int slot) { (void)slot; }
 };
 
 }  // namespace ferry

@@ -166,7 +166,10 @@ std::string PipelineEngine::node_name(int link) const {
 }
 
 void PipelineEngine::fail_node(int link, const std::string& what) const {
-    throw Error(node_name(link) + ": " + what);
+    std::string address;
+    for (const auto& n : nodes_)
+        if (n->link == link) address = n->address;
+    throw WorkerError(address, node_name(link) + ": " + what);
 }
 
 void PipelineEngine::check_event(const void* event) const {

@@ -23,7 +23,9 @@ Hub::Clock::time_point after(double seconds) {
     return Hub::Clock::now() + std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
 }
 
-[[noreturn]] void fail(const WorkerLink& w, const std::string& what) { throw Error("worker " + w.address + ": " + what); }
+[[noreturn]] void fail(const WorkerLink& w, const std::string& what) {
+    throw WorkerError(w.address, "worker " + w.address + ": " + what);
+}
 
 std::string seconds_text(double s) {
     char buf[32];

@@ -4,6 +4,7 @@
 // PipelineEngine does it as the coordinator of a session. Both turn what
 // they learnt into the planner's WorkerCapacity with capacity_of().
 #pragma once
+#include "common/error.h"
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -15,6 +16,15 @@
 namespace ferry {
 
 // One worker as the coordinator knows it after the handshake and the measurement.
+// A failure that one worker caused (closed, silent, refused, answered
+// wrongly): the message names it, and `address` says which, so recovery can
+// plan without it.
+class WorkerError : public Error {
+public:
+    WorkerError(std::string address_, const std::string& message) : Error(message), address(std::move(address_)) {}
+    std::string address;
+};
+
 struct WorkerLink {
     std::string address;  // as given in --workers
     int link = -1;        // its connection on the hub

@@ -184,6 +184,7 @@ void Scheduler::finish(Sequence& s, const std::string& reason, const std::string
         stats_.prompt_tokens += s.request.prompt.size();
         --stats_.active;
     }
+    engine_.release(s.slot);
     slots_[static_cast<size_t>(s.slot)].reset();
 }
 
