@@ -20,7 +20,9 @@ int main(int argc, char** argv) {
     register_quantize(app, commands);
     register_plan(app, commands);
     register_chat(app, commands);
-    register_serve(app, commands);
+#ifdef FERRY_SERVE
+    register_serve(app, commands);  // not in the 32-bit build (no cpp-httplib there)
+#endif
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -37,7 +37,7 @@ if [ -f build-i686/CMakeCache.txt ] && ! grep -q _FILE_OFFSET_BITS=64 build-i686
 fi
 cmake -S . -B build-i686 -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_TOOLCHAIN_FILE="$root/cmake/i686.cmake" -DFERRY_I686_SYSROOT="$sysroot" \
-  -DFERRY_BUILD_TESTS=OFF -DProtobuf_PROTOC_EXECUTABLE=/usr/bin/protoc \
+  -DFERRY_BUILD_TESTS=OFF -DFERRY_SERVE=OFF -DProtobuf_PROTOC_EXECUTABLE=/usr/bin/protoc \
   -DProtobuf_INCLUDE_DIR=/usr/include \
   -DProtobuf_LIBRARY="$sysroot/usr/lib/i386-linux-gnu/libprotobuf.a" \
   -DProtobuf_LITE_LIBRARY="$sysroot/usr/lib/i386-linux-gnu/libprotobuf-lite.a" \

@@ -12,7 +12,7 @@ packages=(
   libcli11-dev                          # command lines of ferry and ferry-worker
   nlohmann-json3-dev                    # JSON: ferry serve's OpenAI API, --json output of status, plan and bench
   libcpp-httplib-dev                    # ferry serve's HTTP server (and the tests' HTTP client)
-  curl nodejs npm                       # tests drive ferry serve with curl and the official openai npm client
+  curl                                  # tests drive ferry serve with curl (and the openai npm client: below)
   chromium python3-prometheus-client    # the dashboard test (headless chromium) and the /metrics parser
   libxxhash-dev                         # model content hash and per-chunk checksums (XXH3, ~30 GB/s)
   libsystemd-dev                        # sd_notify readiness for the systemd unit
@@ -23,9 +23,15 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+# Node.js and npm run the official openai client and playwright-core in the
+# serve tests. A machine may have them from elsewhere (NodeSource's nodejs
+# includes npm and conflicts with Debian's npm), so only missing commands count.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  # A mirror mid-sync fails one index now and then; the others (or the cached ones) still serve.
+  apt-get update -qq || echo "install-deps: apt-get update reported errors; trying with the indexes it has" >&2
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

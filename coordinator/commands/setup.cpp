@@ -118,7 +118,7 @@ std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, 
 
 namespace {
 const PipelineEngine* pipeline_of(const Engine& engine) {
-    if (const auto* r = dynamic_cast<const RecoveringEngine*>(&engine)) return &r->inner();
+    if (const auto* r = dynamic_cast<const RecoveringEngine*>(&engine)) return r->alive() ? &r->inner() : nullptr;
     return dynamic_cast<const PipelineEngine*>(&engine);
 }
 }  // namespace

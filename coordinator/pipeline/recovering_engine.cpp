@@ -20,7 +20,7 @@ bool still_closing(const WorkerError& e) { return std::string(e.what()).find("on
 
 RecoveringEngine::RecoveringEngine(const ModelFile& file, const PipelineOptions& options, const RecoveryOptions& recovery,
                                    int context, kernels::ThreadPool* pool)
-    : file_(file), options_(options), recovery_(recovery), context_(context), pool_(pool) {
+    : file_(file), options_(options), recovery_(recovery), context_(context), config_(file.config), pool_(pool) {
     inner_ = start(options_.workers, true);
     histories_.resize(static_cast<size_t>(inner_->slots()));
 }
@@ -131,10 +131,15 @@ void RecoveringEngine::replay() {
 }
 
 void RecoveringEngine::recover(const WorkerError& failure) {
-    if (++recoveries_ > recovery_.max_recoveries)
-        throw Error(std::string(failure.what()) + " (gave up after " + std::to_string(recovery_.max_recoveries) +
-                    " recoveries in this run)");
     const auto t0 = Clock::now();
+    ++recoveries_;
+    if (t0 - last_recovery_ > std::chrono::hours(1)) recent_recoveries_ = 0;
+    last_recovery_ = t0;
+    if (++recent_recoveries_ > recovery_.max_recoveries) {
+        inner_.reset();
+        throw Error(std::string(failure.what()) + " (gave up after " + std::to_string(recovery_.max_recoveries) +
+                    " recoveries within an hour)");
+    }
     spdlog::warn("recovery {}: {}; planning again without it", recoveries_, failure.what());
     inner_.reset();  // closes every connection: the survivors end the old session
     std::vector<std::string> candidates;

@@ -32,23 +32,24 @@ public:
     RecoveringEngine(const ModelFile& file, const PipelineOptions& options, const RecoveryOptions& recovery, int context,
                      kernels::ThreadPool* pool);
 
-    const ModelConfig& config() const override { return inner_->config(); }
-    int context() const override { return inner_->context(); }
+    const ModelConfig& config() const override { return config_; }
+    int context() const override { return context_; }
     float* forward(const int* tokens, int n_tokens, int pos) override;
     int forward_sample(const int* tokens, int n_tokens, int pos, Sampler& sampler) override;
 
-    const ModelConfig& batch_config() const override { return inner_->batch_config(); }
-    int slot_context() const override { return inner_->slot_context(); }
-    int slots() const override { return inner_->slots(); }
-    int max_rows() const override { return inner_->max_rows(); }
-    int depth() const override { return inner_->depth(); }
+    const ModelConfig& batch_config() const override { return config_; }
+    int slot_context() const override { return context_; }
+    int slots() const override { return static_cast<int>(histories_.size()); }
+    int max_rows() const override { return inner_ ? inner_->max_rows() : 1; }
+    int depth() const override { return inner_ ? inner_->depth() : 1; }
     void submit(Batch batch) override;
     Batch wait() override;
     size_t in_flight() const override { return in_flight_.size(); }
-    PipelineStats batch_stats() const override { return inner_->batch_stats(); }
+    PipelineStats batch_stats() const override { return inner_ ? inner_->batch_stats() : PipelineStats{}; }
     void release(int slot) override;
 
-    PipelineEngine& inner() { return *inner_; }
+    // False once a recovery gave up (then only the figures above remain).
+    bool alive() const { return inner_ != nullptr; }
     const PipelineEngine& inner() const { return *inner_; }
     int recoveries() const { return recoveries_; }
 
@@ -66,11 +67,14 @@ private:
     PipelineOptions options_;
     RecoveryOptions recovery_;
     int context_;
+    ModelConfig config_;
     kernels::ThreadPool* pool_;
     std::unique_ptr<PipelineEngine> inner_;
     std::vector<std::vector<int>> histories_;  // per slot: the token fed at each position
     std::deque<Batch> in_flight_;              // copies of what inner_ has in flight, to resubmit
     int recoveries_ = 0;
+    int recent_recoveries_ = 0;  // within an hour of each other: a limit for a flapping worker, not a lifetime one
+    std::chrono::steady_clock::time_point last_recovery_{};
 };
 
 }  // namespace ferry

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <random>
+#include <thread>
 
 #include "common/error.h"
 #include "coordinator/serving/dashboard_page.h"
@@ -77,6 +78,8 @@ struct HttpServer::Impl {
     httplib::Server server;
 
     LiveStats* live;
+    std::atomic<int> open_replies{0};  // requests admitted and not yet fully answered
+    std::atomic<bool> served{false};   // serve() has returned
 
     Impl(Scheduler& s, ApiContext a, HttpOptions o, LiveStats* l)
         : scheduler(s), api(std::move(a)), opt(std::move(o)), live(l) {}
@@ -183,7 +186,12 @@ struct HttpServer::Impl {
                                             "", "overloaded"});
         }
         ReplyIds ids{reply_id(endpoint == Endpoint::chat ? "chatcmpl" : "cmpl"), unix_now(), api.model_id};
+        ++open_replies;
         if (!parsed->stream) {
+            struct Done {
+                std::atomic<int>& n;
+                ~Done() { --n; }
+            } done{open_replies};
             std::string text = parsed->echo ? parsed->echo_text : std::string();
             ReplyEvent e;
             for (;;) {
@@ -238,8 +246,9 @@ struct HttpServer::Impl {
                 sink.done();
                 return true;
             },
-            [stream](bool success) {
+            [this, stream](bool success) {  // called once the response is gone, whatever happened
                 if (!success) stream->cancel();
+                --open_replies;
             });
     }
 };
@@ -267,8 +276,21 @@ int HttpServer::bind() {
     return i.opt.port;
 }
 
-void HttpServer::serve() { impl_->server.listen_after_bind(); }
+void HttpServer::serve() {
+    impl_->server.listen_after_bind();
+    impl_->served = true;
+}
 
-void HttpServer::stop() { impl_->server.stop(); }
+void HttpServer::stop() {
+    // Replies the scheduler has ended may still be on their way to slow clients: let them finish (at most 10 s).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (impl_->open_replies > 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    // httplib's stop() acts only once the server listens: a signal during start-up must wait for that.
+    while (!impl_->served) {
+        impl_->server.stop();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
 
 }  // namespace ferry

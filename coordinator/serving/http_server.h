@@ -30,6 +30,8 @@ public:
     int bind();
     // Serves until stop(); returns then.
     void serve();
+    // Waits (at most 10 s) for replies in flight to reach their clients, then ends serve(), waiting for it
+    // to have started if need be. Call from another thread.
     void stop();
 
 private:

@@ -48,6 +48,14 @@ void LiveStats::record(const PipelineStats& nodes, std::vector<ActiveRequest> ac
                        int slots, int queued, double now_s) {
     std::lock_guard lock(mu_);
     if (started_s_ < 0) started_s_ = now_s;
+    // A new chain (after a recovery) counts from zero: rates restart with it.
+    if (!recent_.empty()) {
+        const auto& before = recent_.back().nodes.nodes;
+        bool same = before.size() == nodes.nodes.size();
+        for (size_t i = 0; same && i < before.size(); ++i)
+            same = before[i].address == nodes.nodes[i].address && before[i].positions <= nodes.nodes[i].positions;
+        if (!same) recent_.clear();
+    }
     recent_.push_back(Sample{now_s, nodes, tokens_generated});
     while (recent_.size() > 2 && recent_.front().t < now_s - 2 * kWindowS) recent_.pop_front();
     active_ = std::move(active);

@@ -274,9 +274,11 @@ void Scheduler::run() {
     for (;;) {
         publish(false);
         bool active = admit();
+        bool past_grace = false;
         {
             std::unique_lock lock(mu_);
-            if (stopping_ && now_s() > grace_deadline_ && engine_.in_flight() == 0) {
+            past_grace = stopping_ && now_s() > grace_deadline_;
+            if (past_grace && engine_.in_flight() == 0) {
                 lock.unlock();
                 for (auto& s : slots_)
                     if (s) finish(*s, "stop", "the server is shutting down");
@@ -284,15 +286,19 @@ void Scheduler::run() {
                 lock.lock();
             }
             if (!active && engine_.in_flight() == 0) {
-                if (stopping_ || !stats_.failure.empty()) return;
-                cv_.wait_for(lock, std::chrono::milliseconds(250));
+                // Stopping or failed: done once nothing waits (admit() answers what is still queued).
+                if ((stopping_ || !stats_.failure.empty()) && queue_.empty()) return;
+                cv_.wait_for(lock, std::chrono::milliseconds(250),
+                             [&] { return !queue_.empty() || stopping_ || !stats_.failure.empty(); });
                 lock.unlock();
                 publish(true);
                 continue;
             }
         }
         try {
-            while (static_cast<int>(engine_.in_flight()) < std::max(1, engine_.depth()) && submit_batch()) {
+            // Past the grace period nothing new is started: what is in flight drains, then everything ends.
+            while (!past_grace && static_cast<int>(engine_.in_flight()) < std::max(1, engine_.depth()) &&
+                   submit_batch()) {
             }
             {
                 std::lock_guard lock(mu_);
