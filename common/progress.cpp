@@ -42,7 +42,15 @@ void Progress::set_total(size_t part, uint64_t total) {
 void Progress::update_part(size_t part, uint64_t done) {
     if (part >= done_.size()) return;
     done_[part] = std::min(done, total_[part]);
-    draw(false);
+    uint64_t all = 0, total = 0;
+    for (size_t i = 0; i < done_.size(); ++i) {
+        all += done_[i];
+        total += total_[i];
+    }
+    // The moment everything is done is always shown (a short job may never reach a periodic line).
+    const bool complete = total > 0 && all == total && !drew_complete_;
+    drew_complete_ = drew_complete_ || complete;
+    draw(complete);
 }
 
 void Progress::update(uint64_t done, uint64_t total) {

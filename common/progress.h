@@ -46,7 +46,7 @@ private:
     std::string phase_;
     std::chrono::steady_clock::time_point start_, last_draw_;
     size_t drawn_lines_ = 0;  // lines on screen to redraw (terminal)
-    bool finished_ = false, drew_ = false;
+    bool finished_ = false, drew_ = false, drew_complete_ = false;
 };
 
 }  // namespace ferry

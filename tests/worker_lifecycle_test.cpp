@@ -72,7 +72,10 @@ TEST_F(SlowModel, SigkillMidGenerationStopsTheCoordinatorNamingTheNodeAndARestar
     // Placement pinned: the planner weighs measured speeds, which may differ between the two runs and
     // with them the shards, and then the restart would rightly be sent a new one.
     const std::vector<std::string> pinned = {"--split", "3,3", "--embedding-on-worker", "--head-on-worker"};
-    auto run = std::async(std::launch::async, [&] { return test::run_command(run_args(list, pinned), 120); });
+    // --no-recover: this is about detection and naming (tests/recovery_test.cpp has what recovery does).
+    std::vector<std::string> once = pinned;
+    once.push_back("--no-recover");
+    auto run = std::async(std::launch::async, [&] { return test::run_command(run_args(list, once), 120); });
     wait_for_tokens(*b, 20);
     const auto killed = Clock::now();
     b->signal(SIGKILL);
@@ -96,7 +99,7 @@ TEST_F(SlowModel, AStalledWorkerIsDeclaredDeadWithinTheTimeout) {
     test::WorkerProcess a(slow_worker(tmp.file("ca")), tmp.file("a.log"));
     test::WorkerProcess b(slow_worker(tmp.file("cb")), tmp.file("b.log"));
     auto run = std::async(std::launch::async, [&] {
-        return test::run_command(run_args(test::addresses({&a, &b}), {"--split", "3,3", "--timeout", "2"}), 120);
+        return test::run_command(run_args(test::addresses({&a, &b}), {"--split", "3,3", "--timeout", "2", "--no-recover"}), 120);
     });
     wait_for_tokens(a, 20);
     const auto stopped = Clock::now();
@@ -113,7 +116,7 @@ TEST_F(SlowModel, AStalledWorkerIsDeclaredDeadWithinTheTimeout) {
 TEST_F(SlowModel, SigtermDrainsAndExitsZero) {
     test::TempDir tmp;
     test::WorkerProcess w(slow_worker(tmp.file("c")), tmp.file("w.log"));
-    auto run = std::async(std::launch::async, [&] { return test::run_command(run_args(w.address()), 120); });
+    auto run = std::async(std::launch::async, [&] { return test::run_command(run_args(w.address(), {"--no-recover"}), 120); });
     wait_for_tokens(w, 10);
     w.signal(SIGTERM);
     EXPECT_EQ(w.wait(10), 0) << w.log();
