@@ -54,6 +54,9 @@ trap cleanup EXIT
 model_for() {
   local f="$work/models/tinyllama-1.1b-$1.gguf"
   [ -f "$f" ] || "$ferry" synth "$f" --preset tinyllama-1.1b --format gguf --type "$1" -q >&2
+  # Pages as `ferry synth` wrote them stream up to 2x slower (docs/DESIGN.md, "The shard cache"): drop them, so
+  # the one process reads its weights back the way workers read their received shards.
+  dd if="$f" iflag=nocache count=0 status=none
   echo "$f"
 }
 
@@ -134,7 +137,10 @@ for t in "${types[@]}"; do
   model=$(model_for "$t")
   for mode in $modes; do
     for round in $(seq "$rounds"); do
+      dd if="$model" iflag=nocache count=0 status=none
       start "$mode" "$model"
+      # A first request pages the weights in (and on capped workers slowly): not part of any figure.
+      "${run_in[@]}" python3 "$root/bench/serve_load.py" --url "$url" --streams 1 --requests 1 --max-tokens 8 >/dev/null
       one=""
       for n in $streams; do
         r=$("${run_in[@]}" python3 "$root/bench/serve_load.py" --url "$url" --streams "$n" --requests "$requests" --max-tokens "$gen")

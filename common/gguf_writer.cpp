@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "common/mapped_file.h"
 
 namespace ferry {
 
@@ -225,6 +226,8 @@ void GgufWriter::write(const std::string& path, const Progress& progress) const 
         std::remove(partial.c_str());
         throw;
     }
+    // Large files only: a model's pages are worth re-reading in large folios; a test's small file is not worth an fsync.
+    ok = ok && std::fflush(out) == 0 && (std::ftell(out) < (16l << 20) || sync_and_drop_pages(fileno(out)));
     ok = std::fclose(out) == 0 && ok;
     if (!ok) {
         std::remove(partial.c_str());

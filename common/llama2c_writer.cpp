@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "common/error.h"
+#include "common/mapped_file.h"
 #include "common/weights.h"
 #include "kernels/kernels.h"
 
@@ -44,7 +45,8 @@ public:
     }
     uint64_t written() const { return done_; }
     void close() {
-        const bool ok = std::fflush(f_) == 0;
+        // Large files only (see sync_and_drop_pages): a model is worth it, a test's small file is not.
+        const bool ok = std::fflush(f_) == 0 && (done_ < (16u << 20) || sync_and_drop_pages(fileno(f_)));
         const int e = errno;
         const bool closed = std::fclose(f_) == 0;
         f_ = nullptr;

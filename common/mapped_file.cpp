@@ -61,4 +61,10 @@ void MappedFile::release() {
     size_ = 0;
 }
 
+bool sync_and_drop_pages(int fd) {
+    if (::fsync(fd) != 0) return false;
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);  // advice: pages are clean after fsync, so it is honoured
+    return true;
+}
+
 }  // namespace ferry

@@ -35,4 +35,11 @@ private:
     uint64_t size_ = 0;
 };
 
+// Makes a file just written durable and drops its pages from the page cache,
+// so whoever maps it next (a worker's shard, a model from `ferry synth` or
+// `ferry quantize`) has it read back by readahead into large folios: pages
+// left as the writer dirtied them stream up to 2x slower on some CPUs (AMD
+// Zen 5; docs/DESIGN.md, "The shard cache"). Returns false if fsync failed.
+bool sync_and_drop_pages(int fd);
+
 }  // namespace ferry

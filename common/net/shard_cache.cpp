@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/mapped_file.h"
 #include "common/net/shard_image.h"
 #include "common/shard_memory.h"
 
@@ -106,8 +107,7 @@ void ShardReceiver::finish(const std::string& image_hash) {
         throw Error(paths_.part_path + ": the received shard (" + std::to_string(have_) + " of " +
                     std::to_string(image_bytes_) + " bytes) does not match the coordinator's image hash; deleted it");
     }
-    if (::fsync(fd_.get()) != 0) throw Error(paths_.part_path + ": fsync failed: " + std::strerror(errno));
-    ::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_DONTNEED);  // advice: clean pages after fsync, so it is honoured
+    if (!sync_and_drop_pages(fd_.get())) throw Error(paths_.part_path + ": fsync failed: " + std::strerror(errno));
     fd_.reset();
     std::error_code ec;
     std::filesystem::rename(paths_.part_path, paths_.final_path, ec);
