@@ -60,16 +60,14 @@ void wait_for_tokens(const WorkerProcess& w, int n) {
     ADD_FAILURE() << "worker " << w.address() << " never reached " << n << " positions";
 }
 
-int wait_exit(int pid, double timeout_s) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-    while (std::chrono::steady_clock::now() < deadline) {
-        int status = 0;
-        if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        usleep(20000);
+// The run's exit code; a run still going after timeout_s is killed (and fails the test).
+int run_exit(int pid, double timeout_s) {
+    const int code = wait_exit(pid, timeout_s);
+    if (code < 0) {
+        ::kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
     }
-    ::kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-    return -1;
+    return code;
 }
 
 TEST(Recovery, AKilledFirstStageIsReplacedByASpareAndTheTextIsUnchanged) {
@@ -81,7 +79,7 @@ TEST(Recovery, AKilledFirstStageIsReplacedByASpareAndTheTextIsUnchanged) {
     const int run = start_run(s, {"--workers", addresses({&a, &b}), "--split", "3,2", "--spare", spare.address()}, "run");
     wait_for_tokens(a, 300);
     a.signal(SIGKILL);
-    EXPECT_EQ(wait_exit(run, 120), 0) << read_file(s.dir.file("run.log"));
+    EXPECT_EQ(run_exit(run, 120), 0) << read_file(s.dir.file("run.log"));
     EXPECT_EQ(read_file(s.dir.file("run.ids")), want);
     const std::string log = read_file(s.dir.file("run.log"));
     EXPECT_NE(log.find("recovery 1:"), std::string::npos) << log;
@@ -99,7 +97,7 @@ TEST(Recovery, AKilledLastStageLeavesTheSurvivorHoldingEveryLayer) {
                               "run");
     wait_for_tokens(b, 500);
     b.signal(SIGKILL);
-    EXPECT_EQ(wait_exit(run, 120), 0) << read_file(s.dir.file("run.log"));
+    EXPECT_EQ(run_exit(run, 120), 0) << read_file(s.dir.file("run.log"));
     EXPECT_EQ(read_file(s.dir.file("run.ids")), want);
 }
 
@@ -117,7 +115,7 @@ TEST(Recovery, AStalledStageIsDetectedByItsTimeoutAndItsLateWakeCorruptsNothing)
     // Replaced while stalled; then it wakes up (a zombie stage) before the run ends.
     std::this_thread::sleep_for(std::chrono::seconds(5));
     b.signal(SIGCONT);
-    EXPECT_EQ(wait_exit(run, 120), 0) << read_file(s.dir.file("run.log"));
+    EXPECT_EQ(run_exit(run, 120), 0) << read_file(s.dir.file("run.log"));
     EXPECT_EQ(read_file(s.dir.file("run.ids")), want);
 }
 
@@ -129,7 +127,7 @@ TEST(Recovery, APoolTooSmallAfterAFailureStopsWithTheTextSoFarWhenNoWorkerReturn
     const int run = start_run(s, {"--workers", addresses({&a, &b}), "--ctx", "1300", "--recover-wait", "2"}, "run");
     wait_for_tokens(b, 200);
     b.signal(SIGKILL);
-    EXPECT_EQ(wait_exit(run, 60), 1);
+    EXPECT_EQ(run_exit(run, 60), 1);
     const std::string log = read_file(s.dir.file("run.log"));
     EXPECT_NE(log.find("cannot recover"), std::string::npos) << log;
     EXPECT_NE(log.find("--recover-wait 2"), std::string::npos) << log;
@@ -142,7 +140,7 @@ TEST(Recovery, NoRecoverKeepsTheOldBehaviour) {
     const int run = start_run(s, {"--workers", addresses({&a, &b}), "--split", "3,2", "--no-recover"}, "run");
     wait_for_tokens(b, 200);
     b.signal(SIGKILL);
-    EXPECT_EQ(wait_exit(run, 60), 1);
+    EXPECT_EQ(run_exit(run, 60), 1);
     EXPECT_NE(read_file(s.dir.file("run.log")).find(b.address()), std::string::npos);
 }
 

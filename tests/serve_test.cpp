@@ -79,16 +79,9 @@ public:
     // SIGTERM, then the exit code (-1 if it did not exit within timeout_s).
     int terminate(double timeout_s) {
         ::kill(pid_, SIGTERM);
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-        while (std::chrono::steady_clock::now() < deadline) {
-            int status = 0;
-            if (waitpid(pid_, &status, WNOHANG) == pid_) {
-                reaped_ = true;
-                return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            }
-            usleep(20000);
-        }
-        return -1;
+        const int code = wait_exit(pid_, timeout_s);
+        reaped_ = code >= 0;
+        return code;
     }
 
 private:
@@ -372,6 +365,15 @@ TEST(Serve, AClientThatDisconnectsFreesItsSlotAtOnce) {
     EXPECT_EQ(server.terminate(20), 0) << server.log();
 }
 
+// Waits until the server has a sequence in flight (its slot taken).
+void wait_until_active(const ServeProcess& server) {
+    for (int i = 0; i < 500; ++i) {
+        auto h = server.client().Get("/health");
+        if (h && json::parse(h->body)["active"] == 1) return;
+        usleep(10000);
+    }
+}
+
 TEST(Serve, AFullQueueAnswers503) {
     TempDir dir;
     const SynthModel m = synth_64mb_model(dir, 512);
@@ -380,12 +382,7 @@ TEST(Serve, AFullQueueAnswers503) {
         return server.client().Post("/v1/completions", R"({"prompt":"a","max_tokens":200,"temperature":0})",
                                     "application/json");
     });
-    // Wait until the slot is taken.
-    for (int i = 0; i < 500; ++i) {
-        auto h = server.client().Get("/health");
-        if (h && json::parse(h->body)["active"] == 1) break;
-        usleep(10000);
-    }
+    wait_until_active(server);
     auto busy = server.client().Post("/v1/completions", R"({"prompt":"b","max_tokens":2})", "application/json");
     ASSERT_TRUE(busy);
     EXPECT_EQ(busy->status, 503) << busy->body;
@@ -489,11 +486,7 @@ TEST(Serve, SigtermFinishesARequestInFlightAndExitsZero) {
         return server.client().Post("/v1/completions", R"({"prompt":"a","max_tokens":30,"temperature":0})",
                                     "application/json");
     });
-    for (int i = 0; i < 500; ++i) {
-        auto h = server.client().Get("/health");
-        if (h && json::parse(h->body)["active"] == 1) break;
-        usleep(10000);
-    }
+    wait_until_active(server);
     EXPECT_EQ(server.terminate(60), 0) << server.log();
     auto res = reply.get();
     ASSERT_TRUE(res) << "the request in flight was dropped";

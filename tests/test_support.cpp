@@ -201,17 +201,20 @@ WorkerProcess::~WorkerProcess() {
 
 void WorkerProcess::signal(int sig) const { kill(pid_, sig); }
 
-int WorkerProcess::wait(double timeout_s) {
+int wait_exit(int pid, double timeout_s) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
     while (std::chrono::steady_clock::now() < deadline) {
         int status = 0;
-        if (waitpid(pid_, &status, WNOHANG) == pid_) {
-            reaped_ = true;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        }
+        if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         usleep(10000);
     }
     return -1;
+}
+
+int WorkerProcess::wait(double timeout_s) {
+    const int code = wait_exit(pid_, timeout_s);
+    reaped_ = code >= 0;
+    return code;
 }
 
 std::string WorkerProcess::log() const {

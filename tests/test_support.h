@@ -56,6 +56,9 @@ CommandResult run_command(const std::vector<std::string>& argv, double timeout_s
 // refused to execute it (the child's errno is sent back through a pipe, so a
 // missing binary or one the kernel cannot run is named, not an empty log).
 int spawn(const std::vector<std::string>& argv, int out_fd, int err_fd, std::string* exec_error);
+// Waits up to timeout_s for child `pid` to exit: its exit code (128 + signal if killed), or -1 on timeout
+// (the child is then left running).
+int wait_exit(int pid, double timeout_s);
 // "exit status 3", "killed by signal 9 (Killed)" for a waitpid status.
 std::string describe_exit(int wait_status);
 

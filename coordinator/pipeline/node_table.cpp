@@ -62,21 +62,19 @@ std::string format_node_table(const PipelineStats& s) {
     return out;
 }
 
+nlohmann::json node_identity_json(const NodeStats& n) {
+    return {{"address", n.address},   {"layers", n.layers}, {"arch", n.arch},         {"kernel_level", n.kernel_level},
+            {"weight_bytes", n.weight_bytes}, {"rss", n.rss}, {"peak_rss", n.peak_rss}, {"memory_budget", n.memory_budget}};
+}
+
 nlohmann::json node_stats_json(const PipelineStats& s) {
     nlohmann::json j;
     j["nodes"] = nlohmann::json::array();
     for (const NodeStats& n : s.nodes) {
         const double decode_ms = n.decode_requests ? n.decode_compute_ms / static_cast<double>(n.decode_requests) : 0.0;
         const double decode_net = n.decode_requests ? n.decode_net_ms / static_cast<double>(n.decode_requests) : 0.0;
-        j["nodes"].push_back({{"address", n.address},
-                              {"layers", n.layers},
-                              {"arch", n.arch},
-                              {"kernel_level", n.kernel_level},
-                              {"weight_bytes", n.weight_bytes},
-                              {"rss", n.rss},
-                              {"peak_rss", n.peak_rss},
-                              {"memory_budget", n.memory_budget},
-                              {"positions", n.positions},
+        nlohmann::json node = node_identity_json(n);
+        node.update({{"positions", n.positions},
                               {"requests", n.requests},
                               {"compute_ms", n.compute_ms},
                               {"network_ms", n.net_ms},
@@ -87,6 +85,7 @@ nlohmann::json node_stats_json(const PipelineStats& s) {
                               {"predicted_network_ms_per_token", n.predicted_net_ms},
                               {"bytes_sent", n.bytes_sent},
                               {"bytes_received", n.bytes_received}});
+        j["nodes"].push_back(std::move(node));
     }
     j["decode"] = {{"tokens", s.decode_tokens},
                    {"ms", s.decode_ms},

@@ -49,5 +49,7 @@ std::string format_node_table(const PipelineStats& s);
 // The same figures as JSON (`ferry run --json`): {"nodes": [...], "decode": ..., "prefill": ..., "shards": ...}.
 // "layers" is the text of the table ("0-2+emb": inclusive ranges, as everywhere in text).
 nlohmann::json node_stats_json(const PipelineStats& s);
+// What a node is and holds (address, layers, arch, kernels, weights, memory), the fields every JSON view of a node shares.
+nlohmann::json node_identity_json(const NodeStats& n);
 
 }  // namespace ferry

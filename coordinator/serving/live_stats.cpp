@@ -118,15 +118,8 @@ json LiveStats::dashboard(const std::string& model, double now_s) const {
         const double positions = b ? static_cast<double>(n.positions - b->positions) : 0;
         const double steps = b ? static_cast<double>(n.requests - b->requests) : 0;
         const double compute = b ? n.compute_ms - b->compute_ms : 0, net = b ? n.net_ms - b->net_ms : 0;
-        json node = {{"address", n.address},
-                     {"layers", n.layers},
-                     {"arch", n.arch},
-                     {"kernel_level", n.kernel_level},
-                     {"weight_bytes", n.weight_bytes},
-                     {"rss", n.rss},
-                     {"peak_rss", n.peak_rss},
-                     {"memory_budget", n.memory_budget},
-                     {"memory_needed", n.memory_needed},
+        json node = node_identity_json(n);
+        node.update({{"memory_needed", n.memory_needed},
                      {"kv_slots", n.kv_slots},
                      {"kv_slots_in_use", static_cast<int>(active_.size())},
                      {"link_rtt_ms", n.link_rtt_ms},
@@ -136,7 +129,7 @@ json LiveStats::dashboard(const std::string& model, double now_s) const {
                      {"network_ms_per_step", steps > 0 ? net / steps : 0.0},
                      {"busy", dt > 0 ? std::min(1.0, compute / (dt * 1000)) : 0.0},
                      {"predicted_compute_ms", n.predicted_compute_ms},
-                     {"predicted_network_ms", n.predicted_net_ms}};
+                     {"predicted_network_ms", n.predicted_net_ms}});
         j["nodes"].push_back(node);
     }
     for (const ActiveRequest& r : active_)
