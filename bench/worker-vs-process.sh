@@ -9,8 +9,8 @@
 #     shards over loopback.
 # Unlike bench/pipeline.sh (workers load from --model-dir), every shard here
 # arrives the way users' shards do: sent by the coordinator and written into
-# the worker's cache. Each round measures all five back to back, so every
-# ratio compares runs under the same load; the table has medians over rounds.
+# the worker's cache. Each configuration runs right after a one-process run
+# and its ratio is taken to that run; the table has medians over rounds.
 #
 #   bash bench/worker-vs-process.sh [TYPES...]   # default: f32 f16 q8_0 q4_0 q4_K tq2_0
 #
@@ -73,27 +73,34 @@ for t in "${types[@]}"; do
   decode "$m" --workers "$three" --split 8,7,7 --embedding-on-worker --head-on-worker >/dev/null
   : > "$work/rounds-$t"
   for _ in $(seq "$rounds"); do
-    s=$(decode "$m")
+    # Each configuration is paired with a one-process run just before it, so a
+    # ratio never spans more than two adjacent runs of this noisy machine.
+    s1=$(decode "$m")
     rm -rf "$work/cache-1"
     start_worker 1
     fresh=$(decode "$m" --workers "127.0.0.1:$((port + 1))" "${whole[@]}")
     stop_worker 1
     drop_cache 1
     start_worker 1
+    s2=$(decode "$m")
     restarted=$(decode "$m" --workers "127.0.0.1:$((port + 1))" "${whole[@]}")
     stop_worker 1
+    s3=$(decode "$m")
     p2=$(decode "$m" --workers "$two" --split 11,11 --embedding-on-worker --head-on-worker)
+    s4=$(decode "$m")
     p3=$(decode "$m" --workers "$three" --split 8,7,7 --embedding-on-worker --head-on-worker)
-    echo "$s $fresh $restarted $p2 $p3" >> "$work/rounds-$t"
+    echo "$s1 $fresh $s2 $restarted $s3 $p2 $s4 $p3" >> "$work/rounds-$t"
   done
   stop_all
   rm -rf "$work"/cache-*
   python3 - "$t" "$work/rounds-$t" <<'EOF'
 import statistics, sys
 rows = [list(map(float, l.split())) for l in open(sys.argv[2]) if l.strip()]
-med = [statistics.median(c) for c in zip(*rows)]
-ratio = [statistics.median(r[i] / r[0] for r in rows) for i in range(1, 5)]
-cells = ["%.2f" % med[0]] + ["%.2f | %.2f" % (med[i + 1], ratio[i]) for i in range(4)]
+single = statistics.median(v for r in rows for v in r[0::2])
+cells = ["%.2f" % single]
+for i in range(4):
+    cells.append("%.2f | %.2f" % (statistics.median(r[2 * i + 1] for r in rows),
+                                  statistics.median(r[2 * i + 1] / r[2 * i] for r in rows)))
 print("| %s | %s |" % (sys.argv[1], " | ".join(cells)))
 EOF
 done

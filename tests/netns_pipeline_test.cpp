@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <future>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "tests/test_support.h"
 
@@ -53,6 +55,13 @@ public:
     std::vector<std::string> in_a() const { return {ip(), "netns", "exec", ns_a_}; }
     std::vector<std::string> in_b() const { return {ip(), "netns", "exec", ns_b_}; }
     std::string address_a() const { return subnet_ + ".1"; }
+    std::string veth_b() const { return "fv" + std::to_string(getpid() % 100000) + "b"; }
+    // `ip` in the second namespace: {"link", "set", veth_b(), "down"} pulls its cable.
+    bool in_b_ip(const std::vector<std::string>& args) const {
+        std::vector<std::string> argv = {ip(), "-n", ns_b_};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return test::run_command(argv, 10).exit_code == 0;
+    }
     std::string address_b() const { return subnet_ + ".2"; }
 
 private:
@@ -120,6 +129,58 @@ TEST(NetnsPipeline, ShardProgressAt100MbitGivesAnHonestEta) {
     const double predicted = 1.0 + eta;  // the first line comes after about a second
     EXPECT_GT(predicted, took / 2) << r.err;
     EXPECT_LT(predicted, took * 2) << r.err;
+}
+
+// A stage whose network goes away mid-generation (its link down, the process
+// alive): the coordinator notices the silence within --timeout, plans again
+// over the survivor and a spare, and the text equals an uninterrupted run's.
+TEST(NetnsPipeline, AStageWhoseLinkGoesDownIsReplacedAndTheTextIsUnchanged) {
+    VethPair net;
+    if (!net.problem().empty()) GTEST_SKIP() << "cannot make network namespaces here (needs root): " << net.problem();
+    test::TempDir tmp;
+    const test::SynthModel m = test::synth_64mb_model(tmp, 2048);
+    const std::vector<std::string> sampling = {"-t", "0.5", "-p", "0.9", "-s", "5", "-n", "1500", "--threads", "1"};
+    std::vector<std::string> ref = {test::ferry_bin(), "run", m.model, "-z", m.tokenizer};
+    ref.insert(ref.end(), sampling.begin(), sampling.end());
+    const auto want = test::run_command(ref, 120);
+    ASSERT_EQ(want.exit_code, 0) << want.err;
+
+    test::WorkerProcess a({"--threads", "1", "--cache-dir", tmp.file("ca")}, tmp.file("a.log"), net.in_a(),
+                          net.address_a() + ":0");
+    test::WorkerProcess b({"--threads", "1", "--cache-dir", tmp.file("cb")}, tmp.file("b.log"), net.in_b(),
+                          net.address_b() + ":0");
+    test::WorkerProcess spare({"--threads", "1", "--cache-dir", tmp.file("cs")}, tmp.file("s.log"), net.in_a(),
+                              net.address_a() + ":0");
+    std::vector<std::string> argv = net.in_a();
+    for (const std::string& x : {test::ferry_bin(), std::string("run"), m.model, std::string("-z"), m.tokenizer})
+        argv.push_back(x);
+    argv.insert(argv.end(), sampling.begin(), sampling.end());
+    for (const std::string& x : {std::string("--workers"), test::addresses({&a, &b}), std::string("--split"),
+                                 std::string("3,2"), std::string("--spare"), spare.address(), std::string("--timeout"),
+                                 std::string("2"), std::string("--connect-timeout"), std::string("1"),
+                                 std::string("--log-level"), std::string("warn")})
+        argv.push_back(x);
+    auto run = std::async(std::launch::async, [&] { return test::run_command(argv, 180); });
+    // Mid-generation (the second stage has processed 300 positions), pull its cable.
+    std::vector<std::string> status = net.in_a();
+    for (const std::string& x : {test::ferry_bin(), std::string("status"), std::string("--workers"), b.address(),
+                                 std::string("--json")})
+        status.push_back(x);
+    bool reached = false;
+    for (int i = 0; i < 400 && !reached; ++i) {
+        const auto r = test::run_command(status, 10);
+        reached = r.exit_code == 0 && nlohmann::json::parse(r.out)[0].value("tokens", 0) >= 300;
+        if (!reached) usleep(25000);
+    }
+    ASSERT_TRUE(reached) << b.log();
+    ASSERT_TRUE(net.in_b_ip({"link", "set", net.veth_b(), "down"}));
+    const auto r = run.get();
+    net.in_b_ip({"link", "set", net.veth_b(), "up"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, want.out);
+    EXPECT_NE(r.err.find("recovery 1: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(b.address()), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("replayed "), std::string::npos) << r.err;
 }
 
 }  // namespace

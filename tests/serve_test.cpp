@@ -647,6 +647,15 @@ TEST(ServeRecovery, AKilledWorkerCostsAPauseNotAnErrorAndRepliesAreUnchanged) {
         EXPECT_EQ(j["choices"][0]["text"].get<std::string>(), want) << "request " << i;
     }
     EXPECT_NE(server.log().find("replayed"), std::string::npos) << server.log();
+    // Counted where operators look: the dashboard's JSON and /metrics.
+    usleep(400000);  // the scheduler publishes its figures four times a second
+    const json status = json::parse(server.client().Get("/api/status")->body);
+    EXPECT_EQ(status["recovery"]["count"], 1) << status.dump();
+    EXPECT_GT(status["recovery"]["replayed_positions"].get<int>(), 100) << status.dump();
+    EXPECT_NE(status["recovery"]["failure"].get<std::string>().find(a.address()), std::string::npos) << status.dump();
+    const std::string metrics = server.client().Get("/metrics")->body;
+    EXPECT_NE(metrics.find("\nferry_recoveries_total 1\n"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("ferry_last_recovery_seconds{phase=\"replay\"}"), std::string::npos) << metrics;
     EXPECT_EQ(server.terminate(20), 0) << server.log();
 }
 
@@ -681,6 +690,8 @@ ttft = [s for s in samples("ferry_time_to_first_token_seconds") if s.name.endswi
 assert ttft and ttft[0].value >= 3, ttft
 assert fams["ferry_token_latency_seconds"].type == "histogram"
 assert "ferry_queue_depth" in fams and "ferry_sequences_active" in fams
+assert samples("ferry_recoveries")[0].value == 0, samples("ferry_recoveries")
+assert {s.labels["phase"] for s in samples("ferry_last_recovery_seconds")} == {"detect", "plan", "shards", "replay", "total"}
 print("ok", sorted(fams))
 )";
     write_file(dir.file("check.py"), check);

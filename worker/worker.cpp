@@ -994,6 +994,7 @@ struct Worker::Impl {
             s->set_coordinator(session->coordinator);
             s->set_coordinator_since_s((net::now_ns() - session->since_ns) / 1e9);
             s->set_next_stage(session->next_address);
+            s->set_recoveries(session->assign.recovery());
         }
         const ProcessMemory mem = read_process_memory();
         s->set_rss(mem.rss);

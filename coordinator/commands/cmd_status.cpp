@@ -162,6 +162,7 @@ nlohmann::json to_json(const Answer& a) {
         j["coordinator"] = r.coordinator();
         j["coordinator_since_s"] = r.coordinator_since_s();
         j["next_stage"] = r.next_stage();
+        j["recoveries"] = r.recoveries();  // of the coordinator's chain before this session
     }
     j["busy"] = r.busy();
     j["rss"] = r.rss();
@@ -191,7 +192,9 @@ void print_table(const std::vector<Answer>& answers, const std::vector<Answer>* 
         const wire::StatusReport& r = x.report;
         char up[32];
         std::snprintf(up, sizeof up, "%.0fs", r.uptime_s());
-        const std::string coord = r.coordinator_connected() ? r.coordinator() + (r.busy() ? " (busy)" : "") : "none";
+        std::string coord = r.coordinator_connected() ? r.coordinator() + (r.busy() ? " (busy)" : "") : "none";
+        if (r.coordinator_connected() && r.recoveries() > 0)
+            coord += ", its chain recovered " + std::to_string(r.recoveries()) + "x";
         const Window w = rates && i < before->size() ? window_of(x, &(*before)[i]) : Window{};
         char rate[16] = "", ms[16];
         if (rates) std::snprintf(rate, sizeof rate, "%.1f", w.tok_s);

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "common/error.h"
 #include "common/process_stats.h"
@@ -117,24 +118,24 @@ std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, 
 }
 
 namespace {
-const PipelineEngine* pipeline_of(const Engine& engine) {
-    if (const auto* r = dynamic_cast<const RecoveringEngine*>(&engine)) return r->alive() ? &r->inner() : nullptr;
-    return dynamic_cast<const PipelineEngine*>(&engine);
+// The chain's figures (with its recoveries), or nothing for one process.
+std::optional<PipelineStats> pipeline_stats(const Engine& engine) {
+    if (const auto* r = dynamic_cast<const RecoveringEngine*>(&engine)) return r->batch_stats();
+    if (const auto* p = dynamic_cast<const PipelineEngine*>(&engine)) return p->stats();
+    return std::nullopt;
 }
 }  // namespace
 
 void report_engine(const Engine& engine) {
-    if (const PipelineEngine* p = pipeline_of(engine)) std::fprintf(stderr, "%s", format_node_table(p->stats()).c_str());
-    if (const auto* r = dynamic_cast<const RecoveringEngine*>(&engine); r && r->recoveries() > 0)
-        std::fprintf(stderr, "recovered from %d failed worker%s\n", r->recoveries(), r->recoveries() == 1 ? "" : "s");
+    const std::optional<PipelineStats> s = pipeline_stats(engine);
+    if (!s) return;
+    if (!s->nodes.empty()) std::fprintf(stderr, "%s", format_node_table(*s).c_str());
+    else if (s->recovery.count > 0) std::fprintf(stderr, "%s\n", format_recovery(s->recovery).c_str());
 }
 
 nlohmann::json engine_stats_json(const Engine& engine) {
-    nlohmann::json j = nlohmann::json{{"nodes", nlohmann::json::array()}};
-    if (const PipelineEngine* p = pipeline_of(engine)) j = node_stats_json(p->stats());
-    const auto* r = dynamic_cast<const RecoveringEngine*>(&engine);
-    j["recoveries"] = r ? r->recoveries() : 0;
-    return j;
+    if (const std::optional<PipelineStats> s = pipeline_stats(engine)) return node_stats_json(*s);
+    return nlohmann::json{{"nodes", nlohmann::json::array()}, {"recoveries", 0}};
 }
 
 void write_json(const std::string& path, const nlohmann::json& j) {

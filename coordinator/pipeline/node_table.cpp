@@ -59,7 +59,26 @@ std::string format_node_table(const PipelineStats& s) {
         out += line;
     }
     out += "\n";
+    if (s.recovery.count > 0) out += format_recovery(s.recovery) + "\n";
     return out;
+}
+
+std::string format_recovery(const RecoveryStats& r) {
+    char line[400];
+    std::snprintf(line, sizeof line,
+                  "recoveries: %d; the last in %.0f ms after detection in %.0f ms: re-plan %.0f ms, shards %.0f ms "
+                  "(%.1f MB sent), replay %.0f ms (%llu positions); cause: ",
+                  r.count, r.total_ms, r.detect_ms, r.plan_ms, r.shards_ms, mb(r.shard_bytes), r.replay_ms,
+                  static_cast<unsigned long long>(r.replayed_positions));
+    return line + r.failure;
+}
+
+nlohmann::json recovery_json(const RecoveryStats& r) {
+    return {{"count", r.count},         {"failure", r.failure},
+            {"detect_ms", r.detect_ms}, {"plan_ms", r.plan_ms},
+            {"shards_ms", r.shards_ms}, {"shard_bytes", r.shard_bytes},
+            {"replay_ms", r.replay_ms}, {"replayed_positions", r.replayed_positions},
+            {"total_ms", r.total_ms}};
 }
 
 nlohmann::json node_identity_json(const NodeStats& n) {
@@ -95,6 +114,8 @@ nlohmann::json node_stats_json(const PipelineStats& s) {
                     {"ms", s.prefill_ms},
                     {"tok_s", s.prefill_ms > 0 ? s.prefill_tokens * 1000.0 / s.prefill_ms : 0.0}};
     j["shards"] = {{"bytes_sent", s.shard_bytes_sent}, {"seconds", s.shard_seconds}};
+    j["recoveries"] = s.recovery.count;
+    j["last_recovery"] = recovery_json(s.recovery);
     return j;
 }
 

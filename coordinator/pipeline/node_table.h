@@ -33,6 +33,20 @@ struct NodeStats {
     int kv_slots = 0;             // sequences it keeps a KV cache for
 };
 
+// The recoveries from failed workers (RecoveringEngine): how many, and what
+// the last one cost phase by phase.
+struct RecoveryStats {
+    int count = 0;
+    std::string failure;       // the last failure, as logged
+    double detect_ms = 0;      // from the last answer (or the call) to the failure
+    double plan_ms = 0;        // connect, measure, plan and assign over the survivors
+    double shards_ms = 0;      // shards sent to the new chain (0: all from caches)
+    uint64_t shard_bytes = 0;
+    double replay_ms = 0;      // KV caches rebuilt by replaying tokens
+    uint64_t replayed_positions = 0;
+    double total_ms = 0;       // failure to going on (plus detect_ms)
+};
+
 struct PipelineStats {
     std::vector<NodeStats> nodes;  // coordinator first, then the stages in chain order
     uint64_t decode_tokens = 0;
@@ -42,6 +56,7 @@ struct PipelineStats {
     double prefill_ms = 0;
     uint64_t shard_bytes_sent = 0;
     double shard_seconds = 0;
+    RecoveryStats recovery;
 };
 
 // The per-node table and the end-to-end line, for stderr.
@@ -49,6 +64,10 @@ std::string format_node_table(const PipelineStats& s);
 // The same figures as JSON (`ferry run --json`): {"nodes": [...], "decode": ..., "prefill": ..., "shards": ...}.
 // "layers" is the text of the table ("0-2+emb": inclusive ranges, as everywhere in text).
 nlohmann::json node_stats_json(const PipelineStats& s);
+// "recoveries: 2; the last in 1830 ms after detection in 3 ms: re-plan ..., cause: ..." (one line, no newline).
+std::string format_recovery(const RecoveryStats& r);
+// The same as JSON ({"count", "failure", "detect_ms", ...}).
+nlohmann::json recovery_json(const RecoveryStats& r);
 // What a node is and holds (address, layers, arch, kernels, weights, memory), the fields every JSON view of a node shares.
 nlohmann::json node_identity_json(const NodeStats& n);
 

@@ -208,6 +208,7 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
         a->set_context(context_);
         a->set_max_positions(plan_.max_positions);
         a->set_slots(plan_.slots);
+        a->set_recovery(opt_.recovery);
         a->set_kv_type(kv_type_name(opt_.kv_type));
         a->set_wire(opt_.wire == "f16" ? wire::WIRE_F16 : wire::WIRE_F32);
         for (const TensorInfo& t : tensors) {

@@ -10,9 +10,9 @@
 // straight to the next; the last returns the final activation (or logits, or
 // a sampled token) on its control connection.
 //
-// Any failure throws ferry::Error with one line naming the node (address,
-// stage, layers) and the cause. The coordinator knows every token so far, so
-// a replacement stage could be re-prefilled (the roadmap's recovery).
+// Any failure throws ferry::Error (WorkerError) with one line naming the node
+// (address, stage, layers) and the cause; RecoveringEngine builds a new chain
+// and replays the tokens so far.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -47,6 +47,7 @@ struct PipelineOptions {
     bool head_on_coordinator = false;
     int prefill_chunk = 0;         // >0: prefill in micro-batches of this many positions, so stages overlap
     int slots = 1;                 // sequences every stage keeps a KV cache for (`ferry serve --parallel`)
+    int recovery = 0;              // recoveries before this chain (told to the workers, shown by `ferry status`)
     double timeout_s = 10;         // a link silent this long is dead; bounds every wait
     double connect_timeout_s = 5;
     int stats_every = 0;           // print the node table every N decoded tokens

@@ -1,15 +1,18 @@
 #include "coordinator/pipeline/recovering_engine.h"
 
+#include "common/shard_memory.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 #include <thread>
 
 namespace ferry {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = RecoveringEngine::Clock;
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
@@ -21,15 +24,42 @@ bool still_closing(const WorkerError& e) { return std::string(e.what()).find("on
 RecoveringEngine::RecoveringEngine(const ModelFile& file, const PipelineOptions& options, const RecoveryOptions& recovery,
                                    int context, kernels::ThreadPool* pool)
     : file_(file), options_(options), recovery_(recovery), context_(context), config_(file.config), pool_(pool) {
-    inner_ = start(options_.workers, true);
+    inner_ = start(options_.workers);
     histories_.resize(static_cast<size_t>(inner_->slots()));
 }
 
-std::unique_ptr<PipelineEngine> RecoveringEngine::start(const std::vector<std::string>& workers, bool first) {
+std::unique_ptr<PipelineEngine> RecoveringEngine::start(const std::vector<std::string>& workers) {
     PipelineOptions o = options_;
     o.workers = workers;
-    if (!first) o.split.clear();  // a forced split was for the workers as they were
+    o.recovery = recovery_stats_.count;
+    if (workers != options_.workers) o.split.clear();  // a forced split is for the workers as given
+    inner_workers_ = workers;
     return std::make_unique<PipelineEngine>(file_, o, context_, pool_);
+}
+
+std::unique_ptr<PipelineEngine> RecoveringEngine::start(const ChainShape& shape) {
+    PipelineOptions o = options_;
+    o.workers = shape.workers;
+    o.recovery = recovery_stats_.count;
+    o.split = shape.layers;
+    o.embedding_on_worker = shape.embedding_on_worker;
+    o.embedding_on_coordinator = !shape.embedding_on_worker;
+    o.head_on_worker = shape.head_on_worker;
+    o.head_on_coordinator = !shape.head_on_worker;
+    inner_workers_ = shape.workers;
+    return std::make_unique<PipelineEngine>(file_, o, context_, pool_);
+}
+
+RecoveringEngine::ChainShape RecoveringEngine::shape_of(const PipelineEngine& chain) const {
+    ChainShape shape;
+    const PipelinePlan& plan = chain.plan();
+    for (const PlannedStage& s : plan.stages) {
+        shape.workers.push_back(inner_workers_.at(static_cast<size_t>(s.worker)));
+        shape.layers.push_back(s.last_layer - s.first_layer);
+    }
+    shape.embedding_on_worker = !plan.stages.empty() && plan.stages.front().embedding;
+    shape.head_on_worker = !plan.stages.empty() && plan.stages.back().head;
+    return shape;
 }
 
 std::vector<int>& RecoveringEngine::history(int slot) {
@@ -40,13 +70,22 @@ std::vector<int>& RecoveringEngine::history(int slot) {
 
 void RecoveringEngine::release(int slot) { history(slot).clear(); }
 
+PipelineStats RecoveringEngine::batch_stats() const {
+    PipelineStats s = inner_ ? inner_->batch_stats() : PipelineStats{};
+    s.recovery = recovery_stats_;
+    return s;
+}
+
 template <class Call>
 auto RecoveringEngine::retrying(Call call) {
+    quiet_since_ = std::max(quiet_since_, Clock::now());
     for (;;) {
         try {
-            return call();
+            auto result = call();
+            quiet_since_ = Clock::now();
+            return result;
         } catch (const WorkerError& e) {
-            recover(e);
+            recover(e, Clock::now());
         }
     }
 }
@@ -74,10 +113,11 @@ void RecoveringEngine::submit(Batch batch) {
         h.insert(h.end(), s.tokens.begin(), s.tokens.end());
     }
     in_flight_.push_back(batch);
+    quiet_since_ = std::max(quiet_since_, Clock::now());
     try {
         inner_->submit(std::move(batch));
     } catch (const WorkerError& e) {
-        recover(e);  // resubmits everything in flight, this batch too
+        recover(e, Clock::now());  // resubmits everything in flight, this batch too
     }
 }
 
@@ -130,9 +170,12 @@ void RecoveringEngine::replay() {
     for (const Batch& b : in_flight_) inner_->submit(b);
 }
 
-void RecoveringEngine::recover(const WorkerError& failure) {
+void RecoveringEngine::recover(const WorkerError& failure, Clock::time_point detected) {
     const auto t0 = Clock::now();
-    ++recoveries_;
+    RecoveryStats& r = recovery_stats_;
+    ++r.count;
+    r.failure = failure.what();
+    r.detect_ms = std::chrono::duration<double, std::milli>(detected - quiet_since_).count();
     if (t0 - last_recovery_ > std::chrono::hours(1)) recent_recoveries_ = 0;
     last_recovery_ = t0;
     if (++recent_recoveries_ > recovery_.max_recoveries) {
@@ -140,7 +183,9 @@ void RecoveringEngine::recover(const WorkerError& failure) {
         throw Error(std::string(failure.what()) + " (gave up after " + std::to_string(recovery_.max_recoveries) +
                     " recoveries within an hour)");
     }
-    spdlog::warn("recovery {}: {}; planning again without it", recoveries_, failure.what());
+    spdlog::warn("recovery {}: {}; detected {:.0f} ms after the last answer; planning again without it", r.count,
+                 failure.what(), r.detect_ms);
+    const ChainShape before = shape_of(*inner_);
     inner_.reset();  // closes every connection: the survivors end the old session
     std::vector<std::string> candidates;
     for (const auto* list : {&options_.workers, &recovery_.spares})
@@ -149,6 +194,7 @@ void RecoveringEngine::recover(const WorkerError& failure) {
     std::set<std::string> dead = {failure.address};
     const auto deadline = t0 + std::chrono::milliseconds(static_cast<int64_t>(recovery_.wait_s * 1000));
     std::string too_small;  // why the survivors cannot go on alone, once seen
+    bool keep_fits = true;  // until a chain that keeps the survivors' ranges is found not to fit
     auto give_up = [&](const std::string& last) {
         return Error(std::string("cannot recover from \"") + failure.what() + "\": " + (too_small.empty() ? last : too_small) +
                      (too_small.empty() ? std::string()
@@ -158,19 +204,68 @@ void RecoveringEngine::recover(const WorkerError& failure) {
     size_t replayed = 0;
     for (const auto& h : histories_) replayed += h.size();
     for (;;) {
+        std::deque<std::string> spares;  // alive and in no chain
+        for (const std::string& c : candidates)
+            if (!dead.count(c) && std::find(before.workers.begin(), before.workers.end(), c) == before.workers.end())
+                spares.push_back(c);
         std::vector<std::string> alive;
-        for (const std::string& a : candidates)
-            if (!dead.count(a)) alive.push_back(a);
+        for (const std::string& c : candidates)
+            if (!dead.count(c)) alive.push_back(c);
+        // First choice: the same ranges, each dead stage's taken by a spare (which
+        // may hold it from before) or, with no spare left, merged into a
+        // neighbour, so every other survivor keeps its shard.
+        std::optional<ChainShape> kept;
+        if (keep_fits) {
+            ChainShape k = before;
+            for (size_t i = 0; i < k.workers.size();) {
+                if (!dead.count(k.workers[i])) {
+                    ++i;
+                } else if (!spares.empty()) {
+                    k.workers[i] = spares.front();
+                    spares.pop_front();
+                    ++i;
+                } else if (k.workers.size() > 1) {
+                    // Into the lighter neighbour (fewer layers; not the one holding the embedding or head): the
+                    // new shard it receives is the smaller.
+                    auto weight = [&](size_t j) {
+                        return 2 * k.layers[j] + (j == 0 && k.embedding_on_worker) +
+                               (j + 1 == k.workers.size() && k.head_on_worker);
+                    };
+                    size_t into = i > 0 ? i - 1 : 1;
+                    if (i > 0 && i + 1 < k.workers.size() && weight(i + 1) < weight(i - 1)) into = i + 1;
+                    k.layers[into] += k.layers[i];
+                    k.workers.erase(k.workers.begin() + static_cast<std::ptrdiff_t>(i));
+                    k.layers.erase(k.layers.begin() + static_cast<std::ptrdiff_t>(i));  // i is now the next stage
+                } else {
+                    break;
+                }
+            }
+            bool all_alive = !k.workers.empty();
+            for (const std::string& w : k.workers) all_alive = all_alive && !dead.count(w);
+            if (all_alive) kept = std::move(k);
+        }
         try {
             if (alive.empty()) throw Error("no worker is left to plan over");
             const auto t_plan = Clock::now();
-            inner_ = start(alive, false);
-            spdlog::warn("recovery {}: re-planned over {} worker{} in {:.0f} ms", recoveries_, alive.size(),
-                         alive.size() == 1 ? "" : "s", ms_since(t_plan));
+            inner_ = kept ? start(*kept) : start(alive);
+            const PipelineStats chain = inner_->stats();
+            r.shards_ms = chain.shard_seconds * 1000;
+            r.shard_bytes = chain.shard_bytes_sent;
+            r.plan_ms = std::max(0.0, ms_since(t_plan) - r.shards_ms);
+            const size_t stages = inner_->plan().stages.size();
+            spdlog::warn("recovery {}: {} over {} worker{} in {:.0f} ms", r.count,
+                         kept ? "kept the survivors' ranges" : "re-planned", stages, stages == 1 ? "" : "s", r.plan_ms);
+            spdlog::warn("recovery {}: shards {} in {:.0f} ms", r.count,
+                         r.shard_bytes ? format_bytes(r.shard_bytes) + " sent" : std::string("all from caches"),
+                         r.shards_ms);
             const auto t_replay = Clock::now();
             replay();
-            spdlog::warn("recovery {}: replayed {} positions in {:.0f} ms; {:.0f} ms in all", recoveries_, replayed,
-                         ms_since(t_replay), ms_since(t0));
+            r.replay_ms = ms_since(t_replay);
+            r.replayed_positions = replayed;
+            r.total_ms = ms_since(t0);
+            spdlog::warn("recovery {}: replayed {} positions in {:.0f} ms; {:.0f} ms in all", r.count, replayed,
+                         r.replay_ms, r.total_ms);
+            quiet_since_ = Clock::now();
             return;
         } catch (const WorkerError& e) {
             inner_.reset();
@@ -178,19 +273,25 @@ void RecoveringEngine::recover(const WorkerError& failure) {
             if (still_closing(e) || e.address.empty()) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(300));
             } else {
-                spdlog::warn("recovery {}: {}; trying without it", recoveries_, e.what());
+                spdlog::warn("recovery {}: {}; trying without it", r.count, e.what());
                 dead.insert(e.address);
             }
         } catch (const Error& e) {
-            // Too few workers to hold the model (or none): wait for one to return.
             inner_.reset();
+            if (kept) {  // the kept ranges do not fit (a spare with less memory): plan afresh
+                spdlog::info("recovery {}: keeping the ranges does not fit ({}); planning afresh", r.count, e.what());
+                keep_fits = false;
+                continue;
+            }
+            // Too few workers to hold the model (or none): wait for one to return.
             if (too_small.empty())
-                spdlog::warn("recovery {}: {}; waiting up to {:.0f} s for a worker to return", recoveries_, e.what(),
+                spdlog::warn("recovery {}: {}; waiting up to {:.0f} s for a worker to return", r.count, e.what(),
                              recovery_.wait_s);
             too_small = e.what();
             if (Clock::now() > deadline) throw give_up(e.what());
             std::this_thread::sleep_for(std::chrono::seconds(1));
             dead.clear();  // a restarted worker is back with its cache
+            keep_fits = true;
         }
     }
 }

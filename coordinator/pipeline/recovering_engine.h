@@ -1,10 +1,12 @@
 // A pipeline that survives the loss of a worker. It wraps a PipelineEngine
 // and remembers every token fed at every position of every sequence. When a
 // call fails because of one worker (WorkerError: closed, silent past the
-// timeout, refused), it drops that engine, plans again over the workers
-// still alive plus the spares (workers the plan left out, and --spare),
-// sends the shards the new plan needs (a worker that held a range keeps it
-// in its cache), replays each sequence's tokens as batched prefill to
+// timeout, refused), it drops that engine and builds a new chain: first the
+// same ranges, a dead stage's taken by a spare (a worker the plan left out,
+// or --spare) or merged into a neighbour, so every survivor keeps its shard;
+// if that does not fit, a new plan over the workers still alive and the
+// spares. It sends the shards the new chain needs (a worker that held a
+// range keeps it in its cache), replays each sequence's tokens as batched prefill to
 // rebuild the KV caches, and repeats the failed call. Kernels are
 // deterministic and a sampler's state only advances when a call succeeds,
 // so the text is what an uninterrupted run prints.
@@ -29,6 +31,7 @@ struct RecoveryOptions {
 
 class RecoveringEngine : public Engine, public BatchEngine {
 public:
+    using Clock = std::chrono::steady_clock;
     RecoveringEngine(const ModelFile& file, const PipelineOptions& options, const RecoveryOptions& recovery, int context,
                      kernels::ThreadPool* pool);
 
@@ -45,18 +48,31 @@ public:
     void submit(Batch batch) override;
     Batch wait() override;
     size_t in_flight() const override { return in_flight_.size(); }
-    PipelineStats batch_stats() const override { return inner_ ? inner_->batch_stats() : PipelineStats{}; }
+    // The chain's figures (none once a recovery gave up) and the recoveries'.
+    PipelineStats batch_stats() const override;
     void release(int slot) override;
 
     // False once a recovery gave up (then only the figures above remain).
     bool alive() const { return inner_ != nullptr; }
     const PipelineEngine& inner() const { return *inner_; }
-    int recoveries() const { return recoveries_; }
+    int recoveries() const { return recovery_stats_.count; }
 
 private:
+    // The workers of a chain in stage order, their layer counts and where the
+    // embedding and head are: what a new chain copies to keep every
+    // survivor's range (and cached shard).
+    struct ChainShape {
+        std::vector<std::string> workers;
+        std::vector<int> layers;
+        bool embedding_on_worker = false, head_on_worker = false;
+    };
     // Replaces inner_ after `failure`; replays the KV caches. Throws ferry::Error when it cannot.
-    void recover(const WorkerError& failure);
-    std::unique_ptr<PipelineEngine> start(const std::vector<std::string>& workers, bool first);
+    void recover(const WorkerError& failure, Clock::time_point detected);
+    // A chain over `workers` as planned (a forced --split only for the workers as given).
+    std::unique_ptr<PipelineEngine> start(const std::vector<std::string>& workers);
+    // A chain of exactly `shape`.
+    std::unique_ptr<PipelineEngine> start(const ChainShape& shape);
+    ChainShape shape_of(const PipelineEngine& chain) const;
     void replay();
     // Positions 0..pos of slot's history are what its KV cache holds (tokens fed), the rest dropped.
     std::vector<int>& history(int slot);
@@ -70,11 +86,14 @@ private:
     ModelConfig config_;
     kernels::ThreadPool* pool_;
     std::unique_ptr<PipelineEngine> inner_;
+    std::vector<std::string> inner_workers_;  // the worker list inner_ was planned over (its plan's indices)
     std::vector<std::vector<int>> histories_;  // per slot: the token fed at each position
     std::deque<Batch> in_flight_;              // copies of what inner_ has in flight, to resubmit
-    int recoveries_ = 0;
+    RecoveryStats recovery_stats_;
+    // The failed call's start or the last answer, whichever is later: what detection is timed from.
+    Clock::time_point quiet_since_ = Clock::now();
     int recent_recoveries_ = 0;  // within an hour of each other: a limit for a flapping worker, not a lifetime one
-    std::chrono::steady_clock::time_point last_recovery_{};
+    Clock::time_point last_recovery_{};
 };
 
 }  // namespace ferry

@@ -107,6 +107,7 @@ json LiveStats::dashboard(const std::string& model, double now_s) const {
     j["history"] = json::array();
     if (recent_.empty()) return j;
     const Sample& last = recent_.back();
+    j["recovery"] = recovery_json(last.nodes.recovery);
     const Sample* base = &recent_.front();
     for (const Sample& s : recent_)
         if (s.t <= last.t - kWindowS) base = &s;
@@ -192,6 +193,13 @@ std::string LiveStats::prometheus() const {
     out += "ferry_sequence_slots " + std::to_string(slots_) + "\n";
     family("ferry_queue_depth", "gauge", "Requests waiting for a free slot.");
     out += "ferry_queue_depth " + std::to_string(queued_) + "\n";
+    const RecoveryStats& r = nodes.recovery;
+    family("ferry_recoveries_total", "counter", "Times the chain was rebuilt after a worker failed.");
+    out += "ferry_recoveries_total " + std::to_string(r.count) + "\n";
+    family("ferry_last_recovery_seconds", "gauge", "What the last recovery took, by phase (total: all but detect).");
+    for (const auto& [phase, ms] : {std::pair<const char*, double>{"detect", r.detect_ms}, {"plan", r.plan_ms},
+                                    {"shards", r.shards_ms}, {"replay", r.replay_ms}, {"total", r.total_ms}})
+        out += std::string("ferry_last_recovery_seconds{phase=\"") + phase + "\"} " + number(ms / 1e3) + "\n";
     auto histogram = [&](const char* name, const char* help, const Histogram& h) {
         family(name, "histogram", help);
         uint64_t cumulative = 0;
