@@ -5,7 +5,7 @@ Four one-thread workers on loopback (three in the chain, one --spare) serve
 stories15m's shape (random weights, `ferry synth`); STREAMS clients send
 completions one after another, streamed and not, greedy and seeded, from a
 fixed set whose texts were first taken from a single-process `ferry serve`.
-Every INTERVAL seconds a random worker is SIGKILLed and restarted 3 s later
+Every INTERVAL seconds a random worker of the chain is SIGKILLed and restarted 3 s later
 on the same port with its cache (a systemd service coming back). After
 DURATION seconds prints one JSON line: requests done, failed (goal 0), wrong
 (must be 0), kills, the server's recoveries and their median phases.
@@ -110,6 +110,10 @@ class Workers:
             time.sleep(0.1)
         sys.exit("worker %d did not start" % i)
 
+    def serving(self, i):
+        r = subprocess.run([FERRY, "status", "--workers", self.address(i), "--json"], capture_output=True, text=True)
+        return r.returncode == 0 and json.loads(r.stdout)[0].get("coordinator_connected", False)
+
     def kill(self, i):
         self.procs[i].send_signal(signal.SIGKILL)
         self.procs[i].wait()
@@ -137,8 +141,9 @@ def main():
     single.wait()
 
     workers = Workers(4)
-    serve = start_serve(PORT, ["--workers", ",".join(workers.address(i) for i in (1, 2, 3)), "--spare",
-                               workers.address(4), "--recover-wait", "30"], os.path.join(WORK, "serve.log"))
+    # --split: every one of the three workers holds a stage (one alone would be fastest for so small a model).
+    serve = start_serve(PORT, ["--workers", ",".join(workers.address(i) for i in (1, 2, 3)), "--split", "2,2,2",
+                               "--spare", workers.address(4), "--recover-wait", "30"], os.path.join(WORK, "serve.log"))
     done, failed, wrong, lock = [0], [], [], threading.Lock()
     deadline = time.monotonic() + DURATION
 
@@ -164,7 +169,9 @@ def main():
     kills = 0
     while time.monotonic() + INTERVAL < deadline:
         time.sleep(INTERVAL)
-        victim = rng.randint(1, 4)
+        # A worker of the chain (one serving the coordinator), so that every kill is a fault to recover from.
+        serving = [i for i in workers.procs if workers.serving(i)]
+        victim = rng.choice(serving or list(workers.procs))
         workers.kill(victim)
         kills += 1
         time.sleep(3)

@@ -98,8 +98,9 @@ class Lan(Lo):
         return "10.79.0.%d:7070" % (10 + i)
 
     def start(self, i, cache):
-        subprocess.run(["bash", POOL, "worker", str(i), "1G", "--threads", "1", "--cache-dir", cache,
-                        "--log-level", "warn"], check=True, env=POOL_ENV, stdout=subprocess.DEVNULL)
+        # info level: pool-lan.sh waits for the "listening on port" line
+        subprocess.run(["bash", POOL, "worker", str(i), "1G", "--threads", "1", "--cache-dir", cache],
+                       check=True, env=POOL_ENV, stdout=subprocess.DEVNULL)
 
     def pid(self, i):
         out = subprocess.run(["ip", "netns", "pids", "fbr-w%d" % i], capture_output=True, text=True).stdout.split()

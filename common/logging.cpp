@@ -1,31 +1,100 @@
 #include "common/logging.h"
 
-#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/details/file_helper.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
 
 #include "common/error.h"
 
 namespace ferry {
 
-void setup_logging(const std::string& level, const std::string& file) {
-    std::shared_ptr<spdlog::logger> logger;
-    if (file.empty()) {
-        logger = spdlog::stderr_color_mt("ferry");
-    } else {
-        try {
-            logger = spdlog::basic_logger_mt("ferry", file);
-        } catch (const spdlog::spdlog_ex& e) {
-            throw Error(file + ": cannot open the log file: " + e.what());
-        }
-        logger->flush_on(spdlog::level::info);
+namespace {
+
+// A log file that SIGHUP reopens (logrotate moves it, then signals).
+class ReopenableFileSink : public spdlog::sinks::base_sink<std::mutex> {
+public:
+    explicit ReopenableFileSink(const std::string& path) { file_.open(path, false); }
+    void reopen() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        file_.reopen(false);
     }
+
+protected:
+    void sink_it_(const spdlog::details::log_msg& msg) override {
+        spdlog::memory_buf_t formatted;
+        formatter_->format(msg, formatted);
+        file_.write(formatted);
+    }
+    void flush_() override { file_.flush(); }
+
+private:
+    spdlog::details::file_helper file_;
+};
+
+// stderr read by journald (JOURNAL_STREAM names it): each line starts with its
+// syslog priority ("<4>" for a warning), which journald strips and keeps, and
+// carries no time (journald stamps it).
+class JournalSink : public spdlog::sinks::base_sink<std::mutex> {
+protected:
+    void sink_it_(const spdlog::details::log_msg& msg) override {
+        static constexpr int kPriority[] = {7, 7, 6, 4, 3, 2, 6};  // trace debug info warn err critical off
+        spdlog::memory_buf_t formatted;
+        formatter_->format(msg, formatted);
+        std::fprintf(stderr, "<%d>%.*s", kPriority[msg.level], static_cast<int>(formatted.size()), formatted.data());
+    }
+    void flush_() override { std::fflush(stderr); }
+};
+
+bool stderr_is_journal() {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    if (!stream) return false;
+    unsigned long long dev = 0, ino = 0;
+    if (std::sscanf(stream, "%llu:%llu", &dev, &ino) != 2) return false;
+    struct stat st {};
+    return fstat(2, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+std::shared_ptr<ReopenableFileSink> g_file_sink;
+
+}  // namespace
+
+void setup_logging(const std::string& level, const std::string& file) {
     const auto lvl = spdlog::level::from_str(level);
     if (lvl == spdlog::level::off && level != "off")
         throw Error("--log-level " + level + ": unknown level; use trace, debug, info, warn, error or off");
+    std::shared_ptr<spdlog::logger> logger;
+    spdlog::drop("ferry");
+    if (!file.empty()) {
+        try {
+            g_file_sink = std::make_shared<ReopenableFileSink>(file);
+        } catch (const spdlog::spdlog_ex& e) {
+            throw Error(file + ": cannot open the log file: " + e.what());
+        }
+        logger = std::make_shared<spdlog::logger>("ferry", g_file_sink);
+        logger->flush_on(spdlog::level::info);
+        logger->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");  // a file outlives the day it was started
+    } else if (stderr_is_journal()) {
+        logger = std::make_shared<spdlog::logger>("ferry", std::make_shared<JournalSink>());
+        logger->flush_on(spdlog::level::trace);
+        logger->set_pattern("[%l] %v");
+    } else {
+        logger = spdlog::stderr_color_mt("ferry");
+        // A terminal gets the time of day; a pipe or a service's log the date too.
+        logger->set_pattern(isatty(2) ? "[%H:%M:%S.%e] [%^%l%$] %v" : "[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+    }
     logger->set_level(lvl);
-    logger->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
     spdlog::set_default_logger(logger);
+}
+
+void reopen_log_file() {
+    if (g_file_sink) g_file_sink->reopen();
 }
 
 }  // namespace ferry

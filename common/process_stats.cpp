@@ -1,5 +1,7 @@
 #include "common/process_stats.h"
 
+#include <fstream>
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -56,6 +58,28 @@ const char* machine_arch() {
 #else
     return "unknown";
 #endif
+}
+
+uint64_t cgroup_memory_limit() {
+    std::ifstream cgroups("/proc/self/cgroup");
+    std::string line;
+    while (std::getline(cgroups, line)) {
+        // "0::/system.slice/x.service" (v2) or "9:memory:/docker/abc" (v1)
+        const size_t a = line.find(':'), b = line.find(':', a + 1);
+        if (a == std::string::npos || b == std::string::npos) continue;
+        const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+        std::string file;
+        if (controllers.empty()) file = "/sys/fs/cgroup" + path + "/memory.max";
+        else if (controllers == "memory" || controllers.find("memory,") == 0 || controllers.find(",memory") != std::string::npos)
+            file = "/sys/fs/cgroup/memory" + path + "/memory.limit_in_bytes";
+        else continue;
+        std::ifstream in(file);
+        std::string value;
+        if (!(in >> value) || value == "max") continue;
+        const uint64_t limit = std::strtoull(value.c_str(), nullptr, 10);
+        if (limit > 0 && limit < (1ull << 60)) return limit;  // v1 says "no limit" with a huge number
+    }
+    return 0;
 }
 
 }  // namespace ferry

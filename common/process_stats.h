@@ -18,6 +18,9 @@ struct MachineMemory {
 
 ProcessMemory read_process_memory();
 MachineMemory read_machine_memory();
+// The memory limit of this process's cgroup (v2 memory.max, v1
+// memory.limit_in_bytes: systemd's MemoryMax=, a container's limit); 0 if none.
+uint64_t cgroup_memory_limit();
 // The last-level cache (L3, else L2) in bytes.
 uint64_t last_level_cache_bytes();
 // What this binary was built for: "x86_64", "i686", "aarch64", ... ("unknown").

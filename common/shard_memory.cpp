@@ -91,6 +91,8 @@ std::string format_bytes(uint64_t bytes) {
     return buf;
 }
 
+double to_mb(uint64_t bytes) { return static_cast<double>(bytes) / (1ull << 20); }
+
 bool parse_bytes(const std::string& text, uint64_t* out) {
     if (text.empty()) return false;
     char* end = nullptr;

@@ -78,8 +78,12 @@ ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& te
 // Bytes of the tensors named, from a model's directory (names not present count 0).
 uint64_t tensor_bytes_named(const std::vector<TensorInfo>& tensors, const std::vector<std::string>& names);
 
-// "12.3 MB" style, for plans and refusals.
+// Sizes everywhere (plans, progress, tables, refusals) count in powers of
+// 1024: KB = 2^10, MB = 2^20, GB = 2^30 bytes; rates are MB/s of the same MB.
+// Link speeds are the network's Mbit/s (10^6 bits). "12.3 MB":
 std::string format_bytes(uint64_t bytes);
+// bytes / 2^20, for table columns in MB.
+double to_mb(uint64_t bytes);
 // Parses "128M", "1.5G", "65536" (bytes), "512K"; false if malformed.
 bool parse_bytes(const std::string& text, uint64_t* out);
 

@@ -48,7 +48,7 @@ bool named_like_end(const std::string& s) {
 }
 }  // namespace
 
-Tokenizer Tokenizer::load_llama2c(const std::string& path, int vocab_size) {
+Tokenizer Tokenizer::load_llama2c(const std::string& path, int vocab_size, bool allow_more) {
     MappedFile f(path);
     const uint8_t* p = f.data();
     const uint64_t size = f.size();
@@ -77,6 +77,11 @@ Tokenizer Tokenizer::load_llama2c(const std::string& path, int vocab_size) {
     // run.c reads vocab_size pieces and ignores the rest; so does ferry, but a
     // file with more is likely another model's tokenizer (tokenizer.bin for a
     // tok512 model): the text would be nonsense, so say so.
+    if (at < size && !allow_more)
+        throw Error(path + ": " + std::to_string(size - at) + " bytes after the " + std::to_string(vocab_size) +
+                    " pieces the model's vocabulary needs: it is another model's tokenizer, and its text would be "
+                    "nonsense; give the model's own with -z, or --force-tokenizer to read its first " +
+                    std::to_string(vocab_size) + " pieces as run.c does");
     if (at < size)
         spdlog::warn("{}: {} bytes after the {} pieces the model's vocabulary needs: is this the model's tokenizer?",
                      path, size - at, vocab_size);

@@ -66,8 +66,10 @@ struct TextPiece {
 class Tokenizer {
 public:
     // Reads llama2.c's tokenizer.bin (int32 max_token_length, then per token
-    // f32 score, int32 length, bytes). Throws ferry::Error naming the file.
-    static Tokenizer load_llama2c(const std::string& path, int vocab_size);
+    // f32 score, int32 length, bytes). Throws ferry::Error naming the file,
+    // also when it holds more than vocab_size pieces (another model's
+    // tokenizer) unless allow_more (then a warning, and run.c's reading).
+    static Tokenizer load_llama2c(const std::string& path, int vocab_size, bool allow_more = false);
     // Throws ferry::Error if the vocabulary is inconsistent (ids out of range, ...).
     explicit Tokenizer(Vocabulary vocab);
 

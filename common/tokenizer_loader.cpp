@@ -181,11 +181,11 @@ Vocabulary spm_vocabulary_from_llama2c(const Vocabulary& in) {
     return v;
 }
 
-Tokenizer load_tokenizer(const ModelFile& model, const std::string& tokenizer_path) {
+Tokenizer load_tokenizer(const ModelFile& model, const std::string& tokenizer_path, bool force) {
     if (tokenizer_path.empty() && model.gguf) return tokenizer_from_gguf(*model.gguf);
     std::string path = tokenizer_path;
     if (path.empty()) path = (std::filesystem::path(model.path).parent_path() / "tokenizer.bin").string();
-    return Tokenizer::load_llama2c(path, model.config.vocab_size);
+    return Tokenizer::load_llama2c(path, model.config.vocab_size, force);
 }
 
 }  // namespace ferry

@@ -11,8 +11,10 @@
 namespace ferry {
 
 // tokenizer_path may be empty: then the model's own vocabulary (GGUF), or
-// tokenizer.bin beside the model. Throws ferry::Error naming what is missing.
-Tokenizer load_tokenizer(const ModelFile& model, const std::string& tokenizer_path);
+// tokenizer.bin beside the model. Throws ferry::Error naming what is missing
+// or does not match the model's vocabulary (force: only a warning for a file
+// with more pieces than the model has, read as run.c reads it).
+Tokenizer load_tokenizer(const ModelFile& model, const std::string& tokenizer_path, bool force = false);
 
 // The tokenizer.ggml.* keys of a GGUF file (model "llama" or "gpt2").
 // Throws ferry::Error naming the file and the key that is missing or wrong.

@@ -9,6 +9,15 @@
 
 namespace ferry {
 
+std::string spec_text(const ShardSpec& s) {
+    std::string t = s.last_layer > s.first_layer
+                        ? std::to_string(s.first_layer) + "-" + std::to_string(s.last_layer - 1)
+                        : std::string("none");
+    if (s.embedding) t += "+emb";
+    if (s.head) t += "+head";
+    return t;
+}
+
 std::string layer_tensor_name(int layer, const char* part) {
     return "blk." + std::to_string(layer) + "." + part + ".weight";
 }

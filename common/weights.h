@@ -28,6 +28,9 @@ struct ShardSpec {
     bool head = false;       // output_norm and classifier: turns activations into logits
 };
 
+// "0-2+emb", "3-4+head", "none+head": inclusive layer ranges, as every text shows them.
+std::string spec_text(const ShardSpec& s);
+
 struct Weights {
     ShardSpec spec;
     std::string source;                  // the file the views point into, for errors

@@ -4,14 +4,21 @@
 #include <cstdio>
 
 #include "common/error.h"
+#include "common/exit_codes.h"
 #include "common/logging.h"
+#include "common/version.h"
 #include "coordinator/commands/commands.h"
+#include "coordinator/commands/suggest.h"
+#include "coordinator/pipeline/pipeline_probe.h"
 
 int main(int argc, char** argv) {
     using namespace ferry;
     CLI::App app{"ferry: run a Llama-family model on one machine or pooled across several old ones"};
     app.require_subcommand(1);
     app.set_help_all_flag("--help-all", "Help for every subcommand");
+    app.set_version_flag("--version", version_text("ferry"), "Version, git commit, build type and kernel levels");
+    app.footer("Exit codes: 0 done, 1 bad input (a model, a file, a value), 2 usage (the command line), 3 a worker "
+               "failed or could not be reached, 130 interrupted (the text so far was printed).");
     std::vector<Command> commands;
     register_run(app, commands);
     register_synth(app, commands);
@@ -26,7 +33,10 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+        if (app.exit(e) == 0) return kExitOk;  // --help, --version
+        const std::string hint = suggest_option(app, argc, argv);
+        if (!hint.empty()) std::fprintf(stderr, "%s\n", hint.c_str());
+        return kExitUsage;
     }
     try {
         for (const Command& c : commands) {
@@ -34,9 +44,12 @@ int main(int argc, char** argv) {
             setup_logging(c.log_level ? *c.log_level : "warn");
             return c.run();
         }
+    } catch (const WorkerError& e) {
+        std::fprintf(stderr, "ferry: error: %s\n", e.what());
+        return kExitPeer;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "ferry: error: %s\n", e.what());
-        return 1;
+        return kExitError;
     }
-    return 0;
+    return kExitOk;
 }

@@ -52,6 +52,14 @@ Level best_level() {
     return Level::scalar;
 }
 
+std::vector<Level> compiled_levels() {
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
+    return {Level::scalar, Level::sse2, Level::avx2};
+#else
+    return {Level::scalar};
+#endif
+}
+
 Level active_level() {
     int l = g_level.load(std::memory_order_relaxed);
     if (l < 0) {

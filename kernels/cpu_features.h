@@ -2,6 +2,7 @@
 // binary runs on a Pentium II and uses AVX2/FMA where the CPU has them.
 #pragma once
 #include <string>
+#include <vector>
 
 namespace ferry::kernels {
 
@@ -18,6 +19,8 @@ struct CpuFeatures {
 CpuFeatures detect_cpu_features();
 // Highest level this CPU can run.
 Level best_level();
+// The levels this binary has kernels for (x86: scalar, sse2, avx2; elsewhere scalar).
+std::vector<Level> compiled_levels();
 // The level every kernel uses now; starts at best_level().
 Level active_level();
 // Forces a level; returns false (and changes nothing) if the CPU lacks it.

@@ -3,11 +3,12 @@
 # Run as root on Debian 12 (bookworm) or newer.
 set -euo pipefail
 packages=(
-  build-essential cmake ninja-build pkg-config
+  build-essential cmake ninja-build     # the compiler, CMake and Ninja (dpkg-dev, with build-essential, gives cpack's dpkg-shlibdeps)
+  pkg-config                            # finds cpp-httplib's build flags (coordinator/CMakeLists.txt)
   libasio-dev                           # standalone Asio: the event loop for worker and coordinator sockets
   libprotobuf-dev protobuf-compiler     # the wire format (proto/ferry.proto)
   libspdlog-dev                         # levelled logging
-  libgtest-dev libgmock-dev             # unit and integration tests
+  libgtest-dev                          # unit and integration tests
   libbenchmark-dev                      # kernel micro-benchmarks (bench/)
   libcli11-dev                          # command lines of ferry and ferry-worker
   nlohmann-json3-dev                    # JSON: ferry serve's OpenAI API, --json output of status, plan and bench
@@ -15,9 +16,9 @@ packages=(
   curl                                  # tests drive ferry serve with curl (and the openai npm client: below)
   chromium python3-prometheus-client    # the dashboard test (headless chromium) and the /metrics parser
   libxxhash-dev                         # model content hash and per-chunk checksums (XXH3, ~30 GB/s)
-  libsystemd-dev                        # sd_notify readiness for the systemd unit
-  iproute2 iptables                     # network-namespace tests (ip netns, veth, tc)
-  procps psmisc                         # pgrep/pkill/fuser in integration tests
+  libsystemd-dev                        # sd_notify readiness, STATUS= and the watchdog for the systemd unit
+  iproute2                              # network-namespace tests (ip netns, veth, tc)
+  help2man                              # the man pages, from --help
 )
 missing=()
 for p in "${packages[@]}"; do

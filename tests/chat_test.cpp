@@ -195,5 +195,25 @@ TEST(ChatCli, RunChatPrintsAReplyAndUnknownTemplatesAreRefused) {
     EXPECT_NE(r.err.find("--chat-template"), std::string::npos) << r.err;
 }
 
+// `ferry chat -i TEXT`: TEXT is the first user message, then stdin (empty here) ends the chat.
+TEST(ChatCli, PromptIsTheFirstUserMessage) {
+    const auto r = test::run_command({test::ferry_bin(), "chat", test::model_path("stories260K.bin"), "-z",
+                                      test::model_path("tok512.bin"), "-i", "Tell me a story", "-t", "0", "-n", "30"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(r.out.rfind("User: Tell me a story\nAssistant: ", 0), 0u) << r.out;
+    EXPECT_GT(r.out.size(), std::string("User: Tell me a story\nAssistant: \nUser: ").size() + 10) << r.out;
+}
+
+// A template whose markers are control tokens the vocabulary lacks is refused
+// before anything runs, naming the token and the fix.
+TEST(ChatCli, ATemplateWhoseTokensTheVocabularyLacksIsRefused) {
+    for (const char* t : {"chatml", "llama3"}) {
+        const auto r = test::run_command({test::ferry_bin(), "chat", test::model_path("stories260K.bin"), "-z",
+                                          test::model_path("tok512.bin"), "--chat-template", t});
+        EXPECT_EQ(r.exit_code, 1) << t;
+        EXPECT_NE(r.err.find("which this model's vocabulary lacks"), std::string::npos) << r.err;
+    }
+}
+
 }  // namespace
 }  // namespace ferry

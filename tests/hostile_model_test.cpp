@@ -98,14 +98,14 @@ TEST(HostileModel, NaNInAMatrixStopsAPipelineNamingTheWorker) {
     const std::string layer = test::edited_gguf(stories(), dir.file("layer.gguf"),
                                                 with_value("blk.3.ffn_down.weight", 5 * 172 + 9, kNaN));
     auto r = greedy_run(layer, {"--workers", workers, "--split", "2,3"});
-    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.exit_code, 3);  // a worker reported the failure
     EXPECT_NE(r.err.find("(stage 2 of 2, layers 2-4"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("non-finite activations after layer 3 at position 0"), std::string::npos) << r.err;
     // The head on the last worker.
     const std::string logits =
         test::edited_gguf(stories(), dir.file("logits.gguf"), with_value("output.weight", 7 * 64 + 3, kInf));
     r = greedy_run(logits, {"--workers", workers, "--split", "2,3", "--head-on-worker"});
-    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.exit_code, 3);
     EXPECT_NE(r.err.find("non-finite logits at position 4"), std::string::npos) << r.err;
 }
 

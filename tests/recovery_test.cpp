@@ -191,7 +191,7 @@ TEST(Recovery, APoolTooSmallAfterAFailureStopsWithTheTextSoFarWhenNoWorkerReturn
     const int run = start_run(s, {"--workers", addresses({&a, &b}), "--ctx", "1300", "--recover-wait", "2"}, "run");
     wait_for_tokens(b, 200);
     b.signal(SIGKILL);
-    EXPECT_EQ(run_exit(run, 60), 1);
+    EXPECT_EQ(run_exit(run, 60), 3);  // a peer failed
     const std::string log = read_file(s.dir.file("run.log"));
     EXPECT_NE(log.find("waiting up to 2 s for a worker to return"), std::string::npos) << log;
     EXPECT_NE(log.find("cannot recover"), std::string::npos) << log;
@@ -237,7 +237,7 @@ TEST(Recovery, NoRecoverKeepsTheOldBehaviour) {
     const int run = start_run(s, {"--workers", addresses({&a, &b}), "--split", "3,2", "--no-recover"}, "run");
     wait_for_tokens(b, 200);
     b.signal(SIGKILL);
-    EXPECT_EQ(run_exit(run, 60), 1);
+    EXPECT_EQ(run_exit(run, 60), 3);  // a peer failed
     EXPECT_NE(read_file(s.dir.file("run.log")).find(b.address()), std::string::npos);
 }
 

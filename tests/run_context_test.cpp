@@ -85,8 +85,9 @@ TEST(RunContext, ChatKeepsTheModelsWholeContext) {
     test::TempDir dir;
     const std::string model = huge_context_model(dir);
     for (const std::vector<std::string>& args :
-         {std::vector<std::string>{"chat", model, "--memory", "64M"},
-          std::vector<std::string>{"run", model, "--chat", "-i", "Hello", "-n", "8", "--memory", "64M"}}) {
+         {std::vector<std::string>{"chat", model, "--memory", "64M", "--chat-template", "llama2"},
+          std::vector<std::string>{"run", model, "--chat", "-i", "Hello", "-n", "8", "--memory", "64M",
+                                   "--chat-template", "llama2"}}) {
         const auto r = ferry(args);
         EXPECT_EQ(r.exit_code, 1) << args[0];
         EXPECT_NE(r.err.find("cannot run ctx4m.gguf at --ctx 4194304 "), std::string::npos) << r.err;

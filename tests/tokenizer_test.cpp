@@ -133,15 +133,24 @@ TEST(Tokenizer, ByteFallbackWithoutByteTokensIsAClearError) {
 }
 
 // Another model's tokenizer (the 32000-piece tokenizer.bin for the 512-token
-// stories260K) reads as run.c reads it, but the user is told.
-TEST(Tokenizer, AForeignTokenizerFileIsNamedInAWarning) {
+// stories260K) is refused with the fix; --force-tokenizer reads it as run.c
+// does, with a warning.
+TEST(Tokenizer, AForeignTokenizerFileIsRefusedUnlessForced) {
     const std::string model = test::model_path("stories260K.bin");
-    const auto foreign = test::run_command(
-        {test::ferry_bin(), "run", model, "-z", test::model_path("tokenizer.bin"), "-n", "4", "-t", "0"}, 30);
-    EXPECT_EQ(foreign.exit_code, 0) << foreign.err;
-    EXPECT_NE(foreign.err.find("is this the model's tokenizer?"), std::string::npos) << foreign.err;
+    const std::vector<std::string> run = {test::ferry_bin(), "run", model, "-z", test::model_path("tokenizer.bin"),
+                                          "-n", "4", "-t", "0"};
+    const auto foreign = test::run_command(run, 30);
+    EXPECT_EQ(foreign.exit_code, 1) << foreign.err;
+    EXPECT_NE(foreign.err.find("another model's tokenizer"), std::string::npos) << foreign.err;
+    EXPECT_NE(foreign.err.find("--force-tokenizer"), std::string::npos) << foreign.err;
+    std::vector<std::string> forced = run;
+    forced.push_back("--force-tokenizer");
+    const auto f = test::run_command(forced, 30);
+    EXPECT_EQ(f.exit_code, 0) << f.err;
+    EXPECT_NE(f.err.find("is this the model's tokenizer?"), std::string::npos) << f.err;
     const auto own = test::run_command(
         {test::ferry_bin(), "run", model, "-z", test::model_path("tok512.bin"), "-n", "4", "-t", "0"}, 30);
+    EXPECT_EQ(own.exit_code, 0) << own.err;
     EXPECT_EQ(own.err.find("is this the model's tokenizer?"), std::string::npos) << own.err;
 }
 

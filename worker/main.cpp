@@ -1,10 +1,13 @@
 // ferry-worker: holds a contiguous range of a model's layers and runs them
 // for a coordinator, forwarding activations to the next worker.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -12,8 +15,13 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "common/exit_codes.h"
+#include "common/net/hash.h"
+#include "common/net/shard_cache.h"
+#include "common/process_stats.h"
 #include "common/logging.h"
 #include "common/shard_memory.h"
+#include "common/version.h"
 #include "kernels/cpu_features.h"
 #include "worker/worker.h"
 
@@ -58,27 +66,86 @@ int daemonize() {
     return ready[1];
 }
 
-void report_ready(int fd, const std::string& pid_file) {
-    if (!pid_file.empty()) {
-        std::ofstream out(pid_file);
-        out << getpid() << "\n";
-        if (!out) throw ferry::Error("--pid-file " + pid_file + ": cannot write it");
+// The pid file, locked for the worker's life (flock), so a second worker
+// given the same file is refused while the first runs, and a file left by a
+// worker that died (unlocked) is taken over. Returns its descriptor (kept
+// open until exit) or throws naming the running worker.
+int claim_pid_file(const std::string& path) {
+    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) throw ferry::Error("--pid-file " + path + ": cannot open it: " + std::strerror(errno));
+    char old[32] = {};
+    (void)!pread(fd, old, sizeof old - 1, 0);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        throw ferry::Error("--pid-file " + path + ": a running ferry-worker (pid " + std::to_string(std::atoi(old)) +
+                           ") holds it; stop that one or give another --pid-file");
     }
+    if (std::atoi(old) > 0) spdlog::info("--pid-file {}: taking over from pid {}, which is not running", path, std::atoi(old));
+    const std::string pid = std::to_string(getpid()) + "\n";
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+        throw ferry::Error("--pid-file " + path + ": cannot write it");
+    return fd;
+}
+
+void report_ready(int fd) {
     const char ok = 1;
     (void)!write(fd, &ok, 1);
     close(fd);
 }
 
-void notify_ready() {
+void notify(const std::string& what) {
 #ifdef FERRY_HAVE_SYSTEMD
-    if (std::getenv("NOTIFY_SOCKET")) sd_notify(0, "READY=1\nSTATUS=serving");
+    if (std::getenv("NOTIFY_SOCKET")) sd_notify(0, what.c_str());
+#else
+    (void)what;
 #endif
 }
 
-void notify_stopping() {
+// systemd's hooks: STATUS= with what the worker holds, WATCHDOG=1 at half
+// the unit's WatchdogSec (from the network thread: a hung thread is restarted).
+void add_service_hooks(ferry::worker::WorkerOptions& o) {
 #ifdef FERRY_HAVE_SYSTEMD
-    if (std::getenv("NOTIFY_SOCKET")) sd_notify(0, "STOPPING=1");
+    if (!std::getenv("NOTIFY_SOCKET")) return;
+    o.on_state = [](const std::string& state) { notify("STATUS=" + state); };
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+        o.on_alive = [] { notify("WATCHDOG=1"); };
+        o.alive_every_s = usec / 2e6;
+    }
+#else
+    (void)o;
 #endif
+}
+
+// --cache-list: one line per file of the shard cache, most recently used first.
+int list_cache(const std::string& dir) {
+    std::vector<ferry::net::CacheFile> files = ferry::net::list_cache(dir);
+    std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return a.age_s < b.age_s; });
+    uint64_t total = 0;
+    for (const auto& f : files) {
+        std::printf("%10s  used %-10s %s%s\n", ferry::format_bytes(f.bytes).c_str(),
+                    (std::to_string(static_cast<long long>(f.age_s / 3600)) + " h ago").c_str(), f.path.c_str(),
+                    f.partial ? "  (partial transfer)" : "");
+        total += f.bytes;
+    }
+    std::printf("%zu file%s, %s in %s\n", files.size(), files.size() == 1 ? "" : "s", ferry::format_bytes(total).c_str(),
+                dir.c_str());
+    return 0;
+}
+
+// --cache-prune: partial transfers untouched for an hour, and with --cache-max
+// the least recently used shards over it (--cache-max 0: every shard).
+int prune_cache(const std::string& dir, const std::string& cache_max, uint64_t max_bytes) {
+    if (cache_max.empty())
+        throw ferry::Error("--cache-prune needs --cache-max SIZE: how much the cache may keep (0 empties it)");
+    uint64_t removed = 0;
+    const auto files = ferry::net::prune_cache(dir, max_bytes == 0 ? 1 : max_bytes);
+    for (const auto& f : files) {
+        std::printf("removed %s (%s)\n", f.path.c_str(), ferry::format_bytes(f.bytes).c_str());
+        removed += f.bytes;
+    }
+    std::printf("removed %zu file%s, %s\n", files.size(), files.size() == 1 ? "" : "s", ferry::format_bytes(removed).c_str());
+    return 0;
 }
 
 }  // namespace
@@ -86,6 +153,13 @@ void notify_stopping() {
 int main(int argc, char** argv) {
     using namespace ferry;
     CLI::App app{"ferry-worker: hold a range of a model's layers and run them for a ferry coordinator"};
+#ifdef FERRY_HAVE_SYSTEMD
+    const char* systemd = "\nsystemd notify: yes (READY, STATUS, WATCHDOG)";
+#else
+    const char* systemd = "\nsystemd notify: no (use Type=simple in the unit)";
+#endif
+    app.set_version_flag("--version", version_text("ferry-worker") + systemd,
+                         "Version, git commit, build type, kernel levels and systemd support");
     worker::WorkerOptions o;
     std::string memory, cache_max, log_level = "info", log_file, pid_file, kernels_name = "auto";
     bool daemon = false;
@@ -120,37 +194,67 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.5, 86400.0));
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (default info)")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
-    app.add_option("--log-file", log_file, "Log to this file instead of stderr");
+    app.add_option("--log-file", log_file, "Log to this file instead of stderr; SIGHUP reopens it (for logrotate)");
     app.add_flag("--daemon", daemon,
-                 "Run as a classic daemon: double fork, setsid, chdir /; the shell gets exit 0 once the port is "
-                 "bound (or the start-up error and exit 1). Needs --log-file; use --pid-file to stop it");
-    app.add_option("--pid-file", pid_file, "With --daemon: write the daemon's pid here");
+                 "Run as a classic daemon: double fork, setsid, chdir / (relative paths are resolved first); the "
+                 "shell gets exit 0 once the port is bound (or the start-up error and exit 1). Needs --log-file; use "
+                 "--pid-file to stop it");
+    app.add_option("--pid-file", pid_file,
+                   "Write the worker's pid here (with --daemon: the daemon's), locked while it runs: a second worker "
+                   "given the same file is refused, a file left by a dead one is taken over; removed at exit");
+    bool cache_list = false, cache_prune = false;
+    app.add_flag("--cache-list", cache_list, "List the shard cache (--cache-dir) and exit");
+    app.add_flag("--cache-prune", cache_prune,
+                 "Remove partial transfers untouched for an hour and the least recently used shards over "
+                 "--cache-max (0: all of them), then exit");
     app.footer(
-        "Runs in the foreground by default (for systemd: deploy/ferry-worker.service, Type=notify).\n"
-        "SIGTERM or SIGINT finish the request in flight (at most 5 s), tell the coordinator, close every\n"
-        "connection and exit 0. One coordinator at a time; `ferry status` may ask at any time.\n"
+        "Runs in the foreground by default (for systemd: deploy/ferry-worker.service, Type=notify, with STATUS=\n"
+        "and the watchdog). SIGTERM or SIGINT finish the request in flight (at most 5 s), tell the coordinator,\n"
+        "close every connection and exit 0; SIGHUP reopens --log-file. One coordinator at a time; `ferry status`\n"
+        "may ask at any time. Exit codes: 0 stopped, 1 cannot start (the message says why), 2 usage.\n"
         "Example: ferry-worker --listen 0.0.0.0:7070 --memory 128M --cache-dir /var/cache/ferry");
-    CLI11_PARSE(app, argc, argv);
-    int ready_fd = -1;
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? kExitOk : kExitUsage;
+    }
+    int ready_fd = -1, pid_fd = -1;
     try {
         if (!memory.empty() && !parse_bytes(memory, &o.memory_budget))
             throw Error("--memory " + memory + ": expected a size such as 128M, 1.5G or 65536");
         if (!cache_max.empty() && !parse_bytes(cache_max, &o.cache_max))
             throw Error("--cache-max " + cache_max + ": expected a size such as 2G, 800M or 65536");
+        if (o.cache_dir.empty()) o.cache_dir = net::default_cache_dir();
+        if (cache_list) return list_cache(o.cache_dir);
+        if (cache_prune) return prune_cache(o.cache_dir, cache_max, o.cache_max);
         if (daemon && log_file.empty()) throw Error("--daemon needs --log-file (stderr goes to /dev/null)");
-        if (!pid_file.empty() && pid_file[0] != '/') pid_file = std::filesystem::absolute(pid_file).string();
+        // --daemon changes directory to /: every path the worker keeps is made absolute before.
+        for (std::string* path : {&pid_file, &log_file, &o.cache_dir, &o.model_dir})
+            if (!path->empty() && (*path)[0] != '/') *path = std::filesystem::absolute(*path).string();
         kernels::Level level;
         if (!kernels::parse_level(kernels_name, &level) || !kernels::set_active_level(level))
             throw Error("--kernels " + kernels_name + ": this CPU lacks it (it has: " + kernels::cpu_features_string() + ")");
         setup_logging(log_level, log_file);
         if (daemon) ready_fd = daemonize();
+        if (!pid_file.empty()) pid_fd = claim_pid_file(pid_file);
+        add_service_hooks(o);
         worker::Worker w(o);  // binds the port and starts the threads
-        if (ready_fd >= 0) report_ready(ready_fd, pid_file);
+        // A budget below what the idle process already holds can never fit a shard: say so now, not at the first assignment.
+        const uint64_t idle = read_process_memory().rss;
+        if (o.memory_budget > 0 && o.memory_budget <= idle)
+            spdlog::warn("--memory {} is below this worker's own footprint ({} resident, idle): it can never accept a "
+                         "shard; give it more",
+                         format_bytes(o.memory_budget), format_bytes(idle));
+        if (const uint64_t cap = cgroup_memory_limit(); o.memory_budget > 0 && cap > 0 && cap < o.memory_budget)
+            spdlog::warn("--memory {} is above this process's cgroup limit of {} (systemd's MemoryMax=): the kernel "
+                         "would kill the worker before it reached its budget; raise MemoryMax or lower --memory",
+                         format_bytes(o.memory_budget), format_bytes(cap));
+        if (ready_fd >= 0) report_ready(ready_fd);
         ready_fd = -1;
-        notify_ready();
+        notify("READY=1");
         w.run();
-        notify_stopping();
-        if (daemon && !pid_file.empty()) std::remove(pid_file.c_str());
+        notify("STOPPING=1");
+        if (pid_fd >= 0) std::remove(pid_file.c_str());
         spdlog::default_logger()->flush();
     } catch (const std::exception& e) {
         if (ready_fd >= 0) {
@@ -159,7 +263,7 @@ int main(int argc, char** argv) {
         }
         std::fprintf(stderr, "ferry-worker: error: %s\n", e.what());
         if (!log_file.empty()) spdlog::error("{}", e.what());  // on stderr it would say it twice
-        return 1;
+        return kExitError;
     }
-    return 0;
+    return kExitOk;
 }

@@ -24,11 +24,12 @@ StopSignals::StopSignals(asio::io_context& io) : impl_(std::make_unique<Impl>(io
     sigemptyset(&impl_->set);
     sigaddset(&impl_->set, SIGTERM);
     sigaddset(&impl_->set, SIGINT);
+    sigaddset(&impl_->set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &impl_->set, &impl_->previous);
     const int fd = signalfd(-1, &impl_->set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (fd < 0) {
         pthread_sigmask(SIG_SETMASK, &impl_->previous, nullptr);
-        throw Error(std::string("cannot receive SIGTERM/SIGINT (signalfd): ") + std::strerror(errno));
+        throw Error(std::string("cannot receive SIGTERM/SIGINT/SIGHUP (signalfd): ") + std::strerror(errno));
     }
     impl_->fd.assign(fd);
 }
@@ -44,7 +45,8 @@ void StopSignals::async_wait(std::function<void(const char* name)> on_signal) {
     asio::async_read(impl->fd, asio::buffer(&impl->info, sizeof impl->info),
                      [impl, on_signal = std::move(on_signal)](const asio::error_code& ec, size_t n) {
                          if (ec || n != sizeof impl->info) return;
-                         on_signal(impl->info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+                         const uint32_t sig = impl->info.ssi_signo;
+                         on_signal(sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM");
                      });
 }
 

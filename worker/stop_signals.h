@@ -1,5 +1,5 @@
-// SIGTERM and SIGINT for the worker, read as data rather than caught by a
-// handler: both are blocked in every thread (the mask is set before any
+// SIGTERM, SIGINT and SIGHUP for the worker, read as data rather than caught
+// by a handler: all are blocked in every thread (the mask is set before any
 // thread starts) and a signalfd delivers them to the io thread, which drains
 // and stops. No code ever runs asynchronously in an interrupted thread.
 //
@@ -18,14 +18,14 @@ namespace ferry::worker {
 
 class StopSignals {
 public:
-    // Blocks SIGTERM and SIGINT in the calling thread, so in every thread it
+    // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread, so in every thread it
     // starts afterwards. Throws ferry::Error if the signalfd cannot be made.
     StopSignals(asio::io_context& io);
     ~StopSignals();
     StopSignals(const StopSignals&) = delete;
     StopSignals& operator=(const StopSignals&) = delete;
 
-    // on_signal("SIGTERM" or "SIGINT") runs on the io thread, once per wait.
+    // on_signal("SIGTERM", "SIGINT" or "SIGHUP") runs on the io thread, once per wait.
     void async_wait(std::function<void(const char* name)> on_signal);
     void cancel();
 

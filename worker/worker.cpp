@@ -15,6 +15,8 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/logging.h"
+#include "common/version.h"
 #include "common/mapped_file.h"
 #include "common/net/connection.h"
 #include "common/net/handshake.h"
@@ -281,16 +283,51 @@ struct Worker::Impl {
     // ---- accepting and the handshake ----
 
     void start() {
-        if (stop_signals) {
-            stop_signals->async_wait([this](const char* sig) {
-                spdlog::info("{}: signal {}: draining", name, sig);
-                begin_stop(sig);
-            });
-        }
+        if (stop_signals) wait_for_signal();
         accept_loop();
+        if (opt.on_state || opt.on_alive) tell_service_manager(std::make_shared<asio::steady_timer>(io));
         spdlog::info("{}: listening on port {} ({} threads, {} kernels, {:.3g} GB/s f32, budget {}, cache {})", name,
                      bound_port, pool.size(), caps.kernel_level(), caps.matvec_gbps(),
                      opt.memory_budget ? format_bytes(opt.memory_budget) : "unlimited", opt.cache_dir);
+    }
+
+    // SIGHUP reopens the log file (logrotate); SIGTERM and SIGINT drain and stop.
+    void wait_for_signal() {
+        stop_signals->async_wait([this](const char* sig) {
+            if (std::string(sig) == "SIGHUP") {
+                reopen_log_file();
+                spdlog::info("{}: SIGHUP: log file reopened", name);
+                return wait_for_signal();
+            }
+            spdlog::info("{}: signal {}: draining", name, sig);
+            begin_stop(sig);
+        });
+    }
+
+    // What the worker holds and serves, in one line (systemd's STATUS=).
+    std::string state_line() const {
+        std::string line = loaded.valid ? "holds layers " + spec_text(loaded.spec) + " of " + loaded.model_name + " (" +
+                                              format_bytes(loaded.weight_bytes) + ")"
+                                        : "no shard loaded";
+        line += session ? "; serving " + session->coordinator : "; waiting for a coordinator";
+        return line;
+    }
+
+    // A second's tick: the state when it changed, and the watchdog when due.
+    void tell_service_manager(std::shared_ptr<asio::steady_timer> timer, std::string said = "", uint64_t alive_ns = 0) {
+        if (draining) return;
+        const std::string state = state_line();
+        if (opt.on_state && state != said) opt.on_state(state);
+        const uint64_t now = net::now_ns();
+        if (opt.on_alive && opt.alive_every_s > 0 && now - alive_ns >= opt.alive_every_s * 1e9) {
+            opt.on_alive();
+            alive_ns = now;
+        }
+        timer->expires_after(std::chrono::milliseconds(
+            opt.alive_every_s > 0 ? std::min<int64_t>(1000, static_cast<int64_t>(opt.alive_every_s * 1000)) : 1000));
+        timer->async_wait([this, timer, state, alive_ns](const asio::error_code& ec) {
+            if (!ec) tell_service_manager(timer, state, alive_ns);
+        });
     }
 
     void accept_loop() {
@@ -975,7 +1012,7 @@ struct Worker::Impl {
         wire::Frame f;
         wire::StatusReport* s = f.mutable_status_report();
         s->set_address(name);
-        s->set_software_version(net::software_version());
+        s->set_software_version(ferry_version());
         s->set_uptime_s((net::now_ns() - start_ns) / 1e9);
         *s->mutable_capabilities() = caps;
         s->mutable_capabilities()->set_ram_available(read_machine_memory().available);

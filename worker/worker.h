@@ -28,6 +28,13 @@ struct WorkerOptions {
     double heartbeat_s = 1;
     double probe_s = 0.25;       // speed probe at start
     bool handle_signals = true;  // SIGTERM/SIGINT drain and stop
+    // Hooks for a service manager (systemd's sd_notify, from main.cpp), called
+    // on the network thread: `on_state` with one line saying what the worker
+    // holds and serves, whenever that changes; `on_alive` every
+    // `alive_every_s` seconds while the network thread turns (a watchdog).
+    std::function<void(const std::string& state)> on_state;
+    std::function<void()> on_alive;
+    double alive_every_s = 0;
 };
 
 class Worker {

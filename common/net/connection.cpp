@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/net/handshake.h"
+#include "common/shard_memory.h"
 
 namespace ferry::net {
 
@@ -31,11 +32,6 @@ std::string seconds_text(uint64_t ns) {
     return buf;
 }
 
-std::string megabytes_text(uint64_t bytes) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f MB", bytes / 1048576.0);
-    return buf;
-}
 }  // namespace
 
 void tune_socket(tcp::socket& socket) {
@@ -116,9 +112,11 @@ bool Connection::take(const uint8_t* data, size_t n) {
         frames.clear();
         const std::string problem = decoder_.feed(data, n, frames, 1, &used);
         if (!problem.empty()) {
-            spdlog::warn("{}: sent {}; closing the connection", peer_, problem);
+            const bool foreign = problem.rfind("is not a ferry peer", 0) == 0;
+            const std::string reason = foreign ? problem : "sent " + problem;
+            spdlog::warn("{}: {}; closing the connection", peer_, reason);
             send(make_error("malformed input: " + problem + "; closing the connection"));
-            close_after_send("sent " + problem);
+            close_after_send(reason);
             return false;
         }
         data += used;
@@ -240,7 +238,7 @@ void Connection::tick() {
         // We are not reading, so only its reading proves it alive: the frame at the head of the queue must go.
         const uint64_t allowed = silence_ns_ + transfer_ns(queue_.empty() ? 0 : queue_.front().size());
         if (now - last_write_ns_ > allowed) {
-            close("stopped reading: " + megabytes_text(queued_) + " queued for it, none taken for " +
+            close("stopped reading: " + format_bytes(queued_) + " queued for it, none taken for " +
                   seconds_text(now - last_write_ns_));
             return;
         }

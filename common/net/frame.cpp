@@ -20,6 +20,22 @@ std::string encode_frame(const wire::Frame& frame) {
     return out;
 }
 
+// A first length prefix too large to be ours that reads as another
+// protocol's greeting: "is not a ferry peer: it speaks HTTP (\"HTTP/1.1\")",
+// so the user learns the port is wrong, not that a frame was too big.
+std::string foreign_protocol(const std::string& first4) {
+    const auto* b = reinterpret_cast<const unsigned char*>(first4.data());
+    if (first4.size() < 4) return "";
+    if (b[0] == 0x16 && b[1] == 0x03) return "is not a ferry peer: it speaks TLS";
+    for (size_t i = 0; i < 4; ++i)
+        if (b[i] < 0x20 || b[i] > 0x7e) return "";
+    std::string what = "text";
+    if (first4 == "HTTP" || first4 == "GET " || first4 == "POST" || first4 == "PUT " || first4 == "HEAD") what = "HTTP";
+    else if (first4 == "SSH-") what = "SSH";
+    else if (first4 == "220 " || first4 == "220-") what = "FTP or SMTP";
+    return "is not a ferry peer: it speaks " + what + " (its first bytes: \"" + first4 + "\")";
+}
+
 std::string FrameDecoder::feed(const uint8_t* data, size_t n, std::vector<Decoded>& out, size_t max_frames,
                                size_t* used) {
     const size_t given = n;
@@ -32,8 +48,13 @@ std::string FrameDecoder::feed(const uint8_t* data, size_t n, std::vector<Decode
             n -= take;
             if (header_.size() < kFrameHeaderBytes) break;
             std::memcpy(&expected_, header_.data(), 4);
+            const std::string header_bytes = header_;
             header_.clear();
             if (expected_ == 0) return "an empty frame (length 0)";
+            if (expected_ > limit_ && !decoded_any_) {
+                const std::string foreign = foreign_protocol(header_bytes);
+                if (!foreign.empty()) return foreign;
+            }
             if (expected_ > limit_)
                 return "a frame of " + std::to_string(expected_) + " bytes, over the limit of " +
                        std::to_string(limit_) + " for this connection";
@@ -54,6 +75,7 @@ std::string FrameDecoder::feed(const uint8_t* data, size_t n, std::vector<Decode
             return "a frame with no message (unknown message type from a newer peer?)";
         d.wire_bytes = kFrameHeaderBytes + expected_;
         out.push_back(std::move(d));
+        decoded_any_ = true;
         ++frames;
         in_body_ = false;
         body_.clear();

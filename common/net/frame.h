@@ -57,7 +57,11 @@ private:
     std::string body_;
     uint32_t expected_ = 0;  // body bytes of the frame being read
     bool in_body_ = false;
+    bool decoded_any_ = false;  // a first header that is not ours may be another protocol (foreign_protocol)
 };
+
+// "" or "is not a ferry peer: it speaks HTTP (...)" for the first four bytes of a stream.
+std::string foreign_protocol(const std::string& first4);
 
 // Name of a frame's message for logs and errors ("hello", "forward", ...).
 const char* frame_kind(const wire::Frame& frame);

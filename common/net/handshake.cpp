@@ -9,8 +9,6 @@
 
 namespace ferry::net {
 
-const char* software_version() { return FERRY_VERSION; }
-
 const char* role_name(wire::Role role) {
     switch (role) {
         case wire::COORDINATOR: return "coordinator";
@@ -27,7 +25,7 @@ wire::Frame make_hello(wire::Role role, const std::string& name, const std::stri
     wire::Hello* h = f.mutable_hello();
     h->set_protocol_version(kProtocolVersion);
     h->set_role(role);
-    h->set_software_version(software_version());
+    h->set_software_version(ferry_version());
     h->set_name(name);
     h->set_model_hash(model_hash);
     h->set_link_timeout_s(link_timeout_s);
@@ -52,7 +50,7 @@ wire::Frame make_error(const std::string& message, bool fatal) {
 std::string check_protocol(const wire::Hello& hello, const std::string& peer) {
     if (hello.protocol_version() == kProtocolVersion) return "";
     return peer + " speaks ferry protocol " + std::to_string(hello.protocol_version()) + " (ferry " +
-           hello.software_version() + "); this ferry " + software_version() + " speaks protocol " +
+           hello.software_version() + "); this ferry " + ferry_version() + " speaks protocol " +
            std::to_string(kProtocolVersion) + ": run the same ferry version on every node";
 }
 

@@ -6,14 +6,12 @@
 #include <string>
 #include <utility>
 
+#include "common/version.h"
 #include "ferry.pb.h"
 
 namespace ferry::net {
 
-// Bump when a peer of the previous version would misread a frame.
-constexpr uint32_t kProtocolVersion = 1;
-
-const char* software_version();
+using ferry::kProtocolVersion;  // common/version.h
 const char* role_name(wire::Role role);
 
 // link_timeout_s: how long this side waits on a silent link (0: not said).

@@ -85,7 +85,7 @@ void ShardImage::drop_pages(uint64_t offset, uint64_t n) const {
 
 std::string ShardImage::content_hash(const std::string& cache_dir) const {
     const std::string name = hex(model_hash_) + "/" + name_;
-    const std::string key = std::string("ferry ") + software_version() + ", " + std::to_string(size_) + " bytes";
+    const std::string key = std::string("ferry ") + ferry_version() + ", " + std::to_string(size_) + " bytes";
     const std::string record = cache_dir.empty() ? "" : cache_dir + "/image-hashes/" + hex(model_hash_) + "-" + name_;
     if (!record.empty())
         if (std::optional<std::string> known = read_hash_record(record, name, key)) return *known;

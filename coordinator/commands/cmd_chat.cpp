@@ -15,46 +15,61 @@ namespace ferry {
 
 namespace {
 
+ChatTemplate checked_template(const ModelFile& file, const std::string& forced, const Tokenizer& tokenizer) {
+    const ChatTemplate t = choose_chat_template(file, forced);
+    check_chat_template(t, tokenizer);
+    return t;
+}
+
 struct ChatSession {
     ModelFile file;
     Tokenizer tokenizer;
+    ChatTemplate tmpl;  // before the engine: a template the model cannot use fails before shards are sent
     kernels::ThreadPool pool;
     std::unique_ptr<Engine> engine;
     Sampler sampler;
-    ChatTemplate tmpl;
 
     explicit ChatSession(const RunOptions& o)
         : file(open_model(o.model)),
-          tokenizer(load_tokenizer(file, o.tokenizer)),
+          tokenizer(load_tokenizer(file, o.tokenizer, o.force_tokenizer)),
+          tmpl(checked_template(file, o.chat_template, tokenizer)),
           pool(resolve_threads(o.threads)),
           // The whole context: a conversation grows turn by turn.
           engine(make_engine(file, o, context_for(file.config, o.ctx), &pool)),
-          sampler(file.config.vocab_size, sampler_params(o)),
-          tmpl(choose_chat_template(file, o.chat_template)) {}
+          sampler(file.config.vocab_size, sampler_params(o)) {}
 };
 
 int cmd_chat(const RunOptions& o) {
     select_kernels(o.kernels);
     ChatSession s(o);
     Conversation chat(*s.engine, s.tokenizer, s.sampler, s.tmpl, o.system_prompt);
-    std::string line;
-    for (;;) {
-        std::fputs("User: ", stdout);
-        std::fflush(stdout);
-        if (!std::getline(std::cin, line)) break;
-        if (line.empty()) continue;
+    // One turn; false when the context is full and the chat must end.
+    auto turn = [&](const std::string& line) {
         std::fputs("Assistant: ", stdout);
         const bool fits = chat.reply(line, stdout, o.steps);
         std::fputs("\n", stdout);
         std::fflush(stdout);
         if (chat.cut()) std::fprintf(stderr, "ferry chat: the reply was cut at -n %d tokens\n", o.steps);
         if (!fits || chat.context_full()) {
-            std::fflush(stdout);
             std::fprintf(stderr, "ferry chat: %s the context of %d tokens (%d used); start a new chat%s\n",
                          fits ? "the reply filled" : "that turn does not fit", s.engine->context(), chat.position(),
                          s.engine->context() < s.file.config.seq_len ? " or give a larger --ctx" : "");
-            break;
+            return false;
         }
+        return true;
+    };
+    bool going = true;
+    if (!o.prompt.empty()) {  // -i: the first user message, as if typed
+        std::printf("User: %s\n", o.prompt.c_str());
+        going = turn(o.prompt);
+    }
+    std::string line;
+    while (going) {
+        std::fputs("User: ", stdout);
+        std::fflush(stdout);
+        if (!std::getline(std::cin, line)) break;
+        if (line.empty()) continue;
+        going = turn(line);
     }
     std::fputs("\n", stdout);
     report_engine(*s.engine);
@@ -83,6 +98,7 @@ void register_chat(CLI::App& app, std::vector<Command>& commands) {
     add_sampling_options(cmd, o);
     add_pipeline_options(cmd, o);
     cmd->get_option("--steps")->description("Most tokens in each reply; 0: until the end-of-turn token (default 256)");
+    cmd->get_option("--prompt")->description("The first user message (then the chat goes on from stdin)");
     commands.push_back({cmd, [] { return cmd_chat(o); }, &o.log_level});
 }
 

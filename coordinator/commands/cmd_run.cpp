@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/exit_codes.h"
 #include "common/logging.h"
 #include "common/model_file.h"
 #include "common/process_stats.h"
@@ -19,6 +20,7 @@
 #include "coordinator/generation/local_engine.h"
 #include "coordinator/commands/commands.h"
 #include "coordinator/commands/options.h"
+#include "coordinator/commands/interrupt.h"
 #include "coordinator/commands/setup.h"
 #include "kernels/cpu_features.h"
 
@@ -71,7 +73,7 @@ int cmd_run(const RunOptions& o) {
     const ModelConfig& c = file.config;
     spdlog::info("{}: {} , dim {} hidden {} layers {} heads {}/{} vocab {} seq_len {}", o.model, file.format, c.dim,
                  c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len);
-    const Tokenizer tokenizer = load_tokenizer(file, o.tokenizer);
+    const Tokenizer tokenizer = load_tokenizer(file, o.tokenizer, o.force_tokenizer);
     kernels::ThreadPool pool(resolve_threads(o.threads));
     // The KV cache holds the positions this run reaches (-n counts the
     // prompt, as in run.c), not the model's whole context: a file declaring
@@ -82,9 +84,11 @@ int cmd_run(const RunOptions& o) {
     std::unique_ptr<Engine> engine = make_engine(file, o, context, &pool);
 
     Sampler sampler(c.vocab_size, sampler_params(o));
+    const Interrupt interrupt;
     GenerateOptions g;
     g.prompt = o.prompt;
     g.steps = o.steps;
+    g.stop = &interrupt.requested();
     const GenerateResult r = generate(*engine, tokenizer, sampler, g, stdout);
     if (!o.ids_out.empty()) write_ids(o.ids_out, r.ids);
     const int prefilled = std::min(r.prompt_tokens, o.steps > 0 ? o.steps : r.prompt_tokens);
@@ -108,6 +112,10 @@ int cmd_run(const RunOptions& o) {
         j["threads"] = pool.size();
         j["peak_rss"] = mem.peak_rss;
         write_json(o.json_out, j);
+    }
+    if (r.interrupted) {
+        std::fprintf(stderr, "ferry: interrupted after %d tokens\n", r.decoded_tokens);
+        return kExitInterrupted;
     }
     return 0;
 }

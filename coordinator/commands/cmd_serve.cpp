@@ -93,7 +93,7 @@ int cmd_serve(ServeOptions& o) {
     const RunOptions& r = o.run;
     select_kernels(r.kernels);
     const ModelFile file = open_model(r.model);
-    const Tokenizer tokenizer = load_tokenizer(file, r.tokenizer);
+    const Tokenizer tokenizer = load_tokenizer(file, r.tokenizer, r.force_tokenizer);
     kernels::ThreadPool pool(resolve_threads(r.threads));
     const int context = context_for(file.config, r.ctx);
     RunOptions engine_options = r;
@@ -109,6 +109,7 @@ int cmd_serve(ServeOptions& o) {
     api.tokenizer = &tokenizer;
     try {
         api.chat_template = choose_chat_template(file, r.chat_template);
+        check_chat_template(*api.chat_template, tokenizer);
         api.end_of_turn_ids = end_of_turn_ids(tokenizer, *api.chat_template);
     } catch (const Error& e) {  // completions still work; chat says why not
         if (!r.chat_template.empty()) throw;

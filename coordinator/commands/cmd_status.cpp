@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "common/error.h"
+#include "common/weights.h"
 #include "common/net/handshake.h"
 #include "common/net/hash.h"
 #include "common/net/hub.h"
@@ -97,10 +98,7 @@ std::vector<Answer> ask_all(const StatusArgs& a) {
 
 std::string layers_of(const wire::StatusReport& r) {
     if (!r.shard_loaded()) return "-";
-    std::string t = std::to_string(r.first_layer()) + "-" + std::to_string(r.last_layer() - 1);
-    if (r.embedding()) t += "+emb";
-    if (r.head()) t += "+head";
-    return t;
+    return spec_text(ShardSpec{r.first_layer(), r.last_layer(), r.embedding(), r.head()});
 }
 
 // Rates of one worker between two answers (--watch): what it did in the window, not its lifetime mean.
@@ -118,7 +116,7 @@ Window window_of(const Answer& now, const Answer* before) {
     const double tokens = static_cast<double>(a.tokens() - b.tokens());
     w.tok_s = tokens / dt;
     w.ms_per_token = tokens > 0 ? (a.compute_ms() - b.compute_ms()) / tokens : 0;
-    w.mb_in_s = static_cast<double>(a.bytes_in() - b.bytes_in()) / dt / 1048576.0;
+    w.mb_in_s = to_mb(a.bytes_in() - b.bytes_in()) / dt;
     return w;
 }
 
@@ -200,8 +198,8 @@ void print_table(const std::vector<Answer>& answers, const std::vector<Answer>* 
         if (rates) std::snprintf(rate, sizeof rate, "%.1f", w.tok_s);
         std::snprintf(ms, sizeof ms, "%.3f", rates ? w.ms_per_token : r.tokens() ? r.compute_ms() / r.tokens() : 0.0);
         std::printf("%-22s %-8s %-10s %8.1f %9.1f %8.1f %8llu %8s %9s %10.2f  %s\n", x.address.c_str(), up,
-                    layers_of(r).c_str(), r.weight_bytes() / 1048576.0, r.rss() / 1048576.0,
-                    (rates ? r.session_peak_rss() : r.peak_rss()) / 1048576.0,
+                    layers_of(r).c_str(), to_mb(r.weight_bytes()), to_mb(r.rss()),
+                    to_mb(rates ? r.session_peak_rss() : r.peak_rss()),
                     static_cast<unsigned long long>(r.tokens()), rate, ms, r.capabilities().matvec_gbps(),
                     coord.c_str());
     }

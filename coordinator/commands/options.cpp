@@ -11,6 +11,9 @@ void add_model_options(CLI::App* app, RunOptions& o) {
     app->add_option("model", o.model, "Model file: GGUF (any type ferry quantize writes) or a llama2.c checkpoint (.bin, legacy or ak42 v1/v2)")->required();
     app->add_option("-z,--tokenizer", o.tokenizer,
                     "llama2.c tokenizer.bin for a llama2.c checkpoint (default: tokenizer.bin beside the model); a GGUF model carries its own");
+    app->add_flag("--force-tokenizer", o.force_tokenizer,
+                  "Use a -z file that has more pieces than the model's vocabulary (another model's?) as run.c does: "
+                  "its first pieces, with a warning instead of an error");
     app->add_option("--threads", o.threads, "Compute threads (default: one per core)")->check(CLI::Range(0, 1024));
     app->add_option("--kernels", o.kernels, "Kernel instruction set: scalar, sse2, avx2 or auto")
         ->check(CLI::IsMember({"scalar", "sse2", "avx2", "auto"}));

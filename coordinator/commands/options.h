@@ -11,6 +11,7 @@ namespace ferry {
 struct RunOptions {
     std::string model;
     std::string tokenizer;
+    bool force_tokenizer = false;  // a -z with more pieces than the model's vocabulary: warn, not refuse
     float temperature = 1.0f;
     float topp = 0.9f;
     int64_t seed = 0;

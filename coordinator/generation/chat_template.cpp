@@ -1,5 +1,7 @@
 #include "coordinator/generation/chat_template.h"
 
+#include "common/error.h"
+
 namespace ferry {
 
 const char* chat_template_name(ChatTemplate t) {
@@ -96,6 +98,18 @@ const char* end_of_turn_piece(ChatTemplate t) {
         case ChatTemplate::chatml: return "<|im_end|>";
     }
     return "</s>";
+}
+
+void check_chat_template(ChatTemplate t, const Tokenizer& tokenizer) {
+    // Llama 2's [INST] and zephyr's <|user|> are text in their own vocabularies; these two families' markers are tokens.
+    std::vector<const char*> markers;
+    if (t == ChatTemplate::llama3) markers = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
+    if (t == ChatTemplate::chatml) markers = {"<|im_start|>", "<|im_end|>"};
+    for (const char* m : markers)
+        if (tokenizer.token_id(m) < 0)
+            throw Error(std::string("the chat template ") + chat_template_name(t) + " needs the token " + m +
+                        ", which this model's vocabulary lacks; name the model's own with --chat-template (llama2 and "
+                        "zephyr need no special tokens)");
 }
 
 }  // namespace ferry

@@ -32,6 +32,10 @@ std::vector<TextPiece> render_user_turn(ChatTemplate t, const std::string& syste
 std::string joined(const std::vector<TextPiece>& pieces);
 // Whether each turn starts with BOS (Llama 2 wraps every [INST] in <s>).
 bool bos_every_turn(ChatTemplate t);
+// Throws ferry::Error if the template's markers are control tokens the
+// vocabulary lacks (chatml on a model without <|im_start|>): they would be
+// fed as plain text and the replies would be nonsense.
+void check_chat_template(ChatTemplate t, const Tokenizer& tokenizer);
 // The piece that closes an assistant reply in this family ("</s>", "<|eot_id|>", ...).
 const char* end_of_turn_piece(ChatTemplate t);
 

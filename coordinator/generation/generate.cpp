@@ -59,6 +59,10 @@ GenerateResult generate(Engine& engine, const Tokenizer& tokenizer, Sampler& sam
     for (int pos = 0; pos < n_batch && going; ++pos) going = emit(pos + 1 < r.prompt_tokens ? prompt[pos + 1] : first);
     t0 = std::chrono::steady_clock::now();
     for (int pos = n_batch; pos < steps && going; ++pos) {
+        if (opt.stop && opt.stop->load()) {
+            r.interrupted = true;
+            break;
+        }
         going = emit(engine.forward_sample(&token, 1, pos, sampler));
         ++r.decoded_tokens;
     }

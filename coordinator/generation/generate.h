@@ -1,5 +1,6 @@
 // The generation loop of llama2.c's run.c, with the prompt run as one batch.
 #pragma once
+#include <atomic>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@ namespace ferry {
 struct GenerateOptions {
     std::string prompt;
     int steps = 256;  // positions to run, including the prompt; clamped to the context
+    const std::atomic<bool>* stop = nullptr;  // set (by a signal): end after the current token
 };
 
 struct GenerateResult {
@@ -21,6 +23,7 @@ struct GenerateResult {
     int decoded_tokens = 0;  // tokens produced one at a time after the prompt
     double prefill_ms = 0;
     double decode_ms = 0;
+    bool interrupted = false;  // ended by GenerateOptions::stop
 };
 
 // BOS and the prompt's tokens; throws ferry::Error if they do not fit the

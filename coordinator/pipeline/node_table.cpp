@@ -2,10 +2,11 @@
 
 #include <cstdio>
 
+#include "common/shard_memory.h"
+
 namespace ferry {
 
 namespace {
-double mb(uint64_t b) { return b / 1048576.0; }
 double per(double total, uint64_t n) { return n ? total / static_cast<double>(n) : 0.0; }
 }  // namespace
 
@@ -24,7 +25,7 @@ std::string format_node_table(const PipelineStats& s) {
     };
     for (const NodeStats& n : s.nodes) {
         std::snprintf(line, sizeof line, "%-22s %-10s %9.1f %8.1f %8.1f %7llu %10.3f %9.3f %8s %8.3f %8s %9.0f %9.0f\n",
-                      n.address.c_str(), n.layers.c_str(), mb(n.weight_bytes), mb(n.rss), mb(n.peak_rss),
+                      n.address.c_str(), n.layers.c_str(), to_mb(n.weight_bytes), to_mb(n.rss), to_mb(n.peak_rss),
                       static_cast<unsigned long long>(n.positions), per(n.compute_ms, n.positions),
                       per(n.decode_compute_ms, n.decode_requests), predicted(n.predicted_compute_ms).c_str(),
                       n.decode_requests ? per(n.decode_net_ms, n.decode_requests) : per(n.net_ms, n.positions),
@@ -55,7 +56,7 @@ std::string format_node_table(const PipelineStats& s) {
     out += line;
     if (s.shard_bytes_sent > 0 && s.shard_seconds > 0) {
         std::snprintf(line, sizeof line, " in %.2f s (%.1f MB/s)", s.shard_seconds,
-                      s.shard_bytes_sent / 1e6 / s.shard_seconds);
+                      to_mb(s.shard_bytes_sent) / s.shard_seconds);
         out += line;
     }
     out += "\n";
@@ -68,7 +69,7 @@ std::string format_recovery(const RecoveryStats& r) {
     std::snprintf(line, sizeof line,
                   "recoveries: %d; the last in %.0f ms after detection in %.0f ms: re-plan %.0f ms, shards %.0f ms "
                   "(%.1f MB sent), replay %.0f ms (%llu positions); cause: ",
-                  r.count, r.total_ms, r.detect_ms, r.plan_ms, r.shards_ms, mb(r.shard_bytes), r.replay_ms,
+                  r.count, r.total_ms, r.detect_ms, r.plan_ms, r.shards_ms, to_mb(r.shard_bytes), r.replay_ms,
                   static_cast<unsigned long long>(r.replayed_positions));
     return line + r.failure;
 }

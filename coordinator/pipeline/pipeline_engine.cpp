@@ -41,15 +41,6 @@ double ms_since(Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-std::string spec_text(const ShardSpec& s) {
-    std::string t = s.last_layer > s.first_layer
-                        ? std::to_string(s.first_layer) + "-" + std::to_string(s.last_layer - 1)
-                        : std::string("none");
-    if (s.embedding) t += "+emb";
-    if (s.head) t += "+head";
-    return t;
-}
-
 }  // namespace
 
 struct PipelineEngine::Net {

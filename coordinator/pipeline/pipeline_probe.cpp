@@ -62,6 +62,10 @@ std::string event_problem(const Hub::Event& e) {
 std::vector<WorkerLink> greet_workers(Hub& hub, const std::vector<std::string>& addresses, wire::Role role,
                                       const std::string& model_hash, double connect_timeout_s, double timeout_s) {
     std::vector<WorkerLink> workers;
+    for (size_t i = 0; i < addresses.size(); ++i)
+        for (size_t j = 0; j < i; ++j)
+            if (addresses[i] == addresses[j])
+                throw Error("--workers: " + addresses[i] + " is listed twice; a worker holds one stage, list it once");
     for (const std::string& address : addresses) {
         net::split_address(address, "--workers");
         WorkerLink w;

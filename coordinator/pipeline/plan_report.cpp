@@ -1,18 +1,19 @@
 #include "coordinator/pipeline/plan_report.h"
 
 #include <cstdio>
+
+#include "common/shard_memory.h"
 #include <nlohmann/json.hpp>
 
 namespace ferry {
 
 namespace {
 
-double mb(uint64_t bytes) { return bytes / 1048576.0; }
 
 std::string budget_text(uint64_t budget) {
     if (budget == 0) return "unlimited";
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f", mb(budget));
+    std::snprintf(buf, sizeof buf, "%.1f", to_mb(budget));
     return buf;
 }
 
@@ -75,8 +76,8 @@ std::string format_plan(const PipelinePlan& plan, const std::vector<WorkerCapaci
         const WorkerCapacity& w = workers[static_cast<size_t>(s.worker)];
         const ShardMemory& m = s.memory;
         std::snprintf(line, sizeof line, "%-5zu %-22s %-30s %10.1f %8.1f %8.1f %9.1f %10s %5s %9.3f\n", i + 1,
-                      w.address.c_str(), stage_holds(s).c_str(), mb(m.weights), mb(m.kv_cache),
-                      mb(m.workspace + m.buffers + m.overhead), mb(m.total()), budget_text(w.memory_budget).c_str(),
+                      w.address.c_str(), stage_holds(s).c_str(), to_mb(m.weights), to_mb(m.kv_cache),
+                      to_mb(m.workspace + m.buffers + m.overhead), to_mb(m.total()), budget_text(w.memory_budget).c_str(),
                       use_text(m.total(), w.memory_budget).c_str(), s.compute_ms + s.hop_ms);
         out += line;
     }

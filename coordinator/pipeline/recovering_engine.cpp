@@ -180,12 +180,12 @@ void RecoveringEngine::recover(const WorkerError& failure, Clock::time_point det
     last_recovery_ = t0;
     if (++recent_recoveries_ > recovery_.max_recoveries) {
         inner_.reset();
-        throw Error(std::string(failure.what()) + " (gave up after " + std::to_string(recovery_.max_recoveries) +
+        throw WorkerError(failure.address, std::string(failure.what()) + " (gave up after " + std::to_string(recovery_.max_recoveries) +
                     " recoveries within an hour)");
     }
     spdlog::warn("recovery {}: {}; detected {:.0f} ms after the last answer; planning again without it", r.count,
                  failure.what(), r.detect_ms);
-    const ChainShape before = shape_of(*inner_);
+    const ChainShape before = inner_ ? shape_of(*inner_) : ChainShape{};
     inner_.reset();  // closes every connection: the survivors end the old session
     std::vector<std::string> candidates;
     for (const auto* list : {&options_.workers, &recovery_.spares})
@@ -196,7 +196,7 @@ void RecoveringEngine::recover(const WorkerError& failure, Clock::time_point det
     std::string too_small;  // why the survivors cannot go on alone, once seen
     bool keep_fits = true;  // until a chain that keeps the survivors' ranges is found not to fit
     auto give_up = [&](const std::string& last) {
-        return Error(std::string("cannot recover from \"") + failure.what() + "\": " + (too_small.empty() ? last : too_small) +
+        return WorkerError(failure.address, std::string("cannot recover from \"") + failure.what() + "\": " + (too_small.empty() ? last : too_small) +
                      (too_small.empty() ? std::string()
                                         : "; no worker came back within --recover-wait " +
                                               std::to_string(static_cast<int>(recovery_.wait_s)) + " s"));
