@@ -9,7 +9,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
+#include <string>
 
 #include "common/error.h"
 
@@ -20,22 +22,34 @@ namespace {
 // A log file that SIGHUP reopens (logrotate moves it, then signals).
 class ReopenableFileSink : public spdlog::sinks::base_sink<std::mutex> {
 public:
-    explicit ReopenableFileSink(const std::string& path) { file_.open(path, false); }
-    void reopen() {
+    explicit ReopenableFileSink(const std::string& path) : path_(path), file_(std::make_unique<spdlog::details::file_helper>()) {
+        file_->open(path, false);
+    }
+    // Opens the name afresh and swaps it in only if that worked: a log that
+    // cannot be reopened (its directory gone, no permission) keeps the old file.
+    bool reopen() {
+        auto fresh = std::make_unique<spdlog::details::file_helper>();
+        try {
+            fresh->open(path_, false);
+        } catch (const spdlog::spdlog_ex&) {
+            return false;
+        }
         std::lock_guard<std::mutex> lock(mutex_);
-        file_.reopen(false);
+        file_ = std::move(fresh);
+        return true;
     }
 
 protected:
     void sink_it_(const spdlog::details::log_msg& msg) override {
         spdlog::memory_buf_t formatted;
         formatter_->format(msg, formatted);
-        file_.write(formatted);
+        file_->write(formatted);
     }
-    void flush_() override { file_.flush(); }
+    void flush_() override { file_->flush(); }
 
 private:
-    spdlog::details::file_helper file_;
+    std::string path_;
+    std::unique_ptr<spdlog::details::file_helper> file_;
 };
 
 // stderr read by journald (JOURNAL_STREAM names it): each line starts with its
@@ -47,7 +61,11 @@ protected:
         static constexpr int kPriority[] = {7, 7, 6, 4, 3, 2, 6};  // trace debug info warn err critical off
         spdlog::memory_buf_t formatted;
         formatter_->format(msg, formatted);
-        std::fprintf(stderr, "<%d>%.*s", kPriority[msg.level], static_cast<int>(formatted.size()), formatted.data());
+        // One record per line: a newline inside the message (text a peer chose) must not start a forged "<0>" line.
+        std::string line(formatted.data(), formatted.size());
+        for (size_t i = 0; i + 1 < line.size(); ++i)
+            if (line[i] == '\n' || line[i] == '\r') line[i] = ' ';
+        std::fprintf(stderr, "<%d>%s", kPriority[msg.level], line.c_str());
     }
     void flush_() override { std::fflush(stderr); }
 };
@@ -93,8 +111,6 @@ void setup_logging(const std::string& level, const std::string& file) {
     spdlog::set_default_logger(logger);
 }
 
-void reopen_log_file() {
-    if (g_file_sink) g_file_sink->reopen();
-}
+bool reopen_log_file() { return !g_file_sink || g_file_sink->reopen(); }
 
 }  // namespace ferry

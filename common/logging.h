@@ -10,6 +10,7 @@ namespace ferry {
 // journald reads (JOURNAL_STREAM: a syslog priority prefix instead).
 void setup_logging(const std::string& level, const std::string& file = "");
 // After SIGHUP: the log file again by its name (logrotate moved the old one).
-void reopen_log_file();
+// False if it cannot be opened (then the old file stays in use).
+bool reopen_log_file();
 
 }  // namespace ferry

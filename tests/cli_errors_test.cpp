@@ -68,12 +68,15 @@ TEST(CliErrors, InterruptedRunKeepsItsTextAndExits130) {
     const int out = ::open(dir.file("out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     const int err = ::open(dir.file("err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     std::string why;
-    const int pid = test::spawn({test::ferry_bin(), "run", m.model, "-z", m.tokenizer, "-n", "2000", "--threads", "1"},
+    // Seeded sampling that runs the whole way on this model (as tests/recovery_test.cpp's).
+    const int pid = test::spawn({test::ferry_bin(), "run", m.model, "-z", m.tokenizer, "-n", "2000", "--threads", "1",
+                                 "-t", "0.5", "-p", "0.9", "-s", "5"},
                                 out, err, &why);
     ::close(out);
     ::close(err);
     ASSERT_GT(pid, 0) << why;
     for (int i = 0; i < 500 && test::read_file(dir.file("out")).size() < 50; ++i) usleep(20000);
+    ASSERT_GE(test::read_file(dir.file("out")).size(), 50u) << test::read_file(dir.file("err"));
     kill(pid, SIGINT);
     EXPECT_EQ(test::wait_exit(pid, 30), 130) << test::read_file(dir.file("err"));
     EXPECT_GE(test::read_file(dir.file("out")).size(), 50u);

@@ -648,8 +648,12 @@ TEST(ServeRecovery, AKilledWorkerCostsAPauseNotAnErrorAndRepliesAreUnchanged) {
     }
     EXPECT_NE(server.log().find("replayed"), std::string::npos) << server.log();
     // Counted where operators look: the dashboard's JSON and /metrics.
-    usleep(400000);  // the scheduler publishes its figures four times a second
-    const json status = json::parse(server.client().Get("/api/status")->body);
+    json status;
+    for (int i = 0; i < 100; ++i) {  // the scheduler publishes its figures four times a second
+        status = json::parse(server.client().Get("/api/status")->body);
+        if (status.contains("recovery") && status["recovery"]["count"] == 1) break;
+        usleep(100000);
+    }
     EXPECT_EQ(status["recovery"]["count"], 1) << status.dump();
     EXPECT_GT(status["recovery"]["replayed_positions"].get<int>(), 100) << status.dump();
     EXPECT_NE(status["recovery"]["failure"].get<std::string>().find(a.address()), std::string::npos) << status.dump();

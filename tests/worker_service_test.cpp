@@ -87,6 +87,25 @@ TEST(WorkerService, DaemonResolvesRelativePathsReopensItsLogAndLocksItsPidFile) 
     EXPECT_EQ(kill(d.pid(), 0), 0) << "SIGHUP must not stop the worker";
 }
 
+// A log that cannot be reopened (its directory replaced by a file) keeps the
+// worker running and writing to its old file.
+TEST(WorkerService, ALogThatCannotBeReopenedKeepsTheOldFile) {
+    test::TempDir tmp;
+    std::filesystem::create_directory(tmp.file("logs"));
+    Daemon d{tmp.file("w.pid")};
+    const auto r = test::run_command({test::worker_bin(), "--listen", "127.0.0.1:0", "--daemon", "--pid-file",
+                                      tmp.file("w.pid"), "--log-file", tmp.file("logs/w.log"), "--cache-dir",
+                                      tmp.file("c")});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::filesystem::rename(tmp.file("logs"), tmp.file("logs.old"));
+    test::write_file(tmp.file("logs"), "");  // now a file: logs/w.log cannot be created
+    ASSERT_EQ(kill(d.pid(), SIGHUP), 0);
+    EXPECT_TRUE(wait_for([&] {
+        return test::read_file(tmp.file("logs.old/w.log")).find("cannot reopen the log file") != std::string::npos;
+    })) << test::read_file(tmp.file("logs.old/w.log"));
+    EXPECT_EQ(kill(d.pid(), 0), 0) << "a failed reopen must not stop the worker";
+}
+
 TEST(WorkerService, APidFileWithoutDaemonIsWrittenAndAStaleOneIsTakenOver) {
     test::TempDir tmp;
     test::write_file(tmp.file("w.pid"), "999999\n");  // left by a worker that died
@@ -205,9 +224,19 @@ TEST(WorkerService, AMemoryBudgetAboveTheCgroupLimitIsNamed) {
             break;
         }
     const std::string dir = root + "/ferry-test-" + std::to_string(getpid());
-    if (root.empty() || !std::filesystem::create_directory(dir)) GTEST_SKIP() << "cannot make a memory cgroup here";
-    const bool v1 = std::filesystem::exists(dir + "/memory.limit_in_bytes");
-    test::write_file(dir + (v1 ? "/memory.limit_in_bytes" : "/memory.max"), std::to_string(96 << 20));
+    std::error_code ec;
+    if (root.empty() || !std::filesystem::create_directory(dir, ec)) GTEST_SKIP() << "cannot make a memory cgroup here";
+    struct Remove {  // the cgroup goes whatever happens (once its process has exited)
+        std::string dir;
+        ~Remove() {
+            std::error_code e;
+            for (int i = 0; i < 50 && !std::filesystem::remove(dir, e); ++i) usleep(100000);
+        }
+    } remove{dir};
+    const std::string limit = dir + (std::filesystem::exists(dir + "/memory.limit_in_bytes") ? "/memory.limit_in_bytes"
+                                                                                           : "/memory.max");
+    if (!std::filesystem::exists(limit)) GTEST_SKIP() << "no memory controller in " << dir;
+    test::write_file(limit, std::to_string(96 << 20));
     test::TempDir tmp;
     {
         test::WorkerProcess w({"--memory", "128M", "--cache-dir", tmp.file("c")}, tmp.file("w.log"),
@@ -215,7 +244,6 @@ TEST(WorkerService, AMemoryBudgetAboveTheCgroupLimitIsNamed) {
         EXPECT_NE(w.log().find("--memory 128.0 MB is above this process's cgroup limit of 96.0 MB"), std::string::npos)
             << w.log();
     }
-    for (int i = 0; i < 50 && !std::filesystem::remove(dir); ++i) usleep(100000);
 }
 
 TEST(WorkerService, UsageErrorsExitTwo) {

@@ -71,7 +71,7 @@ int daemonize() {
 // worker that died (unlocked) is taken over. Returns its descriptor (kept
 // open until exit) or throws naming the running worker.
 int claim_pid_file(const std::string& path) {
-    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) throw ferry::Error("--pid-file " + path + ": cannot open it: " + std::strerror(errno));
     char old[32] = {};
     (void)!pread(fd, old, sizeof old - 1, 0);
@@ -93,8 +93,11 @@ void report_ready(int fd) {
     close(fd);
 }
 
-void notify(const std::string& what) {
+void notify(std::string what) {
 #ifdef FERRY_HAVE_SYSTEMD
+    // One assignment per message: a newline in text a peer chose (a model or coordinator name) must not add one.
+    for (char& c : what)
+        if (static_cast<unsigned char>(c) < 0x20) c = ' ';
     if (std::getenv("NOTIFY_SOCKET")) sd_notify(0, what.c_str());
 #else
     (void)what;
@@ -261,6 +264,7 @@ int main(int argc, char** argv) {
             (void)!write(ready_fd, e.what(), std::strlen(e.what()));
             close(ready_fd);
         }
+        if (pid_fd >= 0) std::remove(pid_file.c_str());  // claimed, but the worker never ran
         std::fprintf(stderr, "ferry-worker: error: %s\n", e.what());
         if (!log_file.empty()) spdlog::error("{}", e.what());  // on stderr it would say it twice
         return kExitError;

@@ -37,6 +37,12 @@ StopSignals::StopSignals(asio::io_context& io) : impl_(std::make_unique<Impl>(io
 StopSignals::~StopSignals() {
     asio::error_code ec;
     impl_->fd.close(ec);
+    // A signal that came during the drain (a SIGHUP from logrotate) is still
+    // pending: take it now, or unblocking would deliver it with its default
+    // action and the worker would die by it instead of exiting 0.
+    const timespec now{0, 0};
+    while (sigtimedwait(&impl_->set, nullptr, &now) > 0) {
+    }
     pthread_sigmask(SIG_SETMASK, &impl_->previous, nullptr);
 }
 

@@ -295,8 +295,8 @@ struct Worker::Impl {
     void wait_for_signal() {
         stop_signals->async_wait([this](const char* sig) {
             if (std::string(sig) == "SIGHUP") {
-                reopen_log_file();
-                spdlog::info("{}: SIGHUP: log file reopened", name);
+                if (reopen_log_file()) spdlog::info("{}: SIGHUP: log file reopened", name);
+                else spdlog::warn("{}: SIGHUP: cannot reopen the log file; still writing to the old one", name);
                 return wait_for_signal();
             }
             spdlog::info("{}: signal {}: draining", name, sig);

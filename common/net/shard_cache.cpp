@@ -162,6 +162,7 @@ std::vector<CacheFile> prune_cache(const std::string& cache_dir, uint64_t max_by
     std::sort(files.begin(), files.end(), [](const CacheFile& a, const CacheFile& b) { return a.age_s > b.age_s; });
     for (const CacheFile& f : files) {
         if (total <= max_bytes) break;
+        if (f.partial) continue;  // a transfer in progress (old ones went above)
         if (std::filesystem::exists(f.path, ec)) remove(f);
     }
     return removed;

@@ -22,6 +22,7 @@ Interrupt::Interrupt() {
     g_requested = false;
     struct sigaction sa {};
     sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;  // a write of the text in progress finishes rather than failing with EINTR
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &g_previous_int);
     sigaction(SIGTERM, &sa, &g_previous_term);

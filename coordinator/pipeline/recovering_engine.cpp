@@ -173,7 +173,7 @@ void RecoveringEngine::replay() {
 void RecoveringEngine::recover(const WorkerError& failure, Clock::time_point detected) {
     const auto t0 = Clock::now();
     RecoveryStats& r = recovery_stats_;
-    ++r.count;
+    r = RecoveryStats{recovery_stats_.count + 1};  // the last recovery's figures, never a mix with the one before
     r.failure = failure.what();
     r.detect_ms = std::chrono::duration<double, std::milli>(detected - quiet_since_).count();
     if (t0 - last_recovery_ > std::chrono::hours(1)) recent_recoveries_ = 0;
