@@ -24,29 +24,31 @@ bool still_closing(const WorkerError& e) { return std::string(e.what()).find("on
 RecoveringEngine::RecoveringEngine(const ModelFile& file, const PipelineOptions& options, const RecoveryOptions& recovery,
                                    int context, kernels::ThreadPool* pool)
     : file_(file), options_(options), recovery_(recovery), context_(context), config_(file.config), pool_(pool) {
-    inner_ = start(options_.workers);
+    inner_ = start(planned(options_.workers));
     histories_.resize(static_cast<size_t>(inner_->slots()));
 }
 
-std::unique_ptr<PipelineEngine> RecoveringEngine::start(const std::vector<std::string>& workers) {
+PipelineOptions RecoveringEngine::planned(const std::vector<std::string>& workers) const {
     PipelineOptions o = options_;
     o.workers = workers;
-    o.recovery = recovery_stats_.count;
     if (workers != options_.workers) o.split.clear();  // a forced split is for the workers as given
-    inner_workers_ = workers;
-    return std::make_unique<PipelineEngine>(file_, o, context_, pool_);
+    return o;
 }
 
-std::unique_ptr<PipelineEngine> RecoveringEngine::start(const ChainShape& shape) {
+PipelineOptions RecoveringEngine::shaped(const ChainShape& shape) const {
     PipelineOptions o = options_;
     o.workers = shape.workers;
-    o.recovery = recovery_stats_.count;
     o.split = shape.layers;
     o.embedding_on_worker = shape.embedding_on_worker;
     o.embedding_on_coordinator = !shape.embedding_on_worker;
     o.head_on_worker = shape.head_on_worker;
     o.head_on_coordinator = !shape.head_on_worker;
-    inner_workers_ = shape.workers;
+    return o;
+}
+
+std::unique_ptr<PipelineEngine> RecoveringEngine::start(PipelineOptions o) {
+    o.recovery = recovery_stats_.count;
+    inner_workers_ = o.workers;
     return std::make_unique<PipelineEngine>(file_, o, context_, pool_);
 }
 
@@ -60,6 +62,34 @@ RecoveringEngine::ChainShape RecoveringEngine::shape_of(const PipelineEngine& ch
     shape.embedding_on_worker = !plan.stages.empty() && plan.stages.front().embedding;
     shape.head_on_worker = !plan.stages.empty() && plan.stages.back().head;
     return shape;
+}
+
+std::optional<RecoveringEngine::ChainShape> RecoveringEngine::keep_ranges(ChainShape k, const std::set<std::string>& dead,
+                                                                        std::deque<std::string> spares) {
+    for (size_t i = 0; i < k.workers.size();) {
+        if (!dead.count(k.workers[i])) {
+            ++i;
+        } else if (!spares.empty()) {
+            k.workers[i] = spares.front();
+            spares.pop_front();
+            ++i;
+        } else if (k.workers.size() == 1) {
+            return std::nullopt;
+        } else {
+            // Into the lighter neighbour (fewer layers; not the one holding the embedding or head): the new
+            // shard it receives is the smaller.
+            auto weight = [&](size_t j) {
+                return 2 * k.layers[j] + (j == 0 && k.embedding_on_worker) + (j + 1 == k.workers.size() && k.head_on_worker);
+            };
+            size_t into = i > 0 ? i - 1 : 1;
+            if (i > 0 && i + 1 < k.workers.size() && weight(i + 1) < weight(i - 1)) into = i + 1;
+            k.layers[into] += k.layers[i];
+            k.workers.erase(k.workers.begin() + static_cast<std::ptrdiff_t>(i));
+            k.layers.erase(k.layers.begin() + static_cast<std::ptrdiff_t>(i));  // i is now the next stage
+        }
+    }
+    if (k.workers.empty()) return std::nullopt;
+    return k;
 }
 
 std::vector<int>& RecoveringEngine::history(int slot) {
@@ -78,12 +108,10 @@ PipelineStats RecoveringEngine::batch_stats() const {
 
 template <class Call>
 auto RecoveringEngine::retrying(Call call) {
-    quiet_since_ = std::max(quiet_since_, Clock::now());
+    call_started_ = Clock::now();
     for (;;) {
         try {
-            auto result = call();
-            quiet_since_ = Clock::now();
-            return result;
+            return call();
         } catch (const WorkerError& e) {
             recover(e, Clock::now());
         }
@@ -113,7 +141,7 @@ void RecoveringEngine::submit(Batch batch) {
         h.insert(h.end(), s.tokens.begin(), s.tokens.end());
     }
     in_flight_.push_back(batch);
-    quiet_since_ = std::max(quiet_since_, Clock::now());
+    call_started_ = Clock::now();
     try {
         inner_->submit(std::move(batch));
     } catch (const WorkerError& e) {
@@ -175,7 +203,7 @@ void RecoveringEngine::recover(const WorkerError& failure, Clock::time_point det
     RecoveryStats& r = recovery_stats_;
     r = RecoveryStats{recovery_stats_.count + 1};  // the last recovery's figures, never a mix with the one before
     r.failure = failure.what();
-    r.detect_ms = std::chrono::duration<double, std::milli>(detected - quiet_since_).count();
+    r.detect_ms = std::chrono::duration<double, std::milli>(detected - call_started_).count();
     if (t0 - last_recovery_ > std::chrono::hours(1)) recent_recoveries_ = 0;
     last_recovery_ = t0;
     if (++recent_recoveries_ > recovery_.max_recoveries) {
@@ -205,49 +233,18 @@ void RecoveringEngine::recover(const WorkerError& failure, Clock::time_point det
     for (const auto& h : histories_) replayed += h.size();
     for (;;) {
         std::deque<std::string> spares;  // alive and in no chain
-        for (const std::string& c : candidates)
-            if (!dead.count(c) && std::find(before.workers.begin(), before.workers.end(), c) == before.workers.end())
-                spares.push_back(c);
         std::vector<std::string> alive;
-        for (const std::string& c : candidates)
-            if (!dead.count(c)) alive.push_back(c);
-        // First choice: the same ranges, each dead stage's taken by a spare (which
-        // may hold it from before) or, with no spare left, merged into a
-        // neighbour, so every other survivor keeps its shard.
-        std::optional<ChainShape> kept;
-        if (keep_fits) {
-            ChainShape k = before;
-            for (size_t i = 0; i < k.workers.size();) {
-                if (!dead.count(k.workers[i])) {
-                    ++i;
-                } else if (!spares.empty()) {
-                    k.workers[i] = spares.front();
-                    spares.pop_front();
-                    ++i;
-                } else if (k.workers.size() > 1) {
-                    // Into the lighter neighbour (fewer layers; not the one holding the embedding or head): the
-                    // new shard it receives is the smaller.
-                    auto weight = [&](size_t j) {
-                        return 2 * k.layers[j] + (j == 0 && k.embedding_on_worker) +
-                               (j + 1 == k.workers.size() && k.head_on_worker);
-                    };
-                    size_t into = i > 0 ? i - 1 : 1;
-                    if (i > 0 && i + 1 < k.workers.size() && weight(i + 1) < weight(i - 1)) into = i + 1;
-                    k.layers[into] += k.layers[i];
-                    k.workers.erase(k.workers.begin() + static_cast<std::ptrdiff_t>(i));
-                    k.layers.erase(k.layers.begin() + static_cast<std::ptrdiff_t>(i));  // i is now the next stage
-                } else {
-                    break;
-                }
-            }
-            bool all_alive = !k.workers.empty();
-            for (const std::string& w : k.workers) all_alive = all_alive && !dead.count(w);
-            if (all_alive) kept = std::move(k);
+        for (const std::string& c : candidates) {
+            if (dead.count(c)) continue;
+            alive.push_back(c);
+            if (std::find(before.workers.begin(), before.workers.end(), c) == before.workers.end()) spares.push_back(c);
         }
+        // First choice: the same ranges, so every survivor keeps its shard.
+        const std::optional<ChainShape> kept = keep_fits ? keep_ranges(before, dead, spares) : std::nullopt;
         try {
             if (alive.empty()) throw Error("no worker is left to plan over");
             const auto t_plan = Clock::now();
-            inner_ = kept ? start(*kept) : start(alive);
+            inner_ = start(kept ? shaped(*kept) : planned(alive));
             const PipelineStats chain = inner_->stats();
             r.shards_ms = chain.shard_seconds * 1000;
             r.shard_bytes = chain.shard_bytes_sent;
@@ -265,7 +262,7 @@ void RecoveringEngine::recover(const WorkerError& failure, Clock::time_point det
             r.total_ms = ms_since(t0);
             spdlog::warn("recovery {}: replayed {} positions in {:.0f} ms; {:.0f} ms in all", r.count, replayed,
                          r.replay_ms, r.total_ms);
-            quiet_since_ = Clock::now();
+            call_started_ = Clock::now();  // the repeated call is timed afresh
             return;
         } catch (const WorkerError& e) {
             inner_.reset();

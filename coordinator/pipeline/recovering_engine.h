@@ -6,14 +6,15 @@
 // or --spare) or merged into a neighbour, so every survivor keeps its shard;
 // if that does not fit, a new plan over the workers still alive and the
 // spares. It sends the shards the new chain needs (a worker that held a
-// range keeps it in its cache), replays each sequence's tokens as batched prefill to
-// rebuild the KV caches, and repeats the failed call. Kernels are
+// range keeps it in its cache), replays each sequence's tokens as batched
+// prefill to rebuild the KV caches, and repeats the failed call. Kernels are
 // deterministic and a sampler's state only advances when a call succeeds,
 // so the text is what an uninterrupted run prints.
 #pragma once
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -52,11 +53,6 @@ public:
     PipelineStats batch_stats() const override;
     void release(int slot) override;
 
-    // False once a recovery gave up (then only the figures above remain).
-    bool alive() const { return inner_ != nullptr; }
-    const PipelineEngine& inner() const { return *inner_; }
-    int recoveries() const { return recovery_stats_.count; }
-
 private:
     // The workers of a chain in stage order, their layer counts and where the
     // embedding and head are: what a new chain copies to keep every
@@ -69,10 +65,15 @@ private:
     // Replaces inner_ after `failure`; replays the KV caches. Throws ferry::Error when it cannot.
     void recover(const WorkerError& failure, Clock::time_point detected);
     // A chain over `workers` as planned (a forced --split only for the workers as given).
-    std::unique_ptr<PipelineEngine> start(const std::vector<std::string>& workers);
+    PipelineOptions planned(const std::vector<std::string>& workers) const;
     // A chain of exactly `shape`.
-    std::unique_ptr<PipelineEngine> start(const ChainShape& shape);
+    PipelineOptions shaped(const ChainShape& shape) const;
+    std::unique_ptr<PipelineEngine> start(PipelineOptions o);
     ChainShape shape_of(const PipelineEngine& chain) const;
+    // `before` with each dead stage's range given to a spare (taken from
+    // `spares`) or merged into its lighter neighbour; nullopt if no stage is left.
+    static std::optional<ChainShape> keep_ranges(ChainShape before, const std::set<std::string>& dead,
+                                                 std::deque<std::string> spares);
     void replay();
     // Positions 0..pos of slot's history are what its KV cache holds (tokens fed), the rest dropped.
     std::vector<int>& history(int slot);
@@ -90,8 +91,8 @@ private:
     std::vector<std::vector<int>> histories_;  // per slot: the token fed at each position
     std::deque<Batch> in_flight_;              // copies of what inner_ has in flight, to resubmit
     RecoveryStats recovery_stats_;
-    // The failed call's start or the last answer, whichever is later: what detection is timed from.
-    Clock::time_point quiet_since_ = Clock::now();
+    // When the call that may fail began (in a decode loop, the last answer): what detection is timed from.
+    Clock::time_point call_started_ = Clock::now();
     int recent_recoveries_ = 0;  // within an hour of each other: a limit for a flapping worker, not a lifetime one
     Clock::time_point last_recovery_{};
 };
