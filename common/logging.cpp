@@ -81,6 +81,9 @@ bool stderr_is_journal() {
 
 std::shared_ptr<ReopenableFileSink> g_file_sink;
 
+// Lines that outlive the day they were written (a file, a pipe, a service's log) carry the date.
+constexpr const char* kDatedPattern = "[%Y-%m-%d %H:%M:%S.%e] [%l] %v";
+
 }  // namespace
 
 void setup_logging(const std::string& level, const std::string& file) {
@@ -97,15 +100,14 @@ void setup_logging(const std::string& level, const std::string& file) {
         }
         logger = std::make_shared<spdlog::logger>("ferry", g_file_sink);
         logger->flush_on(spdlog::level::info);
-        logger->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");  // a file outlives the day it was started
+        logger->set_pattern(kDatedPattern);
     } else if (stderr_is_journal()) {
         logger = std::make_shared<spdlog::logger>("ferry", std::make_shared<JournalSink>());
         logger->flush_on(spdlog::level::trace);
         logger->set_pattern("[%l] %v");
     } else {
         logger = spdlog::stderr_color_mt("ferry");
-        // A terminal gets the time of day; a pipe or a service's log the date too.
-        logger->set_pattern(isatty(2) ? "[%H:%M:%S.%e] [%^%l%$] %v" : "[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+        logger->set_pattern(isatty(2) ? "[%H:%M:%S.%e] [%^%l%$] %v" : kDatedPattern);  // a terminal: the time of day
     }
     logger->set_level(lvl);
     spdlog::set_default_logger(logger);
