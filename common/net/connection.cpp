@@ -112,8 +112,7 @@ bool Connection::take(const uint8_t* data, size_t n) {
         frames.clear();
         const std::string problem = decoder_.feed(data, n, frames, 1, &used);
         if (!problem.empty()) {
-            const bool foreign = problem.rfind("is not a ferry peer", 0) == 0;
-            const std::string reason = foreign ? problem : "sent " + problem;
+            const std::string reason = decoder_.foreign_peer() ? problem : "sent " + problem;
             spdlog::warn("{}: {}; closing the connection", peer_, reason);
             send(make_error("malformed input: " + problem + "; closing the connection"));
             close_after_send(reason);

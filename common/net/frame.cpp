@@ -53,7 +53,8 @@ std::string FrameDecoder::feed(const uint8_t* data, size_t n, std::vector<Decode
             if (expected_ == 0) return "an empty frame (length 0)";
             if (expected_ > limit_ && !decoded_any_) {
                 const std::string foreign = foreign_protocol(header_bytes);
-                if (!foreign.empty()) return foreign;
+                foreign_peer_ = !foreign.empty();
+                if (foreign_peer_) return foreign;
             }
             if (expected_ > limit_)
                 return "a frame of " + std::to_string(expected_) + " bytes, over the limit of " +

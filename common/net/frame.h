@@ -50,6 +50,8 @@ public:
     size_t pending() const { return in_body_ ? kFrameHeaderBytes + body_.size() : header_.size(); }
     // Body bytes the unfinished frame announced (0 between frames).
     uint32_t announced() const { return in_body_ ? expected_ : 0; }
+    // The problem feed() reported is that the peer speaks another protocol (foreign_protocol), not a bad frame.
+    bool foreign_peer() const { return foreign_peer_; }
 
 private:
     uint32_t limit_;
@@ -58,6 +60,7 @@ private:
     uint32_t expected_ = 0;  // body bytes of the frame being read
     bool in_body_ = false;
     bool decoded_any_ = false;  // a first header that is not ours may be another protocol (foreign_protocol)
+    bool foreign_peer_ = false;
 };
 
 // "" or "is not a ferry peer: it speaks HTTP (...)" for the first four bytes of a stream.
