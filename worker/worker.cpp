@@ -188,6 +188,7 @@ struct Worker::Impl {
         int inline_positions = 0;  // requests of at most this many positions run on the io thread
         std::shared_ptr<Connection> upstream, downstream;
         std::string upstream_name, next_address;
+        bool link_loss_reported = false;  // one delayed report per session
     };
     std::unique_ptr<Session> session;
     uint64_t generation = 0;
@@ -503,6 +504,8 @@ struct Worker::Impl {
     // A lost data link is reported to the coordinator after a moment, so that
     // a node that died is named by its own dropped control connection first.
     void report_link_loss(const std::string& what) {
+        if (!session || session->link_loss_reported) return;
+        session->link_loss_reported = true;
         auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(500));
         const uint64_t gen = session ? session->gen : 0;
         timer->async_wait([this, timer, gen, what](const asio::error_code&) {
@@ -1005,7 +1008,8 @@ struct Worker::Impl {
         data_out += o.encoded.size();
         if (o.last) session->control->send_encoded(std::move(o.encoded));
         else if (session->downstream) session->downstream->send_encoded(std::move(o.encoded));
-        else fail_session("a request to forward but no data connection to the next stage");
+        else  // the next stage's link just ended: its own dropped control connection should name it first
+            report_link_loss("a request to forward but no data connection to the next stage " + session->next_address);
     }
 
     wire::Frame status_report() {
