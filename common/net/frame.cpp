@@ -26,6 +26,8 @@ std::string encode_frame(const wire::Frame& frame) {
 std::string foreign_protocol(const std::string& first4) {
     const auto* b = reinterpret_cast<const unsigned char*>(first4.data());
     if (first4.size() < 4) return "";
+    if (std::memcmp(b, kKeyedMagic, 4) == 0)
+        return "wrong or missing cluster key: the peer has one and this end has none (give it --key-file)";
     if (b[0] == 0x16 && b[1] == 0x03) return "is not a ferry peer: it speaks TLS";
     for (size_t i = 0; i < 4; ++i)
         if (b[i] < 0x20 || b[i] > 0x7e) return "";
@@ -36,11 +38,11 @@ std::string foreign_protocol(const std::string& first4) {
     return "is not a ferry peer: it speaks " + what + " (its first bytes: \"" + first4 + "\")";
 }
 
-std::string FrameDecoder::feed(const uint8_t* data, size_t n, std::vector<Decoded>& out, size_t max_frames,
-                               size_t* used) {
+std::string PrefixedReader::feed(const uint8_t* data, size_t n, std::vector<std::string>& out, size_t max_bodies,
+                                 size_t* used) {
     const size_t given = n;
-    size_t frames = 0;
-    while (n > 0 && frames < max_frames) {
+    size_t bodies = 0;
+    while (n > 0 && bodies < max_bodies) {
         if (!in_body_) {
             const size_t take = std::min(n, kFrameHeaderBytes - header_.size());
             header_.append(reinterpret_cast<const char*>(data), take);
@@ -51,7 +53,7 @@ std::string FrameDecoder::feed(const uint8_t* data, size_t n, std::vector<Decode
             const std::string header_bytes = header_;
             header_.clear();
             if (expected_ == 0) return "an empty frame (length 0)";
-            if (expected_ > limit_ && !decoded_any_) {
+            if (expected_ > limit_ && !read_any_) {
                 const std::string foreign = foreign_protocol(header_bytes);
                 foreign_peer_ = !foreign.empty();
                 if (foreign_peer_) return foreign;
@@ -70,20 +72,30 @@ std::string FrameDecoder::feed(const uint8_t* data, size_t n, std::vector<Decode
         data += take;
         n -= take;
         if (body_.size() < expected_) break;
-        Decoded d;
-        if (!d.frame.ParseFromString(body_)) return "a frame of " + std::to_string(expected_) + " bytes that does not parse";
-        if (d.frame.msg_case() == wire::Frame::MSG_NOT_SET)
-            return "a frame with no message (unknown message type from a newer peer?)";
-        d.wire_bytes = kFrameHeaderBytes + expected_;
-        out.push_back(std::move(d));
-        decoded_any_ = true;
-        ++frames;
+        out.push_back(std::move(body_));
+        body_ = std::string();
+        read_any_ = true;
+        ++bodies;
         in_body_ = false;
-        body_.clear();
-        body_.shrink_to_fit();
     }
     if (used) *used = given - n;
     return "";
+}
+
+std::string FrameDecoder::feed(const uint8_t* data, size_t n, std::vector<Decoded>& out, size_t max_frames,
+                               size_t* used) {
+    bodies_.clear();
+    const std::string problem = reader_.feed(data, n, bodies_, max_frames, used);
+    for (const std::string& body : bodies_) {
+        Decoded d;
+        if (!d.frame.ParseFromString(body)) return "a frame of " + std::to_string(body.size()) + " bytes that does not parse";
+        if (d.frame.msg_case() == wire::Frame::MSG_NOT_SET)
+            return "a frame with no message (unknown message type from a newer peer?)";
+        d.wire_bytes = kFrameHeaderBytes + body.size();
+        out.push_back(std::move(d));
+    }
+    bodies_.clear();
+    return problem;
 }
 
 const char* frame_kind(const wire::Frame& f) {
