@@ -32,6 +32,9 @@
 # prefill is the large request the plan reserves memory for), EXTRA (more ferry run flags), WORK (a
 # directory for models and caches; default /tmp/ferry-pool-bench).
 set -euo pipefail
+# Workers on the namespaces' addresses need the cluster key (FERRY_KEY_FILE, read by every process) or --insecure.
+no_key_flag=--insecure
+[ -n "${FERRY_KEY_FILE:-}" ] && no_key_flag=
 cd "$(dirname "$0")/.."
 BUILD=${FERRY_BUILD:-$PWD/build}
 FERRY=${FERRY_BIN:-$BUILD/coordinator/ferry}
@@ -93,7 +96,7 @@ worker_start() {  # i mem args...
   cgroup_make "$i" "$mem"
   local d; d=$(cgroup_dir "$i")
   # The shell joins the cgroup, then becomes the worker inside the namespace (ip netns exec execs).
-  sh -c "echo \$\$ > $d/cgroup.procs && exec ip netns exec $P-w$i $WORKER --listen $NET.$((10 + i)):7070 --memory $mem $*" \
+  sh -c "echo \$\$ > $d/cgroup.procs && exec ip netns exec $P-w$i $WORKER --listen $NET.$((10 + i)):7070 --memory $mem $no_key_flag $*" \
     > "$RUN_DIR/w$i.log" 2>&1 &
   echo $! > "$RUN_DIR/w$i.pid"
   for _ in $(seq 1 150); do

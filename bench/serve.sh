@@ -19,6 +19,9 @@
 # STREAMS (default "1 2 4 8 16"), GEN (default 64), REQUESTS (default 2), CPU_PCT (default 40), RATE (default 100mbit),
 # PORT (default 7581), ROUNDS (default 1). lan4 needs root (ip netns, tc, cgroups).
 set -euo pipefail
+# Workers on the namespaces' addresses need the cluster key (FERRY_KEY_FILE, read by every process) or --insecure.
+no_key_flag=--insecure
+[ -n "${FERRY_KEY_FILE:-}" ] && no_key_flag=
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FERRY_BUILD:-$root/build}
 ferry=$build/coordinator/ferry
@@ -115,7 +118,7 @@ start() {
       for i in 1 2 3 4; do
         host_up "$P-w$i" "$NET.$((10 + i))"
         local procs; procs=$(cpu_cgroup "$P-w$i")
-        sh -c "echo \$\$ > $procs && exec ip netns exec $P-w$i $worker --listen $NET.$((10 + i)):7070 --threads 1 --cache-dir $work/cache-lan-$i --log-level warn" \
+        sh -c "echo \$\$ > $procs && exec ip netns exec $P-w$i $worker --listen $NET.$((10 + i)):7070 $no_key_flag --threads 1 --cache-dir $work/cache-lan-$i --log-level warn" \
           2>"$work/w$i.log" & pids+=($!)
         workers+="${workers:+,}$NET.$((10 + i)):7070"
       done

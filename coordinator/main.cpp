@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
     register_quantize(app, commands);
     register_plan(app, commands);
     register_chat(app, commands);
+    register_keygen(app, commands);
 #ifdef FERRY_SERVE
     register_serve(app, commands);  // not in the 32-bit build (no cpp-httplib there)
 #endif

@@ -22,11 +22,11 @@ if ((${#need[@]})); then
   [ -n "${pkgs[*]// /}" ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${pkgs[*]} >/dev/null
 fi
 sysroot=$root/build-i686/sysroot
-if [ ! -f "$sysroot/.complete" ]; then
+if [ ! -f "$sysroot/.complete" ] || [ ! -f "$sysroot/usr/lib/i386-linux-gnu/libsodium.a" ]; then
   rm -rf "$sysroot" && mkdir -p "$sysroot/debs"
-  (cd "$sysroot/debs" && apt-get download -qq libprotobuf-dev:i386 zlib1g-dev:i386 2>/dev/null) || {
+  (cd "$sysroot/debs" && apt-get download -qq libprotobuf-dev:i386 zlib1g-dev:i386 libsodium-dev:i386 2>/dev/null) || {
     apt-get update -qq || true
-    (cd "$sysroot/debs" && apt-get download -qq libprotobuf-dev:i386 zlib1g-dev:i386)
+    (cd "$sysroot/debs" && apt-get download -qq libprotobuf-dev:i386 zlib1g-dev:i386 libsodium-dev:i386)
   }
   for d in "$sysroot"/debs/*.deb; do dpkg -x "$d" "$sysroot"; done
   touch "$sysroot/.complete"

@@ -16,6 +16,7 @@ packages=(
   curl                                  # tests drive ferry serve with curl (and the openai npm client: below)
   chromium python3-prometheus-client    # the dashboard test (headless chromium) and the /metrics parser
   libxxhash-dev                         # model content hash and per-chunk checksums (XXH3, ~30 GB/s)
+  libsodium-dev                         # the cluster key: authenticated handshake, sealed frames, signed beacons (ChaCha20-Poly1305, HMAC)
   libsystemd-dev                        # sd_notify readiness, STATUS= and the watchdog for the systemd unit
   iproute2                              # network-namespace tests (ip netns, veth, tc)
   help2man                              # the man pages, from --help

@@ -1,5 +1,7 @@
 // The pipeline across real network interfaces: two workers, each in its own
 // network namespace, joined by a veth pair the test makes (and always removes).
+// Every process holds the pool's cluster key through FERRY_KEY_FILE (a worker
+// refuses a non-loopback address without one), so these links are encrypted.
 // The coordinator runs in the first namespace, so the activations go worker 1
 // -> veth -> worker 2 -> veth -> coordinator. Skipped with the reason where
 // the machine forbids namespaces (no root, no CAP_SYS_ADMIN).
@@ -36,6 +38,12 @@ public:
             {"-n", ns_a_, "link", "set", "lo", "up"},
             {"-n", ns_b_, "link", "set", "lo", "up"},
         };
+        key_file_ = "/tmp/ferry" + id + ".key";
+        if (test::run_command({test::ferry_bin(), "keygen", "--force", "-o", key_file_}, 10).exit_code != 0) {
+            problem_ = "ferry keygen failed";
+            return;
+        }
+        ::setenv("FERRY_KEY_FILE", key_file_.c_str(), 1);
         for (const auto& s : steps) {
             std::vector<std::string> argv = {ip()};
             argv.insert(argv.end(), s.begin(), s.end());
@@ -47,6 +55,8 @@ public:
         }
     }
     ~VethPair() {
+        ::unsetenv("FERRY_KEY_FILE");
+        std::remove(key_file_.c_str());
         test::run_command({ip(), "netns", "del", ns_a_}, 10);  // takes the veth pair with it
         test::run_command({ip(), "netns", "del", ns_b_}, 10);
     }
@@ -65,7 +75,7 @@ public:
     std::string address_b() const { return subnet_ + ".2"; }
 
 private:
-    std::string ns_a_, ns_b_, subnet_, problem_;
+    std::string ns_a_, ns_b_, subnet_, problem_, key_file_;
 };
 
 TEST(NetnsPipeline, TwoWorkersInTheirOwnNamespacesAcrossAVethPair) {

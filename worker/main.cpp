@@ -167,6 +167,13 @@ int main(int argc, char** argv) {
     std::string memory, cache_max, log_level = "info", log_file, pid_file, kernels_name = "auto";
     bool daemon = false;
     app.add_option("--listen", o.listen, "HOST:PORT to listen on (default 0.0.0.0:7070; port 0 picks a free one)");
+    std::string key_file;
+    app.add_option("--key-file", key_file,
+                   "The pool's cluster key (from `ferry keygen`): only peers holding it get in, and every link is "
+                   "encrypted. Default: $FERRY_KEY_FILE, else ferry.key in $CREDENTIALS_DIRECTORY (systemd LoadCredential=)");
+    app.add_flag("--insecure", o.insecure,
+                 "Listen on a non-loopback address without a cluster key: anyone who reaches the port may use this "
+                 "worker (a trusted LAN only)");
     app.add_option("--name", o.name, "How this worker names itself in messages (default: the listen address)");
     app.add_option("--threads", o.threads, "Compute threads (default: one per core)")->check(CLI::Range(0, 1024));
     app.add_option("--memory", memory,
@@ -238,6 +245,9 @@ int main(int argc, char** argv) {
         if (!kernels::parse_level(kernels_name, &level) || !kernels::set_active_level(level))
             throw Error("--kernels " + kernels_name + ": this CPU lacks it (it has: " + kernels::cpu_features_string() + ")");
         setup_logging(log_level, log_file);
+        std::string key_source;
+        o.key = net::find_cluster_key(key_file, &key_source);
+        if (o.key) spdlog::info("cluster key from {}: peers must prove it; links are encrypted", key_source);
         if (daemon) ready_fd = daemonize();
         if (!pid_file.empty()) pid_fd = claim_pid_file(pid_file);
         add_service_hooks(o);

@@ -19,6 +19,7 @@
 #include "common/version.h"
 #include "common/mapped_file.h"
 #include "common/net/connection.h"
+#include "common/net/discovery.h"
 #include "common/net/handshake.h"
 #include "common/net/hash.h"
 #include "common/net/shard_cache.h"
@@ -208,6 +209,7 @@ struct Worker::Impl {
         ShardSpec spec;
         uint64_t weight_bytes = 0;
     } loaded;
+    std::unique_ptr<net::BeaconSender> beacon;
     std::atomic<uint64_t> rss_at_ns{0};
     ProcessMemory rss;
     std::mutex rss_mu;
@@ -218,6 +220,10 @@ struct Worker::Impl {
         asio::error_code ec;
         const asio::ip::address addr = asio::ip::make_address(host, ec);
         if (ec) throw Error("--listen " + opt.listen + ": '" + host + "' is not an IP address (use 0.0.0.0 for every interface)");
+        if (!opt.key && !opt.insecure && !addr.is_loopback())
+            throw Error("--listen " + opt.listen + ": without a cluster key anyone on the network could use this worker; "
+                        "give --key-file F (make it with `ferry keygen > F`, the same file on every machine), or "
+                        "--insecure on a network you trust");
         tcp::endpoint ep(addr, port);
         acceptor.open(ep.protocol(), ec);
         if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
@@ -286,10 +292,31 @@ struct Worker::Impl {
     void start() {
         if (stop_signals) wait_for_signal();
         accept_loop();
+        if (opt.key) announce();
         if (opt.on_state || opt.on_alive) tell_service_manager(std::make_shared<asio::steady_timer>(io));
         spdlog::info("{}: listening on port {} ({} threads, {} kernels, {:.3g} GB/s f32, budget {}, cache {})", name,
                      bound_port, pool.size(), caps.kernel_level(), caps.matvec_gbps(),
                      opt.memory_budget ? format_bytes(opt.memory_budget) : "unlimited", opt.cache_dir);
+    }
+
+    // Keyed workers announce themselves on the LAN (discovery.h), so a
+    // coordinator with the same key finds them without --workers. A worker
+    // on loopback is for this machine only and stays quiet.
+    void announce() {
+        const std::string host = opt.listen.substr(0, opt.listen.rfind(':'));
+        asio::error_code ec;
+        if (asio::ip::make_address(host, ec).is_loopback() && !ec) return;
+        beacon = std::make_unique<net::BeaconSender>(io, *opt.key, host, [this](wire::Beacon& b) {
+            b.set_port(bound_port);
+            b.set_name(name);
+            b.set_protocol(net::kProtocolVersion);
+            b.set_software_version(ferry_version());
+            if (loaded.valid) b.set_holds("layers " + spec_text(loaded.spec) + " of " + loaded.model_name);
+            b.set_memory_budget(opt.memory_budget);
+            b.set_busy(session != nullptr);
+        });
+        spdlog::info("{}: announcing itself to coordinators with the same key ({} port {})", name, net::kDiscoveryGroup,
+                     net::kDiscoveryPort);
     }
 
     // SIGHUP reopens the log file (logrotate); SIGTERM and SIGINT drain and stop.
@@ -345,6 +372,7 @@ struct Worker::Impl {
             const std::string peer_addr = net::remote_address(socket);
             auto peer = std::make_shared<Peer>();
             peer->conn = std::make_shared<Connection>(std::move(socket), peer_addr);
+            if (opt.key) peer->conn->secure(*opt.key, net::SecureLink::Side::server);
             conns.insert(peer->conn);
             waiting_hello.admit(*this, peer);
             peer->conn->set_send_limit(kSendLimitBytes);
@@ -485,7 +513,9 @@ struct Worker::Impl {
         conns.erase(p.conn);
         if (p.role == wire::ROLE_UNKNOWN) {
             waiting_hello.remove(*this, &p);
-            if (!p.evicted) spdlog::warn("{}: {} dropped before its handshake: {}", name, p.conn->peer(), reason);
+            // A refused key handshake was logged by the connection, rate-limited.
+            if (!p.evicted && !p.conn->key_refused())
+                spdlog::warn("{}: {} dropped before its handshake: {}", name, p.conn->peer(), reason);
         }
         if (p.role == wire::STATUS_CLIENT) status_clients.remove(*this, &p);
         if (!session) return;
@@ -845,6 +875,7 @@ struct Worker::Impl {
             if (!session || session->gen != gen) return;
             if (!error.empty()) return fail_session("the next stage " + address + ": " + error);
             auto c = std::make_shared<Connection>(std::move(socket), address);
+            if (opt.key) c->secure(*opt.key, net::SecureLink::Side::client);
             session->downstream = c;
             conns.insert(c);
             c->set_send_limit(kSendLimitBytes);
@@ -1058,6 +1089,7 @@ struct Worker::Impl {
     void begin_stop(const std::string& why) {
         if (draining) return;
         draining = true;
+        if (beacon) beacon->leave();
         asio::error_code ec;
         acceptor.close(ec);
         accept_retry.cancel();

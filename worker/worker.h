@@ -10,8 +10,11 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
+
+#include "common/net/cluster_key.h"
 
 namespace ferry::worker {
 
@@ -27,6 +30,10 @@ struct WorkerOptions {
     double link_timeout_s = 10;  // a link silent this long is dead
     double heartbeat_s = 1;
     double probe_s = 0.25;       // speed probe at start
+    // The pool's key: every connection proves it and is sealed. Without one a
+    // worker listens on loopback only, unless `insecure` (a trusted LAN).
+    std::optional<net::ClusterKey> key;
+    bool insecure = false;
     bool handle_signals = true;  // SIGTERM/SIGINT drain and stop
     // Hooks for a service manager (systemd's sd_notify, from main.cpp), called
     // on the network thread: `on_state` with one line saying what the worker

@@ -26,6 +26,23 @@ uint8_t* read_buffer() {
 // How long a peer may take for `bytes` of a frame on top of the silence timeout.
 uint64_t transfer_ns(uint64_t bytes) { return bytes * 1'000'000'000ull / kMinLinkBytesPerSecond; }
 
+// A refused handshake is one log line, at most one every 10 s (a port
+// scanner or a misconfigured machine retrying must not flood the log).
+void log_refused(const std::string& peer, const std::string& why) {
+    static std::mutex mu;
+    static uint64_t last_ns = 0, quiet = 0;
+    std::lock_guard<std::mutex> lock(mu);
+    const uint64_t now = now_ns();
+    if (last_ns != 0 && now - last_ns < 10'000'000'000ull) {
+        ++quiet;
+        return;
+    }
+    if (quiet > 0) spdlog::warn("{}: {}; closing ({} more refused in the last 10 s)", peer, why, quiet);
+    else spdlog::warn("{}: {}; closing", peer, why);
+    last_ns = now;
+    quiet = 0;
+}
+
 std::string seconds_text(uint64_t ns) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.1f s", ns / 1e9);
@@ -58,9 +75,14 @@ Connection::~Connection() {
     socket_.close(ec);
 }
 
+void Connection::secure(const ClusterKey& key, SecureLink::Side side) {
+    secure_ = std::make_unique<SecureLink>(key, side);
+}
+
 void Connection::start(FrameHandler on_frame, CloseHandler on_close) {
     on_frame_ = std::move(on_frame);
     on_close_ = std::move(on_close);
+    if (secure_) enqueue(secure_->opening());
     // Reads are tried after the socket says it is readable; one that finds
     // nothing must return at once.
     asio::error_code ec;
@@ -110,7 +132,9 @@ bool Connection::take(const uint8_t* data, size_t n) {
     while (n > 0) {
         size_t used = 0;
         frames.clear();
-        const std::string problem = decoder_.feed(data, n, frames, 1, &used);
+        const std::string problem =
+            secure_ ? take_sealed(data, n, frames, &used) : decoder_.feed(data, n, frames, 1, &used);
+        if (closed_ || close_when_sent_) return false;  // a failed key handshake
         if (!problem.empty()) {
             const std::string reason = decoder_.foreign_peer() ? problem : "sent " + problem;
             spdlog::warn("{}: {}; closing the connection", peer_, reason);
@@ -142,6 +166,60 @@ bool Connection::take(const uint8_t* data, size_t n) {
     return true;
 }
 
+// One step of a keyed link: handshake bytes, or one sealed record opened and
+// decoded as its one frame.
+std::string Connection::take_sealed(const uint8_t* data, size_t n, std::vector<FrameDecoder::Decoded>& frames,
+                                    size_t* used) {
+    if (!secure_->established()) {
+        const SecureLink::Step step = secure_->handshake(data, n);
+        *used = step.used;
+        if (!step.error.empty()) {
+            handshake_failed(step);
+            return "";
+        }
+        if (!step.send.empty()) enqueue(step.send);
+        if (secure_->established()) {
+            last_frame_ns_ = now_ns();
+            for (std::string& f : held_) enqueue(secure_->seal(f));
+            held_.clear();
+        }
+        return "";
+    }
+    record_bodies_.clear();
+    if (std::string problem = records_.feed(data, n, record_bodies_, 1, used); !problem.empty()) return problem;
+    for (std::string& body : record_bodies_) {
+        if (std::string problem = secure_->open(body); !problem.empty()) return problem;
+        size_t took = 0;
+        const size_t before = frames.size();
+        if (std::string problem = decoder_.feed(reinterpret_cast<const uint8_t*>(body.data()), body.size(), frames, 1, &took);
+            !problem.empty())
+            return problem;
+        if (frames.size() != before + 1 || took != body.size()) return "a sealed record that is not one whole frame";
+    }
+    return "";
+}
+
+// The server answers a peer without a key in plain frames (all such a peer
+// understands) and anyone else with nothing but the end of the connection;
+// a client with another key still sends its proof, so that the worker's log
+// says why the connection ended.
+void Connection::handshake_failed(const SecureLink::Step& step) {
+    held_.clear();
+    key_refused_ = true;
+    if (secure_->side() == SecureLink::Side::server) {
+        log_refused(peer_, step.error);
+        if (step.plain_peer) {
+            enqueue(encode_frame(make_error("wrong or missing cluster key: this peer needs the pool's key (give --key-file)")));
+            close_after_send(step.error);
+            return;
+        }
+        close(step.error);
+        return;
+    }
+    enqueue(step.send);
+    close_after_send(step.error);
+}
+
 // The peer took enough of its queue: decode what was left, then read on.
 void Connection::resume_reading() {
     if (!paused_ || closed_ || close_when_sent_ || queued_ > send_limit_) return;
@@ -157,6 +235,15 @@ void Connection::send(const wire::Frame& frame) { send_encoded(encode_frame(fram
 
 void Connection::send_encoded(std::string bytes) {
     if (closed_) return;
+    if (secure_ && !secure_->established()) {
+        held_.push_back(std::move(bytes));
+        return;
+    }
+    enqueue(secure_ ? secure_->seal(bytes) : std::move(bytes));
+}
+
+void Connection::enqueue(std::string bytes) {
+    if (closed_ || bytes.empty()) return;
     queued_ += bytes.size();
     queue_.push_back(std::move(bytes));
     if (!writing_) write_next();
@@ -241,11 +328,11 @@ void Connection::tick() {
                   seconds_text(now - last_write_ns_));
             return;
         }
-    } else if (silence_ns_ > 0 && now - last_frame_ns_ > silence_ns_ + transfer_ns(decoder_.announced())) {
+    } else if (silence_ns_ > 0 && now - last_frame_ns_ > silence_ns_ + transfer_ns(announced())) {
         std::string why = silence_what_ + " for " + seconds_text(now - last_frame_ns_);
-        if (decoder_.announced() > 0)
-            why += " (a frame of " + std::to_string(decoder_.announced()) + " bytes begun, " +
-                   std::to_string(decoder_.pending() - kFrameHeaderBytes) + " of them arrived)";
+        if (announced() > 0)
+            why += " (a frame of " + std::to_string(announced()) + " bytes begun, " +
+                   std::to_string(pending() - kFrameHeaderBytes) + " of them arrived)";
         close(why);
         return;
     }

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "common/net/frame.h"
+#include "common/net/secure_link.h"
 
 namespace ferry::net {
 
@@ -44,6 +45,10 @@ public:
     Connection& operator=(const Connection&) = delete;
 
     const std::string& peer() const { return peer_; }
+    // Before start(): the link proves the cluster key both ways, then seals
+    // every frame (secure_link.h). Frames sent before the handshake ends wait
+    // for it; none is received before it.
+    void secure(const ClusterKey& key, SecureLink::Side side);
     void start(FrameHandler on_frame, CloseHandler on_close);
     void send(const wire::Frame& frame);
     void send_encoded(std::string bytes);
@@ -52,8 +57,13 @@ public:
     // Sends what is queued (an Error, usually), then closes.
     void close_after_send(const std::string& reason);
     bool closed() const { return closed_; }
+    // The peer failed the cluster-key handshake (already logged, rate-limited).
+    bool key_refused() const { return key_refused_; }
 
-    void set_frame_limit(uint32_t limit) { decoder_.set_limit(limit); }
+    void set_frame_limit(uint32_t limit) {
+        decoder_.set_limit(limit);
+        records_.set_limit(SecureLink::record_limit(decoder_.limit()));
+    }
     // Closes with "<what> for N s" after that long without a whole frame
     // (heartbeats count); 0 = never. A frame being received gets its size
     // at kMinLinkBytesPerSecond on top, so a big frame on a slow link is not
@@ -77,6 +87,11 @@ public:
 private:
     void read_more();
     bool take(const uint8_t* data, size_t n);
+    std::string take_sealed(const uint8_t* data, size_t n, std::vector<FrameDecoder::Decoded>& frames, size_t* used);
+    void handshake_failed(const SecureLink::Step& step);
+    void enqueue(std::string bytes);
+    uint32_t announced() const { return secure_ ? records_.announced() : decoder_.announced(); }
+    size_t pending() const { return secure_ ? records_.pending() : decoder_.pending(); }
     void resume_reading();
     void write_next();
     void tick();
@@ -85,6 +100,10 @@ private:
     tcp::socket socket_;
     std::string peer_;
     FrameDecoder decoder_;
+    std::unique_ptr<SecureLink> secure_;
+    PrefixedReader records_{SecureLink::record_limit(kHandshakeFrameBytes)};
+    std::vector<std::string> record_bodies_;
+    std::vector<std::string> held_;  // frames sent before the key handshake ended
     FrameHandler on_frame_;
     CloseHandler on_close_;
     HeartbeatFill heartbeat_fill_;
@@ -94,6 +113,7 @@ private:
     bool writing_ = false;
     bool closed_ = false;
     bool close_when_sent_ = false;
+    bool key_refused_ = false;
     bool paused_ = false;  // over the send limit: not reading
     size_t send_limit_ = 0;
     std::string close_reason_;

@@ -8,7 +8,7 @@ namespace {
 constexpr auto kKeeperPeriod = std::chrono::milliseconds(50);
 }
 
-Hub::Hub() : work_(asio::make_work_guard(io_)), keeper_([this] { keep(); }) {}
+Hub::Hub(std::optional<ClusterKey> key) : key_(std::move(key)), work_(asio::make_work_guard(io_)), keeper_([this] { keep(); }) {}
 
 Hub::~Hub() {
     {
@@ -58,6 +58,7 @@ int Hub::connect(const std::string& address, double timeout_s) {
         }
         auto c = std::make_shared<Connection>(std::move(socket), address);
         links_[static_cast<size_t>(link)] = c;
+        if (key_) c->secure(*key_, SecureLink::Side::client);
         c->set_on_drained([this] { drained_ = true; });
         c->start(
             [this, link](FrameDecoder::Decoded& d) {

@@ -37,7 +37,8 @@ public:
     };
     using Clock = std::chrono::steady_clock;
 
-    Hub();
+    // With a key every link proves it and is sealed (secure_link.h); without, plain frames.
+    explicit Hub(std::optional<ClusterKey> key = std::nullopt);
     ~Hub();
     Hub(const Hub&) = delete;
     Hub& operator=(const Hub&) = delete;
@@ -67,6 +68,7 @@ private:
     void push(Event e);
     void keep();
 
+    std::optional<ClusterKey> key_;
     asio::io_context io_;
     asio::executor_work_guard<asio::io_context::executor_type> work_;
     std::vector<std::string> addresses_;

@@ -262,7 +262,10 @@ void register_bench(CLI::App& app, std::vector<Command>& commands) {
                     "Bandwidth passes per run, the best counts; 0 skips the probe (default 2)")
         ->check(CLI::Range(0, 1000));
     cmd->add_flag("--json", a.json, "Print one JSON object instead of the table");
-    commands.push_back({cmd, [] { return cmd_bench(a); }, &a.run.log_level});
+    commands.push_back({cmd, [] {
+        resolve_pool(a.run);
+        return cmd_bench(a);
+    }, &a.run.log_level});
 }
 
 }  // namespace ferry

@@ -99,7 +99,10 @@ void register_chat(CLI::App& app, std::vector<Command>& commands) {
     add_pipeline_options(cmd, o);
     cmd->get_option("--steps")->description("Most tokens in each reply; 0: until the end-of-turn token (default 256)");
     cmd->get_option("--prompt")->description("The first user message (then the chat goes on from stdin)");
-    commands.push_back({cmd, [] { return cmd_chat(o); }, &o.log_level});
+    commands.push_back({cmd, [] {
+        resolve_pool(o);
+        return cmd_chat(o);
+    }, &o.log_level});
 }
 
 }  // namespace ferry

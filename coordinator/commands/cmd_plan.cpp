@@ -38,6 +38,8 @@ struct PlanArgs {
     bool json = false;
     double connect_timeout = 5, timeout = 10;
     std::string log_level = "warn";
+    std::string key_file;
+    double discover_wait = 2;
 };
 
 Placement placement_of(const std::string& s) {
@@ -54,9 +56,12 @@ std::string model_summary(const ModelFile& f, const std::string& type) {
     return buf;
 }
 
-int cmd_plan(const PlanArgs& a) {
+int cmd_plan(PlanArgs& a) {
+    const std::optional<net::ClusterKey> key = cluster_key_from(a.key_file);
+    if (a.workers.empty() && a.pool.empty() && key) a.workers = discover_pool(*key, a.discover_wait);
     if (a.workers.empty() == a.pool.empty())
-        throw Error("ferry plan: give either --workers HOST:PORT,... (live workers) or --pool (a description, e.g. 4x160M)");
+        throw Error("ferry plan: give either --workers HOST:PORT,... (live workers; or none and the cluster key, "
+                    "--key-file, to find them on the LAN) or --pool (a description, e.g. 4x160M)");
     const ModelFile file = open_model(a.model);
     PlanRequest r;
     r.context = a.ctx;
@@ -86,6 +91,7 @@ int cmd_plan(const PlanArgs& a) {
         o.connect_timeout_s = a.connect_timeout;
         o.timeout_s = a.timeout;
         o.tensor_type = type;
+        o.cluster_key = key;
         workers = probe_workers(a.workers, o);
     }
 
@@ -123,6 +129,7 @@ void register_plan(CLI::App& app, std::vector<Command>& commands) {
     cmd->add_option("model", a.model, "Model file (llama2.c .bin or GGUF)")->required();
     cmd->add_option("--workers", a.workers, "Live ferry-worker daemons to plan for, in chain order (HOST:PORT,...)")
         ->delimiter(',');
+    add_key_options(cmd, a.key_file, a.discover_wait);
     cmd->add_option("--pool", a.pool, "A pool described instead of asked, e.g. 4x160M or 128M,256M@0.5,512M@2G:i686 (below)");
     cmd->add_option("--gbps", a.pool_defaults.reference_gbps,
                     "--pool: GB/s of a worker with no @SPEED, and what a relative SPEED multiplies (default 1)")

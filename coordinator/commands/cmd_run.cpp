@@ -130,7 +130,10 @@ void register_run(CLI::App& app, std::vector<Command>& commands) {
                     "Also write the statistics as JSON to this file (\"-\": stderr): prefill and decode tok/s, peak "
                     "RSS, and with --workers the per-node table (layers as in the table, inclusive)");
     cmd->add_flag("--chat", o.chat, "Treat -i as one chat turn: apply the chat template and print the reply (-n: its most tokens, 0: until the end-of-turn token)");
-    commands.push_back({cmd, [] { return o.chat ? run_chat_once(o) : cmd_run(o); }, &o.log_level});
+    commands.push_back({cmd, [] {
+        resolve_pool(o);
+        return o.chat ? run_chat_once(o) : cmd_run(o);
+    }, &o.log_level});
 }
 
 }  // namespace ferry

@@ -183,7 +183,10 @@ void register_serve(CLI::App& app, std::vector<Command>& commands) {
     cmd->add_option("--chat-template", o.run.chat_template,
                     "Chat format: llama2, llama3, zephyr or chatml (default: the model's own)")
         ->check(CLI::IsMember({"llama2", "llama3", "zephyr", "chatml"}));
-    commands.push_back({cmd, [] { return cmd_serve(o); }, &o.run.log_level});
+    commands.push_back({cmd, [] {
+        resolve_pool(o.run);
+        return cmd_serve(o);
+    }, &o.run.log_level});
 }
 
 }  // namespace ferry

@@ -3,6 +3,7 @@
 // disturbs a run in progress.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "common/shard_memory.h"
 #include "coordinator/commands/commands.h"
 #include "coordinator/commands/options.h"
+#include "coordinator/commands/setup.h"
 
 namespace ferry {
 
@@ -28,6 +30,9 @@ struct StatusArgs {
     int count = 0;     // --watch: stop after this many refreshes (0: until interrupted)
     double timeout = 5;
     std::string log_level = "warn";
+    std::string key_file;
+    double discover_wait = 2;
+    std::optional<net::ClusterKey> key;
 };
 
 struct Answer {
@@ -37,7 +42,7 @@ struct Answer {
 };
 
 std::vector<Answer> ask_all(const StatusArgs& a) {
-    net::Hub hub;
+    net::Hub hub(a.key);
     std::vector<Answer> answers(a.workers.size());
     for (size_t i = 0; i < a.workers.size(); ++i) {
         answers[i].address = a.workers[i];
@@ -176,6 +181,13 @@ nlohmann::json to_json(const Answer& a) {
     return j;
 }
 
+// The same worker's answer in the refresh before (discovered pools change between refreshes).
+const Answer* same_worker(const std::vector<Answer>& before, const Answer& now) {
+    for (const Answer& b : before)
+        if (b.address == now.address) return &b;
+    return nullptr;
+}
+
 void print_table(const std::vector<Answer>& answers, const std::vector<Answer>* before) {
     const bool rates = before != nullptr;
     std::printf("%-22s %-8s %-10s %8s %9s %8s %8s %8s %9s %10s  %s\n", "node", "uptime", "layers", "weight MB", "RSS MB",
@@ -193,7 +205,7 @@ void print_table(const std::vector<Answer>& answers, const std::vector<Answer>* 
         std::string coord = r.coordinator_connected() ? r.coordinator() + (r.busy() ? " (busy)" : "") : "none";
         if (r.coordinator_connected() && r.recoveries() > 0)
             coord += ", its chain recovered " + std::to_string(r.recoveries()) + "x";
-        const Window w = rates && i < before->size() ? window_of(x, &(*before)[i]) : Window{};
+        const Window w = rates ? window_of(x, same_worker(*before, x)) : Window{};
         char rate[16] = "", ms[16];
         if (rates) std::snprintf(rate, sizeof rate, "%.1f", w.tok_s);
         std::snprintf(ms, sizeof ms, "%.3f", rates ? w.ms_per_token : r.tokens() ? r.compute_ms() / r.tokens() : 0.0);
@@ -205,9 +217,24 @@ void print_table(const std::vector<Answer>& answers, const std::vector<Answer>* 
     }
 }
 
-int cmd_status(const StatusArgs& a) {
-    if (a.workers.empty()) throw Error("--workers: give at least one HOST:PORT");
-    if (a.watch <= 0) {
+// The workers to ask: --workers, else those announcing themselves with the
+// cluster key now (so one that left is no longer listed).
+StatusArgs with_workers(const StatusArgs& given) {
+    StatusArgs a = given;
+    if (!a.workers.empty()) return a;
+    if (!a.key) throw Error("--workers: give at least one HOST:PORT, or the cluster key (--key-file) to find the workers on the LAN");
+    a.workers = discover_pool(*a.key, std::max(0.1, a.discover_wait));
+    return a;
+}
+
+int cmd_status(StatusArgs& given) {
+    given.key = cluster_key_from(given.key_file);
+    if (given.watch <= 0) {
+        const StatusArgs a = with_workers(given);
+        if (a.workers.empty()) {
+            std::fprintf(stderr, "no worker with this cluster key announced itself within %.1f s\n", a.discover_wait);
+            return 1;
+        }
         const std::vector<Answer> answers = ask_all(a);
         bool all_ok = true;
         for (const Answer& x : answers) all_ok = all_ok && x.error.empty();
@@ -223,14 +250,15 @@ int cmd_status(const StatusArgs& a) {
     // --watch: refresh in place (a terminal) or append (a pipe), with rates over each interval.
     const bool tty = ::isatty(1) != 0;
     std::vector<Answer> before;
-    for (int round = 0; a.count == 0 || round < a.count; ++round) {
+    for (int round = 0; given.count == 0 || round < given.count; ++round) {
         const auto t0 = std::chrono::steady_clock::now();
+        const StatusArgs a = with_workers(given);
         std::vector<Answer> answers = ask_all(a);
         if (a.json) {
             nlohmann::json j = nlohmann::json::array();
             for (size_t i = 0; i < answers.size(); ++i) {
                 nlohmann::json w = to_json(answers[i]);
-                const Window win = window_of(answers[i], i < before.size() ? &before[i] : nullptr);
+                const Window win = window_of(answers[i], same_worker(before, answers[i]));
                 if (win.valid) {
                     w["window_tok_s"] = win.tok_s;
                     w["window_ms_per_token"] = win.ms_per_token;
@@ -258,7 +286,10 @@ int cmd_status(const StatusArgs& a) {
 void register_status(CLI::App& app, std::vector<Command>& commands) {
     static StatusArgs a;
     CLI::App* cmd = app.add_subcommand("status", "Ask live ferry-worker daemons what they hold and have done");
-    cmd->add_option("--workers", a.workers, "Workers to ask (HOST:PORT,...)")->delimiter(',')->required();
+    cmd->add_option("--workers", a.workers,
+                    "Workers to ask (HOST:PORT,...); default: those announcing themselves with the cluster key")
+        ->delimiter(',');
+    add_key_options(cmd, a.key_file, a.discover_wait);
     cmd->add_flag("--json", a.json, "Print a JSON array, one object per worker (with --watch: one line per refresh)");
     cmd->add_option("--watch", a.watch,
                     "Refresh every S seconds, in place on a terminal, with each worker's tok/s and ms/token over the "

@@ -21,6 +21,7 @@ void register_status(CLI::App& app, std::vector<Command>& commands);
 void register_quantize(CLI::App& app, std::vector<Command>& commands);
 void register_plan(CLI::App& app, std::vector<Command>& commands);
 void register_chat(CLI::App& app, std::vector<Command>& commands);
+void register_keygen(CLI::App& app, std::vector<Command>& commands);
 void register_serve(CLI::App& app, std::vector<Command>& commands);
 
 }  // namespace ferry

@@ -7,6 +7,16 @@ void add_log_level_option(CLI::App* app, std::string& level) {
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 }
 
+void add_key_options(CLI::App* app, std::string& key_file, double& discover_wait) {
+    app->add_option("--key-file", key_file,
+                    "The pool's cluster key (`ferry keygen > ferry.key`, the same file on every machine): every "
+                    "worker link proves it both ways and is encrypted. Default: $FERRY_KEY_FILE");
+    app->add_option("--discover-wait", discover_wait,
+                    "With a cluster key and no --workers: seconds to listen for the workers announcing themselves "
+                    "on the LAN (default 2; 0: do not look)")
+        ->check(CLI::Range(0.0, 600.0));
+}
+
 void add_model_options(CLI::App* app, RunOptions& o) {
     app->add_option("model", o.model, "Model file: GGUF (any type ferry quantize writes) or a llama2.c checkpoint (.bin, legacy or ak42 v1/v2)")->required();
     app->add_option("-z,--tokenizer", o.tokenizer,
@@ -92,6 +102,7 @@ void add_pipeline_options(CLI::App* app, RunOptions& o) {
     app->add_flag("--no-recover", o.no_recover,
                   "Stop at the first failed worker instead of planning again without it, replaying the text so far "
                   "and going on");
+    add_key_options(app, o.key_file, o.discover_wait);
     app->add_option("--connect-timeout", o.connect_timeout,
                     "Seconds to connect to a worker; its handshake may take 5 s more (default 5)")
         ->check(CLI::Range(0.1, 3600.0));

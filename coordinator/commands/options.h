@@ -3,8 +3,11 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "common/net/cluster_key.h"
 
 namespace ferry {
 
@@ -44,6 +47,9 @@ struct RunOptions {
     double recover_wait = 60;          // seconds to wait for a worker to return when too few are left
     bool no_recover = false;           // a failed worker ends the run (the behaviour before recovery)
     double connect_timeout = 5;
+    std::string key_file;              // --key-file (else FERRY_KEY_FILE, else a systemd credential)
+    double discover_wait = 2;          // seconds to listen for workers when --workers is not given
+    std::optional<net::ClusterKey> cluster_key;  // found by resolve_pool
 };
 
 // Adds the options `ferry run` and `ferry bench` share to a subcommand.
@@ -52,6 +58,8 @@ void add_log_level_option(CLI::App* app, std::string& level);
 void add_model_options(CLI::App* app, RunOptions& o);
 void add_sampling_options(CLI::App* app, RunOptions& o);
 void add_pipeline_options(CLI::App* app, RunOptions& o);
+// --key-file and --discover-wait, for every subcommand that talks to workers.
+void add_key_options(CLI::App* app, std::string& key_file, double& discover_wait);
 
 int cmd_run(const RunOptions& o);
 // `ferry run --chat`: one user turn (-i) through the chat template, reply printed.

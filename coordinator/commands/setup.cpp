@@ -6,7 +6,10 @@
 #include <cstring>
 #include <optional>
 
+#include <spdlog/spdlog.h>
+
 #include "common/error.h"
+#include "common/net/discovery.h"
 #include "common/process_stats.h"
 #include "common/shard_memory.h"
 #include "common/weights.h"
@@ -16,6 +19,45 @@
 #include "coordinator/pipeline/recovering_engine.h"
 
 namespace ferry {
+
+std::optional<net::ClusterKey> cluster_key_from(const std::string& key_file) {
+    std::string source;
+    std::optional<net::ClusterKey> key = net::find_cluster_key(key_file, &source);
+    if (key) spdlog::info("cluster key from {}", source);
+    return key;
+}
+
+std::vector<std::string> discover_pool(const net::ClusterKey& key, double wait_s) {
+    if (wait_s <= 0) return {};
+    size_t foreign = 0;
+    spdlog::info("looking for workers on the LAN for {:.1f} s (--discover-wait)", wait_s);
+    const std::vector<net::DiscoveredWorker> found = net::discover_workers(key, wait_s, &foreign);
+    if (foreign > 0)
+        spdlog::warn("ignored {} beacon{} signed with another cluster key (workers of another pool, or of this one "
+                     "with a different --key-file)",
+                     foreign, foreign == 1 ? "" : "s");
+    std::vector<std::string> addresses;
+    for (const net::DiscoveredWorker& w : found) {
+        spdlog::info("found worker {} at {}{}", w.beacon.name(), w.address,
+                     w.beacon.holds().empty() ? "" : " (holds " + w.beacon.holds() + ")");
+        addresses.push_back(w.address);
+    }
+    return addresses;
+}
+
+void resolve_pool(RunOptions& o) {
+    o.cluster_key = cluster_key_from(o.key_file);
+    if (!o.workers.empty() || !o.cluster_key || o.discover_wait <= 0) return;
+    o.workers = discover_pool(*o.cluster_key, o.discover_wait);
+    if (o.workers.empty())
+        spdlog::warn("no worker with this cluster key answered within {:.1f} s; running in this process", o.discover_wait);
+    else {
+        std::string all;
+        for (const auto& a : o.workers) all += (all.empty() ? "" : ",") + a;
+        std::fprintf(stderr, "using %zu worker%s found on the LAN: %s\n", o.workers.size(),
+                     o.workers.size() == 1 ? "" : "s", all.c_str());
+    }
+}
 
 PipelineOptions pipeline_options(const RunOptions& o) {
     PipelineOptions p;
@@ -31,6 +73,7 @@ PipelineOptions pipeline_options(const RunOptions& o) {
     p.timeout_s = o.net_timeout;
     p.connect_timeout_s = o.connect_timeout;
     p.stats_every = o.stats_every;
+    p.cluster_key = o.cluster_key;
     return p;
 }
 

@@ -3,6 +3,8 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <memory>
+#include <optional>
+#include <vector>
 #include <string>
 
 #include "common/kv_cache.h"
@@ -34,6 +36,15 @@ ModelFile open_model(const std::string& path);
 // in the memory check and the plan.
 std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, int context,
                                     kernels::ThreadPool* pool, int slots = 1);
+// The cluster key of --key-file, else FERRY_KEY_FILE, else a systemd
+// credential; nullopt without one (plain links, workers on loopback or --insecure).
+std::optional<net::ClusterKey> cluster_key_from(const std::string& key_file);
+// The workers announcing themselves with this key within `wait_s` seconds
+// (discovery.h), in a stable order; logs what it heard.
+std::vector<std::string> discover_pool(const net::ClusterKey& key, double wait_s);
+// Before run, chat, serve and bench: reads the cluster key and, with a key
+// and no --workers, uses the workers discovered on the LAN (none: this process).
+void resolve_pool(RunOptions& o);
 // Prints what the engine measured (the per-node table of a pipeline) to stderr.
 void report_engine(const Engine& engine);
 // What the engine measured as JSON: a pipeline's node_stats_json, or {"nodes": []} in one process.

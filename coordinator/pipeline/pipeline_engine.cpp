@@ -44,6 +44,7 @@ double ms_since(Clock::time_point t0) {
 }  // namespace
 
 struct PipelineEngine::Net {
+    explicit Net(const std::optional<net::ClusterKey>& key) : hub(key) {}
     Hub hub;
 };
 
@@ -66,7 +67,7 @@ struct PipelineEngine::Node : WorkerLink {
 
 PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& options, int context,
                                kernels::ThreadPool* pool)
-    : file_(file), opt_(options), config_(file.config), context_(context), pool_(pool), net_(std::make_unique<Net>()) {
+    : file_(file), opt_(options), config_(file.config), context_(context), pool_(pool), net_(std::make_unique<Net>(options.cluster_key)) {
     if (opt_.workers.empty()) throw Error("--workers: no workers given");
     if (opt_.wire != "f32" && opt_.wire != "f16") throw Error("--wire " + opt_.wire + ": use f32 or f16");
     const std::string model_hash = net::file_content_hash(file.path, net::default_cache_dir());

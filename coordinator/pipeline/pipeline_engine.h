@@ -18,10 +18,12 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/model_file.h"
+#include "common/net/cluster_key.h"
 #include "common/sampler.h"
 #include "common/transformer.h"
 #include "common/weights.h"
@@ -52,6 +54,7 @@ struct PipelineOptions {
     double connect_timeout_s = 5;
     int stats_every = 0;           // print the node table every N decoded tokens
     bool progress = true;          // progress bar while sending shards
+    std::optional<net::ClusterKey> cluster_key;  // prove it to every worker and seal the links (secure_link.h)
 };
 
 // What `ferry plan --workers` learns without starting a session: each
@@ -63,6 +66,7 @@ struct ProbeOptions {
     double timeout_s = 10;            // for each answer (hello, ping)
     std::string tensor_type = "f32";  // whose GB/s is the capacity's: dominant_tensor_type(model)
     bool measure_links = true;        // false: capacities without link figures (no pings)
+    std::optional<net::ClusterKey> cluster_key;
 };
 // Throws ferry::Error naming the worker that cannot be reached or answers wrongly.
 std::vector<WorkerCapacity> probe_workers(const std::vector<std::string>& addresses, const ProbeOptions& options);

@@ -168,7 +168,7 @@ WorkerCapacity capacity_of(const WorkerLink& w, const std::string& tensor_type) 
 
 std::vector<WorkerCapacity> probe_workers(const std::vector<std::string>& addresses, const ProbeOptions& o) {
     if (addresses.empty()) throw Error("--workers: no workers given");
-    Hub hub;
+    Hub hub(o.cluster_key);
     std::vector<WorkerLink> workers =
         greet_workers(hub, addresses, wire::STATUS_CLIENT, "", o.connect_timeout_s, o.timeout_s);
     std::vector<WorkerLink*> all;
