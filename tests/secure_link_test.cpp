@@ -125,10 +125,16 @@ TEST(SecureLink, AnotherKeyIsRefusedByTheClientAndByTheServer) {
     const SecureLink::Step s2 = c.handshake(u8(s1.send), s1.send.size());
     EXPECT_EQ(s2.error, "wrong or missing cluster key: the peer proved another key");
     EXPECT_FALSE(c.established());
-    ASSERT_EQ(s2.send.size(), SecureLink::kProofBytes);  // still sent, so the server can log why
-    const SecureLink::Step s3 = s.handshake(u8(s2.send), s2.send.size());
-    EXPECT_NE(s3.error.find("wrong or missing cluster key"), std::string::npos);
-    EXPECT_FALSE(s.established());
+    EXPECT_TRUE(s2.send.empty()) << "a proof must not go to a peer that did not prove the key";
+    // A client of another key that sent its proof anyway is refused by the server.
+    SecureLink c2(key_of('a'), SecureLink::Side::client), s2s(key_of('b'), SecureLink::Side::server);
+    const std::string h2 = c2.opening();
+    const SecureLink::Step t1 = s2s.handshake(u8(h2), h2.size());
+    const std::string wrong_proof(SecureLink::kProofBytes, '\x11');
+    const SecureLink::Step t3 = s2s.handshake(u8(wrong_proof), wrong_proof.size());
+    (void)t1;
+    EXPECT_NE(t3.error.find("wrong or missing cluster key"), std::string::npos);
+    EXPECT_FALSE(s2s.established());
 }
 
 TEST(SecureLink, AReplayedHandshakeFailsAgainstTheServersNewNonce) {
@@ -224,7 +230,10 @@ TEST(Beacon, SignedWithTheKeyOpensAndAnotherKeyDoesNot) {
     b.set_name("pentium:7070");
     b.set_holds("layers 0-3 of stories15M.bin");
     b.set_memory_budget(128u << 20);
+    b.set_host("10.0.0.7");
     const std::string d = seal_beacon(b, key_of('k'));
+    EXPECT_EQ(d.find("pentium"), std::string::npos) << "a machine without the key reads the beacon";
+    EXPECT_NE(d, seal_beacon(b, key_of('k'))) << "each datagram has its own nonce";
     EXPECT_LE(d.size(), kMaxBeaconBytes);
     std::string why;
     const auto got = open_beacon(u8(d), d.size(), key_of('k'), &why);
@@ -232,7 +241,12 @@ TEST(Beacon, SignedWithTheKeyOpensAndAnotherKeyDoesNot) {
     EXPECT_EQ(got->name(), "pentium:7070");
     EXPECT_EQ(got->holds(), "layers 0-3 of stories15M.bin");
     EXPECT_FALSE(open_beacon(u8(d), d.size(), key_of('x'), &why));
-    EXPECT_EQ(why, "signed with another cluster key");
+    EXPECT_EQ(why, "sealed with another cluster key");
+    wire::Beacon nowhere = b;
+    nowhere.set_host("not an address");
+    const std::string n = seal_beacon(nowhere, key_of('k'));
+    EXPECT_FALSE(open_beacon(u8(n), n.size(), key_of('k'), &why));
+    EXPECT_EQ(why, "a sealed beacon that does not parse");
     for (size_t i = 0; i < d.size(); ++i) {
         std::string m = d;
         m[i] ^= 0x20;
@@ -259,6 +273,7 @@ TEST(LinkFuzzCorpus, MutantsOfHandshakesRecordsAndBeaconsNeverCrash) {
     wire::Beacon b;
     b.set_port(7070);
     b.set_name("w:7070");
+    b.set_host("10.0.0.7");
     const std::string beacon = seal_beacon(b, key_of(7));
     seeds.push_back(std::string("\x00", 1) + beacon);
     seeds.push_back("\x01" + b.SerializeAsString());

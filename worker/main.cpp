@@ -221,8 +221,11 @@ int main(int argc, char** argv) {
         "Runs in the foreground by default (for systemd: deploy/ferry-worker.service, Type=notify, with STATUS=\n"
         "and the watchdog). SIGTERM or SIGINT finish the request in flight (at most 5 s), tell the coordinator,\n"
         "close every connection and exit 0; SIGHUP reopens --log-file. One coordinator at a time; `ferry status`\n"
-        "may ask at any time. Exit codes: 0 stopped, 1 cannot start (the message says why), 2 usage.\n"
-        "Example: ferry-worker --listen 0.0.0.0:7070 --memory 128M --cache-dir /var/cache/ferry");
+        "may ask at any time. With a cluster key (--key-file) every peer proves it before anything else, links are\n"
+        "encrypted, and the worker announces itself on the LAN (UDP multicast 239.255.70.70:7071) so coordinators\n"
+        "with the key find it; without one it listens on loopback only, unless --insecure.\n"
+        "Exit codes: 0 stopped, 1 cannot start (the message says why), 2 usage.\n"
+        "Example: ferry-worker --listen 0.0.0.0:7070 --key-file ferry.key --memory 128M --cache-dir /var/cache/ferry");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

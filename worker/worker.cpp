@@ -303,9 +303,14 @@ struct Worker::Impl {
     // coordinator with the same key finds them without --workers. A worker
     // on loopback is for this machine only and stays quiet.
     void announce() {
-        const std::string host = opt.listen.substr(0, opt.listen.rfind(':'));
+        const std::string host = net::split_address(opt.listen, "--listen").first;
         asio::error_code ec;
-        if (asio::ip::make_address(host, ec).is_loopback() && !ec) return;
+        const asio::ip::address addr = asio::ip::make_address(host, ec);
+        if (ec || addr.is_loopback()) return;
+        if (addr.is_v6() && !addr.is_unspecified()) {  // beacons go out of IPv4 interfaces only
+            spdlog::info("{}: listening on an IPv6 address: not announced (coordinators name it with --workers)", name);
+            return;
+        }
         beacon = std::make_unique<net::BeaconSender>(io, *opt.key, host, [this](wire::Beacon& b) {
             b.set_port(bound_port);
             b.set_name(name);

@@ -7,11 +7,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "common/error.h"
 
 namespace ferry::net {
+
+ClusterKey::~ClusterKey() { sodium_memzero(bytes.data(), bytes.size()); }
 
 void init_crypto() {
     static const int ok = sodium_init();
@@ -24,8 +25,9 @@ std::string new_key_text() {
     randombytes_buf(k.bytes.data(), k.bytes.size());
     char hex[2 * 32 + 1];
     sodium_bin2hex(hex, sizeof hex, k.bytes.data(), k.bytes.size());
-    sodium_memzero(k.bytes.data(), k.bytes.size());
-    return std::string(hex) + "\n";
+    std::string text = std::string(hex) + "\n";
+    sodium_memzero(hex, sizeof hex);
+    return text;
 }
 
 ClusterKey parse_cluster_key(std::string_view text, const std::string& source) {
@@ -46,13 +48,18 @@ ClusterKey read_cluster_key_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw Error("cannot read the cluster key file " + path + ": " + std::strerror(errno) +
                          " (make one with `ferry keygen > " + path + "`)");
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (text.str().size() > 4096) throw Error(path + " is not a cluster key: it is larger than 4 KiB");
+    std::string text(4097, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(in.gcount()));
+    if (text.size() > 4096) throw Error(path + " is not a cluster key: it is larger than 4 KiB");
     struct stat st {};
     if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077))
         spdlog::warn("cluster key file {} may be read by other users (mode {:o}): chmod 600 {}", path, st.st_mode & 0777, path);
-    return parse_cluster_key(text.str(), "the cluster key file " + path);
+    struct Wipe {
+        std::string& s;
+        ~Wipe() { sodium_memzero(s.data(), s.size()); }
+    } wipe{text};
+    return parse_cluster_key(text, "the cluster key file " + path);
 }
 
 std::optional<ClusterKey> find_cluster_key(const std::string& flag_path, std::string* source) {

@@ -13,6 +13,10 @@ namespace ferry::net {
 
 struct ClusterKey {
     std::array<uint8_t, 32> bytes{};
+    ClusterKey() = default;
+    ClusterKey(const ClusterKey&) = default;
+    ClusterKey& operator=(const ClusterKey&) = default;
+    ~ClusterKey();  // wipes the bytes (sodium_memzero: not optimised away)
 };
 
 // Starts libsodium once (thread-safe); throws ferry::Error if it cannot.

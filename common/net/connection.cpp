@@ -180,7 +180,10 @@ std::string Connection::take_sealed(const uint8_t* data, size_t n, std::vector<F
         if (!step.send.empty()) enqueue(step.send);
         if (secure_->established()) {
             last_frame_ns_ = now_ns();
-            for (std::string& f : held_) enqueue(secure_->seal(f));
+            for (std::string& f : held_) {
+                queued_ -= f.size();
+                enqueue(secure_->seal(f));
+            }
             held_.clear();
         }
         return "";
@@ -204,6 +207,7 @@ std::string Connection::take_sealed(const uint8_t* data, size_t n, std::vector<F
 // a client with another key still sends its proof, so that the worker's log
 // says why the connection ended.
 void Connection::handshake_failed(const SecureLink::Step& step) {
+    for (const std::string& f : held_) queued_ -= f.size();
     held_.clear();
     key_refused_ = true;
     if (secure_->side() == SecureLink::Side::server) {
@@ -236,6 +240,7 @@ void Connection::send(const wire::Frame& frame) { send_encoded(encode_frame(fram
 void Connection::send_encoded(std::string bytes) {
     if (closed_) return;
     if (secure_ && !secure_->established()) {
+        queued_ += bytes.size();  // counts against the send limit like any queued frame
         held_.push_back(std::move(bytes));
         return;
     }
@@ -277,6 +282,12 @@ void Connection::write_next() {
 void Connection::close(const std::string& reason) {
     if (closed_) return;
     closed_ = true;
+    // A peer that leaves or stalls mid-handshake (another key, a port scanner): one rate-limited line.
+    if (secure_ && !secure_->established() && !key_refused_ && secure_->side() == SecureLink::Side::server) {
+        key_refused_ = true;
+        log_refused(peer_, "left during the cluster-key handshake (" + reason + "): wrong or missing cluster key, or not a ferry peer");
+    }
+    held_.clear();
     asio::error_code ec;
     timer_.cancel();
     socket_.shutdown(tcp::socket::shutdown_both, ec);
@@ -336,7 +347,7 @@ void Connection::tick() {
         close(why);
         return;
     }
-    if (heartbeat_ns_ > 0 && now - last_write_ns_ > heartbeat_ns_ && queue_.empty()) {
+    if (heartbeat_ns_ > 0 && now - last_write_ns_ > heartbeat_ns_ && queue_.empty() && (!secure_ || secure_->established())) {
         wire::Frame f;
         f.mutable_heartbeat()->set_sent_ns(now);
         if (heartbeat_fill_) heartbeat_fill_(*f.mutable_heartbeat());

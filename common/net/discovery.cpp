@@ -1,6 +1,7 @@
 #include "common/net/discovery.h"
 
 #include <ifaddrs.h>
+#include <sodium.h>
 #include <net/if.h>
 #include <spdlog/spdlog.h>
 
@@ -14,20 +15,36 @@ namespace ferry::net {
 
 namespace {
 constexpr char kBeaconMagic[4] = {'F', 'R', 'Y', 'B'};
-constexpr size_t kMacBytes = 32;
+constexpr size_t kNonce = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, kTag = crypto_aead_xchacha20poly1305_ietf_ABYTES;
 constexpr auto kBeaconEvery = std::chrono::seconds(1);
 
-std::string signed_part(std::string_view length_and_body) { return "ferry beacon" + std::string(length_and_body); }
+// Beacons have their own key, so that no beacon can ever be taken for a link's record.
+std::array<uint8_t, 32> beacon_key(const ClusterKey& key) {
+    std::array<uint8_t, 32> k{};
+    static const char label[] = "ferry beacon key";
+    crypto_generichash(k.data(), k.size(), reinterpret_cast<const unsigned char*>(label), sizeof label - 1,
+                       key.bytes.data(), key.bytes.size());
+    return k;
+}
+
+std::string seal_bytes(const std::string& body, const ClusterKey& key) {
+    init_crypto();
+    std::string out(4 + kNonce + body.size() + kTag, '\0');
+    std::memcpy(out.data(), kBeaconMagic, 4);
+    auto* nonce = reinterpret_cast<unsigned char*>(out.data() + 4);
+    randombytes_buf(nonce, kNonce);
+    std::array<uint8_t, 32> k = beacon_key(key);
+    unsigned long long written = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(nonce + kNonce, &written, reinterpret_cast<const unsigned char*>(body.data()),
+                                               body.size(), reinterpret_cast<const unsigned char*>(kBeaconMagic), 4,
+                                               nullptr, nonce, k.data());
+    sodium_memzero(k.data(), k.size());
+    return out;
+}
 }  // namespace
 
 std::string seal_beacon(const wire::Beacon& beacon, const ClusterKey& key) {
-    const std::string body = beacon.SerializeAsString();
-    const uint32_t n = static_cast<uint32_t>(body.size());
-    std::string out(kBeaconMagic, 4);
-    out.append(reinterpret_cast<const char*>(&n), 4);
-    out += body;
-    const auto mac = key_mac(key, signed_part(std::string_view(out).substr(4)));
-    out.append(reinterpret_cast<const char*>(mac.data()), mac.size());
+    std::string out = seal_bytes(beacon.SerializeAsString(), key);
     if (out.size() > kMaxBeaconBytes) throw Error("a beacon of " + std::to_string(out.size()) + " bytes does not fit one datagram");
     return out;
 }
@@ -37,16 +54,21 @@ std::optional<wire::Beacon> open_beacon(const uint8_t* data, size_t n, const Clu
         if (why) *why = reason;
         return std::nullopt;
     };
-    if (n < 8 + kMacBytes || n > kMaxBeaconBytes) return no("not a beacon (size)");
+    if (n < 4 + kNonce + kTag || n > kMaxBeaconBytes) return no("not a beacon (size)");
     if (std::memcmp(data, kBeaconMagic, 4) != 0) return no("not a beacon (magic)");
-    uint32_t body = 0;
-    std::memcpy(&body, data + 4, 4);
-    if (body != n - 8 - kMacBytes) return no("not a beacon (length)");
-    const std::string_view signed_bytes(reinterpret_cast<const char*>(data + 4), 4 + body);
-    if (!key_mac_ok(key, signed_part(signed_bytes), data + 8 + body)) return no("signed with another cluster key");
+    init_crypto();
+    std::array<uint8_t, kMaxBeaconBytes> plain;
+    unsigned long long length = 0;
+    std::array<uint8_t, 32> k = beacon_key(key);
+    const int bad = crypto_aead_xchacha20poly1305_ietf_decrypt(plain.data(), &length, nullptr, data + 4 + kNonce,
+                                                               n - 4 - kNonce, data, 4, data + 4, k.data());
+    sodium_memzero(k.data(), k.size());
+    if (bad) return no("sealed with another cluster key");
     wire::Beacon b;
-    if (!b.ParseFromArray(data + 8, static_cast<int>(body)) || b.port() == 0 || b.port() > 65535)
-        return no("a signed beacon that does not parse");
+    asio::error_code ec;
+    if (!b.ParseFromArray(plain.data(), static_cast<int>(length)) || b.port() == 0 || b.port() > 65535 ||
+        (asio::ip::make_address_v4(b.host(), ec), ec))
+        return no("a sealed beacon that does not parse");
     return b;
 }
 
@@ -68,6 +90,8 @@ std::vector<asio::ip::address_v4> multicast_interfaces() {
 
 BeaconSender::BeaconSender(asio::io_context& io, const ClusterKey& key, const std::string& listen_host, Fill fill)
     : key_(key), listen_host_(listen_host), fill_(std::move(fill)), io_(io), timer_(io) {
+    init_crypto();
+    randombytes_buf(&instance_, sizeof instance_);
     asio::post(io, [this] { send_all(false); });
     arm();
 }
@@ -99,14 +123,8 @@ void BeaconSender::send_all(bool leaving) {
     wire::Beacon b;
     fill_(b);
     b.set_leaving(leaving);
-    std::string datagram;
-    try {
-        datagram = seal_beacon(b, key_);
-    } catch (const Error& e) {
-        if (!warned_) spdlog::warn("discovery: {}", e.what());
-        warned_ = true;
-        return;
-    }
+    b.set_instance(instance_);
+    b.set_sequence(++sequence_);
     const asio::ip::udp::endpoint group(asio::ip::make_address_v4(kDiscoveryGroup), kDiscoveryPort);
     asio::error_code ec;
     const auto specific = asio::ip::make_address_v4(listen_host_, ec);
@@ -121,6 +139,14 @@ void BeaconSender::send_all(bool leaving) {
         // otherwise), with the defaults we want: TTL 1, looped back to
         // listeners on this machine. No socket option is needed, which
         // qemu-user (the i686 worker's tests) does not all translate.
+        b.set_host(itf.to_string());
+        std::string datagram;
+        try {
+            datagram = seal_beacon(b, key_);
+        } catch (const Error& e) {
+            last_error = e.what();
+            continue;
+        }
         asio::ip::udp::socket s(io_);
         s.open(asio::ip::udp::v4(), ec);
         if (!ec) s.bind(asio::ip::udp::endpoint(itf, 0), ec);
@@ -154,7 +180,7 @@ std::vector<DiscoveredWorker> discover_workers(const ClusterKey& key, double wai
         if (!ec) ++joined;
     }
     if (joined == 0) spdlog::warn("discovery: no interface is up with multicast; no worker can be found");
-    std::map<std::string, DiscoveredWorker> by_name;
+    std::map<std::string, DiscoveredWorker> by_address;
     std::array<uint8_t, kMaxBeaconBytes + 1> buf{};
     asio::ip::udp::endpoint from;
     size_t others = 0;
@@ -163,10 +189,18 @@ std::vector<DiscoveredWorker> discover_workers(const ClusterKey& key, double wai
             if (e) return;
             std::string why;
             if (const auto b = open_beacon(buf.data(), n, key, &why)) {
-                const std::string address = from.address().to_string() + ":" + std::to_string(b->port());
-                if (b->leaving()) by_name.erase(b->name());
-                else by_name.try_emplace(b->name(), DiscoveredWorker{address, *b});
-            } else if (why == "signed with another cluster key") {
+                const std::string address = b->host() + ":" + std::to_string(b->port());
+                auto it = by_address.find(address);
+                const bool newer = it == by_address.end() || b->instance() != it->second.beacon.instance() ||
+                                   b->sequence() > it->second.beacon.sequence();
+                if (b->leaving()) {
+                    // Only the instance we heard, and only after what we heard: a resent old `leaving` changes nothing.
+                    if (it != by_address.end() && b->instance() == it->second.beacon.instance() && newer)
+                        by_address.erase(it);
+                } else if (newer) {
+                    by_address[address] = DiscoveredWorker{address, *b};
+                }
+            } else if (why == "sealed with another cluster key") {
                 ++others;
             }
             receive();
@@ -176,14 +210,14 @@ std::vector<DiscoveredWorker> discover_workers(const ClusterKey& key, double wai
     io.run_for(std::chrono::milliseconds(static_cast<int64_t>(wait_s * 1000)));
     if (foreign) *foreign = others;
     std::vector<DiscoveredWorker> out;
-    for (auto& [name, w] : by_name) out.push_back(std::move(w));
+    for (auto& [address, w] : by_address) out.push_back(std::move(w));
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.address < b.address; });
     return out;
 }
 
 int fuzz_beacon(const uint8_t* data, size_t size) {
-    // Odd first byte: the rest signed as a beacon body, so the parser behind
-    // the signature is reached too; even: the rest as a datagram.
+    // Odd first byte: the rest sealed as a beacon's body, so the parser
+    // behind the seal is reached too; even: the rest as a datagram.
     ClusterKey key;
     key.bytes.fill(7);
     if (size == 0) return 0;
@@ -191,12 +225,7 @@ int fuzz_beacon(const uint8_t* data, size_t size) {
         (void)open_beacon(data + 1, size - 1, key);
         return 0;
     }
-    const uint32_t n = static_cast<uint32_t>(size - 1);
-    std::string d(kBeaconMagic, 4);
-    d.append(reinterpret_cast<const char*>(&n), 4);
-    d.append(reinterpret_cast<const char*>(data + 1), size - 1);
-    const auto mac = key_mac(key, signed_part(std::string_view(d).substr(4)));
-    d.append(reinterpret_cast<const char*>(mac.data()), mac.size());
+    const std::string d = seal_bytes(std::string(reinterpret_cast<const char*>(data + 1), size - 1), key);
     (void)open_beacon(reinterpret_cast<const uint8_t*>(d.data()), d.size(), key);
     return 0;
 }

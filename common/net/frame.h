@@ -35,7 +35,8 @@ std::string encode_frame(const wire::Frame& frame);
 class PrefixedReader {
 public:
     explicit PrefixedReader(uint32_t limit) : limit_(limit) {}
-    void set_limit(uint32_t limit) { limit_ = limit < kMaxFrameBytes ? limit : kMaxFrameBytes; }
+    // At most kMaxFrameBytes plus room for a sealed record's length and tag.
+    void set_limit(uint32_t limit) { limit_ = limit < kMaxFrameBytes + 64 ? limit : kMaxFrameBytes + 64; }
     uint32_t limit() const { return limit_; }
     // Appends every body completed by these bytes to `out`. With max_bodies
     // it stops after that many and *used tells how many of the n bytes it
@@ -65,7 +66,7 @@ private:
 class FrameDecoder {
 public:
     explicit FrameDecoder(uint32_t limit = kHandshakeFrameBytes) : reader_(limit) {}
-    void set_limit(uint32_t limit) { reader_.set_limit(limit); }
+    void set_limit(uint32_t limit) { reader_.set_limit(limit < kMaxFrameBytes ? limit : kMaxFrameBytes); }
     uint32_t limit() const { return reader_.limit(); }
 
     // Appends every frame completed by these bytes to `out` together with

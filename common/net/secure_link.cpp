@@ -23,7 +23,6 @@ SecureLink::SecureLink(const ClusterKey& key, Side side)
 }
 
 SecureLink::~SecureLink() {
-    sodium_memzero(key_.bytes.data(), key_.bytes.size());
     sodium_memzero(send_key_, sizeof send_key_);
     sodium_memzero(recv_key_, sizeof recv_key_);
 }
@@ -92,9 +91,10 @@ SecureLink::Step SecureLink::handshake(const uint8_t* data, size_t n) {
         state_ = State::want_client_proof;
     } else if (state_ == State::want_server_hello) {
         std::memcpy(server_nonce_, g + 4, kNonceBytes);
-        s.send = proof("ferry client");  // sent even on failure: the worker's log then says why we left
+        // Our proof goes only to a peer that proved the key: nothing usable leaves for anyone else.
         if (sodium_memcmp(proof("ferry server").data(), g + 4 + kNonceBytes, kProofBytes) != 0)
             return fail("wrong or missing cluster key: the peer proved another key", false);
+        s.send = proof("ferry client");
         derive_keys();
     } else {
         if (sodium_memcmp(proof("ferry client").data(), g, kProofBytes) != 0)

@@ -2,7 +2,6 @@
 // goes to every machine of the pool: workers (--key-file, or the systemd
 // credential) and coordinators (--key-file or FERRY_KEY_FILE).
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,14 +27,21 @@ int cmd_keygen(const KeygenArgs& a) {
         std::fwrite(key.data(), 1, key.size(), stdout);
         return std::fflush(stdout) == 0 ? 0 : 1;
     }
-    // Readable by its owner only, from the first byte on.
-    const int fd = ::open(a.out.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (a.force ? O_TRUNC : O_EXCL), 0600);
-    if (fd < 0)
-        throw Error("cannot write the key to " + a.out + ": " + std::strerror(errno) +
-                    (errno == EEXIST ? " (it exists: another pool's key? --force replaces it)" : ""));
-    const bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fchmod(fd, 0600) == 0;
-    ::close(fd);
-    if (!ok) throw Error("cannot write the key to " + a.out + ": " + std::strerror(errno));
+    if (!a.force && ::access(a.out.c_str(), F_OK) == 0)
+        throw Error("cannot write the key to " + a.out + ": it exists (another pool's key? --force replaces it)");
+    // A new file readable by its owner only from the first byte on, renamed
+    // over the old one once complete: never a moment with a half-written or
+    // world-readable key.
+    const std::string tmp = a.out + ".new";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) throw Error("cannot write the key to " + tmp + ": " + std::strerror(errno));
+    bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
+    ok = ::close(fd) == 0 && ok;
+    if (!ok || ::rename(tmp.c_str(), a.out.c_str()) != 0) {
+        const std::string why = std::strerror(errno);
+        std::remove(tmp.c_str());
+        throw Error("cannot write the key to " + a.out + ": " + why);
+    }
     std::fprintf(stderr, "wrote a new cluster key to %s (mode 600); copy it to every machine of the pool\n", a.out.c_str());
     return 0;
 }

@@ -33,7 +33,7 @@ std::vector<std::string> discover_pool(const net::ClusterKey& key, double wait_s
     spdlog::info("looking for workers on the LAN for {:.1f} s (--discover-wait)", wait_s);
     const std::vector<net::DiscoveredWorker> found = net::discover_workers(key, wait_s, &foreign);
     if (foreign > 0)
-        spdlog::warn("ignored {} beacon{} signed with another cluster key (workers of another pool, or of this one "
+        spdlog::warn("ignored {} beacon{} sealed with another cluster key (workers of another pool, or of this one "
                      "with a different --key-file)",
                      foreign, foreign == 1 ? "" : "s");
     std::vector<std::string> addresses;
@@ -48,7 +48,11 @@ std::vector<std::string> discover_pool(const net::ClusterKey& key, double wait_s
 void resolve_pool(RunOptions& o) {
     o.cluster_key = cluster_key_from(o.key_file);
     if (!o.workers.empty() || !o.cluster_key || o.discover_wait <= 0) return;
-    o.workers = discover_pool(*o.cluster_key, o.discover_wait);
+    try {
+        o.workers = discover_pool(*o.cluster_key, o.discover_wait);
+    } catch (const Error& e) {
+        spdlog::warn("{}", e.what());
+    }
     if (o.workers.empty())
         spdlog::warn("no worker with this cluster key answered within {:.1f} s; running in this process", o.discover_wait);
     else {
