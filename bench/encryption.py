@@ -15,7 +15,8 @@
 
   python3 bench/encryption.py
 
-Environment: FERRY_BUILD (build), WORK (/tmp/ferry-bench-crypto), ROUNDS (5), GEN (64), PORT (7781).
+Environment: FERRY_BUILD (build), WORK (/tmp/ferry-bench-crypto), ROUNDS (5), GEN (64), PORT (7781),
+PARTS ("decode shards lan").
 Prints a markdown table of medians.
 """
 import json
@@ -35,6 +36,7 @@ WORK = os.environ.get("WORK", "/tmp/ferry-bench-crypto")
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 GEN = os.environ.get("GEN", "64")
 PORT = int(os.environ.get("PORT", "7781"))
+PARTS = os.environ.get("PARTS", "decode shards lan").split()
 MODELS = os.path.join(ROOT, "..", "shared", "models")
 KEY = os.path.join(WORK, "ferry.key")
 
@@ -44,13 +46,15 @@ def sh(argv, **kw):
 
 
 class Worker:
-    def __init__(self, port, keyed, prefix=(), binary=WORKER, host="127.0.0.1", extra=()):
+    def __init__(self, port, keyed, prefix=(), binary=WORKER, host="127.0.0.1", extra=(), launcher=()):
+        """prefix: where it runs (`ip netns exec NS`), for the worker and the status check; launcher: how (qemu)."""
         self.address = f"{host}:{port}"
         cache = os.path.join(WORK, f"cache-{port}")
         shutil.rmtree(cache, ignore_errors=True)
-        argv = list(prefix) + [binary, "--listen", self.address, "--threads", "1", "--cache-dir", cache,
+        argv = list(prefix) + list(launcher) + [binary, "--listen", self.address, "--threads", "1", "--cache-dir", cache,
                                "--log-level", "warn"] + (["--key-file", KEY] if keyed else ["--insecure"]) + list(extra)
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        STARTED.append(self)
         status = list(prefix) + [FERRY, "status", "--workers", self.address] + (["--key-file", KEY] if keyed else [])
         for _ in range(300):
             if subprocess.run(status, capture_output=True).returncode == 0:
@@ -66,8 +70,6 @@ class Worker:
 def decode(model, tok, workers, keyed, split):
     argv = [FERRY, "bench", model, "--threads", "1", "--prompt-tokens", "8", "--gen-tokens", GEN, "--runs", "1",
             "--bandwidth-passes", "0", "--json", "--workers", ",".join(w.address for w in workers), "--split", split]
-    if tok:
-        argv += ["-z", tok]
     if keyed:
         argv += ["--key-file", KEY]
     return json.loads(sh(argv).stdout)["decode_tok_s"]
@@ -85,7 +87,19 @@ def shard_rate(model, worker, keyed, prefix=()):
     return s["bytes_sent"] / 2**20 / s["seconds"]
 
 
+STARTED = []
+
+
 def main():
+    try:
+        run()
+    finally:
+        for w in STARTED:
+            if w.proc.poll() is None:
+                w.proc.kill()
+
+
+def run():
     os.makedirs(WORK, exist_ok=True)
     sh([FERRY, "keygen", "--force", "-o", KEY])
     m110 = os.path.join(WORK, "stories110m-q8_0.gguf")
@@ -93,7 +107,7 @@ def main():
         sh([FERRY, "synth", m110, "--preset", "stories110m", "--format", "gguf", "--type", "q8_0", "-q"])
     rows = []
     port = PORT
-    for name, model, tok, split in [("stories260K (real, f32)", os.path.join(MODELS, "stories260K.bin"),
+    for name, model, tok, split in [] if "decode" not in PARTS else [("stories260K (real, f32)", os.path.join(MODELS, "stories260K.bin"),
                                      os.path.join(MODELS, "tok512.bin"), "2,3"),
                                     ("stories110m shape, q8_0", m110, None, "6,6")]:
         plain = [Worker(port, False), Worker(port + 1, False)]
@@ -111,15 +125,15 @@ def main():
                      f"{statistics.median(k):.1f} tok/s", f"{statistics.median(r):.3f}"))
         print(rows[-1], file=sys.stderr)
     # Shard transfer on loopback.
-    cases = [("native worker", (), WORKER)]
-    if os.path.exists(WORKER_I686) and shutil.which("qemu-i386"):
+    cases = [("native worker", (), WORKER)] if "shards" in PARTS else []
+    if cases and os.path.exists(WORKER_I686) and shutil.which("qemu-i386"):
         cases.append(("i686 worker under qemu-i386", ("qemu-i386",), WORKER_I686))
-    for name, prefix, binary in cases:
+    for name, launcher, binary in cases:
         res = {}
         for keyed in (False, True):
             vals = []
             for _ in range(max(1, ROUNDS // 2)):
-                w = Worker(port, keyed, prefix, binary)
+                w = Worker(port, keyed, binary=binary, launcher=launcher)
                 port += 1
                 vals.append(shard_rate(m110, w, keyed))
                 w.stop()
@@ -128,7 +142,7 @@ def main():
                      f"{res[True] / res[False]:.3f}"))
         print(rows[-1], file=sys.stderr)
     # 100 Mbit/s between two namespaces.
-    if os.geteuid() == 0:
+    if "lan" in PARTS and os.geteuid() == 0:
         ns_a, ns_b, va, vb = "fcra", "fcrb", "fcrva", "fcrvb"
         for cmd in (["ip", "netns", "add", ns_a], ["ip", "netns", "add", ns_b],
                     ["ip", "link", "add", va, "type", "veth", "peer", "name", vb],
