@@ -6,6 +6,25 @@
 
 namespace ferry {
 
+const char* arch_name(Arch a) {
+    switch (a) {
+        case Arch::llama: return "llama";
+        case Arch::qwen2: return "qwen2";
+        case Arch::qwen3: return "qwen3";
+        case Arch::bitnet: return "bitnet";
+    }
+    return "llama";
+}
+
+bool parse_arch(const std::string& name, Arch* out) {
+    for (Arch a : {Arch::llama, Arch::qwen2, Arch::qwen3, Arch::bitnet})
+        if (name == arch_name(a)) {
+            *out = a;
+            return true;
+        }
+    return false;
+}
+
 std::string ModelConfig::check() const {
     // Limits are far above any Llama-family model and keep every product of
     // two shapes inside int64.
@@ -18,7 +37,8 @@ std::string ModelConfig::check() const {
     if (n_kv_heads <= 0 || n_kv_heads > n_heads) return bad("n_kv_heads", n_kv_heads);
     if (vocab_size <= 0 || vocab_size > kMaxVocab) return bad("vocab_size", vocab_size);
     if (seq_len <= 0 || seq_len > kMaxSeq) return bad("seq_len", seq_len);
-    if (dim % n_heads != 0)
+    if (head_dim < 0 || head_dim > kMaxDim) return bad("head_dim", head_dim);
+    if (head_dim == 0 && dim % n_heads != 0)
         return "dim " + std::to_string(dim) + " is not a multiple of n_heads " + std::to_string(n_heads);
     if (n_heads % n_kv_heads != 0)
         return "n_heads " + std::to_string(n_heads) + " is not a multiple of n_kv_heads " + std::to_string(n_kv_heads);

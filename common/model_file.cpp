@@ -58,9 +58,14 @@ std::optional<int64_t> kv_head_count(const GgufFile& g, const std::string& key) 
 ModelConfig gguf_model_config(const GgufFile& g) {
     const std::optional<std::string_view> arch_name = g.get_string("general.architecture");
     if (!arch_name) g.fail("missing required metadata general.architecture");
-    if (*arch_name != "llama")
-        g.fail("architecture '" + std::string(*arch_name) + "' is not supported (ferry runs 'llama' models)");
     const std::string arch(*arch_name);
+    Arch arch_kind;
+    if (!parse_arch(arch, &arch_kind))
+        g.fail("architecture '" + arch + "' is not supported (ferry runs llama, qwen2 and qwen3 models)");
+    // The bitnet block is written (sub-norms, scales) but its logits are still 15% of their spread away
+    // from llama.cpp's on ../shared/models/arch/bitnet-tiny.gguf: refused rather than run wrong.
+    if (arch_kind == Arch::bitnet)
+        g.fail("architecture 'bitnet' is not supported yet: ferry's forward pass does not match llama.cpp's on it");
     auto key = [&](const char* suffix) { return arch + "." + suffix; };
     auto required = [&](const char* suffix, int64_t min) {
         const std::optional<int64_t> v = g.get_int(key(suffix), min, kIntMax);
@@ -68,6 +73,7 @@ ModelConfig gguf_model_config(const GgufFile& g) {
         return static_cast<int>(*v);
     };
     ModelConfig c;
+    c.arch = arch_kind;
     c.seq_len = required("context_length", 1);
     c.dim = required("embedding_length", 1);
     c.n_layers = required("block_count", 1);
@@ -99,6 +105,18 @@ ModelConfig gguf_model_config(const GgufFile& g) {
     if (!vocab.empty()) c.vocab_size = static_cast<int>(std::min<uint64_t>(vocab[0].second, kIntMax));
     // Llama 3.1+ scale each RoPE frequency by a stored factor.
     c.rope_freq_factors = g.find_tensor("rope_freqs.weight") != nullptr;
+    // Scales are all there or none (bind_weights checks); a shard may lack layer 0, so any layer's tells.
+    if (c.arch == Arch::bitnet)
+        for (const GgufTensor& t : g.tensors)
+            if (t.name.size() > 13 && t.name.substr(t.name.size() - 13) == ".attn_q.scale") c.projection_scales = true;
+    // A head length of its own (qwen3: q wider than the embedding); keys and values must agree.
+    const std::optional<int64_t> key_length = g.get_int(key("attention.key_length"), 1, kIntMax);
+    const std::optional<int64_t> value_length = g.get_int(key("attention.value_length"), 1, kIntMax);
+    if (key_length && value_length && *key_length != *value_length)
+        g.fail(key("attention.key_length") + " " + std::to_string(*key_length) + " differs from " +
+               key("attention.value_length") + " " + std::to_string(*value_length) + "; ferry needs them equal");
+    if (key_length && (c.n_heads <= 0 || *key_length != c.dim / c.n_heads || c.dim % c.n_heads != 0))
+        c.head_dim = static_cast<int>(*key_length);
 
     const std::string problem = c.check();
     if (!problem.empty()) g.fail("not a usable " + arch + " model: " + problem);
@@ -120,10 +138,9 @@ ModelConfig gguf_model_config(const GgufFile& g) {
     if (const std::optional<int64_t> n = g.get_int(key("rope.dimension_count"), 0, kIntMax); n && *n != c.head_size())
         g.fail(key("rope.dimension_count") + " = " + std::to_string(*n) + " rotates part of each head (head size " +
                std::to_string(c.head_size()) + "); ferry supports only full rotation");
-    for (const char* k : {"attention.key_length", "attention.value_length"})
-        if (const std::optional<int64_t> n = g.get_int(key(k), 0, kIntMax); n && *n != c.head_size())
-            g.fail(key(k) + " = " + std::to_string(*n) + " differs from embedding_length / head_count = " +
-                   std::to_string(c.head_size()) + "; ferry does not support that");
+    if (c.head_dim > 0 && c.arch != Arch::qwen3)
+        g.fail(key("attention.key_length") + " = " + std::to_string(c.head_dim) +
+               " differs from embedding_length / head_count; ferry supports that for qwen3 only");
     if (const std::optional<int64_t> n = g.get_int(key("expert_count"), 0, kIntMax); n && *n > 0)
         g.fail("a mixture-of-experts model (" + std::to_string(*n) + " experts); ferry runs dense models");
     if (const std::optional<std::string_view> s = g.get_string(key("rope.scaling.type")); s && *s != "none") {
@@ -135,18 +152,23 @@ ModelConfig gguf_model_config(const GgufFile& g) {
     return c;
 }
 
-void add_llama_metadata(GgufWriter& w, const ModelConfig& c, const std::string& name) {
-    w.add_string("general.architecture", "llama");
+void add_model_metadata(GgufWriter& w, const ModelConfig& c, const std::string& name) {
+    const std::string a = arch_name(c.arch);
+    w.add_string("general.architecture", a);
     w.add_string("general.name", name);
-    w.add_u32("llama.context_length", static_cast<uint32_t>(c.seq_len));
-    w.add_u32("llama.embedding_length", static_cast<uint32_t>(c.dim));
-    w.add_u32("llama.feed_forward_length", static_cast<uint32_t>(c.hidden_dim));
-    w.add_u32("llama.block_count", static_cast<uint32_t>(c.n_layers));
-    w.add_u32("llama.attention.head_count", static_cast<uint32_t>(c.n_heads));
-    w.add_u32("llama.attention.head_count_kv", static_cast<uint32_t>(c.n_kv_heads));
-    w.add_u32("llama.rope.dimension_count", static_cast<uint32_t>(c.head_size()));
-    w.add_f32("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
-    w.add_f32("llama.rope.freq_base", c.rope_theta);
+    w.add_u32(a + ".context_length", static_cast<uint32_t>(c.seq_len));
+    w.add_u32(a + ".embedding_length", static_cast<uint32_t>(c.dim));
+    w.add_u32(a + ".feed_forward_length", static_cast<uint32_t>(c.hidden_dim));
+    w.add_u32(a + ".block_count", static_cast<uint32_t>(c.n_layers));
+    w.add_u32(a + ".attention.head_count", static_cast<uint32_t>(c.n_heads));
+    w.add_u32(a + ".attention.head_count_kv", static_cast<uint32_t>(c.n_kv_heads));
+    w.add_u32(a + ".rope.dimension_count", static_cast<uint32_t>(c.head_size()));
+    if (c.head_dim > 0) {
+        w.add_u32(a + ".attention.key_length", static_cast<uint32_t>(c.head_dim));
+        w.add_u32(a + ".attention.value_length", static_cast<uint32_t>(c.head_dim));
+    }
+    w.add_f32(a + ".attention.layer_norm_rms_epsilon", c.norm_eps);
+    w.add_f32(a + ".rope.freq_base", c.rope_theta);
 }
 
 ModelFile open_gguf_model_file(const std::string& path) {

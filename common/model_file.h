@@ -56,7 +56,7 @@ ModelFile open_gguf_model_file(const std::string& path);
 // something the forward pass does not do.
 ModelConfig gguf_model_config(const GgufFile& g);
 // The general.* and llama.* keys gguf_model_config reads back as `c`.
-void add_llama_metadata(GgufWriter& w, const ModelConfig& c, const std::string& name);
+void add_model_metadata(GgufWriter& w, const ModelConfig& c, const std::string& name);
 
 // llama2.c checkpoints: legacy header, "ak42" version 1 (f32) and 2 (Q8 groups).
 ModelFile open_llama2c_file(const std::string& path);

@@ -14,8 +14,9 @@ namespace {
 // Floats of each Workspace buffer; the one place its size is decided.
 struct WorkspaceSizes {
     size_t dim_buffers, kv_buffers, hidden_buffers, att;
+    // xb, xb2 and q hold rows of the residual (dim) or of the queries (q_dim): the wider of the two.
     WorkspaceSizes(const ModelConfig& c, int max_batch, int ctx)
-        : dim_buffers(static_cast<size_t>(max_batch) * c.dim),
+        : dim_buffers(static_cast<size_t>(max_batch) * std::max(c.dim, c.q_dim())),
           kv_buffers(static_cast<size_t>(max_batch) * c.kv_dim()),
           hidden_buffers(static_cast<size_t>(max_batch) * c.hidden_dim),
           att(static_cast<size_t>(max_batch) * c.n_heads * static_cast<size_t>(ctx)) {}
@@ -59,6 +60,21 @@ void add_in_place(float* x, const float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
+// B rows of `width` values: each += bias (a projection's bias: qwen2).
+void add_bias(float* x, const float* bias, int B, int width) {
+    for (int t = 0; t < B; ++t) add_in_place(x + static_cast<int64_t>(t) * width, bias, width);
+}
+
+void scale(float* x, float s, int64_t n) {
+    if (s == 1.0f) return;
+    for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+// RMSNorm of each of n vectors of `width` values in place, with one weight vector (qwen3's per-head norms, bitnet's sub-norms).
+void norm_each(float* x, const float* weight, int64_t n, int width, float eps) {
+    for (int64_t i = 0; i < n; ++i) k::rmsnorm(x + i * width, x + i * width, weight, width, eps);
+}
+
 // True if no value is NaN or Inf (all exponent bits set). Integer ops, so
 // the loop vectorizes and costs a pass over memory already in cache.
 bool all_finite(const float* x, int64_t n) {
@@ -81,36 +97,56 @@ int first_non_finite_row(const float* x, int n, int width) {
 // One transformer block over B rows, row t at rows[t].
 void forward_block(const ModelConfig& c, const LayerWeights& L, const float* rope_freqs, int layer, const RowRef* rows,
                    int B, float* x, Workspace& ws, k::ThreadPool* pool) {
-    const int dim = c.dim, kv_dim = c.kv_dim(), hs = c.head_size(), hidden = c.hidden_dim;
+    const int dim = c.dim, q_dim = c.q_dim(), kv_dim = c.kv_dim(), hs = c.head_size(), hidden = c.hidden_dim;
 
-    // Attention: norm, q/k/v projections, rotate, append to the cache, attend.
+    // Attention: norm, q/k/v projections (+ bias, scale), per-head norms,
+    // rotate, append to the cache, attend.
     for (int t = 0; t < B; ++t) k::rmsnorm(&ws.xb[t * dim], &x[t * dim], L.attn_norm, dim, c.norm_eps);
     k::matmul(ws.q.data(), L.wq, ws.xb.data(), B, pool);
     k::matmul(ws.k.data(), L.wk, ws.xb.data(), B, pool);
     k::matmul(ws.v.data(), L.wv, ws.xb.data(), B, pool);
+    if (L.bq) {
+        add_bias(ws.q.data(), L.bq, B, q_dim);
+        add_bias(ws.k.data(), L.bk, B, kv_dim);
+        add_bias(ws.v.data(), L.bv, B, kv_dim);
+    }
+    scale(ws.q.data(), L.sq, static_cast<int64_t>(B) * q_dim);
+    scale(ws.k.data(), L.sk, static_cast<int64_t>(B) * kv_dim);
+    scale(ws.v.data(), L.sv, static_cast<int64_t>(B) * kv_dim);
+    if (L.q_norm) {
+        norm_each(ws.q.data(), L.q_norm, static_cast<int64_t>(B) * c.n_heads, hs, c.norm_eps);
+        norm_each(ws.k.data(), L.k_norm, static_cast<int64_t>(B) * c.n_kv_heads, hs, c.norm_eps);
+    }
     for (int t = 0; t < B; ++t) {
-        k::rope(&ws.q[t * dim], &ws.k[t * kv_dim], dim, kv_dim, hs, rows[t].pos, c.rope_theta, rope_freqs);
+        if (c.neox_rope()) k::rope_neox(&ws.q[t * q_dim], &ws.k[t * kv_dim], q_dim, kv_dim, hs, rows[t].pos, c.rope_theta);
+        else k::rope(&ws.q[t * q_dim], &ws.k[t * kv_dim], q_dim, kv_dim, hs, rows[t].pos, c.rope_theta, rope_freqs);
         rows[t].kv->store(layer, rows[t].pos, 1, &ws.k[t * kv_dim], &ws.v[t * kv_dim]);
     }
     const int64_t att_stride = static_cast<int64_t>(c.n_heads) * ws.context;
     auto attend = [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
             const KVCache& kv = *rows[t].kv;
-            k::attention(&ws.xb[t * dim], &ws.att[t * att_stride], &ws.q[t * dim], kv.key_rows(layer),
+            k::attention(&ws.xb[t * q_dim], &ws.att[t * att_stride], &ws.q[t * q_dim], kv.key_rows(layer),
                          kv.value_rows(layer), rows[t].pos, c.n_heads, c.n_kv_heads, hs);
         }
     };
     if (pool) pool->parallel_for(B, 1, attend);
     else attend(0, B);
+    if (L.attn_sub_norm) norm_each(ws.xb.data(), L.attn_sub_norm, B, q_dim, c.norm_eps);
     k::matmul(ws.xb2.data(), L.wo, ws.xb.data(), B, pool);
+    scale(ws.xb2.data(), L.so, static_cast<int64_t>(B) * dim);
     add_in_place(x, ws.xb2.data(), static_cast<int64_t>(B) * dim);
 
-    // Feed-forward: norm, SwiGLU, down projection.
+    // Feed-forward: norm, SwiGLU (+ scales, sub-norm), down projection.
     for (int t = 0; t < B; ++t) k::rmsnorm(&ws.xb[t * dim], &x[t * dim], L.ffn_norm, dim, c.norm_eps);
     k::matmul(ws.hb.data(), L.w1, ws.xb.data(), B, pool);
     k::matmul(ws.hb2.data(), L.w3, ws.xb.data(), B, pool);
+    scale(ws.hb.data(), L.s1, static_cast<int64_t>(B) * hidden);
+    scale(ws.hb2.data(), L.s3, static_cast<int64_t>(B) * hidden);
     k::swiglu(ws.hb.data(), ws.hb2.data(), B * hidden);
+    if (L.ffn_sub_norm) norm_each(ws.hb.data(), L.ffn_sub_norm, B, hidden, c.norm_eps);
     k::matmul(ws.xb2.data(), L.w2, ws.hb.data(), B, pool);
+    scale(ws.xb2.data(), L.s2, static_cast<int64_t>(B) * dim);
     add_in_place(x, ws.xb2.data(), static_cast<int64_t>(B) * dim);
 }
 

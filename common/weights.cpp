@@ -18,13 +18,28 @@ std::string spec_text(const ShardSpec& s) {
     return t;
 }
 
-std::string layer_tensor_name(int layer, const char* part) {
-    return "blk." + std::to_string(layer) + "." + part + ".weight";
+std::string layer_tensor_name(int layer, const char* part, const char* suffix) {
+    return "blk." + std::to_string(layer) + "." + part + "." + suffix;
 }
 
 namespace {
 const char* const kLayerParts[] = {"attn_norm", "attn_q",   "attn_k",   "attn_v", "attn_output",
                                    "ffn_norm",  "ffn_gate", "ffn_down", "ffn_up"};
+const char* const kProjections[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_down", "ffn_up"};
+
+// The tensors a layer has beyond the llama ones, per architecture: {part, suffix}.
+std::vector<std::pair<const char*, const char*>> extra_layer_tensors(const ModelConfig& c) {
+    std::vector<std::pair<const char*, const char*>> extra;
+    if (c.qkv_bias())
+        for (const char* p : {"attn_q", "attn_k", "attn_v"}) extra.emplace_back(p, "bias");
+    if (c.qk_norm())
+        for (const char* p : {"attn_q_norm", "attn_k_norm"}) extra.emplace_back(p, "weight");
+    if (c.sub_norms())
+        for (const char* p : {"attn_sub_norm", "ffn_sub_norm"}) extra.emplace_back(p, "weight");
+    if (c.projection_scales)
+        for (const char* p : kProjections) extra.emplace_back(p, "scale");
+    return extra;
+}
 
 struct Binder {
     const std::unordered_map<std::string, const TensorInfo*>& by_name;
@@ -39,6 +54,14 @@ struct Binder {
             throw Error(where + ": tensor " + name + " is " + std::to_string(t.rows) + "x" + std::to_string(t.cols) +
                         ", the config needs " + std::to_string(rows) + "x" + std::to_string(cols));
         return t;
+    }
+    // One value of a one-value f32 tensor (bitnet's scales), read now.
+    float scalar(const std::string& name) const {
+        const float* v = vector(name, 1);
+        if (!v) return 1;
+        float x;
+        std::memcpy(&x, v, sizeof x);
+        return x;
     }
     const float* vector(const std::string& name, int64_t n) const {
         const TensorInfo& t = get(name, 1, n);
@@ -73,6 +96,8 @@ std::vector<std::string> shard_tensor_names(const ModelConfig& config, const Sha
     if (config.rope_freq_factors && spec.last_layer > spec.first_layer) names.push_back("rope_freqs.weight");
     for (int l = spec.first_layer; l < spec.last_layer; ++l)
         for (const char* part : kLayerParts) names.push_back(layer_tensor_name(l, part));
+    for (int l = spec.first_layer; l < spec.last_layer; ++l)
+        for (const auto& [part, suffix] : extra_layer_tensors(config)) names.push_back(layer_tensor_name(l, part, suffix));
     if (spec.head) {
         names.push_back("output_norm.weight");
         if (!tied_classifier) names.push_back("output.weight");
@@ -89,7 +114,7 @@ Weights bind_weights(const ModelConfig& c, const ShardSpec& spec, const std::vec
     std::unordered_map<std::string, const TensorInfo*> by_name;
     for (const TensorInfo& t : tensors) by_name.emplace(t.name, &t);
     Binder b{by_name, base, where};
-    const int64_t dim = c.dim, kv = c.kv_dim(), hidden = c.hidden_dim;
+    const int64_t dim = c.dim, q = c.q_dim(), kv = c.kv_dim(), hidden = c.hidden_dim, hs = c.head_size();
 
     Weights w;
     w.spec = spec;
@@ -102,14 +127,31 @@ Weights bind_weights(const ModelConfig& c, const ShardSpec& spec, const std::vec
     for (int l = spec.first_layer; l < spec.last_layer; ++l) {
         LayerWeights L;
         L.attn_norm = b.vector(layer_tensor_name(l, "attn_norm"), dim);
-        L.wq = b.matrix(layer_tensor_name(l, "attn_q"), dim, dim);
+        L.wq = b.matrix(layer_tensor_name(l, "attn_q"), q, dim);
         L.wk = b.matrix(layer_tensor_name(l, "attn_k"), kv, dim);
         L.wv = b.matrix(layer_tensor_name(l, "attn_v"), kv, dim);
-        L.wo = b.matrix(layer_tensor_name(l, "attn_output"), dim, dim);
+        L.wo = b.matrix(layer_tensor_name(l, "attn_output"), dim, q);
         L.ffn_norm = b.vector(layer_tensor_name(l, "ffn_norm"), dim);
         L.w1 = b.matrix(layer_tensor_name(l, "ffn_gate"), hidden, dim);
         L.w2 = b.matrix(layer_tensor_name(l, "ffn_down"), dim, hidden);
         L.w3 = b.matrix(layer_tensor_name(l, "ffn_up"), hidden, dim);
+        if (c.qkv_bias()) {
+            L.bq = b.vector(layer_tensor_name(l, "attn_q", "bias"), q);
+            L.bk = b.vector(layer_tensor_name(l, "attn_k", "bias"), kv);
+            L.bv = b.vector(layer_tensor_name(l, "attn_v", "bias"), kv);
+        }
+        if (c.qk_norm()) {
+            L.q_norm = b.vector(layer_tensor_name(l, "attn_q_norm"), hs);
+            L.k_norm = b.vector(layer_tensor_name(l, "attn_k_norm"), hs);
+        }
+        if (c.sub_norms()) {
+            L.attn_sub_norm = b.vector(layer_tensor_name(l, "attn_sub_norm"), q);
+            L.ffn_sub_norm = b.vector(layer_tensor_name(l, "ffn_sub_norm"), hidden);
+        }
+        if (c.projection_scales) {
+            float* scales[] = {&L.sq, &L.sk, &L.sv, &L.so, &L.s1, &L.s2, &L.s3};
+            for (size_t i = 0; i < 7; ++i) *scales[i] = b.scalar(layer_tensor_name(l, kProjections[i], "scale"));
+        }
         w.layers.push_back(L);
     }
     if (spec.head) {
@@ -128,6 +170,9 @@ uint64_t shard_weight_bytes(const Weights& w) {
     for (const LayerWeights& L : w.layers) {
         total += 2 * sizeof(float) * static_cast<uint64_t>(L.wq.cols);
         for (const Matrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w1, &L.w2, &L.w3}) total += mbytes(*m);
+        // The architectures' vectors (qwen3's per-head norms are a few hundred bytes and left out).
+        if (L.bq) total += sizeof(float) * static_cast<uint64_t>(L.wq.rows + 2 * L.wk.rows);
+        if (L.attn_sub_norm) total += sizeof(float) * static_cast<uint64_t>(L.wo.cols + L.w2.cols);
     }
     total += sizeof(float) * static_cast<uint64_t>(w.rope_freqs_count);
     if (w.output_norm) total += sizeof(float) * static_cast<uint64_t>(w.classifier.cols);

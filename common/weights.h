@@ -18,6 +18,11 @@ struct LayerWeights {
     Matrix wq, wk, wv, wo;
     const float* ffn_norm = nullptr;
     Matrix w1, w2, w3;  // gate, down, up
+    // Per architecture (ModelConfig's qkv_bias, qk_norm, sub_norms, projection_scales); null/1 when absent.
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // qwen2
+    const float *q_norm = nullptr, *k_norm = nullptr;         // qwen3: head_size values each
+    const float *attn_sub_norm = nullptr, *ffn_sub_norm = nullptr;  // bitnet: q_dim and hidden_dim values
+    float sq = 1, sk = 1, sv = 1, so = 1, s1 = 1, s2 = 1, s3 = 1;  // bitnet: each projection's output scale
 };
 
 // Which parts of the model a process holds. Layers are [first_layer, last_layer).
@@ -42,8 +47,9 @@ struct Weights {
     Matrix classifier;                   // if spec.head; the embedding table when tied
 };
 
-// GGUF-style tensor names, the one place they are spelled.
-std::string layer_tensor_name(int layer, const char* part);
+// GGUF-style tensor names, the one place they are spelled: "blk.3.attn_q.weight",
+// or with another suffix ("bias", "scale").
+std::string layer_tensor_name(int layer, const char* part, const char* suffix = "weight");
 // Every tensor a shard needs, in a stable order. A tied classifier is the
 // embedding table: "token_embd.weight" appears once.
 std::vector<std::string> shard_tensor_names(const ModelConfig& config, const ShardSpec& spec, bool tied_classifier);

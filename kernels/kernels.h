@@ -68,6 +68,11 @@ void softmax(float* x, int n);
 void rope(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta,
           const float* freq_factors = nullptr);
 
+// The same rotation on the halves of each head (GGML "NeoX" mode: qwen2,
+// qwen3, bitnet): value j pairs with value j + head_size / 2, at frequency
+// 1 / theta^(2j / head_size).
+void rope_neox(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta);
+
 // hb[i] = silu(hb[i]) * up[i]
 void swiglu(float* hb, const float* up, int n);
 

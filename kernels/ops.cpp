@@ -106,6 +106,24 @@ void rope(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, flo
     }
 }
 
+void rope_neox(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta) {
+    const int half = head_size / 2;
+    for (int j = 0; j < half; ++j) {
+        const float freq = 1.0f / std::pow(theta, (2 * j) / static_cast<float>(head_size));
+        const float val = static_cast<float>(pos) * freq;
+        const float fcr = std::cos(val), fci = std::sin(val);
+        for (int h = 0; h < q_dim; h += head_size) {
+            const int rotn = h < kv_dim ? 2 : 1;  // q always, k while within kv_dim
+            for (int v = 0; v < rotn; ++v) {
+                float* vec = (v == 0 ? q : k) + h;
+                const float v0 = vec[j], v1 = vec[j + half];
+                vec[j] = v0 * fcr - v1 * fci;
+                vec[j + half] = v0 * fci + v1 * fcr;
+            }
+        }
+    }
+}
+
 void swiglu(float* hb, const float* up, int n) {
     for (int i = 0; i < n; ++i) {
         float val = hb[i];

@@ -87,6 +87,21 @@ void rope(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, flo
     }
 }
 
+void rope_neox(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta) {
+    const int half = head_size / 2;
+    for (int h = 0; h < q_dim; h += head_size)
+        for (int j = 0; j < half; ++j) {
+            const double angle = static_cast<double>(pos) / std::pow(static_cast<double>(theta), 2.0 * j / head_size);
+            const double c = std::cos(angle), s = std::sin(angle);
+            for (int v = 0; v < (h < kv_dim ? 2 : 1); ++v) {
+                float* vec = (v == 0 ? q : k) + h;
+                const double v0 = vec[j], v1 = vec[j + half];
+                vec[j] = static_cast<float>(v0 * c - v1 * s);
+                vec[j + half] = static_cast<float>(v0 * s + v1 * c);
+            }
+        }
+}
+
 void swiglu(float* hb, const float* up, int n) {
     for (int i = 0; i < n; ++i) {
         const double v = hb[i];

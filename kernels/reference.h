@@ -22,6 +22,7 @@ float canonical_dot(const float* w, const float* x, int64_t n, int lanes);
 void rmsnorm(float* out, const float* x, const float* weight, int n, float eps);
 void softmax(float* x, int n);
 // The angle of each pair is run.c's float pos * freq; the rest is double.
+void rope_neox(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta);
 void rope(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta,
           const float* freq_factors = nullptr);
 void swiglu(float* hb, const float* up, int n);

@@ -569,7 +569,7 @@ TEST(GgufModel, LlamaMetadataRoundTrips) {
     c.dim = 96, c.hidden_dim = 200, c.n_layers = 3, c.n_heads = 6, c.n_kv_heads = 2, c.vocab_size = 77;
     c.seq_len = 300, c.norm_eps = 1e-6f, c.rope_theta = 500000.0f;
     GgufWriter w;
-    add_llama_metadata(w, c, "m");
+    add_model_metadata(w, c, "m");
     w.add_tensor("token_embd.weight", TensorType::F32, {96, 77}, [](int64_t, int64_t, uint8_t*) {});
     const std::string bytes = w.to_bytes();
     const ModelConfig r =

@@ -271,6 +271,24 @@ TEST(DenseKernels, RopeMatchesReference) {
     }
 }
 
+TEST(DenseKernels, RopeNeoxMatchesReference) {
+    struct Shape {
+        int q_dim, kv_dim, head_size;
+    };
+    for (const Shape s : {Shape{2, 2, 2}, Shape{512, 128, 64}, Shape{256, 64, 32}, Shape{896, 128, 64}}) {
+        for (int pos : {0, 1, 7, 100, 2047}) {
+            const std::vector<float> q0 = test::normal_floats(s.q_dim, 52), k0 = test::normal_floats(s.kv_dim, 53);
+            std::vector<float> wq = q0, wk = k0;
+            reference::rope_neox(wq.data(), wk.data(), s.q_dim, s.kv_dim, s.head_size, pos, 1e6f);
+            std::vector<float> q = q0, k = k0;
+            rope_neox(q.data(), k.data(), s.q_dim, s.kv_dim, s.head_size, pos, 1e6f);
+            for (int i = 0; i < s.q_dim; ++i) ASSERT_NEAR(q[i], wq[i], 2e-4) << "pos " << pos;  // float angles at pos 2047, as GGML computes them
+            for (int i = 0; i < s.kv_dim; ++i) ASSERT_NEAR(k[i], wk[i], 2e-4) << "pos " << pos;
+            if (pos == 0) EXPECT_EQ(q, q0);  // no rotation at position 0
+        }
+    }
+}
+
 TEST(DenseKernels, AttentionMatchesReferenceAndLevelsAgree) {
     struct Shape {
         int n_heads, n_kv_heads, head_size;

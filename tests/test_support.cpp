@@ -305,10 +305,10 @@ SynthModel synth_64mb_model(const TempDir& dir, int seq_len) {
     return m;
 }
 
-TwoWorkerSession::TwoWorkerSession(const PipelineOptions& base)
+TwoWorkerSession::TwoWorkerSession(const PipelineOptions& base, const std::string& model)
     : a({"--threads", "1", "--cache-dir", dir.file("ca")}, dir.file("a.log")),
       b({"--threads", "1", "--cache-dir", dir.file("cb")}, dir.file("b.log")),
-      file(open_model_file(model_path("stories260K.bin"))) {
+      file(open_model_file(model_path(model))) {
     PipelineOptions o = base;
     o.workers = {a.address(), b.address()};
     if (o.split.empty()) o.split = {2, 3};

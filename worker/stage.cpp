@@ -12,7 +12,8 @@ namespace {
 bool same_shape(const ModelConfig& a, const ModelConfig& b) {
     return a.dim == b.dim && a.hidden_dim == b.hidden_dim && a.n_layers == b.n_layers && a.n_heads == b.n_heads &&
            a.n_kv_heads == b.n_kv_heads && a.vocab_size == b.vocab_size && a.seq_len == b.seq_len &&
-           a.norm_eps == b.norm_eps && a.rope_theta == b.rope_theta && a.rope_freq_factors == b.rope_freq_factors;
+           a.norm_eps == b.norm_eps && a.rope_theta == b.rope_theta && a.rope_freq_factors == b.rope_freq_factors &&
+           a.arch == b.arch && a.head_dim == b.head_dim && a.projection_scales == b.projection_scales;
 }
 }  // namespace
 
@@ -20,7 +21,10 @@ Stage::Stage(const std::string& path, const ModelConfig& expected, const StageSe
     : file_(open_model_file(path)), setup_(setup) {
     // A shard without layers holds no RoPE factors (rope_freqs.weight), and needs none.
     ModelConfig want = expected;
-    if (setup.spec.last_layer == setup.spec.first_layer) want.rope_freq_factors = file_.config.rope_freq_factors;
+    if (setup.spec.last_layer == setup.spec.first_layer) {
+        want.rope_freq_factors = file_.config.rope_freq_factors;
+        want.projection_scales = file_.config.projection_scales;  // likewise the scales of bitnet's projections
+    }
     if (!same_shape(file_.config, want))
         throw Error(path + ": its shapes differ from the coordinator's model (dim " + std::to_string(file_.config.dim) +
                     " vs " + std::to_string(expected.dim) + ", layers " + std::to_string(file_.config.n_layers) +

@@ -22,9 +22,9 @@ ShardImage::ShardImage(const ModelFile& model, const ShardSpec& spec, const std:
     // the image is a function of the model's bytes and the range alone, so a
     // transfer resumes from any coordinator, and its hash (content_hash) can be
     // recorded by model hash and range.
-    add_llama_metadata(w, c, "ferry shard of model " + hex(model_hash).substr(0, 16));
+    add_model_metadata(w, c, "ferry shard of model " + hex(model_hash).substr(0, 16));
     // A shard without the embedding table cannot count the vocabulary from it.
-    w.add_u32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
+    w.add_u32(std::string(arch_name(c.arch)) + ".vocab_size", static_cast<uint32_t>(c.vocab_size));
     w.add_string("ferry.shard.model_hash", hex(model_hash));
     w.add_u32("ferry.shard.first_layer", static_cast<uint32_t>(spec.first_layer));
     w.add_u32("ferry.shard.last_layer", static_cast<uint32_t>(spec.last_layer));
@@ -83,9 +83,15 @@ void ShardImage::drop_pages(uint64_t offset, uint64_t n) const {
     }
 }
 
+// Bumped whenever the bytes of an image change for the same model and
+// range (2: metadata under the model's own architecture), so a hash recorded
+// by an older build is never taken for the new image's.
+constexpr int kImageLayout = 2;
+
 std::string ShardImage::content_hash(const std::string& cache_dir) const {
     const std::string name = hex(model_hash_) + "/" + name_;
-    const std::string key = std::string("ferry ") + ferry_version() + ", " + std::to_string(size_) + " bytes";
+    const std::string key = std::string("ferry ") + ferry_version() + ", image layout " + std::to_string(kImageLayout) +
+                            ", " + std::to_string(size_) + " bytes";
     const std::string record = cache_dir.empty() ? "" : cache_dir + "/image-hashes/" + hex(model_hash_) + "-" + name_;
     if (!record.empty())
         if (std::optional<std::string> known = read_hash_record(record, name, key)) return *known;
@@ -158,6 +164,9 @@ wire::ModelShape shape_to_wire(const ModelConfig& c) {
     s.set_norm_eps(c.norm_eps);
     s.set_rope_theta(c.rope_theta);
     s.set_rope_freq_factors(c.rope_freq_factors);
+    s.set_arch(arch_name(c.arch));
+    s.set_head_dim(c.head_dim);
+    s.set_projection_scales(c.projection_scales);
     return s;
 }
 
@@ -173,6 +182,11 @@ ModelConfig shape_from_wire(const wire::ModelShape& s) {
     c.norm_eps = s.norm_eps();
     c.rope_theta = s.rope_theta();
     c.rope_freq_factors = s.rope_freq_factors();
+    if (!s.arch().empty() && !parse_arch(s.arch(), &c.arch))
+        throw Error("the model's architecture '" + s.arch().substr(0, 40) + "' is unknown to this worker (" +
+                    ferry_version() + "): update it");
+    c.head_dim = s.head_dim();
+    c.projection_scales = s.projection_scales();
     return c;
 }
 

@@ -1,6 +1,6 @@
 // What a worker receives: a GGUF (v3) image holding exactly one shard's
 // tensors (shard_tensor_names) in their stored types, plus the llama.*
-// metadata that rebuilds the model's config (add_llama_metadata) and
+// metadata that rebuilds the model's config (add_model_metadata) and
 // ferry.shard.* keys naming the model and the range. GgufWriter lays it out;
 // the bytes are then read straight from the model's memory map (header first,
 // then tensor bytes), never written to disk on the coordinator, and they are

@@ -266,7 +266,7 @@ void write_llama_gguf(const std::string& path, const ModelConfig& c, bool tied_c
         throw Error(path + ": the vocabulary has " + std::to_string(vocab.pieces.size()) + " tokens, the model " +
                     std::to_string(c.vocab_size));
     GgufWriter w;
-    add_llama_metadata(w, c, name);
+    add_model_metadata(w, c, name);
     w.add_u32("general.quantization_version", kQuantizationVersion);
     w.add_u32("general.file_type", llama_file_type(o.type));
     add_vocabulary_to_gguf(w, vocab);
