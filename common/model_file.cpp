@@ -61,11 +61,7 @@ ModelConfig gguf_model_config(const GgufFile& g) {
     const std::string arch(*arch_name);
     Arch arch_kind;
     if (!parse_arch(arch, &arch_kind))
-        g.fail("architecture '" + arch + "' is not supported (ferry runs llama, qwen2 and qwen3 models)");
-    // The bitnet block is written (sub-norms, scales) but its logits are still 15% of their spread away
-    // from llama.cpp's on ../shared/models/arch/bitnet-tiny.gguf: refused rather than run wrong.
-    if (arch_kind == Arch::bitnet)
-        g.fail("architecture 'bitnet' is not supported yet: ferry's forward pass does not match llama.cpp's on it");
+        g.fail("architecture '" + arch + "' is not supported (ferry runs llama, qwen2, qwen3 and bitnet models)");
     auto key = [&](const char* suffix) { return arch + "." + suffix; };
     auto required = [&](const char* suffix, int64_t min) {
         const std::optional<int64_t> v = g.get_int(key(suffix), min, kIntMax);

@@ -39,7 +39,9 @@ int argmax(const float* x, int n) { return static_cast<int>(std::max_element(x, 
 
 struct Agreement {
     double max_diff = 0, spread = 0;  // largest |ours - llama.cpp| over all positions; std of llama.cpp's logits
+    double first_diff = 0;            // the same at position 0, where attention is one value (no softmax, no RoPE)
     int greedy_same = 0;              // leading tokens of the greedy continuation that agree
+    std::vector<float> logits;        // ours, every position, for comparing engines bit for bit
 };
 
 // Feeds the 24 ids one position at a time (batch-invariant kernels: the same
@@ -56,8 +58,12 @@ Agreement compare(Engine& engine, const std::string& name) {
     const float* logits = nullptr;
     for (size_t p = 0; p < ids.size(); ++p) {
         logits = engine.forward(&ids[p], 1, static_cast<int>(p));
-        for (int i = 0; i < vocab; ++i)
-            a.max_diff = std::max(a.max_diff, std::fabs(static_cast<double>(logits[i]) - want[p * vocab + i]));
+        a.logits.insert(a.logits.end(), logits, logits + vocab);
+        for (int i = 0; i < vocab; ++i) {
+            const double d = std::fabs(static_cast<double>(logits[i]) - want[p * vocab + i]);
+            a.max_diff = std::max(a.max_diff, d);
+            if (p == 0) a.first_diff = std::max(a.first_diff, d);
+        }
     }
     const std::vector<int> greedy = ids_in(test::model_path("arch/" + name + ".greedy.ids.txt"));
     int token = argmax(logits, vocab);
@@ -69,42 +75,66 @@ Agreement compare(Engine& engine, const std::string& name) {
     return a;
 }
 
-class ArchOracle : public ::testing::TestWithParam<const char*> {};
-
-TEST_P(ArchOracle, OneProcessMatchesLlamaCpp) {
-    const std::string name = GetParam();
+Agreement one_process(const std::string& name) {
     const ModelFile file = open_model_file(test::model_path("arch/" + name + "-tiny.gguf"));
     LocalEngine engine(file, 128, nullptr, KvType::f16);  // llama.cpp's default KV cache, as the oracles were made
-    const Agreement a = compare(engine, name + "-tiny");
-    std::printf("[ arch ] %s, one process: largest logit difference %.2e (%.2e of the spread %.3f); greedy %d of 64\n",
-                name.c_str(), a.max_diff, a.max_diff / a.spread, a.spread, a.greedy_same);
-    // The README: "close but not bit for bit" (summation order, llama.cpp's f16 KV cache rounding),
-    // greedy agreeing over most or all of 64 tokens. Measured: qwen2 64, qwen3 60 (they part where
-    // the top two logits are within the difference).
-    EXPECT_LT(a.max_diff, 0.01 * a.spread);
-    EXPECT_GE(a.greedy_same, 56);
+    return compare(engine, name + "-tiny");
 }
 
-TEST_P(ArchOracle, TwoWorkersSplitInsideTheModelMatchLlamaCpp) {
-    const std::string name = GetParam();
+Agreement two_workers(const std::string& name) {
     PipelineOptions o;
     o.split = {1, 3};
     o.embedding_on_worker = true;
     o.head_on_worker = true;
-    o.kv_type = KvType::f16;  // as llama.cpp made the oracles
+    o.kv_type = KvType::f16;
     test::TwoWorkerSession s(o, "arch/" + name + "-tiny.gguf");
-    const Agreement a = compare(*s.engine, name + "-tiny");
-    std::printf("[ arch ] %s, two workers: largest logit difference %.2e; greedy %d of 64\n", name.c_str(), a.max_diff,
-                a.greedy_same);
+    return compare(*s.engine, name + "-tiny");
+}
+
+class ArchOracle : public ::testing::TestWithParam<const char*> {};
+
+// The README: close but not bit for bit (summation order, llama.cpp's f16
+// KV cache and f16 flash attention), greedy agreeing over most or all of 64
+// tokens. Measured: qwen2 64, qwen3 60 (they part where the top two logits
+// are within the difference).
+TEST_P(ArchOracle, OneProcessAndTwoWorkersMatchLlamaCpp) {
+    const std::string name = GetParam();
+    const Agreement a = one_process(name);
+    std::printf("[ arch ] %s: largest logit difference %.2e (%.2e of the spread %.3f); greedy %d of 64\n",
+                name.c_str(), a.max_diff, a.max_diff / a.spread, a.spread, a.greedy_same);
     EXPECT_LT(a.max_diff, 0.01 * a.spread);
     EXPECT_GE(a.greedy_same, 56);
+    const Agreement b = two_workers(name);
+    EXPECT_EQ(b.logits, a.logits) << "two workers split inside the model must give one process's bits";
+    EXPECT_EQ(b.greedy_same, a.greedy_same);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ArchOracle, ::testing::Values("qwen2", "qwen3"));
 
+// bitnet-tiny is far more sensitive than the others: its sub-norms rescale
+// small attention outputs, so the f16 rounding inside llama.cpp's CPU flash
+// attention (queries converted to f16, values accumulated in f16) moves its
+// logits by up to 15% of their spread by position 24 and the greedy texts
+// part after a few tokens. Where attention is one value (position 0: no
+// softmax, no rotation) every other part (ternary projections with their
+// scales, both sub-norms, the tied classifier) matches to float rounding.
+// With llama.cpp's f16 attention emulated (an experiment, not kept) the
+// difference halves and the greedy continuation agrees 64 of 64.
+TEST(ArchOracle, BitnetMatchesLlamaCppUpToItsF16Attention) {
+    const Agreement a = one_process("bitnet");
+    std::printf("[ arch ] bitnet: position 0 difference %.2e (%.2e of the spread %.3f); all positions %.2e (%.2e); "
+                "greedy %d of 64\n",
+                a.first_diff, a.first_diff / a.spread, a.spread, a.max_diff, a.max_diff / a.spread, a.greedy_same);
+    EXPECT_LT(a.first_diff, 0.002 * a.spread);
+    EXPECT_LT(a.max_diff, 0.2 * a.spread);
+    EXPECT_GE(a.greedy_same, 3);
+    const Agreement b = two_workers("bitnet");
+    EXPECT_EQ(b.logits, a.logits) << "two workers split inside the model must give one process's bits";
+}
+
 // Files of these architectures with a part missing or a shape that cannot
 // be: one line naming the problem, never a run.
-TEST(ArchOracle, BrokenQwenFilesAreRefusedInOneLine) {
+TEST(ArchOracle, BrokenFilesAreRefusedInOneLine) {
     test::TempDir tmp;
     struct Case {
         const char* model;
@@ -132,6 +162,16 @@ TEST(ArchOracle, BrokenQwenFilesAreRefusedInOneLine) {
         e.add = [](GgufWriter& w) { w.add_u32("qwen2.attention.key_length", 48); };
         cases.push_back({"qwen2", e, "supports that for qwen3 only"});
     }
+    {
+        test::GgufEdit e;
+        e.keep_tensor = [](std::string_view t) { return t != "blk.1.ffn_sub_norm.weight"; };
+        cases.push_back({"bitnet", e, "tensor blk.1.ffn_sub_norm.weight is missing"});
+    }
+    {
+        test::GgufEdit e;
+        e.keep_tensor = [](std::string_view t) { return t != "blk.2.ffn_up.scale"; };
+        cases.push_back({"bitnet", e, "tensor blk.2.ffn_up.scale is missing"});
+    }
     for (size_t i = 0; i < cases.size(); ++i) {
         const std::string path = test::edited_gguf(test::model_path(std::string("arch/") + cases[i].model + "-tiny.gguf"),
                                                    tmp.file("m" + std::to_string(i) + ".gguf"), cases[i].edit);
@@ -143,15 +183,6 @@ TEST(ArchOracle, BrokenQwenFilesAreRefusedInOneLine) {
             EXPECT_NE(std::string(e.what()).find(cases[i].expect), std::string::npos) << e.what();
             EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
         }
-    }
-}
-
-TEST(ArchOracle, BitnetIsRefusedUntilItMatches) {
-    try {
-        open_model_file(test::model_path("arch/bitnet-tiny.gguf"));
-        FAIL() << "a bitnet model was accepted";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("architecture 'bitnet' is not supported yet"), std::string::npos) << e.what();
     }
 }
 

@@ -107,6 +107,9 @@ TEST(GgufFuzzCorpus, MutantsOfRealFilesEndInSuccessOrFerryError) {
         {read_model("gguf/stories260K-q4_0.gguf"), 3000},
         {read_model("gguf/blocks.gguf"), 3000},
         {read_model("gguf/vocab/ggml-vocab-gpt-2.gguf").substr(0, 1 << 16), 3000},
+        // The other architectures' metadata and tensors (biases, per-head norms, sub-norms, scales).
+        {read_model("arch/qwen3-tiny.gguf"), 1500},
+        {read_model("arch/bitnet-tiny.gguf"), 1500},
     };
     std::mt19937_64 rng(20260524);
     int accepted = 0, rejected = 0;
