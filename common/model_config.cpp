@@ -1,6 +1,7 @@
 #include "common/model_config.h"
 
 #include <cmath>
+#include <cstdint>
 
 #include "kernels/kernels.h"
 
@@ -38,6 +39,9 @@ std::string ModelConfig::check() const {
     if (vocab_size <= 0 || vocab_size > kMaxVocab) return bad("vocab_size", vocab_size);
     if (seq_len <= 0 || seq_len > kMaxSeq) return bad("seq_len", seq_len);
     if (head_dim < 0 || head_dim > kMaxDim) return bad("head_dim", head_dim);
+    // Queries as wide as a few embeddings at most (qwen3: 2x), so every product stays in range.
+    if (static_cast<int64_t>(head_size()) * n_heads > 4 * static_cast<int64_t>(kMaxDim))
+        return "the queries' width (head length x n_heads) is out of range";
     if (head_dim == 0 && dim % n_heads != 0)
         return "dim " + std::to_string(dim) + " is not a multiple of n_heads " + std::to_string(n_heads);
     if (n_heads % n_kv_heads != 0)

@@ -101,10 +101,12 @@ ModelConfig gguf_model_config(const GgufFile& g) {
     if (!vocab.empty()) c.vocab_size = static_cast<int>(std::min<uint64_t>(vocab[0].second, kIntMax));
     // Llama 3.1+ scale each RoPE frequency by a stored factor.
     c.rope_freq_factors = g.find_tensor("rope_freqs.weight") != nullptr;
-    // Scales are all there or none (bind_weights checks); a shard may lack layer 0, so any layer's tells.
+    // Scales are all there or none: any one makes bind_weights ask for every one (a partial set is refused,
+    // never run without them); a shard may lack layer 0, so any layer's tells.
     if (c.arch == Arch::bitnet)
         for (const GgufTensor& t : g.tensors)
-            if (t.name.size() > 13 && t.name.substr(t.name.size() - 13) == ".attn_q.scale") c.projection_scales = true;
+            if (t.name.substr(0, 4) == "blk." && t.name.size() > 6 && t.name.substr(t.name.size() - 6) == ".scale")
+                c.projection_scales = true;
     // A head length of its own (qwen3: q wider than the embedding); keys and values must agree.
     const std::optional<int64_t> key_length = g.get_int(key("attention.key_length"), 1, kIntMax);
     const std::optional<int64_t> value_length = g.get_int(key("attention.value_length"), 1, kIntMax);
@@ -113,6 +115,9 @@ ModelConfig gguf_model_config(const GgufFile& g) {
                key("attention.value_length") + " " + std::to_string(*value_length) + "; ferry needs them equal");
     if (key_length && (c.n_heads <= 0 || *key_length != c.dim / c.n_heads || c.dim % c.n_heads != 0))
         c.head_dim = static_cast<int>(*key_length);
+    if (value_length && !key_length && c.n_heads > 0 && *value_length != c.dim / c.n_heads)
+        g.fail(key("attention.value_length") + " " + std::to_string(*value_length) +
+               " differs from embedding_length / head_count without a key_length; ferry needs them equal");
 
     const std::string problem = c.check();
     if (!problem.empty()) g.fail("not a usable " + arch + " model: " + problem);

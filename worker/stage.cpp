@@ -30,6 +30,8 @@ Stage::Stage(const std::string& path, const ModelConfig& expected, const StageSe
                     " vs " + std::to_string(expected.dim) + ", layers " + std::to_string(file_.config.n_layers) +
                     " vs " + std::to_string(expected.n_layers) + ", RoPE frequency factors " +
                     (file_.config.rope_freq_factors ? "yes" : "no") + " vs " + (expected.rope_freq_factors ? "yes" : "no") +
+                    ", architecture " + arch_name(file_.config.arch) + " vs " + arch_name(expected.arch) + ", head length " +
+                    std::to_string(file_.config.head_size()) + " vs " + std::to_string(expected.head_size()) +
                     "); delete it from the cache or the model dir");
     weights_ = bind_weights(file_.config, setup.spec, file_.tensors, file_.map.data(), path);
     weight_bytes_ = shard_weight_bytes(weights_);

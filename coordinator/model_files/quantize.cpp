@@ -262,6 +262,9 @@ void write_llama_gguf(const std::string& path, const ModelConfig& c, bool tied_c
                       const Vocabulary& vocab, const std::string& name, const GgufOutput& o) {
     const std::string problem = c.check();
     if (!problem.empty()) throw Error(path + ": cannot write this model: " + problem);
+    // Its tensor list is llama's (llama_gguf_tensors); other architectures go through quantize_gguf, which copies every tensor.
+    if (c.arch != Arch::llama || c.head_dim != 0)
+        throw Error(path + ": writes llama models only, not " + arch_name(c.arch));
     if (static_cast<int>(vocab.pieces.size()) != c.vocab_size)
         throw Error(path + ": the vocabulary has " + std::to_string(vocab.pieces.size()) + " tokens, the model " +
                     std::to_string(c.vocab_size));
