@@ -35,6 +35,7 @@ enum class PreTokenizer {
     gpt2,    // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)
     llama3,  // case-insensitive contractions, [^\r\n\p{L}\p{N}]?\p{L}+, \p{N}{1,3}, ...
     smollm,  // every digit alone, then gpt2
+    qwen2,   // llama3's, but every digit alone (\p{N}, not \p{N}{1,3}): Qwen2.5 and Qwen3
 };
 
 // The words `pre` cuts UTF-8 text into before byte-level BPE merges them:

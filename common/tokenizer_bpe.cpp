@@ -86,7 +86,8 @@ uint32_t ascii_lower(uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
 // (?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
 //  ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
-void split_llama3(const Cursor& t, size_t begin, Words& out) {
+// qwen2's is the same with \p{N} for \p{N}{1,3}: digits per word, 3 or 1.
+void split_llama3(const Cursor& t, size_t begin, Words& out, size_t digits_per_word = 3) {
     size_t start = begin, pos = begin;
     auto cut = [&](size_t to) {
         if (to > start) out.emplace_back(start, to);
@@ -117,10 +118,10 @@ void split_llama3(const Cursor& t, size_t begin, Words& out) {
             cut(pos);
             continue;
         }
-        if (f & kNumber) {  // digits in groups of up to three
+        if (f & kNumber) {  // digits in groups of up to three (qwen2: one)
             size_t group = pos;
             while (t.flags(pos) & kNumber) {
-                if (++pos - group >= 3) {
+                if (++pos - group >= digits_per_word) {
                     cut(pos);
                     group = pos;
                 }
@@ -164,6 +165,7 @@ Words split_words(PreTokenizer pre, const std::vector<uint32_t>& cps, const std:
     switch (pre) {
         case PreTokenizer::gpt2: split_gpt2(all, 0, words); break;
         case PreTokenizer::llama3: split_llama3(all, 0, words); break;
+        case PreTokenizer::qwen2: split_llama3(all, 0, words, 1); break;
         case PreTokenizer::smollm: {
             Words parts;
             split_digits(all, 0, parts);

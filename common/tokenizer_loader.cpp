@@ -34,6 +34,8 @@ bool parse_pre_tokenizer(std::string_view name, PreTokenizer* out) {
     for (const char* n : {"llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral"})
         if (name == n) return *out = PreTokenizer::llama3, true;
     if (name == "smollm") return *out = PreTokenizer::smollm, true;
+    for (const char* n : {"qwen2", "stablelm2", "hunyuan"})
+        if (name == n) return *out = PreTokenizer::qwen2, true;
     return false;
 }
 
@@ -42,6 +44,7 @@ const char* pre_tokenizer_name(PreTokenizer p) {
         case PreTokenizer::gpt2: return "gpt-2";
         case PreTokenizer::llama3: return "llama-bpe";
         case PreTokenizer::smollm: return "smollm";
+        case PreTokenizer::qwen2: return "qwen2";
     }
     return "default";
 }
@@ -99,7 +102,7 @@ Tokenizer tokenizer_from_gguf(const GgufFile& g) {
         const std::string_view pre = g.get_string("tokenizer.ggml.pre").value_or("default");
         if (!parse_pre_tokenizer(pre, &v.pre))
             g.fail("tokenizer.ggml.pre '" + std::string(pre) +
-                   "' is not supported (ferry knows gpt-2, llama-bpe/llama3 and smollm)");
+                   "' is not supported (ferry knows gpt-2, llama-bpe/llama3, qwen2 and smollm)");
         v.add_bos = v.pre == PreTokenizer::llama3;
     } else {
         v.add_bos = true;

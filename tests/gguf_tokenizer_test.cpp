@@ -309,6 +309,14 @@ TEST(Llama3PreTokenizer, SplitsCheckedByHand) {
               (std::vector<std::string>{"I", "'", "M", " 12345", " a", "\n", "\n", "b"}));
     EXPECT_EQ(pre_tokenize(PreTokenizer::llama3, "I'M 12345 a\n\nb"),
               (std::vector<std::string>{"I", "'M", " ", "123", "45", " a", "\n\n", "b"}));
+    // Qwen2's is Llama 3's with every digit alone.
+    EXPECT_EQ(pre_tokenize(PreTokenizer::qwen2, "I'M 12345 a\n\nb"),
+              (std::vector<std::string>{"I", "'M", " ", "1", "2", "3", "4", "5", " a", "\n\n", "b"}));
+    for (const auto& [text, words] : cases) {
+        bool digits = false;
+        for (char ch : text) digits = digits || (ch >= '0' && ch <= '9');
+        if (!digits) EXPECT_EQ(pre_tokenize(PreTokenizer::qwen2, text), words) << printable(text);
+    }
 }
 
 TEST(Llama3Vocabulary, PreKeySelectsTheSplit) {
@@ -319,12 +327,16 @@ TEST(Llama3Vocabulary, PreKeySelectsTheSplit) {
     // One word under GPT-2's split; no merge joins 3s, so byte by byte.
     EXPECT_EQ(as_llama3(g2, tokenizer_from_bytes(g2.bytes).encode("333333", false, false)),
               (std::vector<int>{18, 18, 18, 18, 18, 18}));
-    const Llama3Vocab unknown = llama3_vocab("qwen2");
+    // Qwen2's split: every digit a word of its own, so no merge joins them.
+    const Llama3Vocab q2 = llama3_vocab("qwen2");
+    EXPECT_EQ(as_llama3(q2, tokenizer_from_bytes(q2.bytes).encode("333333", false, false)),
+              (std::vector<int>{18, 18, 18, 18, 18, 18}));
+    const Llama3Vocab unknown = llama3_vocab("deepseek-llm");
     try {
         tokenizer_from_bytes(unknown.bytes);
         FAIL();
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("tokenizer.ggml.pre 'qwen2' is not supported"), std::string::npos)
+        EXPECT_NE(std::string(e.what()).find("tokenizer.ggml.pre 'deepseek-llm' is not supported"), std::string::npos)
             << e.what();
     }
 }
