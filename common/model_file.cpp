@@ -113,11 +113,9 @@ ModelConfig gguf_model_config(const GgufFile& g) {
     if (key_length && value_length && *key_length != *value_length)
         g.fail(key("attention.key_length") + " " + std::to_string(*key_length) + " differs from " +
                key("attention.value_length") + " " + std::to_string(*value_length) + "; ferry needs them equal");
-    if (key_length && (c.n_heads <= 0 || *key_length != c.dim / c.n_heads || c.dim % c.n_heads != 0))
-        c.head_dim = static_cast<int>(*key_length);
-    if (value_length && !key_length && c.n_heads > 0 && *value_length != c.dim / c.n_heads)
-        g.fail(key("attention.value_length") + " " + std::to_string(*value_length) +
-               " differs from embedding_length / head_count without a key_length; ferry needs them equal");
+    const int usual = c.n_heads > 0 && c.dim % c.n_heads == 0 ? c.dim / c.n_heads : 0;
+    if (const std::optional<int64_t> length = key_length ? key_length : value_length; length && *length != usual)
+        c.head_dim = static_cast<int>(*length);
 
     const std::string problem = c.check();
     if (!problem.empty()) g.fail("not a usable " + arch + " model: " + problem);
@@ -140,7 +138,7 @@ ModelConfig gguf_model_config(const GgufFile& g) {
         g.fail(key("rope.dimension_count") + " = " + std::to_string(*n) + " rotates part of each head (head size " +
                std::to_string(c.head_size()) + "); ferry supports only full rotation");
     if (c.head_dim > 0 && c.arch != Arch::qwen3)
-        g.fail(key("attention.key_length") + " = " + std::to_string(c.head_dim) +
+        g.fail(key("attention.key_length") + "/value_length = " + std::to_string(c.head_dim) +
                " differs from embedding_length / head_count; ferry supports that for qwen3 only");
     if (const std::optional<int64_t> n = g.get_int(key("expert_count"), 0, kIntMax); n && *n > 0)
         g.fail("a mixture-of-experts model (" + std::to_string(*n) + " experts); ferry runs dense models");

@@ -94,10 +94,11 @@ std::vector<std::string> shard_tensor_names(const ModelConfig& config, const Sha
     std::vector<std::string> names;
     if (spec.embedding || (spec.head && tied_classifier)) names.push_back("token_embd.weight");
     if (config.rope_freq_factors && spec.last_layer > spec.first_layer) names.push_back("rope_freqs.weight");
-    for (int l = spec.first_layer; l < spec.last_layer; ++l)
+    const auto extra = extra_layer_tensors(config);
+    for (int l = spec.first_layer; l < spec.last_layer; ++l) {
         for (const char* part : kLayerParts) names.push_back(layer_tensor_name(l, part));
-    for (int l = spec.first_layer; l < spec.last_layer; ++l)
-        for (const auto& [part, suffix] : extra_layer_tensors(config)) names.push_back(layer_tensor_name(l, part, suffix));
+        for (const auto& [part, suffix] : extra) names.push_back(layer_tensor_name(l, part, suffix));
+    }
     if (spec.head) {
         names.push_back("output_norm.weight");
         if (!tied_classifier) names.push_back("output.weight");

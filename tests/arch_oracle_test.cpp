@@ -255,37 +255,25 @@ TEST(ArchOracle, BrokenFilesAreRefusedInOneLine) {
         test::GgufEdit edit;
         const char* expect;
     };
-    std::vector<Case> cases;
-    {
+    auto without = [](std::string tensor) {
         test::GgufEdit e;
-        e.keep_tensor = [](std::string_view t) { return t != "blk.2.attn_k.bias"; };
-        cases.push_back({"qwen2", e, "tensor blk.2.attn_k.bias is missing"});
-    }
-    {
+        e.keep_tensor = [tensor](std::string_view t) { return t != tensor; };
+        return e;
+    };
+    auto with_u32 = [](std::string key, uint32_t value) {
         test::GgufEdit e;
-        e.keep_tensor = [](std::string_view t) { return t != "blk.1.attn_q_norm.weight"; };
-        cases.push_back({"qwen3", e, "tensor blk.1.attn_q_norm.weight is missing"});
-    }
-    {
-        test::GgufEdit e;
-        e.add = [](GgufWriter& w) { w.add_u32("qwen3.attention.value_length", 32); };
-        cases.push_back({"qwen3", e, "qwen3.attention.key_length 64 differs from qwen3.attention.value_length 32"});
-    }
-    {
-        test::GgufEdit e;
-        e.add = [](GgufWriter& w) { w.add_u32("qwen2.attention.key_length", 48); };
-        cases.push_back({"qwen2", e, "supports that for qwen3 only"});
-    }
-    {
-        test::GgufEdit e;
-        e.keep_tensor = [](std::string_view t) { return t != "blk.1.ffn_sub_norm.weight"; };
-        cases.push_back({"bitnet", e, "tensor blk.1.ffn_sub_norm.weight is missing"});
-    }
-    {
-        test::GgufEdit e;
-        e.keep_tensor = [](std::string_view t) { return t != "blk.2.ffn_up.scale"; };
-        cases.push_back({"bitnet", e, "tensor blk.2.ffn_up.scale is missing"});
-    }
+        e.add = [key, value](GgufWriter& w) { w.add_u32(key, value); };
+        return e;
+    };
+    const std::vector<Case> cases = {
+        {"qwen2", without("blk.2.attn_k.bias"), "tensor blk.2.attn_k.bias is missing"},
+        {"qwen3", without("blk.1.attn_q_norm.weight"), "tensor blk.1.attn_q_norm.weight is missing"},
+        {"qwen3", with_u32("qwen3.attention.value_length", 32),
+         "qwen3.attention.key_length 64 differs from qwen3.attention.value_length 32"},
+        {"qwen2", with_u32("qwen2.attention.key_length", 48), "supports that for qwen3 only"},
+        {"bitnet", without("blk.1.ffn_sub_norm.weight"), "tensor blk.1.ffn_sub_norm.weight is missing"},
+        {"bitnet", without("blk.2.ffn_up.scale"), "tensor blk.2.ffn_up.scale is missing"},
+    };
     for (size_t i = 0; i < cases.size(); ++i) {
         const std::string path = test::edited_gguf(test::model_path(std::string("arch/") + cases[i].model + "-tiny.gguf"),
                                                    tmp.file("m" + std::to_string(i) + ".gguf"), cases[i].edit);

@@ -222,7 +222,7 @@ struct Worker::Impl {
         if (ec) throw Error("--listen " + opt.listen + ": '" + host + "' is not an IP address (use 0.0.0.0 for every interface)");
         if (!opt.key && !opt.insecure && !addr.is_loopback())
             throw Error("--listen " + opt.listen + ": without a cluster key anyone on the network could use this worker; "
-                        "give --key-file F (make it with `ferry keygen > F`, the same file on every machine), or "
+                        "give --key-file F (make it with `ferry keygen -o F`, the same file on every machine), or "
                         "--insecure on a network you trust");
         tcp::endpoint ep(addr, port);
         acceptor.open(ep.protocol(), ec);
@@ -303,15 +303,14 @@ struct Worker::Impl {
     // coordinator with the same key finds them without --workers. A worker
     // on loopback is for this machine only and stays quiet.
     void announce() {
-        const std::string host = net::split_address(opt.listen, "--listen").first;
         asio::error_code ec;
-        const asio::ip::address addr = asio::ip::make_address(host, ec);
+        const asio::ip::address addr = acceptor.local_endpoint(ec).address();
         if (ec || addr.is_loopback()) return;
         if (addr.is_v6() && !addr.is_unspecified()) {  // beacons go out of IPv4 interfaces only
             spdlog::info("{}: listening on an IPv6 address: not announced (coordinators name it with --workers)", name);
             return;
         }
-        beacon = std::make_unique<net::BeaconSender>(io, *opt.key, host, [this](wire::Beacon& b) {
+        beacon = std::make_unique<net::BeaconSender>(io, *opt.key, addr, [this](wire::Beacon& b) {
             b.set_port(bound_port);
             b.set_name(name);
             b.set_protocol(net::kProtocolVersion);

@@ -40,14 +40,14 @@ ClusterKey parse_cluster_key(std::string_view text, const std::string& source) {
     if (hex.size() != 64 ||
         sodium_hex2bin(k.bytes.data(), k.bytes.size(), hex.data(), hex.size(), nullptr, &got, &end) != 0 || got != 32 ||
         end != hex.data() + hex.size())
-        throw Error(source + " is not a cluster key: it must hold 64 hexadecimal digits (make one with `ferry keygen > ferry.key`)");
+        throw Error(source + " is not a cluster key: it must hold 64 hexadecimal digits (make one with `ferry keygen -o ferry.key`)");
     return k;
 }
 
 ClusterKey read_cluster_key_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw Error("cannot read the cluster key file " + path + ": " + std::strerror(errno) +
-                         " (make one with `ferry keygen > " + path + "`)");
+                         " (make one with `ferry keygen -o " + path + "`)");
     std::string text(4097, '\0');
     in.read(text.data(), static_cast<std::streamsize>(text.size()));
     text.resize(static_cast<size_t>(in.gcount()));

@@ -1,5 +1,5 @@
 // The pool's one secret: 256 random bits that every worker and coordinator
-// of a pool holds (`ferry keygen > ferry.key`). Knowing it is what lets a
+// of a pool holds (`ferry keygen -o ferry.key`). Knowing it is what lets a
 // machine into the pool: links prove it both ways and encrypt with keys
 // derived from it (secure_link.h), beacons are signed with it (discovery.h).
 #pragma once

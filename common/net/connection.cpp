@@ -203,25 +203,17 @@ std::string Connection::take_sealed(const uint8_t* data, size_t n, std::vector<F
 }
 
 // The server answers a peer without a key in plain frames (all such a peer
-// understands) and anyone else with nothing but the end of the connection;
-// a client with another key still sends its proof, so that the worker's log
-// says why the connection ended.
+// understands) and anyone else with nothing but the end of the connection.
 void Connection::handshake_failed(const SecureLink::Step& step) {
-    for (const std::string& f : held_) queued_ -= f.size();
-    held_.clear();
     key_refused_ = true;
-    if (secure_->side() == SecureLink::Side::server) {
-        log_refused(peer_, step.error);
-        if (step.plain_peer) {
-            enqueue(encode_frame(make_error("wrong or missing cluster key: this peer needs the pool's key (give --key-file)")));
-            close_after_send(step.error);
-            return;
-        }
+    const bool server = secure_->side() == SecureLink::Side::server;
+    if (server) log_refused(peer_, step.error);
+    if (server && step.plain_peer) {
+        enqueue(encode_frame(make_error("wrong or missing cluster key: this peer needs the pool's key (give --key-file)")));
+        close_after_send(step.error);
+    } else {
         close(step.error);
-        return;
     }
-    enqueue(step.send);
-    close_after_send(step.error);
 }
 
 // The peer took enough of its queue: decode what was left, then read on.

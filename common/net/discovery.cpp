@@ -88,8 +88,9 @@ std::vector<asio::ip::address_v4> multicast_interfaces() {
     return out;
 }
 
-BeaconSender::BeaconSender(asio::io_context& io, const ClusterKey& key, const std::string& listen_host, Fill fill)
-    : key_(key), listen_host_(listen_host), fill_(std::move(fill)), io_(io), timer_(io) {
+BeaconSender::BeaconSender(asio::io_context& io, const ClusterKey& key, const asio::ip::address& listening_on, Fill fill)
+    : key_(key), fill_(std::move(fill)), io_(io), timer_(io) {
+    if (listening_on.is_v4() && !listening_on.is_unspecified()) only_ = listening_on.to_v4();
     init_crypto();
     randombytes_buf(&instance_, sizeof instance_);
     asio::post(io, [this] { send_all(false); });
@@ -127,12 +128,10 @@ void BeaconSender::send_all(bool leaving) {
     b.set_sequence(++sequence_);
     const asio::ip::udp::endpoint group(asio::ip::make_address_v4(kDiscoveryGroup), kDiscoveryPort);
     asio::error_code ec;
-    const auto specific = asio::ip::make_address_v4(listen_host_, ec);
-    const bool any = ec || specific.is_unspecified();
     size_t sent = 0;
     std::string last_error;
     for (const asio::ip::address_v4& itf : multicast_interfaces()) {
-        if (!any && itf != specific) continue;
+        if (only_ && itf != *only_) continue;
         // A socket bound to the interface's address sends a multicast
         // datagram out of that interface (Linux picks the device that owns
         // the source address when no route and no IP_MULTICAST_IF say

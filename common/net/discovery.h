@@ -42,11 +42,11 @@ std::optional<wire::Beacon> open_beacon(const uint8_t* data, size_t n, const Clu
 std::vector<asio::ip::address_v4> multicast_interfaces();
 
 // Sends beacons from the worker's io thread, once a second, until destroyed.
-// `listen_host` "0.0.0.0" sends on every interface, else only on that address's.
+// A worker listening on every address (0.0.0.0 or ::) sends on every interface, else only on its address's.
 class BeaconSender {
 public:
     using Fill = std::function<void(wire::Beacon& beacon)>;
-    BeaconSender(asio::io_context& io, const ClusterKey& key, const std::string& listen_host, Fill fill);
+    BeaconSender(asio::io_context& io, const ClusterKey& key, const asio::ip::address& listening_on, Fill fill);
     ~BeaconSender();
     // Sends one beacon with `leaving` set and stops.
     void leave();
@@ -55,7 +55,7 @@ private:
     void send_all(bool leaving);
     void arm();
     ClusterKey key_;
-    std::string listen_host_;
+    std::optional<asio::ip::address_v4> only_;  // the one interface to send on, if not all
     uint64_t instance_ = 0, sequence_ = 0;
     Fill fill_;
     asio::io_context& io_;

@@ -84,9 +84,9 @@ void ShardImage::drop_pages(uint64_t offset, uint64_t n) const {
 }
 
 // Bumped whenever the bytes of an image change for the same model and
-// range (2: metadata under the model's own architecture), so a hash recorded
+// range (2: metadata under the model's own architecture; 3: a layer's extra tensors after its own), so a hash recorded
 // by an older build is never taken for the new image's.
-constexpr int kImageLayout = 2;
+constexpr int kImageLayout = 3;
 
 std::string ShardImage::content_hash(const std::string& cache_dir) const {
     const std::string name = hex(model_hash_) + "/" + name_;

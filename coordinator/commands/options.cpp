@@ -9,7 +9,7 @@ void add_log_level_option(CLI::App* app, std::string& level) {
 
 void add_key_options(CLI::App* app, std::string& key_file, double& discover_wait) {
     app->add_option("--key-file", key_file,
-                    "The pool's cluster key (`ferry keygen > ferry.key`, the same file on every machine): every "
+                    "The pool's cluster key (`ferry keygen -o ferry.key`, the same file on every machine): every "
                     "worker link proves it both ways and is encrypted. Default: $FERRY_KEY_FILE");
     app->add_option("--discover-wait", discover_wait,
                     "With a cluster key and no --workers: seconds to listen for the workers announcing themselves "
