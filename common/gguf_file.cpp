@@ -313,13 +313,15 @@ uint64_t gguf_scalar_bytes(GgufType type) {
 }
 
 const char* ggml_type_name(uint32_t id) {
+    // 36 was iq4_nl_4_4 upstream (removed, never in files); bitnet.cpp's ggml
+    // gives it to I2_S, which files do hold.
     // clang-format off
     static const char* const kNames[] = {
         "f32",     "f16",    "q4_0",   "q4_1",     "q4_2 (removed)", "q4_3 (removed)", "q5_0",  "q5_1",
         "q8_0",    "q8_1",   "q2_K",   "q3_K",     "q4_K",           "q5_K",           "q6_K",  "q8_K",
         "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s",   "iq4_nl",         "iq3_s",          "iq2_s", "iq4_xs",
         "i8",      "i16",    "i32",    "i64",      "f64",            "iq1_m",          "bf16",  "q4_0_4_4 (removed)",
-        "q4_0_4_8 (removed)", "q4_0_8_8 (removed)", "tq1_0", "tq2_0", "iq4_nl_4_4 (removed)",
+        "q4_0_4_8 (removed)", "q4_0_8_8 (removed)", "tq1_0", "tq2_0", "i2_s",
         "iq4_nl_4_8 (removed)", "iq4_nl_8_8 (removed)", "mxfp4",
     };
     // clang-format on
@@ -528,7 +530,7 @@ GgufFile parse_gguf(const uint8_t* data, uint64_t size, const std::string& path)
                    std::to_string(f.alignment));
         const std::optional<uint64_t> bytes = tensor_data_bytes(t.type, t.ne, &why);
         if (!bytes) f.fail(named + " cannot be stored: " + why);
-        t.bytes = *bytes;
+        t.bytes = *bytes + static_cast<uint64_t>(tensor_tail_bytes(t.type));
         t.offset = rel;  // made absolute below, once the data section is known
         f.tensors.push_back(t);
     }

@@ -151,8 +151,9 @@ void GgufWriter::add_tensor(const std::string& name, TensorType type, const std:
                     " blocks of " + std::to_string(t->block_values));
     for (const Tensor& other : tensors_)
         if (other.name == name) throw Error("tensor " + name + " is added twice");
-    Tensor x{name, type, ne, static_cast<uint64_t>(row_bytes), n_rows, data_bytes_, std::move(rows)};
-    const uint64_t bytes = x.row_bytes * static_cast<uint64_t>(n_rows);
+    const uint64_t bytes =
+        static_cast<uint64_t>(row_bytes) * static_cast<uint64_t>(n_rows) + static_cast<uint64_t>(tensor_tail_bytes(type));
+    Tensor x{name, type, ne, static_cast<uint64_t>(row_bytes), n_rows, bytes, data_bytes_, std::move(rows)};
     data_bytes_ += bytes + pad(bytes, alignment_);
     tensors_.push_back(std::move(x));
 }
@@ -184,7 +185,7 @@ std::vector<GgufWriter::Placement> GgufWriter::placements() const {
     const uint64_t data_start = header().size();
     std::vector<Placement> out;
     for (const Tensor& t : tensors_)
-        out.push_back({t.name, data_start + t.offset, t.row_bytes * static_cast<uint64_t>(t.rows)});
+        out.push_back({t.name, data_start + t.offset, t.bytes});
     return out;
 }
 
@@ -207,9 +208,15 @@ void GgufWriter::emit(const std::function<void(const char*, size_t)>& sink, cons
             done += buf.size();
             if (progress) progress(done, total);
         }
-        const uint64_t bytes = t.row_bytes * static_cast<uint64_t>(t.rows);
-        sink(zeros.data(), static_cast<size_t>(pad(bytes, alignment_)));
-        done += pad(bytes, alignment_);
+        const uint64_t tail = t.bytes - t.row_bytes * static_cast<uint64_t>(t.rows);
+        if (tail > 0) {
+            buf.assign(static_cast<size_t>(tail), 0);
+            t.source(t.rows, 0, buf.data());
+            sink(reinterpret_cast<const char*>(buf.data()), buf.size());
+            done += tail;
+        }
+        sink(zeros.data(), static_cast<size_t>(pad(t.bytes, alignment_)));
+        done += pad(t.bytes, alignment_);
     }
     if (progress) progress(total, total);
 }

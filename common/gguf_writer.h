@@ -19,7 +19,9 @@ class GgufWriter {
 public:
     // Fills `out` with rows [first, first + count) of the tensor (rows are
     // ne[1]*ne[2]*ne[3] runs of ne[0] values), each its row size in bytes.
-    // Asked for in order, about 4 MB at a time.
+    // Asked for in order, about 4 MB at a time. A type with a tail after its
+    // rows (I2_S's scale: tensor_tail_bytes) is asked once more for it, with
+    // first = the row count and count 0.
     using RowSource = std::function<void(int64_t first, int64_t count, uint8_t* out)>;
 
     void add_u8(const std::string& key, uint8_t v);
@@ -72,6 +74,7 @@ private:
         std::vector<int64_t> ne;
         uint64_t row_bytes;
         int64_t rows;
+        uint64_t bytes;   // rows and tail
         uint64_t offset;  // within the data section
         RowSource source;
     };

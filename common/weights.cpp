@@ -27,7 +27,8 @@ const char* const kLayerParts[] = {"attn_norm", "attn_q",   "attn_k",   "attn_v"
                                    "ffn_norm",  "ffn_gate", "ffn_down", "ffn_up"};
 const char* const kProjections[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_down", "ffn_up"};
 
-// The tensors a layer has beyond the llama ones, per architecture: {part, suffix}.
+}  // namespace
+
 std::vector<std::pair<const char*, const char*>> extra_layer_tensors(const ModelConfig& c) {
     std::vector<std::pair<const char*, const char*>> extra;
     if (c.qkv_bias())
@@ -40,6 +41,18 @@ std::vector<std::pair<const char*, const char*>> extra_layer_tensors(const Model
         for (const char* p : kProjections) extra.emplace_back(p, "scale");
     return extra;
 }
+
+int64_t extra_tensor_length(const ModelConfig& c, const char* part, const char* suffix) {
+    const std::string p = part, s = suffix;
+    if (s == "scale") return 1;
+    if (s == "bias") return p == "attn_q" ? c.q_dim() : c.kv_dim();
+    if (p == "attn_q_norm" || p == "attn_k_norm") return c.head_size();
+    if (p == "attn_sub_norm") return c.q_dim();
+    if (p == "ffn_sub_norm") return c.hidden_dim;
+    return 0;
+}
+
+namespace {
 
 struct Binder {
     const std::unordered_map<std::string, const TensorInfo*>& by_name;
@@ -82,6 +95,9 @@ struct Binder {
     }
     Matrix matrix(const std::string& name, int64_t rows, int64_t cols) const {
         const TensorInfo& t = get(name, rows, cols);
+        if (t.type == TensorType::I2_S)
+            throw Error(where + ": tensor " + name + " is bitnet.cpp's I2_S; convert the model once with `ferry quantize " +
+                        where + " OUT.gguf --type tq2_0` (exact; TQ2_0 runs on every CPU ferry does)");
         if (!kernels::matmul_supports(t.type))
             throw Error(where + ": tensor " + name + " has type " + tensor_type_name(t.type) +
                         ", which this build cannot multiply yet");

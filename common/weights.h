@@ -50,6 +50,11 @@ struct Weights {
 // GGUF-style tensor names, the one place they are spelled: "blk.3.attn_q.weight",
 // or with another suffix ("bias", "scale").
 std::string layer_tensor_name(int layer, const char* part, const char* suffix = "weight");
+// A layer's vectors beyond llama's, per architecture ({part, suffix}: qwen2's
+// q/k/v biases, qwen3's q/k norms, bitnet's sub-norms and projection scales),
+// and each one's length.
+std::vector<std::pair<const char*, const char*>> extra_layer_tensors(const ModelConfig& c);
+int64_t extra_tensor_length(const ModelConfig& c, const char* part, const char* suffix);
 // Every tensor a shard needs, in a stable order. A tied classifier is the
 // embedding table: "token_embd.weight" appears once.
 std::vector<std::string> shard_tensor_names(const ModelConfig& config, const ShardSpec& spec, bool tied_classifier);

@@ -30,6 +30,7 @@ const Entry kTypes[] = {
     {TensorType::IQ4_NL, {"iq4_nl", 32, 18}},
     {TensorType::TQ1_0, {"tq1_0", 256, 54}},
     {TensorType::TQ2_0, {"tq2_0", 256, 66}},
+    {TensorType::I2_S, {"i2_s", 128, 32}},
     {TensorType::Q8_GROUP, {"q8_group", 1, 1}},
 };
 }  // namespace
@@ -54,6 +55,8 @@ bool parse_tensor_type(const char* name, TensorType* out) {
     }
     return false;
 }
+
+int64_t tensor_tail_bytes(TensorType type) { return type == TensorType::I2_S ? 32 : 0; }
 
 int64_t tensor_bytes(TensorType type, int64_t rows, int64_t cols, int64_t group) {
     const TensorTypeTraits* t = tensor_type_traits(type);

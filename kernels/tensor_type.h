@@ -24,6 +24,8 @@ enum class TensorType : uint32_t {
     BF16 = 30,
     TQ1_0 = 34,
     TQ2_0 = 35,
+    // bitnet.cpp's I2_S (kernels/quant_i2s.h): read to be converted, never multiplied.
+    I2_S = 36,
     // llama2.c "ak42" version 2: int8 values of the whole matrix, then one f32
     // scale per group of `group` values. Not a GGML type; the id is ferry's own.
     Q8_GROUP = 1000,
@@ -41,6 +43,8 @@ const char* tensor_type_name(TensorType type);
 // Parses "f32", "q8_0", ... (case-insensitive). Returns false if unknown.
 bool parse_tensor_type(const char* name, TensorType* out);
 
+// Bytes a whole tensor stores after its rows (I2_S's scale; 0 for the rest).
+int64_t tensor_tail_bytes(TensorType type);
 // Bytes of a rows x cols matrix; group only matters for Q8_GROUP.
 // Returns -1 if cols is not a whole number of blocks or the size overflows.
 int64_t tensor_bytes(TensorType type, int64_t rows, int64_t cols, int64_t group = 0);

@@ -113,6 +113,51 @@ TEST_P(ArchOracle, OneProcessAndTwoWorkersMatchLlamaCpp) {
 
 INSTANTIATE_TEST_SUITE_P(Models, ArchOracle, ::testing::Values("qwen2", "qwen3"));
 
+// `ferry synth --preset` of each architecture (made small with explicit
+// dimensions; the architecture's own fields stay) writes a GGUF that reads back
+// as that architecture and runs across two workers with one process's bits.
+TEST(ArchSynth, PresetsOfEachArchitectureRunAcrossWorkers) {
+    struct Case {
+        const char* preset;
+        const char* type;
+        Arch arch;
+    };
+    for (const Case& k : {Case{"qwen2.5-0.5b", "q8_0", Arch::qwen2}, Case{"qwen3-0.6b", "q4_0", Arch::qwen3},
+                          Case{"bitnet-b1.58-2b", "tq2_0", Arch::bitnet}}) {
+        test::TempDir dir;
+        const std::string path = dir.file(std::string(k.preset) + ".gguf");
+        const auto r = test::run_command({test::ferry_bin(), "synth", path, "--preset", k.preset, "--format", "gguf",
+                                          "--type", k.type, "--dim", "256", "--hidden-dim", "512", "--layers", "3",
+                                          "--heads", "4", "--kv-heads", "2", "--vocab", "512", "--seq-len", "64",
+                                          "--quiet"});
+        ASSERT_EQ(r.exit_code, 0) << k.preset << ": " << r.err;
+        EXPECT_NE(r.err.find(std::string("wrote ") + path + ": " + arch_name(k.arch)), std::string::npos) << r.err;
+        const ModelFile file = open_model_file(path);
+        EXPECT_EQ(file.config.arch, k.arch) << k.preset;
+        if (k.arch == Arch::qwen3) {
+            EXPECT_EQ(file.config.q_dim(), 512) << "head length 128 kept: q wider than dim";
+        }
+        LocalEngine one(file, 64, nullptr);
+        PipelineOptions o;
+        o.split = {1, 2};
+        o.embedding_on_worker = true;
+        o.head_on_worker = true;
+        test::TwoWorkerSession two(o, path);
+        for (int pos = 0, token = 1; pos < 16; ++pos) {
+            const float* a = one.forward(&token, 1, pos);
+            const std::vector<float> want(a, a + file.config.vocab_size);
+            const float* b = two.engine->forward(&token, 1, pos);
+            ASSERT_EQ(std::vector<float>(b, b + file.config.vocab_size), want) << k.preset << " position " << pos;
+            token = argmax(want.data(), file.config.vocab_size);
+        }
+    }
+    // llama2.c files hold llama only.
+    test::TempDir dir;
+    const auto r = test::run_command({test::ferry_bin(), "synth", dir.file("b.bin"), "--preset", "bitnet-b1.58-2b"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("GGUF only"), std::string::npos) << r.err;
+}
+
 // bitnet-tiny is far more sensitive than the others: its sub-norms rescale
 // small attention outputs, so the f16 rounding inside llama.cpp's CPU flash
 // attention (queries converted to f16, values accumulated in f16) moves its

@@ -12,6 +12,7 @@
 #include "coordinator/generation/chat_template.h"
 #include "coordinator/generation/conversation.h"
 #include "coordinator/generation/local_engine.h"
+#include "coordinator/serving/openai_api.h"
 #include "tests/test_support.h"
 
 namespace ferry {
@@ -41,6 +42,11 @@ TEST(ChatTemplate, RendersEachFamily) {
     EXPECT_EQ(render(ChatTemplate::zephyr, "S", "More", false), "\n<|user|>\nMore</s>\n<|assistant|>\n");
     EXPECT_EQ(render(ChatTemplate::chatml, "S", "More", false),
               "\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n");
+    // BitNet b1.58 2B4T: role: text (trimmed) <|eot_id|>, then "Assistant: ".
+    EXPECT_EQ(render(ChatTemplate::bitnet, " Be brief. ", "  Hi\n", true),
+              "System: Be brief.<|eot_id|>User: Hi<|eot_id|>Assistant: ");
+    EXPECT_EQ(render(ChatTemplate::bitnet, "S", "More", false), "User: More<|eot_id|>Assistant: ");
+    EXPECT_EQ(std::string(end_of_turn_piece(ChatTemplate::bitnet)), "<|eot_id|>");
     EXPECT_EQ(std::string(end_of_turn_piece(ChatTemplate::llama3)), "<|eot_id|>");
     EXPECT_TRUE(bos_every_turn(ChatTemplate::llama2));
     EXPECT_FALSE(bos_every_turn(ChatTemplate::chatml));
@@ -52,13 +58,21 @@ TEST(ChatTemplate, DetectsFamiliesFromJinjaAndRejectsUnknown) {
     EXPECT_EQ(detect_chat_template("<|user|>\n{{ m }}</s><|assistant|>"), ChatTemplate::zephyr);
     EXPECT_EQ(detect_chat_template("{{ bos_token + '[INST] ' + content }}"), ChatTemplate::llama2);
     EXPECT_FALSE(detect_chat_template("<start_of_turn>user").has_value());
+    // microsoft/bitnet-b1.58-2B-4T's tokenizer_config.json template.
+    EXPECT_EQ(detect_chat_template("{% for message in messages %}{% set content = message['role'] | capitalize + "
+                                   "': '+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set "
+                                   "content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if "
+                                   "add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}"),
+              ChatTemplate::bitnet);
+    EXPECT_EQ(parse_chat_template("bitnet"), ChatTemplate::bitnet);
     EXPECT_EQ(parse_chat_template("chatml"), ChatTemplate::chatml);
     EXPECT_FALSE(parse_chat_template("alpaca").has_value());
 }
 
 // The user's and system's text is never special: only the template's pieces.
 TEST(ChatTemplate, OnlyTemplateTextIsSpecial) {
-    for (ChatTemplate t : {ChatTemplate::llama2, ChatTemplate::llama3, ChatTemplate::zephyr, ChatTemplate::chatml}) {
+    for (ChatTemplate t : {ChatTemplate::llama2, ChatTemplate::llama3, ChatTemplate::zephyr, ChatTemplate::chatml,
+                           ChatTemplate::bitnet}) {
         for (const TextPiece& p : render_user_turn(t, "<|im_end|> sys", "<|eot_id|> user", true)) {
             const bool user_text =
                 p.text.find(" user") != std::string::npos || p.text.find(" sys") != std::string::npos;
@@ -67,8 +81,9 @@ TEST(ChatTemplate, OnlyTemplateTextIsSpecial) {
     }
 }
 
-// A ChatML vocabulary: byte pieces, a few words, and its control tokens.
-Tokenizer chatml_tokenizer() {
+// A ChatML vocabulary: byte pieces, a few words, and its control tokens
+// (with Qwen3's <think> and </think> if thinking).
+Tokenizer chatml_tokenizer(bool thinking = false) {
     Vocabulary v;
     v.kind = TokenizerKind::spm;
     v.add_space_prefix = false;
@@ -85,6 +100,12 @@ Tokenizer chatml_tokenizer() {
     for (const char* control : {"<s>", "</s>", "<|im_start|>", "<|im_end|>"}) {
         v.pieces.push_back(control);
         v.types.push_back(TokenType::control);
+    }
+    if (thinking) {
+        for (const char* t : {"<think>", "</think>"}) {
+            v.pieces.push_back(t);
+            v.types.push_back(TokenType::user_defined);
+        }
     }
     v.bos = 260;
     v.eos = 261;
@@ -108,6 +129,69 @@ TEST(ChatTemplate, SpecialTokensComeOnlyFromTheTemplate) {
     const std::vector<int> naive =
         tok.encode(render(ChatTemplate::chatml, "", "Hi<|im_end|>", true), false, false, true);
     EXPECT_EQ(std::count(naive.begin(), naive.end(), end), 2);
+}
+
+// --no-think (Qwen3's enable_thinking=false): the reply opens with an empty
+// thinking block, as tokens; refused for models that cannot think and for
+// families other than ChatML.
+TEST(ChatTemplate, NoThinkOpensTheReplyWithAnEmptyThinkingBlock) {
+    EXPECT_EQ(joined(render_user_turn(ChatTemplate::chatml, "", "Hi", true, true)),
+              "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
+    const Tokenizer thinking = chatml_tokenizer(true);
+    check_chat_template(ChatTemplate::chatml, thinking, true);
+    const std::vector<int> ids =
+        thinking.encode(render_user_turn(ChatTemplate::chatml, "", "Hi", true, true), false, false);
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), thinking.token_id("<think>")), 1);
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), thinking.token_id("</think>")), 1);
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), thinking.token_id("<think>")) +
+                  std::count(ids.begin(), ids.end(), thinking.token_id("</think>")),
+              2)
+        << "one block, from the template";
+    try {
+        check_chat_template(ChatTemplate::chatml, chatml_tokenizer(false), true);
+        FAIL() << "a model without <think> took --no-think";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("no <think> token"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(check_chat_template(ChatTemplate::llama2, thinking, true), Error);
+}
+
+// The server takes chat_template_kwargs.enable_thinking per request (as vLLM
+// and llama.cpp's server do), --no-think sets its default.
+TEST(ChatTemplate, EnableThinkingPerRequest) {
+    const Tokenizer thinking = chatml_tokenizer(true);
+    ApiContext ctx;
+    ctx.tokenizer = &thinking;
+    ctx.context = 256;
+    ctx.chat_template = ChatTemplate::chatml;
+    ctx.can_think = true;
+    const std::string messages = R"("messages":[{"role":"user","content":"Hi"}])";
+    auto count_think = [&](const std::string& body, const ApiContext& c) {
+        ApiError e;
+        auto p = parse_request(Endpoint::chat, body, c, &e);
+        EXPECT_TRUE(p) << body << ": " << e.message;
+        if (!p) return -1;
+        return static_cast<int>(std::count(p->completion.prompt.begin(), p->completion.prompt.end(),
+                                           thinking.token_id("<think>")));
+    };
+    EXPECT_EQ(count_think("{" + messages + "}", ctx), 0) << "the model thinks by default";
+    EXPECT_EQ(count_think("{" + messages + R"(,"chat_template_kwargs":{"enable_thinking":false}})", ctx), 1);
+    ApiContext no_think = ctx;
+    no_think.no_think = true;
+    EXPECT_EQ(count_think("{" + messages + "}", no_think), 1) << "--no-think is the default";
+    EXPECT_EQ(count_think("{" + messages + R"(,"chat_template_kwargs":{"enable_thinking":true}})", no_think), 0);
+    for (const std::string& bad : {std::string(R"(,"chat_template_kwargs":{"enable_thinking":"no"})"),
+                                   std::string(R"(,"chat_template_kwargs":[1])")}) {
+        ApiError e;
+        EXPECT_FALSE(parse_request(Endpoint::chat, "{" + messages + bad + "}", ctx, &e)) << bad;
+        EXPECT_EQ(e.status, 400);
+    }
+    ApiContext cannot = ctx;
+    cannot.can_think = false;
+    ApiError e;
+    EXPECT_FALSE(parse_request(Endpoint::chat, "{" + messages + R"(,"chat_template_kwargs":{"enable_thinking":false}})",
+                               cannot, &e));
+    EXPECT_NE(e.message.find("no <think> token"), std::string::npos) << e.message;
 }
 
 TEST(ChatTemplate, ChosenFromTheModelOrTheOption) {
@@ -207,7 +291,7 @@ TEST(ChatCli, PromptIsTheFirstUserMessage) {
 // A template whose markers are control tokens the vocabulary lacks is refused
 // before anything runs, naming the token and the fix.
 TEST(ChatCli, ATemplateWhoseTokensTheVocabularyLacksIsRefused) {
-    for (const char* t : {"chatml", "llama3"}) {
+    for (const char* t : {"chatml", "llama3", "bitnet"}) {
         const auto r = test::run_command({test::ferry_bin(), "chat", test::model_path("stories260K.bin"), "-z",
                                           test::model_path("tok512.bin"), "--chat-template", t});
         EXPECT_EQ(r.exit_code, 1) << t;

@@ -99,7 +99,7 @@ TEST(GgufFuzzCorpus, MutantsOfRealFilesEndInSuccessOrFerryError) {
     GgufOutput o;
     o.type = TensorType::Q4_0;
     o.progress = false;
-    write_llama_gguf(dir.file("tiny.gguf"), c, true, random,
+    write_model_gguf(dir.file("tiny.gguf"), c, true, random,
                      spm_vocabulary_from_llama2c(synthetic_llama2c_vocabulary(c.vocab_size)), "tiny", o);
 
     const std::vector<std::pair<std::string, int>> seeds = {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iomanip>
+#include <random>
 #include <regex>
 #include <sstream>
 
@@ -19,6 +20,8 @@
 #include "common/tokenizer_loader.h"
 #include "coordinator/generation/local_engine.h"
 #include "coordinator/model_files/quantize.h"
+#include "common/gguf_writer.h"
+#include "kernels/quant_i2s.h"
 #include "kernels/quants.h"
 #include "tests/test_support.h"
 
@@ -175,7 +178,7 @@ TEST(Quantize, StreamsInsteadOfHoldingTheModel) {
     GgufOutput o;
     o.progress = false;
     const std::string in = dir.file("big-f32.gguf");
-    write_llama_gguf(in, c, true, random, spm_vocabulary_from_llama2c(synthetic_llama2c_vocabulary(c.vocab_size)),
+    write_model_gguf(in, c, true, random, spm_vocabulary_from_llama2c(synthetic_llama2c_vocabulary(c.vocab_size)),
                      "big", o);
     const double in_mb = static_cast<double>(std::filesystem::file_size(in)) / 1e6;
     ASSERT_GT(in_mb, 90.0);
@@ -301,7 +304,7 @@ TEST(QuantizeRoundTrip, KQuantsOnStories260KWidenedTo256) {
     GgufOutput o;
     o.progress = false;
     const std::string f32 = dir.file("wide-f32.gguf");
-    write_llama_gguf(f32, WidenedStories::config(real.config), false, widened, load_tokenizer(real, "").vocabulary(),
+    write_model_gguf(f32, WidenedStories::config(real.config), false, widened, load_tokenizer(real, "").vocabulary(),
                      "stories260K widened", o);
     const Agreement same = top1_agreement(stories(), f32);
     std::cout << "[ measured ] stories260K widened to 256 (f32) vs stories260K: " << describe(same) << "\n";
@@ -333,7 +336,7 @@ TEST(QuantizeRoundTrip, TernaryTypesStoreTernaryWeightsExactly) {
     GgufOutput o;
     o.progress = false;
     const std::string f32 = dir.file("ternary-f32.gguf");
-    write_llama_gguf(f32, c, false, ternary, spm_vocabulary_from_llama2c(synthetic_llama2c_vocabulary(c.vocab_size)),
+    write_model_gguf(f32, c, false, ternary, spm_vocabulary_from_llama2c(synthetic_llama2c_vocabulary(c.vocab_size)),
                      "ternary", o);
     for (const char* type : {"tq1_0", "tq2_0"}) {
         ASSERT_TRUE(parse_output_type(type, &o.type));
@@ -361,6 +364,163 @@ TEST(QuantizeRoundTrip, TernaryTypesStoreTernaryWeightsExactly) {
     const Agreement same = top1_agreement(dir.file("ternary-tq1_0.gguf"), dir.file("ternary-tq2_0.gguf"));
     EXPECT_EQ(same.agree, 256);
     EXPECT_EQ(same.free_running, 256);
+}
+
+// BitNet's projections are ternary times a per-tensor scale (kept in its own
+// .scale tensor): TQ1_0 holds them exactly, the F16 embedding (tied
+// classifier) is not ternary and keeps its type, and the model computes the
+// same tokens as the TQ2_0 file llama.cpp's tools wrote. Back to TQ2_0 gives
+// that file's bytes again. A model with no ternary matrix is refused.
+TEST(QuantizeRoundTrip, BitnetIsStoredTernaryExactlyAndOthersAreRefused) {
+    test::TempDir dir;
+    const std::string original = test::model_path("arch/bitnet-tiny.gguf");
+    const std::string tq1 = dir.file("bitnet-tq1_0.gguf"), tq2 = dir.file("bitnet-tq2_0.gguf");
+    auto r = quantize_cli({original, tq1, "--type", "tq1_0"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("token_embd.weight: not ternary"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("kept as f16"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("28 ternary matrices stored as tq1_0 exactly"), std::string::npos) << r.err;
+    int projections = 0;
+    for (const auto& [name, type] : tensor_types(tq1)) {
+        if (name.find(".weight") == std::string::npos || name.find("norm") != std::string::npos) continue;
+        if (name == "token_embd.weight") {
+            EXPECT_EQ(type, TensorType::F16);
+            continue;
+        }
+        EXPECT_EQ(type, TensorType::TQ1_0) << name;
+        ++projections;
+    }
+    EXPECT_EQ(projections, 28);
+    r = quantize_cli({tq1, tq2, "--type", "tq2_0"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const MappedFile a(original), b(tq2);
+    const GgufFile ga = parse_gguf(a.data(), a.size(), original), gb = parse_gguf(b.data(), b.size(), tq2);
+    for (const GgufTensor& t : ga.tensors) {
+        const GgufTensor* u = gb.find_tensor(t.name);
+        ASSERT_NE(u, nullptr) << t.name;
+        ASSERT_EQ(u->type, t.type) << t.name;
+        EXPECT_EQ(std::memcmp(a.data() + t.offset, b.data() + u->offset, t.bytes), 0)
+            << t.name << ": TQ2_0 -> TQ1_0 -> TQ2_0 changed its bytes";
+    }
+    // Same numbers, same model: greedy streams equal over the context's worth of steps.
+    const Agreement same = top1_agreement(original, tq1, 128);
+    EXPECT_EQ(same.agree, 128);
+    EXPECT_EQ(same.free_running, 128);
+
+    r = quantize_cli({test::model_path("arch/qwen2-tiny.gguf"), dir.file("q.gguf"), "--type", "tq2_0"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("no matrix is ternary"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("Use q4_0"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("q.gguf")));
+}
+
+// bitnet.cpp's I2_S layout (kernels/quant_i2s.h): value j of a 128-block in
+// byte j % 32 at shift 6 - 2 * (j / 32), codes 0/1/2 for -1/0/+1.
+TEST(I2sLayout, PacksAsBitnetCppWritesAndReadsBack) {
+    std::vector<int8_t> t(256, 0);
+    t[0] = 1;     // code 2 in byte 0, bits 7-6
+    t[32] = -1;   // code 0 in byte 0, bits 5-4
+    t[97] = 1;    // code 2 in byte 1, bits 1-0
+    t[128] = -1;  // second block: byte 32, bits 7-6
+    std::vector<uint8_t> codes(64);
+    kernels::i2s_pack_row(t.data(), 256, codes.data());
+    // Zeros are code 1 (01 in every other field).
+    EXPECT_EQ(codes[0], 0x80 | 0x00 | 0x04 | 0x01);
+    EXPECT_EQ(codes[1], 0x40 | 0x10 | 0x04 | 0x02);
+    EXPECT_EQ(codes[2], 0x55);
+    EXPECT_EQ(codes[32], 0x00 | 0x10 | 0x04 | 0x01);
+    std::vector<float> back(256);
+    kernels::i2s_unpack_row(codes.data(), 256, 0.5f, back.data());
+    for (int i = 0; i < 256; ++i) EXPECT_EQ(back[i], 0.5f * t[i]) << i;
+    std::mt19937 rng(7);
+    for (int8_t& x : t) x = static_cast<int8_t>(static_cast<int>(rng() % 3) - 1);
+    kernels::i2s_pack_row(t.data(), 256, codes.data());
+    kernels::i2s_unpack_row(codes.data(), 256, 1.0f, back.data());
+    for (int i = 0; i < 256; ++i) ASSERT_EQ(back[i], t[i]) << i;
+}
+
+// bitnet-tiny.gguf written as bitnet.cpp would hold it: every projection I2_S.
+// keep_scales: the file's .scale tensors stay and the I2_S scale is 1; else
+// they go and their value is the I2_S scale (as a converter folding them in).
+std::string write_i2s_bitnet(const std::string& path, bool keep_scales) {
+    const std::string original = test::model_path("arch/bitnet-tiny.gguf");
+    const MappedFile map(original);
+    const GgufFile g = parse_gguf(map.data(), map.size(), original);
+    GgufWriter w;
+    for (const GgufKV& kv : g.metadata) w.add_value(std::string(kv.key), kv.value);
+    auto scale_of = [&](const std::string& weight) {
+        const GgufTensor* s = g.find_tensor(weight.substr(0, weight.size() - 7) + ".scale");
+        float v = 1;
+        if (s) std::memcpy(&v, map.data() + s->offset, sizeof v);
+        return v;
+    };
+    for (const GgufTensor& t : g.tensors) {
+        const std::string name(t.name);
+        const std::vector<int64_t> ne(t.ne, t.ne + std::max<uint32_t>(t.n_dims, 1));
+        if (!keep_scales && name.size() > 6 && name.compare(name.size() - 6, 6, ".scale") == 0) continue;
+        if (t.type != TensorType::TQ2_0) {
+            const uint64_t row = static_cast<uint64_t>(tensor_bytes(t.type, 1, t.cols()));
+            w.add_tensor(name, t.type, ne, [&map, &t, row](int64_t first, int64_t count, uint8_t* out) {
+                std::memcpy(out, map.data() + t.offset + first * row, count * row);
+            });
+            continue;
+        }
+        const float scale = keep_scales ? 1.0f : scale_of(name);
+        w.add_tensor(name, TensorType::I2_S, ne, [&map, &t, scale](int64_t first, int64_t count, uint8_t* out) {
+            if (count == 0) {  // the tail: the tensor's scale
+                std::memcpy(out, &scale, sizeof scale);
+                return;
+            }
+            const uint64_t row = static_cast<uint64_t>(tensor_bytes(TensorType::TQ2_0, 1, t.cols()));
+            std::vector<float> v(static_cast<size_t>(t.cols()));
+            std::vector<int8_t> trits(v.size());
+            for (int64_t r = 0; r < count; ++r) {
+                decode_rows(TensorType::TQ2_0, map.data() + t.offset + (first + r) * row, v.data(), 1, t.cols());
+                for (size_t i = 0; i < v.size(); ++i) {
+                    ASSERT_TRUE(v[i] == 0 || v[i] == 1 || v[i] == -1) << "bitnet-tiny's blocks are unit ternary";
+                    trits[i] = static_cast<int8_t>(v[i]);
+                }
+                kernels::i2s_pack_row(trits.data(), t.cols(), out + r * t.cols() / 4);
+            }
+        });
+    }
+    w.write(path);
+    return original;
+}
+
+// I2_S -> TQ2_0 is exact: the converted file holds bitnet-tiny's own tensors,
+// byte for byte, whether its scales were in .scale tensors or in the I2_S
+// tails. Run directly, an I2_S file says how to convert it.
+TEST(I2sConversion, BecomesTheTq2FileExactly) {
+    test::TempDir dir;
+    for (bool keep_scales : {true, false}) {
+        const std::string i2s = dir.file(keep_scales ? "a-i2s.gguf" : "b-i2s.gguf");
+        const std::string original = write_i2s_bitnet(i2s, keep_scales);
+        const std::string out = dir.file(keep_scales ? "a-tq2.gguf" : "b-tq2.gguf");
+        auto r = quantize_cli({i2s, out, "--type", "tq2_0"});
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+        const MappedFile a(original), b(out);
+        const GgufFile ga = parse_gguf(a.data(), a.size(), original), gb = parse_gguf(b.data(), b.size(), out);
+        EXPECT_EQ(gb.tensors.size(), ga.tensors.size());
+        for (const GgufTensor& t : ga.tensors) {
+            const GgufTensor* u = gb.find_tensor(t.name);
+            ASSERT_NE(u, nullptr) << t.name;
+            ASSERT_EQ(u->type, t.type) << t.name;
+            EXPECT_EQ(std::memcmp(a.data() + t.offset, b.data() + u->offset, t.bytes), 0) << t.name;
+        }
+        // To a type that is not ternary the values are decoded with their scale.
+        r = quantize_cli({i2s, dir.file("f32.gguf"), "--type", "f32", "--force"});
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+        if (!keep_scales) {
+            const Agreement same = top1_agreement(original, dir.file("f32.gguf"), 64);
+            EXPECT_GE(same.agree, 48) << "f32 of the I2_S values is bitnet-tiny up to TQ2_0's activation rounding (measured 58/64)";
+        }
+        r = test::run_command({test::ferry_bin(), "run", i2s, "-n", "4"});
+        EXPECT_EQ(r.exit_code, 1);
+        EXPECT_NE(r.err.find("is bitnet.cpp's I2_S; convert the model once with `ferry quantize"), std::string::npos)
+            << r.err;
+    }
 }
 
 }  // namespace

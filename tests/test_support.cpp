@@ -308,7 +308,7 @@ SynthModel synth_64mb_model(const TempDir& dir, int seq_len) {
 TwoWorkerSession::TwoWorkerSession(const PipelineOptions& base, const std::string& model)
     : a({"--threads", "1", "--cache-dir", dir.file("ca")}, dir.file("a.log")),
       b({"--threads", "1", "--cache-dir", dir.file("cb")}, dir.file("b.log")),
-      file(open_model_file(model_path(model))) {
+      file(open_model_file(model.rfind('/', 0) == 0 ? model : model_path(model))) {
     PipelineOptions o = base;
     o.workers = {a.address(), b.address()};
     if (o.split.empty()) o.split = {2, 3};

@@ -167,7 +167,8 @@ struct TwoWorkerSession {
     ModelFile file;
     kernels::ThreadPool pool{1};
     std::unique_ptr<PipelineEngine> engine;
-    // `model`: a file under ../shared/models (default stories260K.bin, split 2,3 unless base.split says).
+    // `model`: a file under ../shared/models, or an absolute path (default
+    // stories260K.bin, split 2,3 unless base.split says).
     explicit TwoWorkerSession(const PipelineOptions& base = {}, const std::string& model = "stories260K.bin");
 };
 

@@ -15,9 +15,9 @@ namespace ferry {
 
 namespace {
 
-ChatTemplate checked_template(const ModelFile& file, const std::string& forced, const Tokenizer& tokenizer) {
-    const ChatTemplate t = choose_chat_template(file, forced);
-    check_chat_template(t, tokenizer);
+ChatTemplate checked_template(const ModelFile& file, const RunOptions& o, const Tokenizer& tokenizer) {
+    const ChatTemplate t = choose_chat_template(file, o.chat_template);
+    check_chat_template(t, tokenizer, o.no_think);
     return t;
 }
 
@@ -32,7 +32,7 @@ struct ChatSession {
     explicit ChatSession(const RunOptions& o)
         : file(open_model(o.model)),
           tokenizer(load_tokenizer(file, o.tokenizer, o.force_tokenizer)),
-          tmpl(checked_template(file, o.chat_template, tokenizer)),
+          tmpl(checked_template(file, o, tokenizer)),
           pool(resolve_threads(o.threads)),
           // The whole context: a conversation grows turn by turn.
           engine(make_engine(file, o, context_for(file.config, o.ctx), &pool)),
@@ -42,7 +42,7 @@ struct ChatSession {
 int cmd_chat(const RunOptions& o) {
     select_kernels(o.kernels);
     ChatSession s(o);
-    Conversation chat(*s.engine, s.tokenizer, s.sampler, s.tmpl, o.system_prompt);
+    Conversation chat(*s.engine, s.tokenizer, s.sampler, s.tmpl, o.system_prompt, o.no_think);
     // One turn; false when the context is full and the chat must end.
     auto turn = [&](const std::string& line) {
         std::fputs("Assistant: ", stdout);
@@ -80,7 +80,7 @@ int cmd_chat(const RunOptions& o) {
 
 int run_chat_once(const RunOptions& o) {
     ChatSession s(o);
-    Conversation chat(*s.engine, s.tokenizer, s.sampler, s.tmpl, o.system_prompt);
+    Conversation chat(*s.engine, s.tokenizer, s.sampler, s.tmpl, o.system_prompt, o.no_think);
     if (!chat.reply(o.prompt, stdout, o.steps))
         throw Error("the prompt does not fit the context of " + std::to_string(s.engine->context()) + " tokens");
     std::fputs("\n", stdout);

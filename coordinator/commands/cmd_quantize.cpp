@@ -26,6 +26,7 @@ struct QuantizeArgs {
     int threads = 0;
     bool force = false;
     bool quiet = false;
+    bool round_to_ternary = false;
 };
 
 // "48 tensors: 32 q8_0, 16 f32".
@@ -53,6 +54,7 @@ int cmd_quantize(const QuantizeArgs& a) {
         throw Error(a.out + ": is the input; write to another file");
     o.threads = resolve_threads(a.threads);
     o.progress = !a.quiet;
+    o.ternary_exact = !a.round_to_ternary;
     const auto t0 = std::chrono::steady_clock::now();
     quantize_model(a.in, a.out, a.tokenizer, o);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -80,11 +82,16 @@ void register_quantize(CLI::App& app, std::vector<Command>& commands) {
         "A GGUF input keeps its metadata in order; general.quantization_version and general.file_type are\n"
         "set as llama-quantize sets them. A llama2.c input gets llama.* keys and its tokenizer (-z) embedded,\n"
         "so the output runs on its own. The file is streamed (never whole in memory), through OUT.partial.\n"
+        "TQ1_0 and TQ2_0 store ternary matrices (BitNet b1.58's: -s, 0, +s) exactly and nothing else well:\n"
+        "each matrix is encoded, decoded and compared first; one they would change keeps its type (said per\n"
+        "tensor, with the largest change), and a model with no ternary matrix is refused unless\n"
+        "--round-to-ternary.\n"
         "Types: " +
         output_type_list() +
         "\nExamples:\n"
         "  ferry quantize stories260K.gguf stories260K-q8_0.gguf --type q8_0\n"
-        "  ferry quantize stories260K.bin stories260K.gguf --type f32 -z tok512.bin");
+        "  ferry quantize stories260K.bin stories260K.gguf --type f32 -z tok512.bin\n"
+        "  ferry quantize bitnet-tq2_0.gguf bitnet-tq1_0.gguf --type tq1_0");
     cmd->add_option("in", a.in, "Model to read: GGUF or a llama2.c checkpoint")->required()->check(CLI::ExistingFile);
     cmd->add_option("out", a.out, "GGUF file to write")->required();
     cmd->add_option("--type", a.type, "Storage type of the weight matrices (list below)")->required();
@@ -94,6 +101,9 @@ void register_quantize(CLI::App& app, std::vector<Command>& commands) {
         ->check(CLI::Range(0, 1024));
     cmd->add_flag("--force", a.force, "Overwrite OUT if it exists");
     cmd->add_flag("-q,--quiet", a.quiet, "No progress bar");
+    cmd->add_flag("--round-to-ternary", a.round_to_ternary,
+                  "TQ1_0/TQ2_0: round every matrix to ternary even where that changes it (for speed tests; a model "
+                  "not trained ternary loses its meaning)");
     commands.push_back({cmd, [] { return cmd_quantize(a); }, nullptr});
 }
 

@@ -67,15 +67,6 @@ std::string read_key_file(const std::string& path) {
     return key;
 }
 
-// The chat template's end-of-turn ids (besides EOS), as Conversation finds them.
-std::vector<int> end_of_turn_ids(const Tokenizer& tokenizer, ChatTemplate t) {
-    std::vector<int> ids;
-    const std::string eot = end_of_turn_piece(t);
-    for (int id = 0; id < tokenizer.vocab_size(); ++id)
-        if (tokenizer.piece(id) == eot) ids.push_back(id);
-    return ids;
-}
-
 int cmd_serve(ServeOptions& o) {
     // SIGTERM and SIGINT are taken by one thread (sigwait), so no handler runs inside a request.
     sigset_t stop_signals;
@@ -109,7 +100,9 @@ int cmd_serve(ServeOptions& o) {
     api.tokenizer = &tokenizer;
     try {
         api.chat_template = choose_chat_template(file, r.chat_template);
-        check_chat_template(*api.chat_template, tokenizer);
+        check_chat_template(*api.chat_template, tokenizer, r.no_think);
+        api.no_think = r.no_think;
+        api.can_think = tokenizer.token_id("<think>") >= 0 && tokenizer.token_id("</think>") >= 0;
         api.end_of_turn_ids = end_of_turn_ids(tokenizer, *api.chat_template);
     } catch (const Error& e) {  // completions still work; chat says why not
         if (!r.chat_template.empty()) throw;
@@ -180,9 +173,7 @@ void register_serve(CLI::App& app, std::vector<Command>& commands) {
         ->check(CLI::Range(2, 4096));
     cmd->add_option("--grace", o.grace, "Seconds SIGTERM lets requests in flight finish before cancelling them (default 30)")
         ->check(CLI::Range(0.0, 86400.0));
-    cmd->add_option("--chat-template", o.run.chat_template,
-                    "Chat format: llama2, llama3, zephyr or chatml (default: the model's own)")
-        ->check(CLI::IsMember({"llama2", "llama3", "zephyr", "chatml"}));
+    add_chat_template_options(cmd, o.run);
     commands.push_back({cmd, [] {
         resolve_pool(o.run);
         return cmd_serve(o);

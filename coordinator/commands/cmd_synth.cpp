@@ -79,6 +79,9 @@ int cmd_synth(const SynthArgs& a) {
     o.gguf = a.format == "gguf";
     if (!o.gguf && !parse_llama2c_format(a.format, &o.write.format))
         throw Error("--format " + a.format + ": use legacy, v1, v2 or gguf");
+    if (!o.gguf && c.arch != Arch::llama)
+        throw Error("--preset " + a.preset + ": the " + arch_name(c.arch) +
+                    " architecture is GGUF only (llama2.c files hold llama); add --format gguf");
     if (!a.type.empty() && !o.gguf)
         throw Error("--type " + a.type + ": only GGUF has storage types; add --format gguf");
     if (!a.type.empty() && !parse_output_type(a.type, &o.gguf_type))
@@ -99,9 +102,9 @@ int cmd_synth(const SynthArgs& a) {
     const std::string format = o.gguf ? std::string("GGUF ") + tensor_type_name(o.gguf_type)
                                       : std::string("llama2.c ") + llama2c_format_name(o.write.format);
     std::fprintf(stderr,
-                 "wrote %s: %s, %s, dim %d hidden %d layers %d heads %d/%d vocab %d seq_len %d, %s "
+                 "wrote %s: %s %s, %s, dim %d hidden %d layers %d heads %d/%d vocab %d seq_len %d, %s "
                  "classifier, seed %lld, %.1f s\n",
-                 a.out.c_str(), format.c_str(),
+                 a.out.c_str(), arch_name(c.arch), format.c_str(),
                  format_bytes(std::filesystem::file_size(a.out)).c_str(), c.dim, c.hidden_dim,
                  c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len, shared ? "tied" : "separate",
                  static_cast<long long>(a.seed), s);
@@ -121,7 +124,8 @@ void register_synth(CLI::App& app, std::vector<Command>& commands) {
         "Weights are normal(0, --stddev) from a seeded generator, norms 1.0: the same seed gives the same\n"
         "numbers in every format. The file is streamed to disk (never held in memory) with a progress bar\n"
         "on stderr. RoPE theta 10000 and norm epsilon 1e-5 apply (llama2.c files cannot say otherwise).\n"
-        "--format gguf writes GGUF v3 with llama.* metadata and a made-up vocabulary of --vocab pieces\n"
+        "--format gguf writes GGUF v3 with <arch>.* metadata (llama, or the qwen2, qwen3 and bitnet presets\n"
+        "with their own RoPE base, epsilon and tensors) and a made-up vocabulary of --vocab pieces\n"
         "embedded, so `ferry run` needs no tokenizer; --type picks the matrices' storage type, under the\n"
         "same per-tensor rule and fallbacks as `ferry quantize` (see its --help). Types:\n  " +
         output_type_list() +
@@ -133,6 +137,7 @@ void register_synth(CLI::App& app, std::vector<Command>& commands) {
         "Examples:\n"
         "  ferry synth /work/bench-models/tinyllama-f32.bin --preset tinyllama-1.1b\n"
         "  ferry synth /work/bench-models/tinyllama-q4_0.gguf --preset tinyllama-1.1b --format gguf --type q4_0\n"
+        "  ferry synth bitnet-2b.gguf --preset bitnet-b1.58-2b --format gguf --type tq2_0\n"
         "  ferry synth tiny.bin --dim 64 --hidden-dim 172 --layers 2 --heads 8 --kv-heads 4 --vocab 512 "
         "--seq-len 128 --format v2");
     cmd->add_option("out", a.out, "Model file to write")->required();

@@ -50,9 +50,18 @@ void add_sampling_options(CLI::App* app, RunOptions& o) {
     app->add_option("-i,--prompt", o.prompt, "Prompt text (default: empty)");
     app->add_option("--ids-out", o.ids_out, "Also write the token ids (BOS, prompt, samples) to this file");
     app->add_option("-y,--system", o.system_prompt, "System prompt for chat");
+    add_chat_template_options(app, o);
+}
+
+void add_chat_template_options(CLI::App* app, RunOptions& o) {
     app->add_option("--chat-template", o.chat_template,
-                    "Chat format: llama2, llama3, zephyr or chatml (default: the model's own)")
-        ->check(CLI::IsMember({"llama2", "llama3", "zephyr", "chatml"}));
+                    "Chat format: llama2, llama3, zephyr, chatml (Qwen) or bitnet (BitNet b1.58 2B4T) (default: the "
+                    "model's own)")
+        ->check(CLI::IsMember({"llama2", "llama3", "zephyr", "chatml", "bitnet"}));
+    app->add_flag("--no-think", o.no_think,
+                  "Thinking models (Qwen3, ChatML): open every reply with an empty <think></think> block, as Qwen3's "
+                  "template does for enable_thinking=false, so the model answers without reasoning first (default: "
+                  "the model thinks, and its <think>...</think> text is part of the reply)");
 }
 
 void add_pipeline_options(CLI::App* app, RunOptions& o) {

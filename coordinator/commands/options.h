@@ -29,6 +29,7 @@ struct RunOptions {
     std::string json_out;          // run: the statistics as JSON to this file ("-": stderr)
     bool chat = false;             // run: treat -i as one chat turn
     std::string chat_template;     // empty: the model's own
+    bool no_think = false;         // chatml: open each reply with an empty <think> block (Qwen3)
     std::string system_prompt;
     std::string log_level = "warn";
     // Pipeline (coordinator/pipeline_engine.*)
@@ -57,6 +58,8 @@ struct RunOptions {
 void add_log_level_option(CLI::App* app, std::string& level);
 void add_model_options(CLI::App* app, RunOptions& o);
 void add_sampling_options(CLI::App* app, RunOptions& o);
+// --chat-template and --no-think.
+void add_chat_template_options(CLI::App* app, RunOptions& o);
 void add_pipeline_options(CLI::App* app, RunOptions& o);
 // --key-file and --discover-wait, for every subcommand that talks to workers.
 void add_key_options(CLI::App* app, std::string& key_file, double& discover_wait);

@@ -1,8 +1,25 @@
 #include "coordinator/generation/chat_template.h"
 
+#include <cctype>
+
 #include "common/error.h"
 
 namespace ferry {
+
+namespace {
+
+constexpr ChatTemplate kAll[] = {ChatTemplate::llama2, ChatTemplate::llama3, ChatTemplate::zephyr,
+                                 ChatTemplate::chatml, ChatTemplate::bitnet};
+
+// Jinja's |trim, which BitNet's template applies to every message.
+std::string trimmed(const std::string& s) {
+    size_t a = 0, b = s.size();
+    while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
+    while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
+    return s.substr(a, b - a);
+}
+
+}  // namespace
 
 const char* chat_template_name(ChatTemplate t) {
     switch (t) {
@@ -10,14 +27,21 @@ const char* chat_template_name(ChatTemplate t) {
         case ChatTemplate::llama3: return "llama3";
         case ChatTemplate::zephyr: return "zephyr";
         case ChatTemplate::chatml: return "chatml";
+        case ChatTemplate::bitnet: return "bitnet";
     }
     return "unknown";
 }
 
 std::optional<ChatTemplate> parse_chat_template(const std::string& name) {
-    for (ChatTemplate t : {ChatTemplate::llama2, ChatTemplate::llama3, ChatTemplate::zephyr, ChatTemplate::chatml})
+    for (ChatTemplate t : kAll)
         if (name == chat_template_name(t)) return t;
     return std::nullopt;
+}
+
+std::string chat_template_names() {
+    std::string s;
+    for (ChatTemplate t : kAll) s += std::string(s.empty() ? "" : "|") + chat_template_name(t);
+    return s;
 }
 
 std::optional<ChatTemplate> detect_chat_template(const std::string& jinja) {
@@ -26,11 +50,13 @@ std::optional<ChatTemplate> detect_chat_template(const std::string& jinja) {
     if (has("<|im_start|>")) return ChatTemplate::chatml;
     if (has("<|user|>") && has("<|assistant|>")) return ChatTemplate::zephyr;
     if (has("[INST]")) return ChatTemplate::llama2;
+    // BitNet 2B4T: role|capitalize + ': ' + content|trim + '<|eot_id|>', then 'Assistant: '.
+    if (has("<|eot_id|>") && has("Assistant: ")) return ChatTemplate::bitnet;
     return std::nullopt;
 }
 
 std::vector<TextPiece> render_user_turn(ChatTemplate t, const std::string& system, const std::string& user,
-                                        bool first_turn) {
+                                        bool first_turn, bool no_think) {
     const bool with_system = first_turn && !system.empty();
     std::vector<TextPiece> out;
     auto tmpl = [&](const std::string& s) { out.push_back({s, true}); };
@@ -75,9 +101,20 @@ std::vector<TextPiece> render_user_turn(ChatTemplate t, const std::string& syste
             }
             tmpl(head + open("user"));
             text(user);
-            tmpl(end + open("assistant"));
+            tmpl(end + open("assistant") + (no_think && !zephyr ? "<think>\n\n</think>\n\n" : ""));
             break;
         }
+        case ChatTemplate::bitnet:
+            // BOS is added by the caller; a later turn follows the reply's <|eot_id|>.
+            if (with_system) {
+                tmpl("System: ");
+                text(trimmed(system));
+                tmpl("<|eot_id|>");
+            }
+            tmpl("User: ");
+            text(trimmed(user));
+            tmpl("<|eot_id|>Assistant: ");
+            break;
     }
     return out;
 }
@@ -96,15 +133,34 @@ const char* end_of_turn_piece(ChatTemplate t) {
         case ChatTemplate::llama3: return "<|eot_id|>";
         case ChatTemplate::zephyr: return "</s>";
         case ChatTemplate::chatml: return "<|im_end|>";
+        case ChatTemplate::bitnet: return "<|eot_id|>";
     }
     return "</s>";
 }
 
-void check_chat_template(ChatTemplate t, const Tokenizer& tokenizer) {
+std::vector<int> end_of_turn_ids(const Tokenizer& tokenizer, ChatTemplate t) {
+    std::vector<int> ids;
+    const std::string eot = end_of_turn_piece(t);
+    for (int id = 0; id < tokenizer.vocab_size(); ++id)
+        if (tokenizer.piece(id) == eot) ids.push_back(id);
+    return ids;
+}
+
+void check_chat_template(ChatTemplate t, const Tokenizer& tokenizer, bool no_think) {
     // Llama 2's [INST] and zephyr's <|user|> are text in their own vocabularies; these two families' markers are tokens.
     std::vector<const char*> markers;
     if (t == ChatTemplate::llama3) markers = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
     if (t == ChatTemplate::chatml) markers = {"<|im_start|>", "<|im_end|>"};
+    if (t == ChatTemplate::bitnet) markers = {"<|eot_id|>"};
+    if (no_think) {
+        if (t != ChatTemplate::chatml)
+            throw Error(std::string("--no-think is for ChatML thinking models (Qwen3); the chat template here is ") +
+                        chat_template_name(t));
+        for (const char* m : {"<think>", "</think>"})
+            if (tokenizer.token_id(m) < 0)
+                throw Error(std::string("--no-think: this model's vocabulary has no ") + m +
+                            " token, so it does not think before answering; leave the flag out");
+    }
     for (const char* m : markers)
         if (tokenizer.token_id(m) < 0)
             throw Error(std::string("the chat template ") + chat_template_name(t) + " needs the token " + m +

@@ -9,27 +9,28 @@ namespace ferry {
 ChatTemplate choose_chat_template(const ModelFile& file, const std::string& forced) {
     if (!forced.empty()) {
         if (auto t = parse_chat_template(forced)) return *t;
-        throw Error("--chat-template " + forced + ": unknown; use llama2, llama3, zephyr or chatml");
+        throw Error("--chat-template " + forced + ": unknown; use one of " + chat_template_names());
     }
     if (file.format.rfind("llama2.c", 0) == 0) return ChatTemplate::llama2;  // run.c's chat format
     if (!file.chat_template.empty()) {
         if (auto t = detect_chat_template(file.chat_template)) return *t;
         throw Error(file.path +
-                    ": its chat template is not one ferry knows; name one with --chat-template "
-                    "llama2|llama3|zephyr|chatml");
+                    ": its chat template is not one ferry knows; name one with --chat-template " +
+                    chat_template_names());
     }
     throw Error(file.path +
-                ": the model names no chat template; name one with --chat-template "
-                "llama2|llama3|zephyr|chatml");
+                ": the model names no chat template; name one with --chat-template " + chat_template_names());
 }
 
 Conversation::Conversation(Engine& engine, const Tokenizer& tokenizer, Sampler& sampler, ChatTemplate tmpl,
-                           std::string system)
-    : engine_(engine), tokenizer_(tokenizer), sampler_(sampler), template_(tmpl), system_(std::move(system)) {
-    // The family's end-of-turn piece if the vocabulary has it, and EOS.
-    const std::string eot = end_of_turn_piece(tmpl);
-    for (int id = 0; id < tokenizer.vocab_size(); ++id)
-        if (tokenizer.piece(id) == eot) end_ids_.push_back(id);
+                           std::string system, bool no_think)
+    : engine_(engine),
+      tokenizer_(tokenizer),
+      sampler_(sampler),
+      template_(tmpl),
+      system_(std::move(system)),
+      no_think_(no_think),
+      end_ids_(end_of_turn_ids(tokenizer, tmpl)) {
     end_ids_.push_back(tokenizer.eos_id());
 }
 
@@ -42,7 +43,7 @@ bool Conversation::reply(const std::string& user, std::FILE* out, int max_tokens
     std::vector<int> input;
     if (pending_ >= 0) input.push_back(pending_);
     const std::vector<int> turn =
-        tokenizer_.encode(render_user_turn(template_, system_, user, first), first || bos_every_turn(template_), false);
+        tokenizer_.encode(render_user_turn(template_, system_, user, first, no_think_), first || bos_every_turn(template_), false);
     context_full_ = false;
     cut_ = false;
     input.insert(input.end(), turn.begin(), turn.end());

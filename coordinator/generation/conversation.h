@@ -20,7 +20,9 @@ ChatTemplate choose_chat_template(const ModelFile& file, const std::string& forc
 
 class Conversation {
 public:
-    Conversation(Engine& engine, const Tokenizer& tokenizer, Sampler& sampler, ChatTemplate tmpl, std::string system);
+    // no_think: every reply opens with Qwen3's empty thinking block (render_user_turn).
+    Conversation(Engine& engine, const Tokenizer& tokenizer, Sampler& sampler, ChatTemplate tmpl, std::string system,
+                 bool no_think = false);
 
     // Feeds the user's turn and streams the reply to out, at most max_tokens
     // of it (0: until an end-of-turn token or the end of the context). Returns
@@ -42,12 +44,13 @@ private:
     Sampler& sampler_;
     ChatTemplate template_;
     std::string system_;
+    bool no_think_;
+    std::vector<int> end_ids_;
     int pos_ = 0;
     int pending_ = -1;  // the last reply's end-of-turn token, fed with the next turn
     int replied_ = 0;
     bool context_full_ = false;
     bool cut_ = false;
-    std::vector<int> end_ids_;
 };
 
 }  // namespace ferry

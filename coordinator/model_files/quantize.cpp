@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <cmath>
 #include <filesystem>
+#include <map>
+#include <mutex>
 
 #include "common/error.h"
 #include "common/gguf_file.h"
@@ -15,7 +18,9 @@
 #include "common/progress.h"
 #include "common/shard_memory.h"
 #include "common/tokenizer_loader.h"
+#include "common/weights.h"
 #include "kernels/kernels.h"
+#include "kernels/quant_i2s.h"
 #include "kernels/quantize.h"
 #include "kernels/thread_pool.h"
 
@@ -58,6 +63,8 @@ std::string type_name(TensorType t) {
     return n ? n : tensor_type_name(t);
 }
 
+bool ternary(TensorType t) { return t == TensorType::TQ1_0 || t == TensorType::TQ2_0; }
+
 int64_t block_values(TensorType t) { return tensor_type_traits(t)->block_values; }
 
 // Rows of `t` encoded as `type` (or decoded when `type` is f32), pulled from
@@ -93,11 +100,19 @@ GgufWriter::RowSource copied_rows(const MappedFile& map, uint64_t offset, uint64
 // The tensors of a parsed GGUF file, decoded to f32 row by row.
 class GgufTensorSource : public TensorSource {
 public:
-    // map: the image g was parsed from.
-    GgufTensorSource(const GgufFile& g, const MappedFile& map) : g_(g), map_(map) {}
+    // map: the image g was parsed from. unit_i2s: I2_S rows come as their
+    // ternary codes (-1, 0, +1), their scale left to a .scale tensor.
+    GgufTensorSource(const GgufFile& g, const MappedFile& map, bool unit_i2s = false)
+        : g_(g), map_(map), unit_i2s_(unit_i2s) {}
     void row(const ModelTensor& t, int64_t r, float* out) override {
         const GgufTensor& x = tensor(t);
-        decode_rows(x.type, map_.data() + x.offset + static_cast<uint64_t>(r) * row_bytes(x), out, 1, x.cols());
+        const uint8_t* at = map_.data() + x.offset + static_cast<uint64_t>(r) * row_bytes(x);
+        if (x.type == TensorType::I2_S) {
+            const float scale = unit_i2s_ ? 1.0f : kernels::i2s_scale(map_.data() + x.offset, x.rows() * x.cols());
+            kernels::i2s_unpack_row(at, x.cols(), scale, out);
+            return;
+        }
+        decode_rows(x.type, at, out, 1, x.cols());
     }
     void done_with(const ModelTensor& t, int64_t first, int64_t count) override {
         const GgufTensor& x = tensor(t);
@@ -115,7 +130,111 @@ private:
 
     const GgufFile& g_;
     const MappedFile& map_;
+    bool unit_i2s_;
 };
+
+// bitnet.cpp's I2_S matrices become TQ1_0/TQ2_0 exactly by storing their
+// codes (block scale 1) and moving the tensor's scale into the .scale tensor
+// the bitnet architecture multiplies a projection's output by (multiplied
+// into one the file already has). The scales, by .scale tensor name.
+std::map<std::string, float> i2s_scales(const GgufFile& g, const MappedFile& map, TensorType to) {
+    std::map<std::string, float> scales;
+    for (const GgufTensor& t : g.tensors) {
+        if (t.type != TensorType::I2_S) continue;
+        const std::string name(t.name), suffix = ".weight";
+        if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+            g.fail("tensor " + name + " is I2_S but not a weight matrix");
+        if (t.cols() % kernels::kI2sBlockValues != 0)
+            g.fail("tensor " + name + " is I2_S with rows of " + std::to_string(t.cols()) +
+                   " values, not whole blocks of 128");
+        const float scale = kernels::i2s_scale(map.data() + t.offset, t.rows() * t.cols());
+        if (!std::isfinite(scale)) g.fail("tensor " + name + " is I2_S with a scale that is not a number");
+        scales[name.substr(0, name.size() - suffix.size()) + ".scale"] = scale;
+    }
+    if (scales.empty() || !ternary(to)) return scales;
+    const std::optional<std::string_view> arch = g.get_string("general.architecture");
+    if (arch != std::string_view("bitnet"))
+        g.fail("holds I2_S matrices but is a " + std::string(arch.value_or("?")) +
+               " model; only bitnet reads the .scale tensors exact TQ conversion needs. Quantize it to q8_0");
+    return scales;
+}
+
+// A one-value f32 tensor.
+GgufWriter::RowSource scalar_row(float v) {
+    return [v](int64_t, int64_t count, uint8_t* out) {
+        if (count > 0) std::memcpy(out, &v, sizeof v);
+    };
+}
+
+void report(const GgufOutput& o, const std::string& line) {
+    if (o.note) o.note(line);
+    else std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+// With o.ternary_exact, a ternary output type must have stored some matrix:
+// a model with none is not a ternary model, and TQ would hold nothing of it.
+// The notes of the matrices kept are said only when the model is written.
+void check_some_ternary(const GgufOutput& o, int ternary_count, const std::vector<std::string>& kept,
+                        const std::string& in) {
+    if (!o.ternary_exact || !ternary(o.type)) return;
+    if (ternary_count == 0)
+        throw Error(in + ": no matrix is ternary, so " + type_name(o.type) +
+                    " would change every one; it stores models trained ternary (BitNet b1.58) exactly. Use q4_0, "
+                    "q4_K or q8_0 for this model, or --round-to-ternary to round it anyway");
+    for (const std::string& line : kept) report(o, line);
+    report(o, std::to_string(ternary_count) + " ternary matrices stored as " + type_name(o.type) +
+                  " exactly (every value decodes to what it was)");
+}
+
+// The largest change storing `t` as `type` makes, as a share of the tensor's
+// largest magnitude (0: stored exactly), by encoding and decoding every row
+// with the kernels' own quantizer.
+double storage_error(TensorSource& source, const ModelTensor& t, TensorType type, kernels::ThreadPool* pool) {
+    std::mutex mu;
+    double worst = 0, largest = 0;
+    pool->parallel_for(t.rows, std::max<int64_t>(1, t.rows / (4 * pool->size())), [&](int64_t r0, int64_t r1) {
+        std::vector<float> x(static_cast<size_t>(t.cols)), y(x.size());
+        std::vector<uint8_t> q(static_cast<size_t>(tensor_bytes(type, 1, t.cols)));
+        double w = 0, l = 0;
+        for (int64_t r = r0; r < r1; ++r) {
+            source.row(t, r, x.data());
+            encode_rows(type, x.data(), q.data(), 1, t.cols);
+            decode_rows(type, q.data(), y.data(), 1, t.cols);
+            for (size_t i = 0; i < x.size(); ++i) {
+                w = std::max(w, static_cast<double>(std::fabs(x[i] - y[i])));
+                l = std::max(l, static_cast<double>(std::fabs(x[i])));
+            }
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        worst = std::max(worst, w);
+        largest = std::max(largest, l);
+    });
+    source.done_with(t, 0, t.rows);
+    return worst == 0 ? 0 : worst / std::max(largest, 1e-30);
+}
+
+// What a tensor is written as: choose_tensor_type's rule, and with
+// o.ternary_exact a matrix that TQ1_0/TQ2_0 would change keeps its type.
+// *ternary_count counts the matrices stored ternary exactly, *kept gets a
+// note for each one that is not.
+TensorType output_type_of(TensorSource& source, const ModelTensor& t, int n_dims, TensorType current,
+                          const GgufOutput& o, kernels::ThreadPool* pool, int* ternary_count,
+                          std::vector<std::string>* kept) {
+    std::string why;
+    TensorType type = choose_tensor_type(t.name, n_dims, t.cols, current, o.type, &why);
+    if (!why.empty()) report(o, t.name + ": " + why);
+    if (!o.ternary_exact || !ternary(type) || type == current) return type;
+    const double error = storage_error(source, t, type, pool);
+    if (error == 0) {
+        ++*ternary_count;
+        return type;
+    }
+    char share[32];
+    std::snprintf(share, sizeof share, "%.3g%%", 100 * error);
+    kept->push_back(t.name + ": not ternary (" + type_name(type) + " would change values by up to " + share +
+                    " of its largest); kept as " + type_name(current));
+    return current;
+}
 
 void write_with_progress(const GgufWriter& w, const std::string& path, const GgufOutput& o) {
     ensure_disk_space(path, w.file_bytes());
@@ -123,11 +242,6 @@ void write_with_progress(const GgufWriter& w, const std::string& path, const Ggu
     GgufWriter::Progress progress;
     if (o.progress) progress = [&bar](uint64_t done, uint64_t total) { bar.update(done, total); };
     w.write(path, progress);
-}
-
-void report(const GgufOutput& o, const std::string& line) {
-    if (o.note) o.note(line);
-    else std::fprintf(stderr, "%s\n", line.c_str());
 }
 
 void quantize_gguf(const std::string& in, const std::string& out, const GgufOutput& o) {
@@ -139,23 +253,40 @@ void quantize_gguf(const std::string& in, const std::string& out, const GgufOutp
     w.add_u32("general.quantization_version", kQuantizationVersion);
     w.add_u32("general.file_type", llama_file_type(o.type));
 
-    GgufTensorSource source(g, map);
+    const std::map<std::string, float> scales = i2s_scales(g, map, o.type);
+    const bool unit_i2s = ternary(o.type) && !scales.empty();
+    GgufTensorSource source(g, map, unit_i2s);
     kernels::ThreadPool pool(o.threads);
+    int ternary_count = 0;
+    std::vector<std::string> kept;
     for (const GgufTensor& t : g.tensors) {
         const std::string name(t.name);
         const int n_dims = static_cast<int>(std::max<uint32_t>(t.n_dims, 1));
-        std::string why;
-        const TensorType type = choose_tensor_type(name, n_dims, t.cols(), t.type, o.type, &why);
-        if (!why.empty()) report(o, name + ": " + why);
+        const ModelTensor x{name, t.rows(), t.cols(), true};
         const std::vector<int64_t> ne(t.ne, t.ne + n_dims);
+        if (unit_i2s && scales.count(name)) {  // a .scale the I2_S scale joins
+            if (t.type != TensorType::F32 || t.rows() * t.cols() != 1) g.fail("tensor " + name + " is not one f32 value");
+            float v;
+            std::memcpy(&v, map.data() + t.offset, sizeof v);
+            w.add_tensor(name, TensorType::F32, ne, scalar_row(v * scales.at(name)));
+            continue;
+        }
+        const TensorType type = output_type_of(source, x, n_dims, t.type, o, &pool, &ternary_count, &kept);
+        if (type == TensorType::I2_S)  // ferry writes no I2_S: a code 3 (no ternary value) left it unconverted
+            g.fail("tensor " + name + " is I2_S with codes outside -1, 0, +1; it cannot be stored as " +
+                   type_name(o.type));
         if (type == t.type) {
             const uint64_t row_bytes = static_cast<uint64_t>(tensor_bytes(type, 1, t.cols()));
             w.add_tensor(name, type, ne, copied_rows(map, t.offset, row_bytes));
         } else {
-            const ModelTensor x{name, t.rows(), t.cols(), true};
             w.add_tensor(name, type, ne, encoded_rows(source, x, type, &pool));
         }
+        if (t.type == TensorType::I2_S && unit_i2s) {
+            const std::string scale_name = name.substr(0, name.size() - 7) + ".scale";
+            if (!g.find_tensor(scale_name)) w.add_tensor(scale_name, TensorType::F32, {1}, scalar_row(scales.at(scale_name)));
+        }
     }
+    check_some_ternary(o, ternary_count, kept, in);
     write_with_progress(w, out, o);
 }
 
@@ -239,32 +370,31 @@ void ensure_disk_space(const std::string& path, uint64_t bytes) {
                     format_bytes(space.available) + " free");
 }
 
-std::vector<ModelTensor> llama_gguf_tensors(const ModelConfig& c, bool tied_classifier) {
-    const int64_t dim = c.dim, hidden = c.hidden_dim, kv = c.kv_dim(), vocab = c.vocab_size;
+std::vector<ModelTensor> model_gguf_tensors(const ModelConfig& c, bool tied_classifier) {
+    const int64_t dim = c.dim, hidden = c.hidden_dim, q = c.q_dim(), kv = c.kv_dim(), vocab = c.vocab_size;
     std::vector<ModelTensor> t = {{"token_embd.weight", vocab, dim, true}, {"output_norm.weight", 1, dim, false}};
     if (!tied_classifier) t.push_back({"output.weight", vocab, dim, true});
     for (int l = 0; l < c.n_layers; ++l) {
         auto name = [l](const char* part) { return "blk." + std::to_string(l) + "." + part + ".weight"; };
-        t.push_back({name("attn_q"), dim, dim, true});
+        t.push_back({name("attn_q"), q, dim, true});
         t.push_back({name("attn_k"), kv, dim, true});
         t.push_back({name("attn_v"), kv, dim, true});
-        t.push_back({name("attn_output"), dim, dim, true});
+        t.push_back({name("attn_output"), dim, q, true});
         t.push_back({name("attn_norm"), 1, dim, false});
         t.push_back({name("ffn_gate"), hidden, dim, true});
         t.push_back({name("ffn_down"), dim, hidden, true});
         t.push_back({name("ffn_up"), hidden, dim, true});
         t.push_back({name("ffn_norm"), 1, dim, false});
+        for (const auto& [part, suffix] : extra_layer_tensors(c))
+            t.push_back({layer_tensor_name(l, part, suffix), 1, extra_tensor_length(c, part, suffix), false});
     }
     return t;
 }
 
-void write_llama_gguf(const std::string& path, const ModelConfig& c, bool tied_classifier, TensorSource& source,
+void write_model_gguf(const std::string& path, const ModelConfig& c, bool tied_classifier, TensorSource& source,
                       const Vocabulary& vocab, const std::string& name, const GgufOutput& o) {
     const std::string problem = c.check();
     if (!problem.empty()) throw Error(path + ": cannot write this model: " + problem);
-    // Its tensor list is llama's (llama_gguf_tensors); other architectures go through quantize_gguf, which copies every tensor.
-    if (c.arch != Arch::llama || c.head_dim != 0)
-        throw Error(path + ": writes llama models only, not " + arch_name(c.arch));
     if (static_cast<int>(vocab.pieces.size()) != c.vocab_size)
         throw Error(path + ": the vocabulary has " + std::to_string(vocab.pieces.size()) + " tokens, the model " +
                     std::to_string(c.vocab_size));
@@ -274,13 +404,14 @@ void write_llama_gguf(const std::string& path, const ModelConfig& c, bool tied_c
     w.add_u32("general.file_type", llama_file_type(o.type));
     add_vocabulary_to_gguf(w, vocab);
     kernels::ThreadPool pool(o.threads);
-    for (const ModelTensor& t : llama_gguf_tensors(c, tied_classifier)) {
-        std::string why;
-        const TensorType type = choose_tensor_type(t.name, t.matrix ? 2 : 1, t.cols, TensorType::F32, o.type, &why);
-        if (!why.empty()) report(o, t.name + ": " + why);
+    int ternary_count = 0;
+    std::vector<std::string> kept;
+    for (const ModelTensor& t : model_gguf_tensors(c, tied_classifier)) {
+        const TensorType type = output_type_of(source, t, t.matrix ? 2 : 1, TensorType::F32, o, &pool, &ternary_count, &kept);
         const std::vector<int64_t> ne = t.matrix ? std::vector<int64_t>{t.cols, t.rows} : std::vector<int64_t>{t.cols};
         w.add_tensor(t.name, type, ne, encoded_rows(source, t, type, &pool));
     }
+    check_some_ternary(o, ternary_count, kept, path);
     write_with_progress(w, path, o);
 }
 
@@ -290,7 +421,7 @@ void quantize_model(const std::string& in, const std::string& out, const std::st
     const ModelFile model = open_llama2c_file(in);
     const Tokenizer tok = load_tokenizer(model, tokenizer);
     ModelFileTensorSource source(model);
-    write_llama_gguf(out, model.config, model.find("output.weight") == nullptr, source,
+    write_model_gguf(out, model.config, model.find("output.weight") == nullptr, source,
                      spm_vocabulary_from_llama2c(tok.vocabulary()), std::filesystem::path(in).stem().string(), o);
 }
 

@@ -51,21 +51,27 @@ struct GgufOutput {
     bool progress = true;  // a progress bar on stderr
     // Gets one line per tensor that cannot be `type` (default: stderr).
     std::function<void(const std::string&)> note;
+    // TQ1_0/TQ2_0 only where exact: a matrix they would change keeps its type
+    // (said in a note), and a model with no ternary matrix is refused.
+    // `ferry quantize` sets it unless --round-to-ternary; `ferry synth` (random
+    // weights for speed) does not.
+    bool ternary_exact = false;
 };
 
 // Throws ferry::Error naming `path` unless its disk has `bytes` free.
 void ensure_disk_space(const std::string& path, uint64_t bytes);
 
-// Tensors of a llama model in the order llama.cpp's llama2.c converter
-// writes them: token_embd, output_norm, output (unless tied), then per layer
-// attn_q, attn_k, attn_v, attn_output, attn_norm, ffn_gate, ffn_down, ffn_up, ffn_norm.
-std::vector<ModelTensor> llama_gguf_tensors(const ModelConfig& c, bool tied_classifier);
+// Tensors of a model in the order llama.cpp's llama2.c converter writes
+// them: token_embd, output_norm, output (unless tied), then per layer
+// attn_q, attn_k, attn_v, attn_output, attn_norm, ffn_gate, ffn_down, ffn_up,
+// ffn_norm and the architecture's vectors (extra_layer_tensors).
+std::vector<ModelTensor> model_gguf_tensors(const ModelConfig& c, bool tied_classifier);
 
-// Writes a llama model as GGUF: general.* and llama.* keys for `c`, the
+// Writes a model of any architecture as GGUF: general.* and <arch>.* keys for `c`, the
 // vocabulary embedded (so the file runs on its own), the tensors of
-// llama_gguf_tensors from `source`. Through path + ".partial". Throws
+// model_gguf_tensors from `source`. Through path + ".partial". Throws
 // ferry::Error naming the path.
-void write_llama_gguf(const std::string& path, const ModelConfig& c, bool tied_classifier, TensorSource& source,
+void write_model_gguf(const std::string& path, const ModelConfig& c, bool tied_classifier, TensorSource& source,
                       const Vocabulary& vocab, const std::string& name, const GgufOutput& o);
 
 // `ferry quantize`: `in` (GGUF, or a llama2.c checkpoint with its tokenizer

@@ -23,6 +23,15 @@ ModelConfig shape(int dim, int hidden_dim, int n_layers, int n_heads, int n_kv_h
     return c;
 }
 
+// The architectures' own fields on top of a shape.
+ModelConfig with_arch(ModelConfig c, Arch arch, float rope_theta, float norm_eps, int head_dim = 0) {
+    c.arch = arch;
+    c.rope_theta = rope_theta;
+    c.norm_eps = norm_eps;
+    c.head_dim = head_dim;
+    return c;
+}
+
 }  // namespace
 
 const std::vector<SynthPreset>& synth_presets() {
@@ -38,6 +47,15 @@ const std::vector<SynthPreset>& synth_presets() {
         // f32 cache, more than an old PC has. 8192 keeps it at 537 MB.
         {"llama3.2-1b", shape(2048, 8192, 16, 32, 8, 128256, 8192), true,
          "Llama 3.2 1B, seq_len capped at 8192 (see below)"},
+        // Qwen/Qwen2.5-0.5B's config.json (context 32768, capped as above).
+        {"qwen2.5-0.5b", with_arch(shape(896, 4864, 24, 14, 2, 151936, 8192), Arch::qwen2, 1000000.0f, 1e-6f), true,
+         "Qwen2.5 0.5B (q/k/v biases, GQA 14/2), seq_len capped at 8192"},
+        // Qwen/Qwen3-0.6B: head length 128, so q (2048) is wider than the embedding (1024).
+        {"qwen3-0.6b", with_arch(shape(1024, 3072, 28, 16, 8, 151936, 8192), Arch::qwen3, 1000000.0f, 1e-6f, 128),
+         true, "Qwen3 0.6B (q/k norms, head 128), seq_len capped at 8192"},
+        // microsoft/bitnet-b1.58-2B-4T's config.json; its context is 4096.
+        {"bitnet-b1.58-2b", with_arch(shape(2560, 6912, 30, 20, 5, 128256, 4096), Arch::bitnet, 500000.0f, 1e-5f),
+         true, "BitNet b1.58 2B4T (sub-norms, ternary projections: write it as tq2_0 or tq1_0)"},
     };
     return presets;
 }
@@ -58,7 +76,7 @@ void synth_model(const std::string& path, const SynthOptions& o) {
         out.threads = o.threads;
         out.progress = o.progress;
         const Vocabulary vocab = spm_vocabulary_from_llama2c(synthetic_llama2c_vocabulary(o.config.vocab_size));
-        write_llama_gguf(path, o.config, o.write.shared_classifier, source, vocab, "ferry synth", out);
+        write_model_gguf(path, o.config, o.write.shared_classifier, source, vocab, "ferry synth", out);
         return;
     }
     const int64_t bytes = llama2c_file_bytes(o.config, o.write);

@@ -27,7 +27,7 @@ const std::set<std::string> kCommonFields = {"model", "stream", "stream_options"
                                               "top_p", "seed", "stop", "n", "user", "frequency_penalty",
                                               "presence_penalty", "logit_bias", "logprobs"};
 const std::set<std::string> kChatFields = {"messages", "max_completion_tokens", "parallel_tool_calls", "store",
-                                            "metadata", "top_logprobs"};
+                                            "metadata", "top_logprobs", "chat_template_kwargs"};
 const std::set<std::string> kCompletionFields = {"prompt", "echo", "suffix", "best_of"};
 
 struct Reader {
@@ -74,7 +74,7 @@ bool valid_utf8(const std::string& s) { return utf8_valid(s) == s; }
 
 }  // namespace
 
-std::vector<int> chat_prompt(const json& messages, const ApiContext& ctx, ApiError* error, bool* ok) {
+std::vector<int> chat_prompt(const json& messages, const ApiContext& ctx, ApiError* error, bool* ok, bool no_think) {
     Reader r{messages, error};
     std::vector<int> ids;
     *ok = false;
@@ -131,7 +131,7 @@ std::vector<int> chat_prompt(const json& messages, const ApiContext& ctx, ApiErr
                 return ids;
             }
             if (pending >= 0) ids.push_back(pending);
-            const std::vector<int> turn = ctx.tokenizer->encode(render_user_turn(tmpl, system, content, first),
+            const std::vector<int> turn = ctx.tokenizer->encode(render_user_turn(tmpl, system, content, first, no_think),
                                                                 first || bos_every_turn(tmpl), false);
             ids.insert(ids.end(), turn.begin(), turn.end());
             first = false;
@@ -239,8 +239,28 @@ std::optional<ParsedRequest> parse_request(Endpoint endpoint, const std::string&
             r.fail("messages", "'messages' is required");
             return std::nullopt;
         }
+        // chat_template_kwargs.enable_thinking, as vLLM and llama.cpp's server take it for Qwen3.
+        bool no_think = ctx.no_think;
+        if (auto k = j.find("chat_template_kwargs"); k != j.end()) {
+            if (!k->is_object()) {
+                r.fail("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+                return std::nullopt;
+            }
+            if (auto e = k->find("enable_thinking"); e != k->end()) {
+                if (!e->is_boolean()) {
+                    r.fail("chat_template_kwargs.enable_thinking", "'enable_thinking' must be true or false");
+                    return std::nullopt;
+                }
+                if (!ctx.can_think || *ctx.chat_template != ChatTemplate::chatml) {
+                    r.fail("chat_template_kwargs.enable_thinking",
+                           "'enable_thinking': this model is no ChatML thinking model (it has no <think> token)");
+                    return std::nullopt;
+                }
+                no_think = !e->get<bool>();
+            }
+        }
         bool ok = false;
-        c.prompt = chat_prompt(j["messages"], ctx, error, &ok);
+        c.prompt = chat_prompt(j["messages"], ctx, error, &ok, no_think);
         if (!ok) return std::nullopt;
         c.end_ids = ctx.end_of_turn_ids;
     } else {

@@ -39,6 +39,8 @@ struct ApiContext {
     std::optional<ChatTemplate> chat_template;  // none: /v1/chat/completions answers 400 saying so
     std::string no_template_reason;
     std::vector<int> end_of_turn_ids;  // besides EOS: the template's end-of-turn token(s)
+    bool no_think = false;             // --no-think: the default of chat_template_kwargs.enable_thinking is false
+    bool can_think = false;            // the vocabulary has <think> and </think> (a thinking model)
     int context = 0;                   // positions per sequence
 };
 
@@ -59,7 +61,9 @@ std::optional<ParsedRequest> parse_request(Endpoint endpoint, const std::string&
 // The prompt of a chat: the turns through the template, each earlier reply
 // closed by the family's end-of-turn token, ending where the reply starts.
 // Throws ApiError-worthy ferry::Error for an unusable message list.
-std::vector<int> chat_prompt(const nlohmann::json& messages, const ApiContext& ctx, ApiError* error, bool* ok);
+// no_think: each reply opens with the empty thinking block (render_user_turn).
+std::vector<int> chat_prompt(const nlohmann::json& messages, const ApiContext& ctx, ApiError* error, bool* ok,
+                             bool no_think = false);
 
 // Replies.
 struct ReplyIds {
