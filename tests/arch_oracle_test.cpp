@@ -126,16 +126,23 @@ TEST(ArchSynth, PresetsOfEachArchitectureRunAcrossWorkers) {
                           Case{"bitnet-b1.58-2b", "tq2_0", Arch::bitnet}}) {
         test::TempDir dir;
         const std::string path = dir.file(std::string(k.preset) + ".gguf");
-        const auto r = test::run_command({test::ferry_bin(), "synth", path, "--preset", k.preset, "--format", "gguf",
-                                          "--type", k.type, "--dim", "256", "--hidden-dim", "512", "--layers", "3",
-                                          "--heads", "4", "--kv-heads", "2", "--vocab", "512", "--seq-len", "64",
-                                          "--quiet"});
+        std::vector<std::string> argv = {test::ferry_bin(), "synth", path, "--preset", k.preset, "--format", "gguf",
+                                         "--type", k.type, "--dim", "256", "--hidden-dim", "512", "--layers", "3",
+                                         "--heads", "4", "--kv-heads", "2", "--vocab", "512", "--seq-len", "64",
+                                         "--quiet"};
+        // BitNet's published files keep the vocabulary table in F16 beside ternary layers.
+        if (k.arch == Arch::bitnet) argv.insert(argv.end(), {"--embedding-type", "f16"});
+        const auto r = test::run_command(argv);
         ASSERT_EQ(r.exit_code, 0) << k.preset << ": " << r.err;
         EXPECT_NE(r.err.find(std::string("wrote ") + path + ": " + arch_name(k.arch)), std::string::npos) << r.err;
         const ModelFile file = open_model_file(path);
         EXPECT_EQ(file.config.arch, k.arch) << k.preset;
         if (k.arch == Arch::qwen3) {
             EXPECT_EQ(file.config.q_dim(), 512) << "head length 128 kept: q wider than dim";
+        }
+        if (k.arch == Arch::bitnet) {
+            EXPECT_EQ(file.find("token_embd.weight")->type, TensorType::F16);
+            EXPECT_EQ(file.find("blk.0.ffn_down.weight")->type, TensorType::TQ2_0);
         }
         LocalEngine one(file, 64, nullptr);
         PipelineOptions o;

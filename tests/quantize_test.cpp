@@ -4,6 +4,7 @@
 // agreement with f32 measured over 256 greedy steps (printed, and bounded).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <iomanip>
@@ -515,6 +516,20 @@ TEST(I2sConversion, BecomesTheTq2FileExactly) {
         if (!keep_scales) {
             const Agreement same = top1_agreement(original, dir.file("f32.gguf"), 64);
             EXPECT_GE(same.agree, 48) << "f32 of the I2_S values is bitnet-tiny up to TQ2_0's activation rounding (measured 58/64)";
+        }
+        if (keep_scales) {  // a hostile scale: refused in one line, nothing written
+            std::string bytes = test::read_file(i2s);
+            const GgufFile gi = parse_gguf(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), i2s);
+            const GgufTensor* t = gi.find_tensor("blk.1.ffn_up.weight");
+            ASSERT_EQ(t->type, TensorType::I2_S);
+            const float nan = std::nanf("");
+            std::memcpy(&bytes[t->offset + t->bytes - 32], &nan, sizeof nan);
+            test::write_file(dir.file("nan.gguf"), bytes);
+            const auto bad = quantize_cli({dir.file("nan.gguf"), dir.file("nan-tq2.gguf"), "--type", "tq2_0"});
+            EXPECT_EQ(bad.exit_code, 1);
+            EXPECT_NE(bad.err.find("blk.1.ffn_up.weight is I2_S with a scale that is not a number"), std::string::npos)
+                << bad.err;
+            EXPECT_FALSE(std::filesystem::exists(dir.file("nan-tq2.gguf")));
         }
         r = test::run_command({test::ferry_bin(), "run", i2s, "-n", "4"});
         EXPECT_EQ(r.exit_code, 1);

@@ -22,6 +22,7 @@ struct SynthArgs {
     std::string preset;
     std::string format = "v1";
     std::string type;  // GGUF storage type; default f32
+    std::string embedding_type;  // token_embd/output; default: type
     int threads = 0;
     int64_t seed = 1;
     float stddev = 0.02f;
@@ -86,6 +87,12 @@ int cmd_synth(const SynthArgs& a) {
         throw Error("--type " + a.type + ": only GGUF has storage types; add --format gguf");
     if (!a.type.empty() && !parse_output_type(a.type, &o.gguf_type))
         throw Error("--type " + a.type + ": unknown; use one of " + output_type_list());
+    if (!a.embedding_type.empty()) {
+        TensorType t;
+        if (!o.gguf || !parse_output_type(a.embedding_type, &t))
+            throw Error("--embedding-type " + a.embedding_type + ": give --format gguf and one of " + output_type_list());
+        o.embedding_type = t;
+    }
     if (o.gguf && a.group_size) throw Error("--group-size is for --format v2; GGUF types have fixed blocks");
     o.threads = resolve_threads(a.threads);
     o.write.shared_classifier = shared;
@@ -137,7 +144,7 @@ void register_synth(CLI::App& app, std::vector<Command>& commands) {
         "Examples:\n"
         "  ferry synth /work/bench-models/tinyllama-f32.bin --preset tinyllama-1.1b\n"
         "  ferry synth /work/bench-models/tinyllama-q4_0.gguf --preset tinyllama-1.1b --format gguf --type q4_0\n"
-        "  ferry synth bitnet-2b.gguf --preset bitnet-b1.58-2b --format gguf --type tq2_0\n"
+        "  ferry synth bitnet-2b.gguf --preset bitnet-b1.58-2b --format gguf --type tq2_0 --embedding-type f16\n"
         "  ferry synth tiny.bin --dim 64 --hidden-dim 172 --layers 2 --heads 8 --kv-heads 4 --vocab 512 "
         "--seq-len 128 --format v2");
     cmd->add_option("out", a.out, "Model file to write")->required();
@@ -146,6 +153,9 @@ void register_synth(CLI::App& app, std::vector<Command>& commands) {
                     "legacy, v1 (llama2.c f32, default), v2 (llama2.c int8 groups) or gguf (any --type)")
         ->check(CLI::IsMember({"legacy", "v1", "v2", "gguf"}));
     cmd->add_option("--type", a.type, "GGUF only: storage type of the weight matrices (default f32; list below)");
+    cmd->add_option("--embedding-type", a.embedding_type,
+                    "GGUF only: storage type of the vocabulary tables (token_embd, output) instead of --type, e.g. f16 "
+                    "as BitNet b1.58 2B4T's published files keep it (default: --type)");
     cmd->add_option("--threads", a.threads, "GGUF only: threads encoding rows (default: one per core)")
         ->check(CLI::Range(0, 1024));
     cmd->add_option("--seed", a.seed, "Random seed (default 1)");

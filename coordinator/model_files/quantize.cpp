@@ -221,7 +221,9 @@ TensorType output_type_of(TensorSource& source, const ModelTensor& t, int n_dims
                           const GgufOutput& o, kernels::ThreadPool* pool, int* ternary_count,
                           std::vector<std::string>* kept) {
     std::string why;
-    TensorType type = choose_tensor_type(t.name, n_dims, t.cols, current, o.type, &why);
+    const bool vocabulary_table = t.name == "token_embd.weight" || t.name == "output.weight";
+    const TensorType wanted = vocabulary_table && o.embedding_type ? *o.embedding_type : o.type;
+    TensorType type = choose_tensor_type(t.name, n_dims, t.cols, current, wanted, &why);
     if (!why.empty()) report(o, t.name + ": " + why);
     if (!o.ternary_exact || !ternary(type) || type == current) return type;
     const double error = storage_error(source, t, type, pool);

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,6 +57,9 @@ struct GgufOutput {
     // `ferry quantize` sets it unless --round-to-ternary; `ferry synth` (random
     // weights for speed) does not.
     bool ternary_exact = false;
+    // The vocabulary tables (token_embd, output) in this type instead (synth:
+    // BitNet's published files keep them F16 beside ternary layers).
+    std::optional<TensorType> embedding_type;
 };
 
 // Throws ferry::Error naming `path` unless its disk has `bytes` free.
