@@ -49,7 +49,7 @@ int64_t extra_tensor_length(const ModelConfig& c, const char* part, const char* 
     if (p == "attn_q_norm" || p == "attn_k_norm") return c.head_size();
     if (p == "attn_sub_norm") return c.q_dim();
     if (p == "ffn_sub_norm") return c.hidden_dim;
-    return 0;
+    throw Error(std::string("no length known for tensor part ") + part + "." + suffix);
 }
 
 namespace {

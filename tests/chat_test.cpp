@@ -186,8 +186,15 @@ TEST(ChatTemplate, EnableThinkingPerRequest) {
         EXPECT_FALSE(parse_request(Endpoint::chat, "{" + messages + bad + "}", ctx, &e)) << bad;
         EXPECT_EQ(e.status, 400);
     }
+    // In a conversation only the reply to come opens with the block; earlier replies appear without one.
+    EXPECT_EQ(count_think(R"({"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hi"},)"
+                          R"({"role":"user","content":"Hi"}],"chat_template_kwargs":{"enable_thinking":false}})",
+                          ctx),
+              1);
     ApiContext cannot = ctx;
     cannot.can_think = false;
+    EXPECT_EQ(count_think("{" + messages + R"(,"chat_template_kwargs":{"enable_thinking":true}})", cannot), 0)
+        << "asking a model to think as it always does is no error";
     ApiError e;
     EXPECT_FALSE(parse_request(Endpoint::chat, "{" + messages + R"(,"chat_template_kwargs":{"enable_thinking":false}})",
                                cannot, &e));
@@ -291,6 +298,13 @@ TEST(ChatCli, PromptIsTheFirstUserMessage) {
 // A template whose markers are control tokens the vocabulary lacks is refused
 // before anything runs, naming the token and the fix.
 TEST(ChatCli, ATemplateWhoseTokensTheVocabularyLacksIsRefused) {
+    // --no-think on a model that cannot think: refused by chat and by serve (never a server that half-chats).
+    for (const char* cmd : {"chat", "serve"}) {
+        const auto r = test::run_command({test::ferry_bin(), cmd, test::model_path("stories260K.bin"), "-z",
+                                          test::model_path("tok512.bin"), "--no-think"});
+        EXPECT_EQ(r.exit_code, 1) << cmd << ": " << r.err;
+        EXPECT_NE(r.err.find("--no-think is for ChatML thinking models"), std::string::npos) << r.err;
+    }
     for (const char* t : {"chatml", "llama3", "bitnet"}) {
         const auto r = test::run_command({test::ferry_bin(), "chat", test::model_path("stories260K.bin"), "-z",
                                           test::model_path("tok512.bin"), "--chat-template", t});

@@ -394,6 +394,10 @@ TEST(QuantizeRoundTrip, BitnetIsStoredTernaryExactlyAndOthersAreRefused) {
     EXPECT_EQ(projections, 28);
     r = quantize_cli({tq1, tq2, "--type", "tq2_0"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
+    // A file already in the type is copied, its matrices counted as the ternary ones they are.
+    r = quantize_cli({original, dir.file("again.gguf"), "--type", "tq2_0"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("28 ternary matrices stored as tq2_0 exactly"), std::string::npos) << r.err;
     const MappedFile a(original), b(tq2);
     const GgufFile ga = parse_gguf(a.data(), a.size(), original), gb = parse_gguf(b.data(), b.size(), tq2);
     for (const GgufTensor& t : ga.tensors) {

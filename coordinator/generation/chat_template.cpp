@@ -55,6 +55,10 @@ std::optional<ChatTemplate> detect_chat_template(const std::string& jinja) {
     return std::nullopt;
 }
 
+std::string reply_text(ChatTemplate t, const std::string& content) {
+    return t == ChatTemplate::bitnet ? trimmed(content) : content;
+}
+
 std::vector<TextPiece> render_user_turn(ChatTemplate t, const std::string& system, const std::string& user,
                                         bool first_turn, bool no_think) {
     const bool with_system = first_turn && !system.empty();

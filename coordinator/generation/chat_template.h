@@ -11,7 +11,7 @@
 namespace ferry {
 
 // bitnet: BitNet b1.58 2B4T's "User: ...<|eot_id|>Assistant: " (its Hugging Face
-// template; llama.cpp has no built-in one for it).
+// template, which llama.cpp's built-in "bitnet" also follows).
 enum class ChatTemplate { llama2, llama3, zephyr, chatml, bitnet };
 
 const char* chat_template_name(ChatTemplate t);
@@ -43,8 +43,11 @@ bool bos_every_turn(ChatTemplate t);
 // no_think: also the <think> and </think> tokens (a model without them is no
 // thinking model, and the flag would only add text).
 void check_chat_template(ChatTemplate t, const Tokenizer& tokenizer, bool no_think = false);
-// The names of the family's end-of-turn lists (for the messages).
+// "llama2|llama3|...": the names --chat-template takes (for the messages).
 std::string chat_template_names();
+// An earlier assistant reply as the template writes it into the history
+// (BitNet's trims it; the others keep it as it is).
+std::string reply_text(ChatTemplate t, const std::string& content);
 // The piece that closes an assistant reply in this family ("</s>", "<|eot_id|>", ...).
 const char* end_of_turn_piece(ChatTemplate t);
 // The ids of that piece in this vocabulary (besides EOS and the tokenizer's own

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <regex>
 
 #include "common/error.h"
 #include "common/gguf_file.h"
@@ -87,11 +88,12 @@ GgufWriter::RowSource encoded_rows(TensorSource& source, const ModelTensor& t, T
     };
 }
 
-// The rows of a tensor at `offset` in `map`, in their stored bytes, unchanged.
-GgufWriter::RowSource copied_rows(const MappedFile& map, uint64_t offset, uint64_t row_bytes) {
-    return [&map, offset, row_bytes](int64_t first, int64_t count, uint8_t* out) {
+// The rows of a tensor at `offset` in `map`, in their stored bytes, unchanged
+// (and its tail, asked for with count 0).
+GgufWriter::RowSource copied_rows(const MappedFile& map, uint64_t offset, uint64_t row_bytes, uint64_t tail) {
+    return [&map, offset, row_bytes, tail](int64_t first, int64_t count, uint8_t* out) {
         const uint64_t at = offset + static_cast<uint64_t>(first) * row_bytes,
-                       n = static_cast<uint64_t>(count) * row_bytes;
+                       n = count > 0 ? static_cast<uint64_t>(count) * row_bytes : tail;
         std::memcpy(out, map.data() + at, static_cast<size_t>(n));
         map.drop_pages(at, n);
     };
@@ -142,8 +144,9 @@ std::map<std::string, float> i2s_scales(const GgufFile& g, const MappedFile& map
     for (const GgufTensor& t : g.tensors) {
         if (t.type != TensorType::I2_S) continue;
         const std::string name(t.name), suffix = ".weight";
-        if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
-            g.fail("tensor " + name + " is I2_S but not a weight matrix");
+        static const std::regex projection(R"(blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight)");
+        if (!std::regex_match(name, projection))
+            g.fail("tensor " + name + " is I2_S, which bitnet.cpp uses for the layers' projections only");
         if (t.cols() % kernels::kI2sBlockValues != 0)
             g.fail("tensor " + name + " is I2_S with rows of " + std::to_string(t.cols()) +
                    " values, not whole blocks of 128");
@@ -155,7 +158,8 @@ std::map<std::string, float> i2s_scales(const GgufFile& g, const MappedFile& map
     const std::optional<std::string_view> arch = g.get_string("general.architecture");
     if (arch != std::string_view("bitnet"))
         g.fail("holds I2_S matrices but is a " + std::string(arch.value_or("?")) +
-               " model; only bitnet reads the .scale tensors exact TQ conversion needs. Quantize it to q8_0");
+               " model; ferry converts I2_S to TQ for the bitnet architecture, whose .scale tensors carry the "
+               "scale (bitnet-b1.58, what Microsoft publishes 2B4T as, is not one ferry runs yet)");
     return scales;
 }
 
@@ -201,7 +205,8 @@ double storage_error(TensorSource& source, const ModelTensor& t, TensorType type
             encode_rows(type, x.data(), q.data(), 1, t.cols);
             decode_rows(type, q.data(), y.data(), 1, t.cols);
             for (size_t i = 0; i < x.size(); ++i) {
-                w = std::max(w, static_cast<double>(std::fabs(x[i] - y[i])));
+                const double d = std::fabs(static_cast<double>(x[i]) - y[i]);
+                w = std::isnan(d) ? HUGE_VAL : std::max(w, d);  // a NaN is never stored "exactly"
                 l = std::max(l, static_cast<double>(std::fabs(x[i])));
             }
         }
@@ -224,8 +229,24 @@ TensorType output_type_of(TensorSource& source, const ModelTensor& t, int n_dims
     const bool vocabulary_table = t.name == "token_embd.weight" || t.name == "output.weight";
     const TensorType wanted = vocabulary_table && o.embedding_type ? *o.embedding_type : o.type;
     TensorType type = choose_tensor_type(t.name, n_dims, t.cols, current, wanted, &why);
+    if (!o.ternary_exact || !ternary(wanted)) {
+        if (!why.empty()) report(o, t.name + ": " + why);
+        return type;
+    }
+    if (type != wanted && type != current) {
+        // Rows that are not whole 256-blocks: llama-quantize's Q4_0 substitute
+        // would round them. I2_S codes (already ternary, scale 1) are exact in F16.
+        const TensorType keep = current == TensorType::I2_S ? TensorType::F16 : current;
+        kept->push_back(t.name + ": rows of " + std::to_string(t.cols) + " values are not whole " + type_name(wanted) +
+                        " blocks of 256; kept exact as " + type_name(keep));
+        return keep;
+    }
     if (!why.empty()) report(o, t.name + ": " + why);
-    if (!o.ternary_exact || !ternary(type) || type == current) return type;
+    if (!ternary(type)) return type;
+    if (type == current) {  // already ternary: copied as it is
+        ++*ternary_count;
+        return type;
+    }
     const double error = storage_error(source, t, type, pool);
     if (error == 0) {
         ++*ternary_count;
@@ -279,7 +300,8 @@ void quantize_gguf(const std::string& in, const std::string& out, const GgufOutp
                    type_name(o.type));
         if (type == t.type) {
             const uint64_t row_bytes = static_cast<uint64_t>(tensor_bytes(type, 1, t.cols()));
-            w.add_tensor(name, type, ne, copied_rows(map, t.offset, row_bytes));
+            w.add_tensor(name, type, ne,
+                         copied_rows(map, t.offset, row_bytes, static_cast<uint64_t>(tensor_tail_bytes(type))));
         } else {
             w.add_tensor(name, type, ne, encoded_rows(source, x, type, &pool));
         }

@@ -131,7 +131,10 @@ std::vector<int> chat_prompt(const json& messages, const ApiContext& ctx, ApiErr
                 return ids;
             }
             if (pending >= 0) ids.push_back(pending);
-            const std::vector<int> turn = ctx.tokenizer->encode(render_user_turn(tmpl, system, content, first, no_think),
+            // Qwen3's template writes the empty thinking block only where the reply
+            // is to come; earlier replies appear without one.
+            const bool last = i + 1 == messages.size();
+            const std::vector<int> turn = ctx.tokenizer->encode(render_user_turn(tmpl, system, content, first, no_think && last),
                                                                 first || bos_every_turn(tmpl), false);
             ids.insert(ids.end(), turn.begin(), turn.end());
             first = false;
@@ -141,7 +144,7 @@ std::vector<int> chat_prompt(const json& messages, const ApiContext& ctx, ApiErr
                 r.fail(where, where + ": an assistant message must follow a user message");
                 return ids;
             }
-            const std::vector<int> reply = ctx.tokenizer->encode(content, false, false);
+            const std::vector<int> reply = ctx.tokenizer->encode(reply_text(tmpl, content), false, false);
             ids.insert(ids.end(), reply.begin(), reply.end());
             pending = eot;
         } else {
@@ -251,9 +254,10 @@ std::optional<ParsedRequest> parse_request(Endpoint endpoint, const std::string&
                     r.fail("chat_template_kwargs.enable_thinking", "'enable_thinking' must be true or false");
                     return std::nullopt;
                 }
-                if (!ctx.can_think || *ctx.chat_template != ChatTemplate::chatml) {
+                // true asks for what a model does anyway; false needs a thinking model.
+                if (!e->get<bool>() && (!ctx.can_think || *ctx.chat_template != ChatTemplate::chatml)) {
                     r.fail("chat_template_kwargs.enable_thinking",
-                           "'enable_thinking': this model is no ChatML thinking model (it has no <think> token)");
+                           "'enable_thinking': false: this model is no ChatML thinking model (it has no <think> token)");
                     return std::nullopt;
                 }
                 no_think = !e->get<bool>();
