@@ -121,6 +121,42 @@ TEST_F(PlanCli, ShowsWhereTheEmbeddingAndTheHeadGo) {
     }
 }
 
+// Workers that hold the layers but not the vocabulary table beside one, and a
+// coordinator too small for it: the refusal says the table is the problem and
+// names fixes that work, each checked here by doing it.
+TEST_F(PlanCli, ATableThatFitsNoNodeIsNamedWithFixesThatWork) {
+    auto r = plan({"--pool", "6x18M", "--coordinator-memory", "2M"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("the workers can hold the layers of m.bin, but no node can hold its vocabulary table (4.0 MB)"),
+              std::string::npos)
+        << r.err;
+    const std::string flag = "--coordinator-memory ";
+    const size_t at = r.err.find(flag, r.err.find("any of these fits"));
+    ASSERT_NE(at, std::string::npos) << r.err;
+    const std::string budget = r.err.substr(at + flag.size(), r.err.find(' ', at + flag.size()) - at - flag.size());
+    EXPECT_NE(r.err.find("a q8_0 table (ferry quantize --token-embedding-type q8_0: 1.1 MB instead of 4.0 MB)"),
+              std::string::npos)
+        << r.err;
+    r = plan({"--pool", "6x18M", "--coordinator-memory", budget});
+    EXPECT_EQ(r.exit_code, 0) << budget << ": " << r.err;
+    // The smaller table, made as the message says, fits the 2 MB coordinator (the head goes to a worker).
+    const std::string gguf = dir_->file("m.gguf"), small = dir_->file("m-q8table.gguf");
+    auto w = test::run_command({test::ferry_bin(), "synth", gguf, "--dim", "256", "--hidden-dim", "768", "--layers", "6",
+                                "--heads", "8", "--vocab", "4096", "--seq-len", "512", "--format", "gguf", "-q"});
+    ASSERT_EQ(w.exit_code, 0) << w.err;
+    w = test::run_command({test::ferry_bin(), "quantize", gguf, small, "--type", "f32", "--token-embedding-type", "q8_0",
+                           "-q"});
+    ASSERT_EQ(w.exit_code, 0) << w.err;
+    EXPECT_NE(w.err.find("1 q8_0, 55 f32"), std::string::npos) << w.err;
+    r = test::run_command({test::ferry_bin(), "plan", small, "--pool", "6x18M", "--coordinator-memory", "2M"}, 60);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("+ head"), std::string::npos) << r.out;
+    w = test::run_command({test::ferry_bin(), "quantize", gguf, dir_->file("x.gguf"), "--type", "f32",
+                           "--output-type", "q9_0"});
+    EXPECT_EQ(w.exit_code, 1);
+    EXPECT_NE(w.err.find("--output-type q9_0: unknown; use one of"), std::string::npos) << w.err;
+}
+
 TEST_F(PlanCli, ForcedSplitIsCheckedAgainstTheBudgets) {
     auto r = plan({"--pool", "2x30M", "--split", "1,5"});
     EXPECT_EQ(r.exit_code, 1);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <tuple>
 
 #include "common/error.h"
 #include "common/gguf_file.h"
@@ -27,6 +28,7 @@ struct QuantizeArgs {
     bool force = false;
     bool quiet = false;
     bool round_to_ternary = false;
+    std::string token_embedding_type, output_type;
 };
 
 // "48 tensors: 32 q8_0, 16 f32".
@@ -55,6 +57,14 @@ int cmd_quantize(const QuantizeArgs& a) {
     o.threads = resolve_threads(a.threads);
     o.progress = !a.quiet;
     o.ternary_exact = !a.round_to_ternary;
+    for (auto [flag, name, out] : {std::tuple{"--token-embedding-type", &a.token_embedding_type, &o.token_embedding_type},
+                                   std::tuple{"--output-type", &a.output_type, &o.output_type}}) {
+        if (name->empty()) continue;
+        TensorType t;
+        if (!parse_output_type(*name, &t))
+            throw Error(std::string(flag) + " " + *name + ": unknown; use one of " + output_type_list());
+        *out = t;
+    }
     const auto t0 = std::chrono::steady_clock::now();
     quantize_model(a.in, a.out, a.tokenizer, o);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -91,7 +101,8 @@ void register_quantize(CLI::App& app, std::vector<Command>& commands) {
         "\nExamples:\n"
         "  ferry quantize stories260K.gguf stories260K-q8_0.gguf --type q8_0\n"
         "  ferry quantize stories260K.bin stories260K.gguf --type f32 -z tok512.bin\n"
-        "  ferry quantize bitnet-tq2_0.gguf bitnet-tq1_0.gguf --type tq1_0");
+        "  ferry quantize bitnet-tq2_0.gguf bitnet-tq1_0.gguf --type tq1_0\n"
+        "  ferry quantize llama-3.2-1b-f16.gguf l1b.gguf --type q4_K --token-embedding-type q4_0");
     cmd->add_option("in", a.in, "Model to read: GGUF or a llama2.c checkpoint")->required()->check(CLI::ExistingFile);
     cmd->add_option("out", a.out, "GGUF file to write")->required();
     cmd->add_option("--type", a.type, "Storage type of the weight matrices (list below)")->required();
@@ -101,6 +112,13 @@ void register_quantize(CLI::App& app, std::vector<Command>& commands) {
         ->check(CLI::Range(0, 1024));
     cmd->add_flag("--force", a.force, "Overwrite OUT if it exists");
     cmd->add_flag("-q,--quiet", a.quiet, "No progress bar");
+    cmd->add_option("--token-embedding-type", a.token_embedding_type,
+                    "Storage type of token_embd.weight, the vocabulary table (and the classifier when it is tied), "
+                    "instead of --type; a small one lets a pool of small machines hold it (as llama-quantize's "
+                    "--token-embedding-type)");
+    cmd->add_option("--output-type", a.output_type,
+                    "Storage type of output.weight, an untied classifier, instead of --type (llama-quantize's "
+                    "--output-tensor-type)");
     cmd->add_flag("--round-to-ternary", a.round_to_ternary,
                   "TQ1_0/TQ2_0: round every matrix to ternary even where that changes it (for speed tests; a model "
                   "not trained ternary loses its meaning)");

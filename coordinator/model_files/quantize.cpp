@@ -226,8 +226,9 @@ TensorType output_type_of(TensorSource& source, const ModelTensor& t, int n_dims
                           const GgufOutput& o, kernels::ThreadPool* pool, int* ternary_count,
                           std::vector<std::string>* kept) {
     std::string why;
-    const bool vocabulary_table = t.name == "token_embd.weight" || t.name == "output.weight";
-    const TensorType wanted = vocabulary_table && o.embedding_type ? *o.embedding_type : o.type;
+    TensorType wanted = o.type;
+    if (t.name == "token_embd.weight" && o.token_embedding_type) wanted = *o.token_embedding_type;
+    if (t.name == "output.weight" && o.output_type) wanted = *o.output_type;
     TensorType type = choose_tensor_type(t.name, n_dims, t.cols, current, wanted, &why);
     if (!o.ternary_exact || !ternary(wanted)) {
         if (!why.empty()) report(o, t.name + ": " + why);

@@ -57,9 +57,12 @@ struct GgufOutput {
     // `ferry quantize` sets it unless --round-to-ternary; `ferry synth` (random
     // weights for speed) does not.
     bool ternary_exact = false;
-    // The vocabulary tables (token_embd, output) in this type instead (synth:
-    // BitNet's published files keep them F16 beside ternary layers).
-    std::optional<TensorType> embedding_type;
+    // The vocabulary tables in their own types instead of `type`, as
+    // llama-quantize's --token-embedding-type and --output-tensor-type: the
+    // table a tied classifier shares is token_embd. (BitNet's published files
+    // keep it F16 beside ternary layers; a pool of small machines wants it small.)
+    std::optional<TensorType> token_embedding_type;
+    std::optional<TensorType> output_type;
 };
 
 // Throws ferry::Error naming `path` unless its disk has `bytes` free.

@@ -73,7 +73,7 @@ void synth_model(const std::string& path, const SynthOptions& o) {
     if (o.gguf) {
         GgufOutput out;
         out.type = o.gguf_type;
-        out.embedding_type = o.embedding_type;
+        out.token_embedding_type = out.output_type = o.embedding_type;
         out.threads = o.threads;
         out.progress = o.progress;
         const Vocabulary vocab = spm_vocabulary_from_llama2c(synthetic_llama2c_vocabulary(o.config.vocab_size));

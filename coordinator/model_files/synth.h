@@ -29,7 +29,7 @@ struct SynthOptions {
     Llama2cWriteOptions write;  // the llama2.c format, unless gguf
     bool gguf = false;          // GGUF of gguf_type, with a made-up vocabulary embedded
     TensorType gguf_type = TensorType::F32;
-    std::optional<TensorType> embedding_type;  // token_embd/output, if not gguf_type (BitNet ships F16)
+    std::optional<TensorType> embedding_type;  // token_embd and output, if not gguf_type (BitNet ships F16)
     int threads = 1;  // GGUF: threads encoding rows
     uint64_t seed = 1;
     float stddev = 0.02f;

@@ -651,8 +651,66 @@ ModelFile retyped(const ModelFile& file, TensorType type) {
     return f;
 }
 
+// The vocabulary tables (token_embd, output) stored as `type` where that is smaller.
+ModelFile retyped_tables(const ModelFile& file, TensorType type) {
+    ModelFile f;
+    f.config = file.config;
+    f.tensors = file.tensors;
+    for (TensorInfo& t : f.tensors) {
+        if (t.name != "token_embd.weight" && t.name != "output.weight") continue;
+        const int64_t bytes = tensor_bytes(type, t.rows, t.cols);
+        if (bytes > 0 && static_cast<uint64_t>(bytes) < t.bytes) {
+            t.type = type;
+            t.group = 0;
+            t.bytes = static_cast<uint64_t>(bytes);
+        }
+    }
+    return f;
+}
+
+// When the layers fit the workers and only the coordinator's budget stops the
+// plan: the vocabulary table (embedding and classifier) fits no node. The
+// refusal says so and names what would fit: a coordinator budget, a smaller
+// table type, or a worker large enough for the head; "" if that is not the case.
+std::string table_refusal(const ModelFile& file, const std::vector<WorkerCapacity>& workers, const PlanRequest& r,
+                          const PlanProblem& p) {
+    if (r.coordinator.memory_budget == 0 || !r.split.empty()) return "";
+    PlanRequest free_coordinator = r;
+    free_coordinator.coordinator.memory_budget = 0;
+    PipelinePlan plan;
+    try {
+        plan = plan_optimal(p, workers, free_coordinator);
+    } catch (const Error&) {
+        return "";  // the layers do not fit either: the general refusal
+    }
+    const uint64_t need = coordinator_memory(p, !plan.stages.front().embedding, !plan.stages.back().head);
+    uint64_t table = 0;
+    for (const TensorInfo& t : file.tensors)
+        if (t.name == "token_embd.weight" || t.name == "output.weight") table += t.bytes;
+    std::string msg = "the workers can hold the layers of " + file.path.substr(file.path.find_last_of('/') + 1) +
+                      ", but no node can hold its vocabulary table (" + format_bytes(table) +
+                      ") beside them: the coordinator needs " + format_bytes(need) + " for it and its budget is " +
+                      format_bytes(r.coordinator.memory_budget) + ", and no worker's budget fits it with a layer";
+    // As the flag takes it: whole MB, rounded up.
+    std::vector<std::string> fixes = {"--coordinator-memory " + std::to_string((need + (1u << 20) - 1) >> 20) + "M"};
+    for (TensorType t : {TensorType::Q8_0, TensorType::Q6_K, TensorType::Q4_K, TensorType::Q4_0}) {
+        const ModelFile smaller = retyped_tables(file, t);
+        uint64_t after = 0;
+        for (const TensorInfo& x : smaller.tensors)
+            if (x.name == "token_embd.weight" || x.name == "output.weight") after += x.bytes;
+        if (after >= table || !fits(smaller, workers, r)) continue;
+        const std::string name = ggml_type_name(static_cast<uint32_t>(t));
+        fixes.push_back("a " + name + " table (ferry quantize --token-embedding-type " + name +
+                        (file.find("output.weight") ? " --output-type " + name : std::string()) + ": " +
+                        format_bytes(after) + " instead of " + format_bytes(table) + ")");
+        break;
+    }
+    return msg + any_of_these_fits(fixes);
+}
+
 std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& workers, const PlanRequest& r,
                     const PlanProblem& p) {
+    if (std::string table = table_refusal(file, workers, r, p); !table.empty()) return table;
     const int context = context_of(file, r);
     const uint64_t layers = std::accumulate(p.layer_memory.begin(), p.layer_memory.end(), uint64_t{0});
     uint64_t weights = 0;
