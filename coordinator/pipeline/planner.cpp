@@ -634,30 +634,17 @@ bool fits(const ModelFile& file, const std::vector<WorkerCapacity>& workers, con
     return solver.best_chain().worker >= 0;
 }
 
-// The model's matrices stored as `type` (what `ferry quantize --type` writes): norms keep theirs.
-ModelFile retyped(const ModelFile& file, TensorType type) {
-    ModelFile f;
-    f.config = file.config;
-    f.tensors = file.tensors;
-    for (TensorInfo& t : f.tensors) {
-        if (t.rows < 2 || t.cols % 32 != 0) continue;
-        const int64_t bytes = tensor_bytes(type, t.rows, t.cols);
-        if (bytes > 0 && static_cast<uint64_t>(bytes) < t.bytes) {
-            t.type = type;
-            t.group = 0;
-            t.bytes = static_cast<uint64_t>(bytes);
-        }
-    }
-    return f;
-}
+bool vocabulary_table(const TensorInfo& t) { return t.name == "token_embd.weight" || t.name == "output.weight"; }
 
-// The vocabulary tables (token_embd, output) stored as `type` where that is smaller.
-ModelFile retyped_tables(const ModelFile& file, TensorType type) {
+// The model's matrices stored as `type` where that is smaller (what `ferry
+// quantize --type` writes; norms keep theirs), or with tables_only just the
+// vocabulary tables (--token-embedding-type, --output-type).
+ModelFile retyped(const ModelFile& file, TensorType type, bool tables_only = false) {
     ModelFile f;
     f.config = file.config;
     f.tensors = file.tensors;
     for (TensorInfo& t : f.tensors) {
-        if (t.name != "token_embd.weight" && t.name != "output.weight") continue;
+        if (t.rows < 2 || t.cols % 32 != 0 || (tables_only && !vocabulary_table(t))) continue;
         const int64_t bytes = tensor_bytes(type, t.rows, t.cols);
         if (bytes > 0 && static_cast<uint64_t>(bytes) < t.bytes) {
             t.type = type;
@@ -686,7 +673,7 @@ std::string table_refusal(const ModelFile& file, const std::vector<WorkerCapacit
     const uint64_t need = coordinator_memory(p, !plan.stages.front().embedding, !plan.stages.back().head);
     uint64_t table = 0;
     for (const TensorInfo& t : file.tensors)
-        if (t.name == "token_embd.weight" || t.name == "output.weight") table += t.bytes;
+        if (vocabulary_table(t)) table += t.bytes;
     std::string msg = "the workers can hold the layers of " + file.path.substr(file.path.find_last_of('/') + 1) +
                       ", but no node can hold its vocabulary table (" + format_bytes(table) +
                       ") beside them: the coordinator needs " + format_bytes(need) + " for it and its budget is " +
@@ -694,10 +681,10 @@ std::string table_refusal(const ModelFile& file, const std::vector<WorkerCapacit
     // As the flag takes it: whole MB, rounded up.
     std::vector<std::string> fixes = {"--coordinator-memory " + std::to_string((need + (1u << 20) - 1) >> 20) + "M"};
     for (TensorType t : {TensorType::Q8_0, TensorType::Q6_K, TensorType::Q4_K, TensorType::Q4_0}) {
-        const ModelFile smaller = retyped_tables(file, t);
+        const ModelFile smaller = retyped(file, t, true);
         uint64_t after = 0;
         for (const TensorInfo& x : smaller.tensors)
-            if (x.name == "token_embd.weight" || x.name == "output.weight") after += x.bytes;
+            if (vocabulary_table(x)) after += x.bytes;
         if (after >= table || !fits(smaller, workers, r)) continue;
         const std::string name = ggml_type_name(static_cast<uint32_t>(t));
         fixes.push_back("a " + name + " table (ferry quantize --token-embedding-type " + name +
