@@ -229,6 +229,44 @@ TEST_F(MemoryAccounting, SyntheticQ4_0WithQ8Cache) {
     expect_within_tolerance(measure(c, "synthetic q4_0 ctx200 kv-q8_0"));
 }
 
+// The coordinator keeps the embedding while the head is on a worker: it reads
+// each token's row from the file and maps none of the 62.5 MB table, so after
+// 1500 sampled tokens spread over a 32000-token vocabulary its resident set is
+// what a coordinator holding only the tokenizer has (mapped rows grew it by
+// 30 MB per 2000 tokens), and the text is the same.
+TEST_F(MemoryAccounting, TheCoordinatorReadsEmbeddingRowsWithoutKeepingTheTable) {
+    const std::string model = dir_->file("vocab32k.gguf");
+    auto r = test::run_command({test::ferry_bin(), "synth", model, "--dim", "512", "--hidden-dim", "512", "--layers",
+                                "2", "--heads", "8", "--vocab", "32000", "--seq-len", "2048", "--format", "gguf", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    test::WorkerProcess w({"--threads", "1", "--cache-dir", dir_->file("rows-cache")}, dir_->file("rows.log"));
+    auto run = [&](const char* embedding) {
+        return test::run_command({test::ferry_bin(), "run", model, "--workers", w.address(), embedding,
+                                  "--head-on-worker", "-n", "1000", "-t", "1", "-s", "7"},
+                                 180);
+    };
+    // The coordinator's row of the node table: name, layers, weight MB, RSS MB, ...
+    auto coordinator_rss = [](const std::string& err) {
+        std::istringstream in(err);
+        std::string line, name, layers;
+        double weight = 0, rss = -1;
+        while (std::getline(in, line))
+            if (line.rfind("coordinator ", 0) == 0) std::istringstream(line) >> name >> layers >> weight >> rss;
+        return rss;
+    };
+    const auto on_worker = run("--embedding-on-worker");
+    ASSERT_EQ(on_worker.exit_code, 0) << on_worker.err;
+    const auto here = run("--embedding-on-coordinator");
+    ASSERT_EQ(here.exit_code, 0) << here.err;
+    EXPECT_EQ(here.out, on_worker.out);
+    const double with_table = coordinator_rss(here.err), without = coordinator_rss(on_worker.err);
+    std::printf("[ measured ] coordinator RSS after 1000 tokens: %.1f MB looking rows up, %.1f MB with the embedding "
+                "on the worker\n",
+                with_table, without);
+    ASSERT_GT(without, 0) << on_worker.err;
+    EXPECT_LT(with_table, without + 6) << here.err;
+}
+
 TEST_F(MemoryAccounting, The32BitWorker) {
     const test::I686Launch launch = test::i686_launch(i686_worker());
     if (!launch.available) GTEST_SKIP() << launch.why;

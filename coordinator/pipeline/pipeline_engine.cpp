@@ -1,12 +1,15 @@
 #include "coordinator/pipeline/pipeline_engine.h"
 
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <random>
 
@@ -19,6 +22,7 @@
 #include "common/process_stats.h"
 #include "common/progress.h"
 #include "common/shard_memory.h"
+#include "kernels/kernels.h"
 #include "kernels/cpu_features.h"
 #include "coordinator/pipeline/pipeline_probe.h"
 #include "coordinator/pipeline/plan_report.h"
@@ -29,6 +33,20 @@ using net::Hub;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// n bytes at `offset` of fd, through short reads and EINTR; false on an error or end of file.
+bool read_at(int fd, uint8_t* out, size_t n, uint64_t offset) {
+    while (n > 0) {
+        const ssize_t got = ::pread(fd, out, n, static_cast<off_t>(offset));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return false;
+        out += got;
+        n -= static_cast<size_t>(got);
+        offset += static_cast<uint64_t>(got);
+    }
+    return true;
+}
+
 
 constexpr uint64_t kShardChunkBytes = 1u << 20;
 constexpr size_t kShardWindowBytes = 8u << 20;  // queued per link while streaming
@@ -127,6 +145,15 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     if (local_stats_.layers.empty()) local_stats_.layers = "tokens";
     local_stats_.weight_bytes = shard_weight_bytes(local_);
     logits_.resize(static_cast<size_t>(config_.vocab_size));
+    // Only a classifier that is the table itself (tied, applied here) keeps it resident.
+    const TensorInfo* table = file.find("token_embd.weight");
+    // (Q8_GROUP keeps its scales after all the rows: not worth a special case.)
+    if (!embedding_remote_ && table && table->type != TensorType::Q8_GROUP &&
+        (head_remote_ || file.find("output.weight"))) {
+        embedding_file_ = UniqueFd(::open(file.path.c_str(), O_RDONLY | O_CLOEXEC));
+        embedding_offset_ = table->offset;
+        embedding_row_bytes_ = static_cast<uint64_t>(tensor_bytes(table->type, 1, table->cols, table->group));
+    }
 
     assign_all(model_hash);
     stream_shards();
@@ -392,8 +419,7 @@ void PipelineEngine::run_request(const int* tokens, int n_tokens, int pos, int w
     double local_ms = 0;
     if (!embedding_remote_) {
         const auto t0 = Clock::now();
-        x_.resize(static_cast<size_t>(n_tokens) * config_.dim);
-        embed_tokens(config_, local_, tokens, n_tokens, x_.data());
+        embed_locally(tokens, n_tokens);
         local_ms += ms_since(t0);
     }
     // The plan's request size (--prefill-chunk, or smaller when a whole prompt would not fit a worker).
@@ -553,6 +579,30 @@ void PipelineEngine::note_decode_speed(Node& n, double compute_ms) {
                  node_name(n.link), n.window_ms.size(), median, median / planned, planned);
 }
 
+void PipelineEngine::embed_locally(const int* tokens, int n_tokens) {
+    x_.resize(static_cast<size_t>(n_tokens) * config_.dim);
+    if (!embedding_file_.valid()) {
+        embed_tokens(config_, local_, tokens, n_tokens, x_.data());
+        return;
+    }
+    // Rows read from the file, never mapped: a long session touches most of
+    // the vocabulary, and mapped pages (whole folios around each row) would
+    // add up to the table a 128 MB coordinator cannot keep.
+    const Matrix& table = local_.token_embedding;
+    embedding_row_.resize(static_cast<size_t>(embedding_row_bytes_));
+    for (int t = 0; t < n_tokens; ++t) {
+        if (tokens[t] < 0 || tokens[t] >= config_.vocab_size)
+            throw Error("token id " + std::to_string(tokens[t]) + " is outside the vocabulary of " +
+                        std::to_string(config_.vocab_size));
+        const uint64_t at = embedding_offset_ + static_cast<uint64_t>(tokens[t]) * embedding_row_bytes_;
+        if (!read_at(embedding_file_.get(), embedding_row_.data(), embedding_row_.size(), at))
+            throw Error(file_.path + ": cannot read row " + std::to_string(tokens[t]) + " of its embedding table: " +
+                        std::strerror(errno));
+        const Matrix row{table.type, embedding_row_.data(), 1, table.cols, 0};
+        kernels::dequantize_row(row, 0, x_.data() + static_cast<size_t>(t) * config_.dim);
+    }
+}
+
 float* PipelineEngine::forward(const int* tokens, int n_tokens, int pos) {
     run_request(tokens, n_tokens, pos, head_remote_ ? wire::WANT_LOGITS : wire::WANT_ACTIVATION, nullptr, 0);
     return logits_.data();
@@ -600,8 +650,7 @@ void PipelineEngine::submit(Batch batch) {
         for (int t : tokens) fw->add_tokens(t);
     } else {
         const auto t0 = Clock::now();
-        x_.resize(static_cast<size_t>(n) * config_.dim);
-        embed_tokens(config_, local_, tokens.data(), n, x_.data());
+        embed_locally(tokens.data(), n);
         local_stats_.compute_ms += ms_since(t0);
         fw->set_wire(wt);
         fw->set_activations(net::encode_values(x_.data(), x_.size(), wt));

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/model_file.h"
+#include "common/unique_fd.h"
 #include "common/net/cluster_key.h"
 #include "common/sampler.h"
 #include "common/transformer.h"
@@ -113,6 +114,8 @@ private:
     void account(const void* result, uint64_t sent_ns, uint64_t sent_bytes, uint64_t received_ns,
                  uint64_t received_bytes, int n_tokens, double* compute_ms);
     void note_decode_speed(Node& n, double compute_ms);
+    // x_ = the tokens' embeddings, from the table kept here.
+    void embed_locally(const int* tokens, int n_tokens);
     [[noreturn]] void fail_node(int link, const std::string& what) const;
     // Throws naming the node for a closed link or an Error frame; returns other frames.
     void check_event(const void* event) const;
@@ -130,6 +133,11 @@ private:
     PipelinePlan plan_;
     bool embedding_remote_ = false, head_remote_ = false;  // the first stage embeds, the last applies the head
     Weights local_;  // embedding and/or head kept on the coordinator
+    // The model file read a row at a time when the coordinator looks tokens
+    // up without keeping the table (not valid: it keeps it).
+    UniqueFd embedding_file_;
+    uint64_t embedding_offset_ = 0, embedding_row_bytes_ = 0;
+    std::vector<uint8_t> embedding_row_;
     std::vector<float> x_, logits_;
     uint64_t next_request_ = 1;
     // Result of the last request.
