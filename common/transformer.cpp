@@ -45,11 +45,14 @@ uint64_t Workspace::bytes_for(const ModelConfig& c, int max_batch, int ctx) {
     return WorkspaceSizes(c, max_batch, ctx).floats() * sizeof(float);
 }
 
+void check_token_id(const ModelConfig& c, int token) {
+    if (token < 0 || token >= c.vocab_size)
+        throw Error("token id " + std::to_string(token) + " is outside the vocabulary of " + std::to_string(c.vocab_size));
+}
+
 void embed_tokens(const ModelConfig& c, const Weights& w, const int* tokens, int n_tokens, float* x) {
     for (int t = 0; t < n_tokens; ++t) {
-        if (tokens[t] < 0 || tokens[t] >= c.vocab_size)
-            throw Error("token id " + std::to_string(tokens[t]) + " is outside the vocabulary of " +
-                        std::to_string(c.vocab_size));
+        check_token_id(c, tokens[t]);
         k::dequantize_row(w.token_embedding, tokens[t], x + static_cast<int64_t>(t) * c.dim);
     }
 }

@@ -30,8 +30,9 @@ struct Workspace {
 // Positions processed per forward_layers step; longer prompts go in chunks.
 constexpr int kMaxBatch = 32;
 
-// x[t * dim ..] = embedding of tokens[t]. Throws ferry::Error on an id
-// outside the vocabulary.
+// Throws ferry::Error on an id outside the vocabulary.
+void check_token_id(const ModelConfig& c, int token);
+// x[t * dim ..] = embedding of tokens[t] (check_token_id first).
 void embed_tokens(const ModelConfig& c, const Weights& w, const int* tokens, int n_tokens, float* x);
 
 // Where one row of a batch belongs: its sequence's KV cache and its position

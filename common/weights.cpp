@@ -131,7 +131,7 @@ Weights bind_weights(const ModelConfig& c, const ShardSpec& spec, const std::vec
     std::unordered_map<std::string, const TensorInfo*> by_name;
     for (const TensorInfo& t : tensors) by_name.emplace(t.name, &t);
     Binder b{by_name, base, where};
-    const int64_t dim = c.dim, q = c.q_dim(), kv = c.kv_dim(), hidden = c.hidden_dim, hs = c.head_size();
+    const int64_t dim = c.dim, q = c.q_dim(), kv = c.kv_dim(), hidden = c.hidden_dim;
 
     Weights w;
     w.spec = spec;
@@ -152,18 +152,21 @@ Weights bind_weights(const ModelConfig& c, const ShardSpec& spec, const std::vec
         L.w1 = b.matrix(layer_tensor_name(l, "ffn_gate"), hidden, dim);
         L.w2 = b.matrix(layer_tensor_name(l, "ffn_down"), dim, hidden);
         L.w3 = b.matrix(layer_tensor_name(l, "ffn_up"), hidden, dim);
+        auto extra = [&](const char* part, const char* suffix = "weight") {
+            return b.vector(layer_tensor_name(l, part, suffix), extra_tensor_length(c, part, suffix));
+        };
         if (c.qkv_bias()) {
-            L.bq = b.vector(layer_tensor_name(l, "attn_q", "bias"), q);
-            L.bk = b.vector(layer_tensor_name(l, "attn_k", "bias"), kv);
-            L.bv = b.vector(layer_tensor_name(l, "attn_v", "bias"), kv);
+            L.bq = extra("attn_q", "bias");
+            L.bk = extra("attn_k", "bias");
+            L.bv = extra("attn_v", "bias");
         }
         if (c.qk_norm()) {
-            L.q_norm = b.vector(layer_tensor_name(l, "attn_q_norm"), hs);
-            L.k_norm = b.vector(layer_tensor_name(l, "attn_k_norm"), hs);
+            L.q_norm = extra("attn_q_norm");
+            L.k_norm = extra("attn_k_norm");
         }
         if (c.sub_norms()) {
-            L.attn_sub_norm = b.vector(layer_tensor_name(l, "attn_sub_norm"), q);
-            L.ffn_sub_norm = b.vector(layer_tensor_name(l, "ffn_sub_norm"), hidden);
+            L.attn_sub_norm = extra("attn_sub_norm");
+            L.ffn_sub_norm = extra("ffn_sub_norm");
         }
         if (c.projection_scales) {
             float* scales[] = {&L.sq, &L.sk, &L.sv, &L.so, &L.s1, &L.s2, &L.s3};

@@ -22,9 +22,10 @@ float canonical_dot(const float* w, const float* x, int64_t n, int lanes);
 void rmsnorm(float* out, const float* x, const float* weight, int n, float eps);
 void softmax(float* x, int n);
 // The angle of each pair is run.c's float pos * freq; the rest is double.
-void rope_neox(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta);
 void rope(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta,
           const float* freq_factors = nullptr);
+// GGML's NeoX pairing (j with j + head_size / 2), all in double.
+void rope_neox(float* q, float* k, int q_dim, int kv_dim, int head_size, int pos, float theta);
 void swiglu(float* hb, const float* up, int n);
 void attention(float* out, const float* q, const float* key, const float* value, int pos, int n_heads,
                int n_kv_heads, int head_size);

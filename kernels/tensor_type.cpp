@@ -4,6 +4,8 @@
 
 #include <limits>
 
+#include "kernels/quant_i2s.h"
+
 namespace ferry {
 
 namespace {
@@ -56,7 +58,7 @@ bool parse_tensor_type(const char* name, TensorType* out) {
     return false;
 }
 
-int64_t tensor_tail_bytes(TensorType type) { return type == TensorType::I2_S ? 32 : 0; }
+int64_t tensor_tail_bytes(TensorType type) { return type == TensorType::I2_S ? kernels::kI2sTailBytes : 0; }
 
 int64_t tensor_bytes(TensorType type, int64_t rows, int64_t cols, int64_t group) {
     const TensorTypeTraits* t = tensor_type_traits(type);

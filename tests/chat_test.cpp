@@ -164,7 +164,6 @@ TEST(ChatTemplate, EnableThinkingPerRequest) {
     ctx.tokenizer = &thinking;
     ctx.context = 256;
     ctx.chat_template = ChatTemplate::chatml;
-    ctx.can_think = true;
     const std::string messages = R"("messages":[{"role":"user","content":"Hi"}])";
     auto count_think = [&](const std::string& body, const ApiContext& c) {
         ApiError e;
@@ -191,8 +190,9 @@ TEST(ChatTemplate, EnableThinkingPerRequest) {
                           R"({"role":"user","content":"Hi"}],"chat_template_kwargs":{"enable_thinking":false}})",
                           ctx),
               1);
+    const Tokenizer plain = chatml_tokenizer(false);
     ApiContext cannot = ctx;
-    cannot.can_think = false;
+    cannot.tokenizer = &plain;
     EXPECT_EQ(count_think("{" + messages + R"(,"chat_template_kwargs":{"enable_thinking":true}})", cannot), 0)
         << "asking a model to think as it always does is no error";
     ApiError e;

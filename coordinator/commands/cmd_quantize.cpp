@@ -3,7 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <tuple>
+#include <optional>
 
 #include "common/error.h"
 #include "common/gguf_file.h"
@@ -46,6 +46,14 @@ std::string type_census(const GgufFile& g) {
     return s;
 }
 
+// A vocabulary table's type option: none if not given.
+std::optional<TensorType> table_type(const char* flag, const std::string& name) {
+    if (name.empty()) return std::nullopt;
+    TensorType t;
+    if (!parse_output_type(name, &t)) throw Error(std::string(flag) + " " + name + ": unknown; use one of " + output_type_list());
+    return t;
+}
+
 int cmd_quantize(const QuantizeArgs& a) {
     GgufOutput o;
     if (!parse_output_type(a.type, &o.type))
@@ -57,14 +65,8 @@ int cmd_quantize(const QuantizeArgs& a) {
     o.threads = resolve_threads(a.threads);
     o.progress = !a.quiet;
     o.ternary_exact = !a.round_to_ternary;
-    for (auto [flag, name, out] : {std::tuple{"--token-embedding-type", &a.token_embedding_type, &o.token_embedding_type},
-                                   std::tuple{"--output-type", &a.output_type, &o.output_type}}) {
-        if (name->empty()) continue;
-        TensorType t;
-        if (!parse_output_type(*name, &t))
-            throw Error(std::string(flag) + " " + *name + ": unknown; use one of " + output_type_list());
-        *out = t;
-    }
+    o.token_embedding_type = table_type("--token-embedding-type", a.token_embedding_type);
+    o.output_type = table_type("--output-type", a.output_type);
     const auto t0 = std::chrono::steady_clock::now();
     quantize_model(a.in, a.out, a.tokenizer, o);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

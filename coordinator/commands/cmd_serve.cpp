@@ -103,11 +103,9 @@ int cmd_serve(ServeOptions& o) {
         check_chat_template(t, tokenizer, r.no_think);
         api.chat_template = t;  // only once every check passed: never chat with half a template
         api.no_think = r.no_think;
-        api.can_think = tokenizer.token_id("<think>") >= 0 && tokenizer.token_id("</think>") >= 0;
         api.end_of_turn_ids = end_of_turn_ids(tokenizer, t);
     } catch (const Error& e) {  // completions still work; chat says why not
         if (!r.chat_template.empty() || r.no_think) throw;  // what the user asked for cannot be: say so
-        api.end_of_turn_ids.clear();
         api.no_template_reason = e.what();
         spdlog::warn("serve: {}; /v1/chat/completions is refused until then", e.what());
     }

@@ -1,5 +1,7 @@
 #include "coordinator/commands/options.h"
 
+#include "coordinator/generation/chat_template.h"
+
 namespace ferry {
 
 void add_log_level_option(CLI::App* app, std::string& level) {
@@ -57,7 +59,7 @@ void add_chat_template_options(CLI::App* app, RunOptions& o) {
     app->add_option("--chat-template", o.chat_template,
                     "Chat format: llama2, llama3, zephyr, chatml (Qwen) or bitnet (BitNet b1.58 2B4T) (default: the "
                     "model's own)")
-        ->check(CLI::IsMember({"llama2", "llama3", "zephyr", "chatml", "bitnet"}));
+        ->check(CLI::IsMember(chat_template_choices()));
     app->add_flag("--no-think", o.no_think,
                   "Thinking models (Qwen3, ChatML): open every reply with an empty <think></think> block, as Qwen3's "
                   "template does for enable_thinking=false, so the model answers without reasoning first (default: "

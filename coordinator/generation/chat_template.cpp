@@ -38,10 +38,20 @@ std::optional<ChatTemplate> parse_chat_template(const std::string& name) {
     return std::nullopt;
 }
 
+std::vector<std::string> chat_template_choices() {
+    std::vector<std::string> names;
+    for (ChatTemplate t : kAll) names.push_back(chat_template_name(t));
+    return names;
+}
+
 std::string chat_template_names() {
     std::string s;
-    for (ChatTemplate t : kAll) s += std::string(s.empty() ? "" : "|") + chat_template_name(t);
+    for (const std::string& name : chat_template_choices()) s += (s.empty() ? "" : "|") + name;
     return s;
+}
+
+bool thinks(ChatTemplate t, const Tokenizer& tokenizer) {
+    return t == ChatTemplate::chatml && tokenizer.token_id("<think>") >= 0 && tokenizer.token_id("</think>") >= 0;
 }
 
 std::optional<ChatTemplate> detect_chat_template(const std::string& jinja) {
@@ -156,15 +166,12 @@ void check_chat_template(ChatTemplate t, const Tokenizer& tokenizer, bool no_thi
     if (t == ChatTemplate::llama3) markers = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
     if (t == ChatTemplate::chatml) markers = {"<|im_start|>", "<|im_end|>"};
     if (t == ChatTemplate::bitnet) markers = {"<|eot_id|>"};
-    if (no_think) {
-        if (t != ChatTemplate::chatml)
-            throw Error(std::string("--no-think is for ChatML thinking models (Qwen3); the chat template here is ") +
-                        chat_template_name(t));
-        for (const char* m : {"<think>", "</think>"})
-            if (tokenizer.token_id(m) < 0)
-                throw Error(std::string("--no-think: this model's vocabulary has no ") + m +
-                            " token, so it does not think before answering; leave the flag out");
-    }
+    if (no_think && t != ChatTemplate::chatml)
+        throw Error(std::string("--no-think is for ChatML thinking models (Qwen3); the chat template here is ") +
+                    chat_template_name(t));
+    if (no_think && !thinks(t, tokenizer))
+        throw Error("--no-think: this model's vocabulary has no <think> token, so it does not think before answering; "
+                    "leave the flag out");
     for (const char* m : markers)
         if (tokenizer.token_id(m) < 0)
             throw Error(std::string("the chat template ") + chat_template_name(t) + " needs the token " + m +

@@ -43,8 +43,11 @@ bool bos_every_turn(ChatTemplate t);
 // no_think: also the <think> and </think> tokens (a model without them is no
 // thinking model, and the flag would only add text).
 void check_chat_template(ChatTemplate t, const Tokenizer& tokenizer, bool no_think = false);
-// "llama2|llama3|...": the names --chat-template takes (for the messages).
+// The names --chat-template takes, and them joined "llama2|llama3|..." (for messages).
+std::vector<std::string> chat_template_choices();
 std::string chat_template_names();
+// A thinking model: ChatML with <think> and </think> in its vocabulary (Qwen3).
+bool thinks(ChatTemplate t, const Tokenizer& tokenizer);
 // An earlier assistant reply as the template writes it into the history
 // (BitNet's trims it; the others keep it as it is).
 std::string reply_text(ChatTemplate t, const std::string& content);

@@ -139,11 +139,16 @@ private:
 // codes (block scale 1) and moving the tensor's scale into the .scale tensor
 // the bitnet architecture multiplies a projection's output by (multiplied
 // into one the file already has). The scales, by .scale tensor name.
+// "blk.3.attn_q.weight" -> "blk.3.attn_q.scale".
+std::string scale_tensor_name(const std::string& weight) {
+    return weight.substr(0, weight.size() - std::string_view(".weight").size()) + ".scale";
+}
+
 std::map<std::string, float> i2s_scales(const GgufFile& g, const MappedFile& map, TensorType to) {
     std::map<std::string, float> scales;
     for (const GgufTensor& t : g.tensors) {
         if (t.type != TensorType::I2_S) continue;
-        const std::string name(t.name), suffix = ".weight";
+        const std::string name(t.name);
         static const std::regex projection(R"(blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight)");
         if (!std::regex_match(name, projection))
             g.fail("tensor " + name + " is I2_S, which bitnet.cpp uses for the layers' projections only");
@@ -152,7 +157,7 @@ std::map<std::string, float> i2s_scales(const GgufFile& g, const MappedFile& map
                    " values, not whole blocks of 128");
         const float scale = kernels::i2s_scale(map.data() + t.offset, t.rows() * t.cols());
         if (!std::isfinite(scale)) g.fail("tensor " + name + " is I2_S with a scale that is not a number");
-        scales[name.substr(0, name.size() - suffix.size()) + ".scale"] = scale;
+        scales[scale_tensor_name(name)] = scale;
     }
     if (scales.empty() || !ternary(to)) return scales;
     const std::optional<std::string_view> arch = g.get_string("general.architecture");
@@ -307,7 +312,7 @@ void quantize_gguf(const std::string& in, const std::string& out, const GgufOutp
             w.add_tensor(name, type, ne, encoded_rows(source, x, type, &pool));
         }
         if (t.type == TensorType::I2_S && unit_i2s) {
-            const std::string scale_name = name.substr(0, name.size() - 7) + ".scale";
+            const std::string scale_name = scale_tensor_name(name);
             if (!g.find_tensor(scale_name)) w.add_tensor(scale_name, TensorType::F32, {1}, scalar_row(scales.at(scale_name)));
         }
     }
@@ -400,7 +405,7 @@ std::vector<ModelTensor> model_gguf_tensors(const ModelConfig& c, bool tied_clas
     std::vector<ModelTensor> t = {{"token_embd.weight", vocab, dim, true}, {"output_norm.weight", 1, dim, false}};
     if (!tied_classifier) t.push_back({"output.weight", vocab, dim, true});
     for (int l = 0; l < c.n_layers; ++l) {
-        auto name = [l](const char* part) { return "blk." + std::to_string(l) + "." + part + ".weight"; };
+        auto name = [l](const char* part) { return layer_tensor_name(l, part); };
         t.push_back({name("attn_q"), q, dim, true});
         t.push_back({name("attn_k"), kv, dim, true});
         t.push_back({name("attn_v"), kv, dim, true});

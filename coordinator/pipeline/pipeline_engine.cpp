@@ -47,7 +47,6 @@ bool read_at(int fd, uint8_t* out, size_t n, uint64_t offset) {
     return true;
 }
 
-
 constexpr uint64_t kShardChunkBytes = 1u << 20;
 constexpr size_t kShardWindowBytes = 8u << 20;  // queued per link while streaming
 
@@ -591,9 +590,7 @@ void PipelineEngine::embed_locally(const int* tokens, int n_tokens) {
     const Matrix& table = local_.token_embedding;
     embedding_row_.resize(static_cast<size_t>(embedding_row_bytes_));
     for (int t = 0; t < n_tokens; ++t) {
-        if (tokens[t] < 0 || tokens[t] >= config_.vocab_size)
-            throw Error("token id " + std::to_string(tokens[t]) + " is outside the vocabulary of " +
-                        std::to_string(config_.vocab_size));
+        check_token_id(config_, tokens[t]);
         const uint64_t at = embedding_offset_ + static_cast<uint64_t>(tokens[t]) * embedding_row_bytes_;
         if (!read_at(embedding_file_.get(), embedding_row_.data(), embedding_row_.size(), at))
             throw Error(file_.path + ": cannot read row " + std::to_string(tokens[t]) + " of its embedding table: " +

@@ -657,8 +657,8 @@ ModelFile retyped(const ModelFile& file, TensorType type, bool tables_only = fal
 
 // When the layers fit the workers and only the coordinator's budget stops the
 // plan: the vocabulary table (embedding and classifier) fits no node. The
-// refusal says so and names what would fit: a coordinator budget, a smaller
-// table type, or a worker large enough for the head; "" if that is not the case.
+// refusal says so and names what would fit: the coordinator budget it needs,
+// or the largest smaller table type that fits; "" if that is not the case.
 std::string table_refusal(const ModelFile& file, const std::vector<WorkerCapacity>& workers, const PlanRequest& r,
                           const PlanProblem& p) {
     if (r.coordinator.memory_budget == 0 || !r.split.empty()) return "";

@@ -255,7 +255,7 @@ std::optional<ParsedRequest> parse_request(Endpoint endpoint, const std::string&
                     return std::nullopt;
                 }
                 // true asks for what a model does anyway; false needs a thinking model.
-                if (!e->get<bool>() && (!ctx.can_think || *ctx.chat_template != ChatTemplate::chatml)) {
+                if (!e->get<bool>() && !thinks(*ctx.chat_template, *ctx.tokenizer)) {
                     r.fail("chat_template_kwargs.enable_thinking",
                            "'enable_thinking': false: this model is no ChatML thinking model (it has no <think> token)");
                     return std::nullopt;

@@ -40,7 +40,6 @@ struct ApiContext {
     std::string no_template_reason;
     std::vector<int> end_of_turn_ids;  // besides EOS: the template's end-of-turn token(s)
     bool no_think = false;             // --no-think: the default of chat_template_kwargs.enable_thinking is false
-    bool can_think = false;            // the vocabulary has <think> and </think> (a thinking model)
     int context = 0;                   // positions per sequence
 };
 
