@@ -24,6 +24,12 @@ uint64_t tensor_bytes_named(const std::vector<TensorInfo>& tensors, const std::v
     return bytes;
 }
 
+uint64_t slice_buffers(const ModelConfig& c, int64_t rows, int slots) {
+    const uint64_t k = static_cast<uint64_t>(std::max(1, slots)), dim = static_cast<uint64_t>(c.dim);
+    // The Classify frame and its parsed copy, the normed rows; logits, the Classified message and its frame.
+    return k * (3 * dim * 4 + 3 * static_cast<uint64_t>(rows) * 4);
+}
+
 namespace {
 
 // The largest request in flight on a stage of n positions (Stage::run and the
@@ -31,6 +37,9 @@ namespace {
 // computing, the parsed input, the stage's f32 activations (kept at their
 // largest), the output message and its encoded frame.
 uint64_t request_buffers(const ModelConfig& c, const ShardSpec& spec, const StageLoad& load) {
+    // A vocabulary slice's holder without layers or embedding gets no Forward requests, only Classify.
+    if (spec.has_slice() && spec.last_layer == spec.first_layer && !spec.embedding)
+        return slice_buffers(c, spec.vocab_last - spec.vocab_first, load.slots);
     const uint64_t n = static_cast<uint64_t>(load.max_positions > 0 ? std::min(load.max_positions, load.context)
                                                                      : load.context);
     const uint64_t dim = static_cast<uint64_t>(c.dim), wire = static_cast<uint64_t>(load.wire_bytes);
@@ -46,6 +55,7 @@ uint64_t request_buffers(const ModelConfig& c, const ShardSpec& spec, const Stag
         bytes += (static_cast<uint64_t>(load.context) - n) * dim * wire;
     // Head: logits, the sampler's candidates (value and index), a logits result and its frame.
     if (spec.head) bytes += static_cast<uint64_t>(c.vocab_size) * (std::min(n, slots) * (4 + 4 + 4) + 8);
+    if (spec.has_slice()) bytes += slice_buffers(c, spec.vocab_last - spec.vocab_first, load.slots);
     return bytes;
 }
 
@@ -62,6 +72,16 @@ ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& te
     if (spec.head)
         m.head = tensor_bytes_named(tensors, {"output_norm.weight", tied ? (spec.embedding ? "" : "token_embd.weight")
                                                                           : "output.weight"});
+    if (spec.has_slice()) {
+        // The slice's rows of the table (an image lists only them as output.weight).
+        const TensorInfo* table = nullptr;
+        for (const TensorInfo& t : tensors)
+            if (t.name == "output.weight" || (!table && t.name == "token_embd.weight")) table = &t;
+        const uint64_t rows = static_cast<uint64_t>(spec.vocab_last - spec.vocab_first);
+        const uint64_t slice = table && table->rows > 0 ? table->bytes / static_cast<uint64_t>(table->rows) * rows : 0;
+        m.head = tensor_bytes_named(tensors, {"output_norm.weight"}) + slice;
+        m.weights = m.weights - tensor_bytes_named(tensors, {"output.weight"}) + slice;
+    }
     const int layers = spec.last_layer - spec.first_layer;
     m.kv_cache = static_cast<uint64_t>(std::max(1, load.slots)) * KVCache::bytes_for(layers, load.context, c.kv_dim(), load.kv_type);
     m.workspace = layers > 0 ? Workspace::bytes_for(c, kMaxBatch, load.context) : 0;

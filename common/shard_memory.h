@@ -75,6 +75,9 @@ ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& te
 ShardMemory shard_memory(const ModelConfig& c, const std::vector<TensorInfo>& tensors, const ShardSpec& spec,
                          int context, KvType kv_type = KvType::f32);
 
+// A vocabulary slice's buffers: `rows` logits per sequence slot and the final hidden states.
+uint64_t slice_buffers(const ModelConfig& c, int64_t rows, int slots);
+
 // Bytes of the tensors named, from a model's directory (names not present count 0).
 uint64_t tensor_bytes_named(const std::vector<TensorInfo>& tensors, const std::vector<std::string>& names);
 

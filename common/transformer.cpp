@@ -198,7 +198,7 @@ void compute_logits_rows(const ModelConfig& c, const Weights& w, float* x, int n
         k::rmsnorm(xt, xt, w.output_norm, c.dim, c.norm_eps);
     }
     k::matmul(logits, w.classifier, x, n, pool);
-    const int bad = first_non_finite_row(logits, n, c.vocab_size);
+    const int bad = first_non_finite_row(logits, n, static_cast<int>(w.classifier.rows));
     if (bad < n)
         throw Error(w.source + ": non-finite logits at position " + std::to_string(pos[bad]) +
                     ": does the classifier (output.weight or token_embd.weight) hold NaN/Inf weights?");

@@ -63,7 +63,8 @@ void forward_layers(const ModelConfig& c, const Weights& w, KVCache& kv, int pos
 void compute_logits(const ModelConfig& c, const Weights& w, float* x, float* logits, int pos,
                     kernels::ThreadPool* pool);
 // The same for n rows x[n][dim] at once (one pass over the classifier):
-// logits[n][vocab]; pos[t] names row t in an error.
+// logits[n][rows], rows being the vocabulary or a slice's (w.classifier.rows);
+// pos[t] names row t in an error.
 void compute_logits_rows(const ModelConfig& c, const Weights& w, float* x, int n, float* logits, const int* pos,
                          kernels::ThreadPool* pool);
 

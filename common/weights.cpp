@@ -15,6 +15,7 @@ std::string spec_text(const ShardSpec& s) {
                         : std::string("none");
     if (s.embedding) t += "+emb";
     if (s.head) t += "+head";
+    if (s.has_slice()) t += "+vocab " + std::to_string(s.vocab_first) + "-" + std::to_string(s.vocab_last - 1);
     return t;
 }
 
@@ -119,6 +120,10 @@ std::vector<std::string> shard_tensor_names(const ModelConfig& config, const Sha
         names.push_back("output_norm.weight");
         if (!tied_classifier) names.push_back("output.weight");
     }
+    if (spec.has_slice()) {
+        names.push_back("output_norm.weight");
+        names.push_back("output.weight");
+    }
     return names;
 }
 
@@ -178,6 +183,32 @@ Weights bind_weights(const ModelConfig& c, const ShardSpec& spec, const std::vec
         w.output_norm = b.vector("output_norm.weight", dim);
         const bool tied = by_name.find("output.weight") == by_name.end();
         w.classifier = b.matrix(tied ? "token_embd.weight" : "output.weight", c.vocab_size, dim);
+    }
+    if (spec.has_slice()) {
+        if (spec.head || spec.vocab_first < 0 || spec.vocab_last > c.vocab_size)
+            throw Error(where + ": vocabulary slice " + std::to_string(spec.vocab_first) + ".." +
+                        std::to_string(spec.vocab_last) + " is not within the model's " + std::to_string(c.vocab_size) +
+                        " tokens (or comes with the whole head)");
+        const int64_t rows = spec.vocab_last - spec.vocab_first;
+        w.output_norm = b.vector("output_norm.weight", dim);
+        // A shard image holds the slice's rows as output.weight; a whole model
+        // file (--model-dir) the whole table, of which the slice is a view.
+        auto it = by_name.find("output.weight");
+        if (it == by_name.end() || it->second->rows != rows) {
+            const bool tied = it == by_name.end();
+            Matrix table = b.matrix(tied ? "token_embd.weight" : "output.weight", c.vocab_size, dim);
+            if (table.type == TensorType::Q8_GROUP)
+                throw Error(where + ": a vocabulary slice of an int8-group table cannot be taken; convert the model "
+                            "to GGUF (ferry quantize)");
+            const int64_t row_bytes = tensor_bytes(table.type, 1, dim);
+            if (table.data)
+                table.data = static_cast<const uint8_t*>(table.data) +
+                             static_cast<uint64_t>(spec.vocab_first) * static_cast<uint64_t>(row_bytes);
+            table.rows = rows;
+            w.classifier = table;
+        } else {
+            w.classifier = b.matrix("output.weight", rows, dim);
+        }
     }
     return w;
 }

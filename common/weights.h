@@ -31,9 +31,16 @@ struct ShardSpec {
     int last_layer = 0;
     bool embedding = false;  // token_embd: turns token ids into activations
     bool head = false;       // output_norm and classifier: turns activations into logits
+    // A vocabulary slice instead of the whole head: output_norm and the
+    // classifier's rows [vocab_first, vocab_last), answering Classify requests
+    // (the classifier split across nodes). vocab_last == 0: none.
+    int vocab_first = 0;
+    int vocab_last = 0;
+    bool has_slice() const { return vocab_last > vocab_first; }
+    bool has_classifier() const { return head || has_slice(); }
 };
 
-// "0-2+emb", "3-4+head", "none+head": inclusive layer ranges, as every text shows them.
+// "0-2+emb", "3-4+head", "none+head", "4-5+vocab 0-64127": inclusive ranges, as every text shows them.
 std::string spec_text(const ShardSpec& s);
 
 struct Weights {
@@ -43,8 +50,8 @@ struct Weights {
     std::vector<LayerWeights> layers;    // layers[i] is model layer spec.first_layer + i
     const float* rope_freqs = nullptr;   // RoPE frequency divisors, if config.rope_freq_factors
     int64_t rope_freqs_count = 0;        // head_size / 2 when bound
-    const float* output_norm = nullptr;  // if spec.head
-    Matrix classifier;                   // if spec.head; the embedding table when tied
+    const float* output_norm = nullptr;  // if spec.has_classifier()
+    Matrix classifier;                   // if spec.head (the embedding table when tied), or the slice's rows
 };
 
 // GGUF-style tensor names, the one place they are spelled: "blk.3.attn_q.weight",
@@ -56,7 +63,9 @@ std::string layer_tensor_name(int layer, const char* part, const char* suffix = 
 std::vector<std::pair<const char*, const char*>> extra_layer_tensors(const ModelConfig& c);
 int64_t extra_tensor_length(const ModelConfig& c, const char* part, const char* suffix);
 // Every tensor a shard needs, in a stable order. A tied classifier is the
-// embedding table: "token_embd.weight" appears once.
+// embedding table: "token_embd.weight" appears once. A vocabulary slice is
+// "output.weight" of its rows alone in a shard image, tied or not; bound
+// from a whole model file, it is a view of the table's rows.
 std::vector<std::string> shard_tensor_names(const ModelConfig& config, const ShardSpec& spec, bool tied_classifier);
 
 // Binds views for `spec` from tensors whose offsets are relative to `base`.

@@ -102,12 +102,27 @@ TEST_F(PlanCli, LeavesOutASlowWorkerAndSaysWhy) {
 }
 
 TEST_F(PlanCli, ShowsWhereTheEmbeddingAndTheHeadGo) {
-    // A coordinator that keeps only the tokenizer: both units go to the ends of the chain.
-    auto r = plan({"--pool", "2x40M", "--coordinator-memory", "1M"});
+    // A coordinator with room for itself alone (20.4 MB with this vocabulary): the classifier goes
+    // to the workers, split between them (faster than whole on one), and the embedding stays, read
+    // a row at a time from the file.
+    auto r = plan({"--pool", "2x40M", "--coordinator-memory", "21M"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_NE(r.out.find("embedding + layer"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("classifier in 2 vocabulary slices"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("coordinator keeps the embedding, read a row at a time from the model file (2.0 KB)"),
+              std::string::npos)
+        << r.out;
+    r = plan({"--pool", "2x40M", "--coordinator-memory", "21M", "--embedding", "worker", "--head", "worker"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.out.find(" + head"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("embedding + layer"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("coordinator keeps the tokenizer only"), std::string::npos) << r.out;
+    // Too small for the coordinator itself.
+    r = plan({"--pool", "2x40M", "--coordinator-memory", "2M"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("the coordinator's memory budget of 2.0 MB cannot hold the coordinator itself (20.4 MB"),
+              std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find("give it at least 21M"), std::string::npos) << r.err;
     // Forced onto the coordinator.
     r = plan({"--pool", "2x40M", "--embedding", "coordinator", "--head", "coordinator", "--json"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -125,7 +140,13 @@ TEST_F(PlanCli, ShowsWhereTheEmbeddingAndTheHeadGo) {
 // coordinator too small for it: the refusal says the table is the problem and
 // names fixes that work, each checked here by doing it.
 TEST_F(PlanCli, ATableThatFitsNoNodeIsNamedWithFixesThatWork) {
-    auto r = plan({"--pool", "6x18M", "--coordinator-memory", "2M"});
+    // 18 MB workers hold a layer each and the table in six vocabulary slices beside them.
+    auto r = plan({"--pool", "6x18M", "--coordinator-memory", "21M"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("classifier in 6 vocabulary slices"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("layer 5 + vocab 3414-4095"), std::string::npos) << r.out;
+    // 16.9 MB workers hold the layers but leave too little for the table, whole or sliced.
+    r = plan({"--pool", "6x16.9M", "--coordinator-memory", "21M"});
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.err.find("the workers can hold the layers of m.bin, but no node can hold its vocabulary table (4.0 MB)"),
               std::string::npos)
@@ -133,13 +154,17 @@ TEST_F(PlanCli, ATableThatFitsNoNodeIsNamedWithFixesThatWork) {
     const std::string flag = "--coordinator-memory ";
     const size_t at = r.err.find(flag, r.err.find("any of these fits"));
     ASSERT_NE(at, std::string::npos) << r.err;
-    const std::string budget = r.err.substr(at + flag.size(), r.err.find(' ', at + flag.size()) - at - flag.size());
+    const std::string budget = r.err.substr(at + flag.size(), r.err.find(',', at + flag.size()) - at - flag.size());
     EXPECT_NE(r.err.find("a q8_0 table (ferry quantize --token-embedding-type q8_0: 1.1 MB instead of 4.0 MB)"),
               std::string::npos)
         << r.err;
-    r = plan({"--pool", "6x18M", "--coordinator-memory", budget});
+    EXPECT_NE(r.err.find("1 more worker of 16.9 MB"), std::string::npos) << r.err;
+    r = plan({"--pool", "6x16.9M", "--coordinator-memory", budget});
     EXPECT_EQ(r.exit_code, 0) << budget << ": " << r.err;
-    // The smaller table, made as the message says, fits the 2 MB coordinator (the head goes to a worker).
+    r = plan({"--pool", "7x16.9M", "--coordinator-memory", "21M"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("vocabulary slices"), std::string::npos) << r.out;
+    // The smaller table, made as the message says, fits beside the layers.
     const std::string gguf = dir_->file("m.gguf"), small = dir_->file("m-q8table.gguf");
     auto w = test::run_command({test::ferry_bin(), "synth", gguf, "--dim", "256", "--hidden-dim", "768", "--layers", "6",
                                 "--heads", "8", "--vocab", "4096", "--seq-len", "512", "--format", "gguf", "-q"});
@@ -148,9 +173,8 @@ TEST_F(PlanCli, ATableThatFitsNoNodeIsNamedWithFixesThatWork) {
                            "-q"});
     ASSERT_EQ(w.exit_code, 0) << w.err;
     EXPECT_NE(w.err.find("1 q8_0, 55 f32"), std::string::npos) << w.err;
-    r = test::run_command({test::ferry_bin(), "plan", small, "--pool", "6x18M", "--coordinator-memory", "2M"}, 60);
+    r = test::run_command({test::ferry_bin(), "plan", small, "--pool", "6x16.9M", "--coordinator-memory", "21M"}, 60);
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_NE(r.out.find("+ head"), std::string::npos) << r.out;
     w = test::run_command({test::ferry_bin(), "quantize", gguf, dir_->file("x.gguf"), "--type", "f32",
                            "--output-type", "q9_0"});
     EXPECT_EQ(w.exit_code, 1);

@@ -273,6 +273,7 @@ TEST(Planner, SplitsByMemoryAndGivesFastWorkersMoreLayers) {
 TEST(Planner, PlacesTheEmbeddingAndTheHeadWhereTheyPay) {
     PlanProblem p = uniform_problem(4, 10 << 20, 0, 8192);
     p.embedding_memory = p.head_memory = p.tied_shared = 50 << 20;
+    p.tied = true;
     p.head_reads = {{"f32", 50 << 20}};
     std::vector<WorkerCapacity> w = {worker("a", 0, 10, 100, 0.1), worker("b", 0, 10, 100, 0.1)};
     // Slow links and no budgets: token ids travel instead of activations, both ends on the worker.
@@ -360,9 +361,15 @@ TEST(Planner, StageMemoryIsShardMemory) {
     for (size_t i = 0; i < plan.stages.size(); ++i) {
         const PlannedStage& s = plan.stages[i];
         const StageShape shape{s.first_layer, s.last_layer, i == 0, i + 1 == plan.stages.size(), s.embedding, s.head};
-        EXPECT_EQ(stage_memory(p, w[s.worker], shape), s.memory.total()) << "stage " << i;
+        // A vocabulary slice beside the layers adds what the planner counted for it.
+        uint64_t slice = 0;
+        for (const PlannedSlice& sl : plan.slices)
+            if (sl.worker == s.worker) slice = sl.memory;
+        EXPECT_EQ(stage_memory(p, w[s.worker], shape) + slice, s.memory.total()) << "stage " << i;
         if (w[s.worker].memory_budget) EXPECT_LE(s.memory.total(), w[s.worker].memory_budget);
     }
+    for (const PlannedSlice& sl : plan.slices)
+        if (sl.slice_only) EXPECT_EQ(worker_process_overhead(w[sl.worker].arch) + sl.memory, sl.shard.total());
     EXPECT_EQ(plan.context, 1024);
 }
 
@@ -451,7 +458,9 @@ TEST(Planner, ForcedSplitIsCheckedAndHonoured) {
     EXPECT_EQ(plan.stages[1].first_layer, 2);
     EXPECT_GT(plan.stages[1].memory.weights, plan.stages[0].memory.weights);
     EXPECT_THROW(plan_pipeline(f, 512, w, {2, 2}), Error);
-    EXPECT_THROW(plan_pipeline(f, 512, w, {5, 0}), Error);
+    EXPECT_THROW(plan_pipeline(f, 512, w, {6, -1}), Error);
+    // 0: a worker without layers (left out here, or a vocabulary slice's holder).
+    EXPECT_EQ(plan_pipeline(f, 512, w, {5, 0}).stages.size(), 1u);
     EXPECT_THROW(plan_pipeline(f, 512, w, {5}), Error);
     w[0].memory_budget = 1 << 20;  // 1 MB cannot hold 2 layers plus the process
     try {

@@ -39,7 +39,7 @@ Stage::Stage(const std::string& path, const ModelConfig& expected, const StageSe
     const int layers = setup.spec.last_layer - setup.spec.first_layer;
     for (int i = 0; i < std::max(1, setup.slots); ++i)
         kv_.emplace_back(layers, setup.context, file_.config.kv_dim(), setup.kv_type);
-    ws_ = Workspace(file_.config, kMaxBatch, setup.context);
+    if (layers > 0) ws_ = Workspace(file_.config, kMaxBatch, setup.context);  // what shard_memory counts
 }
 
 namespace {
@@ -162,6 +162,36 @@ bool Stage::run(const wire::Forward& in, wire::Frame& out, kernels::ThreadPool* 
         }
     }
     return true;
+}
+
+void Stage::classify(const wire::Classify& in, wire::Classified& out, kernels::ThreadPool* pool) {
+    const ModelConfig& c = file_.config;
+    const ShardSpec& spec = setup_.spec;
+    const std::string request = "classify request " + std::to_string(in.request_id());
+    if (!spec.has_slice()) throw Error(request + ", but this worker holds no vocabulary slice");
+    const int k = in.rows();
+    if (k < 1 || k > std::max(1, setup_.slots))
+        throw Error(request + ": " + std::to_string(k) + " rows, but this slice answers 1.." +
+                    std::to_string(std::max(1, setup_.slots)) + " (Assign.slots)");
+    const size_t dim = static_cast<size_t>(c.dim), rows = static_cast<size_t>(spec.vocab_last - spec.vocab_first);
+    x_.resize(static_cast<size_t>(k) * dim);
+    if (!net::decode_values(in.hidden(), wire::WIRE_F32, x_.size(), x_.data()))
+        throw Error(request + ": " + std::to_string(in.hidden().size()) + " bytes of hidden state, expected " +
+                    std::to_string(x_.size() * 4));
+    logits_.resize(static_cast<size_t>(k) * rows);
+    const std::vector<int> positions(static_cast<size_t>(k), 0);
+    compute_logits_rows(c, weights_, x_.data(), k, logits_.data(), positions.data(), pool);
+    out.set_request_id(in.request_id());
+    if (in.logits()) {
+        out.set_logits(net::encode_values(logits_.data(), logits_.size(), wire::WIRE_F32));
+        return;
+    }
+    for (int t = 0; t < k; ++t) {
+        const float* row = logits_.data() + static_cast<size_t>(t) * rows;
+        const int best = argmax(row, static_cast<int>(rows));
+        out.add_best_value(row[best]);
+        out.add_best_index(spec.vocab_first + best);
+    }
 }
 
 }  // namespace ferry::worker

@@ -49,6 +49,10 @@ public:
     // be sent. `done` counts finished positions for heartbeats. Throws
     // ferry::Error on bad input.
     bool run(const wire::Forward& in, wire::Frame& out, kernels::ThreadPool* pool, std::atomic<int>& done);
+    // The stage's vocabulary slice applied to final hidden states (Classify):
+    // each row's best logit and its index, or the slice's logits. Throws
+    // ferry::Error on bad input or when it holds no slice.
+    void classify(const wire::Classify& in, wire::Classified& out, kernels::ThreadPool* pool);
 
 private:
     ModelFile file_;

@@ -39,9 +39,13 @@ using net::tcp;
 namespace {
 
 std::string layers_text(const ShardSpec& s) {
-    std::string t = "layers " + std::to_string(s.first_layer) + "-" + std::to_string(s.last_layer - 1);
+    std::string t = s.last_layer > s.first_layer
+                        ? "layers " + std::to_string(s.first_layer) + "-" + std::to_string(s.last_layer - 1)
+                        : std::string("no layers");
     if (s.embedding) t += " + embedding";
     if (s.head) t += " + head";
+    if (s.has_slice())
+        t += " + vocabulary " + std::to_string(s.vocab_first) + "-" + std::to_string(s.vocab_last - 1);
     return t;
 }
 
@@ -630,6 +634,7 @@ struct Worker::Impl {
                 case wire::Frame::kReset:
                     if (session->downstream) session->downstream->send(f);
                     return;
+                case wire::Frame::kClassify: return submit_classify(d);
                 case wire::Frame::kStatusRequest: p.conn->send(status_report()); return;
                 case wire::Frame::kError:
                     spdlog::warn("{}: the coordinator reports: {}", name, f.error().message());
@@ -647,11 +652,18 @@ struct Worker::Impl {
         if (session->assigned) throw Error("a second assignment in one session");
         const ModelConfig c = net::shape_from_wire(a.shape());
         if (const std::string bad = c.check(); !bad.empty()) throw Error("the assignment's model shape is unusable: " + bad);
-        const ShardSpec spec{a.first_layer(), a.last_layer(), a.embedding(), a.head()};
+        const ShardSpec spec{a.first_layer(), a.last_layer(), a.embedding(), a.head(), a.vocab_first(), a.vocab_last()};
         if (spec.first_layer < 0 || spec.last_layer > c.n_layers || spec.first_layer > spec.last_layer)
             throw Error("assigned layers [" + std::to_string(spec.first_layer) + ", " + std::to_string(spec.last_layer) +
                         ") outside the model's " + std::to_string(c.n_layers));
-        if (a.n_stages() < 1 || a.stage_index() < 0 || a.stage_index() >= a.n_stages())
+        if ((spec.vocab_first != 0 || spec.vocab_last != 0) &&
+            (!spec.has_slice() || spec.vocab_first < 0 || spec.vocab_last > c.vocab_size || spec.head))
+            throw Error("assigned vocabulary slice [" + std::to_string(spec.vocab_first) + ", " +
+                        std::to_string(spec.vocab_last) + ") is not a part of the model's " +
+                        std::to_string(c.vocab_size) + " tokens, or comes with the whole head");
+        // A worker holding only a vocabulary slice is no stage of the chain (index -1).
+        const bool slice_only = spec.has_slice() && spec.last_layer == spec.first_layer && !spec.embedding;
+        if (a.n_stages() < 1 || a.stage_index() < (slice_only ? -1 : 0) || a.stage_index() >= a.n_stages())
             throw Error("stage " + std::to_string(a.stage_index()) + " of " + std::to_string(a.n_stages()));
         if (spec.embedding && a.stage_index() != 0) throw Error("only the first stage can hold the embedding");
         if (spec.head && a.stage_index() != a.n_stages() - 1) throw Error("only the last stage can hold the head");
@@ -784,7 +796,8 @@ struct Worker::Impl {
         ShardSpec spec;
         if (!net::read_shard_identity(stage->file(), &hash_hex, &spec) || hash_hex != net::hex(a.model_hash()) ||
             spec.first_layer != setup.spec.first_layer || spec.last_layer != setup.spec.last_layer ||
-            spec.embedding != setup.spec.embedding || spec.head != setup.spec.head)
+            spec.embedding != setup.spec.embedding || spec.head != setup.spec.head ||
+            spec.vocab_first != setup.spec.vocab_first || spec.vocab_last != setup.spec.vocab_last)
             throw Error(path + " holds another shard than the assignment's " + layers_text(setup.spec) + " of " +
                         a.model_name() + "; the coordinator's image hash is wrong");
         return stage;
@@ -979,6 +992,44 @@ struct Worker::Impl {
         });
     }
 
+    // A vocabulary slice's part of a token, in order with the stage's
+    // requests (the same compute thread): answered on the control connection.
+    void submit_classify(net::FrameDecoder::Decoded& d) {
+        if (!session->stage) throw Error("a classify request before the shard is loaded");
+        const uint64_t gen = session->gen;
+        data_in += d.wire_bytes;
+        ++requests;
+        std::shared_ptr<Stage> stage = session->stage;
+        auto in = std::make_shared<wire::Frame>(std::move(d.frame));
+        ++compute_queued;
+        post_compute([this, gen, in, stage] {
+            busy_request = in->classify().request_id();
+            busy = true;
+            auto o = std::make_shared<Outcome>();
+            o->last = true;
+            const uint64_t t0 = net::now_ns();
+            try {
+                wire::Frame out;
+                wire::Classified* r = out.mutable_classified();
+                stage->classify(in->classify(), *r, &pool);
+                o->compute_ns = net::now_ns() - t0;
+                const ProcessMemory mem = memory();
+                o->rss = mem.rss;
+                r->set_compute_ns(o->compute_ns);
+                r->set_rss(mem.rss);
+                r->set_peak_rss(mem.peak_rss);
+                o->encoded = net::encode_frame(out);
+            } catch (const std::exception& e) {
+                o->error = e.what();
+            }
+            busy = false;
+            asio::post(io, [this, gen, o] {
+                --compute_queued;
+                deliver(gen, std::move(*o));
+            });
+        });
+    }
+
     Outcome run_request(Stage& stage, const wire::Forward& fwd, uint64_t recv_ns, uint64_t bytes_in) {
         Outcome o;
         o.positions = fwd.n_tokens();
@@ -1063,6 +1114,8 @@ struct Worker::Impl {
             s->set_last_layer(loaded.spec.last_layer);
             s->set_embedding(loaded.spec.embedding);
             s->set_head(loaded.spec.head);
+            s->set_vocab_first(loaded.spec.vocab_first);
+            s->set_vocab_last(loaded.spec.vocab_last);
             s->set_weight_bytes(loaded.weight_bytes);
         }
         s->set_coordinator_connected(session != nullptr);

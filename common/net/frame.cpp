@@ -119,6 +119,8 @@ const char* frame_kind(const wire::Frame& f) {
         case wire::Frame::kStatusRequest: return "status-request";
         case wire::Frame::kStatusReport: return "status-report";
         case wire::Frame::kShardAck: return "shard-ack";
+        case wire::Frame::kClassify: return "classify";
+        case wire::Frame::kClassified: return "classified";
         case wire::Frame::MSG_NOT_SET: break;
     }
     return "empty";

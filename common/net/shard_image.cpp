@@ -32,9 +32,29 @@ ShardImage::ShardImage(const ModelFile& model, const ShardSpec& spec, const std:
     w.add_bool("ferry.shard.head", spec.head);
     w.add_bool("ferry.shard.tied_classifier", tied);
 
+    if (spec.has_slice()) {
+        w.add_u32("ferry.shard.vocab_first", static_cast<uint32_t>(spec.vocab_first));
+        w.add_u32("ferry.shard.vocab_last", static_cast<uint32_t>(spec.vocab_last));
+    }
+
     for (const std::string& name : shard_tensor_names(c, spec, tied)) {
-        const TensorInfo* t = model.find(name);
-        if (!t) throw Error(model.path + ": tensor " + name + " is missing");
+        const TensorInfo* found = model.find(name);
+        // A vocabulary slice: its rows of the table, as output.weight.
+        std::optional<TensorInfo> slice;
+        if (spec.has_slice() && name == "output.weight") {
+            const TensorInfo* table = tied ? model.find("token_embd.weight") : found;
+            if (table && table->rows == c.vocab_size && table->type != TensorType::Q8_GROUP) {
+                const uint64_t row_bytes = table->bytes / static_cast<uint64_t>(table->rows);
+                slice = *table;
+                slice->name = name;
+                slice->rows = spec.vocab_last - spec.vocab_first;
+                slice->offset += static_cast<uint64_t>(spec.vocab_first) * row_bytes;
+                slice->bytes = static_cast<uint64_t>(slice->rows) * row_bytes;
+            }
+            found = table;
+        }
+        if (!found) throw Error(model.path + ": tensor " + name + " is missing");
+        const TensorInfo* t = slice ? &*slice : found;
         if (t->type == TensorType::Q8_GROUP)
             throw Error(model.path + ": llama2.c int8-group tensors cannot be sent to a worker; give the worker "
                         "--model-dir with this file, or convert the model to GGUF (ferry quantize)");
@@ -196,6 +216,7 @@ std::string shard_file_name(const ShardSpec& spec) {
                            : "none";
     if (spec.embedding) name += "-embed";
     if (spec.head) name += "-head";
+    if (spec.has_slice()) name += "-vocab" + std::to_string(spec.vocab_first) + "-" + std::to_string(spec.vocab_last - 1);
     return name + ".gguf";
 }
 
@@ -210,6 +231,12 @@ bool read_shard_identity(const ModelFile& file, std::string* model_hash_hex, Sha
     if (!hash || !first || !last || !embed || !head) return false;
     *model_hash_hex = std::string(*hash);
     *spec = ShardSpec{static_cast<int>(*first), static_cast<int>(*last), *embed, *head};
+    const auto vocab_first = g.get_int("ferry.shard.vocab_first", 0, 1 << 30);
+    const auto vocab_last = g.get_int("ferry.shard.vocab_last", 0, 1 << 30);
+    if (vocab_first && vocab_last) {
+        spec->vocab_first = static_cast<int>(*vocab_first);
+        spec->vocab_last = static_cast<int>(*vocab_last);
+    }
     return true;
 }
 

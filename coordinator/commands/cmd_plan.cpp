@@ -33,6 +33,8 @@ struct PlanArgs {
     int prefill_chunk = 0;
     int parallel = 1;
     std::string embedding = "auto", head = "auto";
+    int head_slices = 0;
+    bool sampled = false;
     std::string coordinator_memory;
     double coordinator_gbps = 0;
     bool json = false;
@@ -78,6 +80,8 @@ int cmd_plan(PlanArgs& a) {
     r.slots = a.parallel;
     r.embedding = placement_of(a.embedding);
     r.head = placement_of(a.head);
+    r.head_slices = a.head_slices;
+    r.sampled = a.sampled;
     if (!a.coordinator_memory.empty() && !parse_bytes(a.coordinator_memory, &r.coordinator.memory_budget))
         throw Error("--coordinator-memory " + a.coordinator_memory + ": expected a size such as 64M or 1.5G");
     r.coordinator.matvec_gbps = a.coordinator_gbps;
@@ -157,8 +161,16 @@ void register_plan(CLI::App& app, std::vector<Command>& commands) {
         ->check(CLI::IsMember({"auto", "coordinator", "worker"}));
     cmd->add_option("--head", a.head, "Where the final norm and classifier go: auto (planned), coordinator or worker")
         ->check(CLI::IsMember({"auto", "coordinator", "worker"}));
+    cmd->add_option("--head-slices", a.head_slices,
+                    "The final norm and classifier in N vocabulary slices on N workers, all answering each token at "
+                    "once (default: planned; sliced when that is faster or the only plan that fits)")
+        ->check(CLI::Range(1, 1024));
+    cmd->add_flag("--sampled", a.sampled,
+                  "Predict for sampling at a temperature: vocabulary slices then return their logits (4 bytes a "
+                  "token each) instead of a best value and index (default: greedy)");
     cmd->add_option("--coordinator-memory", a.coordinator_memory,
-                    "Memory the coordinator may give the weights it keeps, e.g. 64M (default: unlimited)");
+                    "The coordinator's memory, e.g. 128M, as `ferry run --workers ... --memory` gives it: its "
+                    "process (code, tokenizer, logits) and the weights it keeps (default: unlimited)");
     cmd->add_option("--coordinator-gbps", a.coordinator_gbps,
                     "The coordinator's GB/s, for the head it keeps (default: as fast as the fastest worker)")
         ->check(CLI::Range(0.0, 1e4));
@@ -169,10 +181,10 @@ void register_plan(CLI::App& app, std::vector<Command>& commands) {
         ->check(CLI::Range(0.1, 3600.0));
     add_log_level_option(cmd, a.log_level);
     cmd->footer(
-        "Per stage: the node, what it holds (layers, embedding table, head), weights, KV cache, other (workspace,\n"
-        "request buffers, the process) and total MB against its budget, and the predicted ms per token; then what\n"
-        "the coordinator keeps, the predicted tok/s split into compute and network, and every worker left out with\n"
-        "the reason. If the pool cannot hold the model: one line with the shortfall and the fixes that would fit\n"
+        "Per stage: the node, what it holds (layers, embedding table, head, a vocabulary slice), weights, KV cache,\n"
+        "other (workspace, request buffers, the process) and total MB against its budget, and the predicted ms per\n"
+        "token; then the vocabulary slices, what the coordinator keeps, the predicted tok/s split into compute and\n"
+        "network, and every worker left out with the reason. If the pool cannot hold the model: one line with the shortfall and the fixes that would fit\n"
         "(a shorter --ctx, a smaller --kv-type, a quantized model, more memory on one worker), exit status 1.\n"
         "\n"
         "--workers asks live daemons as a status client (budget, measured GB/s, link latency and Mbit/s); it never\n"

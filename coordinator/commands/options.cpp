@@ -37,7 +37,10 @@ void add_model_options(CLI::App* app, RunOptions& o) {
         ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
     app->add_option("--memory", o.memory,
                     "Memory a run in this process may allocate for its KV cache and scratch, e.g. 512M (default: what "
-                    "the machine has available); a run that needs more is refused with the numbers");
+                    "the machine has available); a run that needs more is refused with the numbers. With --workers: "
+                    "the coordinator's own budget, which the plan keeps its process and the weights it keeps within "
+                    "(the embedding read a row at a time, the classifier in vocabulary slices on the workers when it "
+                    "does not fit)");
     add_log_level_option(app, o.log_level);
 }
 
@@ -73,8 +76,9 @@ void add_pipeline_options(CLI::App* app, RunOptions& o) {
                     "sent, and a per-node table at the end")
         ->delimiter(',');
     app->add_option("--split", o.split,
-                    "Layers per worker, e.g. 2,3: every worker used, in order (default: planned from each worker's "
-                    "memory budget, measured speed and link; workers that would slow the chain are left out)")
+                    "Layers per worker, e.g. 2,3: every worker used, in order; 0 gives a worker no layers (it may "
+                    "hold a vocabulary slice) (default: planned from each worker's memory budget, measured speed "
+                    "and link; workers that would slow the chain are left out)")
         ->delimiter(',');
     app->add_option("--wire", o.wire, "Activation encoding between stages: f32 (exact, default) or f16 (half the bytes, rounded)")
         ->check(CLI::IsMember({"f32", "f16"}));
@@ -93,6 +97,14 @@ void add_pipeline_options(CLI::App* app, RunOptions& o) {
                                  "The coordinator keeps the final norm and classifier; the last worker returns its "
                                  "activation (default: planned)");
     head_w->excludes(head_c);
+    auto* slices = app->add_option("--head-slices", o.head_slices,
+                                   "Split the final norm and classifier into N vocabulary slices on N workers (on "
+                                   "stages or on workers without layers: --split 0 for one), which all answer each "
+                                   "token at once: the vocabulary table of a big-vocabulary model then needs no node "
+                                   "that can hold it whole, and its time is divided (default: planned; sliced when "
+                                   "that is faster or the only plan that fits)")
+                       ->check(CLI::Range(1, 1024));
+    slices->excludes(head_w)->excludes(head_c);
     app->add_option("--prefill-chunk", o.prefill_chunk,
                     "Send the prompt in micro-batches of at most N positions so stages overlap; also the largest "
                     "request a worker must hold, so it lowers the memory each worker needs (default 0: the whole "

@@ -42,6 +42,7 @@ struct RunOptions {
     bool head_on_worker = false;            // the last worker applies the final norm and classifier
     bool embedding_on_coordinator = false;  // the coordinator keeps the embedding table
     bool head_on_coordinator = false;       // the coordinator keeps the head (and samples)
+    int head_slices = 0;                    // the classifier in N vocabulary slices on workers; 0: planned
     int prefill_chunk = 0;             // prefill micro-batch size (0: the whole prompt in one batch)
     double net_timeout = 10;           // seconds of silence after which a worker is dead
     std::vector<std::string> spares;   // more workers to plan over when one fails

@@ -73,6 +73,8 @@ PipelineOptions pipeline_options(const RunOptions& o) {
     p.head_on_worker = o.head_on_worker;
     p.embedding_on_coordinator = o.embedding_on_coordinator;
     p.head_on_coordinator = o.head_on_coordinator;
+    p.head_slices = o.head_slices;
+    p.sampled = o.temperature != 0.0f;
     p.prefill_chunk = o.prefill_chunk;
     p.timeout_s = o.net_timeout;
     p.connect_timeout_s = o.connect_timeout;
@@ -132,9 +134,9 @@ void check_local_memory(const ModelFile& file, int context, KvType kv_type, int 
 std::unique_ptr<Engine> make_engine(const ModelFile& file, const RunOptions& o, int context,
                                     kernels::ThreadPool* pool, int slots) {
     if (!o.workers.empty()) {
-        if (!o.memory.empty())
-            throw Error("--memory limits a run in this process; with --workers give each ferry-worker its --memory");
         PipelineOptions p = pipeline_options(o);
+        if (!o.memory.empty() && !parse_bytes(o.memory, &p.coordinator_memory))
+            throw Error("--memory " + o.memory + ": expected a size such as 128M or 1.5G");
         p.slots = slots;
         if (o.no_recover) return std::make_unique<PipelineEngine>(file, p, context, pool);
         if (o.spares.size() > 0 && o.workers.empty()) throw Error("--spare needs --workers");

@@ -63,6 +63,15 @@ double ms_since(Clock::time_point t0) {
 struct PipelineEngine::Net {
     explicit Net(const std::optional<net::ClusterKey>& key) : hub(key) {}
     Hub hub;
+    // Events read ahead: a later batch's result that arrived while the slices
+    // of an earlier one were answering.
+    std::deque<Hub::Event> stashed;
+    std::optional<Hub::Event> next(Clock::time_point deadline) {
+        if (stashed.empty()) return hub.wait(deadline);
+        Hub::Event e = std::move(stashed.front());
+        stashed.pop_front();
+        return e;
+    }
 };
 
 struct PipelineEngine::Node : WorkerLink {
@@ -117,30 +126,46 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     if (opt_.embedding_on_coordinator) request.embedding = Placement::coordinator;
     if (opt_.head_on_worker) request.head = Placement::worker;
     if (opt_.head_on_coordinator) request.head = Placement::coordinator;
+    request.head_slices = opt_.head_slices;
+    request.coordinator.memory_budget = opt_.coordinator_memory;
+    request.sampled = opt_.sampled;
     plan_ = plan_pipeline(file, capacities, request);
     std::fprintf(stderr, "%s", format_plan(plan_, capacities).c_str());
-    // What each stage holds, from the plan: the one place a ShardSpec is made.
+    // What each node holds, from the plan (planned_spec: the one place a ShardSpec is made).
     for (const PlannedStage& s : plan_.stages) {
         Node* n = nodes_[static_cast<size_t>(s.worker)].get();
         n->stage = static_cast<int>(chain_.size());
-        n->spec = ShardSpec{s.first_layer, s.last_layer, s.embedding, s.head};
+        n->spec = planned_spec(plan_, s.worker);
         n->stats.predicted_compute_ms = s.compute_ms;
         n->stats.predicted_net_ms = s.hop_ms;
         chain_.push_back(n);
     }
+    assigned_ = chain_;
+    for (const PlannedSlice& sl : plan_.slices) {
+        Node* n = nodes_[static_cast<size_t>(sl.worker)].get();
+        n->spec = planned_spec(plan_, sl.worker);
+        n->stats.predicted_compute_ms += sl.compute_ms;
+        if (sl.slice_only) {
+            n->stats.predicted_net_ms = sl.hop_ms;
+            assigned_.push_back(n);
+        }
+        slices_.push_back(n);
+    }
     for (const auto& n : nodes_)
-        if (n->stage < 0) net_->hub.close(n->link);
+        if (n->stage < 0 && !n->spec.has_slice()) net_->hub.close(n->link);
 
-    // The coordinator keeps only what no stage holds.
+    // The coordinator keeps only what no node holds.
     embedding_remote_ = chain_.front()->spec.embedding;
     head_remote_ = chain_.back()->spec.head;
-    local_ = bind_weights(config_, ShardSpec{0, 0, !embedding_remote_, !head_remote_}, file.tensors, file.map.data(),
-                          file.path);
+    sliced_ = !slices_.empty();
+    local_ = bind_weights(config_, ShardSpec{0, 0, !embedding_remote_, !head_remote_ && !sliced_}, file.tensors,
+                          file.map.data(), file.path);
     local_stats_.address = "coordinator";
     local_stats_.predicted_compute_ms = plan_.coordinator_ms;
     local_stats_.predicted_net_ms = plan_.return_hop_ms;
-    local_stats_.layers = std::string(embedding_remote_ ? "" : "emb") + (embedding_remote_ || head_remote_ ? "" : "+") +
-                          (head_remote_ ? "" : "head");
+    const bool head_here = !head_remote_ && !sliced_;
+    local_stats_.layers = std::string(embedding_remote_ ? "" : "emb") + (embedding_remote_ || !head_here ? "" : "+") +
+                          (head_here ? "head" : "");
     if (local_stats_.layers.empty()) local_stats_.layers = "tokens";
     local_stats_.weight_bytes = shard_weight_bytes(local_);
     logits_.resize(static_cast<size_t>(config_.vocab_size));
@@ -148,7 +173,7 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     const TensorInfo* table = file.find("token_embd.weight");
     // (Q8_GROUP keeps its scales after all the rows: not worth a special case.)
     if (!embedding_remote_ && table && table->type != TensorType::Q8_GROUP &&
-        (head_remote_ || file.find("output.weight"))) {
+        (!head_here || file.find("output.weight"))) {
         embedding_file_ = UniqueFd(::open(file.path.c_str(), O_RDONLY | O_CLOEXEC));
         embedding_offset_ = table->offset;
         embedding_row_bytes_ = static_cast<uint64_t>(tensor_bytes(table->type, 1, table->cols, table->group));
@@ -157,13 +182,15 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     assign_all(model_hash);
     stream_shards();
     wire_chain();
-    for (Node* n : chain_) {
+    for (Node* n : assigned_) {
         n->stats.address = n->address;
         n->stats.layers = spec_text(n->spec);
         n->stats.arch = n->caps.arch();
         n->stats.kernel_level = n->caps.kernel_level();
         n->stats.memory_budget = n->caps.memory_budget();
-        n->stats.memory_needed = plan_.stages[static_cast<size_t>(n->stage)].memory.total();
+        for (const PlannedSlice& sl : plan_.slices)
+            if (sl.slice_only && nodes_[static_cast<size_t>(sl.worker)].get() == n) n->stats.memory_needed = sl.shard.total();
+        if (n->stage >= 0) n->stats.memory_needed = plan_.stages[static_cast<size_t>(n->stage)].memory.total();
         n->stats.link_rtt_ms = n->rtt_ms;
         n->stats.kv_slots = plan_.slots;
     }
@@ -176,6 +203,7 @@ PipelineEngine::~PipelineEngine() = default;
 std::string PipelineEngine::node_name(int link) const {
     for (const auto& n : nodes_) {
         if (n->link != link) continue;
+        if (n->stage < 0 && n->spec.has_slice()) return "worker " + n->address + " (vocabulary slice " + spec_text(n->spec).substr(5) + ")";
         if (n->stage < 0) return "worker " + n->address;
         return "worker " + n->address + " (stage " + std::to_string(n->stage + 1) + " of " +
                std::to_string(chain_.size()) + ", layers " + spec_text(n->spec) + ")";
@@ -192,7 +220,8 @@ void PipelineEngine::fail_node(int link, const std::string& what) const {
 
 void PipelineEngine::check_event(const void* event) const {
     const Hub::Event& e = *static_cast<const Hub::Event*>(event);
-    if (e.kind == Hub::Event::closed && e.link >= 0 && nodes_[static_cast<size_t>(e.link)]->stage < 0 && !chain_.empty())
+    if (e.kind == Hub::Event::closed && e.link >= 0 && nodes_[static_cast<size_t>(e.link)]->stage < 0 &&
+        !nodes_[static_cast<size_t>(e.link)]->spec.has_slice() && !chain_.empty())
         return;  // a worker the plan left out, closed by us
     if (const std::string problem = event_problem(e); !problem.empty()) fail_node(e.link, problem);
 }
@@ -203,7 +232,7 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
     Hub& hub = net_->hub;
     std::random_device rd;
     const uint64_t session = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-    for (Node* n : chain_) {
+    for (Node* n : assigned_) {
         std::vector<TensorInfo> tensors;
         try {
             n->image = std::make_unique<net::ShardImage>(file_, n->spec, model_hash);
@@ -223,6 +252,8 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
         a->set_last_layer(n->spec.last_layer);
         a->set_embedding(n->spec.embedding);
         a->set_head(n->spec.head);
+        a->set_vocab_first(n->spec.vocab_first);
+        a->set_vocab_last(n->spec.vocab_last);
         a->set_context(context_);
         a->set_max_positions(plan_.max_positions);
         a->set_slots(plan_.slots);
@@ -249,7 +280,7 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
     size_t replied = 0;
     // Loading a cached shard or hashing a --model-dir file can take a while on a big model.
     const auto deadline = after(opt_.timeout_s + 120);
-    while (replied < chain_.size()) {
+    while (replied < assigned_.size()) {
         std::optional<Hub::Event> e = hub.wait(deadline);
         if (!e) throw Error("workers did not answer their assignments within " + std::to_string(opt_.timeout_s + 120) + " s");
         check_event(&*e);
@@ -292,7 +323,7 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
 void PipelineEngine::stream_shards() {
     Hub& hub = net_->hub;
     std::vector<Node*> sending;
-    for (Node* n : chain_)
+    for (Node* n : assigned_)
         if (n->need_shard) sending.push_back(n);
     if (sending.empty()) return;
     std::vector<std::string> names;
@@ -401,7 +432,7 @@ void PipelineEngine::wire_chain() {
     }
     // Results carry one activation or the logits per sequence in the request.
     const uint64_t result = (64u << 10) + static_cast<uint64_t>(plan_.slots) * (4ull * config_.vocab_size + 4ull * config_.dim + 32);
-    for (Node* n : chain_)
+    for (Node* n : assigned_)
         hub.configure(n->link, static_cast<uint32_t>(std::max<uint64_t>(result, net::kControlFrameBytes)),
                       opt_.timeout_s, n->heartbeat_s);
 }
@@ -465,7 +496,7 @@ void PipelineEngine::run_request(const int* tokens, int n_tokens, int pos, int w
     double compute_ms = 0;
     size_t results = 0;
     while (results < sent.size()) {
-        std::optional<Hub::Event> e = hub.wait(deadline);
+        std::optional<Hub::Event> e = net_->next(deadline);
         if (!e)
             fail_node(last.link, "no result within " + std::to_string(static_cast<int>(limit_s)) +
                                      " s although every worker answers heartbeats (the chain is stuck)");
@@ -495,7 +526,7 @@ void PipelineEngine::run_request(const int* tokens, int n_tokens, int pos, int w
             result_rng_ = r.rng_state();
         }
     }
-    if (want == wire::WANT_ACTIVATION) {
+    if (want == wire::WANT_ACTIVATION && !sliced_) {
         const auto t0 = Clock::now();
         compute_logits(config_, local_, x_.data(), logits_.data(), pos + n_tokens - 1, pool_);
         local_ms += ms_since(t0);
@@ -600,12 +631,115 @@ void PipelineEngine::embed_locally(const int* tokens, int n_tokens) {
     }
 }
 
+void PipelineEngine::classify_sliced(int k, bool want_logits) {
+    Hub& hub = net_->hub;
+    const size_t dim = static_cast<size_t>(config_.dim), vocab = static_cast<size_t>(config_.vocab_size);
+    wire::Frame f;
+    wire::Classify* c = f.mutable_classify();
+    c->set_request_id(next_request_++);
+    c->set_rows(k);
+    c->set_hidden(net::encode_values(x_.data(), static_cast<size_t>(k) * dim, wire::WIRE_F32));
+    c->set_logits(want_logits);
+    const std::string encoded = net::encode_frame(f);
+    const uint64_t sent_ns = net::now_ns();
+    for (Node* n : slices_) hub.send_encoded(n->link, std::string(encoded));
+    local_stats_.bytes_sent += encoded.size() * slices_.size();
+    if (want_logits) logits_.resize(static_cast<size_t>(k) * vocab);
+    std::vector<float> best_value(static_cast<size_t>(k) * slices_.size());
+    std::vector<int> best_index(best_value.size());
+    std::vector<float> slice_logits;
+    std::vector<bool> answered(slices_.size(), false);
+    size_t answers = 0;
+    const double limit_s = opt_.timeout_s + 120;
+    const auto deadline = after(limit_s);
+    while (answers < slices_.size()) {
+        std::optional<Hub::Event> e = net_->next(deadline);
+        if (!e) {
+            size_t i = 0;
+            while (answered[i]) ++i;
+            fail_node(slices_[i]->link, "no answer to its vocabulary slice within " +
+                                            std::to_string(static_cast<int>(limit_s)) + " s");
+        }
+        check_event(&*e);
+        if (e->kind != Hub::Event::received) continue;
+        if (e->frame.frame.has_result()) {  // a later batch's, for wait()
+            net_->stashed.push_back(std::move(*e));
+            continue;
+        }
+        if (!e->frame.frame.has_classified()) continue;
+        const wire::Classified& r = e->frame.frame.classified();
+        if (r.request_id() != c->request_id()) continue;  // a stale answer
+        size_t i = 0;
+        while (i < slices_.size() && slices_[i]->link != e->link) ++i;
+        if (i == slices_.size()) fail_node(e->link, "answered a vocabulary slice it does not hold");
+        if (answered[i]) continue;
+        answered[i] = true;
+        ++answers;
+        Node& n = *slices_[i];
+        const size_t first = static_cast<size_t>(n.spec.vocab_first);
+        const size_t rows = static_cast<size_t>(n.spec.vocab_last - n.spec.vocab_first);
+        if (want_logits) {
+            slice_logits.resize(static_cast<size_t>(k) * rows);
+            if (!net::decode_values(r.logits(), wire::WIRE_F32, slice_logits.size(), slice_logits.data()))
+                fail_node(n.link, "returned " + std::to_string(r.logits().size()) + " bytes of logits for " +
+                                      std::to_string(k) + " x " + std::to_string(rows));
+            for (int t = 0; t < k; ++t)
+                std::copy_n(slice_logits.data() + static_cast<size_t>(t) * rows, rows,
+                            logits_.data() + static_cast<size_t>(t) * vocab + first);
+        } else {
+            if (r.best_value_size() != k || r.best_index_size() != k)
+                fail_node(n.link, "answered " + std::to_string(r.best_index_size()) + " rows of " + std::to_string(k));
+            for (int t = 0; t < k; ++t) {
+                const int index = r.best_index(t);
+                if (index < n.spec.vocab_first || index >= n.spec.vocab_last)
+                    fail_node(n.link, "answered token " + std::to_string(index) + " outside its slice " +
+                                          spec_text(n.spec).substr(5));
+                best_value[i * static_cast<size_t>(k) + static_cast<size_t>(t)] = r.best_value(t);
+                best_index[i * static_cast<size_t>(k) + static_cast<size_t>(t)] = index;
+            }
+        }
+        const double compute_ms = r.compute_ns() / 1e6;
+        n.stats.compute_ms += compute_ms;
+        n.stats.net_ms += std::max(0.0, (e->at_ns - sent_ns) / 1e6 - compute_ms);
+        if (n.stage < 0) {  // a chain stage counts its positions and requests with its layers
+            n.stats.positions += static_cast<uint64_t>(k);
+            ++n.stats.requests;
+        }
+        n.stats.bytes_received += encoded.size();
+        n.stats.bytes_sent += e->frame.wire_bytes;
+        local_stats_.bytes_received += e->frame.wire_bytes;
+        n.stats.rss = r.rss();
+        n.stats.peak_rss = std::max(n.stats.peak_rss, r.peak_rss());
+    }
+    if (want_logits) return;
+    // The slices in vocabulary order, a later one only on a strictly larger
+    // value: one process's argmax over the whole vocabulary.
+    best_.assign(static_cast<size_t>(k), -1);
+    for (int t = 0; t < k; ++t) {
+        float value = 0;
+        for (size_t i = 0; i < slices_.size(); ++i) {
+            const size_t at = i * static_cast<size_t>(k) + static_cast<size_t>(t);
+            if (best_[t] < 0 || best_value[at] > value) {
+                value = best_value[at];
+                best_[t] = best_index[at];
+            }
+        }
+    }
+}
+
 float* PipelineEngine::forward(const int* tokens, int n_tokens, int pos) {
     run_request(tokens, n_tokens, pos, head_remote_ ? wire::WANT_LOGITS : wire::WANT_ACTIVATION, nullptr, 0);
+    if (sliced_) classify_sliced(1, true);
     return logits_.data();
 }
 
 int PipelineEngine::forward_sample(const int* tokens, int n_tokens, int pos, Sampler& sampler) {
+    if (sliced_ && sampler.params().temperature == 0.0f) {
+        // Greedy: a best value and index from each slice, not the logits.
+        run_request(tokens, n_tokens, pos, wire::WANT_ACTIVATION, nullptr, 0);
+        classify_sliced(1, false);
+        return best_[0];
+    }
     if (!head_remote_) return sampler.sample(forward(tokens, n_tokens, pos));
     if (sampler.vocab_size() != config_.vocab_size)
         throw Error("a sampler over " + std::to_string(sampler.vocab_size()) + " tokens for a model of " +
@@ -659,14 +793,13 @@ void PipelineEngine::submit(Batch batch) {
 
 Batch PipelineEngine::wait() {
     if (in_flight_.empty()) throw Error("no batch in flight");
-    Hub& hub = net_->hub;
     Node& last = *chain_.back();
     InFlight& front = in_flight_.front();
     const int n = front.batch.rows();
     const double limit_s = opt_.timeout_s + 120 + 50 * plan_.predicted_ms_per_token * n / 1e3;
     const auto deadline = after(limit_s);
     for (;;) {
-        std::optional<Hub::Event> e = hub.wait(deadline);
+        std::optional<Hub::Event> e = net_->next(deadline);
         if (!e)
             fail_node(last.link, "no result within " + std::to_string(static_cast<int>(limit_s)) +
                                      " s although every worker answers heartbeats (the chain is stuck)");
@@ -701,12 +834,20 @@ Batch PipelineEngine::wait() {
                 fail_node(last.link, "returned activations of " + std::to_string(r.activation().size()) + " bytes for " +
                                          std::to_string(k) + " sequences");
             const auto t0 = Clock::now();
-            std::vector<int> pos;
-            for (SeqStep* s : drawn) pos.push_back(s->pos + static_cast<int>(s->tokens.size()) - 1);
-            logits_.resize(k * vocab);
-            compute_logits_rows(config_, local_, x_.data(), static_cast<int>(k), logits_.data(), pos.data(), pool_);
-            for (size_t i = 0; i < k; ++i) drawn[i]->token = drawn[i]->sampler->sample(logits_.data() + i * vocab);
-            local_stats_.compute_ms += ms_since(t0);
+            if (sliced_) {
+                bool greedy = true;
+                for (SeqStep* s : drawn) greedy = greedy && s->sampler->params().temperature == 0.0f;
+                classify_sliced(static_cast<int>(k), !greedy);
+                for (size_t i = 0; i < k; ++i)
+                    drawn[i]->token = greedy ? best_[i] : drawn[i]->sampler->sample(logits_.data() + i * vocab);
+            } else {
+                std::vector<int> pos;
+                for (SeqStep* s : drawn) pos.push_back(s->pos + static_cast<int>(s->tokens.size()) - 1);
+                logits_.resize(k * vocab);
+                compute_logits_rows(config_, local_, x_.data(), static_cast<int>(k), logits_.data(), pos.data(), pool_);
+                for (size_t i = 0; i < k; ++i) drawn[i]->token = drawn[i]->sampler->sample(logits_.data() + i * vocab);
+                local_stats_.compute_ms += ms_since(t0);
+            }
         }
         local_stats_.positions += static_cast<uint64_t>(n);
         ++local_stats_.requests;
@@ -729,7 +870,7 @@ PipelineStats PipelineEngine::stats() const {
     local.rss = mem.rss;
     local.peak_rss = mem.peak_rss;
     s.nodes.push_back(local);
-    for (const Node* n : chain_) s.nodes.push_back(n->stats);
+    for (const Node* n : assigned_) s.nodes.push_back(n->stats);
     return s;
 }
 

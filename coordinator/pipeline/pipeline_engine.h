@@ -48,6 +48,9 @@ struct PipelineOptions {
     bool head_on_worker = false;
     bool embedding_on_coordinator = false;
     bool head_on_coordinator = false;
+    int head_slices = 0;           // the classifier in this many vocabulary slices on workers; 0: planned
+    uint64_t coordinator_memory = 0;  // --memory: the coordinator's peak RSS the plan must keep within; 0: unlimited
+    bool sampled = false;          // sampling at a temperature: what the plan predicts the slices return
     int prefill_chunk = 0;         // >0: prefill in micro-batches of this many positions, so stages overlap
     int slots = 1;                 // sequences every stage keeps a KV cache for (`ferry serve --parallel`)
     int recovery = 0;              // recoveries before this chain (told to the workers, shown by `ferry status`)
@@ -116,6 +119,11 @@ private:
     void note_decode_speed(Node& n, double compute_ms);
     // x_ = the tokens' embeddings, from the table kept here.
     void embed_locally(const int* tokens, int n_tokens);
+    // The vocabulary slices applied to k final hidden states x_[k][dim], sent
+    // to every slice at once: logits_[k][vocab] (want_logits), else each
+    // row's greedy token in best_[k] (the single process's argmax: the
+    // largest value, the lowest index on a tie).
+    void classify_sliced(int k, bool want_logits);
     [[noreturn]] void fail_node(int link, const std::string& what) const;
     // Throws naming the node for a closed link or an Error frame; returns other frames.
     void check_event(const void* event) const;
@@ -130,8 +138,11 @@ private:
     std::unique_ptr<Net> net_;
     std::vector<std::unique_ptr<Node>> nodes_;  // one per --workers address, in order
     std::vector<Node*> chain_;                  // the nodes the plan uses, in stage order
+    std::vector<Node*> slices_;                 // the holders of vocabulary slices, in vocabulary order
+    std::vector<Node*> assigned_;               // every node with a shard: the chain, then slice-only holders
     PipelinePlan plan_;
     bool embedding_remote_ = false, head_remote_ = false;  // the first stage embeds, the last applies the head
+    bool sliced_ = false;                                  // the classifier is in slices_
     Weights local_;  // embedding and/or head kept on the coordinator
     // The model file read a row at a time when the coordinator looks tokens
     // up without keeping the table (not valid: it keeps it).
@@ -139,6 +150,7 @@ private:
     uint64_t embedding_offset_ = 0, embedding_row_bytes_ = 0;
     std::vector<uint8_t> embedding_row_;
     std::vector<float> x_, logits_;
+    std::vector<int> best_;  // classify_sliced's greedy tokens
     uint64_t next_request_ = 1;
     // Result of the last request.
     int result_token_ = -1;

@@ -35,13 +35,33 @@ Split split_of(const PipelinePlan& plan) {
     }
     s.compute += plan.coordinator_ms;
     s.network += plan.return_hop_ms;
+    // The slices run at once: the slowest one's share.
+    const PlannedSlice* slowest = nullptr;
+    for (const PlannedSlice& sl : plan.slices)
+        if (!slowest || sl.compute_ms + sl.hop_ms > slowest->compute_ms + slowest->hop_ms) slowest = &sl;
+    if (slowest) {
+        s.compute += slowest->compute_ms;
+        s.network += slowest->hop_ms;
+    }
     return s;
+}
+
+std::string slice_text(const PlannedSlice& sl) {
+    return "vocab " + std::to_string(sl.vocab_first) + "-" + std::to_string(sl.vocab_last - 1);
+}
+
+const PlannedSlice* slice_of(const PipelinePlan& plan, int worker) {
+    for (const PlannedSlice& sl : plan.slices)
+        if (sl.worker == worker) return &sl;
+    return nullptr;
 }
 
 std::string coordinator_keeps(const PipelinePlan& plan) {
     const bool embedding = !plan.stages.empty() && !plan.stages.front().embedding;
-    const bool head = !plan.stages.empty() && !plan.stages.back().head;
+    const bool head = !plan.stages.empty() && !plan.stages.back().head && plan.slices.empty();
     if (!embedding && !head) return "the tokenizer only";
+    if (embedding && !head && plan.embedding_by_rows)
+        return "the embedding, read a row at a time from the model file (" + format_bytes(plan.coordinator_weights) + ")";
     std::string what = embedding && head ? "the embedding and the head" : embedding ? "the embedding" : "the head";
     return what + " (" + format_bytes(plan.coordinator_weights) + " of weights)";
 }
@@ -68,17 +88,36 @@ std::string format_plan(const PipelinePlan& plan, const std::vector<WorkerCapaci
     if (plan.max_positions > 0 && plan.max_positions < plan.context)
         out += ", prompts in requests of at most " + std::to_string(plan.max_positions) + " positions";
     out += "\n";
-    std::snprintf(line, sizeof line, "%-5s %-22s %-30s %10s %8s %8s %9s %10s %5s %9s\n", "stage", "node", "holds",
+    std::snprintf(line, sizeof line, "%-5s %-22s %-36s %10s %8s %8s %9s %10s %5s %9s\n", "stage", "node", "holds",
                   "weights MB", "KV MB", "other MB", "total MB", "budget MB", "use", "ms/token");
     out += line;
     for (size_t i = 0; i < plan.stages.size(); ++i) {
         const PlannedStage& s = plan.stages[i];
         const WorkerCapacity& w = workers[static_cast<size_t>(s.worker)];
         const ShardMemory& m = s.memory;
-        std::snprintf(line, sizeof line, "%-5zu %-22s %-30s %10.1f %8.1f %8.1f %9.1f %10s %5s %9.3f\n", i + 1,
-                      w.address.c_str(), stage_holds(s).c_str(), to_mb(m.weights), to_mb(m.kv_cache),
+        const PlannedSlice* sl = slice_of(plan, s.worker);
+        const std::string holds = stage_holds(s) + (sl ? " + " + slice_text(*sl) : std::string());
+        std::snprintf(line, sizeof line, "%-5zu %-22s %-36s %10.1f %8.1f %8.1f %9.1f %10s %5s %9.3f\n", i + 1,
+                      w.address.c_str(), holds.c_str(), to_mb(m.weights), to_mb(m.kv_cache),
                       to_mb(m.workspace + m.buffers + m.overhead), to_mb(m.total()), budget_text(w.memory_budget).c_str(),
                       use_text(m.total(), w.memory_budget).c_str(), s.compute_ms + s.hop_ms);
+        out += line;
+    }
+    for (const PlannedSlice& sl : plan.slices) {
+        if (!sl.slice_only) continue;
+        const WorkerCapacity& w = workers[static_cast<size_t>(sl.worker)];
+        const ShardMemory& m = sl.shard;
+        std::snprintf(line, sizeof line, "%-5s %-22s %-36s %10.1f %8.1f %8.1f %9.1f %10s %5s %9.3f\n", "-",
+                      w.address.c_str(), slice_text(sl).c_str(), to_mb(m.weights), to_mb(m.kv_cache),
+                      to_mb(m.workspace + m.buffers + m.overhead), to_mb(m.total()), budget_text(w.memory_budget).c_str(),
+                      use_text(m.total(), w.memory_budget).c_str(), sl.compute_ms + sl.hop_ms);
+        out += line;
+    }
+    if (!plan.slices.empty()) {
+        std::snprintf(line, sizeof line,
+                      "classifier in %zu vocabulary slices, all answering each token at once: %.3f ms per token "
+                      "(the slowest, with its hops)\n",
+                      plan.slices.size(), plan.slices_ms);
         out += line;
     }
     out += "coordinator keeps " + coordinator_keeps(plan);
@@ -115,7 +154,7 @@ std::string plan_json(const PipelinePlan& plan, const std::vector<WorkerCapacity
     const bool embedding_on_worker = !plan.stages.empty() && plan.stages.front().embedding;
     const bool head_on_worker = !plan.stages.empty() && plan.stages.back().head;
     j["coordinator"] = {{"embedding", !embedding_on_worker},
-                        {"head", !head_on_worker},
+                        {"head", !head_on_worker && plan.slices.empty()},
                         {"weights_bytes", plan.coordinator_weights},
                         {"compute_ms", plan.coordinator_ms}};
     j["stages"] = nlohmann::json::array();
@@ -142,6 +181,21 @@ std::string plan_json(const PipelinePlan& plan, const std::vector<WorkerCapacity
                                {"compute_ms", s.compute_ms},
                                {"hop_ms", s.hop_ms}});
     }
+    j["slices"] = nlohmann::json::array();
+    for (const PlannedSlice& sl : plan.slices) {
+        const WorkerCapacity& w = workers[static_cast<size_t>(sl.worker)];
+        j["slices"].push_back({{"node", w.address},
+                               {"worker_index", sl.worker},
+                               {"vocab_first", sl.vocab_first},
+                               {"vocab_end", sl.vocab_last},  // exclusive
+                               {"slice_only", sl.slice_only},
+                               {"bytes", sl.memory},
+                               {"total_bytes", sl.slice_only ? sl.shard.total() : 0},
+                               {"budget_bytes", w.memory_budget},
+                               {"compute_ms", sl.compute_ms},
+                               {"hop_ms", sl.hop_ms}});
+    }
+    j["slices_ms"] = plan.slices_ms;
     j["left_out"] = nlohmann::json::array();
     for (const LeftOutWorker& l : plan.left_out_reasons)
         j["left_out"].push_back({{"node", workers[static_cast<size_t>(l.worker)].address},

@@ -5,6 +5,7 @@
 #include <iterator>
 #include <limits>
 #include <numeric>
+#include <optional>
 
 #include "common/error.h"
 #include "common/weights.h"
@@ -95,6 +96,10 @@ PlanProblem make_plan_problem(const ModelFile& file, const PlanRequest& r) {
                     p.stage_memory[first][last][emb][head] = m.workspace + m.buffers + rope;
                 }
     p.embedding_memory = tensor_bytes_named(file.tensors, {"token_embd.weight"});
+    p.tied = tied;
+    p.embedding_lookup_memory = p.embedding_memory;
+    if (const TensorInfo* t = find_tensor(file.tensors, "token_embd.weight"); t && t->rows > 0 && t->type != TensorType::Q8_GROUP)
+        p.embedding_lookup_memory = t->bytes / static_cast<uint64_t>(t->rows) + static_cast<uint64_t>(c.dim) * 4;
     p.head_memory = tensor_bytes_named(file.tensors, {"output_norm.weight", tied ? "token_embd.weight" : "output.weight"});
     p.tied_shared = tied ? p.embedding_memory : 0;
     for (const char* name : {"output_norm.weight", tied ? "token_embd.weight" : "output.weight"})
@@ -102,6 +107,17 @@ PlanProblem make_plan_problem(const ModelFile& file, const PlanRequest& r) {
     p.activation_bytes = static_cast<uint64_t>(c.dim) * static_cast<uint64_t>(r.wire_bytes);
     p.token_bytes = 4;
     p.coordinator_extra = static_cast<uint64_t>(c.vocab_size) * (4 + 8);  // logits and the sampler's candidates
+    p.vocab = c.vocab_size;
+    p.coordinator_process = coordinator_process_memory(c.vocab_size);
+    if (const TensorInfo* t = find_tensor(file.tensors, tied ? "token_embd.weight" : "output.weight"); t && t->rows > 0) {
+        p.classifier_row = t->bytes / static_cast<uint64_t>(t->rows);
+        p.classifier_type = tensor_type_name(t->type);
+        p.classifier_sliceable = t->type != TensorType::Q8_GROUP && t->rows == c.vocab_size;
+    }
+    const uint64_t buffers0 = slice_buffers(c, 0, r.slots);
+    p.slice_fixed = tensor_bytes_named(file.tensors, {"output_norm.weight"}) + buffers0;
+    p.slice_row = p.classifier_row + (slice_buffers(c, 1, r.slots) - buffers0);
+    p.hidden_bytes = static_cast<uint64_t>(c.dim) * 4;
     return p;
 }
 
@@ -152,9 +168,14 @@ int64_t coordinator_head_ns(const PlanProblem& p, const std::vector<WorkerCapaci
     return read_ns(p.head_reads, c);
 }
 
+uint64_t coordinator_process_memory(int vocab_size) {
+    return kCoordinatorOverhead + static_cast<uint64_t>(std::max(0, vocab_size)) * kCoordinatorBytesPerToken;
+}
+
 uint64_t coordinator_memory(const PlanProblem& p, bool keeps_embedding, bool keeps_head) {
     uint64_t bytes = 0;
-    if (keeps_embedding) bytes += p.embedding_memory;
+    // Only a tied classifier applied here keeps the table resident; a lookup alone reads rows.
+    if (keeps_embedding) bytes += keeps_head && p.tied ? p.embedding_memory : p.embedding_lookup_memory;
     if (keeps_head) bytes += p.head_memory + p.coordinator_extra;
     if (keeps_embedding && keeps_head) bytes -= p.tied_shared;
     return bytes;
@@ -163,7 +184,8 @@ uint64_t coordinator_memory(const PlanProblem& p, bool keeps_embedding, bool kee
 namespace {
 
 bool coordinator_fits(const PlanProblem& p, const CoordinatorCapacity& c, bool embedding_on_worker, bool head_on_worker) {
-    return c.memory_budget == 0 || coordinator_memory(p, !embedding_on_worker, !head_on_worker) <= c.memory_budget;
+    return c.memory_budget == 0 ||
+           p.coordinator_process + coordinator_memory(p, !embedding_on_worker, !head_on_worker) <= c.memory_budget;
 }
 
 StageShape shape_of(const PlannedStage& s, bool first, bool last) {
@@ -484,6 +506,7 @@ PipelinePlan finish_plan(const PlanProblem& p, const std::vector<WorkerCapacity>
     plan.return_hop_ms = ms(hop_ns(prev, nullptr, h ? p.token_bytes : p.activation_bytes));
     plan.coordinator_ms = h ? 0 : ms(coordinator_head_ns(p, workers, r.coordinator));
     plan.coordinator_weights = coordinator_memory(p, !e, !h);
+    plan.embedding_by_rows = !e && !(!h && p.tied) && p.embedding_lookup_memory < p.embedding_memory;
     if (!h) plan.coordinator_weights -= p.coordinator_extra;  // weights only
     plan.predicted_ms_per_token = ms(chain_ns(p, workers, r.coordinator, stages));
     for (size_t w = 0; w < workers.size(); ++w)
@@ -551,12 +574,13 @@ PipelinePlan plan_forced(const PlanProblem& p, const std::vector<WorkerCapacity>
         throw Error("--split gives " + std::to_string(split.size()) + " layer counts for " +
                     std::to_string(workers.size()) + " workers; give one count per worker");
     for (int n : split)
-        if (n < 1) throw Error("--split: every worker needs at least one layer (got " + std::to_string(n) + ")");
+        if (n < 0) throw Error("--split: a negative layer count (" + std::to_string(n) + ")");
     const int sum = std::accumulate(split.begin(), split.end(), 0);
     if (sum != L) throw Error("--split adds up to " + std::to_string(sum) + " layers; the model has " + std::to_string(L));
     std::vector<PlannedStage> stages;
     int first = 0;
     for (size_t w = 0; w < split.size(); ++w) {
+        if (split[w] == 0) continue;  // a worker without layers: left out, or a vocabulary slice's holder
         PlannedStage s;
         s.worker = static_cast<int>(w);
         s.first_layer = first;
@@ -585,7 +609,7 @@ PipelinePlan plan_forced(const PlanProblem& p, const std::vector<WorkerCapacity>
             const StageShape shape{s.first_layer, s.last_layer, i == 0, i + 1 == stages.size(),
                                    i == 0 && request.embedding == Placement::worker,
                                    i + 1 == stages.size() && request.head == Placement::worker};
-            const WorkerCapacity& w = workers[i];
+            const WorkerCapacity& w = workers[static_cast<size_t>(s.worker)];
             if (!stage_fits(p, w, shape))
                 throw Error(w.address + ": layers " + std::to_string(s.first_layer) + "-" +
                             std::to_string(s.last_layer - 1) + " need " + format_bytes(stage_memory(p, w, shape)) +
@@ -599,8 +623,193 @@ PipelinePlan plan_forced(const PlanProblem& p, const std::vector<WorkerCapacity>
                     " cannot keep the embedding or the head, and no worker at the ends can take them");
     }
     PipelinePlan plan = finish_plan(p, workers, request, std::move(chosen));
+    for (int w : plan.left_out) plan.left_out_reasons.push_back({w, "--split gives it no layers", -1});
     return plan;
 }
+
+// ---- the classifier by vocabulary slices ----
+
+ShardSpec planned_spec(const PipelinePlan& plan, int worker) {
+    ShardSpec spec;
+    for (const PlannedStage& s : plan.stages)
+        if (s.worker == worker) spec = ShardSpec{s.first_layer, s.last_layer, s.embedding, s.head};
+    for (const PlannedSlice& sl : plan.slices)
+        if (sl.worker == worker) {
+            spec.vocab_first = sl.vocab_first;
+            spec.vocab_last = sl.vocab_last;
+        }
+    return spec;
+}
+
+namespace {
+
+// Rows for each chosen worker, in proportion to its speed and within its
+// capacity; empty if the capacities cannot hold the vocabulary.
+std::vector<int64_t> water_fill(const std::vector<int64_t>& caps, const std::vector<double>& speeds, int64_t total) {
+    const size_t k = caps.size();
+    int64_t room = 0;
+    for (int64_t c : caps) room += c;
+    if (room < total) return {};
+    std::vector<double> share(k, 0);
+    std::vector<bool> fixed(k, false);
+    double remaining = static_cast<double>(total);
+    for (bool changed = true; changed;) {
+        changed = false;
+        double speed = 0;
+        for (size_t i = 0; i < k; ++i)
+            if (!fixed[i]) speed += speeds[i];
+        for (size_t i = 0; i < k; ++i) {
+            if (fixed[i]) continue;
+            share[i] = remaining * speeds[i] / speed;
+            if (share[i] > static_cast<double>(caps[i])) {
+                share[i] = static_cast<double>(caps[i]);
+                fixed[i] = true;
+                remaining -= share[i];
+                changed = true;
+                break;
+            }
+        }
+    }
+    std::vector<int64_t> rows(k);
+    int64_t placed = 0;
+    for (size_t i = 0; i < k; ++i) placed += rows[i] = std::min(caps[i], static_cast<int64_t>(share[i]));
+    for (size_t i = 0; placed < total; i = (i + 1) % k)
+        if (rows[i] < caps[i]) {
+            const int64_t add = std::min(caps[i] - rows[i], total - placed);
+            rows[i] += add;
+            placed += add;
+        }
+    return rows;
+}
+
+}  // namespace
+
+bool place_slices(const PlanProblem& p, const std::vector<WorkerCapacity>& workers, const PlanRequest& r,
+                  PipelinePlan& plan, int count) {
+    if (!p.classifier_sliceable || p.vocab < 1 || p.slice_row == 0) return false;
+    const size_t n = workers.size();
+    // What each worker has left: after its stage, or after its process if it holds no layers.
+    std::vector<int64_t> cap(n, 0);
+    std::vector<bool> in_chain(n, false);
+    std::vector<uint64_t> used(n, 0);
+    for (size_t i = 0; i < plan.stages.size(); ++i) {
+        const PlannedStage& s = plan.stages[i];
+        in_chain[static_cast<size_t>(s.worker)] = true;
+        used[static_cast<size_t>(s.worker)] =
+            stage_memory(p, workers[static_cast<size_t>(s.worker)], shape_of(s, i == 0, i + 1 == plan.stages.size()));
+    }
+    std::vector<size_t> candidates;
+    for (size_t j = 0; j < n; ++j) {
+        const WorkerCapacity& w = workers[j];
+        if (!in_chain[j]) used[j] = worker_process_overhead(w.arch);
+        if (w.memory_budget == 0) cap[j] = p.vocab;
+        else if (w.memory_budget > used[j] + p.slice_fixed)
+            cap[j] = std::min<int64_t>(p.vocab, static_cast<int64_t>((w.memory_budget - used[j] - p.slice_fixed) / p.slice_row));
+        if (cap[j] > 0) candidates.push_back(j);
+    }
+    // The roomiest first (ties: earlier workers), so k slices go where they fit best.
+    std::stable_sort(candidates.begin(), candidates.end(), [&](size_t a, size_t b) { return cap[a] > cap[b]; });
+    auto slice_ns = [&](size_t j, int64_t rows) {
+        const WorkerCapacity& w = workers[j];
+        const uint64_t answer = r.sampled ? static_cast<uint64_t>(rows) * 4 : 8;
+        return hop_ns(nullptr, &w, p.hidden_bytes) + hop_ns(&w, nullptr, answer) +
+               read_ns({{p.classifier_type, static_cast<uint64_t>(rows) * p.classifier_row}}, w);
+    };
+    int64_t best_ns = kInf;
+    std::vector<size_t> best_workers;
+    std::vector<int64_t> best_rows;
+    const size_t most = count > 0 ? static_cast<size_t>(count) : candidates.size();
+    for (size_t k = count > 0 ? most : 1; k <= std::min(most, candidates.size()); ++k) {
+        std::vector<size_t> chosen(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(k));
+        std::sort(chosen.begin(), chosen.end());  // vocabulary order follows the workers' order
+        std::vector<int64_t> caps;
+        std::vector<double> speeds;
+        for (size_t j : chosen) {
+            caps.push_back(cap[j]);
+            speeds.push_back(gbps_for(workers[j], p.classifier_type));
+        }
+        const std::vector<int64_t> rows = water_fill(caps, speeds, p.vocab);
+        if (rows.empty()) continue;
+        int64_t ns = 0;
+        for (size_t i = 0; i < k; ++i)
+            if (rows[i] > 0) ns = std::max(ns, slice_ns(chosen[i], rows[i]));
+        if (ns < best_ns) {
+            best_ns = ns;
+            best_workers = chosen;
+            best_rows = rows;
+        }
+    }
+    if (best_workers.empty() || (count > 0 && best_workers.size() != static_cast<size_t>(count))) return false;
+    plan.slices.clear();
+    int first = 0;
+    for (size_t i = 0; i < best_workers.size(); ++i) {
+        if (best_rows[i] == 0) continue;
+        PlannedSlice sl;
+        sl.worker = static_cast<int>(best_workers[i]);
+        sl.vocab_first = first;
+        sl.vocab_last = first + static_cast<int>(best_rows[i]);
+        sl.slice_only = !in_chain[best_workers[i]];
+        sl.memory = p.slice_fixed + static_cast<uint64_t>(best_rows[i]) * p.slice_row;
+        const WorkerCapacity& w = workers[best_workers[i]];
+        sl.compute_ms = ms(read_ns({{p.classifier_type, static_cast<uint64_t>(best_rows[i]) * p.classifier_row}}, w));
+        sl.hop_ms = ms(slice_ns(best_workers[i], best_rows[i])) - sl.compute_ms;
+        plan.slices.push_back(sl);
+        first = sl.vocab_last;
+    }
+    for (int w : plan.left_out)
+        if (std::any_of(plan.slices.begin(), plan.slices.end(), [&](const PlannedSlice& s) { return s.worker == w; }))
+            plan.left_out_reasons.erase(std::remove_if(plan.left_out_reasons.begin(), plan.left_out_reasons.end(),
+                                                       [&](const LeftOutWorker& l) { return l.worker == w; }),
+                                        plan.left_out_reasons.end());
+    plan.left_out.erase(std::remove_if(plan.left_out.begin(), plan.left_out.end(),
+                                       [&](int w) {
+                                           return std::any_of(plan.slices.begin(), plan.slices.end(),
+                                                              [&](const PlannedSlice& s) { return s.worker == w; });
+                                       }),
+                        plan.left_out.end());
+    plan.slices_ms = ms(best_ns);
+    plan.predicted_ms_per_token += plan.slices_ms;
+    return true;
+}
+
+namespace {
+
+// The layers planned with the classifier on neither end, then the
+// classifier in slices over what the workers have left. When the layers
+// would leave too little anywhere, each worker first sets aside its share of
+// the table. Empty when no slicing fits.
+std::optional<PipelinePlan> plan_sliced(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
+                                        const PlanRequest& r) {
+    if (r.head != Placement::planned || !p.classifier_sliceable) return std::nullopt;
+    PlanProblem q = p;  // the layers' problem: nobody at the ends keeps the classifier
+    q.head_memory = 0;
+    q.tied_shared = 0;
+    q.tied = false;
+    q.head_reads.clear();
+    PlanRequest rq = r;
+    rq.head = Placement::coordinator;
+    size_t limited = 0;
+    for (const WorkerCapacity& w : workers) limited += w.memory_budget > 0;
+    const uint64_t table = static_cast<uint64_t>(p.vocab) * p.slice_row;
+    for (double reserve : {0.0, 1.0, 1.3}) {
+        if (reserve > 0 && limited == 0) break;
+        std::vector<WorkerCapacity> reduced = workers;
+        const uint64_t share = static_cast<uint64_t>(reserve * static_cast<double>(table) / static_cast<double>(limited)) + p.slice_fixed;
+        if (reserve > 0)
+            for (WorkerCapacity& w : reduced)
+                if (w.memory_budget > 0) w.memory_budget = w.memory_budget > share ? w.memory_budget - share : 1;
+        PipelinePlan plan;
+        try {
+            plan = r.split.empty() ? plan_optimal(q, reduced, rq) : plan_forced(q, reduced, r.split, rq);
+        } catch (const Error&) {
+            continue;
+        }
+        if (place_slices(p, workers, r, plan, r.head_slices)) return plan;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
 
 // ---- the entry point and the refusal ----
 
@@ -614,24 +823,37 @@ void fill_stage_memory(const ModelFile& file, const PlanRequest& r, const std::v
         const WorkerCapacity& w = workers[static_cast<size_t>(s.worker)];
         StageLoad load{plan.context, r.kv_type, r.max_positions, r.wire_bytes, i == 0, i + 1 == plan.stages.size(),
                        w.arch.empty() ? "x86_64" : w.arch, r.slots};
-        s.memory = shard_memory(file.config, file.tensors, ShardSpec{s.first_layer, s.last_layer, s.embedding, s.head},
-                                load);
+        s.memory = shard_memory(file.config, file.tensors, planned_spec(plan, s.worker), load);
+    }
+    for (PlannedSlice& sl : plan.slices) {
+        if (!sl.slice_only) continue;
+        const WorkerCapacity& w = workers[static_cast<size_t>(sl.worker)];
+        StageLoad load{plan.context, r.kv_type, r.max_positions, r.wire_bytes, false, false,
+                       w.arch.empty() ? "x86_64" : w.arch, r.slots};
+        sl.shard = shard_memory(file.config, file.tensors, planned_spec(plan, sl.worker), load);
     }
 }
 
-bool fits(const ModelFile& file, const std::vector<WorkerCapacity>& workers, const PlanRequest& r) {
-    const PlanProblem p = make_plan_problem(file, r);
-    if (!r.split.empty()) {
-        try {
-            plan_forced(p, workers, r.split, r);
-            return true;
-        } catch (const Error&) {
-            return false;
+// Whether the request's plan fits, with the classifier whole or in slices.
+bool plan_fits(const PlanProblem& p, const std::vector<WorkerCapacity>& workers, const PlanRequest& r) {
+    if (r.head_slices == 0) {
+        if (!r.split.empty()) {
+            try {
+                plan_forced(p, workers, r.split, r);
+                return true;
+            } catch (const Error&) {
+            }
+        } else {
+            Solver solver(p, workers, r);
+            solver.run_forward();
+            if (solver.best_chain().worker >= 0) return true;
         }
     }
-    Solver solver(p, workers, r);
-    solver.run_forward();
-    return solver.best_chain().worker >= 0;
+    return plan_sliced(p, workers, r).has_value();
+}
+
+bool fits(const ModelFile& file, const std::vector<WorkerCapacity>& workers, const PlanRequest& r) {
+    return plan_fits(make_plan_problem(file, r), workers, r);
 }
 
 bool vocabulary_table(const TensorInfo& t) { return t.name == "token_embd.weight" || t.name == "output.weight"; }
@@ -655,6 +877,26 @@ ModelFile retyped(const ModelFile& file, TensorType type, bool tables_only = fal
     return f;
 }
 
+// How many more workers like the roomiest one make the pool fit (their
+// layers and vocabulary slices), up to 32; "" if none or unlimited budgets.
+std::string more_workers_fix(const ModelFile& file, const std::vector<WorkerCapacity>& workers, const PlanRequest& r) {
+    if (workers.empty() || !r.split.empty()) return "";
+    const WorkerCapacity* like = &workers.front();
+    for (const WorkerCapacity& w : workers) {
+        if (w.memory_budget == 0) return "";
+        if (w.memory_budget > like->memory_budget) like = &w;
+    }
+    std::vector<WorkerCapacity> more = workers;
+    for (int k = 1; k <= 32; ++k) {
+        more.push_back(*like);
+        more.back().address = "new-" + std::to_string(k);
+        if (fits(file, more, r))
+            return std::to_string(k) + " more worker" + (k == 1 ? "" : "s") + " of " + format_bytes(like->memory_budget) +
+                   (like->arch.empty() || like->arch == "x86_64" ? std::string() : " (" + like->arch + ")");
+    }
+    return "";
+}
+
 // When the layers fit the workers and only the coordinator's budget stops the
 // plan: the vocabulary table (embedding and classifier) fits no node. The
 // refusal says so and names what would fit: the coordinator budget it needs,
@@ -670,16 +912,17 @@ std::string table_refusal(const ModelFile& file, const std::vector<WorkerCapacit
     } catch (const Error&) {
         return "";  // the layers do not fit either: the general refusal
     }
-    const uint64_t need = coordinator_memory(p, !plan.stages.front().embedding, !plan.stages.back().head);
+    const uint64_t need = p.coordinator_process + coordinator_memory(p, !plan.stages.front().embedding, !plan.stages.back().head);
     uint64_t table = 0;
     for (const TensorInfo& t : file.tensors)
         if (vocabulary_table(t)) table += t.bytes;
     std::string msg = "the workers can hold the layers of " + file.path.substr(file.path.find_last_of('/') + 1) +
                       ", but no node can hold its vocabulary table (" + format_bytes(table) +
                       ") beside them: the coordinator needs " + format_bytes(need) + " for it and its budget is " +
-                      format_bytes(r.coordinator.memory_budget) + ", and no worker's budget fits it with a layer";
+                      format_bytes(r.coordinator.memory_budget) + ", and the workers cannot hold it beside their layers, whole or in vocabulary slices";
     // As the flag takes it: whole MB, rounded up.
-    std::vector<std::string> fixes = {"--coordinator-memory " + std::to_string((need + (1u << 20) - 1) >> 20) + "M"};
+    std::vector<std::string> fixes = {"--coordinator-memory " + std::to_string((need + (1u << 20) - 1) >> 20) + "M",
+                                      more_workers_fix(file, workers, r)};
     for (TensorType t : {TensorType::Q8_0, TensorType::Q6_K, TensorType::Q4_K, TensorType::Q4_0}) {
         const ModelFile smaller = retyped(file, t, true);
         uint64_t after = 0;
@@ -760,7 +1003,7 @@ std::string refusal(const ModelFile& file, const std::vector<WorkerCapacity>& wo
             fixes.push_back(format_bytes(least) + " more on " + workers[static_cast<size_t>(who)].address + " (budget " +
                             format_bytes(workers[static_cast<size_t>(who)].memory_budget + least) + ")");
     }
-    fixes.push_back("more workers");
+    fixes.push_back(more_workers_fix(file, workers, r));
     return msg + any_of_these_fits(fixes);
 }
 
@@ -826,19 +1069,49 @@ PipelinePlan plan_pipeline(const ModelFile& file, const std::vector<WorkerCapaci
                 tries.push_back(request);
                 tries.back().max_positions = n;
             }
+    if (request.head_slices < 0) throw Error("--head-slices " + std::to_string(request.head_slices) + ": give 1 or more");
+    if (const uint64_t self = coordinator_process_memory(file.config.vocab_size);
+        request.coordinator.memory_budget > 0 && request.coordinator.memory_budget < self)
+        throw Error("the coordinator's memory budget of " + format_bytes(request.coordinator.memory_budget) +
+                    " cannot hold the coordinator itself (" + format_bytes(self) + ": code, libraries, the tokenizer of " +
+                    std::to_string(file.config.vocab_size) + " tokens and a token's logits); give it at least " +
+                    std::to_string((self + (1u << 20) - 1) >> 20) + "M");
+    if (request.head_slices > 0 && request.head != Placement::planned)
+        throw Error("--head-slices puts the classifier on workers in slices; drop --head-on-worker / --head-on-coordinator");
+    if (request.head_slices > static_cast<int>(workers.size()))
+        throw Error("--head-slices " + std::to_string(request.head_slices) + " needs as many workers; " +
+                    std::to_string(workers.size()) + " given");
     for (size_t i = 0;; ++i) {
         const PlanRequest& r = tries[i];
         const PlanProblem p = make_plan_problem(file, r);
         const bool last = i + 1 == tries.size();
-        try {
-            PipelinePlan plan = r.split.empty() ? plan_optimal(p, workers, r) : plan_forced(p, workers, r.split, r);
+        // The classifier whole (on the coordinator or the last stage), or in
+        // slices on the workers: whichever is faster, ties to whole.
+        std::optional<PipelinePlan> whole;
+        std::string whole_error;
+        bool too_small = false;
+        if (r.head_slices == 0) {
+            try {
+                whole = r.split.empty() ? plan_optimal(p, workers, r) : plan_forced(p, workers, r.split, r);
+            } catch (const PoolTooSmall&) {
+                too_small = true;
+            } catch (const Error& e) {
+                whole_error = e.what();
+            }
+        }
+        std::optional<PipelinePlan> sliced = plan_sliced(p, workers, r);
+        if (whole && sliced && sliced->predicted_ms_per_token >= whole->predicted_ms_per_token) sliced.reset();
+        if (sliced || whole) {
+            PipelinePlan plan = sliced ? std::move(*sliced) : std::move(*whole);
             fill_stage_memory(file, r, workers, plan);
             return plan;
-        } catch (const PoolTooSmall&) {
-            if (last) throw Error(refusal(file, workers, r, p));
-        } catch (const Error&) {
-            if (last) throw;
         }
+        if (!last) continue;
+        if (r.head_slices > 0 && !p.classifier_sliceable)
+            throw Error("--head-slices: the classifier of " + file.path +
+                        " is an int8-group table, which cannot be cut; convert the model to GGUF (ferry quantize)");
+        if (!whole_error.empty() && !too_small) throw Error(whole_error);
+        throw Error(refusal(file, workers, r, p));
     }
 }
 

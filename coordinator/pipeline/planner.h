@@ -57,7 +57,9 @@ struct WorkerCapacity {
 
 // The coordinator keeps what no stage holds (the embedding table, the head).
 struct CoordinatorCapacity {
-    uint64_t memory_budget = 0;  // for the weights it keeps; 0 = not limited
+    // Its peak RSS (--memory with --workers, ferry plan --coordinator-memory):
+    // the process (coordinator_process_memory) and the weights it keeps; 0 = not limited.
+    uint64_t memory_budget = 0;
     double matvec_gbps = 0;      // 0 = unknown: as fast as the fastest worker
 };
 
@@ -72,6 +74,20 @@ struct PlannedStage {
     double hop_ms = 0;      // predicted for the input into this stage
 };
 
+// A vocabulary slice of the classifier (the head split across nodes): the
+// worker applies the final norm and the rows [vocab_first, vocab_last) to
+// the final hidden state the coordinator sends every slice at once.
+struct PlannedSlice {
+    int worker = 0;  // index into the capacities given to the planner
+    int vocab_first = 0, vocab_last = 0;
+    bool slice_only = false;  // the worker holds no layers: the slice is its whole shard
+    uint64_t memory = 0;      // bytes the slice adds to its worker (its weights and buffers; a
+                              // slice-only worker's process is in its stage memory)
+    ShardMemory shard;        // slice_only: the worker's whole shard
+    double compute_ms = 0;    // predicted per decoded token
+    double hop_ms = 0;        // the hidden state there and the answer back
+};
+
 struct LeftOutWorker {
     int worker = 0;
     std::string reason;     // one clause with the numbers: why the plan does without it
@@ -83,7 +99,10 @@ struct PipelinePlan {
     double predicted_ms_per_token = 0;  // hops + stage compute + the return + the coordinator's head
     double return_hop_ms = 0;           // last stage -> coordinator
     double coordinator_ms = 0;          // the classifier on the coordinator, if it keeps the head
+    std::vector<PlannedSlice> slices;   // the classifier by vocabulary slices, in vocabulary order; empty: whole
+    double slices_ms = 0;               // the slowest slice with its hops (they run at once)
     uint64_t coordinator_weights = 0;   // bytes of weights the coordinator keeps
+    bool embedding_by_rows = false;     // it keeps the embedding as rows read from the file, not the table
     std::vector<int> left_out;          // workers given but not used, ascending
     std::vector<LeftOutWorker> left_out_reasons;  // one per left_out, same order
     // What it was planned for.
@@ -111,6 +130,12 @@ struct PlanRequest {
     std::vector<int> split;  // layers per worker (--split): every worker used, in order; empty = planned
     Placement embedding = Placement::planned;
     Placement head = Placement::planned;
+    // The classifier in this many vocabulary slices on workers (--head-slices);
+    // 0: planned (sliced when that is faster or the only plan that fits).
+    int head_slices = 0;
+    // Slices answer with their logits (sampling at a temperature) instead of
+    // a best value and index per sequence (greedy): the network prediction.
+    bool sampled = false;
     CoordinatorCapacity coordinator;
 };
 
@@ -128,12 +153,26 @@ struct PlanProblem {
     // stage_memory[first][last][embedding][head].
     uint64_t stage_memory[2][2][2][2] = {};
     uint64_t embedding_memory = 0;    // the table
+    // The coordinator looking tokens up without the table resident (a row read
+    // from the file at a time; PipelineEngine::embed_locally): a row and its values.
+    uint64_t embedding_lookup_memory = 0;
+    bool tied = false;                // the classifier is the embedding table (kept whole where both are)
     uint64_t head_memory = 0;         // final norm and classifier
     uint64_t tied_shared = 0;         // bytes counted in both when one stage holds both (tied classifier)
     std::vector<TypedBytes> head_reads;  // the classifier, per token
     uint64_t activation_bytes = 0;    // one position of activations on the wire (dim x wire bytes)
     uint64_t token_bytes = 4;         // a token id
     uint64_t coordinator_extra = 0;   // logits and sampler when the coordinator keeps the head
+    uint64_t coordinator_process = 0; // the coordinator itself: code, libraries, tokenizer, a token's logits
+    // Vocabulary slices: a slice of R rows adds slice_fixed + R x slice_row
+    // bytes to its worker and reads R x classifier_row bytes per token.
+    int vocab = 0;
+    uint64_t classifier_row = 0;      // bytes of one classifier row in its stored type
+    std::string classifier_type;      // tensor_type_name() of the classifier
+    bool classifier_sliceable = false;  // rows are contiguous (every GGUF type; not llama2.c's int8 groups)
+    uint64_t slice_fixed = 0;         // the final norm and the buffers of the hidden states
+    uint64_t slice_row = 0;           // classifier_row plus the logits' buffers per row
+    uint64_t hidden_bytes = 0;        // the hidden state sent to each slice (dim f32 values)
 };
 
 PlanProblem make_plan_problem(const ModelFile& file, const PlanRequest& request);
@@ -153,6 +192,12 @@ int64_t hop_ns(const WorkerCapacity* from, const WorkerCapacity* to, uint64_t by
 int64_t coordinator_head_ns(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
                             const CoordinatorCapacity& coordinator);
 uint64_t coordinator_memory(const PlanProblem& p, bool keeps_embedding, bool keeps_head);
+// The coordinator process besides the weights it keeps, measured (tests/memory_accounting_test.cpp):
+// ~17 MB of code, libraries and heap with a small vocabulary, and per vocabulary
+// entry its tokenizer's strings and tables, the logits and the sampler's candidates.
+constexpr uint64_t kCoordinatorOverhead = 20ull << 20;
+constexpr uint64_t kCoordinatorBytesPerToken = 96;
+uint64_t coordinator_process_memory(int vocab_size);
 // Total predicted time of a chain, in ns; -1 if any stage or the coordinator does not fit.
 int64_t chain_ns(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
                  const CoordinatorCapacity& coordinator, const std::vector<PlannedStage>& stages);
@@ -172,6 +217,16 @@ PipelinePlan plan_optimal(const PlanProblem& p, const std::vector<WorkerCapacity
 // layers), placements chosen; throws ferry::Error naming a worker it does not fit.
 PipelinePlan plan_forced(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
                          const std::vector<int>& layers_per_worker, const PlanRequest& request = {});
+
+// The classifier split into vocabulary slices on the workers, after the
+// layers of `plan` (whose head is on neither end): water-filled by speed
+// into what each worker has left, `count` slices (0: the fastest count).
+// False if they do not fit.
+bool place_slices(const PlanProblem& p, const std::vector<WorkerCapacity>& workers, const PlanRequest& request,
+                  PipelinePlan& plan, int count);
+
+// What worker `worker` holds in the plan: its stage's layers, ends and vocabulary slice.
+ShardSpec planned_spec(const PipelinePlan& plan, int worker);
 
 // Entry point for `ferry run/plan/bench --workers`: the plan with each
 // stage's exact ShardMemory, or ferry::Error with one line: the shortfall and
