@@ -13,6 +13,7 @@
 #   bench/pool-lan.sh up N [RATE=100mbit]      make the LAN (coordinator $NET.10, workers $NET.11..)
 #   bench/pool-lan.sh worker I MEM ARGS...     start ferry-worker I (1-based) in its namespace and cgroup
 #   bench/pool-lan.sh coord CMD...             run a command on the coordinator host
+#   bench/pool-lan.sh coordmem MEM CMD...      the same inside a memory cgroup capped at MEM (peak c, oom c)
 #   bench/pool-lan.sh peak I                   peak memory of worker I's cgroup, bytes (RSS and page cache)
 #   bench/pool-lan.sh oom I                    OOM kills in worker I's cgroup
 #   bench/pool-lan.sh down                     stop the workers, remove the namespaces and cgroups
@@ -252,6 +253,9 @@ case "${1:-}" in
       echo "pool-lan: coordinator $NET.10, workers $NET.11-$NET.$((10 + $2)), links ${3:-100mbit}" ;;
   worker) i=${2:?worker index}; mem=${3:?memory cap, e.g. 160M}; shift 3; worker_start "$i" "$mem" "$@" ;;
   coord) shift; exec ip netns exec "$P-c" "$@" ;;
+  coordmem) mem=${2:?memory cap, e.g. 128M}; shift 2; cgroup_make c "$mem"
+      # The coordinator in its own memory cgroup too (peak c / oom c read it).
+      exec sh -c 'echo $$ > "$0/cgroup.procs" && exec ip netns exec "$1" "${@:2}"' "$(cgroup_dir c)" "$P-c" "$@" ;;
   peak) cgroup_peak "${2:?}" ;;
   oom) cgroup_oom "${2:?}" ;;
   down) lan_down ;;

@@ -8,7 +8,7 @@ namespace ferry {
 
 // The wire protocol (docs/PROTOCOL.md). Bump when a peer of the previous
 // version would misread a frame.
-constexpr uint32_t kProtocolVersion = 1;
+constexpr uint32_t kProtocolVersion = 2;  // 2: vocabulary slices (Assign.vocab_*, Classify)
 
 // "0.1.0"
 const char* ferry_version();

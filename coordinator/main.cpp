@@ -1,5 +1,6 @@
 // ferry: the coordinator. Runs a model in this process or across ferry-worker
 // daemons, and the tools around it (synth, bench, status).
+#include <malloc.h>
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
@@ -13,6 +14,14 @@
 
 int main(int argc, char** argv) {
     using namespace ferry;
+#if defined(__GLIBC__)
+    // A fixed threshold: buffers of 256 KB and more (shard chunks, link echoes,
+    // logits) are mapped and given back when freed. glibc's default raises the
+    // threshold after the first such free and keeps later ones in the heap,
+    // which grew a coordinator streaming shards by 10 MB that the plan, which
+    // counts its memory (kCoordinatorOverhead), never gets back.
+    mallopt(M_MMAP_THRESHOLD, 256 << 10);
+#endif
     CLI::App app{"ferry: run a Llama-family model on one machine or pooled across several old ones"};
     app.require_subcommand(1);
     app.set_help_all_flag("--help-all", "Help for every subcommand");

@@ -109,6 +109,23 @@ TEST(Recovery, AKilledFirstStageIsReplacedByASpareAndTheTextIsUnchanged) {
     EXPECT_NE(j["last_recovery"]["failure"].get<std::string>().find(a.address()), std::string::npos);
 }
 
+// A worker holding only a vocabulary slice dies: the chain goes on with the
+// classifier planned again over the workers left, and the same text.
+TEST(Recovery, AKilledSliceHolderIsNamedAndTheTextIsUnchanged) {
+    Slow s;
+    const std::string want = s.reference_ids();
+    WorkerProcess a({"--threads", "1", "--cache-dir", s.dir.file("ca")}, s.dir.file("a.log"));
+    WorkerProcess b({"--threads", "1", "--cache-dir", s.dir.file("cb")}, s.dir.file("b.log"));
+    WorkerProcess c({"--threads", "1", "--cache-dir", s.dir.file("cc")}, s.dir.file("c.log"));
+    const int run = start_run(s, {"--workers", addresses({&a, &b, &c}), "--split", "5,0,0", "--head-slices", "3"}, "run");
+    wait_for_tokens(c, 300);
+    c.signal(SIGKILL);
+    EXPECT_EQ(run_exit(run, 120), 0) << read_file(s.dir.file("run.log"));
+    EXPECT_EQ(read_file(s.dir.file("run.ids")), want);
+    const std::string log = read_file(s.dir.file("run.log"));
+    EXPECT_NE(log.find("recovery 1: worker " + c.address() + " (vocabulary slice"), std::string::npos) << log;
+}
+
 TEST(Recovery, AKilledLastStageLeavesTheSurvivorHoldingEveryLayer) {
     Slow s;
     const std::string want = s.reference_ids();

@@ -104,11 +104,19 @@ TEST(RunContext, WorkersGetTheContextTheRunNeeds) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.out, test::read_file(test::reference_path("stories260K.greedy.txt")));
     EXPECT_NE(r.err.find("plan: context 200,"), std::string::npos) << r.err;
-    // --memory is this process's; workers have their own.
-    const auto m = test::run_command(test::ferry_run_args(
-        "stories260K.bin", "tok512.bin", {"-n", "8", "--workers", test::addresses({&a, &b}), "--memory", "64M"}));
+    // With --workers, --memory is the coordinator's own budget (workers have their own): too small for the
+    // coordinator itself is refused before any worker is assigned.
+    auto m = test::run_command(test::ferry_run_args(
+        "stories260K.bin", "tok512.bin", {"-n", "8", "--workers", test::addresses({&a, &b}), "--memory", "4M"}));
     EXPECT_EQ(m.exit_code, 1);
-    EXPECT_NE(m.err.find("with --workers give each ferry-worker its --memory"), std::string::npos) << m.err;
+    EXPECT_NE(m.err.find("the coordinator's memory budget of 4.0 MB cannot hold the coordinator itself"),
+              std::string::npos)
+        << m.err;
+    m = test::run_command(test::ferry_run_args(
+        "stories260K.bin", "tok512.bin",
+        {"-t", "0", "-n", "200", "-i", "Once upon a time", "--workers", test::addresses({&a, &b}), "--memory", "64M"}));
+    ASSERT_EQ(m.exit_code, 0) << m.err;
+    EXPECT_EQ(m.out, test::read_file(test::reference_path("stories260K.greedy.txt")));
 }
 
 // `ferry plan` goes through the checks `ferry run` makes on the tensors, so a

@@ -1007,6 +1007,7 @@ struct Worker::Impl {
             busy = true;
             auto o = std::make_shared<Outcome>();
             o->last = true;
+            o->positions = in->classify().rows();  // what `ferry status` counts as tokens
             const uint64_t t0 = net::now_ns();
             try {
                 wire::Frame out;

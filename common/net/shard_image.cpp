@@ -116,7 +116,7 @@ std::string ShardImage::content_hash(const std::string& cache_dir) const {
     if (!record.empty())
         if (std::optional<std::string> known = read_hash_record(record, name, key)) return *known;
     Hasher h;
-    std::vector<uint8_t> buf(4u << 20);
+    std::vector<uint8_t> buf(1u << 20);
     for (uint64_t off = 0; off < size_; off += buf.size()) {
         const uint64_t len = std::min<uint64_t>(buf.size(), size_ - off);
         read(off, len, buf.data());

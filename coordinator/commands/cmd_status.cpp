@@ -103,7 +103,8 @@ std::vector<Answer> ask_all(const StatusArgs& a) {
 
 std::string layers_of(const wire::StatusReport& r) {
     if (!r.shard_loaded()) return "-";
-    return spec_text(ShardSpec{r.first_layer(), r.last_layer(), r.embedding(), r.head()});
+    return spec_text(
+        ShardSpec{r.first_layer(), r.last_layer(), r.embedding(), r.head(), r.vocab_first(), r.vocab_last()});
 }
 
 // Rates of one worker between two answers (--watch): what it did in the window, not its lifetime mean.
@@ -158,6 +159,10 @@ nlohmann::json to_json(const Answer& a) {
         j["end_layer"] = r.last_layer();  // exclusive: layers first_layer .. end_layer-1
         j["embedding"] = r.embedding();
         j["head"] = r.head();
+        if (r.vocab_last() > r.vocab_first()) {  // a vocabulary slice: rows vocab_first .. vocab_end-1
+            j["vocab_first"] = r.vocab_first();
+            j["vocab_end"] = r.vocab_last();
+        }
         j["weight_bytes"] = r.weight_bytes();
     }
     j["coordinator_connected"] = r.coordinator_connected();

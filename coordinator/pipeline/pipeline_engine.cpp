@@ -48,7 +48,9 @@ bool read_at(int fd, uint8_t* out, size_t n, uint64_t offset) {
 }
 
 constexpr uint64_t kShardChunkBytes = 1u << 20;
-constexpr size_t kShardWindowBytes = 8u << 20;  // queued per link while streaming
+// Queued while streaming, over all links: the coordinator's memory, which
+// the plan counts (kCoordinatorOverhead), must not grow with the workers.
+constexpr size_t kShardWindowBytes = 4u << 20;
 
 Clock::time_point after(double seconds) {
     return Clock::now() + std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
@@ -177,6 +179,7 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
         embedding_file_ = UniqueFd(::open(file.path.c_str(), O_RDONLY | O_CLOEXEC));
         embedding_offset_ = table->offset;
         embedding_row_bytes_ = static_cast<uint64_t>(tensor_bytes(table->type, 1, table->cols, table->group));
+        local_stats_.weight_bytes -= table->bytes - embedding_row_bytes_;  // what it holds: a row at a time
     }
 
     assign_all(model_hash);
@@ -300,7 +303,7 @@ void PipelineEngine::assign_all(const std::string& model_hash) {
         n.hasher = std::make_unique<net::Hasher>();
         // Resume only if the bytes it has are the image's bytes.
         if (r.have_bytes() > 0 && r.have_bytes() <= n.image->size()) {
-            std::vector<uint8_t> buf(4u << 20);
+            std::vector<uint8_t> buf(1u << 20);
             for (uint64_t off = 0; off < r.have_bytes(); off += buf.size()) {
                 const uint64_t len = std::min<uint64_t>(buf.size(), r.have_bytes() - off);
                 n.image->read(off, len, buf.data());
@@ -345,6 +348,7 @@ void PipelineEngine::stream_shards() {
         }
     }
     uint64_t sent = 0;
+    const size_t window = std::max<size_t>(kShardChunkBytes, kShardWindowBytes / sending.size());
     const auto t0 = Clock::now();
     std::string chunk;
     std::vector<uint8_t> buf(kShardChunkBytes);
@@ -352,7 +356,7 @@ void PipelineEngine::stream_shards() {
     while (loaded < sending.size()) {
         for (Node* n : sending) {
             if (n->end_sent) continue;
-            while (n->send_at < n->image->size() && hub.queued_bytes(n->link) < kShardWindowBytes) {
+            while (n->send_at < n->image->size() && hub.queued_bytes(n->link) < window) {
                 const uint64_t len = std::min<uint64_t>(kShardChunkBytes, n->image->size() - n->send_at);
                 n->image->read(n->send_at, len, buf.data());
                 n->hasher->update(buf.data(), static_cast<size_t>(len));
@@ -698,12 +702,17 @@ void PipelineEngine::classify_sliced(int k, bool want_logits) {
                 best_index[i * static_cast<size_t>(k) + static_cast<size_t>(t)] = index;
             }
         }
+        // Every Classify is a decode step's (one row per sequence drawn).
         const double compute_ms = r.compute_ns() / 1e6;
+        const double net_ms = std::max(0.0, (e->at_ns - sent_ns) / 1e6 - compute_ms);
         n.stats.compute_ms += compute_ms;
-        n.stats.net_ms += std::max(0.0, (e->at_ns - sent_ns) / 1e6 - compute_ms);
-        if (n.stage < 0) {  // a chain stage counts its positions and requests with its layers
+        n.stats.decode_compute_ms += compute_ms;
+        if (n.stage < 0) {  // a chain stage counts its positions, requests and hops with its layers
             n.stats.positions += static_cast<uint64_t>(k);
             ++n.stats.requests;
+            ++n.stats.decode_requests;
+            n.stats.net_ms += net_ms;
+            n.stats.decode_net_ms += net_ms;
         }
         n.stats.bytes_received += encoded.size();
         n.stats.bytes_sent += e->frame.wire_bytes;

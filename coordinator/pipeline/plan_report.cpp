@@ -115,9 +115,9 @@ std::string format_plan(const PipelinePlan& plan, const std::vector<WorkerCapaci
     }
     if (!plan.slices.empty()) {
         std::snprintf(line, sizeof line,
-                      "classifier in %zu vocabulary slices, all answering each token at once: %.3f ms per token "
+                      "classifier in %zu vocabulary slice%s, all answering each token at once: %.3f ms per token "
                       "(the slowest, with its hops)\n",
-                      plan.slices.size(), plan.slices_ms);
+                      plan.slices.size(), plan.slices.size() == 1 ? "" : "s", plan.slices_ms);
         out += line;
     }
     out += "coordinator keeps " + coordinator_keeps(plan);

@@ -728,8 +728,16 @@ bool place_slices(const PlanProblem& p, const std::vector<WorkerCapacity>& worke
             caps.push_back(cap[j]);
             speeds.push_back(gbps_for(workers[j], p.classifier_type));
         }
-        const std::vector<int64_t> rows = water_fill(caps, speeds, p.vocab);
+        std::vector<int64_t> rows = water_fill(caps, speeds, p.vocab);
         if (rows.empty()) continue;
+        // Every chosen worker holds a slice, however slow (a row from the largest).
+        for (int64_t& r : rows)
+            if (r == 0) {
+                int64_t& most = *std::max_element(rows.begin(), rows.end());
+                if (most < 2) break;
+                --most;
+                r = 1;
+            }
         int64_t ns = 0;
         for (size_t i = 0; i < k; ++i)
             if (rows[i] > 0) ns = std::max(ns, slice_ns(chosen[i], rows[i]));

@@ -16,7 +16,11 @@
 //     the embedding, else dim activations; the hop back carries a token id if
 //     the last stage holds the head, else dim activations;
 //   - the head on the coordinator: the classifier over the coordinator's GB/s
-//     (unknown: the fastest worker's).
+//     (unknown: the fastest worker's);
+//   - or the head in vocabulary slices on workers (place_slices): the last
+//     stage returns its activation, every slice reads its rows at once, and the
+//     slowest slice with its two hops (the hidden state there, a best value or
+//     its logits back) counts.
 // Memory: every stage's shard_memory() (weights, KV cache, workspace, buffers,
 // the process) must fit its worker's budget; the coordinator's budget (if
 // given) must hold what it keeps.
@@ -31,6 +35,10 @@
 // the earliest workers are used and fill first), (3) the embedding, then the
 // head, kept on the coordinator (workers' memory is the scarce resource).
 // O(workers^2 x layers^2): 64 workers and 128 layers plan in milliseconds.
+// The sliced head is searched after it (plan_pipeline): the layers planned
+// with the head on neither end, then the slices over what is left (every
+// slice count, the roomiest workers first); it wins when strictly faster than
+// the best whole-head plan, or when that does not fit.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -192,11 +200,15 @@ int64_t hop_ns(const WorkerCapacity* from, const WorkerCapacity* to, uint64_t by
 int64_t coordinator_head_ns(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
                             const CoordinatorCapacity& coordinator);
 uint64_t coordinator_memory(const PlanProblem& p, bool keeps_embedding, bool keeps_head);
-// The coordinator process besides the weights it keeps, measured (tests/memory_accounting_test.cpp):
-// ~17 MB of code, libraries and heap with a small vocabulary, and per vocabulary
-// entry its tokenizer's strings and tables, the logits and the sampler's candidates.
-constexpr uint64_t kCoordinatorOverhead = 20ull << 20;
-constexpr uint64_t kCoordinatorBytesPerToken = 96;
+// The coordinator process besides the weights it keeps: its peak RSS measured
+// in runs across workers that stream every shard (the peak) and then generate
+// (docs/BENCHMARKS.md): 17 MB with a 512-entry vocabulary (code, libraries,
+// heap), 27 MB with 32000 entries, 53.6 MB with Llama 3's 128256 (a BPE
+// tokenizer's strings, merges and tables, the logits and the sampler's
+// candidates grow with the vocabulary), of which shard streaming's queues
+// and reads are up to ~10 MB for a moment.
+constexpr uint64_t kCoordinatorOverhead = 24ull << 20;
+constexpr uint64_t kCoordinatorBytesPerToken = 272;
 uint64_t coordinator_process_memory(int vocab_size);
 // Total predicted time of a chain, in ns; -1 if any stage or the coordinator does not fit.
 int64_t chain_ns(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,

@@ -31,7 +31,10 @@ RecoveringEngine::RecoveringEngine(const ModelFile& file, const PipelineOptions&
 PipelineOptions RecoveringEngine::planned(const std::vector<std::string>& workers) const {
     PipelineOptions o = options_;
     o.workers = workers;
-    if (workers != options_.workers) o.split.clear();  // a forced split is for the workers as given
+    if (workers != options_.workers) {  // a forced split and slice count are for the workers as given
+        o.split.clear();
+        o.head_slices = 0;
+    }
     return o;
 }
 
@@ -42,7 +45,8 @@ PipelineOptions RecoveringEngine::shaped(const ChainShape& shape) const {
     o.embedding_on_worker = shape.embedding_on_worker;
     o.embedding_on_coordinator = !shape.embedding_on_worker;
     o.head_on_worker = shape.head_on_worker;
-    o.head_on_coordinator = !shape.head_on_worker;
+    o.head_on_coordinator = !shape.head_on_worker && !shape.sliced;
+    o.head_slices = 0;  // sliced: planned again over the workers left
     return o;
 }
 
@@ -61,6 +65,13 @@ RecoveringEngine::ChainShape RecoveringEngine::shape_of(const PipelineEngine& ch
     }
     shape.embedding_on_worker = !plan.stages.empty() && plan.stages.front().embedding;
     shape.head_on_worker = !plan.stages.empty() && plan.stages.back().head;
+    // Holders of a vocabulary slice alone stay in the shape with no layers (--split 0).
+    for (const PlannedSlice& sl : plan.slices)
+        if (sl.slice_only) {
+            shape.workers.push_back(inner_workers_.at(static_cast<size_t>(sl.worker)));
+            shape.layers.push_back(0);
+        }
+    shape.sliced = !plan.slices.empty();
     return shape;
 }
 

@@ -61,6 +61,7 @@ private:
         std::vector<std::string> workers;
         std::vector<int> layers;
         bool embedding_on_worker = false, head_on_worker = false;
+        bool sliced = false;  // the classifier in vocabulary slices (workers with 0 layers hold only one)
     };
     // Replaces inner_ after `failure`; replays the KV caches. Throws ferry::Error when it cannot.
     void recover(const WorkerError& failure, Clock::time_point detected);
