@@ -129,7 +129,7 @@ std::string format_plan(const PipelinePlan& plan, const std::vector<WorkerCapaci
     const double ms = plan.predicted_ms_per_token;
     const Split sp = split_of(plan);
     std::snprintf(line, sizeof line,
-                  "predicted: %.3f ms per token = compute %.3f ms + network %.3f ms (%.1f tok/s)\n", ms, sp.compute,
+                  "predicted: %.3f ms per token = compute %.3f ms + network %.3f ms (%.3g tok/s)\n", ms, sp.compute,
                   sp.network, ms > 0 ? 1000.0 / ms : 0.0);
     out += line;
     for (const LeftOutWorker& l : plan.left_out_reasons)
