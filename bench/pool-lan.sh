@@ -255,7 +255,7 @@ case "${1:-}" in
   coord) shift; exec ip netns exec "$P-c" "$@" ;;
   coordmem) mem=${2:?memory cap, e.g. 128M}; shift 2; cgroup_make c "$mem"
       # The coordinator in its own memory cgroup too (peak c / oom c read it).
-      exec sh -c 'echo $$ > "$0/cgroup.procs" && exec ip netns exec "$1" "${@:2}"' "$(cgroup_dir c)" "$P-c" "$@" ;;
+      exec sh -c 'echo $$ > "$1/cgroup.procs" && ns=$2 && shift 2 && exec ip netns exec "$ns" "$@"' sh "$(cgroup_dir c)" "$P-c" "$@" ;;
   peak) cgroup_peak "${2:?}" ;;
   oom) cgroup_oom "${2:?}" ;;
   down) lan_down ;;

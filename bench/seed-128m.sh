@@ -10,7 +10,9 @@
 # the token ids, and prints every process's peak (its cgroup's, and the RSS
 # the node table reports) next to what `ferry plan` predicted.
 #
-#   bench/seed-128m.sh                 TYPE=q4_K WORKERS=8 MEM=128M CTX=256 STEPS=32 RATE=100mbit
+#   bench/seed-128m.sh                 TYPE=q4_K WORKERS=8 MEM=128M CTX=256 STEPS=64 RATE=100mbit
+#
+# STEPS counts positions, as -n does: the 26-token prompt and 38 generated tokens by default.
 #
 # The model is made once with `ferry synth --preset llama3.2-1b --format gguf --type TYPE` in WORK
 # (default /tmp/ferry-seed-bench). Needs root, iproute2 and memory cgroups (bench/pool-lan.sh check).
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 BUILD=${FERRY_BUILD:-$PWD/build}
 FERRY=${FERRY_BIN:-$BUILD/coordinator/ferry}
 POOL=bench/pool-lan.sh
-TYPE=${TYPE:-q4_K}; WORKERS=${WORKERS:-8}; MEM=${MEM:-128M}; CTX=${CTX:-256}; STEPS=${STEPS:-32}
+TYPE=${TYPE:-q4_K}; WORKERS=${WORKERS:-8}; MEM=${MEM:-128M}; CTX=${CTX:-256}; STEPS=${STEPS:-64}
 RATE=${RATE:-100mbit}; WORK=${WORK:-/tmp/ferry-seed-bench}
 NET=${FERRY_POOL_NET:-10.77.0}
 mkdir -p "$WORK"

@@ -102,7 +102,7 @@ TEST_F(PlanCli, LeavesOutASlowWorkerAndSaysWhy) {
 }
 
 TEST_F(PlanCli, ShowsWhereTheEmbeddingAndTheHeadGo) {
-    // A coordinator with room for itself alone (25.1 MB with this vocabulary): the classifier goes
+    // A coordinator with room for itself alone (25.2 MB with this vocabulary): the classifier goes
     // to the workers, split between them (faster than whole on one), and the embedding stays, read
     // a row at a time from the file.
     auto r = plan({"--pool", "2x40M", "--coordinator-memory", "26M"});
@@ -119,7 +119,7 @@ TEST_F(PlanCli, ShowsWhereTheEmbeddingAndTheHeadGo) {
     // Too small for the coordinator itself.
     r = plan({"--pool", "2x40M", "--coordinator-memory", "2M"});
     EXPECT_EQ(r.exit_code, 1);
-    EXPECT_NE(r.err.find("the coordinator's memory budget of 2.0 MB cannot hold the coordinator itself (25.1 MB"),
+    EXPECT_NE(r.err.find("the coordinator's memory budget of 2.0 MB cannot hold the coordinator itself (25.2 MB"),
               std::string::npos)
         << r.err;
     EXPECT_NE(r.err.find("give it at least 26M"), std::string::npos) << r.err;

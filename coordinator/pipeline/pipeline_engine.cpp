@@ -635,8 +635,9 @@ void PipelineEngine::embed_locally(const int* tokens, int n_tokens) {
     }
 }
 
-void PipelineEngine::classify_sliced(int k, bool want_logits) {
+void PipelineEngine::classify_sliced(int k, bool want_logits, bool decode) {
     Hub& hub = net_->hub;
+    const auto t_start = Clock::now();
     const size_t dim = static_cast<size_t>(config_.dim), vocab = static_cast<size_t>(config_.vocab_size);
     wire::Frame f;
     wire::Classify* c = f.mutable_classify();
@@ -654,6 +655,7 @@ void PipelineEngine::classify_sliced(int k, bool want_logits) {
     std::vector<float> slice_logits;
     std::vector<bool> answered(slices_.size(), false);
     size_t answers = 0;
+    double slowest_ms = 0;
     const double limit_s = opt_.timeout_s + 120;
     const auto deadline = after(limit_s);
     while (answers < slices_.size()) {
@@ -719,7 +721,12 @@ void PipelineEngine::classify_sliced(int k, bool want_logits) {
         local_stats_.bytes_received += e->frame.wire_bytes;
         n.stats.rss = r.rss();
         n.stats.peak_rss = std::max(n.stats.peak_rss, r.peak_rss());
+        slowest_ms = std::max(slowest_ms, compute_ms);
     }
+    // The slices' round trip is part of the token's time (the slowest slice's compute of it).
+    const double wall = ms_since(t_start);
+    (decode ? totals_.decode_ms : totals_.prefill_ms) += wall;
+    if (decode) totals_.decode_compute_ms += slowest_ms;
     if (want_logits) return;
     // The slices in vocabulary order, a later one only on a strictly larger
     // value: one process's argmax over the whole vocabulary.
@@ -738,7 +745,7 @@ void PipelineEngine::classify_sliced(int k, bool want_logits) {
 
 float* PipelineEngine::forward(const int* tokens, int n_tokens, int pos) {
     run_request(tokens, n_tokens, pos, head_remote_ ? wire::WANT_LOGITS : wire::WANT_ACTIVATION, nullptr, 0);
-    if (sliced_) classify_sliced(1, true);
+    if (sliced_) classify_sliced(1, true, n_tokens == 1);
     return logits_.data();
 }
 
@@ -746,7 +753,7 @@ int PipelineEngine::forward_sample(const int* tokens, int n_tokens, int pos, Sam
     if (sliced_ && sampler.params().temperature == 0.0f) {
         // Greedy: a best value and index from each slice, not the logits.
         run_request(tokens, n_tokens, pos, wire::WANT_ACTIVATION, nullptr, 0);
-        classify_sliced(1, false);
+        classify_sliced(1, false, n_tokens == 1);
         return best_[0];
     }
     if (!head_remote_) return sampler.sample(forward(tokens, n_tokens, pos));

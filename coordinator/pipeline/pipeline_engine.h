@@ -123,7 +123,8 @@ private:
     // to every slice at once: logits_[k][vocab] (want_logits), else each
     // row's greedy token in best_[k] (the single process's argmax: the
     // largest value, the lowest index on a tie).
-    void classify_sliced(int k, bool want_logits);
+    // `decode`: the request was a decode step (its time joins the decode totals, else the prefill's).
+    void classify_sliced(int k, bool want_logits, bool decode = true);
     [[noreturn]] void fail_node(int link, const std::string& what) const;
     // Throws naming the node for a closed link or an Error frame; returns other frames.
     void check_event(const void* event) const;

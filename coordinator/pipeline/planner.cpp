@@ -739,8 +739,16 @@ bool place_slices(const PlanProblem& p, const std::vector<WorkerCapacity>& worke
                 r = 1;
             }
         int64_t ns = 0;
-        for (size_t i = 0; i < k; ++i)
+        double slowest_mbps = 0;
+        for (size_t i = 0; i < k; ++i) {
             if (rows[i] > 0) ns = std::max(ns, slice_ns(chosen[i], rows[i]));
+            const double mbps = workers[chosen[i]].link_mbps;
+            if (mbps > 0) slowest_mbps = slowest_mbps > 0 ? std::min(slowest_mbps, mbps) : mbps;
+        }
+        // Sampling: every slice's logits converge on the coordinator's own link
+        // (as fast as the slowest slice's, at best): the whole vocabulary's 4 bytes.
+        if (r.sampled && slowest_mbps > 0)
+            ns = std::max<int64_t>(ns, std::llround(static_cast<double>(p.vocab) * 4 * 8e3 / slowest_mbps));
         if (ns < best_ns) {
             best_ns = ns;
             best_workers = chosen;

@@ -203,12 +203,12 @@ uint64_t coordinator_memory(const PlanProblem& p, bool keeps_embedding, bool kee
 // The coordinator process besides the weights it keeps: its peak RSS measured
 // in runs across workers that stream every shard (the peak) and then generate
 // (docs/BENCHMARKS.md): 17 MB with a 512-entry vocabulary (code, libraries,
-// heap), 27 MB with 32000 entries, 53.6 MB with Llama 3's 128256 (a BPE
+// heap), 27 MB with 32000 entries, 53.6-58.9 MB with Llama 3's 128256 (a BPE
 // tokenizer's strings, merges and tables, the logits and the sampler's
 // candidates grow with the vocabulary), of which shard streaming's queues
 // and reads are up to ~10 MB for a moment.
 constexpr uint64_t kCoordinatorOverhead = 24ull << 20;
-constexpr uint64_t kCoordinatorBytesPerToken = 272;
+constexpr uint64_t kCoordinatorBytesPerToken = 304;
 uint64_t coordinator_process_memory(int vocab_size);
 // Total predicted time of a chain, in ns; -1 if any stage or the coordinator does not fit.
 int64_t chain_ns(const PlanProblem& p, const std::vector<WorkerCapacity>& workers,
