@@ -151,6 +151,45 @@ TEST_F(LiveWorker, AnAssignmentOverItsMemoryIsRefusedWithTheNumbers) {
     expect_serving();
 }
 
+// Vocabulary slices a coordinator could not mean: refused in one line each,
+// and the worker serves on.
+TEST_F(LiveWorker, AHostileVocabularySliceIsRefusedInOneLine) {
+    ModelConfig small;
+    small.dim = 64;
+    small.hidden_dim = 128;
+    small.n_layers = 2;
+    small.n_heads = 4;
+    small.n_kv_heads = 4;
+    small.vocab_size = 512;
+    small.seq_len = 64;
+    const ModelFile model = test::fake_model(small, TensorType::F32, false, "small.bin");
+    struct Bad {
+        ShardSpec spec;
+        int stage;
+        const char* says;
+    };
+    const Bad cases[] = {
+        {ShardSpec{0, 0, false, false, 0, 513}, -1, "assigned vocabulary slice [0, 513) is not a part of the model's 512"},
+        {ShardSpec{0, 0, false, false, 300, 200}, -1, "assigned vocabulary slice [300, 200)"},
+        {ShardSpec{0, 2, false, true, 0, 256}, 0, "or comes with the whole head"},
+        {ShardSpec{0, 0, false, false, 0, 256}, 0, "for a vocabulary slice alone (it is no stage: -1)"},
+        {ShardSpec{0, 2, false, false, 0, 256}, -1, "stage -1 of 1"},
+    };
+    for (const Bad& b : cases) {
+        RawClient c(worker_->port());
+        c.send(net::make_hello(wire::COORDINATOR, "test"));
+        wire::Frame f = test::assign_frame(model, b.spec, 0, b.stage);
+        f.mutable_assign()->set_vocab_first(b.spec.vocab_first);
+        f.mutable_assign()->set_vocab_last(b.spec.vocab_last);
+        c.send(f);
+        bool closed = false;
+        const std::string e = errors_of(c.read(5, &closed));
+        EXPECT_TRUE(closed) << b.says;
+        EXPECT_NE(e.find(b.says), std::string::npos) << e;
+    }
+    expect_serving();
+}
+
 // A data connection that claims another model: refused with both hashes named,
 // while the real session (an in-process coordinator) goes on.
 TEST(LiveWorkers, AWrongModelHashOnADataConnectionIsRefusedAtBothEnds) {

@@ -213,6 +213,21 @@ TEST(Serve, ConcurrentRequestsEqualFerryRunAloneAcross3WorkersHeadOnCoordinator)
     EXPECT_EQ(server.terminate(20), 0) << server.log();
 }
 
+// The classifier in vocabulary slices on the three stages, and three
+// batches in flight along the chain while the slices answer: the same
+// replies (results of later batches that arrive meanwhile wait their turn).
+TEST(Serve, ConcurrentRequestsEqualFerryRunAloneWithTheHeadInSlices) {
+    TempDir dir;
+    WorkerProcess a({"--threads", "1", "--cache-dir", dir.file("ca")}, dir.file("a.log"));
+    WorkerProcess b({"--threads", "1", "--cache-dir", dir.file("cb")}, dir.file("b.log"));
+    WorkerProcess c({"--threads", "1", "--cache-dir", dir.file("cc")}, dir.file("c.log"));
+    ServeProcess server(dir, {"--parallel", "8", "--workers", addresses({&a, &b, &c}), "--split", "1,2,2",
+                              "--head-slices", "3"});
+    expect_concurrent_exact(server);
+    EXPECT_NE(server.log().find("classifier in 3 vocabulary slices"), std::string::npos) << server.log();
+    EXPECT_EQ(server.terminate(20), 0) << server.log();
+}
+
 TEST(Serve, ChatReplyEqualsFerryRunChat) {
     TempDir dir;
     ServeProcess server(dir, {"--parallel", "2"});

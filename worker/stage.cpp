@@ -35,6 +35,9 @@ Stage::Stage(const std::string& path, const ModelConfig& expected, const StageSe
                     "); delete it from the cache or the model dir");
     weights_ = bind_weights(file_.config, setup.spec, file_.tensors, file_.map.data(), path);
     weight_bytes_ = shard_weight_bytes(weights_);
+    if (setup.spec.has_slice() && weights_.classifier.data != weights_.token_embedding.data)
+        slice_bytes_ = static_cast<uint64_t>(tensor_bytes(weights_.classifier.type, weights_.classifier.rows,
+                                                          weights_.classifier.cols, weights_.classifier.group));
     weight_type_ = dominant_tensor_type(file_);
     const int layers = setup.spec.last_layer - setup.spec.first_layer;
     for (int i = 0; i < std::max(1, setup.slots); ++i)

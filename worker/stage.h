@@ -39,6 +39,8 @@ public:
     const std::string& path() const { return file_.path; }
     const ModelFile& file() const { return file_; }
     uint64_t weight_bytes() const { return weight_bytes_; }
+    // What a Forward streams: the weights but a vocabulary slice's rows (read only by classify()).
+    uint64_t forward_bytes() const { return weight_bytes_ - slice_bytes_; }
     // The type most of the shard's layer weights are stored in (dominant_tensor_type).
     const std::string& weight_type() const { return weight_type_; }
     bool has_layers() const { return setup_.spec.last_layer > setup_.spec.first_layer; }
@@ -60,7 +62,7 @@ private:
     Weights weights_;
     std::vector<KVCache> kv_;  // one per sequence slot
     Workspace ws_;
-    uint64_t weight_bytes_ = 0;
+    uint64_t weight_bytes_ = 0, slice_bytes_ = 0;
     std::string weight_type_;
     std::vector<float> x_, logits_;
     std::vector<RowRef> rows_;

@@ -663,8 +663,10 @@ struct Worker::Impl {
                         std::to_string(c.vocab_size) + " tokens, or comes with the whole head");
         // A worker holding only a vocabulary slice is no stage of the chain (index -1).
         const bool slice_only = spec.has_slice() && spec.last_layer == spec.first_layer && !spec.embedding;
-        if (a.n_stages() < 1 || a.stage_index() < (slice_only ? -1 : 0) || a.stage_index() >= a.n_stages())
-            throw Error("stage " + std::to_string(a.stage_index()) + " of " + std::to_string(a.n_stages()));
+        if (a.n_stages() < 1 || a.stage_index() < (slice_only ? -1 : 0) || a.stage_index() >= a.n_stages() ||
+            (slice_only && a.stage_index() != -1))
+            throw Error("stage " + std::to_string(a.stage_index()) + " of " + std::to_string(a.n_stages()) +
+                        (slice_only ? " for a vocabulary slice alone (it is no stage: -1)" : ""));
         if (spec.embedding && a.stage_index() != 0) throw Error("only the first stage can hold the embedding");
         if (spec.head && a.stage_index() != a.n_stages() - 1) throw Error("only the last stage can hold the head");
         if (a.context() < 1 || a.context() > c.seq_len)
@@ -811,7 +813,7 @@ struct Worker::Impl {
         double gbps = caps.matvec_gbps();
         for (const auto& [type, g] : caps.type_gbps()) gbps = std::min(gbps, g);
         if (!(gbps > 0)) return 0;
-        const double seconds = static_cast<double>(stage.weight_bytes()) / (gbps * 1e9);
+        const double seconds = static_cast<double>(stage.forward_bytes()) / (gbps * 1e9);
         return seconds <= 0.25 ? kInlinePositions : 0;
     }
 
@@ -1044,7 +1046,7 @@ struct Worker::Impl {
             o.error = e.what();
         }
         o.compute_ns = net::now_ns() - t0;
-        o.weight_bytes = stage.weight_bytes();
+        o.weight_bytes = stage.forward_bytes();
         if (stage.has_layers()) o.weight_type = stage.weight_type();
         if (send) {
             const ProcessMemory mem = memory();

@@ -88,6 +88,7 @@ struct PipelineEngine::Node : WorkerLink {
     std::unique_ptr<net::Hasher> hasher;
     std::string source;
     NodeStats stats;
+    double slice_predicted_ms = 0;  // of stats.predicted_compute_ms: its vocabulary slice's (not in a Forward's trace)
     std::array<double, 32> window_ms{};  // decode steps' compute since the last check (note_decode_speed)
     size_t window_steps = 0;
     bool slow_said = false;
@@ -147,6 +148,7 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
         Node* n = nodes_[static_cast<size_t>(sl.worker)].get();
         n->spec = planned_spec(plan_, sl.worker);
         n->stats.predicted_compute_ms += sl.compute_ms;
+        n->slice_predicted_ms = sl.compute_ms;
         if (sl.slice_only) {
             n->stats.predicted_net_ms = sl.hop_ms;
             assigned_.push_back(n);
@@ -201,7 +203,16 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     local_stats_.kernel_level = kernels::level_name(kernels::active_level());
 }
 
-PipelineEngine::~PipelineEngine() = default;
+PipelineEngine::~PipelineEngine() {
+    // The plan kept the coordinator within --memory; say so if the process went past it anyway.
+    if (opt_.coordinator_memory == 0) return;
+    const uint64_t peak = read_process_memory().peak_rss;
+    if (peak > opt_.coordinator_memory)
+        spdlog::warn("coordinator: peak RSS {} went past --memory {} that the plan kept it within (its process was "
+                     "counted at {}); give it more, or report this",
+                     format_bytes(peak), format_bytes(opt_.coordinator_memory),
+                     format_bytes(coordinator_process_memory(config_.vocab_size)));
+}
 
 std::string PipelineEngine::node_name(int link) const {
     for (const auto& n : nodes_) {
@@ -597,7 +608,7 @@ void PipelineEngine::account(const void* result, uint64_t sent_ns, uint64_t sent
 // long hiccup is not; the per-token cost is one store.
 void PipelineEngine::note_decode_speed(Node& n, double compute_ms) {
     constexpr double kSlowFactor = 1.5;
-    const double planned = n.stats.predicted_compute_ms;
+    const double planned = n.stats.predicted_compute_ms - n.slice_predicted_ms;  // a Forward's: its layers
     if (!(planned > 0) || n.slow_said) return;
     n.window_ms[n.window_steps++] = compute_ms;
     if (n.window_steps < n.window_ms.size()) return;
@@ -659,7 +670,8 @@ void PipelineEngine::classify_sliced(int k, bool want_logits, bool decode) {
     const double limit_s = opt_.timeout_s + 120;
     const auto deadline = after(limit_s);
     while (answers < slices_.size()) {
-        std::optional<Hub::Event> e = net_->next(deadline);
+        // From the hub, not the stash: a result stashed here goes to the back, in order.
+        std::optional<Hub::Event> e = hub.wait(deadline);
         if (!e) {
             size_t i = 0;
             while (answered[i]) ++i;
