@@ -15,8 +15,12 @@ std::string spec_text(const ShardSpec& s) {
                         : std::string("none");
     if (s.embedding) t += "+emb";
     if (s.head) t += "+head";
-    if (s.has_slice()) t += "+vocab " + std::to_string(s.vocab_first) + "-" + std::to_string(s.vocab_last - 1);
+    if (s.has_slice()) t += "+" + vocab_text(s);
     return t;
+}
+
+std::string vocab_text(const ShardSpec& s) {
+    return s.has_slice() ? "vocab " + std::to_string(s.vocab_first) + "-" + std::to_string(s.vocab_last - 1) : "";
 }
 
 std::string layer_tensor_name(int layer, const char* part, const char* suffix) {

@@ -42,6 +42,8 @@ struct ShardSpec {
 
 // "0-2+emb", "3-4+head", "none+head", "4-5+vocab 0-64127": inclusive ranges, as every text shows them.
 std::string spec_text(const ShardSpec& s);
+// "vocab 0-64127": a vocabulary slice's rows, inclusive ("" without one).
+std::string vocab_text(const ShardSpec& s);
 
 struct Weights {
     ShardSpec spec;

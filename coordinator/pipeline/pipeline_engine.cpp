@@ -151,6 +151,7 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
         n->slice_predicted_ms = sl.compute_ms;
         if (sl.slice_only) {
             n->stats.predicted_net_ms = sl.hop_ms;
+            n->stats.memory_needed = sl.shard.total();
             assigned_.push_back(n);
         }
         slices_.push_back(n);
@@ -193,8 +194,6 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
         n->stats.arch = n->caps.arch();
         n->stats.kernel_level = n->caps.kernel_level();
         n->stats.memory_budget = n->caps.memory_budget();
-        for (const PlannedSlice& sl : plan_.slices)
-            if (sl.slice_only && nodes_[static_cast<size_t>(sl.worker)].get() == n) n->stats.memory_needed = sl.shard.total();
         if (n->stage >= 0) n->stats.memory_needed = plan_.stages[static_cast<size_t>(n->stage)].memory.total();
         n->stats.link_rtt_ms = n->rtt_ms;
         n->stats.kv_slots = plan_.slots;
@@ -217,7 +216,7 @@ PipelineEngine::~PipelineEngine() {
 std::string PipelineEngine::node_name(int link) const {
     for (const auto& n : nodes_) {
         if (n->link != link) continue;
-        if (n->stage < 0 && n->spec.has_slice()) return "worker " + n->address + " (vocabulary slice " + spec_text(n->spec).substr(5) + ")";
+        if (n->stage < 0 && n->spec.has_slice()) return "worker " + n->address + " (vocabulary slice: " + vocab_text(n->spec) + ")";
         if (n->stage < 0) return "worker " + n->address;
         return "worker " + n->address + " (stage " + std::to_string(n->stage + 1) + " of " +
                std::to_string(chain_.size()) + ", layers " + spec_text(n->spec) + ")";
@@ -711,7 +710,7 @@ void PipelineEngine::classify_sliced(int k, bool want_logits, bool decode) {
                 const int index = r.best_index(t);
                 if (index < n.spec.vocab_first || index >= n.spec.vocab_last)
                     fail_node(n.link, "answered token " + std::to_string(index) + " outside its slice " +
-                                          spec_text(n.spec).substr(5));
+                                          vocab_text(n.spec));
                 best_value[i * static_cast<size_t>(k) + static_cast<size_t>(t)] = r.best_value(t);
                 best_index[i * static_cast<size_t>(k) + static_cast<size_t>(t)] = index;
             }

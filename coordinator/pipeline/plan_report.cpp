@@ -47,7 +47,10 @@ Split split_of(const PipelinePlan& plan) {
 }
 
 std::string slice_text(const PlannedSlice& sl) {
-    return "vocab " + std::to_string(sl.vocab_first) + "-" + std::to_string(sl.vocab_last - 1);
+    ShardSpec spec;
+    spec.vocab_first = sl.vocab_first;
+    spec.vocab_last = sl.vocab_last;
+    return vocab_text(spec);
 }
 
 const PlannedSlice* slice_of(const PipelinePlan& plan, int worker) {

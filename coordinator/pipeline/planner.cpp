@@ -731,12 +731,12 @@ bool place_slices(const PlanProblem& p, const std::vector<WorkerCapacity>& worke
         std::vector<int64_t> rows = water_fill(caps, speeds, p.vocab);
         if (rows.empty()) continue;
         // Every chosen worker holds a slice, however slow (a row from the largest).
-        for (int64_t& r : rows)
-            if (r == 0) {
-                int64_t& most = *std::max_element(rows.begin(), rows.end());
-                if (most < 2) break;
-                --most;
-                r = 1;
+        for (int64_t& n_rows : rows)
+            if (n_rows == 0) {
+                int64_t& largest = *std::max_element(rows.begin(), rows.end());
+                if (largest < 2) break;
+                --largest;
+                n_rows = 1;
             }
         int64_t ns = 0;
         double slowest_mbps = 0;
@@ -772,17 +772,14 @@ bool place_slices(const PlanProblem& p, const std::vector<WorkerCapacity>& worke
         plan.slices.push_back(sl);
         first = sl.vocab_last;
     }
-    for (int w : plan.left_out)
-        if (std::any_of(plan.slices.begin(), plan.slices.end(), [&](const PlannedSlice& s) { return s.worker == w; }))
-            plan.left_out_reasons.erase(std::remove_if(plan.left_out_reasons.begin(), plan.left_out_reasons.end(),
-                                                       [&](const LeftOutWorker& l) { return l.worker == w; }),
-                                        plan.left_out_reasons.end());
-    plan.left_out.erase(std::remove_if(plan.left_out.begin(), plan.left_out.end(),
-                                       [&](int w) {
-                                           return std::any_of(plan.slices.begin(), plan.slices.end(),
-                                                              [&](const PlannedSlice& s) { return s.worker == w; });
-                                       }),
-                        plan.left_out.end());
+    // A worker that holds a slice is not left out.
+    auto holds_slice = [&](int w) {
+        return std::any_of(plan.slices.begin(), plan.slices.end(), [&](const PlannedSlice& s) { return s.worker == w; });
+    };
+    plan.left_out.erase(std::remove_if(plan.left_out.begin(), plan.left_out.end(), holds_slice), plan.left_out.end());
+    plan.left_out_reasons.erase(std::remove_if(plan.left_out_reasons.begin(), plan.left_out_reasons.end(),
+                                               [&](const LeftOutWorker& l) { return holds_slice(l.worker); }),
+                                plan.left_out_reasons.end());
     plan.slices_ms = ms(best_ns);
     plan.predicted_ms_per_token += plan.slices_ms;
     return true;
@@ -914,9 +911,10 @@ std::string more_workers_fix(const ModelFile& file, const std::vector<WorkerCapa
 }
 
 // When the layers fit the workers and only the coordinator's budget stops the
-// plan: the vocabulary table (embedding and classifier) fits no node. The
-// refusal says so and names what would fit: the coordinator budget it needs,
-// or the largest smaller table type that fits; "" if that is not the case.
+// plan: the vocabulary table (embedding and classifier) fits no node, whole
+// or in slices. The refusal says so and names what would fit: the
+// coordinator budget it needs, how many more workers, or the largest smaller
+// table type that fits; "" if that is not the case.
 std::string table_refusal(const ModelFile& file, const std::vector<WorkerCapacity>& workers, const PlanRequest& r,
                           const PlanProblem& p) {
     if (r.coordinator.memory_budget == 0 || !r.split.empty()) return "";
