@@ -37,7 +37,13 @@ CpuFeatures detect_cpu_features() {
     if (max_leaf >= 7) {
         __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx);
         f.avx2 = os_avx && ((ebx >> 5) & 1);
-        f.avx512f = os_avx && ((ebx >> 16) & 1) && (read_xcr0() & 0xe6) == 0xe6;
+        // zmm and mask state too (XCR0 bits 5-7).
+        const bool os_avx512 = os_avx && (read_xcr0() & 0xe6) == 0xe6;
+        f.avx512f = os_avx512 && ((ebx >> 16) & 1);
+        f.avx512dq = f.avx512f && ((ebx >> 17) & 1);
+        f.avx512bw = f.avx512f && ((ebx >> 30) & 1);
+        f.avx512vl = f.avx512f && ((ebx >> 31) & 1);
+        f.avx512vnni = f.avx512f && ((ecx >> 11) & 1);
     }
     f.fma = f.fma && os_avx;
     f.f16c = f.f16c && os_avx;
@@ -47,13 +53,21 @@ CpuFeatures detect_cpu_features() {
 
 Level best_level() {
     const CpuFeatures f = detect_cpu_features();
+#if defined(__x86_64__)
+    // VNNI is part of the level, not optional: its integer dot products are
+    // vpdpbusd. Only Skylake-SP/X (2017) have AVX-512 without it; they get avx2.
+    if (f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni)
+        return Level::avx512;
+#endif
     if (f.avx2 && f.fma && f.f16c) return Level::avx2;
     if (f.sse2) return Level::sse2;
     return Level::scalar;
 }
 
 std::vector<Level> compiled_levels() {
-#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
+#if defined(__x86_64__) || defined(_M_X64)
+    return {Level::scalar, Level::sse2, Level::avx2, Level::avx512};
+#elif defined(__i386__) || defined(_M_IX86)
     return {Level::scalar, Level::sse2, Level::avx2};
 #else
     return {Level::scalar};
@@ -80,6 +94,7 @@ const char* level_name(Level level) {
         case Level::scalar: return "scalar";
         case Level::sse2: return "sse2";
         case Level::avx2: return "avx2";
+        case Level::avx512: return "avx512";
     }
     return "unknown";
 }
@@ -88,6 +103,7 @@ bool parse_level(const std::string& name, Level* out) {
     if (name == "scalar") *out = Level::scalar;
     else if (name == "sse2") *out = Level::sse2;
     else if (name == "avx2") *out = Level::avx2;
+    else if (name == "avx512") *out = Level::avx512;
     else if (name == "auto") *out = best_level();
     else return false;
     return true;
@@ -106,6 +122,10 @@ std::string cpu_features_string() {
     add(f.fma, "fma");
     add(f.f16c, "f16c");
     add(f.avx512f, "avx512f");
+    add(f.avx512bw, "avx512bw");
+    add(f.avx512vl, "avx512vl");
+    add(f.avx512dq, "avx512dq");
+    add(f.avx512vnni, "avx512vnni");
     return s.empty() ? "none" : s;
 }
 

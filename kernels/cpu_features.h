@@ -6,7 +6,8 @@
 
 namespace ferry::kernels {
 
-enum class Level { scalar = 0, sse2 = 1, avx2 = 2 };
+// Ordered: a level may use every instruction set of the levels below it.
+enum class Level { scalar = 0, sse2 = 1, avx2 = 2, avx512 = 3 };
 
 struct CpuFeatures {
     bool sse2 = false;
@@ -14,19 +15,24 @@ struct CpuFeatures {
     bool fma = false;
     bool f16c = false;
     bool avx512f = false;
+    bool avx512bw = false;
+    bool avx512vl = false;
+    bool avx512dq = false;
+    bool avx512vnni = false;
 };
 
 CpuFeatures detect_cpu_features();
 // Highest level this CPU can run.
 Level best_level();
-// The levels this binary has kernels for (x86: scalar, sse2, avx2; elsewhere scalar).
+// The levels this binary has kernels for (x86-64: scalar, sse2, avx2, avx512;
+// i686: scalar, sse2, avx2; elsewhere scalar).
 std::vector<Level> compiled_levels();
 // The level every kernel uses now; starts at best_level().
 Level active_level();
 // Forces a level; returns false (and changes nothing) if the CPU lacks it.
 bool set_active_level(Level level);
 const char* level_name(Level level);
-// "scalar" | "sse2" | "avx2" | "auto"; false if unknown. "auto" gives best_level().
+// "scalar" | "sse2" | "avx2" | "avx512" | "auto"; false if unknown. "auto" gives best_level().
 bool parse_level(const std::string& name, Level* out);
 // "sse2 avx2 fma f16c" style list of what the CPU has.
 std::string cpu_features_string();

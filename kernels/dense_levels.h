@@ -62,6 +62,15 @@ namespace scalar { FERRY_DENSE_LEVEL_FUNCTIONS }
 namespace sse2 { FERRY_DENSE_LEVEL_FUNCTIONS }
 namespace avx2 { FERRY_DENSE_LEVEL_FUNCTIONS }
 #undef FERRY_DENSE_LEVEL_FUNCTIONS
+// AVX-512 (x86-64 only) has its own prefill tiles; the rest of its table is AVX2's.
+namespace avx512 {
+void matmul_f32(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
+                int64_t r0, int64_t r1);
+void matmul_f16(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
+                int64_t r0, int64_t r1);
+void matmul_bf16(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
+                 int64_t r0, int64_t r1);
+}  // namespace avx512
 
 // The kernels of `level`, falling back to scalar on builds without it.
 const DenseKernels& dense_kernels(Level level);

@@ -93,6 +93,16 @@ const DenseKernels& dense_kernels(Level level) {
 #if defined(__i386__) || defined(__x86_64__)
     static const DenseKernels sse2_table = FERRY_DENSE_TABLE(sse2);
     static const DenseKernels avx2_table = FERRY_DENSE_TABLE(avx2);
+#if defined(__x86_64__)
+    static const DenseKernels avx512_table = [] {
+        DenseKernels t = avx2_table;
+        t.matmul_f32 = avx512::matmul_f32;
+        t.matmul_f16 = avx512::matmul_f16;
+        t.matmul_bf16 = avx512::matmul_bf16;
+        return t;
+    }();
+    if (level == Level::avx512) return avx512_table;
+#endif
     if (level == Level::avx2) return avx2_table;
     if (level == Level::sse2) return sse2_table;
 #endif

@@ -50,7 +50,25 @@ struct QuantActs {
     // each block's 256, token t at block_sums + t * (stride / 256).
     const int16_t* bsums = nullptr;
     const int32_t* block_sums = nullptr;
+    // The same activations with tokens in vector lanes, for prefill kernels
+    // that broadcast a weight against 16 tokens at once (the AVX-512 level);
+    // lane_groups = 0 where they were not built. Group g holds tokens 16g ..
+    // 16g + 15, lane l token 16g + l; lanes past n_tokens hold x = 0, d = 0.
+    //   lane_qs: for each 4 values k (values 4k .. 4k + 3 of a token, k < stride / 4),
+    //            64 bytes at lane_qs + (g * stride / 4 + k) * 64, lane l's 4 bytes
+    //            being x + 128 (unsigned), values in their natural order;
+    //   lane_d: 16 floats per block, at lane_d + (g * stride / block + b) * 16;
+    //   lane_sums: 16 int32 per sum of a.sums (Q8_0, one per block) or a.bsums
+    //            (Q8_K, one per 16 values), at lane_sums + (g * n + s) * 16,
+    //            n = stride / 32 or stride / 16.
+    int lane_groups = 0;
+    const uint8_t* lane_qs = nullptr;
+    const float* lane_d = nullptr;
+    const int32_t* lane_sums = nullptr;
 };
+
+// Tokens per lane group (QuantActs::lane_qs).
+constexpr int kLaneTokens = 16;
 
 // Where value v (0..31) of Q8_0 block b lies in a token's interleaved qs.
 static inline int64_t q8_0_index(int64_t b, int v) { return (b / 2) * 64 + (v / 16) * 32 + (b % 2) * 16 + v % 16; }
@@ -114,5 +132,9 @@ QuantRowsFn kquant_rows(TensorType type);
 QuantRowsFn ternary_rows(TensorType type);
 QuantRowsFn q8group_rows(TensorType type);
 }  // namespace avx2
+namespace avx512 {
+// Prefill over QuantActs' token lanes (VNNI); nullptr for types it lacks.
+QuantRowsFn lane_rows(TensorType type);
+}  // namespace avx512
 
 }  // namespace ferry::kernels

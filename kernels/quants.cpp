@@ -85,13 +85,56 @@ QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratc
     return a;
 }
 
+// QuantActs' token lanes (quant_dot.h) from its token-major arrays.
+void build_token_lanes(QuantActs* a, ActScratch* scratch) {
+    const int groups = (a->n_tokens + kLaneTokens - 1) / kLaneTokens;
+    const int64_t nbs = a->stride / a->block;
+    const bool q8_0 = a->type == TensorType::Q8_0;
+    const int64_t n_sums = q8_0 ? a->stride / kQK8_0 : a->stride / 16;
+    const size_t qs_bytes = round64(static_cast<size_t>(groups * a->stride * kLaneTokens));
+    const size_t d_bytes = round64(static_cast<size_t>(groups * nbs * kLaneTokens) * sizeof(float));
+    const size_t sums_bytes = round64(static_cast<size_t>(groups * n_sums * kLaneTokens) * sizeof(int32_t));
+    uint8_t* base = scratch->take(qs_bytes + d_bytes + sums_bytes);
+    uint8_t* qs = base;
+    float* d = reinterpret_cast<float*>(base + qs_bytes);
+    int32_t* sums = reinterpret_cast<int32_t*>(base + qs_bytes + d_bytes);
+    std::memset(base, 0, qs_bytes + d_bytes + sums_bytes);
+    const int64_t words = a->stride / 4;
+    for (int t = 0; t < groups * kLaneTokens; ++t) {
+        const int g = t / kLaneTokens, l = t % kLaneTokens;
+        uint8_t* lane = qs + static_cast<int64_t>(g) * words * 64 + l * 4;
+        if (t >= a->n_tokens) {
+            for (int64_t k = 0; k < words; ++k) std::memset(lane + k * 64, 128, 4);
+            continue;
+        }
+        const int8_t* xt = a->qs + t * a->stride;
+        for (int64_t k = 0; k < words; ++k) {
+            // Q8_0's 4 values 4k .. 4k+3 lie together in its pair-interleaved order too.
+            const int8_t* src = q8_0 ? xt + q8_0_index(4 * k / kQK8_0, static_cast<int>(4 * k % kQK8_0)) : xt + 4 * k;
+            for (int j = 0; j < 4; ++j) lane[k * 64 + j] = static_cast<uint8_t>(src[j] + 128);
+        }
+        for (int64_t b = 0; b < nbs; ++b) d[(g * nbs + b) * kLaneTokens + l] = a->d[t * nbs + b];
+        for (int64_t s = 0; s < n_sums; ++s)
+            sums[(g * n_sums + s) * kLaneTokens + l] = q8_0 ? a->sums[t * n_sums + s] : a->bsums[t * n_sums + s];
+    }
+    a->lane_groups = groups;
+    a->lane_qs = qs;
+    a->lane_d = d;
+    a->lane_sums = sums;
+}
+
+// Batches at least this large take a level's token-lane kernel where it has
+// one: below it, half-empty lanes cost more than the AVX2 tiles, which read
+// the weights once for the whole batch.
+constexpr int kLaneMinTokens = 12;
+
 QuantRowsFn pick_kernel(TensorType type, Level level) {
     QuantRowsFn (*const avx2_families[])(TensorType) = {avx2::legacy_rows, avx2::kquant_rows, avx2::ternary_rows,
                                                         avx2::q8group_rows};
     QuantRowsFn (*const sse2_families[])(TensorType) = {sse2::legacy_rows, sse2::kquant_rows, sse2::ternary_rows,
                                                         sse2::q8group_rows};
 #if defined(__i386__) || defined(__x86_64__)
-    if (level == Level::avx2)
+    if (level >= Level::avx2)
         for (auto family : avx2_families)
             if (QuantRowsFn fn = family(type)) return fn;
     if (level >= Level::sse2)
@@ -121,8 +164,16 @@ void quant_matmul(float* out, const Matrix& w, const float* x, int n_tokens, Thr
         return;
     }
     thread_local ActScratch scratch;
-    const QuantActs a = quantize_acts(w, x, n_tokens, &scratch);
-    const QuantRowsFn fn = pick_kernel(w.type, active_level());
+    QuantActs a = quantize_acts(w, x, n_tokens, &scratch);
+    QuantRowsFn fn = pick_kernel(w.type, active_level());
+#if defined(__x86_64__)
+    if (active_level() == Level::avx512 && n_tokens >= kLaneMinTokens && w.type != TensorType::Q8_GROUP)
+        if (const QuantRowsFn lanes = avx512::lane_rows(w.type)) {
+            thread_local ActScratch lane_scratch;
+            build_token_lanes(&a, &lane_scratch);
+            fn = lanes;
+        }
+#endif
     if (!pool) return fn(out, w, a, 0, w.rows);
     // Chunks of whole row pairs (the SIMD kernels do two or four rows at a
     // time) of about 64 KB of weights: enough to stream (each chunk's start

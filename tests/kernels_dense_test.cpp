@@ -166,12 +166,18 @@ TEST(DenseMatmulOrder, EveryLevelSumsInTheCanonicalOrder) {
                     widened[i] = type == TensorType::F16 ? fp16_to_fp32(w.u16[i]) : bf16_to_fp32(w.u16[i]);
                 }
             }
-            const std::vector<float> x = test::normal_floats(cols, 12);
-            const float want = reference::canonical_dot(widened.data(), x.data(), cols, lanes);
+            // One token (decode) and a batch of 11 (prefill tiles, 2 tokens to a vector at AVX-512 for f32).
+            const int n_tokens = 11;
+            const std::vector<float> x = test::normal_floats(static_cast<size_t>(cols) * n_tokens, 12);
             for_each_level([&](const char* level) {
-                float got = NAN;
-                matmul(&got, w.m, x.data(), 1, nullptr);
-                EXPECT_EQ(fp32_to_bits(got), fp32_to_bits(want)) << level << " " << tensor_type_name(type) << " cols " << cols;
+                for (int batch : {1, n_tokens}) {
+                    std::vector<float> got(static_cast<size_t>(batch), NAN);
+                    matmul(got.data(), w.m, x.data(), batch, nullptr);
+                    for (int t = 0; t < batch; ++t)
+                        EXPECT_EQ(fp32_to_bits(got[t]),
+                                  fp32_to_bits(reference::canonical_dot(widened.data(), x.data() + t * cols, cols, lanes)))
+                            << level << " " << tensor_type_name(type) << " cols " << cols << " token " << t << " of " << batch;
+                }
             });
         }
     }
@@ -393,7 +399,7 @@ TEST_P(DenseAcrossMachines, LogitsChecksumIsTheSameEverywhere) {
     }
     const std::string want = bench_checksum({}, test::ferry_bin(), model, {"--kernels", "scalar", "--threads", "1"});
     ASSERT_EQ(want.size(), 16u) << want;
-    for (const char* level : {"scalar", "sse2", "avx2"}) {
+    for (const char* level : {"scalar", "sse2", "avx2", "avx512"}) {
         Level l;
         ASSERT_TRUE(parse_level(level, &l));
         if (static_cast<int>(l) > static_cast<int>(best_level())) continue;

@@ -40,7 +40,7 @@ const DotType kDotTypes[] = {
 
 std::vector<Level> levels_here() {
     std::vector<Level> out;
-    for (Level l : {Level::scalar, Level::sse2, Level::avx2})
+    for (Level l : kernels::compiled_levels())
         if (static_cast<int>(l) <= static_cast<int>(kernels::best_level())) out.push_back(l);
     return out;
 }
@@ -196,6 +196,34 @@ TEST_P(QuantMatmul, LevelsThreadsAndBatchesAgreeBitForBit) {
     }
 }
 
+// Prefill batches: 12 tokens or more take the AVX-512 level's token-lane
+// kernels (16 tokens to a vector); whole, partial and several lane groups,
+// with threads, must equal the scalar level and each token alone.
+TEST_P(QuantMatmul, PrefillBatchesAgreeBitForBit) {
+    const DotType& dt = GetParam();
+    test::LevelGuard guard;
+    std::mt19937 rng(31 + static_cast<int>(dt.type));
+    const int64_t block = dt.act == TensorType::Q8_K ? kQK_K : dt.act == TensorType::Q8_GROUP ? 64 : kQK8_0;
+    const int64_t rows = 13, cols = 9 * block;
+    const QuantMatrix q = make_matrix(dt.type, rows, cols, &rng, 64);
+    kernels::ThreadPool pool2(2);
+    for (int n_tokens : {12, 16, 17, 40}) {
+        const std::vector<float> x = make_activations(cols * n_tokens, &rng);
+        ASSERT_TRUE(kernels::set_active_level(Level::scalar));
+        const std::vector<float> want = run(q.m, x.data(), n_tokens, nullptr);
+        for (Level level : levels_here()) {
+            ASSERT_TRUE(kernels::set_active_level(level));
+            const std::string name = std::string(kernels::level_name(level)) + " " + std::to_string(n_tokens) + " tokens";
+            expect_bitwise_equal(run(q.m, x.data(), n_tokens, nullptr), want, name);
+            expect_bitwise_equal(run(q.m, x.data(), n_tokens, &pool2), want, name + ", 2 threads");
+        }
+        const int t = n_tokens - 1;
+        expect_bitwise_equal(run(q.m, x.data() + t * cols, 1, nullptr),
+                             std::vector<float>(want.begin() + t * rows, want.begin() + (t + 1) * rows),
+                             "the last token alone");
+    }
+}
+
 // Blocks of random bytes (with sane scales): levels at their extremes (Q8_0
 // -128, every Q3_K/Q6_K scale, every TQ1_0 byte), which quantizers never
 // make but files may hold.
@@ -230,16 +258,18 @@ TEST_P(QuantMatmulBlocks, ExtremeBlocksAgreeAcrossLevels) {
             std::memcpy(p + off, &h, 2);
         }
     }
-    const int n_tokens = 2;
-    const std::vector<float> x = make_activations(cols * n_tokens, &rng);
-    std::vector<double> ref, mag;
-    reference(q, dt.act, x.data(), n_tokens, &ref, &mag);
-    ASSERT_TRUE(kernels::set_active_level(Level::scalar));
-    const std::vector<float> want = run(q.m, x.data(), n_tokens, nullptr);
-    for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(want[i], ref[i], 1e-5 * mag[i] + 1e-30) << i;
-    for (Level level : levels_here()) {
-        ASSERT_TRUE(kernels::set_active_level(level));
-        expect_bitwise_equal(run(q.m, x.data(), n_tokens, nullptr), want, kernels::level_name(level));
+    for (const int n_tokens : {2, 18}) {  // a decode-sized batch and a prefill batch
+        const std::vector<float> x = make_activations(cols * n_tokens, &rng);
+        std::vector<double> ref, mag;
+        reference(q, dt.act, x.data(), n_tokens, &ref, &mag);
+        ASSERT_TRUE(kernels::set_active_level(Level::scalar));
+        const std::vector<float> want = run(q.m, x.data(), n_tokens, nullptr);
+        for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(want[i], ref[i], 1e-5 * mag[i] + 1e-30) << i;
+        for (Level level : levels_here()) {
+            ASSERT_TRUE(kernels::set_active_level(level));
+            expect_bitwise_equal(run(q.m, x.data(), n_tokens, nullptr), want,
+                                 std::string(kernels::level_name(level)) + " " + std::to_string(n_tokens) + " tokens");
+        }
     }
 }
 

@@ -84,8 +84,7 @@ TEST_P(ReferenceOutputs, MatchesRunC) {
 
 INSTANTIATE_TEST_SUITE_P(AllCases, ReferenceOutputs,
                          ::testing::Combine(::testing::ValuesIn(kCases),
-                                            ::testing::Values(kernels::Level::scalar, kernels::Level::sse2,
-                                                              kernels::Level::avx2)),
+                                            ::testing::ValuesIn(kernels::compiled_levels())),
                          [](const auto& info) {
                              std::string name = std::string(std::get<0>(info.param).reference) + "_" +
                                                 kernels::level_name(std::get<1>(info.param));

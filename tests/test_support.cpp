@@ -36,7 +36,7 @@ std::vector<float> normal_floats(size_t n, uint32_t seed, float stddev) {
 std::vector<kernels::Level> cpu_levels() {
     LevelGuard guard;
     std::vector<kernels::Level> levels;
-    for (kernels::Level l : {kernels::Level::scalar, kernels::Level::sse2, kernels::Level::avx2})
+    for (kernels::Level l : kernels::compiled_levels())
         if (kernels::set_active_level(l)) levels.push_back(l);
     return levels;
 }

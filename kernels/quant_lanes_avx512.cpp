@@ -1,0 +1,210 @@
+// AVX-512 VNNI prefill of the quantized types, tokens in lanes: one 512-bit
+// register holds 4 activation bytes of each of 16 tokens (QuantActs'
+// lane_qs), and vpdpbusd multiplies it by 4 weight bytes broadcast to every
+// lane, adding each token's 4 products into its own int32 lane. So a block's
+// integer sums come out one per token with no horizontal reduction, and the
+// f32 terms of quant_dot.h's canonical order are computed 16 tokens at a
+// time, each lane exactly as the scalar code computes its token.
+//
+// vpdpbusd multiplies unsigned by signed bytes: the activations are stored as
+// x + 128 and the weights' signed levels are broadcast, so each group's sum
+// is sum(q * x) + 128 * sum(q); the block's 128 * sum_g scale_g * sum(q_g) is
+// subtracted once, exactly (every sum here stays far inside int32).
+//
+// A tile is R weight rows, unpacked once into integers (BlockInts), against
+// TG groups of 16 tokens. Blocks are visited lane by lane of the canonical
+// 8 accumulators (b = j, j + 8, ... for j = 0 .. 7), so one f32 accumulator
+// per row and token group is live instead of eight.
+#if defined(__x86_64__)
+// GCC 12's own AVX-512 headers build some results from _mm512_undefined_*()
+// and then warn that it is uninitialized (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/quant_dot.h"
+#include "kernels/quant_formats.h"
+
+namespace ferry::kernels::avx512 {
+
+namespace {
+
+// A weight row as integers, block by block.
+struct RowBlock {
+    float d, dmin;
+    int32_t corr;  // 128 * sum_g scale_g * sum(q over group g)
+    int32_t scale[16];
+    int32_t min[16];
+};
+
+struct UnpackedRows {
+    std::vector<int8_t> q;        // row i's levels at q + i * cols
+    std::vector<RowBlock> block;  // row i's block b at i * nb + b
+};
+
+// Sum of 16 signed bytes.
+inline int32_t sum16(const int8_t* q) {
+    const __m128i biased = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)), _mm_set1_epi8(-128));
+    const __m128i s = _mm_sad_epu8(biased, _mm_setzero_si128());  // two sums of 8 bytes, each + 8 * 128
+    return _mm_cvtsi128_si32(s) + _mm_extract_epi16(s, 4) - 16 * 128;
+}
+
+template <int BV, int G>
+void unpack_rows(const Matrix& w, int64_t r, int n_rows, UnpackedRows* u) {
+    const QuantFormat* f = quant_format(w.type);
+    const int64_t nb = w.cols / BV;
+    u->q.resize(static_cast<size_t>(n_rows * w.cols));
+    u->block.resize(static_cast<size_t>(n_rows * nb));
+    const int64_t row_bytes = nb * f->block_bytes;
+    BlockInts ints;
+    for (int i = 0; i < n_rows; ++i) {
+        const uint8_t* row = static_cast<const uint8_t*>(w.data) + (r + i) * row_bytes;
+        for (int64_t b = 0; b < nb; ++b) {
+            f->unpack(row + b * f->block_bytes, &ints);
+            RowBlock& rb = u->block[i * nb + b];
+            rb.d = ints.d;
+            rb.dmin = ints.dmin;
+            int32_t corr = 0;
+            for (int g = 0; g < BV / G; ++g) {
+                int32_t sum = 0;
+                for (int v = g * G; v < (g + 1) * G; v += 16) sum += sum16(ints.q + v);
+                corr += ints.scale[g] * sum;
+                rb.scale[g] = ints.scale[g];
+                rb.min[g] = ints.min[g];
+            }
+            rb.corr = 128 * corr;
+            std::memcpy(&u->q[static_cast<size_t>(i * w.cols + b * BV)], ints.q, BV);
+        }
+    }
+}
+
+inline __m512i broadcast4(const int8_t* q) {
+    int32_t v;
+    std::memcpy(&v, q, 4);
+    return _mm512_set1_epi32(v);
+}
+
+// Rows [r, r + R) (unpacked in u, rows 0 .. R-1) against token groups
+// [g0, g0 + TG): out[t * w.rows + r + i] for the tokens that exist.
+template <int BV, int G, bool kMins, int R, int TG>
+void tile(float* out, const Matrix& w, const QuantActs& a, const UnpackedRows& u, int64_t r, int g0) {
+    const int64_t nb = w.cols / BV, nbs = a.stride / BV;
+    constexpr int kSums = BV == kQK8_0 ? 1 : BV / 16;  // lane sums per block
+    const int64_t sums_per_group = nbs * kSums;
+    __m512 lanes[8][R][TG];  // the canonical accumulators acc[j]
+    for (int j = 0; j < 8; ++j) {
+        __m512 acc[R][TG];
+        for (int i = 0; i < R; ++i)
+            for (int g = 0; g < TG; ++g) acc[i][g] = _mm512_setzero_ps();
+        for (int64_t b = j; b < nb; b += 8) {
+            __m512i isum[R][TG];
+            for (int i = 0; i < R; ++i)
+                for (int g = 0; g < TG; ++g) isum[i][g] = _mm512_setzero_si512();
+            for (int grp = 0; grp < BV / G; ++grp) {
+                __m512i s[R][TG];
+                for (int i = 0; i < R; ++i)
+                    for (int g = 0; g < TG; ++g) s[i][g] = _mm512_setzero_si512();
+                for (int k = 0; k < G / 4; ++k) {
+                    const int64_t dword = (b * BV + grp * G) / 4 + k;
+                    __m512i x[TG];
+                    for (int g = 0; g < TG; ++g)
+                        x[g] = _mm512_load_si512(a.lane_qs + ((g0 + g) * a.stride / 4 + dword) * 64);
+                    for (int i = 0; i < R; ++i) {
+                        const __m512i wq = broadcast4(u.q.data() + i * w.cols + 4 * dword);
+                        for (int g = 0; g < TG; ++g) s[i][g] = _mm512_dpbusd_epi32(s[i][g], x[g], wq);
+                    }
+                }
+                for (int i = 0; i < R; ++i) {
+                    const __m512i scale = _mm512_set1_epi32(u.block[i * nb + b].scale[grp]);
+                    for (int g = 0; g < TG; ++g)
+                        isum[i][g] = _mm512_add_epi32(isum[i][g], _mm512_mullo_epi32(s[i][g], scale));
+                }
+            }
+            for (int g = 0; g < TG; ++g) {
+                const __m512 dx = _mm512_load_ps(a.lane_d + ((g0 + g) * nbs + b) * 16);
+                __m512i msum[R];
+                if constexpr (kMins) {
+                    // sum_g min_g * (the token's sum over group g), each group's sum loaded once for all R rows.
+                    const int32_t* sums = a.lane_sums + ((g0 + g) * sums_per_group + b * kSums) * 16;
+                    constexpr int kSumsPerGroup = BV == kQK8_0 ? 1 : G / 16;
+                    for (int i = 0; i < R; ++i) msum[i] = _mm512_setzero_si512();
+                    for (int grp = 0; grp < BV / G; ++grp) {
+                        __m512i xs = _mm512_load_si512(sums + grp * kSumsPerGroup * 16);
+                        for (int h = 1; h < kSumsPerGroup; ++h)
+                            xs = _mm512_add_epi32(xs, _mm512_load_si512(sums + (grp * kSumsPerGroup + h) * 16));
+                        for (int i = 0; i < R; ++i)
+                            msum[i] = _mm512_add_epi32(
+                                msum[i], _mm512_mullo_epi32(xs, _mm512_set1_epi32(u.block[i * nb + b].min[grp])));
+                    }
+                }
+                for (int i = 0; i < R; ++i) {
+                    const RowBlock& rb = u.block[i * nb + b];
+                    const __m512i exact = _mm512_sub_epi32(isum[i][g], _mm512_set1_epi32(rb.corr));
+                    __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(rb.d), dx), _mm512_cvtepi32_ps(exact));
+                    if constexpr (kMins) {
+                        const __m512 mterm =
+                            _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(rb.dmin), dx), _mm512_cvtepi32_ps(msum[i]));
+                        term = _mm512_sub_ps(term, mterm);
+                    }
+                    acc[i][g] = _mm512_add_ps(acc[i][g], term);
+                }
+            }
+        }
+        for (int i = 0; i < R; ++i)
+            for (int g = 0; g < TG; ++g) lanes[j][i][g] = acc[i][g];
+    }
+    for (int i = 0; i < R; ++i)
+        for (int g = 0; g < TG; ++g) {
+            auto at = [&](int j) { return lanes[j][i][g]; };
+            const __m512 lo = _mm512_add_ps(_mm512_add_ps(at(0), at(4)), _mm512_add_ps(at(2), at(6)));
+            const __m512 hi = _mm512_add_ps(_mm512_add_ps(at(1), at(5)), _mm512_add_ps(at(3), at(7)));
+            alignas(64) float sum[16];
+            _mm512_store_ps(sum, _mm512_add_ps(lo, hi));
+            const int t0 = (g0 + g) * kLaneTokens;
+            for (int l = 0; l < kLaneTokens && t0 + l < a.n_tokens; ++l) out[(t0 + l) * w.rows + r + i] = sum[l];
+        }
+}
+
+template <int BV, int G, bool kMins>
+void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
+    thread_local UnpackedRows u;
+    constexpr int kRows = 4, kGroups = 2;
+    int64_t r = r0;
+    auto groups = [&](auto rows_c) {
+        constexpr int R = decltype(rows_c)::value;
+        unpack_rows<BV, G>(w, r, R, &u);
+        int g = 0;
+        for (; g + kGroups <= a.lane_groups; g += kGroups) tile<BV, G, kMins, R, kGroups>(out, w, a, u, r, g);
+        for (; g < a.lane_groups; ++g) tile<BV, G, kMins, R, 1>(out, w, a, u, r, g);
+    };
+    for (; r + kRows <= r1; r += kRows) groups(std::integral_constant<int, kRows>{});
+    for (; r < r1; ++r) groups(std::integral_constant<int, 1>{});
+}
+
+}  // namespace
+
+QuantRowsFn lane_rows(TensorType type) {
+    switch (type) {
+        case TensorType::Q8_0:
+        case TensorType::Q4_0:
+        case TensorType::Q5_0:
+        case TensorType::IQ4_NL: return rows<kQK8_0, kQK8_0, false>;
+        case TensorType::Q4_1:
+        case TensorType::Q5_1: return rows<kQK8_0, kQK8_0, true>;
+        case TensorType::Q2_K: return rows<kQK_K, 16, true>;
+        case TensorType::Q3_K:
+        case TensorType::Q6_K: return rows<kQK_K, 16, false>;
+        case TensorType::Q4_K:
+        case TensorType::Q5_K: return rows<kQK_K, 32, true>;
+        case TensorType::TQ1_0:
+        case TensorType::TQ2_0: return rows<kQK_K, kQK_K, false>;
+        default: return nullptr;
+    }
+}
+
+}  // namespace ferry::kernels::avx512
+#endif
