@@ -25,10 +25,14 @@ ReadBandwidthProbe::ReadBandwidthProbe(int64_t bytes)
 double ReadBandwidthProbe::pass(ThreadPool* pool) {
     const int64_t n = static_cast<int64_t>(buffer_.size());
     if (n == 0) return 0;
+    const Level level = active_level();
+    auto loop = dense_kernels(level).read_bandwidth_probe;
+    if (level == Level::avx512 && passes_ % 2 == 1) loop = dense_kernels(Level::avx2).read_bandwidth_probe;
+    ++passes_;
     auto read = [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c) {
             const int64_t len = n - c * kChunkFloats < kChunkFloats ? n - c * kChunkFloats : kChunkFloats;
-            sums_[c] = read_bandwidth_probe(buffer_.data() + c * kChunkFloats, len);
+            sums_[c] = loop(buffer_.data() + c * kChunkFloats, len);
         }
     };
     const auto t0 = std::chrono::steady_clock::now();

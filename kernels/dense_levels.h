@@ -70,6 +70,7 @@ void matmul_f16(float* out, int64_t out_stride, const void* w, int64_t cols, con
                 int64_t r0, int64_t r1);
 void matmul_bf16(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
                  int64_t r0, int64_t r1);
+float read_bandwidth_probe(const float* data, int64_t n);
 }  // namespace avx512
 
 // The kernels of `level`, falling back to scalar on builds without it.

@@ -105,12 +105,16 @@ class ReadBandwidthProbe {
 public:
     explicit ReadBandwidthProbe(int64_t bytes);
     int64_t bytes() const { return static_cast<int64_t>(buffer_.size()) * 4; }
-    // Bytes per second of one pass; pool nullptr: this thread alone.
+    // Bytes per second of one pass; pool nullptr: this thread alone. Where
+    // the active level has more than one reading loop (AVX-512's zmm loop and
+    // AVX2's, which reads faster on AMD Zen 5), passes take them in turn, so
+    // the best of several passes is the best loop's.
     double pass(ThreadPool* pool);
 
 private:
     std::vector<float> buffer_;
     std::vector<float> sums_;
+    int passes_ = 0;
 };
 
 // Bytes per second of each of `passes` passes of a ReadBandwidthProbe(bytes).

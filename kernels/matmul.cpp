@@ -99,6 +99,7 @@ const DenseKernels& dense_kernels(Level level) {
         t.matmul_f32 = avx512::matmul_f32;
         t.matmul_f16 = avx512::matmul_f16;
         t.matmul_bf16 = avx512::matmul_bf16;
+        t.read_bandwidth_probe = avx512::read_bandwidth_probe;
         return t;
     }();
     if (level == Level::avx512) return avx512_table;

@@ -33,17 +33,25 @@ namespace ferry::kernels::avx512 {
 
 namespace {
 
-// A weight row as integers, block by block.
-struct RowBlock {
-    float d, dmin;
-    int32_t corr;  // 128 * sum_g scale_g * sum(q over group g)
-    int32_t scale[16];
-    int32_t min[16];
-};
-
+// R weight rows as integers (BlockInts' meaning), kept compact because the
+// tiles read them from L1: levels, then per block its scales, and per group
+// of G values its scale and min.
 struct UnpackedRows {
+    int64_t nb = 0, groups = 0;  // blocks per row, groups per block
     std::vector<int8_t> q;        // row i's levels at q + i * cols
-    std::vector<RowBlock> block;  // row i's block b at i * nb + b
+    std::vector<float> d, dmin;   // row i's block b at i * nb + b
+    std::vector<int32_t> corr;    // 128 * sum_g scale_g * sum(q over group g), likewise
+    std::vector<int32_t> scale, min;  // group g of block b of row i at (i * nb + b) * groups + g
+    void resize(int n_rows, int64_t cols, int64_t blocks, int64_t group_count) {
+        nb = blocks;
+        groups = group_count;
+        q.resize(static_cast<size_t>(n_rows * cols));
+        d.resize(static_cast<size_t>(n_rows * nb));
+        dmin.resize(d.size());
+        corr.resize(d.size());
+        scale.resize(d.size() * static_cast<size_t>(groups));
+        min.resize(scale.size());
+    }
 };
 
 // Sum of 16 signed bytes.
@@ -53,33 +61,79 @@ inline int32_t sum16(const int8_t* q) {
     return _mm_cvtsi128_si32(s) + _mm_extract_epi16(s, 4) - 16 * 128;
 }
 
-template <int BV, int G>
+#define FERRY_AVX512_INLINE inline __attribute__((always_inline))
+
+inline float half(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return _cvtsh_ss(h);  // exact, as fp16_to_fp32
+}
+
+// Where unpack_block writes block b of row i.
+struct BlockOut {
+    int8_t* q;
+    float* d;
+    float* dmin;
+    int32_t* corr;
+    int32_t* scale;  // BV / G of them
+    int32_t* min;
+};
+
+// One block from its bytes: GGML's own layouts for the two most used 32-value
+// types (the integers unpack_q8_0/unpack_q4_0 give), any other type K
+// through its BlockInts.
+template <TensorType K, int BV, int G>
+FERRY_AVX512_INLINE void unpack_block(const QuantFormat* f, const uint8_t* blk, const BlockOut& o) {
+    if constexpr (K == TensorType::Q4_0) {
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+        const __m128i mask = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+        const __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+        const __m128i s = _mm_add_epi64(_mm_sad_epu8(lo, _mm_setzero_si128()), _mm_sad_epu8(hi, _mm_setzero_si128()));
+        const int32_t levels = _mm_cvtsi128_si32(s) + _mm_extract_epi16(s, 4);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o.q), _mm_sub_epi8(lo, eight));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o.q + 16), _mm_sub_epi8(hi, eight));
+        *o.d = half(blk);
+        *o.dmin = 0.0f;
+        *o.corr = 128 * (levels - 8 * 32);
+        *o.scale = 1;
+        *o.min = 0;
+    } else if constexpr (K == TensorType::Q8_0) {
+        std::memcpy(o.q, blk + 2, 32);
+        *o.d = half(blk);
+        *o.dmin = 0.0f;
+        *o.corr = 128 * (sum16(o.q) + sum16(o.q + 16));
+        *o.scale = 1;
+        *o.min = 0;
+    } else {
+        BlockInts ints;
+        f->unpack(blk, &ints);
+        *o.d = ints.d;
+        *o.dmin = ints.dmin;
+        int32_t corr = 0;
+        for (int g = 0; g < BV / G; ++g) {
+            int32_t sum = 0;
+            for (int v = g * G; v < (g + 1) * G; v += 16) sum += sum16(ints.q + v);
+            corr += ints.scale[g] * sum;
+            o.scale[g] = ints.scale[g];
+            o.min[g] = ints.min[g];
+        }
+        *o.corr = 128 * corr;
+        std::memcpy(o.q, ints.q, BV);
+    }
+}
+
+template <TensorType K, int BV, int G>
 void unpack_rows(const Matrix& w, int64_t r, int n_rows, UnpackedRows* u) {
     const QuantFormat* f = quant_format(w.type);
     const int64_t nb = w.cols / BV;
-    u->q.resize(static_cast<size_t>(n_rows * w.cols));
-    u->block.resize(static_cast<size_t>(n_rows * nb));
+    u->resize(n_rows, w.cols, nb, BV / G);
     const int64_t row_bytes = nb * f->block_bytes;
-    BlockInts ints;
-    for (int i = 0; i < n_rows; ++i) {
-        const uint8_t* row = static_cast<const uint8_t*>(w.data) + (r + i) * row_bytes;
-        for (int64_t b = 0; b < nb; ++b) {
-            f->unpack(row + b * f->block_bytes, &ints);
-            RowBlock& rb = u->block[i * nb + b];
-            rb.d = ints.d;
-            rb.dmin = ints.dmin;
-            int32_t corr = 0;
-            for (int g = 0; g < BV / G; ++g) {
-                int32_t sum = 0;
-                for (int v = g * G; v < (g + 1) * G; v += 16) sum += sum16(ints.q + v);
-                corr += ints.scale[g] * sum;
-                rb.scale[g] = ints.scale[g];
-                rb.min[g] = ints.min[g];
-            }
-            rb.corr = 128 * corr;
-            std::memcpy(&u->q[static_cast<size_t>(i * w.cols + b * BV)], ints.q, BV);
-        }
-    }
+    const uint8_t* bytes = static_cast<const uint8_t*>(w.data) + r * row_bytes;
+    for (int64_t at = 0; at < n_rows * nb; ++at)  // rows are adjacent: block `at` of the run
+        unpack_block<K, BV, G>(f, bytes + at * f->block_bytes,
+                               BlockOut{u->q.data() + at * BV, u->d.data() + at, u->dmin.data() + at,
+                                        u->corr.data() + at, u->scale.data() + at * (BV / G),
+                                        u->min.data() + at * (BV / G)});
 }
 
 inline __m512i broadcast4(const int8_t* q) {
@@ -119,7 +173,7 @@ void tile(float* out, const Matrix& w, const QuantActs& a, const UnpackedRows& u
                     }
                 }
                 for (int i = 0; i < R; ++i) {
-                    const __m512i scale = _mm512_set1_epi32(u.block[i * nb + b].scale[grp]);
+                    const __m512i scale = _mm512_set1_epi32(u.scale[(i * nb + b) * (BV / G) + grp]);
                     for (int g = 0; g < TG; ++g)
                         isum[i][g] = _mm512_add_epi32(isum[i][g], _mm512_mullo_epi32(s[i][g], scale));
                 }
@@ -138,16 +192,16 @@ void tile(float* out, const Matrix& w, const QuantActs& a, const UnpackedRows& u
                             xs = _mm512_add_epi32(xs, _mm512_load_si512(sums + (grp * kSumsPerGroup + h) * 16));
                         for (int i = 0; i < R; ++i)
                             msum[i] = _mm512_add_epi32(
-                                msum[i], _mm512_mullo_epi32(xs, _mm512_set1_epi32(u.block[i * nb + b].min[grp])));
+                                msum[i], _mm512_mullo_epi32(xs, _mm512_set1_epi32(u.min[(i * nb + b) * (BV / G) + grp])));
                     }
                 }
                 for (int i = 0; i < R; ++i) {
-                    const RowBlock& rb = u.block[i * nb + b];
-                    const __m512i exact = _mm512_sub_epi32(isum[i][g], _mm512_set1_epi32(rb.corr));
-                    __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(rb.d), dx), _mm512_cvtepi32_ps(exact));
+                    const int64_t at = i * nb + b;
+                    const __m512i exact = _mm512_sub_epi32(isum[i][g], _mm512_set1_epi32(u.corr[at]));
+                    __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(u.d[at]), dx), _mm512_cvtepi32_ps(exact));
                     if constexpr (kMins) {
                         const __m512 mterm =
-                            _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(rb.dmin), dx), _mm512_cvtepi32_ps(msum[i]));
+                            _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(u.dmin[at]), dx), _mm512_cvtepi32_ps(msum[i]));
                         term = _mm512_sub_ps(term, mterm);
                     }
                     acc[i][g] = _mm512_add_ps(acc[i][g], term);
@@ -169,14 +223,19 @@ void tile(float* out, const Matrix& w, const QuantActs& a, const UnpackedRows& u
         }
 }
 
-template <int BV, int G, bool kMins>
+template <TensorType K, int BV, int G, bool kMins>
 void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
     thread_local UnpackedRows u;
     constexpr int kRows = 4, kGroups = 2;
+    const int64_t row_bytes = w.cols / BV * quant_format(w.type)->block_bytes;
     int64_t r = r0;
     auto groups = [&](auto rows_c) {
         constexpr int R = decltype(rows_c)::value;
-        unpack_rows<BV, G>(w, r, R, &u);
+        unpack_rows<K, BV, G>(w, r, R, &u);
+        // The next rows' bytes arrive from memory while these tiles compute.
+        const uint8_t* next = static_cast<const uint8_t*>(w.data) + (r + R) * row_bytes;
+        const uint8_t* end = static_cast<const uint8_t*>(w.data) + r1 * row_bytes;
+        for (int64_t k = 0; k < R * row_bytes && next + k < end; k += 64) _mm_prefetch(reinterpret_cast<const char*>(next + k), _MM_HINT_T0);
         int g = 0;
         for (; g + kGroups <= a.lane_groups; g += kGroups) tile<BV, G, kMins, R, kGroups>(out, w, a, u, r, g);
         for (; g < a.lane_groups; ++g) tile<BV, G, kMins, R, 1>(out, w, a, u, r, g);
@@ -188,20 +247,22 @@ void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r
 }  // namespace
 
 QuantRowsFn lane_rows(TensorType type) {
+    using T = TensorType;
+    constexpr T kAny = T::F32;  // any type through its BlockInts
     switch (type) {
-        case TensorType::Q8_0:
-        case TensorType::Q4_0:
-        case TensorType::Q5_0:
-        case TensorType::IQ4_NL: return rows<kQK8_0, kQK8_0, false>;
-        case TensorType::Q4_1:
-        case TensorType::Q5_1: return rows<kQK8_0, kQK8_0, true>;
-        case TensorType::Q2_K: return rows<kQK_K, 16, true>;
-        case TensorType::Q3_K:
-        case TensorType::Q6_K: return rows<kQK_K, 16, false>;
-        case TensorType::Q4_K:
-        case TensorType::Q5_K: return rows<kQK_K, 32, true>;
-        case TensorType::TQ1_0:
-        case TensorType::TQ2_0: return rows<kQK_K, kQK_K, false>;
+        case T::Q8_0: return rows<T::Q8_0, kQK8_0, kQK8_0, false>;
+        case T::Q4_0: return rows<T::Q4_0, kQK8_0, kQK8_0, false>;
+        case T::Q5_0:
+        case T::IQ4_NL: return rows<kAny, kQK8_0, kQK8_0, false>;
+        case T::Q4_1:
+        case T::Q5_1: return rows<kAny, kQK8_0, kQK8_0, true>;
+        case T::Q2_K: return rows<kAny, kQK_K, 16, true>;
+        case T::Q3_K:
+        case T::Q6_K: return rows<kAny, kQK_K, 16, false>;
+        case T::Q4_K:
+        case T::Q5_K: return rows<kAny, kQK_K, 32, true>;
+        case T::TQ1_0:
+        case T::TQ2_0: return rows<kAny, kQK_K, kQK_K, false>;
         default: return nullptr;
     }
 }

@@ -27,7 +27,16 @@ struct ActScratch {
 
 size_t round64(size_t n) { return (n + 63) & ~static_cast<size_t>(63); }
 
-QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratch* scratch) {
+// Runs fn(t0, t1) over [0, n): on the pool in chunks of `grain` when there
+// is one and more than one chunk, else on the calling thread. Each item is
+// computed the same way either way.
+template <class F>
+void for_range(int64_t n, int64_t grain, ThreadPool* pool, F&& fn) {
+    if (pool && n > grain) pool->parallel_for(n, grain, fn);
+    else fn(0, n);
+}
+
+QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratch* scratch, ThreadPool* pool) {
     QuantActs a;
     a.cols = w.cols;
     a.n_tokens = n_tokens;
@@ -47,18 +56,24 @@ QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratc
     uint8_t* base = scratch->take(qs_bytes + d_bytes + sums_bytes + block_sums_bytes);
     int8_t* qs = reinterpret_cast<int8_t*>(base);
     float* d = reinterpret_cast<float*>(base + qs_bytes);
+    int32_t* sums = reinterpret_cast<int32_t*>(base + qs_bytes + d_bytes);
+    int16_t* bsums = reinterpret_cast<int16_t*>(base + qs_bytes + d_bytes);
+    int32_t* block_sums = reinterpret_cast<int32_t*>(base + qs_bytes + d_bytes + sums_bytes);
     a.qs = qs;
     a.d = d;
+    if (a.type == TensorType::Q8_0) a.sums = sums;
+    if (a.type == TensorType::Q8_K) {
+        a.bsums = bsums;
+        a.block_sums = block_sums;
+    }
     if (a.stride != w.cols) std::memset(base, 0, qs_bytes + d_bytes + sums_bytes + block_sums_bytes);
-    for (int t = 0; t < n_tokens; ++t) {
+    auto quantize_token = [&](int t) {
         const float* xt = x + t * w.cols;
         int8_t* qt = qs + t * a.stride;
         float* dt = d + t * nb_stride;
         if (a.type == TensorType::Q8_GROUP) {
             quantize_row_q8_group(xt, qt, dt, w.cols, w.group);
         } else if (a.type == TensorType::Q8_0) {
-            int32_t* sums = reinterpret_cast<int32_t*>(base + qs_bytes + d_bytes);
-            a.sums = sums;
             int8_t q[kQK8_0];
             for (int64_t b = 0; b < nb; ++b) {
                 dt[b] = fp16_to_fp32(quantize_block_q8_0(xt + b * kQK8_0, q));
@@ -69,10 +84,6 @@ QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratc
                 std::memcpy(qt + q8_0_index(b, 16), q + 16, 16);
             }
         } else {
-            int16_t* bsums = reinterpret_cast<int16_t*>(base + qs_bytes + d_bytes);
-            int32_t* block_sums = reinterpret_cast<int32_t*>(base + qs_bytes + d_bytes + sums_bytes);
-            a.bsums = bsums;
-            a.block_sums = block_sums;
             for (int64_t b = 0; b < nb; ++b) {
                 int16_t* bs = bsums + (t * a.stride + b * kQK_K) / 16;
                 quantize_block_q8_k(xt + b * kQK_K, qt + b * kQK_K, dt + b, bs);
@@ -81,12 +92,17 @@ QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratc
                 block_sums[t * nb_stride + b] = s;
             }
         }
-    }
+    };
+    // A prefill batch's activations are quantized by every thread: on the
+    // calling thread alone they would be a serial part of each product.
+    for_range(n_tokens, 4, pool, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) quantize_token(static_cast<int>(t));
+    });
     return a;
 }
 
 // QuantActs' token lanes (quant_dot.h) from its token-major arrays.
-void build_token_lanes(QuantActs* a, ActScratch* scratch) {
+void build_token_lanes(QuantActs* a, ActScratch* scratch, ThreadPool* pool) {
     const int groups = (a->n_tokens + kLaneTokens - 1) / kLaneTokens;
     const int64_t nbs = a->stride / a->block;
     const bool q8_0 = a->type == TensorType::Q8_0;
@@ -100,23 +116,26 @@ void build_token_lanes(QuantActs* a, ActScratch* scratch) {
     int32_t* sums = reinterpret_cast<int32_t*>(base + qs_bytes + d_bytes);
     std::memset(base, 0, qs_bytes + d_bytes + sums_bytes);
     const int64_t words = a->stride / 4;
-    for (int t = 0; t < groups * kLaneTokens; ++t) {
-        const int g = t / kLaneTokens, l = t % kLaneTokens;
-        uint8_t* lane = qs + static_cast<int64_t>(g) * words * 64 + l * 4;
-        if (t >= a->n_tokens) {
-            for (int64_t k = 0; k < words; ++k) std::memset(lane + k * 64, 128, 4);
-            continue;
+    // By lane group, so that no two threads write the same cache line.
+    for_range(groups, 1, pool, [&](int64_t g0, int64_t g1) {
+        for (int64_t t = g0 * kLaneTokens; t < g1 * kLaneTokens; ++t) {
+            const int64_t g = t / kLaneTokens, l = t % kLaneTokens;
+            uint8_t* lane = qs + g * words * 64 + l * 4;
+            if (t >= a->n_tokens) {
+                for (int64_t k = 0; k < words; ++k) std::memset(lane + k * 64, 128, 4);
+                continue;
+            }
+            const int8_t* xt = a->qs + t * a->stride;
+            for (int64_t k = 0; k < words; ++k) {
+                // Q8_0's 4 values 4k .. 4k+3 lie together in its pair-interleaved order too.
+                const int8_t* src = q8_0 ? xt + q8_0_index(4 * k / kQK8_0, static_cast<int>(4 * k % kQK8_0)) : xt + 4 * k;
+                for (int j = 0; j < 4; ++j) lane[k * 64 + j] = static_cast<uint8_t>(src[j] + 128);
+            }
+            for (int64_t b = 0; b < nbs; ++b) d[(g * nbs + b) * kLaneTokens + l] = a->d[t * nbs + b];
+            for (int64_t s = 0; s < n_sums; ++s)
+                sums[(g * n_sums + s) * kLaneTokens + l] = q8_0 ? a->sums[t * n_sums + s] : a->bsums[t * n_sums + s];
         }
-        const int8_t* xt = a->qs + t * a->stride;
-        for (int64_t k = 0; k < words; ++k) {
-            // Q8_0's 4 values 4k .. 4k+3 lie together in its pair-interleaved order too.
-            const int8_t* src = q8_0 ? xt + q8_0_index(4 * k / kQK8_0, static_cast<int>(4 * k % kQK8_0)) : xt + 4 * k;
-            for (int j = 0; j < 4; ++j) lane[k * 64 + j] = static_cast<uint8_t>(src[j] + 128);
-        }
-        for (int64_t b = 0; b < nbs; ++b) d[(g * nbs + b) * kLaneTokens + l] = a->d[t * nbs + b];
-        for (int64_t s = 0; s < n_sums; ++s)
-            sums[(g * n_sums + s) * kLaneTokens + l] = q8_0 ? a->sums[t * n_sums + s] : a->bsums[t * n_sums + s];
-    }
+    });
     a->lane_groups = groups;
     a->lane_qs = qs;
     a->lane_d = d;
@@ -164,13 +183,13 @@ void quant_matmul(float* out, const Matrix& w, const float* x, int n_tokens, Thr
         return;
     }
     thread_local ActScratch scratch;
-    QuantActs a = quantize_acts(w, x, n_tokens, &scratch);
+    QuantActs a = quantize_acts(w, x, n_tokens, &scratch, pool);
     QuantRowsFn fn = pick_kernel(w.type, active_level());
 #if defined(__x86_64__)
     if (active_level() == Level::avx512 && n_tokens >= kLaneMinTokens && w.type != TensorType::Q8_GROUP)
         if (const QuantRowsFn lanes = avx512::lane_rows(w.type)) {
             thread_local ActScratch lane_scratch;
-            build_token_lanes(&a, &lane_scratch);
+            build_token_lanes(&a, &lane_scratch, pool);
             fn = lanes;
         }
 #endif
