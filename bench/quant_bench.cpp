@@ -7,8 +7,9 @@
 //                                 counts the type's bytes, items_per_second is tok/s
 //   QuantMatvec/<type>/<rows>x<cols>/threads:N  one matrix shape, copies rotated
 //   QuantMatvecInCache/<type>/256x2048/threads:N  one matrix that stays in L2: compute speed
-//   QuantLevel/<type>/256x2048/level:L  the same at level 0 (scalar), 1 (SSE2), 2 (AVX2)
+//   QuantLevel/<type>/256x2048/level:L  the same at level 0 (scalar), 1 (SSE2), 2 (AVX2), 3 (AVX-512)
 //   QuantPrefill/<type>/threads:N  64 tokens through a 2048x2048 matrix
+//   QuantPrefillLevel/<type>/level:L  the same on one thread at level 1 (SSE2), 2 (AVX2), 3 (AVX-512)
 //   ReadBandwidth/threads:N       the memory read speed of the same run
 //
 // e.g. ferry_microbench --benchmark_filter='QuantDecode/q4_0|ReadBandwidth' --benchmark_repetitions=5
@@ -167,8 +168,8 @@ void QuantLevel(benchmark::State& state, TensorType type) {
     kernels::set_active_level(saved);
 }
 
-void QuantPrefill(benchmark::State& state, TensorType type) {
-    kernels::ThreadPool* pool = pool_of(static_cast<int>(state.range(0)));
+// 64 tokens through a kDim x kDim matrix at the active level.
+void prefill(benchmark::State& state, TensorType type, kernels::ThreadPool* pool) {
     constexpr int kTokens = 64;
     const Weights w = make_weights(type, kDim, kDim, 1);
     const std::vector<float> x = activations(kDim * kTokens);
@@ -180,6 +181,21 @@ void QuantPrefill(benchmark::State& state, TensorType type) {
     state.SetItemsProcessed(state.iterations() * kTokens);
     state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * kTokens * kDim * kDim / 1e9,
                                                   benchmark::Counter::kIsRate);
+}
+
+void QuantPrefill(benchmark::State& state, TensorType type) {
+    prefill(state, type, pool_of(static_cast<int>(state.range(0))));
+}
+
+// The same on one thread at one dispatch level (range(0) = Level).
+void QuantPrefillLevel(benchmark::State& state, TensorType type) {
+    const kernels::Level saved = kernels::active_level();
+    if (!kernels::set_active_level(static_cast<kernels::Level>(state.range(0)))) {
+        state.SkipWithError("level not available on this CPU");
+        return;
+    }
+    prefill(state, type, nullptr);
+    kernels::set_active_level(saved);
 }
 
 void ReadBandwidth(benchmark::State& state) {
@@ -217,8 +233,15 @@ int register_all() {
             ->Arg(static_cast<int>(kernels::Level::scalar))
             ->Arg(static_cast<int>(kernels::Level::sse2))
             ->Arg(static_cast<int>(kernels::Level::avx2))
+            ->Arg(static_cast<int>(kernels::Level::avx512))
             ->ArgName("level")
             ->Unit(benchmark::kMicrosecond);
+        benchmark::RegisterBenchmark(("QuantPrefillLevel/" + name).c_str(), QuantPrefillLevel, type)
+            ->Arg(static_cast<int>(kernels::Level::sse2))
+            ->Arg(static_cast<int>(kernels::Level::avx2))
+            ->Arg(static_cast<int>(kernels::Level::avx512))
+            ->ArgName("level")
+            ->Unit(benchmark::kMillisecond);
         for (int threads : {1, 2}) {
             timed(benchmark::RegisterBenchmark(("QuantDecode/" + name).c_str(), QuantDecode, type), threads)
                 ->Unit(benchmark::kMillisecond);

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include "kernels/dense_levels.h"
+#include "kernels/reduce_avx.h"
 #include "kernels/simd_kernels.h"
 
 namespace ferry::kernels::avx2 {
@@ -27,12 +28,7 @@ struct Avx2 {
     static V load(const float* p) { return _mm256_loadu_ps(p); }
     static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
     static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
-    // ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7))
-    static float reduce(V v) {
-        const __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
-        return _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
-    }
+    static float reduce(V v) { return reduce_lanes8(v); }
     static void transpose8(V r[8]) {
         V t[8], u[8];
         for (int i = 0; i < 8; i += 2) {

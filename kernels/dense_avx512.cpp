@@ -27,17 +27,12 @@
 #include <vector>
 
 #include "kernels/dense_levels.h"
+#include "kernels/reduce_avx.h"
 
 namespace ferry::kernels::avx512 {
 
 namespace {
 
-// ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7))
-inline float reduce8(__m256 v) {
-    const __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
-    return _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
-}
 
 // The canonical tail: the last products added one at a time.
 inline float add_tail(float sum, const float* w_tail, const float* x_tail, int n) {
@@ -59,7 +54,7 @@ struct Pairs {
     }
     // The 8-lane sum of the register's token h (0 or 1).
     static float sum(__m512 acc, int h) {
-        return reduce8(h ? _mm512_extractf32x8_ps(acc, 1) : _mm512_castps512_ps256(acc));
+        return reduce_lanes8(h ? _mm512_extractf32x8_ps(acc, 1) : _mm512_castps512_ps256(acc));
     }
 };
 // 16-bit weights (widened), 16 lanes: one token's lanes 0-15.
@@ -68,7 +63,7 @@ struct Wide {
     static __m512 w(const float* row, int64_t k) { return _mm512_loadu_ps(row + k); }
     static __m512 x(const float* x0, const float*, int64_t k) { return _mm512_loadu_ps(x0 + k); }
     static float sum(__m512 acc, int) {
-        return reduce8(_mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1)));
+        return reduce_lanes8(_mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1)));
     }
 };
 

@@ -9,16 +9,11 @@
 
 #include "kernels/quant_blocks.h"
 #include "kernels/quant_dot.h"
+#include "kernels/reduce_avx.h"
 
 namespace ferry::kernels::avx2 {
 namespace {
 
-// The canonical reduction ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)) of quant_dot.h.
-inline float reduce_lanes8(__m256 v) {
-    const __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
-    return _mm_cvtss_f32(_mm_add_ss(u, _mm_shuffle_ps(u, u, 1)));
-}
 
 // Block totals of 8 blocks from the partial sums of 4 block pairs, each
 // [4 partials of block 2k | 4 partials of block 2k+1]: [total 0, ..., total 7].
