@@ -28,6 +28,7 @@ CpuFeatures detect_cpu_features() {
     const unsigned max_leaf = eax;
     __get_cpuid(1, &eax, &ebx, &ecx, &edx);
     f.sse2 = (edx >> 26) & 1;
+    f.ssse3 = (ecx >> 9) & 1;
     const bool osxsave = (ecx >> 27) & 1;
     const bool avx = (ecx >> 28) & 1;
     f.fma = (ecx >> 12) & 1;
@@ -60,15 +61,17 @@ Level best_level() {
         return Level::avx512;
 #endif
     if (f.avx2 && f.fma && f.f16c) return Level::avx2;
+    // Core 2, Atom, Bulldozer-era and later without AVX2: byte multiply-adds.
+    if (f.sse2 && f.ssse3) return Level::ssse3;
     if (f.sse2) return Level::sse2;
     return Level::scalar;
 }
 
 std::vector<Level> compiled_levels() {
 #if defined(__x86_64__) || defined(_M_X64)
-    return {Level::scalar, Level::sse2, Level::avx2, Level::avx512};
+    return {Level::scalar, Level::sse2, Level::ssse3, Level::avx2, Level::avx512};
 #elif defined(__i386__) || defined(_M_IX86)
-    return {Level::scalar, Level::sse2, Level::avx2};
+    return {Level::scalar, Level::sse2, Level::ssse3, Level::avx2};
 #else
     return {Level::scalar};
 #endif
@@ -93,6 +96,7 @@ const char* level_name(Level level) {
     switch (level) {
         case Level::scalar: return "scalar";
         case Level::sse2: return "sse2";
+        case Level::ssse3: return "ssse3";
         case Level::avx2: return "avx2";
         case Level::avx512: return "avx512";
     }
@@ -102,6 +106,7 @@ const char* level_name(Level level) {
 bool parse_level(const std::string& name, Level* out) {
     if (name == "scalar") *out = Level::scalar;
     else if (name == "sse2") *out = Level::sse2;
+    else if (name == "ssse3") *out = Level::ssse3;
     else if (name == "avx2") *out = Level::avx2;
     else if (name == "avx512") *out = Level::avx512;
     else if (name == "auto") *out = best_level();
@@ -118,6 +123,7 @@ std::string cpu_features_string() {
         s += name;
     };
     add(f.sse2, "sse2");
+    add(f.ssse3, "ssse3");
     add(f.avx2, "avx2");
     add(f.fma, "fma");
     add(f.f16c, "f16c");

@@ -6,8 +6,8 @@
 // SSE2 Pentium 4, a scalar Pentium II) must print exactly the tokens of one
 // process, for any split, and a failover re-runs layers on another machine.
 // So, for every kernel here:
-//  1. the scalar, SSE2 and AVX2 levels give bit-identical results for the
-//     same inputs;
+//  1. every level (scalar, SSE2, SSSE3, AVX2, AVX-512) gives bit-identical
+//     results for the same inputs;
 //  2. no result depends on the thread count: work is split by output rows
 //     (or tokens/heads), never inside a reduction;
 //  3. a batch of n tokens gives, for every token, bit for bit what the same

@@ -105,7 +105,8 @@ const DenseKernels& dense_kernels(Level level) {
     if (level == Level::avx512) return avx512_table;
 #endif
     if (level == Level::avx2) return avx2_table;
-    if (level == Level::sse2) return sse2_table;
+    // SSSE3 adds byte multiply-adds, which only the quantized products use.
+    if (level == Level::sse2 || level == Level::ssse3) return sse2_table;
 #endif
 #undef FERRY_DENSE_TABLE
     return scalar_table;

@@ -16,7 +16,7 @@
 // Integer sums are exact however they are computed (the SIMD code sums in any
 // order and subtracts offsets like 8 * sum(xq) afterwards); every float
 // operation above is one IEEE f32 operation, in this order, on every level,
-// for every token of a batch. So scalar, SSE2 and AVX2 agree bit for bit, and
+// for every token of a batch. So every level agrees bit for bit, and
 // a token gives the same bits alone or in a batch, on any thread count.
 #pragma once
 #include <cstdint>
@@ -126,6 +126,12 @@ QuantRowsFn kquant_rows(TensorType type);
 QuantRowsFn ternary_rows(TensorType type);
 QuantRowsFn q8group_rows(TensorType type);
 }  // namespace sse2
+namespace ssse3 {  // the SSE2 sources built again with -mssse3 (quant_simd_sse2.h)
+QuantRowsFn legacy_rows(TensorType type);
+QuantRowsFn kquant_rows(TensorType type);
+QuantRowsFn ternary_rows(TensorType type);
+QuantRowsFn q8group_rows(TensorType type);
+}  // namespace ssse3
 namespace avx2 {
 QuantRowsFn legacy_rows(TensorType type);
 QuantRowsFn kquant_rows(TensorType type);

@@ -5,7 +5,7 @@
 #if defined(__i386__) || defined(__x86_64__)
 #include "kernels/quant_simd_sse2.h"
 
-namespace ferry::kernels::sse2 {
+namespace ferry::kernels::FERRY_SSE_LEVEL {
 
 namespace {
 
@@ -151,5 +151,5 @@ QuantRowsFn kquant_rows(TensorType type) {
     }
 }
 
-}  // namespace ferry::kernels::sse2
+}  // namespace ferry::kernels::FERRY_SSE_LEVEL
 #endif

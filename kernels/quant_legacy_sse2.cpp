@@ -6,7 +6,7 @@
 #if defined(__i386__) || defined(__x86_64__)
 #include "kernels/quant_simd_sse2.h"
 
-namespace ferry::kernels::sse2 {
+namespace ferry::kernels::FERRY_SSE_LEVEL {
 
 namespace {
 
@@ -61,6 +61,13 @@ struct IQ4_NL {
     static constexpr int kBytes = sizeof(BlockIQ4_NL), kOffset = 0;
     static constexpr bool kMin = false, kUnsigned = false;
     static FERRY_INLINE void levels(const uint8_t* b, __m128i* lo, __m128i* hi) {
+#if defined(FERRY_SSSE3)
+        // The 16-entry table through a byte shuffle.
+        const __m128i table = load16(kIQ4NLValues), v = load16(b + 2);
+        *lo = _mm_shuffle_epi8(table, nibbles_lo(v));
+        *hi = _mm_shuffle_epi8(table, nibbles_hi(v));
+        return;
+#endif
         // No byte shuffle in SSE2: the table lookup is scalar.
         alignas(16) int8_t q[32];
         for (int j = 0; j < 16; ++j) {
@@ -85,6 +92,41 @@ FERRY_INLINE void split(__m128i v, __m128i* even, __m128i* odd) {
     }
 }
 
+// The 4 partial sums of each token t against one block's levels: SSE2 splits
+// the levels once into int16 halves for the widened activations X; SSSE3
+// multiplies the bytes themselves (X unused).
+template <class W, int T>
+FERRY_INLINE void block_parts(__m128i lo, __m128i hi, const QuantActs& a, const int16_t* X, int t0, int64_t b,
+                              __m128i (*part)[4], int k) {
+#if defined(FERRY_SSSE3)
+    (void)X;
+    for (int t = 0; t < T; ++t) {
+        const int8_t* x = a.qs + (t0 + t) * a.stride;
+        const __m128i xl = load16(x + q8_0_index(b, 0)), xh = load16(x + q8_0_index(b, 16));
+        if constexpr (W::kUnsigned) {
+            // Levels below 32: two pairs' sums stay below 2 * 2 * 31 * 127 < 2^15.
+            const __m128i s = _mm_add_epi16(_mm_maddubs_epi16(lo, xl), _mm_maddubs_epi16(hi, xh));
+            part[t][k] = _mm_madd_epi16(s, _mm_set1_epi16(1));
+        } else {
+            part[t][k] = _mm_add_epi32(dot16(lo, xl), dot16(hi, xh));
+        }
+    }
+#else
+    (void)t0;
+    __m128i lo_even, lo_odd, hi_even, hi_odd;
+    split<W>(lo, &lo_even, &lo_odd);
+    split<W>(hi, &hi_even, &hi_odd);
+    for (int t = 0; t < T; ++t) {
+        const int16_t* xl = X + t * a.stride + q8_0_index(b, 0);
+        const int16_t* xh = X + t * a.stride + q8_0_index(b, 16);
+        const __m128i even = _mm_add_epi32(_mm_madd_epi16(lo_even, load_x(xl)), _mm_madd_epi16(hi_even, load_x(xh)));
+        __m128i odd = _mm_add_epi32(_mm_madd_epi16(lo_odd, load_x(xl + 8)), _mm_madd_epi16(hi_odd, load_x(xh + 8)));
+        if constexpr (W::kUnsigned) odd = _mm_srai_epi32(odd, 8);  // exact: a multiple of 256
+        part[t][k] = _mm_add_epi32(even, odd);
+    }
+#endif
+}
+
 template <class W, int T>
 void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0, const int16_t* X) {
     const int64_t nb = w.cols / kQK8_0, nbs = a.stride / kQK8_0;
@@ -103,18 +145,9 @@ void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0, co
         }
         __m128i part[T][4];
         for (int k = 0; k < 4; ++k) {
-            __m128i lo, hi, lo_even, lo_odd, hi_even, hi_odd;
+            __m128i lo, hi;
             W::levels(blk + k * W::kBytes, &lo, &hi);
-            split<W>(lo, &lo_even, &lo_odd);
-            split<W>(hi, &hi_even, &hi_odd);
-            for (int t = 0; t < T; ++t) {
-                const int16_t* xl = X + t * a.stride + q8_0_index(b + k, 0);
-                const int16_t* xh = X + t * a.stride + q8_0_index(b + k, 16);
-                const __m128i even = _mm_add_epi32(_mm_madd_epi16(lo_even, load_x(xl)), _mm_madd_epi16(hi_even, load_x(xh)));
-                __m128i odd = _mm_add_epi32(_mm_madd_epi16(lo_odd, load_x(xl + 8)), _mm_madd_epi16(hi_odd, load_x(xh + 8)));
-                if constexpr (W::kUnsigned) odd = _mm_srai_epi32(odd, 8);  // exact: a multiple of 256
-                part[t][k] = _mm_add_epi32(even, odd);
-            }
+            block_parts<W, T>(lo, hi, a, X, t0, b + k, part, k);
         }
         const __m128 dw = load_f16x4(blk, W::kBytes);
         __m128 dm;
@@ -145,8 +178,14 @@ void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0, co
 
 template <class W>
 void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
+#if defined(FERRY_SSSE3)
+    // The bytes are multiplied as they are: no widened activations.
+    for (int64_t r = r0; r < r1; ++r)
+        for_token_tiles<4>(a.n_tokens, [&](auto tn, int t) { tile<W, tn>(out, w, a, r, t, nullptr); });
+#else
     rows_widened(a, r0, r1, w.cols / kQK8_0 * W::kBytes,
                  [&](auto tn, int64_t r, int t0, const int16_t* X) { tile<W, tn>(out, w, a, r, t0, X); });
+#endif
 }
 
 }  // namespace
@@ -163,5 +202,5 @@ QuantRowsFn legacy_rows(TensorType type) {
     }
 }
 
-}  // namespace ferry::kernels::sse2
+}  // namespace ferry::kernels::FERRY_SSE_LEVEL
 #endif

@@ -5,7 +5,7 @@
 #if defined(__i386__) || defined(__x86_64__)
 #include "kernels/quant_simd_sse2.h"
 
-namespace ferry::kernels::sse2 {
+namespace ferry::kernels::FERRY_SSE_LEVEL {
 
 namespace {
 
@@ -43,5 +43,5 @@ void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r
 
 QuantRowsFn q8group_rows(TensorType type) { return type == TensorType::Q8_GROUP ? rows : nullptr; }
 
-}  // namespace ferry::kernels::sse2
+}  // namespace ferry::kernels::FERRY_SSE_LEVEL
 #endif

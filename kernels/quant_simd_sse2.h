@@ -3,8 +3,21 @@
 // levels, widened to int16 and multiplied with pmaddwd. Include only from
 // *_sse2.cpp files: everything here has internal linkage, so no SSE2
 // instruction can stand in for a portable (x87) function at link time.
+//
+// The SSE2 kernels are built twice: as the SSE2 level (namespace sse2) and,
+// re-included by the *_ssse3.cpp files with FERRY_SSSE3 defined and compiled
+// with -mssse3, as the SSSE3 level (namespace ssse3), where the byte dot
+// products below are pmaddubsw on the bytes themselves (the per-target
+// re-inclusion of one source that Highway's foreach_target uses). Both give
+// the same exact integer sums, so the levels agree bit for bit.
 #pragma once
 #include <emmintrin.h>
+#if defined(FERRY_SSSE3)
+#include <tmmintrin.h>
+#define FERRY_SSE_LEVEL ssse3
+#else
+#define FERRY_SSE_LEVEL sse2
+#endif
 
 #include <cstdint>
 #include <cstring>
@@ -13,7 +26,7 @@
 #include "kernels/quant_blocks.h"
 #include "kernels/quant_dot.h"
 
-namespace ferry::kernels::sse2 {
+namespace ferry::kernels::FERRY_SSE_LEVEL {
 namespace {
 
 #define FERRY_INLINE inline __attribute__((always_inline))
@@ -24,6 +37,20 @@ FERRY_INLINE __m128i load16(const void* p) { return _mm_loadu_si128(static_cast<
 FERRY_INLINE __m128i widen_lo(__m128i v) { return _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8); }
 FERRY_INLINE __m128i widen_hi(__m128i v) { return _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8); }
 
+#if defined(FERRY_SSSE3)
+// 8 sums of pairs w[i] * x[i] as int16: |w| (at most 128) times x with w's
+// sign. Exact: activations are at most 127 in magnitude (ferry's quantizers),
+// so a pair stays within 2 * 128 * 127 < 2^15.
+FERRY_INLINE __m128i pair_dot16(__m128i w, __m128i x) {
+    return _mm_maddubs_epi16(_mm_sign_epi8(w, w), _mm_sign_epi8(x, w));
+}
+// 4 partial sums of w[i] * x[i] over 16 signed bytes each.
+FERRY_INLINE __m128i dot16(__m128i w, __m128i x) { return _mm_madd_epi16(pair_dot16(w, x), _mm_set1_epi16(1)); }
+// The same with every product multiplied by `scale` (int16).
+FERRY_INLINE __m128i scaled_dot16(__m128i w, __m128i x, __m128i scale) {
+    return _mm_madd_epi16(pair_dot16(w, x), scale);
+}
+#else
 // 4 partial sums of w[i] * x[i] over 16 signed bytes each.
 FERRY_INLINE __m128i dot16(__m128i w, __m128i x) {
     return _mm_add_epi32(_mm_madd_epi16(widen_lo(w), widen_lo(x)), _mm_madd_epi16(widen_hi(w), widen_hi(x)));
@@ -34,6 +61,7 @@ FERRY_INLINE __m128i scaled_dot16(__m128i w, __m128i x, __m128i scale) {
     return _mm_add_epi32(_mm_madd_epi16(_mm_mullo_epi16(widen_lo(w), scale), widen_lo(x)),
                          _mm_madd_epi16(_mm_mullo_epi16(widen_hi(w), scale), widen_hi(x)));
 }
+#endif
 
 // Activations widened to int16 once per chunk of rows rather than once per
 // row: every 16 bytes of x become 8 int16 of its even bytes, then 8 of its odd
@@ -207,4 +235,4 @@ void superblock_rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0
 }
 
 }  // namespace
-}  // namespace ferry::kernels::sse2
+}  // namespace ferry::kernels::FERRY_SSE_LEVEL

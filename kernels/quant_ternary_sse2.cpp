@@ -4,7 +4,7 @@
 #if defined(__i386__) || defined(__x86_64__)
 #include "kernels/quant_simd_sse2.h"
 
-namespace ferry::kernels::sse2 {
+namespace ferry::kernels::FERRY_SSE_LEVEL {
 
 namespace {
 
@@ -87,5 +87,5 @@ QuantRowsFn ternary_rows(TensorType type) {
     }
 }
 
-}  // namespace ferry::kernels::sse2
+}  // namespace ferry::kernels::FERRY_SSE_LEVEL
 #endif

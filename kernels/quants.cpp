@@ -150,11 +150,16 @@ constexpr int kLaneMinTokens = 12;
 QuantRowsFn pick_kernel(TensorType type, Level level) {
     QuantRowsFn (*const avx2_families[])(TensorType) = {avx2::legacy_rows, avx2::kquant_rows, avx2::ternary_rows,
                                                         avx2::q8group_rows};
+    QuantRowsFn (*const ssse3_families[])(TensorType) = {ssse3::legacy_rows, ssse3::kquant_rows, ssse3::ternary_rows,
+                                                         ssse3::q8group_rows};
     QuantRowsFn (*const sse2_families[])(TensorType) = {sse2::legacy_rows, sse2::kquant_rows, sse2::ternary_rows,
                                                         sse2::q8group_rows};
 #if defined(__i386__) || defined(__x86_64__)
     if (level >= Level::avx2)
         for (auto family : avx2_families)
+            if (QuantRowsFn fn = family(type)) return fn;
+    if (level >= Level::ssse3)
+        for (auto family : ssse3_families)
             if (QuantRowsFn fn = family(type)) return fn;
     if (level >= Level::sse2)
         for (auto family : sse2_families)

@@ -6,7 +6,7 @@
 // each token's activations are quantized once per call (Q8_0 for the
 // 32-value types, Q8_K for the 256-value ones, groups for Q8_GROUP) and every
 // block's dot product is an exact integer sum, scaled in f32 in the one
-// canonical order of kernels/quant_dot.h. So the scalar, SSE2 and AVX2 paths,
+// canonical order of kernels/quant_dot.h. So every level (scalar to AVX-512),
 // any thread count, and a token alone or in a batch all give the same bits.
 #pragma once
 #include <cstdint>

@@ -399,7 +399,7 @@ TEST_P(DenseAcrossMachines, LogitsChecksumIsTheSameEverywhere) {
     }
     const std::string want = bench_checksum({}, test::ferry_bin(), model, {"--kernels", "scalar", "--threads", "1"});
     ASSERT_EQ(want.size(), 16u) << want;
-    for (const char* level : {"scalar", "sse2", "avx2", "avx512"}) {
+    for (const char* level : {"scalar", "sse2", "ssse3", "avx2", "avx512"}) {
         Level l;
         ASSERT_TRUE(parse_level(level, &l));
         if (static_cast<int>(l) > static_cast<int>(best_level())) continue;
@@ -415,7 +415,7 @@ TEST_P(DenseAcrossMachines, LogitsChecksumIsTheSameEverywhere) {
         const char* qemu_cpu;
         const char* level;
     };
-    for (const Cpu cpu : {Cpu{"pentium2", "scalar"}, Cpu{"coreduo", "sse2"}, Cpu{"Haswell", "avx2"}}) {
+    for (const Cpu cpu : {Cpu{"pentium2", "scalar"}, Cpu{"coreduo", "sse2"}, Cpu{"core2duo", "ssse3"}, Cpu{"Haswell", "avx2"}}) {
         const std::string got = bench_checksum(test::i686_launch(i686, cpu.qemu_cpu).prefix, i686, model,
                                                {"--kernels", cpu.level, "--threads", "2"});
         EXPECT_EQ(got, want) << "32-bit build on an emulated " << cpu.qemu_cpu << " with " << cpu.level << " kernels";

@@ -1,7 +1,7 @@
 // Quantized models give the same tokens on every machine of a pipeline: the
-// host's scalar, SSE2 and AVX2 kernels, and the 32-bit build on an emulated
-// Pentium II (x87 floating point, no SSE) and Core Duo (SSE2 with 8 xmm
-// registers), for the reference Q8_0 and Q4_0 files of stories260K with
+// host's kernels at every level, and the 32-bit build on an emulated
+// Pentium II (x87 floating point, no SSE), Core Duo (SSE2 with 8 xmm
+// registers) and Core 2 Duo (SSSE3), for the reference Q8_0 and Q4_0 files of stories260K with
 // seeded sampling (any difference in a logit bit would show in the sampled
 // tokens soon), and for K-quant and ternary models by their logits checksum.
 #include <gtest/gtest.h>
@@ -40,7 +40,7 @@ TEST_P(QuantAcrossMachines, EveryKernelLevelSamplesTheSameStory) {
     const test::CommandResult want = run_host(model, "scalar");
     ASSERT_EQ(want.exit_code, 0) << want.err;
     ASSERT_FALSE(want.out.empty());
-    for (const char* level : {"sse2", "avx2", "avx512"}) {
+    for (const char* level : {"sse2", "ssse3", "avx2", "avx512"}) {
         const test::CommandResult got = run_host(model, level);
         if (got.exit_code != 0 && got.err.find("--kernels") != std::string::npos) continue;  // CPU without it
         ASSERT_EQ(got.exit_code, 0) << got.err;
@@ -78,9 +78,16 @@ TEST_P(QuantAcrossMachines, A32BitSse2WorkerSamplesTheSameStory) {
     expect_i686_story(quantized_model(GetParam()), "coreduo", "sse2", "sse2");
 }
 
+// The SSSE3 level (byte multiply-adds) on an emulated Core 2 Duo, the most
+// common CPU of old pools without AVX2.
+TEST_P(QuantAcrossMachines, A32BitSsse3WorkerSamplesTheSameStory) {
+    if (std::string why; !have_i686(&why)) GTEST_SKIP() << why;
+    expect_i686_story(quantized_model(GetParam()), "core2duo", "ssse3", "ssse3");
+}
+
 // Row widths of 256 so that the K-quants and ternary types are used as such
 // (stories260K's 64-wide rows fall back): the logits checksum of the 32-bit
-// build at SSE2 and scalar equals the host's.
+// build at SSSE3, SSE2 and scalar equals the host's.
 TEST(QuantAcrossMachines, KQuantsAndTernaryOn32BitLevels) {
     if (std::string why; !have_i686(&why)) GTEST_SKIP() << why;
     test::TempDir tmp;
@@ -97,7 +104,8 @@ TEST(QuantAcrossMachines, KQuantsAndTernaryOn32BitLevels) {
         const auto want = test::run_command(host);
         ASSERT_EQ(want.exit_code, 0) << want.err;
         const std::string checksum = want.out.substr(want.out.find("\"logits_checksum\""), 40);
-        for (const auto& [cpu, level] : {std::pair{"coreduo", "sse2"}, std::pair{"pentium2", "scalar"}}) {
+        for (const auto& [cpu, level] :
+             {std::pair{"core2duo", "ssse3"}, std::pair{"coreduo", "sse2"}, std::pair{"pentium2", "scalar"}}) {
             std::vector<std::string> args = bench;
             args.insert(args.end(), {"--kernels", level});
             std::string why;

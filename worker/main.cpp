@@ -191,8 +191,8 @@ int main(int argc, char** argv) {
                    "cached under --cache-dir/model-hashes) is mapped and its range loaded from disk instead of "
                    "received over the network");
     app.add_option("--kernels", kernels_name,
-                   "Kernel instruction set: scalar, sse2, avx2, avx512 or auto (default: the best this CPU has)")
-        ->check(CLI::IsMember({"scalar", "sse2", "avx2", "avx512", "auto"}));
+                   "Kernel instruction set: scalar, sse2, ssse3, avx2, avx512 or auto (default: the best this CPU has)")
+        ->check(CLI::IsMember({"scalar", "sse2", "ssse3", "avx2", "avx512", "auto"}));
     app.add_option("--handshake-timeout", o.handshake_timeout_s,
                    "Seconds a new connection has to send its hello, and a coordinator its assignment after it; a "
                    "peer that says nothing or dribbles bytes is dropped after it (default 5)")

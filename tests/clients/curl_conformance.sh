@@ -20,6 +20,12 @@ MODEL=$3
 OVERLOAD_URL=${4:-}
 ROOT=${BASE_URL%/v1}  # /health lives beside /v1
 
+# Debian's python3 first: a python3 earlier on PATH may be a version manager's
+# shim (pyenv's takes 0.4 s to start, and this script starts python about 100
+# times, which put it near its test's time limit on a busy machine).
+PYTHON=python3
+[[ -x /usr/bin/python3 ]] && PYTHON=/usr/bin/python3
+
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 BODY=$TMP/body
@@ -43,7 +49,7 @@ auth=(-H "Authorization: Bearer $API_KEY")
 json=(-H 'Content-Type: application/json')
 
 # jget EXPR: evaluates a Python expression over the body parsed as JSON (as j); prints the result.
-jget() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$BODY" "$1" 2>/dev/null || echo "<not JSON>"; }
+jget() { "$PYTHON" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$BODY" "$1" 2>/dev/null || echo "<not JSON>"; }
 
 expect_status() {  # expect_status CODE WHAT
     [[ $STATUS == "$1" ]] || fail "$2: expected HTTP $1, got $STATUS"
@@ -158,7 +164,7 @@ expect_error 400 "chat: invalid UTF-8 in a message"
 req POST "$BASE_URL/completions" "${auth[@]}" "${json[@]}" \
     --data "{\"model\":\"$MODEL\",\"prompt\":\"lone surrogate \\udcff here\",\"max_tokens\":4}"
 expect_error 400 "completions: a lone UTF-16 surrogate escape in the prompt"
-long=$(python3 -c 'print(" ".join(["the little dog ran to the park and played"] * 100))')  # 900 words
+long=$("$PYTHON" -c 'print(" ".join(["the little dog ran to the park and played"] * 100))')  # 900 words
 req POST "$BASE_URL/completions" "${auth[@]}" "${json[@]}" \
     --data "{\"model\":\"$MODEL\",\"prompt\":\"$long\",\"max_tokens\":4}"
 expect_error 400 "completions: a prompt longer than the context" context_length_exceeded
@@ -174,7 +180,7 @@ req POST "$BASE_URL/chat/completions" "${auth[@]}" "${json[@]}" \
 expect_error 400 "chat: n=2 (unsupported)"
 
 # --- 413 ---
-python3 -c 'import sys; sys.stdout.write("{\"model\":\"%s\",\"prompt\":\"%s\",\"max_tokens\":4}" % (sys.argv[1], "a " * 600000))' "$MODEL" \
+"$PYTHON" -c 'import sys; sys.stdout.write("{\"model\":\"%s\",\"prompt\":\"%s\",\"max_tokens\":4}" % (sys.argv[1], "a " * 600000))' "$MODEL" \
     >"$TMP/big.json"  # 1.2 MB
 req POST "$BASE_URL/completions" "${auth[@]}" "${json[@]}" --data-binary "@$TMP/big.json"
 expect_error 413 "completions: a body over 1 MiB"
@@ -187,7 +193,7 @@ sse() {  # sse ENDPOINT JSON: streams into $BODY, checks the SSE framing
     req POST "$BASE_URL/$1" "${auth[@]}" "${json[@]}" -N -D "$TMP/headers" --data "$2"
     expect_status 200 "$what stream"
     grep -qi '^content-type: text/event-stream' "$TMP/headers" || fail "$what stream: Content-Type should be text/event-stream"
-    python3 - "$BODY" <<'EOF' || fail "$what stream: bad SSE framing"
+    "$PYTHON" - "$BODY" <<'EOF' || fail "$what stream: bad SSE framing"
 import json, sys
 raw = open(sys.argv[1], encoding="utf-8").read()
 assert raw.endswith("data: [DONE]\n\n"), "does not end with 'data: [DONE]\\n\\n': %r" % raw[-80:]

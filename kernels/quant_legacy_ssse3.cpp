@@ -1,0 +1,5 @@
+// The SSSE3 level of quant_legacy_sse2.cpp: the same source compiled again with
+// -mssse3 into namespace ssse3, where quant_simd_sse2.h's byte dot products
+// are pmaddubsw (see there).
+#define FERRY_SSSE3 1
+#include "kernels/quant_legacy_sse2.cpp"
