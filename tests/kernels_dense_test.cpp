@@ -357,7 +357,7 @@ TEST(DenseKernels, DequantizeRowWidensEveryDenseType) {
 // The whole forward pass across machines: `ferry bench` hashes the final
 // logits. The host gives one value at every level and thread count, and the
 // 32-bit build (scripts/build-i686.sh) gives the same under qemu as a
-// Pentium II (x87 scalar), a Core Duo (SSE2) and a Haswell (AVX2), for f32
+// Pentium II (x87 scalar), a Core Duo (SSE2), a Core 2 Duo (SSSE3) and a Haswell (AVX2), for f32
 // weights and for the same model stored as f16 and bf16.
 std::string bench_checksum(const std::vector<std::string>& prefix, const std::string& binary, const std::string& model,
                            const std::vector<std::string>& extra) {
