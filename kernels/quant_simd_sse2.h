@@ -200,12 +200,40 @@ void superblock_tile(float* out, const Matrix& w, const QuantActs& a, int64_t r,
             for (int t = 0; t < T; ++t) isums[t] -= K::kOffset * a.block_sums[(t0 + t) * nbs + b];
         } else {
             K::decode(blk, &lv);
-            for (int t = 0; t < T; ++t) {
-                const int8_t* x = a.qs + (t0 + t) * a.stride + b * kQK_K;
-                __m128i s = _mm_setzero_si128();
-                for (int g = 0; g < 16; ++g)
-                    s = _mm_add_epi32(s, scaled_dot16(load16(lv.q + 16 * g), load16(x + 16 * g), _mm_set1_epi16(lv.scale[g])));
-                isums[t] = hsum_i32(s);
+#if defined(FERRY_SSSE3)
+            constexpr bool kScaleOnce = false;  // pmaddubsw scales each pair sum: nothing to share
+#else
+            constexpr bool kScaleOnce = T > 1;  // a prefill tile: share the scaled levels
+#endif
+            if constexpr (!kScaleOnce) {
+                for (int t = 0; t < T; ++t) {
+                    const int8_t* x = a.qs + (t0 + t) * a.stride + b * kQK_K;
+                    __m128i s = _mm_setzero_si128();
+                    for (int g = 0; g < 16; ++g)
+                        s = _mm_add_epi32(s, scaled_dot16(load16(lv.q + 16 * g), load16(x + 16 * g),
+                                                          _mm_set1_epi16(lv.scale[g])));
+                    isums[t] = hsum_i32(s);
+                }
+            } else {
+                // SSE2: the levels widened and times their group's scale once
+                // per block (|level * scale| < 2^15) for every token of the
+                // tile: the products scaled_dot16 forms, not redone per token.
+                alignas(16) int16_t scaled[kQK_K];
+                for (int g = 0; g < 16; ++g) {
+                    const __m128i q = load16(lv.q + 16 * g), scale = _mm_set1_epi16(lv.scale[g]);
+                    _mm_store_si128(reinterpret_cast<__m128i*>(scaled + 16 * g), _mm_mullo_epi16(widen_lo(q), scale));
+                    _mm_store_si128(reinterpret_cast<__m128i*>(scaled + 16 * g + 8), _mm_mullo_epi16(widen_hi(q), scale));
+                }
+                for (int t = 0; t < T; ++t) {
+                    const int8_t* x = a.qs + (t0 + t) * a.stride + b * kQK_K;
+                    __m128i s = _mm_setzero_si128();
+                    for (int g = 0; g < 16; ++g) {
+                        const __m128i xv = load16(x + 16 * g);
+                        s = _mm_add_epi32(s, _mm_madd_epi16(load_x(scaled + 16 * g), widen_lo(xv)));
+                        s = _mm_add_epi32(s, _mm_madd_epi16(load_x(scaled + 16 * g + 8), widen_hi(xv)));
+                    }
+                    isums[t] = hsum_i32(s);
+                }
             }
         }
         const float dw = f16_to_f32(blk + K::kD);
