@@ -37,14 +37,11 @@ namespace {
 // tiles read them from L1: levels, then per block its scales, and per group
 // of G values its scale and min.
 struct UnpackedRows {
-    int64_t nb = 0, groups = 0;  // blocks per row, groups per block
     std::vector<int8_t> q;        // row i's levels at q + i * cols
     std::vector<float> d, dmin;   // row i's block b at i * nb + b
     std::vector<int32_t> corr;    // 128 * sum_g scale_g * sum(q over group g), likewise
     std::vector<int32_t> scale, min;  // group g of block b of row i at (i * nb + b) * groups + g
-    void resize(int n_rows, int64_t cols, int64_t blocks, int64_t group_count) {
-        nb = blocks;
-        groups = group_count;
+    void resize(int n_rows, int64_t cols, int64_t nb, int64_t groups) {
         q.resize(static_cast<size_t>(n_rows * cols));
         d.resize(static_cast<size_t>(n_rows * nb));
         dmin.resize(d.size());

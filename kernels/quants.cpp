@@ -114,7 +114,8 @@ void build_token_lanes(QuantActs* a, ActScratch* scratch, ThreadPool* pool) {
     uint8_t* qs = base;
     float* d = reinterpret_cast<float*>(base + qs_bytes);
     int32_t* sums = reinterpret_cast<int32_t*>(base + qs_bytes + d_bytes);
-    std::memset(base, 0, qs_bytes + d_bytes + sums_bytes);
+    // Every byte of qs is written below; d and the sums of absent tokens must be 0.
+    std::memset(base + qs_bytes, 0, d_bytes + sums_bytes);
     const int64_t words = a->stride / 4;
     // By lane group, so that no two threads write the same cache line.
     for_range(groups, 1, pool, [&](int64_t g0, int64_t g1) {
