@@ -5,6 +5,9 @@
 #if defined(__i386__) || defined(__x86_64__)
 #include <cpuid.h>
 #endif
+#if defined(__aarch64__) || defined(__arm__)
+#include <sys/auxv.h>
+#endif
 
 namespace ferry::kernels {
 
@@ -48,6 +51,13 @@ CpuFeatures detect_cpu_features() {
     }
     f.fma = f.fma && os_avx;
     f.f16c = f.f16c && os_avx;
+#elif defined(__aarch64__)
+    // The kernel's hardware capabilities (asm/hwcap.h: HWCAP_ASIMD, HWCAP_ASIMDDP).
+    const unsigned long hwcap = getauxval(AT_HWCAP);
+    f.neon = (hwcap >> 1) & 1;
+    f.dotprod = (hwcap >> 20) & 1;
+#elif defined(__arm__)
+    f.neon = (getauxval(AT_HWCAP) >> 12) & 1;  // HWCAP_NEON
 #endif
     return f;
 }
@@ -64,6 +74,12 @@ Level best_level() {
     // Core 2, Atom, Bulldozer-era and later without AVX2: byte multiply-adds.
     if (f.sse2 && f.ssse3) return Level::ssse3;
     if (f.sse2) return Level::sse2;
+#if defined(__aarch64__)
+    if (f.neon && f.dotprod) return Level::dotprod;
+#endif
+#if defined(__aarch64__) || defined(__arm__)
+    if (f.neon) return Level::neon;
+#endif
     return Level::scalar;
 }
 
@@ -72,6 +88,10 @@ std::vector<Level> compiled_levels() {
     return {Level::scalar, Level::sse2, Level::ssse3, Level::avx2, Level::avx512};
 #elif defined(__i386__) || defined(_M_IX86)
     return {Level::scalar, Level::sse2, Level::ssse3, Level::avx2};
+#elif defined(__aarch64__)
+    return {Level::scalar, Level::neon, Level::dotprod};
+#elif defined(__arm__)
+    return {Level::scalar, Level::neon};
 #else
     return {Level::scalar};
 #endif
@@ -86,8 +106,18 @@ Level active_level() {
     return static_cast<Level>(l);
 }
 
+bool level_runs_here(Level level) {
+    const std::vector<Level> compiled = compiled_levels();
+    int rank = -1, best_rank = -1;
+    for (size_t i = 0; i < compiled.size(); ++i) {
+        if (compiled[i] == level) rank = static_cast<int>(i);
+        if (compiled[i] == best_level()) best_rank = static_cast<int>(i);
+    }
+    return rank >= 0 && rank <= best_rank;
+}
+
 bool set_active_level(Level level) {
-    if (static_cast<int>(level) > static_cast<int>(best_level())) return false;
+    if (!level_runs_here(level)) return false;
     g_level.store(static_cast<int>(level), std::memory_order_relaxed);
     return true;
 }
@@ -99,6 +129,8 @@ const char* level_name(Level level) {
         case Level::ssse3: return "ssse3";
         case Level::avx2: return "avx2";
         case Level::avx512: return "avx512";
+        case Level::neon: return "neon";
+        case Level::dotprod: return "dotprod";
     }
     return "unknown";
 }
@@ -109,8 +141,33 @@ bool parse_level(const std::string& name, Level* out) {
     else if (name == "ssse3") *out = Level::ssse3;
     else if (name == "avx2") *out = Level::avx2;
     else if (name == "avx512") *out = Level::avx512;
+    else if (name == "neon") *out = Level::neon;
+    else if (name == "dotprod") *out = Level::dotprod;
     else if (name == "auto") *out = best_level();
     else return false;
+    return true;
+}
+
+bool select_level(const std::string& name, std::string* why) {
+    std::string choices;
+    for (const Level l : compiled_levels()) choices += std::string(level_name(l)) + ", ";
+    choices += "or auto";
+    Level level;
+    if (!parse_level(name, &level)) {
+        *why = "--kernels " + name + ": unknown level; this build has " + choices;
+        return false;
+    }
+    bool compiled = false;
+    for (const Level l : compiled_levels()) compiled = compiled || l == level;
+    if (!compiled) {
+        *why = "--kernels " + name + ": not a level of this build (it has " + choices + ")";
+        return false;
+    }
+    if (!set_active_level(level)) {
+        *why = "--kernels " + name + ": this CPU lacks it (it has: " + cpu_features_string() + "); use --kernels " +
+               level_name(best_level()) + " or auto";
+        return false;
+    }
     return true;
 }
 
@@ -132,6 +189,8 @@ std::string cpu_features_string() {
     add(f.avx512vl, "avx512vl");
     add(f.avx512dq, "avx512dq");
     add(f.avx512vnni, "avx512vnni");
+    add(f.neon, "neon");
+    add(f.dotprod, "dotprod");
     return s.empty() ? "none" : s;
 }
 

@@ -6,8 +6,10 @@
 
 namespace ferry::kernels {
 
-// Ordered: a level may use every instruction set of the levels below it.
-enum class Level { scalar = 0, sse2 = 1, ssse3 = 2, avx2 = 3, avx512 = 4 };
+// x86: scalar < sse2 < ssse3 < avx2 < avx512; ARM: scalar < neon < dotprod.
+// Within an architecture a level may use every instruction set of the levels
+// below it; the values only name levels (a build has one architecture's).
+enum class Level { scalar = 0, sse2 = 1, ssse3 = 2, avx2 = 3, avx512 = 4, neon = 5, dotprod = 6 };
 
 struct CpuFeatures {
     bool sse2 = false;
@@ -20,22 +22,32 @@ struct CpuFeatures {
     bool avx512vl = false;
     bool avx512dq = false;
     bool avx512vnni = false;
+    bool neon = false;     // Advanced SIMD (every aarch64 CPU; most ARMv7 ones)
+    bool dotprod = false;  // aarch64 SDOT/UDOT (Cortex-A55/A76 and later, Pi 5)
 };
 
 CpuFeatures detect_cpu_features();
 // Highest level this CPU can run.
 Level best_level();
 // The levels this binary has kernels for (x86-64: scalar, sse2, ssse3, avx2,
-// avx512; i686: scalar, sse2, ssse3, avx2; elsewhere scalar).
+// avx512; i686: scalar, sse2, ssse3, avx2; aarch64: scalar, neon, dotprod;
+// armhf: scalar, neon; elsewhere scalar).
 std::vector<Level> compiled_levels();
 // The level every kernel uses now; starts at best_level().
 Level active_level();
+// Whether this build has `level` and this CPU can run it.
+bool level_runs_here(Level level);
 // Forces a level; returns false (and changes nothing) if the CPU lacks it.
 bool set_active_level(Level level);
 const char* level_name(Level level);
-// "scalar" | "sse2" | "ssse3" | "avx2" | "avx512" | "auto"; false if unknown. "auto" gives best_level().
+// "scalar" | "sse2" | "ssse3" | "avx2" | "avx512" | "neon" | "dotprod" | "auto"; false if unknown.
+// "auto" gives best_level().
 bool parse_level(const std::string& name, Level* out);
-// "sse2 avx2 fma f16c" style list of what the CPU has.
+// Parses and sets a --kernels value; false with *why (one line naming the
+// value and what to use instead) if it is unknown, not in this build, or
+// beyond this CPU.
+bool select_level(const std::string& name, std::string* why);
+// "sse2 avx2 fma f16c" (or "neon dotprod") style list of what the CPU has.
 std::string cpu_features_string();
 
 }  // namespace ferry::kernels

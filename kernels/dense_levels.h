@@ -42,8 +42,8 @@ struct DenseKernels {
     float (*read_bandwidth_probe)(const float* data, int64_t n);
 };
 
-// Each level's functions, in namespaces scalar::, sse2:: and avx2:: (the SIMD
-// ones only on x86 builds), with the contracts of the fields above.
+// Each level's functions, in namespaces scalar::, sse2::, avx2:: (x86 builds)
+// and neon:: (aarch64 builds), with the contracts of the fields above.
 #define FERRY_DENSE_LEVEL_FUNCTIONS                                                                               \
     void matmul_f32(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,    \
                     int64_t r0, int64_t r1);                                                                      \
@@ -61,6 +61,7 @@ struct DenseKernels {
 namespace scalar { FERRY_DENSE_LEVEL_FUNCTIONS }
 namespace sse2 { FERRY_DENSE_LEVEL_FUNCTIONS }
 namespace avx2 { FERRY_DENSE_LEVEL_FUNCTIONS }
+namespace neon { FERRY_DENSE_LEVEL_FUNCTIONS }  // aarch64 only
 #undef FERRY_DENSE_LEVEL_FUNCTIONS
 // AVX-512 (x86-64 only) has its own prefill tiles; the rest of its table is AVX2's.
 namespace avx512 {

@@ -52,6 +52,11 @@ void matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPoo
 // True if matmul supports w.type.
 bool matmul_supports(TensorType type);
 
+// True if products of `type` run on the scalar kernels at `level` although it
+// is not the scalar level: the level has no kernel for that type (e.g. the
+// dense types on 32-bit ARM, whose NEON is not IEEE). Same results either way.
+bool matmul_falls_back(TensorType type, Level level);
+
 // Row `row` of w as f32 (embedding lookup). out has w.cols floats.
 void dequantize_row(const Matrix& w, int64_t row, float* out);
 

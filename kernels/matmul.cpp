@@ -108,6 +108,13 @@ const DenseKernels& dense_kernels(Level level) {
     // SSSE3 adds byte multiply-adds, which only the quantized products use.
     if (level == Level::sse2 || level == Level::ssse3) return sse2_table;
 #endif
+#if defined(__aarch64__)
+    // Dot products add byte multiply-adds, which only the quantized products use.
+    static const DenseKernels neon_table = FERRY_DENSE_TABLE(neon);
+    if (level == Level::neon || level == Level::dotprod) return neon_table;
+#endif
+    // 32-bit ARM's NEON flushes subnormal floats to zero: its dense products
+    // stay on the (IEEE) VFP unit, in the scalar kernels.
 #undef FERRY_DENSE_TABLE
     return scalar_table;
 }
@@ -142,6 +149,17 @@ MatmulRowsFn dense_rows_fn(TensorType type) {
 bool matmul_supports(TensorType type) {
     return type == TensorType::F32 || type == TensorType::F16 || type == TensorType::BF16 ||
            quant_matmul_supports(type);
+}
+
+bool matmul_falls_back(TensorType type, Level level) {
+    if (level == Level::scalar) return false;
+    if (quant_matmul_supports(type)) return quant_falls_back(type, level);
+    const DenseKernels& k = dense_kernels(level);
+    const DenseKernels& s = dense_kernels(Level::scalar);
+    if (type == TensorType::F32) return k.matmul_f32 == s.matmul_f32;
+    if (type == TensorType::F16) return k.matmul_f16 == s.matmul_f16;
+    if (type == TensorType::BF16) return k.matmul_bf16 == s.matmul_bf16;
+    return false;
 }
 
 void matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPool* pool) {

@@ -132,6 +132,18 @@ QuantRowsFn kquant_rows(TensorType type);
 QuantRowsFn ternary_rows(TensorType type);
 QuantRowsFn q8group_rows(TensorType type);
 }  // namespace ssse3
+namespace neon {  // the SSE2 sources over SIMDe on ARM (quant_simd_sse2.h)
+QuantRowsFn legacy_rows(TensorType type);
+QuantRowsFn kquant_rows(TensorType type);
+QuantRowsFn ternary_rows(TensorType type);
+QuantRowsFn q8group_rows(TensorType type);
+}  // namespace neon
+namespace dotprod {  // the same with SDOT byte dot products (aarch64)
+QuantRowsFn legacy_rows(TensorType type);
+QuantRowsFn kquant_rows(TensorType type);
+QuantRowsFn ternary_rows(TensorType type);
+QuantRowsFn q8group_rows(TensorType type);
+}  // namespace dotprod
 namespace avx2 {
 QuantRowsFn legacy_rows(TensorType type);
 QuantRowsFn kquant_rows(TensorType type);

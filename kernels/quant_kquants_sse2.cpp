@@ -2,7 +2,7 @@
 // each super-block decoded to signed levels with vector shifts and masks,
 // then the widening dot product of quant_simd_sse2.h, in quant_dot.h's
 // canonical order.
-#if defined(__i386__) || defined(__x86_64__)
+#if defined(__i386__) || defined(__x86_64__) || defined(FERRY_NEON)
 #include "kernels/quant_simd_sse2.h"
 
 namespace ferry::kernels::FERRY_SSE_LEVEL {

@@ -3,7 +3,7 @@
 // each block decoded once to 32 signed levels, widened and multiplied with
 // pmaddwd per token; four blocks' partial sums fold into one vector of exact
 // totals before any f32 arithmetic, which then runs on four blocks at a time.
-#if defined(__i386__) || defined(__x86_64__)
+#if defined(__i386__) || defined(__x86_64__) || defined(FERRY_NEON)
 #include "kernels/quant_simd_sse2.h"
 
 namespace ferry::kernels::FERRY_SSE_LEVEL {

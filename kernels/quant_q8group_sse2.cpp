@@ -2,7 +2,7 @@
 // canonical order: exact integer sum per group (pmaddwd on widened bytes),
 // then the portable code's own f32 term. Groups that are not whole 16-byte
 // vectors take the portable path.
-#if defined(__i386__) || defined(__x86_64__)
+#if defined(__i386__) || defined(__x86_64__) || defined(FERRY_NEON)
 #include "kernels/quant_simd_sse2.h"
 
 namespace ferry::kernels::FERRY_SSE_LEVEL {

@@ -11,12 +11,31 @@
 // re-inclusion of one source that Highway's foreach_target uses). Both give
 // the same exact integer sums, so the levels agree bit for bit.
 #pragma once
+#if defined(FERRY_NEON)
+// ARM (the *_neon.cpp and *_dotprod.cpp files): the same sources over SIMDe's
+// SSE intrinsics, which compile to NEON, with the SSSE3 paths (byte
+// multiply-adds, pshufb) and the byte dot products below written in NEON
+// itself. Integer work is exact whatever the instructions; on 32-bit ARM,
+// whose NEON flushes subnormal floats to zero, SIMDe is kept off NEON
+// (SIMDE_ARM_NEON_A32V7_NO_NATIVE, set by kernels/CMakeLists.txt): its vector
+// code then leaves float arithmetic to the IEEE VFP unit, as GCC must.
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <arm_neon.h>
+#include <simde/x86/ssse3.h>
+#define FERRY_SSSE3 1
+#if defined(FERRY_DOTPROD)
+#define FERRY_SSE_LEVEL dotprod
+#else
+#define FERRY_SSE_LEVEL neon
+#endif
+#else
 #include <emmintrin.h>
 #if defined(FERRY_SSSE3)
 #include <tmmintrin.h>
 #define FERRY_SSE_LEVEL ssse3
 #else
 #define FERRY_SSE_LEVEL sse2
+#endif
 #endif
 
 #include <cstdint>
@@ -37,7 +56,46 @@ FERRY_INLINE __m128i load16(const void* p) { return _mm_loadu_si128(static_cast<
 FERRY_INLINE __m128i widen_lo(__m128i v) { return _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8); }
 FERRY_INLINE __m128i widen_hi(__m128i v) { return _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8); }
 
-#if defined(FERRY_SSSE3)
+#if defined(FERRY_NEON)
+FERRY_INLINE int8x16_t as_s8(__m128i v) {
+    int8x16_t r;
+    std::memcpy(&r, &v, 16);  // a register move where SIMDe's type is NEON's
+    return r;
+}
+FERRY_INLINE __m128i from_s32(int32x4_t v) {
+    __m128i r;
+    std::memcpy(&r, &v, 16);
+    return r;
+}
+// The 16 products w[i] * x[i] as int16 (exact: |w|, |x| <= 128), low and high halves.
+FERRY_INLINE void products16(__m128i w, __m128i x, int16x8_t* lo, int16x8_t* hi) {
+    const int8x16_t a = as_s8(w), b = as_s8(x);
+    *lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+    *hi = vmull_s8(vget_high_s8(a), vget_high_s8(b));
+}
+// 4 partial sums of w[i] * x[i] over 16 signed bytes each.
+FERRY_INLINE __m128i dot16(__m128i w, __m128i x) {
+#if defined(FERRY_DOTPROD)
+    return from_s32(vdotq_s32(vdupq_n_s32(0), as_s8(w), as_s8(x)));
+#else
+    int16x8_t lo, hi;
+    products16(w, x, &lo, &hi);
+    return from_s32(vpadalq_s16(vpaddlq_s16(lo), hi));
+#endif
+}
+// The same sum times `scale` (|16 products * scale| < 2^31).
+FERRY_INLINE __m128i scaled_dot16(__m128i w, __m128i x, int16_t scale) {
+#if defined(FERRY_DOTPROD)
+    return from_s32(vmulq_n_s32(vdotq_s32(vdupq_n_s32(0), as_s8(w), as_s8(x)), scale));
+#else
+    int16x8_t lo, hi;
+    products16(w, x, &lo, &hi);
+    const int32x4_t s = vmull_n_s16(vget_low_s16(lo), scale);
+    return from_s32(vmlal_n_s16(vmlal_n_s16(vmlal_n_s16(s, vget_high_s16(lo), scale), vget_low_s16(hi), scale),
+                                vget_high_s16(hi), scale));
+#endif
+}
+#elif defined(FERRY_SSSE3)
 // 8 sums of pairs w[i] * x[i] as int16: |w| (at most 128) times x with w's
 // sign. Exact: activations are at most 127 in magnitude (ferry's quantizers),
 // so a pair stays within 2 * 128 * 127 < 2^15.
@@ -46,9 +104,9 @@ FERRY_INLINE __m128i pair_dot16(__m128i w, __m128i x) {
 }
 // 4 partial sums of w[i] * x[i] over 16 signed bytes each.
 FERRY_INLINE __m128i dot16(__m128i w, __m128i x) { return _mm_madd_epi16(pair_dot16(w, x), _mm_set1_epi16(1)); }
-// The same with every product multiplied by `scale` (int16).
-FERRY_INLINE __m128i scaled_dot16(__m128i w, __m128i x, __m128i scale) {
-    return _mm_madd_epi16(pair_dot16(w, x), scale);
+// The same sum times `scale`.
+FERRY_INLINE __m128i scaled_dot16(__m128i w, __m128i x, int16_t scale) {
+    return _mm_madd_epi16(pair_dot16(w, x), _mm_set1_epi16(scale));
 }
 #else
 // 4 partial sums of w[i] * x[i] over 16 signed bytes each.
@@ -56,10 +114,11 @@ FERRY_INLINE __m128i dot16(__m128i w, __m128i x) {
     return _mm_add_epi32(_mm_madd_epi16(widen_lo(w), widen_lo(x)), _mm_madd_epi16(widen_hi(w), widen_hi(x)));
 }
 
-// The same with every product multiplied by `scale` (int16; |w * scale| < 2^15).
-FERRY_INLINE __m128i scaled_dot16(__m128i w, __m128i x, __m128i scale) {
-    return _mm_add_epi32(_mm_madd_epi16(_mm_mullo_epi16(widen_lo(w), scale), widen_lo(x)),
-                         _mm_madd_epi16(_mm_mullo_epi16(widen_hi(w), scale), widen_hi(x)));
+// The same sum times `scale` (|w * scale| < 2^15).
+FERRY_INLINE __m128i scaled_dot16(__m128i w, __m128i x, int16_t scale) {
+    const __m128i s = _mm_set1_epi16(scale);
+    return _mm_add_epi32(_mm_madd_epi16(_mm_mullo_epi16(widen_lo(w), s), widen_lo(x)),
+                         _mm_madd_epi16(_mm_mullo_epi16(widen_hi(w), s), widen_hi(x)));
 }
 #endif
 
@@ -210,8 +269,7 @@ void superblock_tile(float* out, const Matrix& w, const QuantActs& a, int64_t r,
                     const int8_t* x = a.qs + (t0 + t) * a.stride + b * kQK_K;
                     __m128i s = _mm_setzero_si128();
                     for (int g = 0; g < 16; ++g)
-                        s = _mm_add_epi32(s, scaled_dot16(load16(lv.q + 16 * g), load16(x + 16 * g),
-                                                          _mm_set1_epi16(lv.scale[g])));
+                        s = _mm_add_epi32(s, scaled_dot16(load16(lv.q + 16 * g), load16(x + 16 * g), lv.scale[g]));
                     isums[t] = hsum_i32(s);
                 }
             } else {

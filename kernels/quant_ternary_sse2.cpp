@@ -1,7 +1,7 @@
 // SSE2 dot products of the ternary types TQ1_0 and TQ2_0 with Q8_K
 // activations: levels decoded to -1/0/1 bytes, then the widening dot
 // product of quant_simd_sse2.h, in quant_dot.h's canonical order.
-#if defined(__i386__) || defined(__x86_64__)
+#if defined(__i386__) || defined(__x86_64__) || defined(FERRY_NEON)
 #include "kernels/quant_simd_sse2.h"
 
 namespace ferry::kernels::FERRY_SSE_LEVEL {

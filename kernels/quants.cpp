@@ -101,8 +101,9 @@ QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratc
     return a;
 }
 
-// QuantActs' token lanes (quant_dot.h) from its token-major arrays.
-void build_token_lanes(QuantActs* a, ActScratch* scratch, ThreadPool* pool) {
+// QuantActs' token lanes (quant_dot.h) from its token-major arrays (used by
+// x86-64's AVX-512 kernels only).
+[[maybe_unused]] void build_token_lanes(QuantActs* a, ActScratch* scratch, ThreadPool* pool) {
     const int groups = (a->n_tokens + kLaneTokens - 1) / kLaneTokens;
     const int64_t nbs = a->stride / a->block;
     const bool q8_0 = a->type == TensorType::Q8_0;
@@ -148,25 +149,37 @@ void build_token_lanes(QuantActs* a, ActScratch* scratch, ThreadPool* pool) {
 // the weights once for the whole batch.
 constexpr int kLaneMinTokens = 12;
 
+// The first kernel for `type` among `families` (one level's), or nullptr.
+template <size_t N>
+QuantRowsFn first_of(QuantRowsFn (*const (&families)[N])(TensorType), TensorType type) {
+    for (auto family : families)
+        if (QuantRowsFn fn = family(type)) return fn;
+    return nullptr;
+}
+
 QuantRowsFn pick_kernel(TensorType type, Level level) {
+    QuantRowsFn fn = nullptr;
+#if defined(__i386__) || defined(__x86_64__)
     QuantRowsFn (*const avx2_families[])(TensorType) = {avx2::legacy_rows, avx2::kquant_rows, avx2::ternary_rows,
                                                         avx2::q8group_rows};
     QuantRowsFn (*const ssse3_families[])(TensorType) = {ssse3::legacy_rows, ssse3::kquant_rows, ssse3::ternary_rows,
                                                          ssse3::q8group_rows};
     QuantRowsFn (*const sse2_families[])(TensorType) = {sse2::legacy_rows, sse2::kquant_rows, sse2::ternary_rows,
                                                         sse2::q8group_rows};
-#if defined(__i386__) || defined(__x86_64__)
-    if (level >= Level::avx2)
-        for (auto family : avx2_families)
-            if (QuantRowsFn fn = family(type)) return fn;
-    if (level >= Level::ssse3)
-        for (auto family : ssse3_families)
-            if (QuantRowsFn fn = family(type)) return fn;
-    if (level >= Level::sse2)
-        for (auto family : sse2_families)
-            if (QuantRowsFn fn = family(type)) return fn;
+    if (!fn && (level == Level::avx2 || level == Level::avx512)) fn = first_of(avx2_families, type);
+    if (!fn && level != Level::scalar && level != Level::sse2) fn = first_of(ssse3_families, type);
+    if (!fn && level != Level::scalar) fn = first_of(sse2_families, type);
+#elif defined(__aarch64__) || defined(__arm__)
+    QuantRowsFn (*const neon_families[])(TensorType) = {neon::legacy_rows, neon::kquant_rows, neon::ternary_rows,
+                                                        neon::q8group_rows};
+#if defined(__aarch64__)
+    QuantRowsFn (*const dotprod_families[])(TensorType) = {dotprod::legacy_rows, dotprod::kquant_rows,
+                                                           dotprod::ternary_rows, dotprod::q8group_rows};
+    if (level == Level::dotprod) fn = first_of(dotprod_families, type);
 #endif
-    return scalar::quant_rows(type);
+    if (!fn && level != Level::scalar) fn = first_of(neon_families, type);
+#endif
+    return fn ? fn : scalar::quant_rows(type);
 }
 
 // Whether w's shape fits its type (loaders check this; a kernel must not trust it).
@@ -180,6 +193,10 @@ bool shape_fits(const Matrix& w) {
 }  // namespace
 
 bool quant_matmul_supports(TensorType type) { return scalar::quant_rows(type) != nullptr; }
+
+bool quant_falls_back(TensorType type, Level level) {
+    return level != Level::scalar && pick_kernel(type, level) == scalar::quant_rows(type);
+}
 
 void quant_matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPool* pool) {
     if (w.rows <= 0 || n_tokens <= 0) return;

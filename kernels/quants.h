@@ -11,12 +11,16 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/cpu_features.h"
 #include "kernels/tensor_type.h"
 #include "kernels/thread_pool.h"
 
 namespace ferry::kernels {
 
 bool quant_matmul_supports(TensorType type);
+
+// True if `type`'s products use the scalar kernel at `level` (it has none of its own).
+bool quant_falls_back(TensorType type, Level level);
 // Same contract as matmul() in kernels.h. A matrix whose rows are not whole
 // blocks of its type gives zeros.
 void quant_matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPool* pool);

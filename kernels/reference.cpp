@@ -63,7 +63,8 @@ void rmsnorm(float* out, const float* x, const float* weight, int n, float eps) 
 
 void softmax(float* x, int n) {
     double max = x[0];
-    for (int i = 1; i < n; ++i) max = std::fmax(max, x[i]);
+    // Not std::fmax: GCC 12's aarch64 vectorizer fails on that reduction (an internal compiler error).
+    for (int i = 1; i < n; ++i) max = x[i] > max ? x[i] : max;
     std::vector<double> e(static_cast<size_t>(n));
     double sum = 0;
     for (int i = 0; i < n; ++i) sum += e[i] = std::exp(x[i] - max);

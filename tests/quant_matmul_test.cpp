@@ -41,7 +41,7 @@ const DotType kDotTypes[] = {
 std::vector<Level> levels_here() {
     std::vector<Level> out;
     for (Level l : kernels::compiled_levels())
-        if (static_cast<int>(l) <= static_cast<int>(kernels::best_level())) out.push_back(l);
+        if (kernels::level_runs_here(l)) out.push_back(l);
     return out;
 }
 

@@ -191,8 +191,8 @@ int main(int argc, char** argv) {
                    "cached under --cache-dir/model-hashes) is mapped and its range loaded from disk instead of "
                    "received over the network");
     app.add_option("--kernels", kernels_name,
-                   "Kernel instruction set: scalar, sse2, ssse3, avx2, avx512 or auto (default: the best this CPU has)")
-        ->check(CLI::IsMember({"scalar", "sse2", "ssse3", "avx2", "avx512", "auto"}));
+                   "Kernel instruction set: scalar, sse2, ssse3, avx2 or avx512 on x86, scalar, neon or dotprod on "
+                   "ARM (dotprod: aarch64 only), or auto (default: the best this CPU has)");
     app.add_option("--handshake-timeout", o.handshake_timeout_s,
                    "Seconds a new connection has to send its hello, and a coordinator its assignment after it; a "
                    "peer that says nothing or dribbles bytes is dropped after it (default 5)")
@@ -244,9 +244,7 @@ int main(int argc, char** argv) {
         // --daemon changes directory to /: every path the worker keeps is made absolute before.
         for (std::string* path : {&pid_file, &log_file, &o.cache_dir, &o.model_dir})
             if (!path->empty() && (*path)[0] != '/') *path = std::filesystem::absolute(*path).string();
-        kernels::Level level;
-        if (!kernels::parse_level(kernels_name, &level) || !kernels::set_active_level(level))
-            throw Error("--kernels " + kernels_name + ": this CPU lacks it (it has: " + kernels::cpu_features_string() + ")");
+        if (std::string why; !kernels::select_level(kernels_name, &why)) throw Error(why);
         setup_logging(log_level, log_file);
         std::string key_source;
         o.key = net::find_cluster_key(key_file, &key_source);

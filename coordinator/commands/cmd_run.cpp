@@ -33,11 +33,7 @@ int resolve_threads(int requested) {
 }
 
 void select_kernels(const std::string& name) {
-    kernels::Level level;
-    if (!kernels::parse_level(name, &level)) throw Error("--kernels " + name + ": use scalar, sse2, ssse3, avx2, avx512 or auto");
-    if (!kernels::set_active_level(level))
-        throw Error(std::string("--kernels ") + name + ": this CPU lacks it (it has: " +
-                    kernels::cpu_features_string() + ")");
+    if (std::string why; !kernels::select_level(name, &why)) throw Error(why);
 }
 
 int context_for(const ModelConfig& c, int requested, int needed) {

@@ -1,0 +1,6 @@
+// The NEON level of quant_ternary_sse2.cpp: the same source over SIMDe on ARM,
+// into namespace neon (see quant_simd_sse2.h).
+#if defined(__aarch64__) || defined(__ARM_NEON)
+#define FERRY_NEON 1
+#include "kernels/quant_ternary_sse2.cpp"
+#endif
