@@ -6,6 +6,7 @@ bash scripts/install-deps.sh
 bash scripts/build.sh
 bash scripts/build-static-worker.sh  # the one-file x86-64 worker (tests/install_test.cpp runs it)
 bash scripts/build-i686.sh   # the 32-bit worker the tests run under qemu-i386 -cpu pentium2
+bash scripts/build-arm.sh    # the aarch64 and armhf builds the tests run under qemu-aarch64 / qemu-arm
 # Kernels without IA-32 emulation (built without it, or ia32_emulation=0) refuse
 # 32-bit programs; the tests then run the i686 build under qemu-i386 instead.
 if ! out=$(build-i686/worker/ferry-worker --help 2>&1 >/dev/null); then
