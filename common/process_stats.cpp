@@ -54,7 +54,7 @@ const char* machine_arch() {
 #elif defined(__aarch64__)
     return "aarch64";
 #elif defined(__arm__)
-    return "armv7";
+    return "armhf";
 #else
     return "unknown";
 #endif

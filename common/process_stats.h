@@ -23,7 +23,7 @@ MachineMemory read_machine_memory();
 uint64_t cgroup_memory_limit();
 // The last-level cache (L3, else L2) in bytes.
 uint64_t last_level_cache_bytes();
-// What this binary was built for: "x86_64", "i686", "aarch64", ... ("unknown").
+// What this binary was built for: "x86_64", "i686", "aarch64", "armhf" ("unknown").
 const char* machine_arch();
 
 }  // namespace ferry

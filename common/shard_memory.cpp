@@ -10,7 +10,14 @@
 namespace ferry {
 
 uint64_t worker_process_overhead(const std::string& arch) {
-    return arch == "i686" ? kWorkerOverheadI686 : kWorkerOverheadX86_64;
+    if (arch == "i686") return kWorkerOverheadI686;
+    if (arch == "aarch64") return kWorkerOverheadAarch64;
+    if (arch == "armhf") return kWorkerOverheadArmhf;
+    return kWorkerOverheadX86_64;
+}
+
+bool known_worker_arch(const std::string& arch) {
+    return arch == "x86_64" || arch == "i686" || arch == "aarch64" || arch == "armhf";
 }
 
 uint64_t tensor_bytes_named(const std::vector<TensorInfo>& tensors, const std::vector<std::string>& names) {

@@ -64,8 +64,18 @@ struct StageLoad {
 //     below 32 MB (a 1 MB probe) the process is ~3 MB smaller than counted.
 //   i686 (static): idle 3.3-3.5 MB; serving 3.7 MB (32-bit malloc never
 //     raises its mmap threshold past 512 KB).
+//   aarch64 and armhf (static, scripts/build-arm.sh): estimates, not
+//     measurements: under qemu-user the process's RSS is the emulator's (its
+//     translation cache), and no ARM board is here. A 64-bit glibc malloc
+//     behaves as on x86-64 (the threshold rise above), and the static aarch64
+//     binary is the x86-64 one's size within 10%: x86-64's figure. armhf's
+//     malloc is 32-bit like i686's, its binary 0.4 MB larger: i686's + 1 MB.
 constexpr uint64_t kWorkerOverheadX86_64 = 11ull << 20;
 constexpr uint64_t kWorkerOverheadI686 = 4ull << 20;
+constexpr uint64_t kWorkerOverheadAarch64 = 11ull << 20;
+constexpr uint64_t kWorkerOverheadArmhf = 5ull << 20;
+// The architectures a pool may name ("x86_64", "i686", "aarch64", "armhf").
+bool known_worker_arch(const std::string& arch);
 // The overhead for a worker's architecture ("x86_64", "i686"; anything else: x86_64's).
 uint64_t worker_process_overhead(const std::string& arch);
 

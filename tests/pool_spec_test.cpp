@@ -5,6 +5,7 @@
 #include <random>
 
 #include "common/error.h"
+#include "common/shard_memory.h"
 #include "coordinator/pipeline/pool_spec.h"
 
 namespace ferry {
@@ -33,6 +34,19 @@ TEST(PoolSpec, CountsBudgetsSpeedsAndArchitectures) {
         EXPECT_DOUBLE_EQ(x.link_latency_ms, 1.5);
     }
     EXPECT_EQ(parse_pool("1.5G").front().memory_budget, 3ull << 29);
+}
+
+// Raspberry Pis: 64-bit and 32-bit ARM workers, each with its process overhead.
+TEST(PoolSpec, ArmWorkersCountTheirOwnOverhead) {
+    const std::vector<WorkerCapacity> w = parse_pool("4x1G:aarch64,2x512M:armhf");
+    ASSERT_EQ(w.size(), 6u);
+    EXPECT_EQ(w[0].arch, "aarch64");
+    EXPECT_EQ(w[3].arch, "aarch64");
+    EXPECT_EQ(w[4].arch, "armhf");
+    EXPECT_EQ(w[5].memory_budget, 512ull << 20);
+    EXPECT_EQ(worker_process_overhead("aarch64"), kWorkerOverheadAarch64);
+    EXPECT_EQ(worker_process_overhead("armhf"), kWorkerOverheadArmhf);
+    EXPECT_LT(worker_process_overhead("armhf"), worker_process_overhead("aarch64"));
 }
 
 TEST(PoolSpec, MalformedEntriesAreOneClearError) {

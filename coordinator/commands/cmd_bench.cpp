@@ -61,6 +61,20 @@ uint64_t weight_bytes_per_token(const ModelFile& f) {
     return bytes;
 }
 
+// The model's matrix types for which `level` has no kernel of its own (they
+// run on the scalar kernels), e.g. the dense types on 32-bit ARM.
+std::vector<std::string> scalar_fallbacks(const ModelFile& f, kernels::Level level) {
+    std::vector<std::string> types;
+    const bool tied = f.find("output.weight") == nullptr;
+    for (const TensorInfo& t : f.tensors) {
+        if (t.rows <= 1 || (t.name == "token_embd.weight" && !tied)) continue;  // vectors; a lookup table
+        const std::string name = tensor_type_name(t.type);
+        if (kernels::matmul_falls_back(t.type, level) && std::find(types.begin(), types.end(), name) == types.end())
+            types.push_back(name);
+    }
+    return types;
+}
+
 // One run: a prefill, a decode, then the bandwidth probe, back to back.
 struct Run {
     double prefill_tok_s = 0;
@@ -172,6 +186,12 @@ int cmd_bench(BenchArgs a) {
     const char* level = kernels::level_name(kernels::active_level());
     const bool pipeline = !a.run.workers.empty();
     const std::string checksum = hex64(runs[0].checksum);
+    const std::vector<std::string> fallbacks = scalar_fallbacks(file, kernels::active_level());
+    std::string fallback_note;
+    for (const std::string& t : fallbacks) fallback_note += (fallback_note.empty() ? "" : ", ") + t;
+    if (!fallback_note.empty())
+        fallback_note = "; " + fallback_note + " on the scalar kernels (" + level + " has none for " +
+                        (fallbacks.size() == 1 ? "it" : "them") + ")";
 
     if (a.json) {
         nlohmann::json j = {
@@ -184,6 +204,7 @@ int cmd_bench(BenchArgs a) {
             {"n_kv_heads", c.n_kv_heads},
             {"vocab_size", c.vocab_size},
             {"kernels", level},
+            {"scalar_fallback_types", fallbacks},
             {"cpu_features", kernels::cpu_features_string()},
             {"threads", pool.size()},
             {"workers", a.run.workers.size()},
@@ -207,8 +228,9 @@ int cmd_bench(BenchArgs a) {
     } else {
         std::printf("model      %s (%s): dim %d, hidden %d, %d layers, %d/%d heads, vocab %d\n", a.run.model.c_str(),
                     file.format.c_str(), c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size);
-        std::printf("compute    %s kernels, %d thread%s%s\n", level, pool.size(), pool.size() == 1 ? "" : "s",
-                    pipeline ? (", layers on " + std::to_string(a.run.workers.size()) + " workers").c_str() : "");
+        std::printf("compute    %s kernels, %d thread%s%s%s\n", level, pool.size(), pool.size() == 1 ? "" : "s",
+                    pipeline ? (", layers on " + std::to_string(a.run.workers.size()) + " workers").c_str() : "",
+                    fallback_note.c_str());
         std::printf("prefill    %d tokens: %.1f tok/s (median of %d runs)\n", a.prompt_tokens, prefill, a.runs);
         std::printf("decode     %d tokens: %.2f tok/s (median of %d runs)\n", a.gen_tokens, decode, a.runs);
         std::printf("weights    %s read per decoded token: %s/s streamed\n",

@@ -192,7 +192,7 @@ void register_plan(CLI::App& app, std::vector<Command>& commands) {
         "  POOL   := ENTRY[,ENTRY...]      ENTRY := [COUNTx]BUDGET[@SPEED][:ARCH]\n"
         "  BUDGET := 128M, 1.5G, 65536 (bytes) or unlimited\n"
         "  SPEED  := N (N times --gbps, relative) or NG (N GB/s, absolute: what a worker's probe measures)\n"
-        "  ARCH   := x86_64 (default) or i686 (a smaller process)\n"
+        "  ARCH   := x86_64 (default), i686, aarch64 or armhf (the process overhead: 32-bit ones are smaller)\n"
         "Offline workers are named pool-1, pool-2, ... and linked at --link-mbps with --latency-ms.\n"
         "Examples:\n"
         "  ferry plan tinyllama-q4_0.gguf --pool 4x160M --link-mbps 100\n"

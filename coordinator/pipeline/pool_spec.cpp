@@ -13,7 +13,7 @@ namespace {
 
 [[noreturn]] void bad(const std::string& entry, const std::string& what) {
     throw Error("--pool entry '" + entry + "': " + what +
-                " (write [COUNTx]BUDGET[@SPEED][:ARCH], e.g. 4x160M or 256M@0.5 or 512M@2G:i686)");
+                " (write [COUNTx]BUDGET[@SPEED][:ARCH], e.g. 4x160M or 256M@0.5 or 512M@2G:i686 or 2x1G:aarch64)");
 }
 
 // A finite positive number filling all of `text`.
@@ -42,7 +42,7 @@ std::vector<WorkerCapacity> parse_pool(const std::string& text, const PoolDefaul
         w.arch = "x86_64";
         if (const size_t colon = rest.find(':'); colon != std::string::npos) {
             w.arch = rest.substr(colon + 1);
-            if (w.arch != "x86_64" && w.arch != "i686") bad(entry, "the architecture must be x86_64 or i686");
+            if (!known_worker_arch(w.arch)) bad(entry, "the architecture must be x86_64, i686, aarch64 or armhf");
             rest = rest.substr(0, colon);
         }
         double gbps = defaults.reference_gbps;
