@@ -380,6 +380,30 @@ I686Launch i686_launch(const std::string& binary, const std::string& cpu) {
     return l;
 }
 
+ArmLaunch arm_launch(const std::string& target, const std::string& relative, const std::string& cpu) {
+    ArmLaunch l;
+    l.binary = std::string(FERRY_SOURCE_DIR) + "/build-" + target + "/" + relative;
+    const std::string qemu = std::string("/usr/bin/qemu-") + (target == "armhf" ? "arm" : target);
+    if (!std::filesystem::exists(l.binary)) {
+        l.why = "no " + target + " build at " + l.binary + ": run scripts/build-arm.sh (scripts/test.sh does)";
+        return l;
+    }
+    if (!std::filesystem::exists(qemu)) {
+        l.why = "running the " + target + " build needs " + qemu + ": apt-get install qemu-user";
+        return l;
+    }
+    l.available = true;
+    l.prefix = {qemu, "-cpu", cpu};
+    return l;
+}
+
+std::vector<std::string> ArmLaunch::argv(const std::vector<std::string>& args) const {
+    std::vector<std::string> v = prefix;
+    v.push_back(binary);
+    v.insert(v.end(), args.begin(), args.end());
+    return v;
+}
+
 TempDir::TempDir() {
     char tmpl[] = "/tmp/ferry-test-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");

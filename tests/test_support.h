@@ -77,6 +77,20 @@ struct I686Launch {
 };
 I686Launch i686_launch(const std::string& binary, const std::string& cpu = "");
 
+// An ARM build (scripts/build-arm.sh) of `relative` ("worker/ferry-worker",
+// "coordinator/ferry") for `target` ("aarch64" or "armhf"), run under
+// qemu-user as CPU model `cpu` ("cortex-a53", "cortex-a7", ...): always
+// emulated, so each level runs on a CPU that has exactly its features.
+struct ArmLaunch {
+    bool available = false;           // the build and qemu are there
+    std::vector<std::string> prefix;  // {"/usr/bin/qemu-aarch64", "-cpu", cpu}
+    std::string binary;               // build-<target>/<relative>
+    std::string why;                  // !available: what is missing and what to run
+    // prefix, binary, then args.
+    std::vector<std::string> argv(const std::vector<std::string>& args) const;
+};
+ArmLaunch arm_launch(const std::string& target, const std::string& relative, const std::string& cpu);
+
 // A ferry-worker process (or any command that ends in one, e.g. under qemu or
 // `ip netns exec`), killed when the object dies. It is started with
 // --listen HOST:0 unless `listen` gives a port; the port it bound is read
