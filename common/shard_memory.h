@@ -65,15 +65,16 @@ struct StageLoad {
 //   i686 (static): idle 3.3-3.5 MB; serving 3.7 MB (32-bit malloc never
 //     raises its mmap threshold past 512 KB).
 //   aarch64 and armhf (static, scripts/build-arm.sh): estimates, not
-//     measurements: under qemu-user the process's RSS is the emulator's (its
-//     translation cache), and no ARM board is here. A 64-bit glibc malloc
-//     behaves as on x86-64 (the threshold rise above), and the static aarch64
-//     binary is the x86-64 one's size within 10%: x86-64's figure. armhf's
-//     malloc is 32-bit like i686's, its binary 0.4 MB larger: i686's + 1 MB.
+//     measurements: under qemu-user a process's RSS is the emulator's (its
+//     translation cache), and no ARM board is here. aarch64's glibc malloc
+//     is 64-bit, with x86-64's threshold rise above, and its binary (4.1 MB
+//     of code) is smaller than x86-64's 6.6 MB of code and libraries:
+//     x86-64's figure, an upper estimate. armhf's malloc is 32-bit like
+//     i686's and its Thumb-2 code 2.7 MB against i686's 5.7: i686's figure.
 constexpr uint64_t kWorkerOverheadX86_64 = 11ull << 20;
 constexpr uint64_t kWorkerOverheadI686 = 4ull << 20;
 constexpr uint64_t kWorkerOverheadAarch64 = 11ull << 20;
-constexpr uint64_t kWorkerOverheadArmhf = 5ull << 20;
+constexpr uint64_t kWorkerOverheadArmhf = 4ull << 20;
 // The architectures a pool may name ("x86_64", "i686", "aarch64", "armhf").
 bool known_worker_arch(const std::string& arch);
 // The overhead for a worker's architecture ("x86_64", "i686"; anything else: x86_64's).

@@ -103,7 +103,12 @@ FERRY_INLINE void block_parts(__m128i lo, __m128i hi, const QuantActs& a, const 
     for (int t = 0; t < T; ++t) {
         const int8_t* x = a.qs + (t0 + t) * a.stride;
         const __m128i xl = load16(x + q8_0_index(b, 0)), xh = load16(x + q8_0_index(b, 16));
-        if constexpr (W::kUnsigned) {
+#if defined(FERRY_NEON)
+        constexpr bool kUnsignedPairs = false;  // levels below 32 are signed bytes too: NEON's dot16 (sdot) takes them
+#else
+        constexpr bool kUnsignedPairs = W::kUnsigned;
+#endif
+        if constexpr (kUnsignedPairs) {
             // Levels below 32: two pairs' sums stay below 2 * 2 * 31 * 127 < 2^15.
             const __m128i s = _mm_add_epi16(_mm_maddubs_epi16(lo, xl), _mm_maddubs_epi16(hi, xh));
             part[t][k] = _mm_madd_epi16(s, _mm_set1_epi16(1));

@@ -47,6 +47,7 @@ TEST(PoolSpec, ArmWorkersCountTheirOwnOverhead) {
     EXPECT_EQ(worker_process_overhead("aarch64"), kWorkerOverheadAarch64);
     EXPECT_EQ(worker_process_overhead("armhf"), kWorkerOverheadArmhf);
     EXPECT_LT(worker_process_overhead("armhf"), worker_process_overhead("aarch64"));
+    EXPECT_EQ(worker_process_overhead("x86_64"), kWorkerOverheadX86_64);
 }
 
 TEST(PoolSpec, MalformedEntriesAreOneClearError) {
