@@ -107,11 +107,13 @@ Level active_level() {
 }
 
 bool level_runs_here(Level level) {
+    // Ranks in this build's order: the level numbers of two architectures do not compare.
     const std::vector<Level> compiled = compiled_levels();
+    const Level best = best_level();
     int rank = -1, best_rank = -1;
     for (size_t i = 0; i < compiled.size(); ++i) {
         if (compiled[i] == level) rank = static_cast<int>(i);
-        if (compiled[i] == best_level()) best_rank = static_cast<int>(i);
+        if (compiled[i] == best) best_rank = static_cast<int>(i);
     }
     return rank >= 0 && rank <= best_rank;
 }
