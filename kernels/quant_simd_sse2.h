@@ -4,7 +4,7 @@
 // *_sse2.cpp files: everything here has internal linkage, so no SSE2
 // instruction can stand in for a portable (x87) function at link time.
 //
-// The SSE2 kernels are built twice: as the SSE2 level (namespace sse2) and,
+// The SSE2 kernels are built twice on x86 (and twice more on ARM, below): as the SSE2 level (namespace sse2) and,
 // re-included by the *_ssse3.cpp files with FERRY_SSSE3 defined and compiled
 // with -mssse3, as the SSSE3 level (namespace ssse3), where the byte dot
 // products below are pmaddubsw on the bytes themselves (the per-target
