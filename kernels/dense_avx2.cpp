@@ -48,22 +48,7 @@ struct Avx2 {
     }
 };
 
-// Widens n <= 8 halves through the 8-wide path (zero-padded).
-template <class Widen8>
-void widen_tail_u16(const uint16_t* p, int n, float* out) {
-    uint16_t padded[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int i = 0; i < n; ++i) padded[i] = p[i];
-    _mm256_storeu_ps(out, Widen8::load(padded));
-}
-
-struct F32 {
-    using W = float;
-    static constexpr int kLanes = 8;
-    static __m256 load(const float* p) { return _mm256_loadu_ps(p); }
-    static void widen_tail(const float* p, int n, float* out) {
-        for (int i = 0; i < n; ++i) out[i] = p[i];
-    }
-};
+using F32 = simd::F32Weights<Avx2>;
 
 struct F16 {
     using W = uint16_t;
@@ -71,7 +56,7 @@ struct F16 {
     static __m256 load(const uint16_t* p) {
         return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     }
-    static void widen_tail(const uint16_t* p, int n, float* out) { widen_tail_u16<F16>(p, n, out); }
+    static void widen_tail(const uint16_t* p, int n, float* out) { simd::widen_tail_u16<Avx2, F16>(p, n, out); }
 };
 
 struct BF16 {
@@ -81,7 +66,7 @@ struct BF16 {
         const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
     }
-    static void widen_tail(const uint16_t* p, int n, float* out) { widen_tail_u16<BF16>(p, n, out); }
+    static void widen_tail(const uint16_t* p, int n, float* out) { simd::widen_tail_u16<Avx2, BF16>(p, n, out); }
 };
 
 }  // namespace

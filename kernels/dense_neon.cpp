@@ -70,22 +70,7 @@ struct Neon {
     }
 };
 
-// Widens n <= 8 halves through the 8-wide path (zero-padded).
-template <class Widen8>
-void widen_tail_u16(const uint16_t* p, int n, float* out) {
-    uint16_t padded[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int i = 0; i < n; ++i) padded[i] = p[i];
-    Neon::store(out, Widen8::load(padded));
-}
-
-struct F32 {
-    using W = float;
-    static constexpr int kLanes = 8;
-    static V8 load(const float* p) { return Neon::load(p); }
-    static void widen_tail(const float* p, int n, float* out) {
-        for (int i = 0; i < n; ++i) out[i] = p[i];
-    }
-};
+using F32 = simd::F32Weights<Neon>;
 
 // FCVTL widens halves exactly, subnormals included, as fp16_to_fp32 does.
 struct F16 {
@@ -95,7 +80,7 @@ struct F16 {
         const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(p));
         return {vcvt_f32_f16(vget_low_f16(h)), vcvt_high_f32_f16(h)};
     }
-    static void widen_tail(const uint16_t* p, int n, float* out) { widen_tail_u16<F16>(p, n, out); }
+    static void widen_tail(const uint16_t* p, int n, float* out) { simd::widen_tail_u16<Neon, F16>(p, n, out); }
 };
 
 struct BF16 {
@@ -105,7 +90,7 @@ struct BF16 {
         const uint16x8_t h = vld1q_u16(p);
         return {vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16)), vreinterpretq_f32_u32(vshll_high_n_u16(h, 16))};
     }
-    static void widen_tail(const uint16_t* p, int n, float* out) { widen_tail_u16<BF16>(p, n, out); }
+    static void widen_tail(const uint16_t* p, int n, float* out) { simd::widen_tail_u16<Neon, BF16>(p, n, out); }
 };
 
 }  // namespace

@@ -63,22 +63,7 @@ struct Sse2 {
     }
 };
 
-// Widens n <= 8 halves through the 8-wide path (zero-padded).
-template <class Widen8>
-void widen_tail_u16(const uint16_t* p, int n, float* out) {
-    uint16_t padded[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int i = 0; i < n; ++i) padded[i] = p[i];
-    Sse2::store(out, Widen8::load(padded));
-}
-
-struct F32 {
-    using W = float;
-    static constexpr int kLanes = 8;
-    static V8 load(const float* p) { return Sse2::load(p); }
-    static void widen_tail(const float* p, int n, float* out) {
-        for (int i = 0; i < n; ++i) out[i] = p[i];
-    }
-};
+using F32 = simd::F32Weights<Sse2>;
 
 // fp16_to_fp32 (kernels/fp16.h) on four lanes; w holds each half in its top 16 bits.
 __m128 half4_to_float(__m128i w) {
@@ -104,7 +89,7 @@ struct F16 {
         const __m128i zero = _mm_setzero_si128();
         return {half4_to_float(_mm_unpacklo_epi16(zero, h)), half4_to_float(_mm_unpackhi_epi16(zero, h))};
     }
-    static void widen_tail(const uint16_t* p, int n, float* out) { widen_tail_u16<F16>(p, n, out); }
+    static void widen_tail(const uint16_t* p, int n, float* out) { simd::widen_tail_u16<Sse2, F16>(p, n, out); }
 };
 
 struct BF16 {
@@ -115,7 +100,7 @@ struct BF16 {
         const __m128i zero = _mm_setzero_si128();
         return {_mm_castsi128_ps(_mm_unpacklo_epi16(zero, h)), _mm_castsi128_ps(_mm_unpackhi_epi16(zero, h))};
     }
-    static void widen_tail(const uint16_t* p, int n, float* out) { widen_tail_u16<BF16>(p, n, out); }
+    static void widen_tail(const uint16_t* p, int n, float* out) { simd::widen_tail_u16<Sse2, BF16>(p, n, out); }
 };
 
 }  // namespace

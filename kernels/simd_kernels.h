@@ -8,7 +8,7 @@
 // transpose8(V[8]) (v[i] lane j becomes v[j] lane i), prefetch(const void*),
 // the prefill tile shape kPrefillRows x kPrefillTokens, and kGroupedHeads
 // (score 8 query heads of one key head at once: needs 11 vector registers).
-// L (a weight type) provides: W, kLanes (8 or 16: its canonical order, see
+// L (a weight type: F32Weights<S>, or a level's own 16-bit ones) provides: W, kLanes (8 or 16: its canonical order, see
 // kernels.h), load(const W*) -> V of 8 floats, and
 // widen_tail(const W*, int n <= 8, float out[8]).
 //
@@ -34,6 +34,26 @@ namespace ferry::kernels::simd {
 constexpr int64_t kDecodePrefetchBytes = 8192;
 // Prefill tiles read R rows at once, from cache most of the time.
 constexpr int64_t kPrefillPrefetchBytes = 1024;
+
+// Widens n <= 8 halves (L: a 16-bit weight type of level S) through L's
+// 8-wide load, zero-padded.
+template <class S, class L>
+void widen_tail_u16(const uint16_t* p, int n, float* out) {
+    uint16_t padded[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < n; ++i) padded[i] = p[i];
+    S::store(out, L::load(padded));
+}
+
+// Every level's f32 weight type: 8 canonical lanes, loaded as they are.
+template <class S>
+struct F32Weights {
+    using W = float;
+    static constexpr int kLanes = 8;
+    static typename S::V load(const float* p) { return S::load(p); }
+    static void widen_tail(const float* p, int n, float* out) {
+        for (int i = 0; i < n; ++i) out[i] = p[i];
+    }
+};
 
 // acc[i][t] += row i's 8 weights at k times token t's 8 values at k.
 template <class S, class L, int R, int T>
