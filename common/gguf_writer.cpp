@@ -234,7 +234,7 @@ void GgufWriter::write(const std::string& path, const Progress& progress) const 
         throw;
     }
     // Large files only: a model's pages are worth re-reading in large folios; a test's small file is not worth an fsync.
-    ok = ok && std::fflush(out) == 0 && (std::ftell(out) < (16l << 20) || sync_and_drop_pages(fileno(out)));
+    ok = ok && std::fflush(out) == 0 && (std::ftell(out) < (16l << 20) || sync_and_drop_pages(out));
     ok = std::fclose(out) == 0 && ok;
     if (!ok) {
         std::remove(partial.c_str());

@@ -46,7 +46,7 @@ public:
     uint64_t written() const { return done_; }
     void close() {
         // Large files only (see sync_and_drop_pages): a model is worth it, a test's small file is not.
-        const bool ok = std::fflush(f_) == 0 && (done_ < (16u << 20) || sync_and_drop_pages(fileno(f_)));
+        const bool ok = std::fflush(f_) == 0 && (done_ < (16u << 20) || sync_and_drop_pages(f_));
         const int e = errno;
         const bool closed = std::fclose(f_) == 0;
         f_ = nullptr;

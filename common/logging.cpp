@@ -4,8 +4,6 @@
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +12,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "common/platform/system.h"
 
 namespace ferry {
 
@@ -70,15 +69,6 @@ protected:
     void flush_() override { std::fflush(stderr); }
 };
 
-bool stderr_is_journal() {
-    const char* stream = std::getenv("JOURNAL_STREAM");
-    if (!stream) return false;
-    unsigned long long dev = 0, ino = 0;
-    if (std::sscanf(stream, "%llu:%llu", &dev, &ino) != 2) return false;
-    struct stat st {};
-    return fstat(2, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
-}
-
 std::shared_ptr<ReopenableFileSink> g_file_sink;
 
 // Lines that outlive the day they were written (a file, a pipe, a service's log) carry the date.
@@ -107,7 +97,7 @@ void setup_logging(const std::string& level, const std::string& file) {
         logger->set_pattern("[%l] %v");
     } else {
         logger = spdlog::stderr_color_mt("ferry");
-        logger->set_pattern(isatty(2) ? "[%H:%M:%S.%e] [%^%l%$] %v" : kDatedPattern);  // a terminal: the time of day
+        logger->set_pattern(is_terminal(stderr) ? "[%H:%M:%S.%e] [%^%l%$] %v" : kDatedPattern);  // a terminal: the time of day
     }
     logger->set_level(lvl);
     spdlog::set_default_logger(logger);

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/platform/file.h"
+
 namespace ferry {
 
 class MappedFile {
@@ -18,8 +20,8 @@ public:
     MappedFile(const MappedFile&) = delete;
     MappedFile& operator=(const MappedFile&) = delete;
 
-    const uint8_t* data() const { return data_; }
-    uint64_t size() const { return size_; }
+    const uint8_t* data() const { return view_.data; }
+    uint64_t size() const { return view_.size; }
     const std::string& path() const { return path_; }
     // Done with bytes [offset, offset + n) for now: their pages leave this
     // process's resident set (they stay in the page cache, and reading them
@@ -29,17 +31,8 @@ public:
     void drop_pages(uint64_t offset, uint64_t n) const;
 
 private:
-    void release();
     std::string path_;
-    const uint8_t* data_ = nullptr;
-    uint64_t size_ = 0;
+    FileView view_;
 };
-
-// Makes a file just written durable and drops its pages from the page cache,
-// so whoever maps it next (a worker's shard, a model from `ferry synth` or
-// `ferry quantize`) has it read back by readahead into large folios: pages
-// left as the writer dirtied them stream up to 2x slower on some CPUs (AMD
-// Zen 5; docs/DESIGN.md, "The shard cache"). Returns false if fsync failed.
-bool sync_and_drop_pages(int fd);
 
 }  // namespace ferry

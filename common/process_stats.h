@@ -1,14 +1,16 @@
 // What the OS says about this process and machine: resident memory (current
-// and peak) from /proc/self/status, RAM from /proc/meminfo, the largest CPU
-// cache from sysconf. Zero where unknown.
+// and peak), RAM, the largest CPU cache. Linux: /proc/self/status,
+// /proc/meminfo, sysconf (platform/process_stats_linux.cpp); Windows: the
+// process's working set counters, GlobalMemoryStatusEx and the processor
+// cache table (platform/process_stats_windows.cpp). Zero where unknown.
 #pragma once
 #include <cstdint>
 
 namespace ferry {
 
 struct ProcessMemory {
-    uint64_t rss = 0;       // VmRSS
-    uint64_t peak_rss = 0;  // VmHWM
+    uint64_t rss = 0;       // VmRSS; Windows: the working set
+    uint64_t peak_rss = 0;  // VmHWM; Windows: the peak working set
 };
 
 struct MachineMemory {
@@ -19,7 +21,8 @@ struct MachineMemory {
 ProcessMemory read_process_memory();
 MachineMemory read_machine_memory();
 // The memory limit of this process's cgroup (v2 memory.max, v1
-// memory.limit_in_bytes: systemd's MemoryMax=, a container's limit); 0 if none.
+// memory.limit_in_bytes: systemd's MemoryMax=, a container's limit); on
+// Windows the memory limit of the job object the process runs in; 0 if none.
 uint64_t cgroup_memory_limit();
 // The last-level cache (L3, else L2) in bytes.
 uint64_t last_level_cache_bytes();

@@ -1,9 +1,8 @@
 #include "common/progress.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 
+#include "common/platform/system.h"
 #include "common/shard_memory.h"
 
 namespace ferry {
@@ -23,7 +22,7 @@ Progress::Progress(std::string verb, std::vector<std::string> parts, std::FILE* 
     : verb_(std::move(verb)),
       parts_(std::move(parts)),
       out_(out),
-      tty_(isatty(fileno(out)) != 0),
+      tty_(is_terminal(out)),
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {
     const size_t n = std::max<size_t>(1, parts_.size());

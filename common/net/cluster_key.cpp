@@ -2,13 +2,14 @@
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "common/error.h"
+#include "common/platform/system.h"
 
 namespace ferry::net {
 
@@ -52,9 +53,8 @@ ClusterKey read_cluster_key_file(const std::string& path) {
     in.read(text.data(), static_cast<std::streamsize>(text.size()));
     text.resize(static_cast<size_t>(in.gcount()));
     if (text.size() > 4096) throw Error(path + " is not a cluster key: it is larger than 4 KiB");
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077))
-        spdlog::warn("cluster key file {} may be read by other users (mode {:o}): chmod 600 {}", path, st.st_mode & 0777, path);
+    if (unsigned mode = 0; readable_by_others(path, &mode))
+        spdlog::warn("cluster key file {} may be read by other users (mode {:o}): chmod 600 {}", path, mode, path);
     struct Wipe {
         std::string& s;
         ~Wipe() { sodium_memzero(s.data(), s.size()); }
@@ -69,8 +69,8 @@ std::optional<ClusterKey> find_cluster_key(const std::string& flag_path, std::st
     if (path.empty())
         if (const char* creds = std::getenv("CREDENTIALS_DIRECTORY"); creds && *creds) {
             const std::string candidate = std::string(creds) + "/ferry.key";
-            struct stat st {};
-            if (::stat(candidate.c_str(), &st) == 0) path = candidate;
+            std::error_code ec;
+            if (std::filesystem::exists(candidate, ec)) path = candidate;
         }
     if (path.empty()) return std::nullopt;
     if (source) *source = path;

@@ -1,8 +1,6 @@
 #include "common/net/discovery.h"
 
-#include <ifaddrs.h>
 #include <sodium.h>
-#include <net/if.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -10,6 +8,7 @@
 #include <map>
 
 #include "common/error.h"
+#include "common/platform/system.h"
 
 namespace ferry::net {
 
@@ -74,17 +73,7 @@ std::optional<wire::Beacon> open_beacon(const uint8_t* data, size_t n, const Clu
 
 std::vector<asio::ip::address_v4> multicast_interfaces() {
     std::vector<asio::ip::address_v4> out;
-    ifaddrs* list = nullptr;
-    if (getifaddrs(&list) != 0) return out;
-    for (ifaddrs* i = list; i; i = i->ifa_next) {
-        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
-        if (!(i->ifa_flags & IFF_UP) || !(i->ifa_flags & IFF_MULTICAST) || (i->ifa_flags & IFF_LOOPBACK)) continue;
-        uint32_t a = 0;
-        std::memcpy(&a, &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
-        const asio::ip::address_v4 addr(ntohl(a));
-        if (std::find(out.begin(), out.end(), addr) == out.end()) out.push_back(addr);
-    }
-    freeifaddrs(list);
+    for (uint32_t a : multicast_interface_addresses()) out.emplace_back(a);
     return out;
 }
 

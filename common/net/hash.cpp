@@ -1,8 +1,6 @@
 #include "common/net/hash.h"
 
 #define XXH_INLINE_ALL
-#include <sys/stat.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <cstdio>
@@ -10,8 +8,12 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <chrono>
+#include <functional>
+#include <thread>
 
 #include "common/error.h"
+#include "common/platform/system.h"
 #include "common/mapped_file.h"
 
 namespace ferry::net {
@@ -61,19 +63,20 @@ std::string hex(const std::string& bytes) {
 
 std::string default_cache_dir() {
     if (const char* d = std::getenv("FERRY_CACHE_DIR"); d && *d) return d;
-    if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return std::string(d) + "/ferry";
-    if (const char* d = std::getenv("HOME"); d && *d) return std::string(d) + "/.cache/ferry";
-    return "/tmp/ferry-cache";
+    if (const std::string root = user_cache_root(); !root.empty()) return (std::filesystem::path(root) / "ferry").string();
+    std::error_code ec;
+    return (std::filesystem::temp_directory_path(ec) / "ferry-cache").string();
 }
 
 namespace {
 
 // "size mtime_ns hexhash" of a file, as recorded in the sidecar.
 std::string file_key(const std::string& path) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) throw Error(path + ": cannot stat the file");
-    const long long mtime = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
-    return std::to_string(static_cast<unsigned long long>(st.st_size)) + " " + std::to_string(mtime);
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(path, ec);
+    const auto mtime = ec ? std::filesystem::file_time_type{} : std::filesystem::last_write_time(path, ec);
+    if (ec) throw Error(path + ": cannot read its size and time: " + ec.message());
+    return std::to_string(size) + " " + std::to_string(static_cast<long long>(mtime.time_since_epoch().count()));
 }
 
 }  // namespace
@@ -95,7 +98,9 @@ void write_hash_record(const std::string& record, const std::string& name, const
                        const std::string& digest) {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(record).parent_path(), ec);
-    const std::string tmp = record + ".tmp" + std::to_string(::getpid());
+    // Unique per writer: two workers sharing a cache may record the same model at once.
+    const std::string tmp = record + ".tmp" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) +
+                            "-" + std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()));
     std::ofstream out(tmp);
     out << name << "\n" << key << "\n" << hex(digest) << "\n";
     out.close();

@@ -1,10 +1,5 @@
 #include "common/net/shard_cache.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <algorithm>
@@ -16,8 +11,6 @@
 #include "common/mapped_file.h"
 #include "common/net/shard_image.h"
 #include "common/shard_memory.h"
-
-static_assert(sizeof(off_t) == 8, "shard files can exceed 2 GB: build with -D_FILE_OFFSET_BITS=64 (cmake/i686.cmake does)");
 
 namespace ferry::net {
 
@@ -38,17 +31,15 @@ ShardReceiver::ShardReceiver(ShardPaths paths, uint64_t image_bytes)
     std::error_code ec;
     std::filesystem::create_directories(paths_.dir, ec);
     if (ec) throw Error(paths_.dir + ": cannot create the shard cache directory: " + ec.message());
-    fd_.reset(::open(paths_.part_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-    if (!fd_.valid()) throw Error(paths_.part_path + ": cannot open: " + std::strerror(errno));
-    struct stat st {};
-    ::fstat(fd_.get(), &st);
-    have_ = std::min<uint64_t>(static_cast<uint64_t>(st.st_size), image_bytes_);
-    if (static_cast<uint64_t>(st.st_size) > have_ && ::ftruncate(fd_.get(), static_cast<off_t>(have_)) != 0)
-        throw Error(paths_.part_path + ": cannot truncate: " + std::strerror(errno));
+    file_ = File(paths_.part_path, File::Mode::read_write);
+    const uint64_t size = file_.size();
+    have_ = std::min<uint64_t>(size, image_bytes_);
+    if (size > have_ && !file_.truncate(have_))
+        throw Error(paths_.part_path + ": cannot truncate: " + last_system_error());
     // Hash what is there, so the coordinator can check it before resuming.
     std::vector<char> buf(1 << 20);
     for (uint64_t off = 0; off < have_;) {
-        const ssize_t n = ::pread(fd_.get(), buf.data(), std::min<uint64_t>(buf.size(), have_ - off), static_cast<off_t>(off));
+        const int64_t n = file_.read_at(buf.data(), std::min<uint64_t>(buf.size(), have_ - off), off);
         if (n <= 0) {
             have_ = off;
             break;
@@ -57,9 +48,8 @@ ShardReceiver::ShardReceiver(ShardPaths paths, uint64_t image_bytes)
         off += static_cast<uint64_t>(n);
     }
     have_hash_ = hasher_->digest();
-    struct statvfs vfs {};
-    if (::fstatvfs(fd_.get(), &vfs) == 0) {
-        const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+    if (const auto space = std::filesystem::space(paths_.dir, ec); !ec) {
+        const uint64_t free_bytes = space.available;
         if (free_bytes < image_bytes_ - have_)
             throw Error(paths_.dir + ": the shard needs " + format_bytes(image_bytes_ - have_) + " more and the disk has " +
                         format_bytes(free_bytes) + " free; free space or give --cache-dir on a larger disk");
@@ -71,7 +61,7 @@ void ShardReceiver::begin(uint64_t offset) {
     if (offset != 0)
         throw Error("the coordinator resumes the shard at byte " + std::to_string(offset) + ", the cache has " +
                     std::to_string(have_));
-    if (::ftruncate(fd_.get(), 0) != 0) throw Error(paths_.part_path + ": cannot truncate: " + std::strerror(errno));
+    if (!file_.truncate(0)) throw Error(paths_.part_path + ": cannot truncate: " + last_system_error());
     have_ = 0;
     hasher_ = std::make_unique<Hasher>();
 }
@@ -87,11 +77,8 @@ void ShardReceiver::write(uint64_t offset, const std::string& data, uint64_t che
     const char* p = data.data();
     size_t left = data.size();
     while (left > 0) {
-        const ssize_t n = ::pwrite(fd_.get(), p, left, static_cast<off_t>(have_));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            throw Error(paths_.part_path + ": write failed: " + std::strerror(errno) + " (disk full?)");
-        }
+        const int64_t n = file_.write_at(p, left, have_);
+        if (n < 0) throw Error(paths_.part_path + ": write failed: " + last_system_error() + " (disk full?)");
         p += n;
         left -= static_cast<size_t>(n);
         have_ += static_cast<uint64_t>(n);
@@ -102,13 +89,15 @@ void ShardReceiver::write(uint64_t offset, const std::string& data, uint64_t che
 
 void ShardReceiver::finish(const std::string& image_hash) {
     if (have_ != image_bytes_ || hasher_->digest() != image_hash) {
-        ::ftruncate(fd_.get(), 0);
-        ::unlink(paths_.part_path.c_str());
+        file_.truncate(0);
+        file_.close();
+        std::error_code ec;
+        std::filesystem::remove(paths_.part_path, ec);
         throw Error(paths_.part_path + ": the received shard (" + std::to_string(have_) + " of " +
                     std::to_string(image_bytes_) + " bytes) does not match the coordinator's image hash; deleted it");
     }
-    if (!sync_and_drop_pages(fd_.get())) throw Error(paths_.part_path + ": fsync failed: " + std::strerror(errno));
-    fd_.reset();
+    if (!file_.sync_and_drop_pages()) throw Error(paths_.part_path + ": fsync failed: " + last_system_error());
+    file_.close();
     std::error_code ec;
     std::filesystem::rename(paths_.part_path, paths_.final_path, ec);
     if (ec) throw Error(paths_.final_path + ": cannot rename the finished shard: " + ec.message());

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "common/net/hash.h"
-#include "common/unique_fd.h"
+#include "common/platform/file.h"
 #include "common/weights.h"
 
 namespace ferry::net {
@@ -55,7 +55,7 @@ public:
 private:
     ShardPaths paths_;
     uint64_t image_bytes_;
-    UniqueFd fd_;  // closed on every path, a throwing constructor's too
+    File file_;  // closed on every path, a throwing constructor's too
     uint64_t have_ = 0;
     uint64_t received_ = 0;
     std::string have_hash_;

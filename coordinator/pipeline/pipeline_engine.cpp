@@ -1,8 +1,6 @@
 #include "coordinator/pipeline/pipeline_engine.h"
 
 #include <spdlog/spdlog.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -33,19 +31,6 @@ using net::Hub;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// n bytes at `offset` of fd, through short reads and EINTR; false on an error or end of file.
-bool read_at(int fd, uint8_t* out, size_t n, uint64_t offset) {
-    while (n > 0) {
-        const ssize_t got = ::pread(fd, out, n, static_cast<off_t>(offset));
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) return false;
-        out += got;
-        n -= static_cast<size_t>(got);
-        offset += static_cast<uint64_t>(got);
-    }
-    return true;
-}
 
 constexpr uint64_t kShardChunkBytes = 1u << 20;
 // Queued while streaming, over all links: the coordinator's memory, which
@@ -179,7 +164,7 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     // (Q8_GROUP keeps its scales after all the rows: not worth a special case.)
     if (!embedding_remote_ && table && table->type != TensorType::Q8_GROUP &&
         (!head_here || file.find("output.weight"))) {
-        embedding_file_ = UniqueFd(::open(file.path.c_str(), O_RDONLY | O_CLOEXEC));
+        embedding_file_ = File(file.path, File::Mode::read);
         embedding_offset_ = table->offset;
         embedding_row_bytes_ = static_cast<uint64_t>(tensor_bytes(table->type, 1, table->cols, table->group));
         local_stats_.weight_bytes -= table->bytes - embedding_row_bytes_;  // what it holds: a row at a time
@@ -625,7 +610,7 @@ void PipelineEngine::note_decode_speed(Node& n, double compute_ms) {
 
 void PipelineEngine::embed_locally(const int* tokens, int n_tokens) {
     x_.resize(static_cast<size_t>(n_tokens) * config_.dim);
-    if (!embedding_file_.valid()) {
+    if (!embedding_file_.is_open()) {
         embed_tokens(config_, local_, tokens, n_tokens, x_.data());
         return;
     }
@@ -637,9 +622,9 @@ void PipelineEngine::embed_locally(const int* tokens, int n_tokens) {
     for (int t = 0; t < n_tokens; ++t) {
         check_token_id(config_, tokens[t]);
         const uint64_t at = embedding_offset_ + static_cast<uint64_t>(tokens[t]) * embedding_row_bytes_;
-        if (!read_at(embedding_file_.get(), embedding_row_.data(), embedding_row_.size(), at))
+        if (!embedding_file_.read_exact_at(embedding_row_.data(), embedding_row_.size(), at))
             throw Error(file_.path + ": cannot read row " + std::to_string(tokens[t]) + " of its embedding table: " +
-                        std::strerror(errno));
+                        last_system_error());
         const Matrix row{table.type, embedding_row_.data(), 1, table.cols, 0};
         kernels::dequantize_row(row, 0, x_.data() + static_cast<size_t>(t) * config_.dim);
     }

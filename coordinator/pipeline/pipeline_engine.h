@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "common/model_file.h"
-#include "common/unique_fd.h"
+#include "common/platform/file.h"
 #include "common/net/cluster_key.h"
 #include "common/sampler.h"
 #include "common/transformer.h"
@@ -147,7 +147,7 @@ private:
     Weights local_;  // embedding and/or head kept on the coordinator
     // The model file read a row at a time when the coordinator looks tokens
     // up without keeping the table (not valid: it keeps it).
-    UniqueFd embedding_file_;
+    File embedding_file_;
     uint64_t embedding_offset_ = 0, embedding_row_bytes_ = 0;
     std::vector<uint8_t> embedding_row_;
     std::vector<float> x_, logits_;
