@@ -1,6 +1,6 @@
 #include "worker/capabilities.h"
 
-#include <unistd.h>
+#include <asio/ip/host_name.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -61,9 +61,8 @@ wire::Capabilities probe_capabilities(kernels::ThreadPool& pool, uint64_t memory
     caps.set_ram_total(mem.total);
     caps.set_ram_available(mem.available);
     caps.set_memory_budget(memory_budget);
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
-    caps.set_hostname(host);
+    asio::error_code ec;
+    caps.set_hostname(asio::ip::host_name(ec));
 
     // Grow the probe matrix until one pass takes a noticeable time, up to a
     // size past the caches where memory allows: a Pentium II measures a small

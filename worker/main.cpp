@@ -1,10 +1,5 @@
 // ferry-worker: holds a contiguous range of a model's layers and runs them
 // for a coordinator, forwarding activations to the next worker.
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
@@ -24,74 +19,17 @@
 #include "common/version.h"
 #include "kernels/cpu_features.h"
 #include "worker/worker.h"
+#ifdef _WIN32
+#include "worker/windows_service.h"
+#else
+#include "worker/daemon.h"
+#endif
 
 #ifdef FERRY_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
 #endif
 
 namespace {
-
-// Classic double fork, done before any thread starts (a fork keeps only the
-// calling thread). Returns, in the daemon, the pipe on which it tells the
-// waiting first parent "ready" (byte 1) or why it failed (text): the shell
-// gets exit 0 once the daemon listens, or the error and exit 1.
-int daemonize() {
-    int ready[2];
-    if (pipe(ready) != 0) throw ferry::Error("--daemon: pipe failed");
-    const pid_t first = fork();
-    if (first < 0) throw ferry::Error("--daemon: fork failed");
-    if (first > 0) {
-        close(ready[1]);
-        char buf[512];
-        const ssize_t n = read(ready[0], buf, sizeof buf);
-        if (n == 1 && buf[0] == 1) _exit(0);
-        if (n > 0) std::fprintf(stderr, "ferry-worker: error: %.*s\n", static_cast<int>(n), buf);
-        else std::fprintf(stderr, "ferry-worker: error: the daemon exited before it was ready\n");
-        _exit(1);
-    }
-    close(ready[0]);
-    setsid();
-    const pid_t second = fork();
-    if (second < 0) _exit(1);
-    if (second > 0) _exit(0);
-    umask(022);
-    if (chdir("/") != 0) _exit(1);
-    const int devnull = open("/dev/null", O_RDWR);
-    if (devnull >= 0) {
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        if (devnull > 2) close(devnull);
-    }
-    return ready[1];
-}
-
-// The pid file, locked for the worker's life (flock), so a second worker
-// given the same file is refused while the first runs, and a file left by a
-// worker that died (unlocked) is taken over. Returns its descriptor (kept
-// open until exit) or throws naming the running worker.
-int claim_pid_file(const std::string& path) {
-    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) throw ferry::Error("--pid-file " + path + ": cannot open it: " + std::strerror(errno));
-    char old[32] = {};
-    (void)!pread(fd, old, sizeof old - 1, 0);
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        close(fd);
-        throw ferry::Error("--pid-file " + path + ": a running ferry-worker (pid " + std::to_string(std::atoi(old)) +
-                           ") holds it; stop that one or give another --pid-file");
-    }
-    if (std::atoi(old) > 0) spdlog::info("--pid-file {}: taking over from pid {}, which is not running", path, std::atoi(old));
-    const std::string pid = std::to_string(getpid()) + "\n";
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
-        throw ferry::Error("--pid-file " + path + ": cannot write it");
-    return fd;
-}
-
-void report_ready(int fd) {
-    const char ok = 1;
-    (void)!write(fd, &ok, 1);
-    close(fd);
-}
 
 void notify(std::string what) {
 #ifdef FERRY_HAVE_SYSTEMD
@@ -156,7 +94,9 @@ int prune_cache(const std::string& dir, const std::string& cache_max, uint64_t m
 int main(int argc, char** argv) {
     using namespace ferry;
     CLI::App app{"ferry-worker: hold a range of a model's layers and run them for a ferry coordinator"};
-#ifdef FERRY_HAVE_SYSTEMD
+#if defined(_WIN32)
+    const char* systemd = "\nWindows service: --install-service";
+#elif defined(FERRY_HAVE_SYSTEMD)
     const char* systemd = "\nsystemd notify: yes (READY, STATUS, WATCHDOG)";
 #else
     const char* systemd = "\nsystemd notify: no (use Type=simple in the unit)";
@@ -165,7 +105,7 @@ int main(int argc, char** argv) {
                          "Version, git commit, build type, kernel levels and systemd support");
     worker::WorkerOptions o;
     std::string memory, cache_max, log_level = "info", log_file, pid_file, kernels_name = "auto";
-    bool daemon = false;
+    [[maybe_unused]] bool daemon = false;
     app.add_option("--listen", o.listen, "HOST:PORT to listen on (default 0.0.0.0:7070; port 0 picks a free one)");
     std::string key_file;
     app.add_option("--key-file", key_file,
@@ -181,7 +121,8 @@ int main(int argc, char** argv) {
                    "not fit (weights, KV cache, workspace, request buffers, the process) is refused with the "
                    "numbers; the start-up speed probe stays within an eighth of it, or of the available RAM without a budget (default: unlimited)");
     app.add_option("--cache-dir", o.cache_dir,
-                   "Where received shards are kept (default: $FERRY_CACHE_DIR, $XDG_CACHE_HOME/ferry or ~/.cache/ferry)");
+                   "Where received shards are kept (default: $FERRY_CACHE_DIR, $XDG_CACHE_HOME/ferry or ~/.cache/ferry; "
+                   "on Windows %LOCALAPPDATA%\\ferry)");
     app.add_option("--cache-max", cache_max,
                    "Most bytes the shard cache may hold, e.g. 2G: least recently used shards are removed to stay "
                    "within it, and a shard larger than it is refused. Partial transfers untouched for an hour are "
@@ -204,7 +145,21 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.5, 86400.0));
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (default info)")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+#ifdef _WIN32
+    app.add_option("--log-file", log_file, "Log to this file instead of stderr");
+#else
     app.add_option("--log-file", log_file, "Log to this file instead of stderr; SIGHUP reopens it (for logrotate)");
+#endif
+#ifdef _WIN32
+    bool install_service = false, uninstall_service = false, as_service = false;
+    app.add_flag("--install-service", install_service,
+                 "Register this worker, with the other options given, as the Windows service ferry-worker (starts "
+                 "at boot, restarts 5 s after a failure) and start it; paths are made absolute, and without "
+                 "--log-file / --cache-dir it logs to and caches under %ProgramData%\\ferry. Needs an administrator");
+    app.add_flag("--uninstall-service", uninstall_service, "Stop and remove the Windows service ferry-worker");
+    app.add_flag("--service", as_service, "Run under the service control manager (the installed service's command line)")
+        ->group("");
+#else
     app.add_flag("--daemon", daemon,
                  "Run as a classic daemon: double fork, setsid, chdir / (relative paths are resolved first); the "
                  "shell gets exit 0 once the port is bound (or the start-up error and exit 1). Needs --log-file; use "
@@ -212,11 +167,23 @@ int main(int argc, char** argv) {
     app.add_option("--pid-file", pid_file,
                    "Write the worker's pid here (with --daemon: the daemon's), locked while it runs: a second worker "
                    "given the same file is refused, a file left by a dead one is taken over; removed at exit");
+#endif
     bool cache_list = false, cache_prune = false;
     app.add_flag("--cache-list", cache_list, "List the shard cache (--cache-dir) and exit");
     app.add_flag("--cache-prune", cache_prune,
                  "Remove partial transfers untouched for an hour and the least recently used shards over "
                  "--cache-max (0: all of them), then exit");
+#ifdef _WIN32
+    app.footer(
+        "Runs in the console by default; --install-service makes it a Windows service. Ctrl+C, Ctrl+Break, closing\n"
+        "the console window, a shutdown or `sc stop ferry-worker` finish the request in flight (at most 5 s), tell\n"
+        "the coordinator, close every connection and exit 0. One coordinator at a time; `ferry status` may ask at\n"
+        "any time. With a cluster key (--key-file) every peer proves it before anything else, links are encrypted,\n"
+        "and the worker announces itself on the LAN (UDP multicast 239.255.70.70:7071) so coordinators with the key\n"
+        "find it; without one it listens on loopback only, unless --insecure. Allow the port in Windows Firewall.\n"
+        "Exit codes: 0 stopped, 1 cannot start (the message says why), 2 usage.\n"
+        "Example: ferry-worker.exe --listen 0.0.0.0:7070 --key-file ferry.key --memory 128M --install-service");
+#else
     app.footer(
         "Runs in the foreground by default (for systemd: deploy/ferry-worker.service, Type=notify, with STATUS=\n"
         "and the watchdog). SIGTERM or SIGINT finish the request in flight (at most 5 s), tell the coordinator,\n"
@@ -226,59 +193,133 @@ int main(int argc, char** argv) {
         "with the key find it; without one it listens on loopback only, unless --insecure.\n"
         "Exit codes: 0 stopped, 1 cannot start (the message says why), 2 usage.\n"
         "Example: ferry-worker --listen 0.0.0.0:7070 --key-file ferry.key --memory 128M --cache-dir /var/cache/ferry");
+#endif
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? kExitOk : kExitUsage;
     }
-    int ready_fd = -1, pid_fd = -1;
+    [[maybe_unused]] int ready_fd = -1;
+    int pid_fd = -1;
+    // The worker's life once its options are checked: under the Windows
+    // service manager, the service's body.
+    auto serve = [&]() -> int {
+        try {
+            setup_logging(log_level, log_file);
+            std::string key_source;
+            o.key = net::find_cluster_key(key_file, &key_source);
+            if (o.key) spdlog::info("cluster key from {}: peers must prove it; links are encrypted", key_source);
+#ifndef _WIN32
+            if (daemon) ready_fd = worker::daemonize();
+            if (!pid_file.empty()) pid_fd = worker::claim_pid_file(pid_file);
+#endif
+            add_service_hooks(o);
+            worker::Worker w(o);  // binds the port and starts the threads
+            // A budget below what the idle process already holds can never fit a shard: say so now, not at the first assignment.
+            const uint64_t idle = read_process_memory().rss;
+            if (o.memory_budget > 0 && o.memory_budget <= idle)
+                spdlog::warn("--memory {} is below this worker's own footprint ({} resident, idle): it can never accept a "
+                             "shard; give it more",
+                             format_bytes(o.memory_budget), format_bytes(idle));
+            if (const uint64_t cap = cgroup_memory_limit(); o.memory_budget > 0 && cap > 0 && cap < o.memory_budget)
+                spdlog::warn("--memory {} is above this process's memory limit of {} (systemd's MemoryMax=, a job "
+                             "object's limit): the system would stop the worker before it reached its budget; raise "
+                             "the limit or lower --memory",
+                             format_bytes(o.memory_budget), format_bytes(cap));
+#ifdef _WIN32
+            worker::service_running();
+#else
+            if (ready_fd >= 0) worker::report_ready(ready_fd);
+            ready_fd = -1;
+#endif
+            notify("READY=1");
+            w.run();
+            notify("STOPPING=1");
+            if (pid_fd >= 0) std::remove(pid_file.c_str());
+            spdlog::default_logger()->flush();
+        } catch (const std::exception& e) {
+#ifndef _WIN32
+            if (ready_fd >= 0) worker::report_failure(ready_fd, e.what());
+#endif
+            if (pid_fd >= 0) std::remove(pid_file.c_str());  // claimed, but the worker never ran
+            std::fprintf(stderr, "ferry-worker: error: %s\n", e.what());
+            if (!log_file.empty()) spdlog::error("{}", e.what());  // on stderr it would say it twice
+            return kExitError;
+        }
+        return kExitOk;
+    };
     try {
         if (!memory.empty() && !parse_bytes(memory, &o.memory_budget))
             throw Error("--memory " + memory + ": expected a size such as 128M, 1.5G or 65536");
         if (!cache_max.empty() && !parse_bytes(cache_max, &o.cache_max))
             throw Error("--cache-max " + cache_max + ": expected a size such as 2G, 800M or 65536");
+#ifdef _WIN32
+        if (uninstall_service) {
+            worker::uninstall_service();
+            std::printf("stopped and removed the service %s\n", worker::kServiceName);
+            return kExitOk;
+        }
+        // A service's working directory is the system's and it has no console: its own log and cache.
+        if (as_service || install_service) {
+            if (log_file.empty()) log_file = worker::service_data_dir() + "\\ferry-worker.log";
+            if (o.cache_dir.empty()) o.cache_dir = worker::service_data_dir() + "\\cache";
+        }
+#endif
         if (o.cache_dir.empty()) o.cache_dir = net::default_cache_dir();
         if (cache_list) return list_cache(o.cache_dir);
         if (cache_prune) return prune_cache(o.cache_dir, cache_max, o.cache_max);
+#ifndef _WIN32
         if (daemon && log_file.empty()) throw Error("--daemon needs --log-file (stderr goes to /dev/null)");
-        // --daemon changes directory to /: every path the worker keeps is made absolute before.
-        for (std::string* path : {&pid_file, &log_file, &o.cache_dir, &o.model_dir})
-            if (!path->empty() && (*path)[0] != '/') *path = std::filesystem::absolute(*path).string();
+#endif
+        // --daemon changes directory to / and a service starts in the system's: every path the worker keeps is
+        // made absolute before.
+        for (std::string* path : {&pid_file, &log_file, &o.cache_dir, &o.model_dir, &key_file})
+            if (!path->empty() && !std::filesystem::path(*path).is_absolute())
+                *path = std::filesystem::absolute(*path).string();
         if (std::string why; !kernels::select_level(kernels_name, &why)) throw Error(why);
-        setup_logging(log_level, log_file);
-        std::string key_source;
-        o.key = net::find_cluster_key(key_file, &key_source);
-        if (o.key) spdlog::info("cluster key from {}: peers must prove it; links are encrypted", key_source);
-        if (daemon) ready_fd = daemonize();
-        if (!pid_file.empty()) pid_fd = claim_pid_file(pid_file);
-        add_service_hooks(o);
-        worker::Worker w(o);  // binds the port and starts the threads
-        // A budget below what the idle process already holds can never fit a shard: say so now, not at the first assignment.
-        const uint64_t idle = read_process_memory().rss;
-        if (o.memory_budget > 0 && o.memory_budget <= idle)
-            spdlog::warn("--memory {} is below this worker's own footprint ({} resident, idle): it can never accept a "
-                         "shard; give it more",
-                         format_bytes(o.memory_budget), format_bytes(idle));
-        if (const uint64_t cap = cgroup_memory_limit(); o.memory_budget > 0 && cap > 0 && cap < o.memory_budget)
-            spdlog::warn("--memory {} is above this process's cgroup limit of {} (systemd's MemoryMax=): the kernel "
-                         "would kill the worker before it reached its budget; raise MemoryMax or lower --memory",
-                         format_bytes(o.memory_budget), format_bytes(cap));
-        if (ready_fd >= 0) report_ready(ready_fd);
-        ready_fd = -1;
-        notify("READY=1");
-        w.run();
-        notify("STOPPING=1");
-        if (pid_fd >= 0) std::remove(pid_file.c_str());
-        spdlog::default_logger()->flush();
-    } catch (const std::exception& e) {
-        if (ready_fd >= 0) {
-            (void)!write(ready_fd, e.what(), std::strlen(e.what()));
-            close(ready_fd);
+#ifdef _WIN32
+        if (install_service) {
+            if (!key_file.empty()) net::find_cluster_key(key_file, nullptr);  // refused now, not at every restart
+            std::vector<std::string> args;
+            for (const CLI::Option* opt : app.get_options()) {
+                const std::string name = opt->get_name();
+                if (opt->count() == 0 || name == "--install-service" || name == "--help" || name == "--version") continue;
+                if (opt->get_type_size() == 0) {
+                    args.push_back(name);
+                    continue;
+                }
+                const std::string* path = name == "--log-file"    ? &log_file
+                                          : name == "--cache-dir" ? &o.cache_dir
+                                          : name == "--model-dir" ? &o.model_dir
+                                          : name == "--key-file"  ? &key_file
+                                                                  : nullptr;
+                for (const std::string& value : opt->results()) args.insert(args.end(), {name, path ? *path : value});
+            }
+            for (const auto& [flag, value] : {std::pair{"--log-file", &log_file}, std::pair{"--cache-dir", &o.cache_dir}})
+                if (app.get_option(flag)->count() == 0) args.insert(args.end(), {flag, *value});
+            std::error_code ec;
+            std::filesystem::create_directories(std::filesystem::path(log_file).parent_path(), ec);
+            std::filesystem::create_directories(o.cache_dir, ec);
+            worker::install_service(args);
+            std::printf("installed and started the service %s (starts at boot, restarts 5 s after a failure); log: "
+                        "%s, cache: %s\n",
+                        worker::kServiceName, log_file.c_str(), o.cache_dir.c_str());
+            return kExitOk;
         }
-        if (pid_fd >= 0) std::remove(pid_file.c_str());  // claimed, but the worker never ran
+#endif
+    } catch (const std::exception& e) {
         std::fprintf(stderr, "ferry-worker: error: %s\n", e.what());
-        if (!log_file.empty()) spdlog::error("{}", e.what());  // on stderr it would say it twice
         return kExitError;
     }
-    return kExitOk;
+#ifdef _WIN32
+    if (as_service) {
+        try {
+            return worker::run_as_service(serve);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "ferry-worker: error: %s\n", e.what());
+            return kExitError;
+        }
+    }
+#endif
+    return serve();
 }

@@ -9,6 +9,9 @@
 // the last thread started and crashed (SIGSEGV on SIGTERM of the i686 worker;
 // a 20-line C program shows it, docs/PROTOCOL.md). Native kernels keep the TLS
 // entries per thread; the signalfd way is right on both.
+//
+// On Windows (stop_signals_windows.cpp) Ctrl+C, Ctrl+Break, closing the
+// console, a shutdown and the service manager's stop take the same path.
 #pragma once
 #include <asio.hpp>
 #include <functional>
@@ -25,12 +28,17 @@ public:
     StopSignals(const StopSignals&) = delete;
     StopSignals& operator=(const StopSignals&) = delete;
 
-    // on_signal("SIGTERM", "SIGINT" or "SIGHUP") runs on the io thread, once per wait.
+    // on_signal("SIGTERM", "SIGINT" or "SIGHUP"; on Windows "Ctrl+C",
+    // "console closed", "service stop" ...) runs on the io thread, once per wait.
     void async_wait(std::function<void(const char* name)> on_signal);
     void cancel();
+    // A stop from elsewhere in the process (the Windows service manager's
+    // thread): delivered like a signal to the StopSignals alive, if any.
+    static void request_stop(const char* why);
+
+    struct Impl;
 
 private:
-    struct Impl;
     std::unique_ptr<Impl> impl_;
 };
 

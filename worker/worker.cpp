@@ -1,8 +1,8 @@
 #include "worker/worker.h"
 
+#include <fmt/chrono.h>
 #include <spdlog/spdlog.h>
 
-#include <sys/resource.h>
 
 #include <asio.hpp>
 #include <condition_variable>
@@ -25,6 +25,7 @@
 #include "common/net/shard_cache.h"
 #include "common/net/shard_image.h"
 #include "common/net/values.h"
+#include "common/platform/system.h"
 #include "common/process_stats.h"
 #include "common/shard_memory.h"
 #include "worker/capabilities.h"
@@ -50,11 +51,7 @@ std::string layers_text(const ShardSpec& s) {
 }
 
 std::string clock_text(std::time_t t) {
-    char buf[32];
-    std::tm tm {};
-    localtime_r(&t, &tm);
-    std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
-    return buf;
+    return fmt::format("{:%H:%M:%S}", fmt::localtime(t));  // fmt's localtime is the thread-safe one on every OS
 }
 
 // Requests of up to this many positions (decode steps, batched decode of a
@@ -401,12 +398,10 @@ struct Worker::Impl {
         if (ec == asio::error::connection_aborted) return accept_loop();  // that peer gave up; the next is fine
         if (accept_failures++ == 0) {
             accept_failing_since_ns = net::now_ns();
-            rlimit files {};
-            getrlimit(RLIMIT_NOFILE, &files);
             spdlog::warn("{}: accept failed: {}; retrying in {} ms and more rarely until it works ({} connections "
                          "open, descriptor limit {}: raise it with ulimit -n or LimitNOFILE= if this worker is busy, "
                          "else something leaks)",
-                         name, ec.message(), accept_delay.count(), conns.size(), static_cast<uint64_t>(files.rlim_cur));
+                         name, ec.message(), accept_delay.count(), conns.size(), open_file_limit());
         }
         accept_retry.expires_after(accept_delay);
         accept_delay = std::min(accept_delay * 2, kAcceptRetryMost);
