@@ -131,14 +131,6 @@ TEST(ArmLevelsAuto, ALevelTheCpuLacksIsRefusedInOneLine) {
     EXPECT_NE(typo.err.find("--kernels avx9: unknown level; this build has scalar, sse2"), std::string::npos) << typo.err;
 }
 
-// The ids a reference file holds, as many as `got` has.
-void expect_reference_ids(const std::string& ids_file, const std::string& reference, int at_least) {
-    std::istringstream got(test::read_file(ids_file)), want(test::read_file(test::reference_path(reference)));
-    int count = 0;
-    for (int a, b; got >> a && want >> b; ++count) ASSERT_EQ(a, b) << reference << " token " << count;
-    EXPECT_GE(count, at_least) << reference;
-}
-
 // The pool the issue asks for: an x86-64 coordinator, an armhf worker with the
 // embedding (first stage), an x86-64 worker, an aarch64 worker with the head
 // (last stage). Its tokens equal llama2.c's (greedy and seeded) and one x86-64
@@ -163,7 +155,7 @@ TEST(ArmChain, ArmhfX86AndAarch64WorkersGiveOneMachinesTokens) {
                                    "--split", "2,2,1"});
         const auto r = test::run_command(test::ferry_run_args("stories260K.bin", "tok512.bin", flags), 300);
         ASSERT_EQ(r.exit_code, 0) << r.err << pi2.log() << pi5.log();
-        expect_reference_ids(tmp.file("ids"), reference, 90);
+        test::expect_reference_ids(tmp.file("ids"), reference, 90);
     }
     // A quantized model (Q4_0 blocks through the NEON byte products), greedy and seeded, against one x86-64 process.
     const std::string q4 = test::shared_dir() + "/models/gguf/stories260K-q4_0.gguf";

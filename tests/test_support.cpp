@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -398,6 +399,64 @@ ArmLaunch arm_launch(const std::string& target, const std::string& relative, con
 }
 
 std::vector<std::string> ArmLaunch::argv(const std::vector<std::string>& args) const {
+    std::vector<std::string> v = prefix;
+    v.push_back(binary);
+    v.insert(v.end(), args.begin(), args.end());
+    return v;
+}
+
+void expect_reference_ids(const std::string& ids_file, const std::string& reference, int at_least) {
+    std::istringstream got(read_file(ids_file)), want(read_file(reference_path(reference)));
+    int count = 0;
+    for (int a, b; got >> a && want >> b; ++count) ASSERT_EQ(a, b) << reference << " token " << count;
+    EXPECT_GE(count, at_least) << reference;
+}
+
+WindowsLaunch windows_launch(const std::string& target, const std::string& prefix_name) {
+    WindowsLaunch l;
+    const std::string dir = std::string(FERRY_SOURCE_DIR) + "/build-windows-" + target;
+    l.binary = dir + "/worker/ferry-worker.exe";
+    const bool win32 = target == "i686";
+    const std::string loader = win32 ? "/usr/lib/wine/wine" : "/usr/lib/wine/wine64";
+    if (!std::filesystem::exists(l.binary)) {
+        l.why = "no Windows " + target + " build at " + l.binary + ": run scripts/build-windows.sh (scripts/test.sh does)";
+        return l;
+    }
+    if (!std::filesystem::exists(loader)) {
+        l.why = win32 ? "running the 32-bit .exe needs wine32:i386 (dpkg --add-architecture i386; apt-get install wine32:i386)"
+                      : "running the 64-bit .exe needs Wine: apt-get install wine64";
+        return l;
+    }
+    if (win32) {
+        if (const std::string refusal = native_refusal(i686_binary("worker/ferry-worker")); !refusal.empty()) {
+            l.why = "Wine's 32-bit loader is an i386 Linux program and this kernel runs none (" + refusal + ")";
+            return l;
+        }
+    }
+    l.wine_prefix = dir + "/" + prefix_name;
+    l.prefix = {"/usr/bin/env", "WINEPREFIX=" + l.wine_prefix, "WINEARCH=" + std::string(win32 ? "win32" : "win64"),
+                "WINEDEBUG=-all", "WINEDLLOVERRIDES=mscoree,mshtml=", loader};
+    // Made once (wineboot takes 10-20 s), under a lock: ctest runs tests side by side.
+    const int lock = open((l.wine_prefix + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock >= 0) flock(lock, LOCK_EX);
+    if (!std::filesystem::exists(l.wine_prefix + "/.ferry-ready")) {
+        std::vector<std::string> boot = l.prefix;
+        boot.insert(boot.end(), {"wineboot", "--init"});
+        const CommandResult r = run_command(boot, 300);
+        if (r.exit_code == 0 && std::filesystem::exists(l.wine_prefix + "/drive_c")) {
+            write_file(l.wine_prefix + "/.ferry-ready", "");
+        } else {
+            l.why = "wineboot could not make the prefix " + l.wine_prefix + ": " + r.err;
+            if (lock >= 0) close(lock);
+            return l;
+        }
+    }
+    if (lock >= 0) close(lock);
+    l.available = true;
+    return l;
+}
+
+std::vector<std::string> WindowsLaunch::argv(const std::vector<std::string>& args) const {
     std::vector<std::string> v = prefix;
     v.push_back(binary);
     v.insert(v.end(), args.begin(), args.end());

@@ -91,6 +91,22 @@ struct ArmLaunch {
 };
 ArmLaunch arm_launch(const std::string& target, const std::string& relative, const std::string& cpu);
 
+// A Windows build (scripts/build-windows.sh) of ferry-worker.exe for `target`
+// ("x86_64" or "i686") under Wine, in a Wine prefix of its own made once
+// under build-windows-<target>/wine-prefix. The 64-bit build needs Debian's
+// wine64; the 32-bit one wine32:i386 and a kernel that runs 32-bit programs
+// (Wine's 32-bit loader is an i386 Linux program).
+struct WindowsLaunch {
+    bool available = false;
+    std::vector<std::string> prefix;  // {"/usr/bin/env", "WINEPREFIX=...", ..., the Wine loader}
+    std::string binary;               // build-windows-<target>/worker/ferry-worker.exe
+    std::string wine_prefix;          // the prefix directory (its drive_c is C:)
+    std::string why;                  // !available: what is missing and what to run
+    std::vector<std::string> argv(const std::vector<std::string>& args) const;
+};
+// `prefix_name`: another prefix (a test that stops its wineserver uses its own).
+WindowsLaunch windows_launch(const std::string& target, const std::string& prefix_name = "wine-prefix");
+
 // A ferry-worker process (or any command that ends in one, e.g. under qemu or
 // `ip netns exec`), killed when the object dies. It is started with
 // --listen HOST:0 unless `listen` gives a port; the port it bound is read
@@ -145,6 +161,8 @@ std::string gguf_with_f32_tensor(const std::string& src, const std::string& dst,
 
 // Token ids of a reference's .ids.txt file.
 std::vector<int> reference_ids(const std::string& name);
+// The ids `ids_file` (--ids-out) holds equal llama2.c's in reference/<reference>, at least `at_least` of them.
+void expect_reference_ids(const std::string& ids_file, const std::string& reference, int at_least);
 
 // Decodes the greedy reference `name` one token at a time through `engine`
 // (argmax of its logits), for `steps` positions (0: all), checking every
