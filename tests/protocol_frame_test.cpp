@@ -4,11 +4,13 @@
 // optional libFuzzer target runs).
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <sstream>
 
 #include "common/error.h"
 #include "common/model_file.h"
@@ -159,6 +161,27 @@ TEST(Hashes, ContentHashIsCachedBySizeAndModificationTime) {
     EXPECT_EQ(file_content_hash(tmp.file("m.bin"), tmp.file("cache")), h1);
     test::write_file(tmp.file("m.bin"), std::string(100001, 'b'));
     EXPECT_NE(file_content_hash(tmp.file("m.bin"), tmp.file("cache")), h1);
+}
+
+// The record's key is "size mtime" with the time in nanoseconds since 1970, as
+// stat gives it: records written before the platform layer stay valid.
+TEST(Hashes, RecordKeyIsSizeAndUnixNanoseconds) {
+    test::TempDir tmp;
+    test::write_file(tmp.file("m.bin"), std::string(1000, 'a'));
+    file_content_hash(tmp.file("m.bin"), tmp.file("cache"));
+    struct stat st {};
+    ASSERT_EQ(::stat(tmp.file("m.bin").c_str(), &st), 0);
+    const std::string key = "1000 " + std::to_string(static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec);
+    size_t records = 0;
+    for (const auto& f : std::filesystem::directory_iterator(tmp.file("cache/model-hashes"))) {
+        std::istringstream in(test::read_file(f.path().string()));
+        std::string name, line_key;
+        std::getline(in, name);
+        std::getline(in, line_key);
+        EXPECT_EQ(line_key, key);
+        ++records;
+    }
+    EXPECT_EQ(records, 1u);
 }
 
 // The image a worker receives opens as a model and binds exactly the shard's

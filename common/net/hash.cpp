@@ -63,9 +63,7 @@ std::string hex(const std::string& bytes) {
 
 std::string default_cache_dir() {
     if (const char* d = std::getenv("FERRY_CACHE_DIR"); d && *d) return d;
-    if (const std::string root = user_cache_root(); !root.empty()) return (std::filesystem::path(root) / "ferry").string();
-    std::error_code ec;
-    return (std::filesystem::temp_directory_path(ec) / "ferry-cache").string();
+    return default_cache_folder();
 }
 
 namespace {
@@ -76,7 +74,10 @@ std::string file_key(const std::string& path) {
     const uint64_t size = std::filesystem::file_size(path, ec);
     const auto mtime = ec ? std::filesystem::file_time_type{} : std::filesystem::last_write_time(path, ec);
     if (ec) throw Error(path + ": cannot read its size and time: " + ec.message());
-    return std::to_string(size) + " " + std::to_string(static_cast<long long>(mtime.time_since_epoch().count()));
+    // Nanoseconds since 1970, as stat's st_mtim gave before: records written by earlier versions stay valid.
+    const auto unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::file_clock::to_sys(mtime).time_since_epoch());
+    return std::to_string(size) + " " + std::to_string(static_cast<long long>(unix_ns.count()));
 }
 
 }  // namespace

@@ -57,8 +57,8 @@ std::optional<std::string> read_hash_record(const std::string& record, const std
 void write_hash_record(const std::string& record, const std::string& name, const std::string& key,
                        const std::string& digest);
 
-// $FERRY_CACHE_DIR, else $XDG_CACHE_HOME/ferry or ~/.cache/ferry (Linux),
-// %LOCALAPPDATA%/ferry (Windows), else ferry-cache in the temporary directory.
+// $FERRY_CACHE_DIR, else the platform's default_cache_folder() ($XDG_CACHE_HOME/ferry,
+// ~/.cache/ferry or /tmp/ferry-cache; %LOCALAPPDATA%\ferry on Windows).
 std::string default_cache_dir();
 
 }  // namespace ferry::net

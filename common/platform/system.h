@@ -12,11 +12,13 @@ bool is_terminal(std::FILE* stream);
 // True if stderr is read by systemd's journal (JOURNAL_STREAM names it), so
 // log lines carry <priority> prefixes instead of times; false on Windows.
 bool stderr_is_journal();
-// Where per-user caches go by default: $XDG_CACHE_HOME or ~/.cache on
-// Linux, %LOCALAPPDATA% on Windows; empty if unknown.
-std::string user_cache_root();
-// How many files and sockets this process may hold open (0: no fixed limit).
-uint64_t open_file_limit();
+// ferry's cache folder when none is given: $XDG_CACHE_HOME/ferry, else
+// ~/.cache/ferry, else /tmp/ferry-cache on POSIX; %LOCALAPPDATA%\ferry,
+// else ferry-cache in the temporary folder, on Windows.
+std::string default_cache_folder();
+// How many files and sockets this process may hold open: "1024", or
+// "unlimited" (Windows has no such table).
+std::string open_file_limit();
 // True if users other than the owner may read `path` (POSIX mode bits; on
 // Windows access is by ACL, inherited from the folder: not judged here).
 // *mode gets the bits when there are some.

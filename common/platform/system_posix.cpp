@@ -24,15 +24,16 @@ bool stderr_is_journal() {
     return fstat(2, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
 }
 
-std::string user_cache_root() {
-    if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return d;
-    if (const char* d = std::getenv("HOME"); d && *d) return std::string(d) + "/.cache";
-    return "";
+std::string default_cache_folder() {
+    if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return std::string(d) + "/ferry";
+    if (const char* d = std::getenv("HOME"); d && *d) return std::string(d) + "/.cache/ferry";
+    return "/tmp/ferry-cache";
 }
 
-uint64_t open_file_limit() {
+std::string open_file_limit() {
     rlimit files{};
-    return getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY ? files.rlim_cur : 0;
+    if (getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY) return "unlimited";
+    return std::to_string(static_cast<unsigned long long>(files.rlim_cur));
 }
 
 bool readable_by_others(const std::string& path, unsigned* mode) {

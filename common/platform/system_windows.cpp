@@ -15,12 +15,14 @@ bool is_terminal(std::FILE* stream) { return _isatty(_fileno(stream)) != 0; }
 
 bool stderr_is_journal() { return false; }
 
-std::string user_cache_root() {
-    if (const char* d = std::getenv("LOCALAPPDATA"); d && *d) return d;
-    return "";
+std::string default_cache_folder() {
+    if (const char* d = std::getenv("LOCALAPPDATA"); d && *d) return std::string(d) + "\\ferry";
+    char temp[MAX_PATH + 1] = {};
+    const DWORD n = GetTempPathA(sizeof temp, temp);  // ends with a backslash
+    return (n > 0 && n < sizeof temp ? std::string(temp) : std::string("C:\\")) + "ferry-cache";
 }
 
-uint64_t open_file_limit() { return 0; }  // sockets are handles: no per-process table to fill
+std::string open_file_limit() { return "unlimited"; }  // sockets are handles: no per-process table to fill
 
 bool readable_by_others(const std::string&, unsigned*) { return false; }
 

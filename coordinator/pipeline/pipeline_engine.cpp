@@ -164,10 +164,14 @@ PipelineEngine::PipelineEngine(const ModelFile& file, const PipelineOptions& opt
     // (Q8_GROUP keeps its scales after all the rows: not worth a special case.)
     if (!embedding_remote_ && table && table->type != TensorType::Q8_GROUP &&
         (!head_here || file.find("output.weight"))) {
-        embedding_file_ = File(file.path, File::Mode::read);
-        embedding_offset_ = table->offset;
-        embedding_row_bytes_ = static_cast<uint64_t>(tensor_bytes(table->type, 1, table->cols, table->group));
-        local_stats_.weight_bytes -= table->bytes - embedding_row_bytes_;  // what it holds: a row at a time
+        try {
+            embedding_file_ = File(file.path, File::Mode::read);
+            embedding_offset_ = table->offset;
+            embedding_row_bytes_ = static_cast<uint64_t>(tensor_bytes(table->type, 1, table->cols, table->group));
+            local_stats_.weight_bytes -= table->bytes - embedding_row_bytes_;  // what it holds: a row at a time
+        } catch (const Error& e) {
+            spdlog::warn("{}; embedding from the mapped table instead (it stays resident)", e.what());
+        }
     }
 
     assign_all(model_hash);
