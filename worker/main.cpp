@@ -222,10 +222,15 @@ int main(int argc, char** argv) {
                              "shard; give it more",
                              format_bytes(o.memory_budget), format_bytes(idle));
             if (const uint64_t cap = cgroup_memory_limit(); o.memory_budget > 0 && cap > 0 && cap < o.memory_budget)
-                spdlog::warn("--memory {} is above this process's memory limit of {} (systemd's MemoryMax=, a job "
-                             "object's limit): the system would stop the worker before it reached its budget; raise "
-                             "the limit or lower --memory",
+#ifdef _WIN32
+                spdlog::warn("--memory {} is above the memory limit of {} of this process's job object: Windows would "
+                             "refuse it memory before it reached its budget; raise the limit or lower --memory",
                              format_bytes(o.memory_budget), format_bytes(cap));
+#else
+                spdlog::warn("--memory {} is above this process's cgroup limit of {} (systemd's MemoryMax=): the kernel "
+                             "would kill the worker before it reached its budget; raise MemoryMax or lower --memory",
+                             format_bytes(o.memory_budget), format_bytes(cap));
+#endif
 #ifdef _WIN32
             worker::service_running();
 #else
@@ -248,78 +253,101 @@ int main(int argc, char** argv) {
         }
         return kExitOk;
     };
-    try {
-        if (!memory.empty() && !parse_bytes(memory, &o.memory_budget))
-            throw Error("--memory " + memory + ": expected a size such as 128M, 1.5G or 65536");
-        if (!cache_max.empty() && !parse_bytes(cache_max, &o.cache_max))
-            throw Error("--cache-max " + cache_max + ": expected a size such as 2G, 800M or 65536");
+    // Checks the options and does what ends at once (--cache-list, installing the
+    // service ...): an exit code, or nothing when the worker is to run.
+    auto prepare = [&]() -> std::optional<int> {
 #ifdef _WIN32
-        if (uninstall_service) {
-            worker::uninstall_service();
-            std::printf("stopped and removed the service %s\n", worker::kServiceName);
-            return kExitOk;
-        }
         // A service's working directory is the system's and it has no console: its own log and cache.
         if (as_service || install_service) {
             if (log_file.empty()) log_file = worker::service_data_dir() + "\\ferry-worker.log";
             if (o.cache_dir.empty()) o.cache_dir = worker::service_data_dir() + "\\cache";
         }
 #endif
-        if (o.cache_dir.empty()) o.cache_dir = net::default_cache_dir();
-        if (cache_list) return list_cache(o.cache_dir);
-        if (cache_prune) return prune_cache(o.cache_dir, cache_max, o.cache_max);
-#ifndef _WIN32
-        if (daemon && log_file.empty()) throw Error("--daemon needs --log-file (stderr goes to /dev/null)");
-#endif
-        // --daemon changes directory to / and a service starts in the system's: every path the worker keeps is
-        // made absolute before.
-        for (std::string* path : {&pid_file, &log_file, &o.cache_dir, &o.model_dir, &key_file})
-            if (!path->empty() && !std::filesystem::path(*path).is_absolute())
-                *path = std::filesystem::absolute(*path).string();
-        if (std::string why; !kernels::select_level(kernels_name, &why)) throw Error(why);
+        try {
+            if (!memory.empty() && !parse_bytes(memory, &o.memory_budget))
+                throw Error("--memory " + memory + ": expected a size such as 128M, 1.5G or 65536");
+            if (!cache_max.empty() && !parse_bytes(cache_max, &o.cache_max))
+                throw Error("--cache-max " + cache_max + ": expected a size such as 2G, 800M or 65536");
 #ifdef _WIN32
-        if (install_service) {
-            if (!key_file.empty()) net::find_cluster_key(key_file, nullptr);  // refused now, not at every restart
-            std::vector<std::string> args;
-            for (const CLI::Option* opt : app.get_options()) {
-                const std::string name = opt->get_name();
-                if (opt->count() == 0 || name == "--install-service" || name == "--help" || name == "--version") continue;
-                if (opt->get_type_size() == 0) {
-                    args.push_back(name);
-                    continue;
-                }
-                const std::string* path = name == "--log-file"    ? &log_file
-                                          : name == "--cache-dir" ? &o.cache_dir
-                                          : name == "--model-dir" ? &o.model_dir
-                                          : name == "--key-file"  ? &key_file
-                                                                  : nullptr;
-                for (const std::string& value : opt->results()) args.insert(args.end(), {name, path ? *path : value});
+            if (uninstall_service) {
+                std::printf("%s\n", worker::uninstall_service().c_str());
+                return kExitOk;
             }
-            for (const auto& [flag, value] : {std::pair{"--log-file", &log_file}, std::pair{"--cache-dir", &o.cache_dir}})
-                if (app.get_option(flag)->count() == 0) args.insert(args.end(), {flag, *value});
-            std::error_code ec;
-            std::filesystem::create_directories(std::filesystem::path(log_file).parent_path(), ec);
-            std::filesystem::create_directories(o.cache_dir, ec);
-            worker::install_service(args);
-            std::printf("installed and started the service %s (starts at boot, restarts 5 s after a failure); log: "
-                        "%s, cache: %s\n",
-                        worker::kServiceName, log_file.c_str(), o.cache_dir.c_str());
-            return kExitOk;
-        }
 #endif
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "ferry-worker: error: %s\n", e.what());
-        return kExitError;
-    }
+            if (o.cache_dir.empty()) o.cache_dir = net::default_cache_dir();
+            if (cache_list) return list_cache(o.cache_dir);
+            if (cache_prune) return prune_cache(o.cache_dir, cache_max, o.cache_max);
+#ifndef _WIN32
+            if (daemon && log_file.empty()) throw Error("--daemon needs --log-file (stderr goes to /dev/null)");
+#endif
+            // --daemon changes directory to / and a service starts in the system's: every path the worker keeps is
+            // made absolute before.
+            for (std::string* path : {&pid_file, &log_file, &o.cache_dir, &o.model_dir, &key_file})
+                if (!path->empty() && !std::filesystem::path(*path).is_absolute())
+                    *path = std::filesystem::absolute(*path).string();
+            if (std::string why; !kernels::select_level(kernels_name, &why)) throw Error(why);
+#ifdef _WIN32
+            if (install_service) {
+                std::string key_source;
+                const bool keyed = net::find_cluster_key(key_file, &key_source).has_value();  // refused now, not at every restart
+                std::vector<std::string> args;
+                for (const CLI::Option* opt : app.get_options()) {
+                    const std::string name = opt->get_name();
+                    if (opt->count() == 0 || name == "--install-service" || name == "--help" || name == "--version") continue;
+                    if (opt->get_type_size() == 0) {
+                        args.push_back(name);
+                        continue;
+                    }
+                    const std::string* path = name == "--log-file"    ? &log_file
+                                              : name == "--cache-dir" ? &o.cache_dir
+                                              : name == "--model-dir" ? &o.model_dir
+                                              : name == "--key-file"  ? &key_file
+                                                                      : nullptr;
+                    for (const std::string& value : opt->results()) args.insert(args.end(), {name, path ? *path : value});
+                }
+                for (const auto& [flag, value] : {std::pair{"--log-file", &log_file}, std::pair{"--cache-dir", &o.cache_dir}})
+                    if (app.get_option(flag)->count() == 0) args.insert(args.end(), {flag, *value});
+                // A key found through FERRY_KEY_FILE: the service does not see this prompt's environment.
+                if (keyed && key_file.empty())
+                    args.insert(args.end(), {"--key-file", std::filesystem::absolute(key_source).string()});
+                std::error_code ec;
+                std::filesystem::create_directories(std::filesystem::path(log_file).parent_path(), ec);
+                std::filesystem::create_directories(o.cache_dir, ec);
+                worker::install_service(args);
+                std::printf("installed and started the service %s (starts at boot, restarts 5 s after a failure); log: "
+                            "%s, cache: %s\n",
+                            worker::kServiceName, log_file.c_str(), o.cache_dir.c_str());
+                return kExitOk;
+            }
+#endif
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "ferry-worker: error: %s\n", e.what());
+#ifdef _WIN32
+            if (as_service) {  // nobody reads stderr: the service's log says why it did not start
+                try {
+                    setup_logging(log_level, log_file);
+                    spdlog::error("{}", e.what());
+                } catch (const std::exception&) {
+                }
+            }
+#endif
+            return kExitError;
+        }
+        return std::nullopt;
+    };
 #ifdef _WIN32
     if (as_service) {
         try {
-            return worker::run_as_service(serve);
+            return worker::run_as_service([&] {
+                const std::optional<int> code = prepare();
+                return code ? *code : serve();
+            });
         } catch (const std::exception& e) {
             std::fprintf(stderr, "ferry-worker: error: %s\n", e.what());
             return kExitError;
         }
     }
 #endif
+    if (const std::optional<int> code = prepare()) return *code;
     return serve();
 }

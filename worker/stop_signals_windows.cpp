@@ -14,8 +14,10 @@
 namespace ferry::worker {
 
 namespace {
-std::mutex g_mu;
-std::condition_variable g_gone;
+// Never destroyed: a console-close handler may still wait on them while the
+// process exits.
+std::mutex& g_mu = *new std::mutex;
+std::condition_variable& g_gone = *new std::condition_variable;
 StopSignals::Impl* g_active = nullptr;  // the one StopSignals alive, if any
 void deliver(const char* name);
 
@@ -68,9 +70,11 @@ StopSignals::StopSignals(asio::io_context& io) : impl_(std::make_unique<Impl>(io
 StopSignals::~StopSignals() {
     {
         std::lock_guard<std::mutex> lock(g_mu);
-        g_active = nullptr;
+        if (g_active == impl_.get()) g_active = nullptr;
     }
     g_gone.notify_all();
+    // Ctrl+C has its default meaning again (a close event being handled goes on).
+    SetConsoleCtrlHandler(on_console_event, FALSE);
 }
 
 void StopSignals::async_wait(std::function<void(const char* name)> on_signal) {

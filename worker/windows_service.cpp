@@ -120,8 +120,11 @@ void install_service(const std::vector<std::string>& args) {
     actions.dwResetPeriod = 24 * 3600;
     actions.cActions = 3;
     actions.lpsaActions = restart;
-    if (!ChangeServiceConfig2A(service.h, SERVICE_CONFIG_FAILURE_ACTIONS, &actions))
-        throw Error("cannot set the service's restart on failure: " + last_system_error());
+    if (!ChangeServiceConfig2A(service.h, SERVICE_CONFIG_FAILURE_ACTIONS, &actions)) {
+        const std::string why = last_system_error();
+        DeleteService(service.h);  // not half installed
+        throw Error("cannot set the service's restart on failure: " + why + "; nothing was installed");
+    }
     // Also when the worker exits with an error, not only when it crashes.
     SERVICE_FAILURE_ACTIONS_FLAG on_error{TRUE};
     ChangeServiceConfig2A(service.h, SERVICE_CONFIG_FAILURE_ACTIONS_FLAG, &on_error);
@@ -130,18 +133,23 @@ void install_service(const std::vector<std::string>& args) {
                     " (see its log, then `sc start " + kServiceName + "`)");
 }
 
-void uninstall_service() {
+std::string uninstall_service() {
     const ServiceHandle manager(open_manager());
     const ServiceHandle service(OpenServiceA(manager.h, kServiceName, SERVICE_ALL_ACCESS));
     if (!service.h) throw Error(std::string("no service ") + kServiceName + " to remove: " + last_system_error());
     SERVICE_STATUS status{};
-    if (ControlService(service.h, SERVICE_CONTROL_STOP, &status)) {
+    if (ControlService(service.h, SERVICE_CONTROL_STOP, &status) || GetLastError() == ERROR_SERVICE_NOT_ACTIVE) {
         // The worker drains its request in flight (at most 5 s) before it stops.
         for (int i = 0; i < 150 && QueryServiceStatus(service.h, &status) && status.dwCurrentState != SERVICE_STOPPED; ++i)
             Sleep(100);
     }
+    const bool stopped = QueryServiceStatus(service.h, &status) && status.dwCurrentState == SERVICE_STOPPED;
     if (!DeleteService(service.h))
         throw Error(std::string("cannot remove the service ") + kServiceName + ": " + last_system_error());
+    if (!stopped)
+        return std::string("removed the service ") + kServiceName +
+               ", which has not stopped yet: Windows deletes it once it does (`sc query " + kServiceName + "`)";
+    return std::string("stopped and removed the service ") + kServiceName;
 }
 
 int run_as_service(const std::function<int()>& serve) {

@@ -15,8 +15,8 @@ constexpr const char* kServiceName = "ferry-worker";
 // `--service` and `args`, and starts it. Throws ferry::Error with the
 // reason (not an administrator, already installed).
 void install_service(const std::vector<std::string>& args);
-// Stops the service if it runs and removes it.
-void uninstall_service();
+// Stops the service if it runs and removes it; says what it did.
+std::string uninstall_service();
 // Runs `serve` as the service's body under the service control manager and
 // returns its exit code: `serve` calls service_running() once it listens;
 // a stop from the manager reaches the worker as StopSignals does.
