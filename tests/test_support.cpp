@@ -447,6 +447,7 @@ WindowsLaunch windows_launch(const std::string& target, const std::string& prefi
             write_file(l.wine_prefix + "/.ferry-ready", "");
         } else {
             l.why = "wineboot could not make the prefix " + l.wine_prefix + ": " + r.err;
+            l.broken = true;
             if (lock >= 0) close(lock);
             return l;
         }

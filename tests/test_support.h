@@ -102,6 +102,7 @@ struct WindowsLaunch {
     std::string binary;               // build-windows-<target>/worker/ferry-worker.exe
     std::string wine_prefix;          // the prefix directory (its drive_c is C:)
     std::string why;                  // !available: what is missing and what to run
+    bool broken = false;              // !available although Wine and the build are there: a failure, not a skip
     std::vector<std::string> argv(const std::vector<std::string>& args) const;
 };
 // `prefix_name`: another prefix (a test that stops its wineserver uses its own).

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <asio.hpp>
 #include <chrono>
 #include <filesystem>
@@ -14,14 +15,33 @@
 namespace ferry {
 namespace {
 
+// Skipped where Wine or the build cannot be had (the reason says which); a
+// Wine that is there but cannot make its prefix fails the test.
+#define SKIP_WITHOUT_WINE(win)                      \
+    do {                                            \
+        if (!(win).available) {                     \
+            if ((win).broken) FAIL() << (win).why;  \
+            GTEST_SKIP() << (win).why;              \
+        }                                           \
+    } while (0)
+
 // Windows paths for files of the test: Wine maps drive Z: to the Linux root.
 std::string windows_path(const std::string& linux_path) { return "Z:" + linux_path; }
+// The same path as Windows itself spells it (what GetModuleFileName and an absolute path give).
+std::string native_windows_path(const std::string& linux_path) {
+    std::string p = windows_path(linux_path);
+    std::replace(p.begin(), p.end(), '/', '\\');
+    return p;
+}
 
 // A command that may leave Wine's processes running (wineserver, services.exe
 // and the service it starts inherit the standard streams): its output goes
 // through files, so that the test waits for the command, not for them.
-test::CommandResult run_detaching(const std::vector<std::string>& argv, const test::TempDir& tmp, double timeout_s = 120) {
-    std::vector<std::string> sh = {"/bin/sh", "-c", "exec \"$@\" </dev/null >\"$0.out\" 2>\"$0.err\"", tmp.file("cmd")};
+// `cwd`: the directory it runs in.
+test::CommandResult run_detaching(const std::vector<std::string>& argv, const test::TempDir& tmp, double timeout_s = 120,
+                                  const std::string& cwd = ".") {
+    std::vector<std::string> sh = {"/bin/sh", "-c", "cd \"$1\" && shift && exec \"$@\" </dev/null >\"$0.out\" 2>\"$0.err\"",
+                                   tmp.file("cmd"), cwd};
     sh.insert(sh.end(), argv.begin(), argv.end());
     test::CommandResult r = test::run_command(sh, timeout_s);
     r.out = test::read_file(tmp.file("cmd.out"));
@@ -44,7 +64,7 @@ class WindowsChain : public ::testing::TestWithParam<std::string> {};
 // scalar and SSE2 levels (and the best this CPU has, on the 64-bit build).
 TEST_P(WindowsChain, LinuxAndWindowsWorkersGiveOneMachinesTokens) {
     const test::WindowsLaunch win = test::windows_launch(GetParam());
-    if (!win.available) GTEST_SKIP() << win.why;
+    SKIP_WITHOUT_WINE(win);
     test::TempDir tmp;
     test::WorkerProcess linux_worker({"--threads", "1", "--cache-dir", tmp.file("c-linux")}, tmp.file("linux.log"));
     std::vector<std::string> levels = {"scalar", "sse2"};
@@ -53,12 +73,18 @@ TEST_P(WindowsChain, LinuxAndWindowsWorkersGiveOneMachinesTokens) {
     for (const std::string& level : levels) {
         SCOPED_TRACE("--kernels " + level);
         std::vector<std::string> args = {"--threads", "1", "--kernels", level};
-        // The best level keeps the default cache (%LOCALAPPDATA%\ferry); the others one of the test's.
+        // The best level keeps the default cache (%LOCALAPPDATA%\ferry, emptied first: the prefix outlives the
+        // test); the others one of the test's.
         if (level != "auto") args.insert(args.end(), {"--cache-dir", windows_path(tmp.file("c-win-" + level))});
+        std::error_code ec;
+        for (const auto& user : std::filesystem::directory_iterator(win.wine_prefix + "/drive_c/users", ec))
+            std::filesystem::remove_all(user.path() / "AppData/Local/ferry", ec);
         test::WorkerProcess windows_worker(args, tmp.file("win-" + level + ".log"), win.prefix, "127.0.0.1:0",
                                            win.binary);
         if (level != "auto")
             EXPECT_NE(windows_worker.log().find(", " + level + " kernels"), std::string::npos) << windows_worker.log();
+        else
+            EXPECT_NE(windows_worker.log().find("\\AppData\\Local\\ferry)"), std::string::npos) << windows_worker.log();
         const std::string workers = test::addresses({&linux_worker, &windows_worker});
         for (const auto& [sampling, reference] :
              {std::pair{std::vector<std::string>{"-t", "0", "-i", "Once upon a time"}, "stories260K.greedy.n256.ids.txt"},
@@ -102,7 +128,7 @@ INSTANTIATE_TEST_SUITE_P(Builds, WindowsChain, ::testing::Values("x86_64", "i686
 // Ctrl+C (Wine turns SIGINT into the console's CTRL_C_EVENT) drains and exits 0.
 TEST(WindowsWorker, StopsCleanlyOnCtrlC) {
     const test::WindowsLaunch win = test::windows_launch("x86_64");
-    if (!win.available) GTEST_SKIP() << win.why;
+    SKIP_WITHOUT_WINE(win);
     test::TempDir tmp;
     test::WorkerProcess w({"--threads", "1", "--cache-dir", windows_path(tmp.file("c"))}, tmp.file("w.log"), win.prefix,
                           "127.0.0.1:0", win.binary);
@@ -115,7 +141,7 @@ TEST(WindowsWorker, StopsCleanlyOnCtrlC) {
 // working set is called out at start, and status reports the working set.
 TEST(WindowsWorker, MemoryBudgetUsesTheProcessCounters) {
     const test::WindowsLaunch win = test::windows_launch("x86_64");
-    if (!win.available) GTEST_SKIP() << win.why;
+    SKIP_WITHOUT_WINE(win);
     test::TempDir tmp;
     test::WorkerProcess w({"--threads", "1", "--memory", "1M", "--cache-dir", windows_path(tmp.file("c"))},
                           tmp.file("w.log"), win.prefix, "127.0.0.1:0", win.binary);
@@ -143,7 +169,7 @@ TEST(WindowsWorker, MemoryBudgetUsesTheProcessCounters) {
 // %ProgramData%\ferry; --uninstall-service stops and removes it.
 TEST(WindowsService, InstallStartsTheWorkerAndUninstallStopsIt) {
     const test::WindowsLaunch win = test::windows_launch("x86_64", "wine-prefix-service");
-    if (!win.available) GTEST_SKIP() << win.why;
+    SKIP_WITHOUT_WINE(win);
     test::TempDir tmp;
     std::vector<std::string> server = {win.prefix.begin(), win.prefix.end() - 1};
     server.push_back("/usr/lib/wine/wineserver64");
@@ -162,14 +188,26 @@ TEST(WindowsService, InstallStartsTheWorkerAndUninstallStopsIt) {
         }
     } cleanup{server, win, tmp};
     run_detaching(win.argv({"--uninstall-service"}), tmp, 60);  // one a failed run left behind
+    const std::string log_path = win.wine_prefix + "/drive_c/ProgramData/ferry/ferry-worker.log";
+    std::filesystem::remove(log_path);
+    // Installed from a folder with a space, with a key given by a relative path: the service's command line
+    // quotes the one and makes the other absolute (a service starts in the system's folder).
+    const std::string folder = tmp.file("Program Files");
+    std::filesystem::create_directories(folder);
+    std::filesystem::copy_file(win.binary, folder + "/ferry-worker.exe");
+    ASSERT_EQ(test::run_command({test::ferry_bin(), "keygen", "-o", folder + "/ferry.key"}).exit_code, 0);
+    test::WindowsLaunch copied = win;
+    copied.binary = folder + "/ferry-worker.exe";
     const std::string port = std::to_string(free_port());
-    const auto installed = run_detaching(
-        win.argv({"--install-service", "--listen", "127.0.0.1:" + port, "--threads", "1", "--name", "win-service"}), tmp);
+    const auto installed = run_detaching(copied.argv({"--install-service", "--listen", "127.0.0.1:" + port, "--threads",
+                                                      "1", "--name", "win-service", "--key-file", "ferry.key"}),
+                                         tmp, 120, folder);
     ASSERT_EQ(installed.exit_code, 0) << installed.out << installed.err;
     EXPECT_NE(installed.out.find("installed and started the service ferry-worker"), std::string::npos) << installed.out;
     test::CommandResult status;
     for (int i = 0; i < 60; ++i) {
-        status = test::run_command({test::ferry_bin(), "status", "--workers", "127.0.0.1:" + port, "--json"}, 30);
+        status = test::run_command(
+            {test::ferry_bin(), "status", "--workers", "127.0.0.1:" + port, "--key-file", folder + "/ferry.key", "--json"}, 30);
         if (status.exit_code == 0) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
@@ -180,16 +218,18 @@ TEST(WindowsService, InstallStartsTheWorkerAndUninstallStopsIt) {
     reg.insert(reg.end(), {"reg", "query", "HKLM\\System\\CurrentControlSet\\Services\\ferry-worker"});
     const auto entry = run_detaching(reg, tmp, 60);
     EXPECT_NE(entry.out.find("Start    REG_DWORD    0x2"), std::string::npos) << entry.out;
-    EXPECT_NE(entry.out.find("ferry-worker.exe --service --listen 127.0.0.1:" + port), std::string::npos) << entry.out;
+    EXPECT_NE(entry.out.find("\"" + native_windows_path(folder + "/ferry-worker.exe") + "\" --service --listen 127.0.0.1:" + port),
+              std::string::npos) << entry.out;
+    EXPECT_NE(entry.out.find("--key-file \"" + native_windows_path(folder + "/ferry.key") + "\""), std::string::npos) << entry.out;
     EXPECT_NE(entry.out.find("--log-file C:\\ProgramData\\ferry\\ferry-worker.log --cache-dir C:\\ProgramData\\ferry\\cache"),
               std::string::npos) << entry.out;
-    const std::string log = test::read_file(win.wine_prefix + "/drive_c/ProgramData/ferry/ferry-worker.log");
+    const std::string log = test::read_file(log_path);
     EXPECT_NE(log.find("listening on port " + port), std::string::npos) << log;
     const auto removed = run_detaching(win.argv({"--uninstall-service"}), tmp, 60);
     ASSERT_EQ(removed.exit_code, 0) << removed.out << removed.err;
     EXPECT_NE(removed.out.find("stopped and removed the service ferry-worker"), std::string::npos) << removed.out;
     // Stopped like Ctrl+C stops it: drained, and no longer answering.
-    const std::string after = test::read_file(win.wine_prefix + "/drive_c/ProgramData/ferry/ferry-worker.log");
+    const std::string after = test::read_file(log_path);
     EXPECT_NE(after.find("service stop: draining"), std::string::npos) << after;
     EXPECT_NE(test::run_command({test::ferry_bin(), "status", "--workers", "127.0.0.1:" + port}, 30).exit_code, 0);
 }
