@@ -164,6 +164,27 @@ TEST(WindowsWorker, MemoryBudgetUsesTheProcessCounters) {
     EXPECT_NE(r.err.find("over its memory budget of 1.0 MB"), std::string::npos) << r.err;
 }
 
+// --model-dir on Windows: the range is mapped from the model file (found by
+// size and content hash, the hash recorded under the cache) instead of sent.
+TEST(WindowsWorker, LoadsItsRangeFromModelDir) {
+    const test::WindowsLaunch win = test::windows_launch("x86_64");
+    SKIP_WITHOUT_WINE(win);
+    test::TempDir tmp;
+    test::WorkerProcess linux_worker({"--threads", "1", "--cache-dir", tmp.file("c-linux")}, tmp.file("linux.log"));
+    test::WorkerProcess w({"--threads", "1", "--cache-dir", windows_path(tmp.file("c")), "--model-dir",
+                           windows_path(test::shared_dir() + "/models")},
+                          tmp.file("w.log"), win.prefix, "127.0.0.1:0", win.binary);
+    const auto r = test::run_command(
+        test::ferry_run_args("stories260K.bin", "tok512.bin",
+                             {"-t", "0", "-i", "Once upon a time", "-n", "96", "--threads", "1", "--ids-out",
+                              tmp.file("ids"), "--workers", test::addresses({&linux_worker, &w}), "--split", "3,2"}),
+        300);
+    ASSERT_EQ(r.exit_code, 0) << r.err << w.log();
+    test::expect_reference_ids(tmp.file("ids"), "stories260K.greedy.n256.ids.txt", 90);
+    EXPECT_NE(w.log().find("shard loaded from model-dir"), std::string::npos) << w.log();
+    EXPECT_TRUE(std::filesystem::exists(tmp.file("c/model-hashes")));
+}
+
 // --install-service registers the worker with the service manager (Wine's
 // services.exe here), which starts it: it listens and logs to
 // %ProgramData%\ferry; --uninstall-service stops and removes it.
