@@ -422,16 +422,16 @@ WindowsLaunch windows_launch(const std::string& target, const std::string& prefi
         l.why = "no Windows " + target + " build at " + l.binary + ": run scripts/build-windows.sh (scripts/test.sh does)";
         return l;
     }
-    if (!std::filesystem::exists(loader)) {
-        l.why = win32 ? "running the 32-bit .exe needs wine32:i386 (dpkg --add-architecture i386; apt-get install wine32:i386)"
-                      : "running the 64-bit .exe needs Wine: apt-get install wine64";
-        return l;
-    }
-    if (win32) {
+    if (win32) {  // first: on such a kernel installing wine32 would not help
         if (const std::string refusal = native_refusal(i686_binary("worker/ferry-worker")); !refusal.empty()) {
             l.why = "Wine's 32-bit loader is an i386 Linux program and this kernel runs none (" + refusal + ")";
             return l;
         }
+    }
+    if (!std::filesystem::exists(loader)) {
+        l.why = win32 ? "running the 32-bit .exe needs wine32:i386 (dpkg --add-architecture i386; apt-get install wine32:i386)"
+                      : "running the 64-bit .exe needs Wine: apt-get install wine64";
+        return l;
     }
     l.wine_prefix = dir + "/" + prefix_name;
     l.prefix = {"/usr/bin/env", "WINEPREFIX=" + l.wine_prefix, "WINEARCH=" + std::string(win32 ? "win32" : "win64"),
