@@ -398,7 +398,7 @@ ArmLaunch arm_launch(const std::string& target, const std::string& relative, con
     return l;
 }
 
-std::vector<std::string> ArmLaunch::argv(const std::vector<std::string>& args) const {
+std::vector<std::string> PrefixedBinary::argv(const std::vector<std::string>& args) const {
     std::vector<std::string> v = prefix;
     v.push_back(binary);
     v.insert(v.end(), args.begin(), args.end());
@@ -410,6 +410,35 @@ void expect_reference_ids(const std::string& ids_file, const std::string& refere
     int count = 0;
     for (int a, b; got >> a && want >> b; ++count) ASSERT_EQ(a, b) << reference << " token " << count;
     EXPECT_GE(count, at_least) << reference;
+}
+
+void expect_chain_gives_one_machines_tokens(const std::string& workers, const std::string& split,
+                                            const std::function<std::string()>& logs) {
+    TempDir tmp;
+    for (const auto& [sampling, reference] :
+         {std::pair{std::vector<std::string>{"-t", "0", "-i", "Once upon a time"}, "stories260K.greedy.n256.ids.txt"},
+          std::pair{std::vector<std::string>{"-t", "1.0", "-p", "0.9", "-s", "42"}, "stories260K.t1p09.s42.n256.ids.txt"}}) {
+        std::vector<std::string> flags = sampling;
+        flags.insert(flags.end(), {"-n", "96", "--threads", "1", "--ids-out", tmp.file("ids"), "--workers", workers,
+                                   "--split", split});
+        const auto r = run_command(ferry_run_args("stories260K.bin", "tok512.bin", flags), 300);
+        ASSERT_EQ(r.exit_code, 0) << r.err << logs();
+        expect_reference_ids(tmp.file("ids"), reference, 90);
+    }
+    const std::string q4 = shared_dir() + "/models/gguf/stories260K-q4_0.gguf";
+    for (const std::vector<std::string>& sampling :
+         {std::vector<std::string>{"-t", "0", "-i", "Once upon a time"}, std::vector<std::string>{"-t", "1.0", "-s", "1234"}}) {
+        std::vector<std::string> one = {ferry_bin(), "run", q4, "-n", "96", "--threads", "1"};
+        one.insert(one.end(), sampling.begin(), sampling.end());
+        const auto want = run_command(one);
+        ASSERT_EQ(want.exit_code, 0) << want.err;
+        std::vector<std::string> chain = one;
+        chain.insert(chain.end(), {"--workers", workers, "--split", split});
+        const auto got = run_command(chain, 300);
+        ASSERT_EQ(got.exit_code, 0) << got.err << logs();
+        EXPECT_GT(want.out.size(), 100u);
+        EXPECT_EQ(got.out, want.out) << sampling[1];
+    }
 }
 
 WindowsLaunch windows_launch(const std::string& target, const std::string& prefix_name) {
@@ -455,13 +484,6 @@ WindowsLaunch windows_launch(const std::string& target, const std::string& prefi
     if (lock >= 0) close(lock);
     l.available = true;
     return l;
-}
-
-std::vector<std::string> WindowsLaunch::argv(const std::vector<std::string>& args) const {
-    std::vector<std::string> v = prefix;
-    v.push_back(binary);
-    v.insert(v.end(), args.begin(), args.end());
-    return v;
 }
 
 TempDir::TempDir() {

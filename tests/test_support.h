@@ -81,13 +81,16 @@ I686Launch i686_launch(const std::string& binary, const std::string& cpu = "");
 // "coordinator/ferry") for `target` ("aarch64" or "armhf"), run under
 // qemu-user as CPU model `cpu` ("cortex-a53", "cortex-a7", ...): always
 // emulated, so each level runs on a CPU that has exactly its features.
-struct ArmLaunch {
-    bool available = false;           // the build and qemu are there
-    std::vector<std::string> prefix;  // {"/usr/bin/qemu-aarch64", "-cpu", cpu}
-    std::string binary;               // build-<target>/<relative>
-    std::string why;                  // !available: what is missing and what to run
+// A build run through a prefix (qemu-user, Wine).
+struct PrefixedBinary {
+    std::vector<std::string> prefix;
+    std::string binary;
     // prefix, binary, then args.
     std::vector<std::string> argv(const std::vector<std::string>& args) const;
+};
+struct ArmLaunch : PrefixedBinary {
+    bool available = false;  // the build and qemu are there; prefix {"/usr/bin/qemu-aarch64", "-cpu", cpu}
+    std::string why;         // !available: what is missing and what to run
 };
 ArmLaunch arm_launch(const std::string& target, const std::string& relative, const std::string& cpu);
 
@@ -96,14 +99,11 @@ ArmLaunch arm_launch(const std::string& target, const std::string& relative, con
 // under build-windows-<target>/wine-prefix. The 64-bit build needs Debian's
 // wine64; the 32-bit one wine32:i386 and a kernel that runs 32-bit programs
 // (Wine's 32-bit loader is an i386 Linux program).
-struct WindowsLaunch {
+struct WindowsLaunch : PrefixedBinary {  // prefix {"/usr/bin/env", "WINEPREFIX=...", ..., the Wine loader}
     bool available = false;
-    std::vector<std::string> prefix;  // {"/usr/bin/env", "WINEPREFIX=...", ..., the Wine loader}
-    std::string binary;               // build-windows-<target>/worker/ferry-worker.exe
-    std::string wine_prefix;          // the prefix directory (its drive_c is C:)
-    std::string why;                  // !available: what is missing and what to run
-    bool broken = false;              // !available although Wine and the build are there: a failure, not a skip
-    std::vector<std::string> argv(const std::vector<std::string>& args) const;
+    std::string wine_prefix;  // the prefix directory (its drive_c is C:)
+    std::string why;          // !available: what is missing and what to run
+    bool broken = false;      // !available although Wine and the build are there: a failure, not a skip
 };
 // `prefix_name`: another prefix (a test that stops its wineserver uses its own).
 WindowsLaunch windows_launch(const std::string& target, const std::string& prefix_name = "wine-prefix");
@@ -164,6 +164,11 @@ std::string gguf_with_f32_tensor(const std::string& src, const std::string& dst,
 std::vector<int> reference_ids(const std::string& name);
 // The ids `ids_file` (--ids-out) holds equal llama2.c's in reference/<reference>, at least `at_least` of them.
 void expect_reference_ids(const std::string& ids_file, const std::string& reference, int at_least);
+// `ferry run --workers workers --split split` gives one machine's tokens: llama2.c's greedy and seeded
+// ids for stories260K (f32), and one local process's greedy and seeded text for its Q4_0 GGUF.
+// `logs` is printed with a failure (the workers' logs).
+void expect_chain_gives_one_machines_tokens(const std::string& workers, const std::string& split,
+                                            const std::function<std::string()>& logs);
 
 // Decodes the greedy reference `name` one token at a time through `engine`
 // (argmax of its logits), for `steps` positions (0: all), checking every
