@@ -36,7 +36,7 @@ bool use_level(benchmark::State& state) {
 }
 
 void all_levels(benchmark::internal::Benchmark* b) {
-    for (int l = 0; l <= static_cast<int>(Level::avx512); ++l) b->Arg(l);
+    for (const Level l : compiled_levels()) b->Arg(static_cast<int>(l));
 }
 
 struct WeightMatrix {

@@ -7,9 +7,9 @@
 //                                 counts the type's bytes, items_per_second is tok/s
 //   QuantMatvec/<type>/<rows>x<cols>/threads:N  one matrix shape, copies rotated
 //   QuantMatvecInCache/<type>/256x2048/threads:N  one matrix that stays in L2: compute speed
-//   QuantLevel/<type>/256x2048/level:L  the same at level 0 (scalar), 1 (SSE2), 2 (SSSE3), 3 (AVX2), 4 (AVX-512)
+//   QuantLevel/<type>/256x2048/level:L  the same at level 0 (scalar), 1 (SSE2), 2 (SSSE3), 3 (AVX2), 7 (AVX-VNNI), 4 (AVX-512)
 //   QuantPrefill/<type>/threads:N  64 tokens through a 2048x2048 matrix
-//   QuantPrefillLevel/<type>/level:L  the same on one thread at level 1 (SSE2), 2 (SSSE3), 3 (AVX2), 4 (AVX-512)
+//   QuantPrefillLevel/<type>/level:L  the same on one thread at level 1 (SSE2), 2 (SSSE3), 3 (AVX2), 7 (AVX-VNNI), 4 (AVX-512)
 //   ReadBandwidth/threads:N       the memory read speed of the same run
 //
 // e.g. ferry_microbench --benchmark_filter='QuantDecode/q4_0|ReadBandwidth' --benchmark_repetitions=5
@@ -234,6 +234,7 @@ int register_all() {
             ->Arg(static_cast<int>(kernels::Level::sse2))
             ->Arg(static_cast<int>(kernels::Level::ssse3))
             ->Arg(static_cast<int>(kernels::Level::avx2))
+            ->Arg(static_cast<int>(kernels::Level::avxvnni))
             ->Arg(static_cast<int>(kernels::Level::avx512))
             ->ArgName("level")
             ->Unit(benchmark::kMicrosecond);
@@ -241,6 +242,7 @@ int register_all() {
             ->Arg(static_cast<int>(kernels::Level::sse2))
             ->Arg(static_cast<int>(kernels::Level::ssse3))
             ->Arg(static_cast<int>(kernels::Level::avx2))
+            ->Arg(static_cast<int>(kernels::Level::avxvnni))
             ->Arg(static_cast<int>(kernels::Level::avx512))
             ->ArgName("level")
             ->Unit(benchmark::kMillisecond);

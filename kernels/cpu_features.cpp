@@ -48,6 +48,11 @@ CpuFeatures detect_cpu_features() {
         f.avx512bw = f.avx512f && ((ebx >> 30) & 1);
         f.avx512vl = f.avx512f && ((ebx >> 31) & 1);
         f.avx512vnni = f.avx512f && ((ecx >> 11) & 1);
+        __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx);
+        f.avxvnni = f.avx2 && ((eax >> 4) & 1);
+#if defined(FERRY_EMULATE_AVXVNNI)
+        f.avxvnni = f.avx2;  // kernels/CMakeLists.txt: a test build
+#endif
     }
     f.fma = f.fma && os_avx;
     f.f16c = f.f16c && os_avx;
@@ -62,30 +67,35 @@ CpuFeatures detect_cpu_features() {
     return f;
 }
 
+bool cpu_has_level(Level level, const CpuFeatures& f) {
+    const bool avx2 = f.avx2 && f.fma && f.f16c;
+    switch (level) {
+        case Level::scalar: return true;
+        case Level::sse2: return f.sse2;
+        case Level::ssse3: return f.sse2 && f.ssse3;
+        case Level::avx2: return avx2;
+        case Level::avxvnni: return avx2 && f.avxvnni;
+        // VNNI is part of the level, not optional: its integer dot products are
+        // vpdpbusd. Only Skylake-SP/X (2017) have AVX-512 without it; they get avx2.
+        case Level::avx512:
+            return avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni;
+        case Level::neon: return f.neon;
+        case Level::dotprod: return f.neon && f.dotprod;
+    }
+    return false;
+}
+
 Level best_level() {
     const CpuFeatures f = detect_cpu_features();
-#if defined(__x86_64__)
-    // VNNI is part of the level, not optional: its integer dot products are
-    // vpdpbusd. Only Skylake-SP/X (2017) have AVX-512 without it; they get avx2.
-    if (f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni)
-        return Level::avx512;
-#endif
-    if (f.avx2 && f.fma && f.f16c) return Level::avx2;
-    // Core 2, Atom, Bulldozer-era and later without AVX2: byte multiply-adds.
-    if (f.sse2 && f.ssse3) return Level::ssse3;
-    if (f.sse2) return Level::sse2;
-#if defined(__aarch64__)
-    if (f.neon && f.dotprod) return Level::dotprod;
-#endif
-#if defined(__aarch64__) || defined(__arm__)
-    if (f.neon) return Level::neon;
-#endif
-    return Level::scalar;
+    Level best = Level::scalar;
+    for (const Level l : compiled_levels())
+        if (cpu_has_level(l, f)) best = l;
+    return best;
 }
 
 std::vector<Level> compiled_levels() {
 #if defined(__x86_64__) || defined(_M_X64)
-    return {Level::scalar, Level::sse2, Level::ssse3, Level::avx2, Level::avx512};
+    return {Level::scalar, Level::sse2, Level::ssse3, Level::avx2, Level::avxvnni, Level::avx512};
 #elif defined(__i386__) || defined(_M_IX86)
     return {Level::scalar, Level::sse2, Level::ssse3, Level::avx2};
 #elif defined(__aarch64__)
@@ -107,15 +117,9 @@ Level active_level() {
 }
 
 bool level_runs_here(Level level) {
-    // Ranks in this build's order: the level numbers of two architectures do not compare.
-    const std::vector<Level> compiled = compiled_levels();
-    const Level best = best_level();
-    int rank = -1, best_rank = -1;
-    for (size_t i = 0; i < compiled.size(); ++i) {
-        if (compiled[i] == level) rank = static_cast<int>(i);
-        if (compiled[i] == best) best_rank = static_cast<int>(i);
-    }
-    return rank >= 0 && rank <= best_rank;
+    bool compiled = false;
+    for (const Level l : compiled_levels()) compiled = compiled || l == level;
+    return compiled && cpu_has_level(level, detect_cpu_features());
 }
 
 bool set_active_level(Level level) {
@@ -130,6 +134,7 @@ const char* level_name(Level level) {
         case Level::sse2: return "sse2";
         case Level::ssse3: return "ssse3";
         case Level::avx2: return "avx2";
+        case Level::avxvnni: return "avxvnni";
         case Level::avx512: return "avx512";
         case Level::neon: return "neon";
         case Level::dotprod: return "dotprod";
@@ -142,6 +147,7 @@ bool parse_level(const std::string& name, Level* out) {
     else if (name == "sse2") *out = Level::sse2;
     else if (name == "ssse3") *out = Level::ssse3;
     else if (name == "avx2") *out = Level::avx2;
+    else if (name == "avxvnni") *out = Level::avxvnni;
     else if (name == "avx512") *out = Level::avx512;
     else if (name == "neon") *out = Level::neon;
     else if (name == "dotprod") *out = Level::dotprod;
@@ -191,6 +197,7 @@ std::string cpu_features_string() {
     add(f.avx512vl, "avx512vl");
     add(f.avx512dq, "avx512dq");
     add(f.avx512vnni, "avx512vnni");
+    add(f.avxvnni, "avxvnni");
     add(f.neon, "neon");
     add(f.dotprod, "dotprod");
     return s.empty() ? "none" : s;

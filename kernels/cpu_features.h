@@ -6,10 +6,13 @@
 
 namespace ferry::kernels {
 
-// x86: scalar < sse2 < ssse3 < avx2 < avx512; ARM: scalar < neon < dotprod.
-// Within an architecture a level may use every instruction set of the levels
-// below it; the values only name levels (a build has one architecture's).
-enum class Level { scalar = 0, sse2 = 1, ssse3 = 2, avx2 = 3, avx512 = 4, neon = 5, dotprod = 6 };
+// x86: scalar < sse2 < ssse3 < avx2 < avxvnni | avx512; ARM: scalar < neon < dotprod.
+// A level may use the instruction sets of the levels below it; avxvnni (AVX2
+// with the 256-bit VEX vpdpbusd of Alder Lake and later) and avx512 (whose
+// VNNI is EVEX) are siblings: Zen 4 and Ice Lake have avx512 without
+// avxvnni. The values only name levels (a build has one architecture's), and
+// are not an order: which levels a CPU runs is level_runs_here().
+enum class Level { scalar = 0, sse2 = 1, ssse3 = 2, avx2 = 3, avx512 = 4, neon = 5, dotprod = 6, avxvnni = 7 };
 
 struct CpuFeatures {
     bool sse2 = false;
@@ -22,16 +25,19 @@ struct CpuFeatures {
     bool avx512vl = false;
     bool avx512dq = false;
     bool avx512vnni = false;
+    bool avxvnni = false;  // VEX-encoded 256-bit VNNI (CPUID 7.1 EAX bit 4)
     bool neon = false;     // Advanced SIMD (every aarch64 CPU; most ARMv7 ones)
     bool dotprod = false;  // aarch64 SDOT/UDOT (Cortex-A55/A76 and later, Pi 5)
 };
 
 CpuFeatures detect_cpu_features();
-// Highest level this CPU can run.
+// Whether a CPU with features f has every instruction `level` uses.
+bool cpu_has_level(Level level, const CpuFeatures& f);
+// The most preferred compiled level this CPU can run.
 Level best_level();
-// The levels this binary has kernels for (x86-64: scalar, sse2, ssse3, avx2,
-// avx512; i686: scalar, sse2, ssse3, avx2; aarch64: scalar, neon, dotprod;
-// armhf: scalar, neon; elsewhere scalar).
+// The levels this binary has kernels for, least preferred first (x86-64:
+// scalar, sse2, ssse3, avx2, avxvnni, avx512; i686: scalar, sse2, ssse3, avx2;
+// aarch64: scalar, neon, dotprod; armhf: scalar, neon; elsewhere scalar).
 std::vector<Level> compiled_levels();
 // The level every kernel uses now; starts at best_level().
 Level active_level();
@@ -40,7 +46,7 @@ bool level_runs_here(Level level);
 // Forces a level; returns false (and changes nothing) if the CPU lacks it.
 bool set_active_level(Level level);
 const char* level_name(Level level);
-// "scalar" | "sse2" | "ssse3" | "avx2" | "avx512" | "neon" | "dotprod" | "auto"; false if unknown.
+// "scalar" | "sse2" | "ssse3" | "avx2" | "avxvnni" | "avx512" | "neon" | "dotprod" | "auto"; false if unknown.
 // "auto" gives best_level().
 bool parse_level(const std::string& name, Level* out);
 // Parses and sets a --kernels value; false with *why (one line naming the

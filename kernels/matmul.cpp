@@ -104,7 +104,8 @@ const DenseKernels& dense_kernels(Level level) {
     }();
     if (level == Level::avx512) return avx512_table;
 #endif
-    if (level == Level::avx2) return avx2_table;
+    // AVX-VNNI adds byte dot products, which only the quantized products use.
+    if (level == Level::avx2 || level == Level::avxvnni) return avx2_table;
     // SSSE3 adds byte multiply-adds, which only the quantized products use.
     if (level == Level::sse2 || level == Level::ssse3) return sse2_table;
 #endif

@@ -150,6 +150,11 @@ QuantRowsFn kquant_rows(TensorType type);
 QuantRowsFn ternary_rows(TensorType type);
 QuantRowsFn q8group_rows(TensorType type);
 }  // namespace avx2
+namespace avxvnni {  // the AVX2 sources with vpdpbusd (quant_simd_avx2.h); K-quants are AVX2's
+QuantRowsFn legacy_rows(TensorType type);
+QuantRowsFn ternary_rows(TensorType type);
+QuantRowsFn q8group_rows(TensorType type);
+}  // namespace avxvnni
 namespace avx512 {
 // Prefill over QuantActs' token lanes (VNNI); nullptr for types it lacks.
 QuantRowsFn lane_rows(TensorType type);

@@ -16,7 +16,7 @@
 #include "kernels/quant_dot.h"
 #include "kernels/quant_simd_avx2.h"
 
-namespace ferry::kernels::avx2 {
+namespace ferry::kernels::FERRY_AVX_LEVEL {
 
 namespace {
 
@@ -109,18 +109,17 @@ struct PairLevels {
     FERRY_INLINE __m256i dot(const int8_t* x) const {
         const __m256i xlo = _mm256_load_si256(reinterpret_cast<const __m256i*>(x));
         const __m256i xhi = _mm256_load_si256(reinterpret_cast<const __m256i*>(x + 32));
-        const __m256i ones = _mm256_set1_epi16(1);
         if constexpr (W::kSigned) {
-            // Each maddubs pair sum may reach 2 * 128 * 127: widen before adding.
-            return _mm256_add_epi32(
-                _mm256_madd_epi16(_mm256_maddubs_epi16(mag_lo, _mm256_sign_epi8(xlo, lo)), ones),
-                _mm256_madd_epi16(_mm256_maddubs_epi16(mag_hi, _mm256_sign_epi8(xhi, hi)), ones));
+            // Each maddubs pair sum may reach 2 * 128 * 127: widened before adding.
+            return dpbusd(dot_u8_s8(mag_lo, _mm256_sign_epi8(xlo, lo)), mag_hi, _mm256_sign_epi8(xhi, hi));
+        } else if constexpr (kVnni) {
+            return dpbusd(dot_u8_s8(lo, xlo), hi, xhi);
         } else {
             // Levels < 32: the sums of two maddubs pairs stay below 2 * 2 * 31 * 127.
             const __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
             // 4-bit levels stay in int16 (totals8 widens later: 16 lanes of at most 2 * 2 * 15 * 127 each).
             if constexpr (kNarrow) return s;
-            else return _mm256_madd_epi16(s, ones);
+            else return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
         }
     }
     // The 8 block totals from 4 pairs' dot() results.
@@ -135,7 +134,7 @@ struct PairLevels {
             return pair_totals8(p0, p1, p2, p3);
         }
     }
-    static constexpr bool kNarrow = !W::kSigned && W::kLevelBits == 4;
+    static constexpr bool kNarrow = !kVnni && !W::kSigned && W::kLevelBits == 4;
 };
 
 // acc[r * T + t] += the canonical terms of 8 blocks (rows[r] points at the
@@ -257,5 +256,5 @@ QuantRowsFn legacy_rows(TensorType type) {
     }
 }
 
-}  // namespace ferry::kernels::avx2
+}  // namespace ferry::kernels::FERRY_AVX_LEVEL
 #endif

@@ -9,7 +9,7 @@
 #include "kernels/quant_dot.h"
 #include "kernels/quant_simd_avx2.h"
 
-namespace ferry::kernels::avx2 {
+namespace ferry::kernels::FERRY_AVX_LEVEL {
 
 namespace {
 
@@ -27,7 +27,7 @@ void tile(float* out, const Matrix& w, const QuantActs& a, int64_t r, int t0, co
             const __m256i v = load32(row + j);
             const __m256i mag = _mm256_sign_epi8(v, v);
             for (int t = 0; t < T; ++t)
-                s[t] = _mm256_add_epi32(s[t], dot_u8_s8(mag, _mm256_sign_epi8(load32(a.qs + (t0 + t) * a.stride + j), v)));
+                s[t] = dpbusd(s[t], mag, _mm256_sign_epi8(load32(a.qs + (t0 + t) * a.stride + j), v));
         }
         float dw;
         std::memcpy(&dw, scales + b * 4, 4);
@@ -52,5 +52,5 @@ void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r
 
 QuantRowsFn q8group_rows(TensorType type) { return type == TensorType::Q8_GROUP ? rows : nullptr; }
 
-}  // namespace ferry::kernels::avx2
+}  // namespace ferry::kernels::FERRY_AVX_LEVEL
 #endif

@@ -1,8 +1,24 @@
 // AVX2 building blocks of the quantized dot products. Include only from
-// *_avx2.cpp files: everything here has internal linkage, so no AVX
-// instruction can stand in for a portable function at link time.
+// *_avx2.cpp files and the files that re-include them: everything here has
+// internal linkage, so no AVX instruction can stand in for a portable
+// function at link time.
+//
+// On x86-64 the legacy, ternary and Q8_GROUP sources are built twice: as the
+// avx2 level (namespace avx2) and, re-included by *_avxvnni.cpp
+// (FERRY_AVXVNNI, compiled with -mavxvnni), as the avxvnni level (namespace
+// avxvnni), where a byte dot product (maddubs, madd with ones, add: three
+// instructions) is one vpdpbusd. Both give the same exact integer sums (no
+// maddubs pair can saturate here: see dpbusd), so the levels agree bit for
+// bit. The avx512 level decodes with the avx2 level's kernels (its own
+// VNNI is in its batch kernels, quant_lanes_avx512.cpp).
 #pragma once
 #include <immintrin.h>
+
+#if defined(FERRY_AVXVNNI)
+#define FERRY_AVX_LEVEL avxvnni
+#else
+#define FERRY_AVX_LEVEL avx2
+#endif
 
 #include <cstdint>
 #include <cstring>
@@ -11,8 +27,14 @@
 #include "kernels/quant_dot.h"
 #include "kernels/reduce_avx.h"
 
-namespace ferry::kernels::avx2 {
+namespace ferry::kernels::FERRY_AVX_LEVEL {
 namespace {
+
+#if defined(FERRY_AVXVNNI)
+constexpr bool kVnni = true;
+#else
+constexpr bool kVnni = false;
+#endif
 
 
 // Block totals of 8 blocks from the partial sums of 4 block pairs, each
@@ -68,10 +90,24 @@ inline __m256i bits_to_bytes(uint32_t bits) {
     return _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
 }
 
-// Sum of u[i] * s[i] over each group of 4 bytes, as 8 int32 (u unsigned, s signed;
-// pairs must not overflow int16, true for |u| <= 128, |s| <= 127).
+// acc + the sums of u[i] * s[i] over each group of 4 bytes, as 8 int32 (u
+// unsigned, s signed; without VNNI pairs must not overflow int16, true for
+// |u| <= 128, |s| <= 127).
+inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
+#if defined(FERRY_AVXVNNI) && !defined(FERRY_EMULATE_AVXVNNI)
+    return _mm256_dpbusd_avx_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+// Sum of u[i] * s[i] over each group of 4 bytes, as 8 int32 (as dpbusd).
 inline __m256i dot_u8_s8(__m256i u, __m256i s) {
+#if defined(FERRY_AVXVNNI)
+    return dpbusd(_mm256_setzero_si256(), u, s);
+#else
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
 }
 
 #define FERRY_INLINE inline __attribute__((always_inline))
@@ -258,4 +294,4 @@ void superblock_rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0
 }
 
 }  // namespace
-}  // namespace ferry::kernels::avx2
+}  // namespace ferry::kernels::FERRY_AVX_LEVEL

@@ -1,6 +1,7 @@
 // AVX2 dot products of the ternary types TQ1_0 and TQ2_0 with Q8_K
 // activations, in quant_dot.h's canonical order (the super-block scheme of
-// quant_kquants_avx2.cpp: exact integer sums, one scalar term per block).
+// quant_kquants_avx2.cpp: exact integer sums, one scalar term per block);
+// re-included as the VNNI levels' (quant_simd_avx2.h).
 #if defined(__i386__) || defined(__x86_64__)
 #include <cstring>
 
@@ -8,7 +9,7 @@
 #include "kernels/quant_dot.h"
 #include "kernels/quant_simd_avx2.h"
 
-namespace ferry::kernels::avx2 {
+namespace ferry::kernels::FERRY_AVX_LEVEL {
 
 namespace {
 
@@ -30,13 +31,19 @@ struct TQ2_0 {
             const __m256i l0 = crumbs<0>(q), l1 = crumbs<2>(q), l2 = crumbs<4>(q), l3 = crumbs<6>(q);
             for (int t = 0; t < T; ++t) {
                 const int8_t* xt = x[t] + 128 * h;
+                if constexpr (kVnni) {
+                    acc[t] = dpbusd(dpbusd(acc[t], l0, load32(xt)), l1, load32(xt + 32));
+                    acc[t] = dpbusd(dpbusd(acc[t], l2, load32(xt + 64)), l3, load32(xt + 96));
+                    continue;
+                }
                 const __m256i s = _mm256_add_epi16(
                     _mm256_add_epi16(_mm256_maddubs_epi16(l0, load32(xt)), _mm256_maddubs_epi16(l1, load32(xt + 32))),
                     _mm256_add_epi16(_mm256_maddubs_epi16(l2, load32(xt + 64)), _mm256_maddubs_epi16(l3, load32(xt + 96))));
                 acc[t] = _mm256_add_epi16(acc[t], s);
             }
         }
-        for (int t = 0; t < T; ++t) part[t] = _mm256_madd_epi16(acc[t], _mm256_set1_epi16(1));
+        // With VNNI acc is already int32 sums.
+        for (int t = 0; t < T; ++t) part[t] = kVnni ? acc[t] : _mm256_madd_epi16(acc[t], _mm256_set1_epi16(1));
     }
 };
 
@@ -66,8 +73,11 @@ struct TQ1_0 {
         __m256i acc[T];
         for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
         auto add = [&](__m256i q, int v0) {
-            for (int t = 0; t < T; ++t)
-                acc[t] = _mm256_add_epi16(acc[t], _mm256_maddubs_epi16(ones, times_trit(load32(x[t] + v0), q)));
+            for (int t = 0; t < T; ++t) {
+                const __m256i xv = times_trit(load32(x[t] + v0), q);
+                if constexpr (kVnni) acc[t] = dpbusd(acc[t], ones, xv);
+                else acc[t] = _mm256_add_epi16(acc[t], _mm256_maddubs_epi16(ones, xv));
+            }
         };
         // qs[0..31]: digit k of byte m is value 32k + m.
         __m256i q = load32(b->qs);
@@ -98,7 +108,7 @@ struct TQ1_0 {
         const __m128i h27 = _mm_add_epi8(h9, _mm_add_epi8(h9, h9));
         const __m128i h = _mm_blend_epi32(_mm_blend_epi32(h1, h3, 0x2), _mm_blend_epi32(h9, h27, 0x8), 0xC);
         add(_mm256_inserti128_si256(v, h, 1), 224);
-        for (int t = 0; t < T; ++t) part[t] = _mm256_madd_epi16(acc[t], _mm256_set1_epi16(1));
+        for (int t = 0; t < T; ++t) part[t] = kVnni ? acc[t] : _mm256_madd_epi16(acc[t], _mm256_set1_epi16(1));
     }
 };
 
@@ -112,5 +122,5 @@ QuantRowsFn ternary_rows(TensorType type) {
     }
 }
 
-}  // namespace ferry::kernels::avx2
+}  // namespace ferry::kernels::FERRY_AVX_LEVEL
 #endif

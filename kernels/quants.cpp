@@ -166,7 +166,13 @@ QuantRowsFn pick_kernel(TensorType type, Level level) {
                                                          ssse3::q8group_rows};
     QuantRowsFn (*const sse2_families[])(TensorType) = {sse2::legacy_rows, sse2::kquant_rows, sse2::ternary_rows,
                                                         sse2::q8group_rows};
-    if (!fn && (level == Level::avx2 || level == Level::avx512)) fn = first_of(avx2_families, type);
+#if defined(__x86_64__)
+    QuantRowsFn (*const avxvnni_families[])(TensorType) = {avxvnni::legacy_rows, avxvnni::ternary_rows,
+                                                           avxvnni::q8group_rows};
+    if (level == Level::avxvnni) fn = first_of(avxvnni_families, type);
+#endif
+    if (!fn && (level == Level::avx2 || level == Level::avxvnni || level == Level::avx512))
+        fn = first_of(avx2_families, type);
     if (!fn && level != Level::scalar && level != Level::sse2) fn = first_of(ssse3_families, type);
     if (!fn && level != Level::scalar) fn = first_of(sse2_families, type);
 #elif defined(__aarch64__) || defined(__arm__)

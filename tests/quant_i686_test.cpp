@@ -40,7 +40,7 @@ TEST_P(QuantAcrossMachines, EveryKernelLevelSamplesTheSameStory) {
     const test::CommandResult want = run_host(model, "scalar");
     ASSERT_EQ(want.exit_code, 0) << want.err;
     ASSERT_FALSE(want.out.empty());
-    for (const char* level : {"sse2", "ssse3", "avx2", "avx512"}) {
+    for (const char* level : {"sse2", "ssse3", "avx2", "avxvnni", "avx512"}) {
         const test::CommandResult got = run_host(model, level);
         if (got.exit_code != 0 && got.err.find("--kernels") != std::string::npos) continue;  // CPU without it
         ASSERT_EQ(got.exit_code, 0) << got.err;

@@ -17,7 +17,7 @@
 #include "kernels/quantize.h"
 #include "kernels/quants.h"
 #include "kernels/thread_pool.h"
-#include "tests/test_support.h"
+#include "tests/level_guard.h"
 
 namespace ferry {
 namespace {

@@ -11,6 +11,7 @@
 #include "common/model_file.h"
 #include "coordinator/pipeline/pipeline_engine.h"
 #include "kernels/cpu_features.h"
+#include "tests/level_guard.h"
 #include "kernels/thread_pool.h"
 
 namespace ferry::test {
@@ -20,11 +21,6 @@ std::vector<float> normal_floats(size_t n, uint32_t seed, float stddev = 1.0f);
 
 // The kernel levels this CPU has, scalar first.
 std::vector<kernels::Level> cpu_levels();
-// Puts back the kernel level that was active when it was made.
-struct LevelGuard {
-    kernels::Level saved = kernels::active_level();
-    ~LevelGuard() { kernels::set_active_level(saved); }
-};
 
 // Tests that compare a process's RSS with a prediction skip in a sanitizer
 // build (FERRY_SANITIZE): the sanitizer's shadow memory and quarantine are in the RSS.

@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
                    "cached under --cache-dir/model-hashes) is mapped and its range loaded from disk instead of "
                    "received over the network");
     app.add_option("--kernels", kernels_name,
-                   "Kernel instruction set: scalar, sse2, ssse3, avx2 or avx512 on x86, scalar, neon or dotprod on "
+                   "Kernel instruction set: scalar, sse2, ssse3, avx2, avxvnni or avx512 on x86, scalar, neon or dotprod on "
                    "ARM (dotprod: aarch64 only), or auto (default: the best this CPU has)");
     app.add_option("--handshake-timeout", o.handshake_timeout_s,
                    "Seconds a new connection has to send its hello, and a coordinator its assignment after it; a "

@@ -27,7 +27,7 @@ void add_model_options(CLI::App* app, RunOptions& o) {
                   "Use a -z file that has more pieces than the model's vocabulary (another model's?) as run.c does: "
                   "its first pieces, with a warning instead of an error");
     app->add_option("--threads", o.threads, "Compute threads (default: one per core)")->check(CLI::Range(0, 1024));
-    app->add_option("--kernels", o.kernels, "Kernel instruction set: scalar, sse2, ssse3, avx2 or avx512 on x86, scalar, neon or "
+    app->add_option("--kernels", o.kernels, "Kernel instruction set: scalar, sse2, ssse3, avx2, avxvnni or avx512 on x86, scalar, neon or "
                     "dotprod on ARM (dotprod: aarch64 only), or auto (default: the best this CPU has)");
     app->add_option("--ctx", o.ctx,
                     "Context length to allocate (default: the positions the run reaches, prompt and -n; chat and -n 0: "
