@@ -89,8 +89,8 @@ void BM_Matmul32(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * rows * cols * 32);
 }
 void prefill_shapes(benchmark::internal::Benchmark* b) {
-    for (int l = 0; l <= 2; ++l)
-        for (int cols : {2048, 5632}) b->Args({l, cols});
+    for (const Level l : compiled_levels())
+        for (int cols : {2048, 5632}) b->Args({static_cast<int>(l), cols});
 }
 BENCHMARK(BM_Matmul32<TensorType::F32>)->Apply(prefill_shapes)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Matmul32<TensorType::F16>)->Apply(prefill_shapes)->Unit(benchmark::kMillisecond);

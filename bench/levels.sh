@@ -7,28 +7,13 @@
 #
 #   bash bench/levels.sh            # TYPES, LEVELS, THREADS below
 #
-# Environment: FERRY (default build/coordinator/ferry), WORK (default /tmp/ferry-bench/levels: the models,
-# 4.4 GB for f32; written by `ferry synth` when missing), TYPES (default "f32 f16 q8_0 q4_0 q4_K tq2_0"),
-# LEVELS (default "avx2 avx512"), THREADS (default "1 2"), ROUNDS (default 3), PROMPT (default 64), GEN (default 32).
+# Environment: LEVELS (default "avx2 avx512"), and FERRY, WORK, TYPES, THREADS, ROUNDS, PROMPT, GEN as
+# bench/tinyllama-models.sh says.
 # Prints one markdown row per type and thread count: each level's median prefill and decode tok/s, the median of
 # the rounds' prefill ratios of the last level to the first, and the decode share of bandwidth of the last level.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-ferry=${FERRY:-$root/build/coordinator/ferry}
-work=${WORK:-/tmp/ferry-bench/levels}
-types=(${TYPES:-f32 f16 q8_0 q4_0 q4_K tq2_0})
 levels=(${LEVELS:-avx2 avx512})
-threads=(${THREADS:-1 2})
-rounds=${ROUNDS:-3}
-prompt=${PROMPT:-64}
-gen=${GEN:-32}
-mkdir -p "$work"
-
-model() {
-  local f="$work/tinyllama-1.1b-$1.gguf"
-  [ -f "$f" ] || "$ferry" synth "$f" --preset tinyllama-1.1b --format gguf --type "$1" >&2
-  echo "$f"
-}
+source "$(dirname "$0")/tinyllama-models.sh"
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
