@@ -32,6 +32,7 @@ FERRY_INLINE void add_group_pair(__m256i* acc, __m256i levels, const int8_t* con
 
 // Q2_K: levels 0..3, scale = low nibble, min = high nibble of scales[g].
 struct Q2_K {
+    static constexpr int kTokens = 3;
     static constexpr int kBytes = sizeof(BlockQ2_K), kD = 80, kDmin = 82;
     static constexpr bool kMin = true;
     static constexpr int kOffset = 0;
@@ -62,6 +63,7 @@ struct Q2_K {
 // Q3_K: levels 0..7 (value + 4): two bits from qs, bit 2 from hmask bit v / 32;
 // 16 signed 6-bit scales.
 struct Q3_K {
+    static constexpr int kTokens = 2;
     static constexpr int kBytes = sizeof(BlockQ3_K), kD = 108, kDmin = -1;
     static constexpr bool kMin = false;
     static constexpr int kOffset = 0;
@@ -121,6 +123,7 @@ FERRY_INLINE void scales_mins_32(const uint8_t* p, __m256i* scales, __m256i* min
 
 template <bool five>
 struct K45 {
+    static constexpr int kTokens = five ? 2 : 3;
     static constexpr int kBytes = five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K), kD = 0, kDmin = 2;
     static constexpr bool kMin = true;
     static constexpr int kOffset = 0;
@@ -159,6 +162,7 @@ using Q5_K = K45<true>;
 
 // Q6_K: levels 0..63 (value + 32): low nibbles from ql, two high bits from qh; 16 int8 scales.
 struct Q6_K {
+    static constexpr int kTokens = 3;
     static constexpr int kBytes = sizeof(BlockQ6_K), kD = 208, kDmin = -1;
     static constexpr bool kMin = false;
     static constexpr int kOffset = 0;

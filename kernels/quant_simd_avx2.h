@@ -283,9 +283,11 @@ void superblock_tile(float* out, const Matrix& w, const QuantActs& a, int64_t r,
     for (int t = 0; t < T; ++t) out[(t0 + t) * w.rows + r] = reduce_acc8(lanes[t]);
 }
 
+// K::kTokens: tokens per tile, the most whose partial sums and folds stay in
+// registers (measured per type: QuantPrefillLevel in bench/quant_bench.cpp).
 template <class K>
 void superblock_rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r1) {
-    constexpr int kTokens = 2;
+    constexpr int kTokens = K::kTokens;
     const int64_t row_bytes = w.cols / kQK_K * K::kBytes;
     const uint8_t* base = static_cast<const uint8_t*>(w.data);
     const WeightPrefetch pf(base + r0 * row_bytes, base + r1 * row_bytes);

@@ -16,6 +16,7 @@ namespace {
 // Ternary: levels 0..2 (value + 1), no group scales.
 
 struct TQ2_0 {
+    static constexpr int kTokens = 2;
     static constexpr int kBytes = sizeof(BlockTQ2_0), kD = 64, kDmin = -1;
     static constexpr bool kMin = false;
     static constexpr int kOffset = 1;  // levels are value + 1
@@ -61,6 +62,7 @@ FERRY_INLINE __m256i times_trit(__m256i x, __m256i q) {
 }
 
 struct TQ1_0 {
+    static constexpr int kTokens = 4;
     static constexpr int kBytes = sizeof(BlockTQ1_0), kD = 52, kDmin = -1;
     static constexpr bool kMin = false;
     static constexpr int kOffset = 0;  // the signs give x * value itself
