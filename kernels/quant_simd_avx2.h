@@ -90,25 +90,29 @@ inline __m256i bits_to_bytes(uint32_t bits) {
     return _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
 }
 
-// acc + the sums of u[i] * s[i] over each group of 4 bytes, as 8 int32 (u
-// unsigned, s signed; without VNNI pairs must not overflow int16, true for
-// |u| <= 128, |s| <= 127).
-inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
 #if defined(FERRY_AVXVNNI) && !defined(FERRY_EMULATE_AVXVNNI)
-    return _mm256_dpbusd_avx_epi32(acc, u, s);
+constexpr bool kVnniInstruction = true;
 #else
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+constexpr bool kVnniInstruction = false;  // AVX2, or the avxvnni level emulated for tests
 #endif
+
+// Sum of u[i] * s[i] over each group of 4 bytes, as 8 int32 (u unsigned, s
+// signed; without VNNI, pairs must not overflow int16: true for |u| <= 128,
+// |s| <= 127).
+inline __m256i dot_u8_s8(__m256i u, __m256i s) {
+    if constexpr (kVnniInstruction) return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+    else return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-// Sum of u[i] * s[i] over each group of 4 bytes, as 8 int32 (as dpbusd).
-inline __m256i dot_u8_s8(__m256i u, __m256i s) {
-#if defined(FERRY_AVXVNNI)
-    return dpbusd(_mm256_setzero_si256(), u, s);
-#else
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-#endif
+// acc + dot_u8_s8(u, s): one instruction with VNNI.
+inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
+    if constexpr (kVnniInstruction) return _mm256_dpbusd_avx_epi32(acc, u, s);
+    else return _mm256_add_epi32(acc, dot_u8_s8(u, s));
 }
+
+// A ternary accumulator's int32 partial sums: with VNNI it holds them
+// already; without, it holds int16 pair sums (maddubs), widened here.
+inline __m256i acc_sums(__m256i acc) { return kVnni ? acc : _mm256_madd_epi16(acc, _mm256_set1_epi16(1)); }
 
 #define FERRY_INLINE inline __attribute__((always_inline))
 

@@ -35,16 +35,15 @@ struct TQ2_0 {
                 if constexpr (kVnni) {
                     acc[t] = dpbusd(dpbusd(acc[t], l0, load32(xt)), l1, load32(xt + 32));
                     acc[t] = dpbusd(dpbusd(acc[t], l2, load32(xt + 64)), l3, load32(xt + 96));
-                    continue;
+                } else {
+                    const __m256i s = _mm256_add_epi16(
+                        _mm256_add_epi16(_mm256_maddubs_epi16(l0, load32(xt)), _mm256_maddubs_epi16(l1, load32(xt + 32))),
+                        _mm256_add_epi16(_mm256_maddubs_epi16(l2, load32(xt + 64)), _mm256_maddubs_epi16(l3, load32(xt + 96))));
+                    acc[t] = _mm256_add_epi16(acc[t], s);
                 }
-                const __m256i s = _mm256_add_epi16(
-                    _mm256_add_epi16(_mm256_maddubs_epi16(l0, load32(xt)), _mm256_maddubs_epi16(l1, load32(xt + 32))),
-                    _mm256_add_epi16(_mm256_maddubs_epi16(l2, load32(xt + 64)), _mm256_maddubs_epi16(l3, load32(xt + 96))));
-                acc[t] = _mm256_add_epi16(acc[t], s);
             }
         }
-        // With VNNI acc is already int32 sums.
-        for (int t = 0; t < T; ++t) part[t] = kVnni ? acc[t] : _mm256_madd_epi16(acc[t], _mm256_set1_epi16(1));
+        for (int t = 0; t < T; ++t) part[t] = acc_sums(acc[t]);
     }
 };
 
@@ -110,7 +109,7 @@ struct TQ1_0 {
         const __m128i h27 = _mm_add_epi8(h9, _mm_add_epi8(h9, h9));
         const __m128i h = _mm_blend_epi32(_mm_blend_epi32(h1, h3, 0x2), _mm_blend_epi32(h9, h27, 0x8), 0xC);
         add(_mm256_inserti128_si256(v, h, 1), 224);
-        for (int t = 0; t < T; ++t) part[t] = kVnni ? acc[t] : _mm256_madd_epi16(acc[t], _mm256_set1_epi16(1));
+        for (int t = 0; t < T; ++t) part[t] = acc_sums(acc[t]);
     }
 };
 
