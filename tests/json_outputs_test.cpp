@@ -26,7 +26,11 @@ TEST(JsonOutputs, RunWritesItsStatisticsAndTheNodeTable) {
     WorkerProcess b({"--threads", "1", "--cache-dir", dir.file("cb")}, dir.file("b.log"));
     const CommandResult r = run_command(ferry_run_args(
         "stories260K.bin", "tok512.bin",
-        {"-t", "0", "-n", "60", "--workers", addresses({&a, &b}), "--split", "3,2", "--json", dir.file("run.json")}));
+        // The ends pinned: planned, they follow the two workers' start-up probes, and
+        // a probe that measures the first worker much faster than the second moves
+        // the classifier to the coordinator ("as fast as the fastest worker").
+        {"-t", "0", "-n", "60", "--workers", addresses({&a, &b}), "--split", "3,2", "--embedding-on-worker",
+         "--head-on-worker", "--json", dir.file("run.json")}));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const json j = json::parse(read_file(dir.file("run.json")));
     expect_fields(j, {"model", "prompt_tokens", "generated_tokens", "run", "kernels", "threads", "peak_rss", "nodes",
