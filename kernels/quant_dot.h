@@ -158,6 +158,10 @@ QuantRowsFn q8group_rows(TensorType type);
 namespace avx512 {
 // Prefill over QuantActs' token lanes (VNNI); nullptr for types it lacks.
 QuantRowsFn lane_rows(TensorType type);
+// Decode and small batches: the AVX2 sources with EVEX vpdpbusd (quant_simd_avx2.h).
+QuantRowsFn legacy_rows(TensorType type);
+QuantRowsFn ternary_rows(TensorType type);
+QuantRowsFn q8group_rows(TensorType type);
 }  // namespace avx512
 
 }  // namespace ferry::kernels

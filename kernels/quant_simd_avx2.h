@@ -3,18 +3,25 @@
 // internal linkage, so no AVX instruction can stand in for a portable
 // function at link time.
 //
-// On x86-64 the legacy, ternary and Q8_GROUP sources are built twice: as the
-// avx2 level (namespace avx2) and, re-included by *_avxvnni.cpp
-// (FERRY_AVXVNNI, compiled with -mavxvnni), as the avxvnni level (namespace
+// On x86-64 the legacy, ternary and Q8_GROUP sources are built three times:
+// as the avx2 level (namespace avx2); re-included by *_avxvnni.cpp
+// (FERRY_AVXVNNI, compiled with -mavxvnni) as the avxvnni level (namespace
 // avxvnni), where a byte dot product (maddubs, madd with ones, add: three
-// instructions) is one vpdpbusd. Both give the same exact integer sums (no
-// maddubs pair can saturate here: see dpbusd), so the levels agree bit for
-// bit. The avx512 level decodes with the avx2 level's kernels (its own
-// VNNI is in its batch kernels, quant_lanes_avx512.cpp).
+// instructions) is one VEX vpdpbusd; and re-included by *_vnni_avx512.cpp
+// (FERRY_AVX512_VNNI, compiled with the avx512 level's flags) as that level's
+// decode and small-batch kernels (namespace avx512), where it is the EVEX
+// vpdpbusd of AVX512-VNNI on 256-bit registers, which every CPU of the level
+// has (Zen 4 and Ice Lake have no AVX-VNNI). All give the same exact integer
+// sums (no maddubs pair can saturate here: see dpbusd), so the levels agree
+// bit for bit. The K-quants stay AVX2's everywhere (their int16 group scales
+// need the madd anyway); the avx512 level's batches of 12 tokens or more take
+// its token-lane kernels (quant_lanes_avx512.cpp).
 #pragma once
 #include <immintrin.h>
 
-#if defined(FERRY_AVXVNNI)
+#if defined(FERRY_AVX512_VNNI)
+#define FERRY_AVX_LEVEL avx512
+#elif defined(FERRY_AVXVNNI)
 #define FERRY_AVX_LEVEL avxvnni
 #else
 #define FERRY_AVX_LEVEL avx2
@@ -30,7 +37,7 @@
 namespace ferry::kernels::FERRY_AVX_LEVEL {
 namespace {
 
-#if defined(FERRY_AVXVNNI)
+#if defined(FERRY_AVXVNNI) || defined(FERRY_AVX512_VNNI)
 constexpr bool kVnni = true;
 #else
 constexpr bool kVnni = false;
@@ -90,23 +97,36 @@ inline __m256i bits_to_bytes(uint32_t bits) {
     return _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
 }
 
-#if defined(FERRY_AVXVNNI) && !defined(FERRY_EMULATE_AVXVNNI)
+#if (defined(FERRY_AVXVNNI) && !defined(FERRY_EMULATE_AVXVNNI)) || defined(FERRY_AVX512_VNNI)
 constexpr bool kVnniInstruction = true;
 #else
 constexpr bool kVnniInstruction = false;  // AVX2, or the avxvnni level emulated for tests
 #endif
 
+// vpdpbusd on 256-bit registers: EVEX (AVX512-VNNI + VL) at the avx512 level, VEX (AVX-VNNI) at avxvnni.
+inline __m256i vpdpbusd256(__m256i acc, __m256i u, __m256i s) {
+#if defined(FERRY_AVX512_VNNI)
+    return _mm256_dpbusd_epi32(acc, u, s);
+#elif defined(FERRY_AVXVNNI) && !defined(FERRY_EMULATE_AVXVNNI)
+    return _mm256_dpbusd_avx_epi32(acc, u, s);
+#else
+    (void)u;
+    (void)s;
+    return acc;  // never called: kVnniInstruction is false
+#endif
+}
+
 // Sum of u[i] * s[i] over each group of 4 bytes, as 8 int32 (u unsigned, s
 // signed; without VNNI, pairs must not overflow int16: true for |u| <= 128,
 // |s| <= 127).
 inline __m256i dot_u8_s8(__m256i u, __m256i s) {
-    if constexpr (kVnniInstruction) return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+    if constexpr (kVnniInstruction) return vpdpbusd256(_mm256_setzero_si256(), u, s);
     else return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
 // acc + dot_u8_s8(u, s): one instruction with VNNI.
 inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
-    if constexpr (kVnniInstruction) return _mm256_dpbusd_avx_epi32(acc, u, s);
+    if constexpr (kVnniInstruction) return vpdpbusd256(acc, u, s);
     else return _mm256_add_epi32(acc, dot_u8_s8(u, s));
 }
 
