@@ -113,8 +113,9 @@ std::vector<Measured> measure(const Case& c, const std::string& label) {
     std::vector<Measured> out;
     for (size_t i = 0; i < workers.size(); ++i) {
         const nlohmann::json& w = status[i];
+        // A vocabulary slice too, where the plan cut the classifier.
         const ShardSpec spec{w.value("first_layer", 0), w.value("end_layer", 0), w.value("embedding", false),
-                             w.value("head", false)};
+                             w.value("head", false),   w.value("vocab_first", 0), w.value("vocab_end", 0)};
         StageLoad load;
         load.context = c.ctx;
         load.kv_type = c.kv == "f16" ? KvType::f16 : c.kv == "q8_0" ? KvType::q8_0 : KvType::f32;
@@ -126,7 +127,8 @@ std::vector<Measured> measure(const Case& c, const std::string& label) {
         Measured x;
         x.worker = label + " stage " + std::to_string(i + 1) + " (" + load.arch + ", layers " +
                    std::to_string(spec.first_layer) + "-" + std::to_string(spec.last_layer - 1) +
-                   (spec.embedding ? " +emb" : "") + (spec.head ? " +head" : "") + ")";
+                   (spec.embedding ? " +emb" : "") + (spec.head ? " +head" : "") +
+                   (spec.has_slice() ? " +vocab slice" : "") + ")";
         x.predicted = m.total();
         x.peak = w.value("peak_rss", uint64_t{0});
         x.error = x.peak ? (static_cast<double>(x.predicted) - static_cast<double>(x.peak)) / x.peak : 1.0;
