@@ -9,8 +9,9 @@
 #
 # Environment: LEVELS (default "avx2 avx512"), and FERRY, WORK, TYPES, THREADS, ROUNDS, PROMPT, GEN as
 # bench/tinyllama-models.sh says.
-# Prints one markdown row per type and thread count: each level's median prefill and decode tok/s, the median of
-# the rounds' prefill ratios of the last level to the first, and the decode share of bandwidth of the last level.
+# Prints one markdown row per type and thread count: each level's median prefill and decode tok/s, the medians of
+# the rounds' prefill and decode ratios of the last level to the first, and the decode share of bandwidth of the
+# last level.
 set -euo pipefail
 levels=(${LEVELS:-avx2 avx512})
 source "$(dirname "$0")/tinyllama-models.sh"
@@ -38,22 +39,24 @@ rows = [line.split() for line in open(sys.argv[1])]
 levels = sys.argv[2:]
 first, last = levels[0], levels[-1]
 head = "| type | threads | " + " | ".join(f"prefill {l}" for l in levels) + f" | {last}/{first} prefill | " + \
-       " | ".join(f"decode {l}" for l in levels) + f" | decode share {last} | checksums |"
+       " | ".join(f"decode {l}" for l in levels) + f" | {last}/{first} decode | decode share {last} | checksums |"
 print(head)
-print("|---|---:|" + "---:|" * (2 * len(levels) + 2) + "---|")
+print("|---|---:|" + "---:|" * (2 * len(levels) + 3) + "---|")
 keys = []
 for r in rows:
     if (r[0], r[1]) not in keys: keys.append((r[0], r[1]))
 for type_, t in keys:
     sel = [r for r in rows if r[0] == type_ and r[1] == t]
     med = lambda level, col: statistics.median(float(r[col]) for r in sel if r[3] == level)
-    ratios = []
-    for rnd in sorted({r[2] for r in sel}):
-        a = [float(r[4]) for r in sel if r[2] == rnd and r[3] == first]
-        b = [float(r[4]) for r in sel if r[2] == rnd and r[3] == last]
-        if a and b: ratios.append(b[0] / a[0])
+    def ratio(col):  # the median of the rounds' own last/first ratios
+        ratios = []
+        for rnd in sorted({r[2] for r in sel}):
+            a = [float(r[col]) for r in sel if r[2] == rnd and r[3] == first]
+            b = [float(r[col]) for r in sel if r[2] == rnd and r[3] == last]
+            if a and b: ratios.append(b[0] / a[0])
+        return statistics.median(ratios)
     same = "equal" if len({r[7] for r in sel}) == 1 else "DIFFER"
     print(f"| {type_} | {t} | " + " | ".join(f"{med(l, 4):.1f}" for l in levels) +
-          f" | {statistics.median(ratios):.2f}x | " + " | ".join(f"{med(l, 5):.2f}" for l in levels) +
-          f" | {100 * med(last, 6):.0f}% | {same} |")
+          f" | {ratio(4):.2f}x | " + " | ".join(f"{med(l, 5):.2f}" for l in levels) +
+          f" | {ratio(5):.2f}x | {100 * med(last, 6):.0f}% | {same} |")
 EOF
