@@ -560,10 +560,13 @@ TEST(Serve, AWorkerServingEightSequencesStaysWithinItsMemory) {
 TEST(Serve, CurlAndTheOpenAiNpmClientConform) {
     TempDir dir;
     ServeProcess server(dir, {"--parallel", "4", "--api-key", "sekrit"});
-    ServeProcess overload(dir, {"--parallel", "1", "--queue", "0", "--api-key", "sekrit"});
+    // The overload server's model is slow enough (a 400-token reply takes about a
+    // second) that its one slot is surely taken while the other 11 curls start.
+    const SynthModel slow = synth_64mb_model(dir, 512);
+    ServeProcess overload(dir, {"--parallel", "1", "--queue", "0", "--api-key", "sekrit"}, slow.model, slow.tokenizer);
     const std::string src = FERRY_SOURCE_DIR;
     const CommandResult curl = run_command({"/bin/bash", src + "/tests/clients/curl_conformance.sh", server.base() + "/v1",
-                                            "sekrit", "stories260K.bin", overload.base() + "/v1"},
+                                            "sekrit", "stories260K.bin", overload.base() + "/v1", "synth-64mb.bin"},
                                            120);
     EXPECT_EQ(curl.exit_code, 0) << curl.out << curl.err;
     const std::string modules = src + "/build/clients-node/node_modules";

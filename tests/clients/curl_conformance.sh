@@ -2,22 +2,24 @@
 # HTTP-level conformance of `ferry serve`: status codes, OpenAI error bodies, SSE framing.
 # Uses only curl and python3 (for JSON).
 #
-# Usage: tests/clients/curl_conformance.sh BASE_URL API_KEY MODEL [OVERLOAD_BASE_URL]
+# Usage: tests/clients/curl_conformance.sh BASE_URL API_KEY MODEL [OVERLOAD_BASE_URL [OVERLOAD_MODEL]]
 #   BASE_URL  e.g. http://127.0.0.1:18090/v1, a server started with --api-key API_KEY and the
 #             default --max-body (1 MiB) and a context of at most ~1000 tokens (e.g. stories260K.bin: 512)
-#   OVERLOAD_BASE_URL  optional: a second server of the same model and key started with
-#             --parallel 1 --queue 0, on which concurrent requests must get some 503s
+#   OVERLOAD_BASE_URL  optional: a second server with the same key started with --parallel 1 --queue 0,
+#             on which concurrent requests must get some 503s; best a model slow enough that a
+#             400-token reply outlasts the start of 11 more curls (default model: MODEL)
 # Prints "ok - ..." per check; the first failure prints "FAIL - ..." and exits 1.
 set -euo pipefail
 
 if [[ $# -lt 3 ]]; then
-    echo "usage: $0 BASE_URL API_KEY MODEL [OVERLOAD_BASE_URL]" >&2
+    echo "usage: $0 BASE_URL API_KEY MODEL [OVERLOAD_BASE_URL [OVERLOAD_MODEL]]" >&2
     exit 2
 fi
 BASE_URL=${1%/}
 API_KEY=$2
 MODEL=$3
 OVERLOAD_URL=${4:-}
+OVERLOAD_MODEL=${5:-$MODEL}
 ROOT=${BASE_URL%/v1}  # /health lives beside /v1
 
 # Debian's python3 first: a python3 earlier on PATH may be a version manager's
@@ -224,7 +226,7 @@ if [[ -n $OVERLOAD_URL ]]; then
     OVERLOAD_URL=${OVERLOAD_URL%/}
     for i in $(seq 1 12); do
         curl -sS -o "$TMP/ov$i" -w '%{http_code}\n' --max-time 120 "${auth[@]}" "${json[@]}" \
-            --data "{\"model\":\"$MODEL\",\"prompt\":\"Once upon a time\",\"temperature\":0,\"max_tokens\":400}" \
+            --data "{\"model\":\"$OVERLOAD_MODEL\",\"prompt\":\"Once upon a time\",\"temperature\":0,\"max_tokens\":400}" \
             "$OVERLOAD_URL/completions" >"$TMP/ov$i.status" 2>&1 &
     done
     wait
