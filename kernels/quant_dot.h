@@ -158,7 +158,8 @@ QuantRowsFn q8group_rows(TensorType type);
 namespace avx512 {
 // Prefill over QuantActs' token lanes (VNNI); nullptr for types it lacks.
 QuantRowsFn lane_rows(TensorType type);
-// Decode and small batches: the AVX2 sources with EVEX vpdpbusd (quant_simd_avx2.h).
+// Decode, batches below the lane kernels' and every Q8_GROUP batch: the AVX2
+// sources with EVEX vpdpbusd (quant_simd_avx2.h).
 QuantRowsFn legacy_rows(TensorType type);
 QuantRowsFn ternary_rows(TensorType type);
 QuantRowsFn q8group_rows(TensorType type);
