@@ -17,6 +17,12 @@
 // need the madd anyway); the avx512 level's batches of 12 tokens or more take
 // its token-lane kernels (quant_lanes_avx512.cpp).
 #pragma once
+#if defined(FERRY_AVX512_VNNI)
+// GCC 12's own AVX-512 headers build some results from _mm512_undefined_*()
+// and then warn that it is uninitialized (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #if defined(FERRY_AVX512_VNNI)
@@ -97,37 +103,33 @@ inline __m256i bits_to_bytes(uint32_t bits) {
     return _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
 }
 
-#if (defined(FERRY_AVXVNNI) && !defined(FERRY_EMULATE_AVXVNNI)) || defined(FERRY_AVX512_VNNI)
-constexpr bool kVnniInstruction = true;
-#else
-constexpr bool kVnniInstruction = false;  // AVX2, or the avxvnni level emulated for tests
-#endif
-
-// vpdpbusd on 256-bit registers: EVEX (AVX512-VNNI + VL) at the avx512 level, VEX (AVX-VNNI) at avxvnni.
-inline __m256i vpdpbusd256(__m256i acc, __m256i u, __m256i s) {
+// The byte dot product's instruction where the level has one: EVEX (AVX512-VNNI
+// + VL) at the avx512 level, VEX (AVX-VNNI) at avxvnni; none at avx2, nor at
+// the avxvnni level emulated for tests.
 #if defined(FERRY_AVX512_VNNI)
-    return _mm256_dpbusd_epi32(acc, u, s);
+#define FERRY_VPDPBUSD _mm256_dpbusd_epi32
 #elif defined(FERRY_AVXVNNI) && !defined(FERRY_EMULATE_AVXVNNI)
-    return _mm256_dpbusd_avx_epi32(acc, u, s);
-#else
-    (void)u;
-    (void)s;
-    return acc;  // never called: kVnniInstruction is false
+#define FERRY_VPDPBUSD _mm256_dpbusd_avx_epi32
 #endif
-}
 
 // Sum of u[i] * s[i] over each group of 4 bytes, as 8 int32 (u unsigned, s
 // signed; without VNNI, pairs must not overflow int16: true for |u| <= 128,
 // |s| <= 127).
 inline __m256i dot_u8_s8(__m256i u, __m256i s) {
-    if constexpr (kVnniInstruction) return vpdpbusd256(_mm256_setzero_si256(), u, s);
-    else return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#if defined(FERRY_VPDPBUSD)
+    return FERRY_VPDPBUSD(_mm256_setzero_si256(), u, s);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
 }
 
 // acc + dot_u8_s8(u, s): one instruction with VNNI.
 inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
-    if constexpr (kVnniInstruction) return vpdpbusd256(acc, u, s);
-    else return _mm256_add_epi32(acc, dot_u8_s8(u, s));
+#if defined(FERRY_VPDPBUSD)
+    return FERRY_VPDPBUSD(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, dot_u8_s8(u, s));
+#endif
 }
 
 // A ternary accumulator's int32 partial sums: with VNNI it holds them

@@ -3,9 +3,5 @@
 // quant_simd_avx2.h's byte dot products are the EVEX vpdpbusd (AVX512-VNNI on 256-bit registers).
 #if defined(__x86_64__)
 #define FERRY_AVX512_VNNI 1
-// GCC 12's own AVX-512 headers build some results from _mm512_undefined_*()
-// and then warn that it is uninitialized (GCC bug 105593).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "kernels/quant_ternary_avx2.cpp"
 #endif

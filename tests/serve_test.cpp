@@ -566,7 +566,8 @@ TEST(Serve, CurlAndTheOpenAiNpmClientConform) {
     ServeProcess overload(dir, {"--parallel", "1", "--queue", "0", "--api-key", "sekrit"}, slow.model, slow.tokenizer);
     const std::string src = FERRY_SOURCE_DIR;
     const CommandResult curl = run_command({"/bin/bash", src + "/tests/clients/curl_conformance.sh", server.base() + "/v1",
-                                            "sekrit", "stories260K.bin", overload.base() + "/v1", "synth-64mb.bin"},
+                                            "sekrit", "stories260K.bin", overload.base() + "/v1",
+                                            std::filesystem::path(slow.model).filename().string()},
                                            120);
     EXPECT_EQ(curl.exit_code, 0) << curl.out << curl.err;
     const std::string modules = src + "/build/clients-node/node_modules";
