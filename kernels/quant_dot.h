@@ -161,6 +161,7 @@ QuantRowsFn lane_rows(TensorType type);
 // Decode, batches below the lane kernels' and every Q8_GROUP batch: the AVX2
 // sources with EVEX vpdpbusd (quant_simd_avx2.h).
 QuantRowsFn legacy_rows(TensorType type);
+QuantRowsFn kquant_rows(TensorType type);
 QuantRowsFn ternary_rows(TensorType type);
 QuantRowsFn q8group_rows(TensorType type);
 }  // namespace avx512

@@ -9,6 +9,10 @@
 // (Q2_K, Q4_K, Q5_K) are likewise a partial-sum vector for msum. Eight
 // super-blocks' vectors are folded and turned into f32 terms together
 // (superblock_tile in quant_simd_avx2.h).
+//
+// Built twice: as the avx2 level, and re-included by
+// quant_kquants_vnni_avx512.cpp as the avx512 level's decode and small-batch
+// kernels, where Q4_K and Q5_K take one 512-bit vpdpbusd per two groups.
 #if defined(__i386__) || defined(__x86_64__)
 #include <cstring>
 
@@ -16,7 +20,7 @@
 #include "kernels/quant_dot.h"
 #include "kernels/quant_simd_avx2.h"
 
-namespace ferry::kernels::avx2 {
+namespace ferry::kernels::FERRY_AVX_LEVEL {
 
 namespace {
 
@@ -104,9 +108,8 @@ struct Q3_K {
 };
 
 // Q4_K/Q5_K: 8 groups of 32 with 6-bit scales and mins, packed in 12 bytes
-// (scale_min_k4): returns [scale of the group of each 16 values] and the mins
-// doubled the same way, both as 16 int16.
-FERRY_INLINE void scales_mins_32(const uint8_t* p, __m256i* scales, __m256i* mins) {
+// (scale_min_k4): the 8 scales in the low 8 bytes, the 8 mins in the high 8.
+FERRY_INLINE __m128i scales_mins_bytes(const uint8_t* p) {
     uint32_t w0, w1, w2;
     std::memcpy(&w0, p, 4);
     std::memcpy(&w1, p + 4, 4);
@@ -114,12 +117,11 @@ FERRY_INLINE void scales_mins_32(const uint8_t* p, __m256i* scales, __m256i* min
     const uint32_t m6 = 0x3F3F3F3F, m4 = 0x0F0F0F0F, m2 = 0x03030303;
     const uint32_t sc_lo = w0 & m6, sc_hi = (w2 & m4) | (((w0 >> 6) & m2) << 4);
     const uint32_t mn_lo = w1 & m6, mn_hi = ((w2 >> 4) & m4) | (((w1 >> 6) & m2) << 4);
-    const __m128i v = _mm_setr_epi32(static_cast<int>(sc_lo), static_cast<int>(sc_hi), static_cast<int>(mn_lo),
-                                     static_cast<int>(mn_hi));
-    // each byte twice: one scale per 16 values
-    *scales = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(v, v));
-    *mins = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(v, v));
+    return _mm_setr_epi32(static_cast<int>(sc_lo), static_cast<int>(sc_hi), static_cast<int>(mn_lo), static_cast<int>(mn_hi));
 }
+
+// The mins (high 8 bytes of scales_mins_bytes) doubled, one per 16 values, as 16 int16.
+FERRY_INLINE __m256i mins_16(__m128i v) { return _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(v, v)); }
 
 template <bool five>
 struct K45 {
@@ -127,6 +129,46 @@ struct K45 {
     static constexpr int kBytes = five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K), kD = 0, kDmin = 2;
     static constexpr bool kMin = true;
     static constexpr int kOffset = 0;
+#if defined(FERRY_AVX512_VNNI)
+    // The avx512 level: the two groups of chunk c (its low and high nibbles)
+    // in one 512-bit register against 64 contiguous activations, one vpdpbusd,
+    // then times their scales as int32 (scale * level * x summed in another
+    // order than AVX2's madd: the same exact integer).
+    template <int c, int T>
+    static FERRY_INLINE void chunk(__m512i* part, const uint8_t* qs, __m256i qh, const int8_t* const* x, __m512i scales) {
+        const __m512i q = _mm512_broadcast_i64x4(load32(qs + 32 * c));
+        __m512i levels = _mm512_and_si512(_mm512_srlv_epi64(q, _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4)), _mm512_set1_epi8(0x0F));
+        if constexpr (five)
+            levels = _mm512_or_si512(
+                levels, _mm512_inserti64x4(_mm512_castsi256_si512(bit_to<2 * c, 4>(qh)), bit_to<2 * c + 1, 4>(qh), 1));
+        constexpr int g = 2 * c, h = 2 * c + 1;
+        const __m512i s = _mm512_permutexvar_epi32(_mm512_setr_epi32(g, g, g, g, g, g, g, g, h, h, h, h, h, h, h, h), scales);
+        for (int t = 0; t < T; ++t) {
+            const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels, _mm512_loadu_si512(x[t] + 64 * c));
+            part[t] = _mm512_add_epi32(part[t], _mm512_mullo_epi32(sums, s));
+        }
+    }
+    template <int T>
+    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
+                                 __m256i* mpart) {
+        const uint8_t* qs = blk + (five ? 48 : 16);
+        const __m128i sm = scales_mins_bytes(blk + 4);
+        const __m512i scales = _mm512_cvtepu8_epi32(sm);  // lanes 0..7; 8..15 (the mins) unused
+        const __m256i m16 = mins_16(sm);
+        const __m256i qh = five ? load32(blk + 16) : _mm256_setzero_si256();
+        __m512i zpart[T];
+        for (int t = 0; t < T; ++t) {
+            zpart[t] = _mm512_setzero_si512();
+            mpart[t] = _mm256_madd_epi16(m16, bsums16(bsums[t]));
+        }
+        chunk<0, T>(zpart, qs, qh, x, scales);
+        chunk<1, T>(zpart, qs, qh, x, scales);
+        chunk<2, T>(zpart, qs, qh, x, scales);
+        chunk<3, T>(zpart, qs, qh, x, scales);
+        for (int t = 0; t < T; ++t)
+            part[t] = _mm256_add_epi32(_mm512_castsi512_si256(zpart[t]), _mm512_extracti64x4_epi64(zpart[t], 1));
+    }
+#else
     template <int c, int T>
     static FERRY_INLINE void chunk(__m256i* part, __m256i q, __m256i qh, const int8_t* const* x, const GroupScales& sc) {
         const __m256i mask = _mm256_set1_epi8(0x0F);
@@ -141,11 +183,10 @@ struct K45 {
     template <int T>
     static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
                                  __m256i* mpart) {
-        const uint8_t* packed = blk + 4;
         const uint8_t* qs = blk + (five ? 48 : 16);
-        __m256i s16, m16;
-        scales_mins_32(packed, &s16, &m16);
-        const GroupScales sc(s16);
+        const __m128i sm = scales_mins_bytes(blk + 4);
+        const GroupScales sc(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sm, sm)));  // one scale per 16 values
+        const __m256i m16 = mins_16(sm);
         for (int t = 0; t < T; ++t) {
             part[t] = _mm256_setzero_si256();
             mpart[t] = _mm256_madd_epi16(m16, bsums16(bsums[t]));
@@ -156,6 +197,7 @@ struct K45 {
         chunk<2, T>(part, load32(qs + 64), qh, x, sc);
         chunk<3, T>(part, load32(qs + 96), qh, x, sc);
     }
+#endif
 };
 using Q4_K = K45<false>;
 using Q5_K = K45<true>;
@@ -205,5 +247,5 @@ QuantRowsFn kquant_rows(TensorType type) {
     }
 }
 
-}  // namespace ferry::kernels::avx2
+}  // namespace ferry::kernels::FERRY_AVX_LEVEL
 #endif

@@ -13,9 +13,9 @@
 // vpdpbusd of AVX512-VNNI on 256-bit registers, which every CPU of the level
 // has (Zen 4 and Ice Lake have no AVX-VNNI). All give the same exact integer
 // sums (no maddubs pair can saturate here: see dpbusd), so the levels agree
-// bit for bit. The K-quants stay AVX2's everywhere (their int16 group scales
-// need the madd anyway); the avx512 level's batches of 12 tokens or more take
-// its token-lane kernels (quant_lanes_avx512.cpp).
+// bit for bit. The K-quants are built twice, as avx2 and avx512 (see
+// quant_kquants_avx2.cpp); the avx512 level's batches of 12 tokens or more
+// take its token-lane kernels (quant_lanes_avx512.cpp).
 #pragma once
 #if defined(FERRY_AVX512_VNNI)
 // GCC 12's own AVX-512 headers build some results from _mm512_undefined_*()

@@ -169,8 +169,8 @@ QuantRowsFn pick_kernel(TensorType type, Level level) {
 #if defined(__x86_64__)
     QuantRowsFn (*const avxvnni_families[])(TensorType) = {avxvnni::legacy_rows, avxvnni::ternary_rows,
                                                            avxvnni::q8group_rows};
-    QuantRowsFn (*const avx512_families[])(TensorType) = {avx512::legacy_rows, avx512::ternary_rows,
-                                                          avx512::q8group_rows};
+    QuantRowsFn (*const avx512_families[])(TensorType) = {avx512::legacy_rows, avx512::kquant_rows,
+                                                          avx512::ternary_rows, avx512::q8group_rows};
     if (level == Level::avxvnni) fn = first_of(avxvnni_families, type);
     if (level == Level::avx512) fn = first_of(avx512_families, type);
 #endif
