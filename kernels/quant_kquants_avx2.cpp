@@ -34,12 +34,67 @@ FERRY_INLINE void add_group_pair(__m256i* acc, __m256i levels, const int8_t* con
     for (int t = 0; t < T; ++t) acc[t] = _mm256_add_epi32(acc[t], scaled_dot(levels, x[t] + 16 * g, s));
 }
 
+#if defined(FERRY_AVX512_VNNI)
+// The avx512 level's K-quant step: 64 levels (bytes) against 64 contiguous
+// activations per token, one vpdpbusd, each lane's 4-value sum times its
+// group's scale as int32 (scale * level * x summed in another order than
+// AVX2's madd: the same exact integer). Lane k of `scales` is group g0 + k / n
+// (n lanes per group: 8 for 32-value groups, 4 for 16-value ones).
+template <int g0, int n>
+FERRY_INLINE __m512i group_scales(__m512i scales) {
+    const __m512i pick = _mm512_setr_epi32(g0, g0 + 1 / n, g0 + 2 / n, g0 + 3 / n, g0 + 4 / n, g0 + 5 / n, g0 + 6 / n,
+                                           g0 + 7 / n, g0 + 8 / n, g0 + 9 / n, g0 + 10 / n, g0 + 11 / n, g0 + 12 / n,
+                                           g0 + 13 / n, g0 + 14 / n, g0 + 15 / n);
+    return _mm512_permutexvar_epi32(pick, scales);
+}
+template <int T>
+FERRY_INLINE void add_scaled_dot64(__m512i* part, __m512i levels, const int8_t* const* x, int offset, __m512i scales) {
+    for (int t = 0; t < T; ++t) {
+        const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels, _mm512_loadu_si512(x[t] + offset));
+        part[t] = _mm512_add_epi32(part[t], _mm512_mullo_epi32(sums, scales));
+    }
+}
+// The 16 lanes of v folded into 8 (their total unchanged).
+FERRY_INLINE __m256i fold16(__m512i v) { return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)); }
+#endif
+
 // Q2_K: levels 0..3, scale = low nibble, min = high nibble of scales[g].
 struct Q2_K {
     static constexpr int kTokens = 3;
     static constexpr int kBytes = sizeof(BlockQ2_K), kD = 80, kDmin = 82;
     static constexpr bool kMin = true;
     static constexpr int kOffset = 0;
+#if defined(FERRY_AVX512_VNNI)
+    // The avx512 level: qs[32j..32j + 32) hold values 128j.. as crumbs 0, 2,
+    // 4, 6 of each byte, 32 values per crumb; crumbs s and s + 2 are the 64
+    // contiguous values from 128j + 16s (groups 8j + s..8j + s + 3).
+    template <int j, int s, int T>
+    static FERRY_INLINE void quarter(__m512i* part, const uint8_t* qs, const int8_t* const* x, __m512i scales) {
+        const __m512i q = _mm512_broadcast_i64x4(load32(qs + 32 * j));
+        const __m512i levels = _mm512_and_si512(_mm512_srlv_epi64(q, _mm512_setr_epi64(s, s, s, s, s + 2, s + 2, s + 2, s + 2)),
+                                                _mm512_set1_epi8(3));
+        add_scaled_dot64<T>(part, levels, x, 128 * j + 16 * s, group_scales<8 * j + s, 4>(scales));
+    }
+    template <int T>
+    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
+                                 __m256i* mpart) {
+        const BlockQ2_K* b = reinterpret_cast<const BlockQ2_K*>(blk);
+        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
+        const __m128i nib = _mm_set1_epi8(0x0F);
+        const __m512i scales = _mm512_cvtepu8_epi32(_mm_and_si128(packed, nib));
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), nib));
+        __m512i zpart[T];
+        for (int t = 0; t < T; ++t) {
+            zpart[t] = _mm512_setzero_si512();
+            mpart[t] = _mm256_madd_epi16(mins, bsums16(bsums[t]));
+        }
+        quarter<0, 0, T>(zpart, b->qs, x, scales);
+        quarter<0, 4, T>(zpart, b->qs, x, scales);
+        quarter<1, 0, T>(zpart, b->qs, x, scales);
+        quarter<1, 4, T>(zpart, b->qs, x, scales);
+        for (int t = 0; t < T; ++t) part[t] = fold16(zpart[t]);
+    }
+#else
     template <int T>
     static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
                                  __m256i* mpart) {
@@ -62,6 +117,7 @@ struct Q2_K {
         add_group_pair<T, 12>(part, crumbs<4>(q1), x, sc);
         add_group_pair<T, 14>(part, crumbs<6>(q1), x, sc);
     }
+#endif
 };
 
 // Q3_K: levels 0..7 (value + 4): two bits from qs, bit 2 from hmask bit v / 32;
@@ -108,8 +164,12 @@ struct Q3_K {
 };
 
 // Q4_K/Q5_K: 8 groups of 32 with 6-bit scales and mins, packed in 12 bytes
-// (scale_min_k4): the 8 scales in the low 8 bytes, the 8 mins in the high 8.
-FERRY_INLINE __m128i scales_mins_bytes(const uint8_t* p) {
+// (scale_min_k4): the 8 scales and the 8 mins, a byte each, in two registers
+// (moved from general registers whole: inserting 32-bit parts costs more).
+struct ScalesMins {
+    __m128i scales, mins;  // low 8 bytes
+};
+FERRY_INLINE ScalesMins scales_mins_bytes(const uint8_t* p) {
     uint32_t w0, w1, w2;
     std::memcpy(&w0, p, 4);
     std::memcpy(&w1, p + 4, 4);
@@ -117,11 +177,12 @@ FERRY_INLINE __m128i scales_mins_bytes(const uint8_t* p) {
     const uint32_t m6 = 0x3F3F3F3F, m4 = 0x0F0F0F0F, m2 = 0x03030303;
     const uint32_t sc_lo = w0 & m6, sc_hi = (w2 & m4) | (((w0 >> 6) & m2) << 4);
     const uint32_t mn_lo = w1 & m6, mn_hi = ((w2 >> 4) & m4) | (((w1 >> 6) & m2) << 4);
-    return _mm_setr_epi32(static_cast<int>(sc_lo), static_cast<int>(sc_hi), static_cast<int>(mn_lo), static_cast<int>(mn_hi));
+    return {_mm_cvtsi64_si128(static_cast<long long>(sc_lo | (uint64_t{sc_hi} << 32))),
+            _mm_cvtsi64_si128(static_cast<long long>(mn_lo | (uint64_t{mn_hi} << 32)))};
 }
 
-// The mins (high 8 bytes of scales_mins_bytes) doubled, one per 16 values, as 16 int16.
-FERRY_INLINE __m256i mins_16(__m128i v) { return _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(v, v)); }
+// 8 bytes doubled, one per 16 values, as 16 int16.
+FERRY_INLINE __m256i doubled_16(__m128i v) { return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(v, v)); }
 
 template <bool five>
 struct K45 {
@@ -130,10 +191,8 @@ struct K45 {
     static constexpr bool kMin = true;
     static constexpr int kOffset = 0;
 #if defined(FERRY_AVX512_VNNI)
-    // The avx512 level: the two groups of chunk c (its low and high nibbles)
-    // in one 512-bit register against 64 contiguous activations, one vpdpbusd,
-    // then times their scales as int32 (scale * level * x summed in another
-    // order than AVX2's madd: the same exact integer).
+    // The avx512 level: chunk c's low and high nibbles (groups 2c, 2c + 1) in
+    // one 512-bit register against 64 contiguous activations.
     template <int c, int T>
     static FERRY_INLINE void chunk(__m512i* part, const uint8_t* qs, __m256i qh, const int8_t* const* x, __m512i scales) {
         const __m512i q = _mm512_broadcast_i64x4(load32(qs + 32 * c));
@@ -141,20 +200,15 @@ struct K45 {
         if constexpr (five)
             levels = _mm512_or_si512(
                 levels, _mm512_inserti64x4(_mm512_castsi256_si512(bit_to<2 * c, 4>(qh)), bit_to<2 * c + 1, 4>(qh), 1));
-        constexpr int g = 2 * c, h = 2 * c + 1;
-        const __m512i s = _mm512_permutexvar_epi32(_mm512_setr_epi32(g, g, g, g, g, g, g, g, h, h, h, h, h, h, h, h), scales);
-        for (int t = 0; t < T; ++t) {
-            const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels, _mm512_loadu_si512(x[t] + 64 * c));
-            part[t] = _mm512_add_epi32(part[t], _mm512_mullo_epi32(sums, s));
-        }
+        add_scaled_dot64<T>(part, levels, x, 64 * c, group_scales<2 * c, 8>(scales));
     }
     template <int T>
     static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
                                  __m256i* mpart) {
         const uint8_t* qs = blk + (five ? 48 : 16);
-        const __m128i sm = scales_mins_bytes(blk + 4);
-        const __m512i scales = _mm512_cvtepu8_epi32(sm);  // lanes 0..7; 8..15 (the mins) unused
-        const __m256i m16 = mins_16(sm);
+        const ScalesMins sm = scales_mins_bytes(blk + 4);
+        const __m512i scales = _mm512_cvtepu8_epi32(sm.scales);  // lanes 0..7; 8..15 zero, unused
+        const __m256i m16 = doubled_16(sm.mins);
         const __m256i qh = five ? load32(blk + 16) : _mm256_setzero_si256();
         __m512i zpart[T];
         for (int t = 0; t < T; ++t) {
@@ -165,8 +219,7 @@ struct K45 {
         chunk<1, T>(zpart, qs, qh, x, scales);
         chunk<2, T>(zpart, qs, qh, x, scales);
         chunk<3, T>(zpart, qs, qh, x, scales);
-        for (int t = 0; t < T; ++t)
-            part[t] = _mm256_add_epi32(_mm512_castsi512_si256(zpart[t]), _mm512_extracti64x4_epi64(zpart[t], 1));
+        for (int t = 0; t < T; ++t) part[t] = fold16(zpart[t]);
     }
 #else
     template <int c, int T>
@@ -184,9 +237,9 @@ struct K45 {
     static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
                                  __m256i* mpart) {
         const uint8_t* qs = blk + (five ? 48 : 16);
-        const __m128i sm = scales_mins_bytes(blk + 4);
-        const GroupScales sc(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sm, sm)));  // one scale per 16 values
-        const __m256i m16 = mins_16(sm);
+        const ScalesMins sm = scales_mins_bytes(blk + 4);
+        const GroupScales sc(doubled_16(sm.scales));
+        const __m256i m16 = doubled_16(sm.mins);
         for (int t = 0; t < T; ++t) {
             part[t] = _mm256_setzero_si256();
             mpart[t] = _mm256_madd_epi16(m16, bsums16(bsums[t]));
@@ -208,6 +261,40 @@ struct Q6_K {
     static constexpr int kBytes = sizeof(BlockQ6_K), kD = 208, kDmin = -1;
     static constexpr bool kMin = false;
     static constexpr int kOffset = 0;
+#if defined(FERRY_AVX512_VNNI)
+    // The avx512 level: half h's 128 values as two registers of 64 (groups
+    // 8h..8h + 3, then 8h + 4..8h + 7): ql's 64 bytes once, low then high
+    // nibbles, each with its two bits of qh (bits 0-1 | 2-3, then 4-5 | 6-7).
+    template <int h, int T>
+    static FERRY_INLINE void half(__m512i* part, const BlockQ6_K* b, const int8_t* const* x, __m512i scales) {
+        const __m512i low4 = _mm512_set1_epi8(0x0F), high2 = _mm512_set1_epi8(0x30);
+        const __m512i ql = _mm512_loadu_si512(b->ql + 64 * h);
+        const __m512i qh = _mm512_broadcast_i64x4(load32(b->qh + 32 * h));
+        const __m512i lo = _mm512_or_si512(_mm512_and_si512(ql, low4),
+                                           _mm512_and_si512(_mm512_sllv_epi64(qh, _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2)), high2));
+        const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                           _mm512_and_si512(_mm512_srlv_epi64(qh, _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2)), high2));
+        add_scaled_dot64<T>(part, lo, x, 128 * h, group_scales<8 * h, 4>(scales));
+        add_scaled_dot64<T>(part, hi, x, 128 * h + 64, group_scales<8 * h + 4, 4>(scales));
+    }
+    template <int T>
+    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
+                                 __m256i*) {
+        const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(blk);
+        const __m128i s8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
+        const __m256i s16 = _mm256_cvtepi8_epi16(s8);
+        const __m512i scales = _mm512_cvtepi8_epi32(s8);
+        __m512i zpart[T];
+        // Levels are value + 32: take 32 * sum_g scale_g * bsum_g off.
+        for (int t = 0; t < T; ++t) {
+            zpart[t] = _mm512_setzero_si512();
+            part[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(s16, bsums16(bsums[t])), 5));
+        }
+        half<0, T>(zpart, b, x, scales);
+        half<1, T>(zpart, b, x, scales);
+        for (int t = 0; t < T; ++t) part[t] = _mm256_add_epi32(part[t], fold16(zpart[t]));
+    }
+#else
     template <int h, int T>
     static FERRY_INLINE void half(__m256i* part, const BlockQ6_K* b, const int8_t* const* x, const GroupScales& sc) {
         const __m256i mask = _mm256_set1_epi8(0x0F);
@@ -232,6 +319,7 @@ struct Q6_K {
         half<0, T>(part, b, x, sc);
         half<1, T>(part, b, x, sc);
     }
+#endif
 };
 
 }  // namespace
