@@ -58,7 +58,18 @@ FERRY_INLINE void add_scaled_dot64(__m512i* part, __m512i levels, const int8_t* 
 FERRY_INLINE __m256i fold16(__m512i v) { return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)); }
 #endif
 
+// A super-block's group scales and mins, a byte each.
+struct ScalesMins {
+    __m128i scales, mins;
+};
+
 // Q2_K: levels 0..3, scale = low nibble, min = high nibble of scales[g].
+FERRY_INLINE ScalesMins q2k_scales_mins(const BlockQ2_K* b) {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
+    const __m128i nib = _mm_set1_epi8(0x0F);
+    return {_mm_and_si128(packed, nib), _mm_and_si128(_mm_srli_epi16(packed, 4), nib)};
+}
+
 struct Q2_K {
     static constexpr int kTokens = 3;
     static constexpr int kBytes = sizeof(BlockQ2_K), kD = 80, kDmin = 82;
@@ -79,10 +90,9 @@ struct Q2_K {
     static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
                                  __m256i* mpart) {
         const BlockQ2_K* b = reinterpret_cast<const BlockQ2_K*>(blk);
-        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
-        const __m128i nib = _mm_set1_epi8(0x0F);
-        const __m512i scales = _mm512_cvtepu8_epi32(_mm_and_si128(packed, nib));
-        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), nib));
+        const ScalesMins sm = q2k_scales_mins(b);
+        const __m512i scales = _mm512_cvtepu8_epi32(sm.scales);
+        const __m256i mins = _mm256_cvtepu8_epi16(sm.mins);
         __m512i zpart[T];
         for (int t = 0; t < T; ++t) {
             zpart[t] = _mm512_setzero_si512();
@@ -99,10 +109,9 @@ struct Q2_K {
     static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
                                  __m256i* mpart) {
         const BlockQ2_K* b = reinterpret_cast<const BlockQ2_K*>(blk);
-        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
-        const __m128i nib = _mm_set1_epi8(0x0F);
-        const GroupScales sc(_mm256_cvtepu8_epi16(_mm_and_si128(packed, nib)));
-        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), nib));
+        const ScalesMins sm = q2k_scales_mins(b);
+        const GroupScales sc(_mm256_cvtepu8_epi16(sm.scales));
+        const __m256i mins = _mm256_cvtepu8_epi16(sm.mins);
         for (int t = 0; t < T; ++t) {
             part[t] = _mm256_setzero_si256();
             mpart[t] = _mm256_madd_epi16(mins, bsums16(bsums[t]));
@@ -164,11 +173,8 @@ struct Q3_K {
 };
 
 // Q4_K/Q5_K: 8 groups of 32 with 6-bit scales and mins, packed in 12 bytes
-// (scale_min_k4): the 8 scales and the 8 mins, a byte each, in two registers
+// (scale_min_k4): the 8 scales and the 8 mins in the low bytes of two registers
 // (moved from general registers whole: inserting 32-bit parts costs more).
-struct ScalesMins {
-    __m128i scales, mins;  // low 8 bytes
-};
 FERRY_INLINE ScalesMins scales_mins_bytes(const uint8_t* p) {
     uint32_t w0, w1, w2;
     std::memcpy(&w0, p, 4);
