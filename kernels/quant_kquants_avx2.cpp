@@ -12,7 +12,10 @@
 //
 // Built twice: as the avx2 level, and re-included by
 // quant_kquants_vnni_avx512.cpp as the avx512 level's decode and small-batch
-// kernels, where Q4_K and Q5_K take one 512-bit vpdpbusd per two groups.
+// kernels, where every type instead takes 64 levels per 512-bit vpdpbusd
+// against contiguous activations and scales the lanes as int32
+// (add_scaled_dot64): no per-group shuffle of int16 scales, half the
+// multiply-adds.
 #if defined(__i386__) || defined(__x86_64__)
 #include <cstring>
 
@@ -150,6 +153,39 @@ struct Q3_K {
                                          static_cast<int>(((a1 >> 4) & m4) | (((hb >> 6) & m2) << 4)));
         return _mm256_sub_epi16(_mm256_cvtepu8_epi16(v), _mm256_set1_epi16(32));
     }
+#if defined(FERRY_AVX512_VNNI)
+    // The avx512 level: as Q2_K's quarters, each crumb with its hmask bit
+    // (bit 4j + s / 2, then the next) rotated to bit 2 of the same byte.
+    template <int j, int s, int T>
+    static FERRY_INLINE void quarter(__m512i* part, const BlockQ3_K* b, __m512i hm, const int8_t* const* x, __m512i scales) {
+        constexpr int bit = 4 * j + s / 2, lo = (66 - bit) % 64, hi = (65 - bit) % 64;
+        const __m512i q = _mm512_broadcast_i64x4(load32(b->qs + 32 * j));
+        const __m512i crumbs = _mm512_and_si512(_mm512_srlv_epi64(q, _mm512_setr_epi64(s, s, s, s, s + 2, s + 2, s + 2, s + 2)),
+                                                _mm512_set1_epi8(3));
+        const __m512i high = _mm512_and_si512(_mm512_rolv_epi64(hm, _mm512_setr_epi64(lo, lo, lo, lo, hi, hi, hi, hi)),
+                                              _mm512_set1_epi8(4));
+        add_scaled_dot64<T>(part, _mm512_or_si512(crumbs, high), x, 128 * j + 16 * s, group_scales<8 * j + s, 4>(scales));
+    }
+    template <int T>
+    static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
+                                 __m256i*) {
+        const BlockQ3_K* b = reinterpret_cast<const BlockQ3_K*>(blk);
+        const __m256i s16 = scales(b->scales);
+        const __m512i s32 = _mm512_cvtepi16_epi32(s16);
+        const __m512i hm = _mm512_broadcast_i64x4(load32(b->hmask));
+        __m512i zpart[T];
+        // Levels are value + 4: take 4 * sum_g scale_g * bsum_g off.
+        for (int t = 0; t < T; ++t) {
+            zpart[t] = _mm512_setzero_si512();
+            part[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(s16, bsums16(bsums[t])), 2));
+        }
+        quarter<0, 0, T>(zpart, b, hm, x, s32);
+        quarter<0, 4, T>(zpart, b, hm, x, s32);
+        quarter<1, 0, T>(zpart, b, hm, x, s32);
+        quarter<1, 4, T>(zpart, b, hm, x, s32);
+        for (int t = 0; t < T; ++t) part[t] = _mm256_add_epi32(part[t], fold16(zpart[t]));
+    }
+#else
     template <int T>
     static FERRY_INLINE void dot(const uint8_t* blk, const int8_t* const* x, const int16_t* const* bsums, __m256i* part,
                                  __m256i*) {
@@ -170,6 +206,7 @@ struct Q3_K {
         add_group_pair<T, 12>(part, _mm256_or_si256(crumbs<4>(q1), bit_to<6, 2>(hm)), x, sc);
         add_group_pair<T, 14>(part, _mm256_or_si256(crumbs<6>(q1), bit_to<7, 2>(hm)), x, sc);
     }
+#endif
 };
 
 // Q4_K/Q5_K: 8 groups of 32 with 6-bit scales and mins, packed in 12 bytes
