@@ -220,8 +220,8 @@ FERRY_INLINE ScalesMins scales_mins_bytes(const uint8_t* p) {
     const uint32_t m6 = 0x3F3F3F3F, m4 = 0x0F0F0F0F, m2 = 0x03030303;
     const uint32_t sc_lo = w0 & m6, sc_hi = (w2 & m4) | (((w0 >> 6) & m2) << 4);
     const uint32_t mn_lo = w1 & m6, mn_hi = ((w2 >> 4) & m4) | (((w1 >> 6) & m2) << 4);
-    return {_mm_cvtsi64_si128(static_cast<long long>(sc_lo | (uint64_t{sc_hi} << 32))),
-            _mm_cvtsi64_si128(static_cast<long long>(mn_lo | (uint64_t{mn_hi} << 32)))};
+    return {_mm_set_epi64x(0, static_cast<long long>(sc_lo | (uint64_t{sc_hi} << 32))),
+            _mm_set_epi64x(0, static_cast<long long>(mn_lo | (uint64_t{mn_hi} << 32)))};
 }
 
 // 8 bytes doubled, one per 16 values, as 16 int16.
