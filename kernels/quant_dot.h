@@ -159,7 +159,9 @@ namespace avx512 {
 // Prefill over QuantActs' token lanes (VNNI); nullptr for types it lacks.
 QuantRowsFn lane_rows(TensorType type);
 // Decode, batches below the lane kernels' and every Q8_GROUP batch: the AVX2
-// sources with EVEX vpdpbusd (quant_simd_avx2.h).
+// sources compiled with the level's flags, where byte dot products are the
+// EVEX vpdpbusd (quant_simd_avx2.h) and the K-quants take 64 values per
+// 512-bit vpdpbusd (quant_kquants_avx2.cpp).
 QuantRowsFn legacy_rows(TensorType type);
 QuantRowsFn kquant_rows(TensorType type);
 QuantRowsFn ternary_rows(TensorType type);

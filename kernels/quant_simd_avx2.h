@@ -17,7 +17,7 @@
 // quant_kquants_avx2.cpp); the avx512 level's batches of 12 tokens or more
 // take its token-lane kernels (quant_lanes_avx512.cpp).
 #pragma once
-#if defined(FERRY_AVX512_VNNI)
+#if defined(FERRY_AVX512_VNNI) && !defined(__clang__)
 // GCC 12's own AVX-512 headers build some results from _mm512_undefined_*()
 // and then warn that it is uninitialized (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wuninitialized"

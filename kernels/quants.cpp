@@ -145,8 +145,10 @@ QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratc
 }
 
 // Batches at least this large take a level's token-lane kernel where it has
-// one: below it, half-empty lanes cost more than the AVX2 tiles, which read
-// the weights once for the whole batch.
+// one: below it, half-empty lanes cost more than the level's token tiles
+// (quant_dot.h), which read the weights once for the whole batch. Measured
+// against AVX2's tiles; the avx512 K-quant tiles are faster now, so it may lie
+// higher for them.
 constexpr int kLaneMinTokens = 12;
 
 // The first kernel for `type` among `families` (one level's), or nullptr.

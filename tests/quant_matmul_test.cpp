@@ -234,10 +234,7 @@ TEST_P(QuantMatmulBlocks, ExtremeBlocksAgreeAcrossLevels) {
     test::LevelGuard guard;
     std::mt19937 rng(7 + static_cast<int>(dt.type));
     const int64_t block = dt.act == TensorType::Q8_K ? kQK_K : kQK8_0;
-    const int64_t rows = 9, cols = 10 * block;
-    QuantMatrix q = make_matrix(dt.type, rows, cols, &rng);
     const TensorTypeTraits* tr = tensor_type_traits(dt.type);
-    const int64_t n_blocks = rows * cols / tr->block_values;
     // Which bytes hold f16 scales, by layout (everything else is free bits).
     std::vector<int> scale_bytes;
     switch (dt.type) {
@@ -250,25 +247,35 @@ TEST_P(QuantMatmulBlocks, ExtremeBlocksAgreeAcrossLevels) {
         case TensorType::TQ2_0: scale_bytes = {64}; break;
         default: scale_bytes = {0}; break;
     }
-    for (int64_t b = 0; b < n_blocks; ++b) {
-        uint8_t* p = q.bytes.data() + b * tr->block_bytes;
-        for (int64_t i = 0; i < tr->block_bytes; ++i) p[i] = static_cast<uint8_t>(rng());
-        for (int off : scale_bytes) {
-            const uint16_t h = static_cast<uint16_t>(0x2000 + rng() % 0x1000);  // about 0.008 .. 0.03
-            std::memcpy(p + off, &h, 2);
+    // 10 blocks a row: a whole group of 8 (the SIMD kernels' folded terms)
+    // and a tail of 2; 3 blocks a row: the tail alone.
+    for (const int64_t row_blocks : {10, 3}) {
+        const int64_t rows = 9, cols = row_blocks * block;
+        QuantMatrix q = make_matrix(dt.type, rows, cols, &rng);
+        const int64_t n_blocks = rows * cols / tr->block_values;
+        for (int64_t b = 0; b < n_blocks; ++b) {
+            uint8_t* p = q.bytes.data() + b * tr->block_bytes;
+            for (int64_t i = 0; i < tr->block_bytes; ++i) p[i] = static_cast<uint8_t>(rng());
+            for (int off : scale_bytes) {
+                const uint16_t h = static_cast<uint16_t>(0x2000 + rng() % 0x1000);  // about 0.008 .. 0.03
+                std::memcpy(p + off, &h, 2);
+            }
         }
-    }
-    for (const int n_tokens : {2, 18}) {  // a decode-sized batch and a prefill batch
-        const std::vector<float> x = make_activations(cols * n_tokens, &rng);
-        std::vector<double> ref, mag;
-        reference(q, dt.act, x.data(), n_tokens, &ref, &mag);
-        ASSERT_TRUE(kernels::set_active_level(Level::scalar));
-        const std::vector<float> want = run(q.m, x.data(), n_tokens, nullptr);
-        for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(want[i], ref[i], 1e-5 * mag[i] + 1e-30) << i;
-        for (Level level : levels_here()) {
-            ASSERT_TRUE(kernels::set_active_level(level));
-            expect_bitwise_equal(run(q.m, x.data(), n_tokens, nullptr), want,
-                                 std::string(kernels::level_name(level)) + " " + std::to_string(n_tokens) + " tokens");
+        // decode, small batches (token tiles of 1, 2 and 3 at the levels that
+        // have them) and a prefill batch (the avx512 level's token lanes)
+        for (const int n_tokens : {1, 2, 3, 18}) {
+            const std::vector<float> x = make_activations(cols * n_tokens, &rng);
+            std::vector<double> ref, mag;
+            reference(q, dt.act, x.data(), n_tokens, &ref, &mag);
+            ASSERT_TRUE(kernels::set_active_level(Level::scalar));
+            const std::vector<float> want = run(q.m, x.data(), n_tokens, nullptr);
+            for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(want[i], ref[i], 1e-5 * mag[i] + 1e-30) << i;
+            for (Level level : levels_here()) {
+                ASSERT_TRUE(kernels::set_active_level(level));
+                expect_bitwise_equal(run(q.m, x.data(), n_tokens, nullptr), want,
+                                     std::string(kernels::level_name(level)) + " " + std::to_string(n_tokens) + " tokens, " +
+                                         std::to_string(row_blocks) + " blocks a row");
+            }
         }
     }
 }
