@@ -15,6 +15,12 @@
 //    8-lane tree.
 // Separate multiply and add (never FMA), as on every level. The bandwidth
 // probe reads a cache line per load.
+//
+// A prefill product reads its activations packed (pack_f32, pack_wide): per
+// tile of tokens, each step's token registers one after another, so a step
+// loads one contiguous stream instead of a row per token (and f32 needs no
+// half-register inserts). matmul() packs once per product; every thread's
+// rows read the same copy.
 #if defined(__x86_64__)
 // GCC 12's own AVX-512 headers build some results from _mm512_undefined_*()
 // and then warn that it is uninitialized (GCC bug 105593).
@@ -48,10 +54,6 @@ inline float add_tail(float sum, const float* w_tail, const float* x_tail, int n
 struct Pairs {
     static constexpr int kStep = 8, kTokens = 2;  // elements per step, tokens per register
     static __m512 w(const float* row, int64_t k) { return _mm512_broadcast_f32x8(_mm256_loadu_ps(row + k)); }
-    // x0, x1: the two tokens' rows (the same row twice for a lone last token).
-    static __m512 x(const float* x0, const float* x1, int64_t k) {
-        return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(x0 + k)), _mm256_loadu_ps(x1 + k), 1);
-    }
     // The 8-lane sum of the register's token h (0 or 1).
     static float sum(__m512 acc, int h) {
         return reduce_lanes8(h ? _mm512_extractf32x8_ps(acc, 1) : _mm512_castps512_ps256(acc));
@@ -61,7 +63,6 @@ struct Pairs {
 struct Wide {
     static constexpr int kStep = 16, kTokens = 1;
     static __m512 w(const float* row, int64_t k) { return _mm512_loadu_ps(row + k); }
-    static __m512 x(const float* x0, const float*, int64_t k) { return _mm512_loadu_ps(x0 + k); }
     static float sum(__m512 acc, int) {
         return reduce_lanes8(_mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1)));
     }
@@ -73,20 +74,60 @@ struct alignas(64) Acc {
     __m512 v;
 };
 
+// Tile shapes: R x V accumulators, V token registers and one weight register
+// in 32 (6 x 4 + 4 + 1); 6 rows divide the matmul's 12-row chunks.
+constexpr int kRows = 6;
+constexpr int kVectors = 4;
+
 // Elements per span: each span's rows (R x kSpan f32) stay in L1 while every
 // token tile of the batch passes over them; the accumulators wait in a
 // buffer between spans, so every lane still sums its elements in order.
 constexpr int64_t kSpan = 512;
 
-// acc[i * kStride + v] += rows[i] times register v's tokens over elements [k0, k1).
+// The packed activations: tiles of kTile tokens, kTile x cols floats each.
+// A tile holds, for each step of the body (cols rounded down to kStep), its
+// V registers' kTile x kStep floats in order, then each token's tail
+// (cols % kStep floats). A last tile short of tokens is filled with zeros
+// (its registers are computed, their sums never stored).
+template <class S>
+struct Packed {
+    static constexpr int kTile = kVectors * S::kTokens;
+    static int tiles(int n_tokens) { return (n_tokens + kTile - 1) / kTile; }
+    static int64_t floats(int64_t cols, int n_tokens) { return int64_t{tiles(n_tokens)} * kTile * cols; }
+    // Tokens [t0, t1) of n_tokens; the one that packs the last token fills the rest.
+    static void pack(float* packed, const float* x, int64_t cols, int n_tokens, int t0, int t1) {
+        const int64_t body = cols - cols % S::kStep, tail = cols - body;
+        const int end = t1 == n_tokens ? tiles(n_tokens) * kTile : t1;
+        for (int token = t0; token < end; ++token) {
+            float* p = packed + token / kTile * kTile * cols;
+            const int t = token % kTile;
+            for (int64_t k = 0; k < body; k += S::kStep) {
+                float* to = p + k * kTile + t * S::kStep;
+                if (token < n_tokens) std::memcpy(to, x + token * cols + k, sizeof(float) * S::kStep);
+                else std::memset(to, 0, sizeof(float) * S::kStep);
+            }
+            float* to = p + body * kTile + t * tail;
+            if (token < n_tokens) std::memcpy(to, x + token * cols + body, sizeof(float) * tail);
+            else std::memset(to, 0, sizeof(float) * tail);
+        }
+    }
+};
+
+// acc[i * kStride + v] += rows[i] times register v's tokens over elements
+// [k0, k1), reading the tile's packed activations xp. With prefetch, the
+// rows' next span is fetched meanwhile (the tile that ends a span asks, so
+// that the first tile of the next finds them in cache).
 template <class S, int R, int V, int kStride>
-inline void span(__m512* acc, const float* const* rows, const float* const* xrow, int64_t k0, int64_t k1) {
+inline void span(__m512* acc, const float* const* rows, const float* xp, int64_t k0, int64_t k1, bool prefetch) {
+    constexpr int kTile = kStride * S::kTokens;
     __m512 a[R][V];
     for (int i = 0; i < R; ++i)
         for (int v = 0; v < V; ++v) a[i][v] = acc[i * kStride + v];
     for (int64_t k = k0; k < k1; k += S::kStep) {
         __m512 xv[V];
-        for (int v = 0; v < V; ++v) xv[v] = S::x(xrow[v * S::kTokens], xrow[v * S::kTokens + S::kTokens - 1], k);
+        for (int v = 0; v < V; ++v) xv[v] = _mm512_loadu_ps(xp + k * kTile + v * 16);
+        if (prefetch)
+            for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(rows[i] + k + kSpan), _MM_HINT_T0);
         for (int i = 0; i < R; ++i) {
             const __m512 wv = S::w(rows[i], k);
             for (int v = 0; v < V; ++v) a[i][v] = _mm512_add_ps(a[i][v], _mm512_mul_ps(wv, xv[v]));
@@ -98,29 +139,29 @@ inline void span(__m512* acc, const float* const* rows, const float* const* xrow
 
 // A tile of V registers' tokens whose count is only known at run time.
 template <class S, int R, int V, int kStride = V>
-inline void span_n(int v, __m512* acc, const float* const* rows, const float* const* xrow, int64_t k0, int64_t k1) {
+inline void span_n(int v, __m512* acc, const float* const* rows, const float* xp, int64_t k0, int64_t k1,
+                   bool prefetch) {
     if constexpr (V > 0) {
-        if (v == V) return span<S, R, V, kStride>(acc, rows, xrow, k0, k1);
-        span_n<S, R, V - 1, kStride>(v, acc, rows, xrow, k0, k1);
+        if (v == V) return span<S, R, V, kStride>(acc, rows, xp, k0, k1, prefetch);
+        span_n<S, R, V - 1, kStride>(v, acc, rows, xp, k0, k1, prefetch);
     }
 }
 
-// Rows (R of them, f32, rows[i] for output row r + i) against every token.
-template <class S, int R, int V>
-void row_block(float* out, int64_t out_stride, const float* const* rows, int64_t cols, const float* x, int n_tokens,
+// Rows (R of them, f32, rows[i] for output row r + i) against every token
+// of the packed activations xp.
+template <class S, int R>
+void row_block(float* out, int64_t out_stride, const float* const* rows, int64_t cols, const float* xp, int n_tokens,
                int64_t r, std::vector<Acc>* buffer) {
-    constexpr int kTile = V * S::kTokens;  // tokens per tile
-    const int tiles = (n_tokens + kTile - 1) / kTile;
+    constexpr int V = kVectors, kTile = Packed<S>::kTile;
+    const int tiles = Packed<S>::tiles(n_tokens);
     buffer->assign(static_cast<size_t>(tiles * R * V), Acc{_mm512_setzero_ps()});
     const int64_t body = cols - cols % S::kStep;
     for (int64_t k0 = 0; k0 < body; k0 += kSpan) {
         const int64_t k1 = k0 + kSpan < body ? k0 + kSpan : body;
         for (int tile = 0; tile < tiles; ++tile) {
-            const int t0 = tile * kTile, n = n_tokens - t0 < kTile ? n_tokens - t0 : kTile;
-            const float* xrow[kTile];
-            for (int t = 0; t < kTile; ++t) xrow[t] = x + (t0 + (t < n ? t : n - 1)) * cols;
-            span_n<S, R, V>((n + S::kTokens - 1) / S::kTokens, &(*buffer)[static_cast<size_t>(tile * R * V)].v, rows, xrow,
-                            k0, k1);
+            const int n = n_tokens - tile * kTile < kTile ? n_tokens - tile * kTile : kTile;
+            span_n<S, R, V>((n + S::kTokens - 1) / S::kTokens, &(*buffer)[static_cast<size_t>(tile * R * V)].v, rows,
+                            xp + tile * kTile * cols, k0, k1, tile == tiles - 1);
         }
     }
     const int tail = static_cast<int>(cols - body);
@@ -128,10 +169,11 @@ void row_block(float* out, int64_t out_stride, const float* const* rows, int64_t
         for (int i = 0; i < R; ++i)
             for (int v = 0; v < V; ++v)
                 for (int h = 0; h < S::kTokens; ++h) {
-                    const int t = tile * kTile + v * S::kTokens + h;
+                    const int tt = v * S::kTokens + h, t = tile * kTile + tt;
                     if (t >= n_tokens) continue;
                     const float sum = S::sum((*buffer)[static_cast<size_t>((tile * R + i) * V + v)].v, h);
-                    out[t * out_stride + r + i] = add_tail(sum, rows[i] + body, x + t * cols + body, tail);
+                    const float* x_tail = xp + tile * kTile * cols + body * kTile + tt * tail;
+                    out[t * out_stride + r + i] = add_tail(sum, rows[i] + body, x_tail, tail);
                 }
 }
 
@@ -166,15 +208,11 @@ void widen_rows(float* out, const typename L::W* w, int64_t cols, int64_t r, int
     for (; i < total; ++i) out[i] = L::one(in[i]);
 }
 
-// Tile shapes: R x V accumulators, V token registers and one weight register
-// in 32 (6 x 4 + 4 + 1); 6 rows divide the matmul's 12-row chunks.
-constexpr int kRows = 6;
-constexpr int kVectors = 4;
-
-// Rows [r0, r1) in blocks of kRows (then one at a time); 16-bit rows are
-// widened once per block, for all of the batch's tiles.
+// Rows [r0, r1) in blocks of kRows (then one at a time) against the packed
+// activations xp; 16-bit rows are widened once per block, for all of the
+// batch's tiles.
 template <class S, class L>
-void matmul_blocks(float* out, int64_t out_stride, const void* w_data, int64_t cols, const float* x, int n_tokens,
+void matmul_blocks(float* out, int64_t out_stride, const void* w_data, int64_t cols, const float* xp, int n_tokens,
                    int64_t r0, int64_t r1) {
     thread_local std::vector<Acc> buffer;
     thread_local std::vector<float> widened;
@@ -188,7 +226,7 @@ void matmul_blocks(float* out, int64_t out_stride, const void* w_data, int64_t c
             widen_rows<L>(widened.data(), static_cast<const typename L::W*>(w_data), cols, r, R);
             for (int i = 0; i < R; ++i) rows[i] = widened.data() + i * cols;
         }
-        row_block<S, R, kVectors>(out, out_stride, rows, cols, x, n_tokens, r, &buffer);
+        row_block<S, R>(out, out_stride, rows, cols, xp, n_tokens, r, &buffer);
     };
     int64_t r = r0;
     for (; r + kRows <= r1; r += kRows) block(std::integral_constant<int, kRows>{}, r);
@@ -196,6 +234,15 @@ void matmul_blocks(float* out, int64_t out_stride, const void* w_data, int64_t c
 }
 
 }  // namespace
+
+int64_t packed_floats_f32(int64_t cols, int n_tokens) { return Packed<Pairs>::floats(cols, n_tokens); }
+void pack_f32(float* packed, const float* x, int64_t cols, int n_tokens, int t0, int t1) {
+    Packed<Pairs>::pack(packed, x, cols, n_tokens, t0, t1);
+}
+int64_t packed_floats_wide(int64_t cols, int n_tokens) { return Packed<Wide>::floats(cols, n_tokens); }
+void pack_wide(float* packed, const float* x, int64_t cols, int n_tokens, int t0, int t1) {
+    Packed<Wide>::pack(packed, x, cols, n_tokens, t0, t1);
+}
 
 void matmul_f32(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
                 int64_t r0, int64_t r1) {

@@ -18,10 +18,21 @@ namespace ferry::kernels {
 using MatmulRowsFn = void (*)(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x,
                               int n_tokens, int64_t r0, int64_t r1);
 
+// A prefill product's activations rearranged for a level's tiles, once per
+// product; the level's matmul_<type> then reads the packed copy in place of
+// x whenever n_tokens > 1 (every thread's rows the same copy). pack writes
+// tokens [t0, t1) of n_tokens (threads may pack disjoint ranges at once).
+// Null where the level reads x as it is.
+struct ActsPacking {
+    int64_t (*floats)(int64_t cols, int n_tokens);  // the packed copy's size
+    void (*pack)(float* packed, const float* x, int64_t cols, int n_tokens, int t0, int t1);
+};
+
 struct DenseKernels {
     MatmulRowsFn matmul_f32;
     MatmulRowsFn matmul_f16;
     MatmulRowsFn matmul_bf16;
+    ActsPacking pack_f32, pack_f16, pack_bf16;
     // For each of n_q query heads h (at q + h * head_size) that read the same
     // key head: att[h * att_stride + t] =
     //   (sum_i q_h[i] * key[t * key_stride + i], i = 0, 1, ... in order) / scale
@@ -63,8 +74,14 @@ namespace sse2 { FERRY_DENSE_LEVEL_FUNCTIONS }
 namespace avx2 { FERRY_DENSE_LEVEL_FUNCTIONS }
 namespace neon { FERRY_DENSE_LEVEL_FUNCTIONS }  // aarch64 only
 #undef FERRY_DENSE_LEVEL_FUNCTIONS
-// AVX-512 (x86-64 only) has its own prefill tiles; the rest of its table is AVX2's.
+// AVX-512 (x86-64 only) has its own prefill tiles, which read packed
+// activations (f32 in one layout, f16 and bf16 in another); the rest of its
+// table is AVX2's.
 namespace avx512 {
+int64_t packed_floats_f32(int64_t cols, int n_tokens);
+void pack_f32(float* packed, const float* x, int64_t cols, int n_tokens, int t0, int t1);
+int64_t packed_floats_wide(int64_t cols, int n_tokens);
+void pack_wide(float* packed, const float* x, int64_t cols, int n_tokens, int t0, int t1);
 void matmul_f32(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,
                 int64_t r0, int64_t r1);
 void matmul_f16(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x, int n_tokens,

@@ -8,6 +8,7 @@
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
 #include "kernels/quants.h"
+#include "kernels/scratch.h"
 
 namespace ferry::kernels {
 
@@ -86,8 +87,8 @@ float read_bandwidth_probe(const float* data, int64_t n) {
 const DenseKernels& dense_kernels(Level level) {
 #define FERRY_DENSE_TABLE(ns)                                                                              \
     DenseKernels {                                                                                         \
-        ns::matmul_f32, ns::matmul_f16, ns::matmul_bf16, ns::attention_scores, ns::attention_values, \
-            ns::widen_f16, ns::widen_q8_0, ns::read_bandwidth_probe                                        \
+        ns::matmul_f32, ns::matmul_f16, ns::matmul_bf16, {}, {}, {}, ns::attention_scores,                 \
+            ns::attention_values, ns::widen_f16, ns::widen_q8_0, ns::read_bandwidth_probe                  \
     }
     static const DenseKernels scalar_table = FERRY_DENSE_TABLE(scalar);
 #if defined(__i386__) || defined(__x86_64__)
@@ -99,6 +100,8 @@ const DenseKernels& dense_kernels(Level level) {
         t.matmul_f32 = avx512::matmul_f32;
         t.matmul_f16 = avx512::matmul_f16;
         t.matmul_bf16 = avx512::matmul_bf16;
+        t.pack_f32 = {avx512::packed_floats_f32, avx512::pack_f32};
+        t.pack_f16 = t.pack_bf16 = {avx512::packed_floats_wide, avx512::pack_wide};
         t.read_bandwidth_probe = avx512::read_bandwidth_probe;
         return t;
     }();
@@ -128,6 +131,8 @@ namespace {
 // descheduled helper delays the caller by at most that much.
 constexpr int64_t kChunkMacs = int64_t{1} << 16;
 constexpr int64_t kRowTile = 12;
+// Tokens per chunk of a packing of prefill activations handed to a thread.
+constexpr int64_t kPackGrain = 8;
 
 int64_t row_grain(int64_t cols, int n_tokens) {
     const int64_t per_row = (cols > 0 ? cols : 1) * (n_tokens > 0 ? n_tokens : 1);
@@ -135,14 +140,17 @@ int64_t row_grain(int64_t cols, int n_tokens) {
     return (rows + kRowTile - 1) / kRowTile * kRowTile;
 }
 
-MatmulRowsFn dense_rows_fn(TensorType type) {
-    const DenseKernels& k = dense_kernels(active_level());
+MatmulRowsFn dense_rows_fn(const DenseKernels& k, TensorType type) {
     switch (type) {
         case TensorType::F32: return k.matmul_f32;
         case TensorType::F16: return k.matmul_f16;
         case TensorType::BF16: return k.matmul_bf16;
         default: return nullptr;
     }
+}
+
+const ActsPacking& dense_packing(const DenseKernels& k, TensorType type) {
+    return type == TensorType::F32 ? k.pack_f32 : type == TensorType::F16 ? k.pack_f16 : k.pack_bf16;
 }
 
 }  // namespace
@@ -167,8 +175,21 @@ void matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPoo
     if (n_tokens <= 0 || w.rows <= 0) return;
     if (quant_matmul_supports(w.type)) return quant_matmul(out, w, x, n_tokens, pool);
     // Callers check matmul_supports() when they bind weights.
-    const MatmulRowsFn rows = dense_rows_fn(w.type);
+    const DenseKernels& k = dense_kernels(active_level());
+    const MatmulRowsFn rows = dense_rows_fn(k, w.type);
     if (!rows) return;
+    const ActsPacking& packing = dense_packing(k, w.type);
+    if (n_tokens > 1 && packing.pack) {
+        // The caller's thread keeps the copy; every thread packs some tokens.
+        thread_local Scratch scratch;
+        float* packed = reinterpret_cast<float*>(scratch.take(sizeof(float) * packing.floats(w.cols, n_tokens)));
+        auto pack = [&](int64_t t0, int64_t t1) {
+            packing.pack(packed, x, w.cols, n_tokens, static_cast<int>(t0), static_cast<int>(t1));
+        };
+        if (pool && n_tokens > kPackGrain) pool->parallel_for(n_tokens, kPackGrain, pack);
+        else pack(0, n_tokens);
+        x = packed;
+    }
     if (!pool) return rows(out, w.rows, w.data, w.cols, x, n_tokens, 0, w.rows);
     pool->parallel_for(w.rows, row_grain(w.cols, n_tokens),
                        [&](int64_t r0, int64_t r1) { rows(out, w.rows, w.data, w.cols, x, n_tokens, r0, r1); });

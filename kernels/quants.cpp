@@ -10,20 +10,11 @@
 #include "kernels/quant_dot.h"
 #include "kernels/quant_formats.h"
 #include "kernels/quantize.h"
+#include "kernels/scratch.h"
 
 namespace ferry::kernels {
 
 namespace {
-
-// Per calling thread, reused from call to call (a forward pass makes hundreds).
-struct ActScratch {
-    std::vector<uint8_t> bytes;
-    uint8_t* take(size_t n) {
-        if (bytes.size() < n + 64) bytes.resize(n + 64);
-        uintptr_t p = reinterpret_cast<uintptr_t>(bytes.data());
-        return reinterpret_cast<uint8_t*>((p + 63) & ~static_cast<uintptr_t>(63));
-    }
-};
 
 size_t round64(size_t n) { return (n + 63) & ~static_cast<size_t>(63); }
 
@@ -36,7 +27,7 @@ void for_range(int64_t n, int64_t grain, ThreadPool* pool, F&& fn) {
     else fn(0, n);
 }
 
-QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratch* scratch, ThreadPool* pool) {
+QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, Scratch* scratch, ThreadPool* pool) {
     QuantActs a;
     a.cols = w.cols;
     a.n_tokens = n_tokens;
@@ -103,7 +94,7 @@ QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, ActScratc
 
 // QuantActs' token lanes (quant_dot.h) from its token-major arrays (used by
 // x86-64's AVX-512 kernels only).
-[[maybe_unused]] void build_token_lanes(QuantActs* a, ActScratch* scratch, ThreadPool* pool) {
+[[maybe_unused]] void build_token_lanes(QuantActs* a, Scratch* scratch, ThreadPool* pool) {
     const int groups = (a->n_tokens + kLaneTokens - 1) / kLaneTokens;
     const int64_t nbs = a->stride / a->block;
     const bool q8_0 = a->type == TensorType::Q8_0;
@@ -216,13 +207,13 @@ void quant_matmul(float* out, const Matrix& w, const float* x, int n_tokens, Thr
         std::memset(out, 0, static_cast<size_t>(w.rows * n_tokens) * sizeof(float));
         return;
     }
-    thread_local ActScratch scratch;
+    thread_local Scratch scratch;
     QuantActs a = quantize_acts(w, x, n_tokens, &scratch, pool);
     QuantRowsFn fn = pick_kernel(w.type, active_level());
 #if defined(__x86_64__)
     if (active_level() == Level::avx512 && n_tokens >= kLaneMinTokens && w.type != TensorType::Q8_GROUP)
         if (const QuantRowsFn lanes = avx512::lane_rows(w.type)) {
-            thread_local ActScratch lane_scratch;
+            thread_local Scratch lane_scratch;
             build_token_lanes(&a, &lane_scratch, pool);
             fn = lanes;
         }

@@ -130,7 +130,7 @@ TEST_P(DenseMatmul, ResultDoesNotDependOnThreadCount) {
     const TensorType type = GetParam();
     const int rows = 1031, cols = 1000;  // many chunks of a few rows each
     const TestMatrix w(type, rows, cols, 8);
-    for (int n_tokens : {1, 3}) {
+    for (int n_tokens : {1, 3, 11}) {  // 11: several tiles, read by every thread from one packed copy
         const std::vector<float> x = test::normal_floats(static_cast<size_t>(cols) * n_tokens, 9);
         for_each_level([&](const char* level) {
             const std::vector<float> alone = run_matmul(w.m, x, n_tokens, nullptr);
