@@ -84,22 +84,26 @@ constexpr int kVectors = 4;
 // buffer between spans, so every lane still sums its elements in order.
 constexpr int64_t kSpan = 512;
 
-// The packed activations: tiles of kTile tokens, kTile x cols floats each.
-// A tile holds, for each step of the body (cols rounded down to kStep), its
-// V registers' kTile x kStep floats in order, then each token's tail
-// (cols % kStep floats). A last tile short of tokens is filled with zeros
-// (its registers are computed, their sums never stored).
+// The packed activations: tiles of kTile tokens, each kTile x cols floats
+// rounded up to a cache line (so that, from a 64-byte-aligned base, no
+// register load splits across two lines). A tile holds, for each step of the
+// body (cols rounded down to kStep), its V registers' kTile x kStep floats in
+// order, then each token's tail (cols % kStep floats). A last tile short of
+// tokens is padded with zeros: f32's register that pairs the last token with
+// padding is computed (its padding half never stored); the rest is not read.
 template <class S>
 struct Packed {
     static constexpr int kTile = kVectors * S::kTokens;
+    static_assert(kTile * S::kStep == kVectors * 16, "a step's V registers of 16 floats, one after another");
     static int tiles(int n_tokens) { return (n_tokens + kTile - 1) / kTile; }
-    static int64_t floats(int64_t cols, int n_tokens) { return int64_t{tiles(n_tokens)} * kTile * cols; }
-    // Tokens [t0, t1) of n_tokens; the one that packs the last token fills the rest.
+    static int64_t tile_floats(int64_t cols) { return (kTile * cols + 15) / 16 * 16; }
+    static int64_t floats(int64_t cols, int n_tokens) { return tiles(n_tokens) * tile_floats(cols); }
+    // Tokens [t0, t1) of n_tokens; the one that packs the last token pads the last tile.
     static void pack(float* packed, const float* x, int64_t cols, int n_tokens, int t0, int t1) {
         const int64_t body = cols - cols % S::kStep, tail = cols - body;
         const int end = t1 == n_tokens ? tiles(n_tokens) * kTile : t1;
         for (int token = t0; token < end; ++token) {
-            float* p = packed + token / kTile * kTile * cols;
+            float* p = packed + token / kTile * tile_floats(cols);
             const int t = token % kTile;
             for (int64_t k = 0; k < body; k += S::kStep) {
                 float* to = p + k * kTile + t * S::kStep;
@@ -161,7 +165,7 @@ void row_block(float* out, int64_t out_stride, const float* const* rows, int64_t
         for (int tile = 0; tile < tiles; ++tile) {
             const int n = n_tokens - tile * kTile < kTile ? n_tokens - tile * kTile : kTile;
             span_n<S, R, V>((n + S::kTokens - 1) / S::kTokens, &(*buffer)[static_cast<size_t>(tile * R * V)].v, rows,
-                            xp + tile * kTile * cols, k0, k1, tile == tiles - 1);
+                            xp + tile * Packed<S>::tile_floats(cols), k0, k1, tile == tiles - 1);
         }
     }
     const int tail = static_cast<int>(cols - body);
@@ -172,7 +176,7 @@ void row_block(float* out, int64_t out_stride, const float* const* rows, int64_t
                     const int tt = v * S::kTokens + h, t = tile * kTile + tt;
                     if (t >= n_tokens) continue;
                     const float sum = S::sum((*buffer)[static_cast<size_t>((tile * R + i) * V + v)].v, h);
-                    const float* x_tail = xp + tile * kTile * cols + body * kTile + tt * tail;
+                    const float* x_tail = xp + tile * Packed<S>::tile_floats(cols) + body * kTile + tt * tail;
                     out[t * out_stride + r + i] = add_tail(sum, rows[i] + body, x_tail, tail);
                 }
 }
@@ -235,6 +239,8 @@ void matmul_blocks(float* out, int64_t out_stride, const void* w_data, int64_t c
 
 }  // namespace
 
+// Prefill batches (n_tokens > 1) arrive packed by pack_f32 / pack_wide
+// (dense_levels.h); one token is AVX2's decode, which reads x as it is.
 int64_t packed_floats_f32(int64_t cols, int n_tokens) { return Packed<Pairs>::floats(cols, n_tokens); }
 void pack_f32(float* packed, const float* x, int64_t cols, int n_tokens, int t0, int t1) {
     Packed<Pairs>::pack(packed, x, cols, n_tokens, t0, t1);

@@ -15,6 +15,8 @@ namespace ferry::kernels {
 
 // out[t * out_stride + r] = dot(row r of w, x + t * cols) for r in [r0, r1),
 // t < n_tokens, in the canonical order. Row r of w starts at element r * cols.
+// Where the level has an ActsPacking for the type (below) and n_tokens > 1,
+// x is the packed copy instead, holding the same values.
 using MatmulRowsFn = void (*)(float* out, int64_t out_stride, const void* w, int64_t cols, const float* x,
                               int n_tokens, int64_t r0, int64_t r1);
 

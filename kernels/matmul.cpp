@@ -131,7 +131,9 @@ namespace {
 // descheduled helper delays the caller by at most that much.
 constexpr int64_t kChunkMacs = int64_t{1} << 16;
 constexpr int64_t kRowTile = 12;
-// Tokens per chunk of a packing of prefill activations handed to a thread.
+// Tokens per chunk of a packing of prefill activations handed to a thread: a
+// multiple of every packed layout's tile (8 and 4 tokens), so no two threads
+// write one tile.
 constexpr int64_t kPackGrain = 8;
 
 int64_t row_grain(int64_t cols, int n_tokens) {
@@ -180,7 +182,10 @@ void matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPoo
     if (!rows) return;
     const ActsPacking& packing = dense_packing(k, w.type);
     if (n_tokens > 1 && packing.pack) {
-        // The caller's thread keeps the copy; every thread packs some tokens.
+        // The copy is the calling thread's, and the pool's threads may read it:
+        // parallel_for returns only when every chunk is done, and no chunk calls
+        // matmul() again. A batch of more than kPackGrain tokens is packed by
+        // every thread.
         thread_local Scratch scratch;
         float* packed = reinterpret_cast<float*>(scratch.take(sizeof(float) * packing.floats(w.cols, n_tokens)));
         auto pack = [&](int64_t t0, int64_t t1) {

@@ -1,6 +1,7 @@
 // A calling thread's scratch bytes for one product's activations (quantized
 // or packed), reused from call to call (a forward pass makes hundreds) and
-// aligned to a cache line, so that a 512-bit load never splits across two.
+// aligned to a cache line, so that 512-bit loads at multiples of 64 bytes
+// from it never split across two lines.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -109,28 +109,32 @@ TEST_P(DenseMatmul, MatchesReferenceOnOddSizesAtEveryLevel) {
 
 TEST_P(DenseMatmul, BatchEqualsOneTokenAtATimeBitForBit) {
     const TensorType type = GetParam();
+    // Odd sizes exercise every tile remainder; 16 tokens fill whole tiles.
     for (int cols : {7, 33, 257, 1000}) {
-        const int rows = 37, n_tokens = 11;  // odd sizes exercise every tile remainder
-        const TestMatrix w(type, rows, cols, 5);
-        const std::vector<float> x = test::normal_floats(static_cast<size_t>(cols) * n_tokens, 6);
-        for_each_level([&](const char* level) {
-            const std::vector<float> batch = run_matmul(w.m, x, n_tokens, nullptr);
-            for (int t = 0; t < n_tokens; ++t) {
-                const std::vector<float> xt(x.begin() + t * cols, x.begin() + (t + 1) * cols);
-                const std::vector<float> one = run_matmul(w.m, xt, 1, nullptr);
-                const std::vector<float> from_batch(batch.begin() + t * rows, batch.begin() + (t + 1) * rows);
-                ASSERT_TRUE(same_bits(one, from_batch))
-                    << level << " cols " << cols << " token " << t << ": " << first_difference(one, from_batch);
-            }
-        });
+        for (int n_tokens : {11, 16}) {
+            const int rows = 37;
+            const TestMatrix w(type, rows, cols, 5);
+            const std::vector<float> x = test::normal_floats(static_cast<size_t>(cols) * n_tokens, 6);
+            for_each_level([&](const char* level) {
+                const std::vector<float> batch = run_matmul(w.m, x, n_tokens, nullptr);
+                for (int t = 0; t < n_tokens; ++t) {
+                    const std::vector<float> xt(x.begin() + t * cols, x.begin() + (t + 1) * cols);
+                    const std::vector<float> one = run_matmul(w.m, xt, 1, nullptr);
+                    const std::vector<float> from_batch(batch.begin() + t * rows, batch.begin() + (t + 1) * rows);
+                    ASSERT_TRUE(same_bits(one, from_batch)) << level << " cols " << cols << " token " << t << " of "
+                                                            << n_tokens << ": " << first_difference(one, from_batch);
+                }
+            });
+        }
     }
 }
 
 TEST_P(DenseMatmul, ResultDoesNotDependOnThreadCount) {
     const TensorType type = GetParam();
-    const int rows = 1031, cols = 1000;  // many chunks of a few rows each
+    const int rows = 1031, cols = 1001;  // many chunks of a few rows each; a tail at every lane count
     const TestMatrix w(type, rows, cols, 8);
-    for (int n_tokens : {1, 3, 11}) {  // 11: several tiles, read by every thread from one packed copy
+    // 11 and 16: several prefill tiles (a short last one, then whole ones), packed by several threads.
+    for (int n_tokens : {1, 3, 11, 16}) {
         const std::vector<float> x = test::normal_floats(static_cast<size_t>(cols) * n_tokens, 9);
         for_each_level([&](const char* level) {
             const std::vector<float> alone = run_matmul(w.m, x, n_tokens, nullptr);
@@ -290,7 +294,9 @@ TEST(DenseKernels, RopeNeoxMatchesReference) {
             rope_neox(q.data(), k.data(), s.q_dim, s.kv_dim, s.head_size, pos, 1e6f);
             for (int i = 0; i < s.q_dim; ++i) ASSERT_NEAR(q[i], wq[i], 2e-4) << "pos " << pos;  // float angles at pos 2047, as GGML computes them
             for (int i = 0; i < s.kv_dim; ++i) ASSERT_NEAR(k[i], wk[i], 2e-4) << "pos " << pos;
-            if (pos == 0) EXPECT_EQ(q, q0);  // no rotation at position 0
+            if (pos == 0) {
+                EXPECT_EQ(q, q0);  // no rotation at position 0
+            }
         }
     }
 }
