@@ -105,28 +105,28 @@ struct Packed {
         for (int token = t0; token < end; ++token) {
             float* p = packed + token / kTile * tile_floats(cols);
             const int t = token % kTile;
-            for (int64_t k = 0; k < body; k += S::kStep) {
-                float* to = p + k * kTile + t * S::kStep;
-                if (token < n_tokens) std::memcpy(to, x + token * cols + k, sizeof(float) * S::kStep);
-                else std::memset(to, 0, sizeof(float) * S::kStep);
-            }
-            float* to = p + body * kTile + t * tail;
-            if (token < n_tokens) std::memcpy(to, x + token * cols + body, sizeof(float) * tail);
-            else std::memset(to, 0, sizeof(float) * tail);
+            const float* row = token < n_tokens ? x + token * cols : nullptr;  // nullptr: padding
+            auto put = [&](float* to, int64_t k, int64_t n) {
+                if (row) std::memcpy(to, row + k, sizeof(float) * n);
+                else std::memset(to, 0, sizeof(float) * n);
+            };
+            for (int64_t k = 0; k < body; k += S::kStep) put(p + k * kTile + t * S::kStep, k, S::kStep);
+            put(p + body * kTile + t * tail, body, tail);
         }
     }
 };
 
-// acc[i * kStride + v] += rows[i] times register v's tokens over elements
-// [k0, k1), reading the tile's packed activations xp. With prefetch, the
-// rows' next span is fetched meanwhile (the tile that ends a span asks, so
-// that the first tile of the next finds them in cache).
-template <class S, int R, int V, int kStride>
+// acc[i * kVectors + v] += rows[i] times register v's tokens over elements
+// [k0, k1), for the first V of the tile's kVectors registers, reading its
+// packed activations xp. With prefetch, the rows' next span is fetched
+// meanwhile (the tile that ends a span asks, so that the first tile of the
+// next finds them in cache).
+template <class S, int R, int V>
 inline void span(__m512* acc, const float* const* rows, const float* xp, int64_t k0, int64_t k1, bool prefetch) {
-    constexpr int kTile = kStride * S::kTokens;
+    constexpr int kTile = Packed<S>::kTile;
     __m512 a[R][V];
     for (int i = 0; i < R; ++i)
-        for (int v = 0; v < V; ++v) a[i][v] = acc[i * kStride + v];
+        for (int v = 0; v < V; ++v) a[i][v] = acc[i * kVectors + v];
     for (int64_t k = k0; k < k1; k += S::kStep) {
         __m512 xv[V];
         for (int v = 0; v < V; ++v) xv[v] = _mm512_loadu_ps(xp + k * kTile + v * 16);
@@ -138,16 +138,16 @@ inline void span(__m512* acc, const float* const* rows, const float* xp, int64_t
         }
     }
     for (int i = 0; i < R; ++i)
-        for (int v = 0; v < V; ++v) acc[i * kStride + v] = a[i][v];
+        for (int v = 0; v < V; ++v) acc[i * kVectors + v] = a[i][v];
 }
 
 // A tile of V registers' tokens whose count is only known at run time.
-template <class S, int R, int V, int kStride = V>
+template <class S, int R, int V = kVectors>
 inline void span_n(int v, __m512* acc, const float* const* rows, const float* xp, int64_t k0, int64_t k1,
                    bool prefetch) {
     if constexpr (V > 0) {
-        if (v == V) return span<S, R, V, kStride>(acc, rows, xp, k0, k1, prefetch);
-        span_n<S, R, V - 1, kStride>(v, acc, rows, xp, k0, k1, prefetch);
+        if (v == V) return span<S, R, V>(acc, rows, xp, k0, k1, prefetch);
+        span_n<S, R, V - 1>(v, acc, rows, xp, k0, k1, prefetch);
     }
 }
 
@@ -158,14 +158,15 @@ void row_block(float* out, int64_t out_stride, const float* const* rows, int64_t
                int64_t r, std::vector<Acc>* buffer) {
     constexpr int V = kVectors, kTile = Packed<S>::kTile;
     const int tiles = Packed<S>::tiles(n_tokens);
+    const int64_t tile_floats = Packed<S>::tile_floats(cols);
     buffer->assign(static_cast<size_t>(tiles * R * V), Acc{_mm512_setzero_ps()});
     const int64_t body = cols - cols % S::kStep;
     for (int64_t k0 = 0; k0 < body; k0 += kSpan) {
         const int64_t k1 = k0 + kSpan < body ? k0 + kSpan : body;
         for (int tile = 0; tile < tiles; ++tile) {
             const int n = n_tokens - tile * kTile < kTile ? n_tokens - tile * kTile : kTile;
-            span_n<S, R, V>((n + S::kTokens - 1) / S::kTokens, &(*buffer)[static_cast<size_t>(tile * R * V)].v, rows,
-                            xp + tile * Packed<S>::tile_floats(cols), k0, k1, tile == tiles - 1);
+            span_n<S, R>((n + S::kTokens - 1) / S::kTokens, &(*buffer)[static_cast<size_t>(tile * R * V)].v, rows,
+                         xp + tile * tile_floats, k0, k1, tile == tiles - 1);
         }
     }
     const int tail = static_cast<int>(cols - body);
@@ -176,7 +177,7 @@ void row_block(float* out, int64_t out_stride, const float* const* rows, int64_t
                     const int tt = v * S::kTokens + h, t = tile * kTile + tt;
                     if (t >= n_tokens) continue;
                     const float sum = S::sum((*buffer)[static_cast<size_t>((tile * R + i) * V + v)].v, h);
-                    const float* x_tail = xp + tile * Packed<S>::tile_floats(cols) + body * kTile + tt * tail;
+                    const float* x_tail = xp + tile * tile_floats + body * kTile + tt * tail;
                     out[t * out_stride + r + i] = add_tail(sum, rows[i] + body, x_tail, tail);
                 }
 }

@@ -9,6 +9,7 @@
 #include "kernels/kernels.h"
 #include "kernels/quants.h"
 #include "kernels/scratch.h"
+#include "kernels/thread_pool.h"
 
 namespace ferry::kernels {
 
@@ -142,17 +143,19 @@ int64_t row_grain(int64_t cols, int n_tokens) {
     return (rows + kRowTile - 1) / kRowTile * kRowTile;
 }
 
-MatmulRowsFn dense_rows_fn(const DenseKernels& k, TensorType type) {
-    switch (type) {
-        case TensorType::F32: return k.matmul_f32;
-        case TensorType::F16: return k.matmul_f16;
-        case TensorType::BF16: return k.matmul_bf16;
-        default: return nullptr;
-    }
-}
+// A dense type's row function and activation packing at one level.
+struct DenseProduct {
+    MatmulRowsFn rows = nullptr;
+    const ActsPacking* packing = nullptr;
+};
 
-const ActsPacking& dense_packing(const DenseKernels& k, TensorType type) {
-    return type == TensorType::F32 ? k.pack_f32 : type == TensorType::F16 ? k.pack_f16 : k.pack_bf16;
+DenseProduct dense_product(const DenseKernels& k, TensorType type) {
+    switch (type) {
+        case TensorType::F32: return {k.matmul_f32, &k.pack_f32};
+        case TensorType::F16: return {k.matmul_f16, &k.pack_f16};
+        case TensorType::BF16: return {k.matmul_bf16, &k.pack_bf16};
+        default: return {};
+    }
 }
 
 }  // namespace
@@ -177,10 +180,9 @@ void matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPoo
     if (n_tokens <= 0 || w.rows <= 0) return;
     if (quant_matmul_supports(w.type)) return quant_matmul(out, w, x, n_tokens, pool);
     // Callers check matmul_supports() when they bind weights.
-    const DenseKernels& k = dense_kernels(active_level());
-    const MatmulRowsFn rows = dense_rows_fn(k, w.type);
-    if (!rows) return;
-    const ActsPacking& packing = dense_packing(k, w.type);
+    const DenseProduct product = dense_product(dense_kernels(active_level()), w.type);
+    if (!product.rows) return;
+    const ActsPacking& packing = *product.packing;
     if (n_tokens > 1 && packing.pack) {
         // The copy is the calling thread's, and the pool's threads may read it:
         // parallel_for returns only when every chunk is done, and no chunk calls
@@ -191,13 +193,11 @@ void matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPoo
         auto pack = [&](int64_t t0, int64_t t1) {
             packing.pack(packed, x, w.cols, n_tokens, static_cast<int>(t0), static_cast<int>(t1));
         };
-        if (pool && n_tokens > kPackGrain) pool->parallel_for(n_tokens, kPackGrain, pack);
-        else pack(0, n_tokens);
+        for_range(n_tokens, kPackGrain, pool, pack);
         x = packed;
     }
-    if (!pool) return rows(out, w.rows, w.data, w.cols, x, n_tokens, 0, w.rows);
-    pool->parallel_for(w.rows, row_grain(w.cols, n_tokens),
-                       [&](int64_t r0, int64_t r1) { rows(out, w.rows, w.data, w.cols, x, n_tokens, r0, r1); });
+    for_range(w.rows, row_grain(w.cols, n_tokens), pool,
+              [&](int64_t r0, int64_t r1) { product.rows(out, w.rows, w.data, w.cols, x, n_tokens, r0, r1); });
 }
 
 void dequantize_row(const Matrix& w, int64_t row, float* out) {

@@ -18,15 +18,6 @@ namespace {
 
 size_t round64(size_t n) { return (n + 63) & ~static_cast<size_t>(63); }
 
-// Runs fn(t0, t1) over [0, n): on the pool in chunks of `grain` when there
-// is one and more than one chunk, else on the calling thread. Each item is
-// computed the same way either way.
-template <class F>
-void for_range(int64_t n, int64_t grain, ThreadPool* pool, F&& fn) {
-    if (pool && n > grain) pool->parallel_for(n, grain, fn);
-    else fn(0, n);
-}
-
 QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, Scratch* scratch, ThreadPool* pool) {
     QuantActs a;
     a.cols = w.cols;

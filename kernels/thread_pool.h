@@ -42,4 +42,13 @@ private:
     State* state_;
 };
 
+// Runs fn(t0, t1) over [0, n): on the pool in chunks of `grain` when there
+// is one and more than one chunk, else on the calling thread. Each item is
+// computed the same way either way.
+template <class F>
+void for_range(int64_t n, int64_t grain, ThreadPool* pool, F&& fn) {
+    if (pool && n > grain) pool->parallel_for(n, grain, fn);
+    else fn(0, n);
+}
+
 }  // namespace ferry::kernels
