@@ -60,6 +60,9 @@ inline int32_t sum16(const int8_t* q) {
 
 #define FERRY_AVX512_INLINE inline __attribute__((always_inline))
 
+// The total of two 64-bit sums of bytes (psadbw's result).
+FERRY_AVX512_INLINE int32_t sum16_of(__m128i sad) { return _mm_cvtsi128_si32(sad) + _mm_extract_epi32(sad, 2); }
+
 inline float half(const uint8_t* p) {
     uint16_t h;
     std::memcpy(&h, p, 2);
@@ -76,9 +79,147 @@ struct BlockOut {
     int32_t* min;
 };
 
+// Stores 32 levels u - offset (u unsigned) at o.q + v and returns their sum
+// weighted by their groups' scales (groups of G values, o.scale already set).
+template <int G>
+FERRY_AVX512_INLINE int32_t put_levels(const BlockOut& o, int v, __m256i u, int offset) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.q + v), _mm256_sub_epi8(u, _mm256_set1_epi8(static_cast<char>(offset))));
+    const __m256i s = _mm256_sad_epu8(u, _mm256_setzero_si256());  // four sums of 8 bytes
+    const __m128i lo = _mm256_castsi256_si128(s), hi = _mm256_extracti128_si256(s, 1);
+    if constexpr (G == 16)
+        return o.scale[v / 16] * (sum16_of(lo) - 16 * offset) + o.scale[v / 16 + 1] * (sum16_of(hi) - 16 * offset);
+    else
+        return o.scale[v / G] * (sum16_of(_mm_add_epi64(lo, hi)) - 32 * offset);
+}
+
+// Bits [shift, shift + width) of every byte, moved to `to`.
+template <int width>
+FERRY_AVX512_INLINE __m256i bits(__m256i v, int shift, int to = 0) {
+    const __m256i field = _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8((1 << width) - 1));
+    return _mm256_sll_epi16(field, _mm_cvtsi32_si128(to));
+}
+
+// The super-block types' integers (their unpack_* functions in
+// quant_kquants.cpp and quant_ternary.cpp) from GGML's bytes with vector
+// code: through BlockInts's scalar code the unpacking of a 4-row tile took as
+// long as the tile's products.
+template <TensorType K, int G>
+FERRY_AVX512_INLINE void unpack_superblock(const uint8_t* blk, const BlockOut& o) {
+    int32_t corr = 0;  // sum over the block of scale * level
+    auto load = [](const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
+    auto f16 = [](const uint16_t& h) { return half(reinterpret_cast<const uint8_t*>(&h)); };
+    if constexpr (K == TensorType::Q4_K || K == TensorType::Q5_K) {
+        // Groups 2c, 2c + 1: low, high nibbles of qs[32c ..], Q5_K's bit g of qh[l] as 16.
+        using Block = std::conditional_t<K == TensorType::Q5_K, BlockQ5_K, BlockQ4_K>;
+        const Block* b = reinterpret_cast<const Block*>(blk);
+        for (int g = 0; g < 8; ++g) {
+            uint8_t sc, m;
+            scale_min_k4(g, b->scales, &sc, &m);
+            o.scale[g] = sc;
+            o.min[g] = m;
+        }
+        for (int g = 0; g < 8; ++g) {
+            __m256i q = bits<4>(load(b->qs + 32 * (g / 2)), 4 * (g % 2));
+            if constexpr (K == TensorType::Q5_K) q = _mm256_or_si256(q, bits<1>(load(b->qh), g, 4));
+            corr += put_levels<G>(o, 32 * g, q, 0);
+        }
+        *o.d = f16(b->d);
+        *o.dmin = f16(b->dmin);
+    } else if constexpr (K == TensorType::Q6_K) {
+        // In each half of 128, value 32k + l: the low (k < 2) or high nibble
+        // of ql[32 (k % 2) + l] with bits 2k, 2k + 1 of qh[l] above, less 32.
+        const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(blk);
+        for (int g = 0; g < 16; ++g) {
+            o.scale[g] = b->scales[g];
+            o.min[g] = 0;
+        }
+        for (int h = 0; h < 2; ++h)
+            for (int k = 0; k < 4; ++k) {
+                const __m256i q = _mm256_or_si256(bits<4>(load(b->ql + 64 * h + 32 * (k % 2)), 4 * (k / 2)),
+                                                  bits<2>(load(b->qh + 32 * h), 2 * k, 4));
+                corr += put_levels<G>(o, 128 * h + 32 * k, q, 32);
+            }
+        *o.d = f16(b->d);
+        *o.dmin = 0.0f;
+    } else if constexpr (K == TensorType::Q2_K || K == TensorType::Q3_K || K == TensorType::TQ2_0) {
+        // Value 128h + 32k + l: bits 2k, 2k + 1 of qs[32h + l] (unpack_2bit),
+        // Q3_K's bit 4h + k of hmask[l] as 4.
+        const uint8_t* qs;
+        int offset;
+        if constexpr (K == TensorType::Q2_K) {
+            const BlockQ2_K* b = reinterpret_cast<const BlockQ2_K*>(blk);
+            for (int g = 0; g < 16; ++g) {
+                o.scale[g] = b->scales[g] & 0xF;
+                o.min[g] = b->scales[g] >> 4;
+            }
+            qs = b->qs, offset = 0;
+            *o.d = f16(b->d);
+            *o.dmin = f16(b->dmin);
+        } else if constexpr (K == TensorType::Q3_K) {
+            const BlockQ3_K* b = reinterpret_cast<const BlockQ3_K*>(blk);
+            int8_t sc[16];
+            q3_k_scales(b->scales, sc);
+            for (int g = 0; g < 16; ++g) {
+                o.scale[g] = sc[g];
+                o.min[g] = 0;
+            }
+            qs = b->qs, offset = 4;
+            *o.d = f16(b->d);
+            *o.dmin = 0.0f;
+        } else {
+            const BlockTQ2_0* b = reinterpret_cast<const BlockTQ2_0*>(blk);
+            *o.scale = 1;
+            *o.min = 0;
+            qs = b->qs, offset = 1;
+            *o.d = f16(b->d);
+            *o.dmin = 0.0f;
+        }
+        for (int h = 0; h < 2; ++h)
+            for (int k = 0; k < 4; ++k) {
+                __m256i q = bits<2>(load(qs + 32 * h), 2 * k);
+                if constexpr (K == TensorType::Q3_K)
+                    q = _mm256_or_si256(q, bits<1>(load(reinterpret_cast<const BlockQ3_K*>(blk)->hmask), 4 * h + k, 2));
+                corr += put_levels<G>(o, 128 * h + 32 * k, q, offset);
+            }
+    } else {
+        // TQ1_0: digit k of byte q is floor(3 * q_k / 256) with q_k = q * 3^k
+        // mod 256 (quant_ternary.cpp), that is [q_k >= 86] + [q_k >= 171];
+        // value = digit - 1.
+        static_assert(K == TensorType::TQ1_0);
+        const BlockTQ1_0* b = reinterpret_cast<const BlockTQ1_0*>(blk);
+        *o.scale = 1;
+        *o.min = 0;
+        const __m256i one = _mm256_set1_epi8(1);
+        auto digits = [&](__m256i q) {
+            return _mm256_add_epi8(_mm256_min_epu8(_mm256_subs_epu8(q, _mm256_set1_epi8(85)), one),
+                                   _mm256_min_epu8(_mm256_subs_epu8(q, _mm256_set1_epi8(static_cast<char>(170))), one));
+        };
+        auto times3 = [](__m256i q) { return _mm256_add_epi8(q, _mm256_add_epi8(q, q)); };
+        // qs[0..31]: digit k of byte m is value 32k + m.
+        __m256i q = load(b->qs);
+        for (int k = 0; k < 5; ++k, q = times3(q)) corr += put_levels<G>(o, 32 * k, digits(q), 1);
+        // qs[32..47]: digit k of byte m is value 160 + 16k + m, the high lane one digit ahead.
+        const __m128i q16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs + 32));
+        q = _mm256_set_m128i(_mm_add_epi8(q16, _mm_add_epi8(q16, q16)), q16);
+        corr += put_levels<G>(o, 160, digits(q), 1);
+        q = times3(times3(q));
+        corr += put_levels<G>(o, 192, digits(q), 1);
+        // Values 224..239 (digit 4 of qs[32..47]: the low lane) and 240..255
+        // (qh: byte m holds values 240 + 4k + m).
+        alignas(16) uint8_t qh_digits[16];
+        for (int k = 0, p3 = 1; k < 4; ++k, p3 *= 3)
+            for (int m = 0; m < 4; ++m) qh_digits[4 * k + m] = static_cast<uint8_t>((static_cast<uint8_t>(b->qh[m] * p3) * 3) >> 8);
+        const __m128i last = _mm256_castsi256_si128(digits(times3(times3(q))));
+        corr += put_levels<G>(o, 224, _mm256_set_m128i(_mm_load_si128(reinterpret_cast<const __m128i*>(qh_digits)), last), 1);
+        *o.d = f16(b->d);
+        *o.dmin = 0.0f;
+    }
+    *o.corr = 128 * corr;
+}
+
 // One block from its bytes: GGML's own layouts for the two most used 32-value
-// types (the integers unpack_q8_0/unpack_q4_0 give), any other type K
-// through its BlockInts.
+// types (the integers unpack_q8_0/unpack_q4_0 give) and every super-block
+// type (unpack_superblock), any other type K through its BlockInts.
 template <TensorType K, int BV, int G>
 FERRY_AVX512_INLINE void unpack_block(const QuantFormat* f, const uint8_t* blk, const BlockOut& o) {
     if constexpr (K == TensorType::Q4_0) {
@@ -101,6 +242,10 @@ FERRY_AVX512_INLINE void unpack_block(const QuantFormat* f, const uint8_t* blk, 
         *o.corr = 128 * (sum16(o.q) + sum16(o.q + 16));
         *o.scale = 1;
         *o.min = 0;
+    } else if constexpr (K == TensorType::Q2_K || K == TensorType::Q3_K || K == TensorType::Q4_K ||
+                         K == TensorType::Q5_K || K == TensorType::Q6_K || K == TensorType::TQ1_0 ||
+                         K == TensorType::TQ2_0) {
+        unpack_superblock<K, G>(blk, o);
     } else {
         BlockInts ints;
         f->unpack(blk, &ints);
@@ -253,13 +398,13 @@ QuantRowsFn lane_rows(TensorType type) {
         case T::IQ4_NL: return rows<kAny, kQK8_0, kQK8_0, false>;
         case T::Q4_1:
         case T::Q5_1: return rows<kAny, kQK8_0, kQK8_0, true>;
-        case T::Q2_K: return rows<kAny, kQK_K, 16, true>;
-        case T::Q3_K:
-        case T::Q6_K: return rows<kAny, kQK_K, 16, false>;
-        case T::Q4_K:
-        case T::Q5_K: return rows<kAny, kQK_K, 32, true>;
-        case T::TQ1_0:
-        case T::TQ2_0: return rows<kAny, kQK_K, kQK_K, false>;
+        case T::Q2_K: return rows<T::Q2_K, kQK_K, 16, true>;
+        case T::Q3_K: return rows<T::Q3_K, kQK_K, 16, false>;
+        case T::Q6_K: return rows<T::Q6_K, kQK_K, 16, false>;
+        case T::Q4_K: return rows<T::Q4_K, kQK_K, 32, true>;
+        case T::Q5_K: return rows<T::Q5_K, kQK_K, 32, true>;
+        case T::TQ1_0: return rows<T::TQ1_0, kQK_K, kQK_K, false>;
+        case T::TQ2_0: return rows<T::TQ2_0, kQK_K, kQK_K, false>;
         default: return nullptr;
     }
 }
