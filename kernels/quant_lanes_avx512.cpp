@@ -231,17 +231,11 @@ FERRY_AVX512_INLINE void unpack_block(const QuantFormat* f, const uint8_t* blk, 
         _mm_storeu_si128(reinterpret_cast<__m128i*>(o.q), _mm_sub_epi8(lo, eight));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(o.q + 16), _mm_sub_epi8(hi, eight));
         *o.d = half(blk);
-        *o.dmin = 0.0f;
         *o.corr = 128 * (levels - 8 * 32);
-        *o.scale = 1;
-        *o.min = 0;
     } else if constexpr (K == TensorType::Q8_0) {
         std::memcpy(o.q, blk + 2, 32);
         *o.d = half(blk);
-        *o.dmin = 0.0f;
         *o.corr = 128 * (sum16(o.q) + sum16(o.q + 16));
-        *o.scale = 1;
-        *o.min = 0;
     } else if constexpr (K == TensorType::Q2_K || K == TensorType::Q3_K || K == TensorType::Q4_K ||
                          K == TensorType::Q5_K || K == TensorType::Q6_K || K == TensorType::TQ1_0 ||
                          K == TensorType::TQ2_0) {
@@ -285,8 +279,9 @@ inline __m512i broadcast4(const int8_t* q) {
 }
 
 // Rows [r, r + R) (unpacked in u, rows 0 .. R-1) against token groups
-// [g0, g0 + TG): out[t * w.rows + r + i] for the tokens that exist.
-template <int BV, int G, bool kMins, int R, int TG>
+// [g0, g0 + TG): out[t * w.rows + r + i] for the tokens that exist. kUnit:
+// every group scale is 1 (Q4_0, Q8_0), so u.scale is neither written nor read.
+template <int BV, int G, bool kMins, bool kUnit, int R, int TG>
 void tile(float* out, const Matrix& w, const QuantActs& a, const UnpackedRows& u, int64_t r, int g0) {
     const int64_t nb = w.cols / BV, nbs = a.stride / BV;
     constexpr int kSums = BV == kQK8_0 ? 1 : BV / 16;  // lane sums per block
@@ -315,9 +310,9 @@ void tile(float* out, const Matrix& w, const QuantActs& a, const UnpackedRows& u
                     }
                 }
                 for (int i = 0; i < R; ++i) {
-                    const __m512i scale = _mm512_set1_epi32(u.scale[(i * nb + b) * (BV / G) + grp]);
+                    const __m512i scale = _mm512_set1_epi32(kUnit ? 1 : u.scale[(i * nb + b) * (BV / G) + grp]);
                     for (int g = 0; g < TG; ++g)
-                        isum[i][g] = _mm512_add_epi32(isum[i][g], _mm512_mullo_epi32(s[i][g], scale));
+                        isum[i][g] = _mm512_add_epi32(isum[i][g], kUnit ? s[i][g] : _mm512_mullo_epi32(s[i][g], scale));
                 }
             }
             for (int g = 0; g < TG; ++g) {
@@ -379,8 +374,9 @@ void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r
         const uint8_t* end = static_cast<const uint8_t*>(w.data) + r1 * row_bytes;
         for (int64_t k = 0; k < R * row_bytes && next + k < end; k += 64) _mm_prefetch(reinterpret_cast<const char*>(next + k), _MM_HINT_T0);
         int g = 0;
-        for (; g + kGroups <= a.lane_groups; g += kGroups) tile<BV, G, kMins, R, kGroups>(out, w, a, u, r, g);
-        for (; g < a.lane_groups; ++g) tile<BV, G, kMins, R, 1>(out, w, a, u, r, g);
+        constexpr bool kUnit = K == TensorType::Q4_0 || K == TensorType::Q8_0;
+        for (; g + kGroups <= a.lane_groups; g += kGroups) tile<BV, G, kMins, kUnit, R, kGroups>(out, w, a, u, r, g);
+        for (; g < a.lane_groups; ++g) tile<BV, G, kMins, kUnit, R, 1>(out, w, a, u, r, g);
     };
     for (; r + kRows <= r1; r += kRows) groups(std::integral_constant<int, kRows>{});
     for (; r < r1; ++r) groups(std::integral_constant<int, 1>{});
