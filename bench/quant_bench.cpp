@@ -10,6 +10,8 @@
 //   QuantLevel/<type>/256x2048/level:L  the same at level 0 (scalar), 1 (SSE2), 2 (SSSE3), 3 (AVX2), 7 (AVX-VNNI), 4 (AVX-512)
 //   QuantPrefill/<type>/threads:N  64 tokens through a 2048x2048 matrix
 //   QuantPrefillLevel/<type>/level:L  the same on one thread at level 1 (SSE2), 2 (SSSE3), 3 (AVX2), 7 (AVX-VNNI), 4 (AVX-512)
+//   QuantBatchPath/<type>/tokens:N/lanes:P  N tokens on one thread at AVX-512 by its token tiles (P = 0) or
+//                                 its token-lane kernels (P = 1)
 //   ReadBandwidth/threads:N       the memory read speed of the same run
 //
 // e.g. ferry_microbench --benchmark_filter='QuantDecode/q4_0|ReadBandwidth' --benchmark_repetitions=5
@@ -168,9 +170,8 @@ void QuantLevel(benchmark::State& state, TensorType type) {
     kernels::set_active_level(saved);
 }
 
-// 64 tokens through a kDim x kDim matrix at the active level.
-void prefill(benchmark::State& state, TensorType type, kernels::ThreadPool* pool) {
-    constexpr int kTokens = 64;
+// kTokens tokens through a kDim x kDim matrix at the active level.
+void prefill(benchmark::State& state, TensorType type, kernels::ThreadPool* pool, int kTokens = 64) {
     const Weights w = make_weights(type, kDim, kDim, 1);
     const std::vector<float> x = activations(kDim * kTokens);
     std::vector<float> out(static_cast<size_t>(kDim * kTokens));
@@ -195,6 +196,21 @@ void QuantPrefillLevel(benchmark::State& state, TensorType type) {
         return;
     }
     prefill(state, type, nullptr);
+    kernels::set_active_level(saved);
+}
+
+// range(0) tokens through the same matrix at the avx512 level, one thread, by
+// its token-lane kernels (range(1) = 1) or its token tiles (0): where the lanes
+// start to pay (kLaneMinTokens in kernels/quants.cpp).
+void QuantBatchPath(benchmark::State& state, TensorType type) {
+    const kernels::Level saved = kernels::active_level();
+    if (!kernels::set_active_level(kernels::Level::avx512)) {
+        state.SkipWithError("level not available on this CPU");
+        return;
+    }
+    const int threshold = kernels::set_lane_min_tokens(state.range(1) ? 1 : 1 << 30);
+    prefill(state, type, nullptr, static_cast<int>(state.range(0)));
+    kernels::set_lane_min_tokens(threshold);
     kernels::set_active_level(saved);
 }
 
@@ -246,6 +262,11 @@ int register_all() {
             ->Arg(static_cast<int>(kernels::Level::avx512))
             ->ArgName("level")
             ->Unit(benchmark::kMillisecond);
+        if (type != TensorType::F32 && type != TensorType::Q8_GROUP)
+            benchmark::RegisterBenchmark(("QuantBatchPath/" + name).c_str(), QuantBatchPath, type)
+                ->ArgsProduct({{2, 4, 6, 8, 10, 12, 16}, {0, 1}})
+                ->ArgNames({"tokens", "lanes"})
+                ->Unit(benchmark::kMillisecond);
         for (int threads : {1, 2}) {
             timed(benchmark::RegisterBenchmark(("QuantDecode/" + name).c_str(), QuantDecode, type), threads)
                 ->Unit(benchmark::kMillisecond);

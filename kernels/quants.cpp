@@ -3,6 +3,7 @@
 // level's kernel over the output rows, split between the pool's threads.
 #include "kernels/quants.h"
 
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -128,10 +129,12 @@ QuantActs quantize_acts(const Matrix& w, const float* x, int n_tokens, Scratch* 
 
 // Batches at least this large take a level's token-lane kernel where it has
 // one: below it, half-empty lanes cost more than the level's token tiles
-// (quant_dot.h), which read the weights once for the whole batch. Measured
-// against AVX2's tiles; the avx512 K-quant tiles are faster now, so it may lie
-// higher for them.
+// (quant_dot.h), which read the weights once for the whole batch. Measured on
+// Zen 5 against the avx512 tiles (ferry_microbench QuantBatchPath,
+// docs/BENCHMARKS.md): the lanes overtake at 9-10 tokens for Q4_0, Q8_0 and
+// Q4_K, at 10-12 for TQ1_0 and at 12 for Q6_K and TQ2_0.
 constexpr int kLaneMinTokens = 12;
+std::atomic<int> lane_min_tokens{kLaneMinTokens};
 
 // The first kernel for `type` among `families` (one level's), or nullptr.
 template <size_t N>
@@ -202,7 +205,8 @@ void quant_matmul(float* out, const Matrix& w, const float* x, int n_tokens, Thr
     QuantActs a = quantize_acts(w, x, n_tokens, &scratch, pool);
     QuantRowsFn fn = pick_kernel(w.type, active_level());
 #if defined(__x86_64__)
-    if (active_level() == Level::avx512 && n_tokens >= kLaneMinTokens && w.type != TensorType::Q8_GROUP)
+    if (active_level() == Level::avx512 && n_tokens >= lane_min_tokens.load(std::memory_order_relaxed) &&
+        w.type != TensorType::Q8_GROUP)
         if (const QuantRowsFn lanes = avx512::lane_rows(w.type)) {
             thread_local Scratch lane_scratch;
             build_token_lanes(&a, &lane_scratch, pool);
@@ -223,6 +227,8 @@ void quant_matmul(float* out, const Matrix& w, const float* x, int n_tokens, Thr
         fn(out, w, a, 2 * p0, 2 * p1 < w.rows ? 2 * p1 : w.rows);
     });
 }
+
+int set_lane_min_tokens(int n_tokens) { return lane_min_tokens.exchange(n_tokens < 1 ? 1 : n_tokens); }
 
 bool quant_dequantize_row(const Matrix& w, int64_t row, float* out) {
     if (!quant_matmul_supports(w.type) || !shape_fits(w)) return false;

@@ -24,6 +24,11 @@ bool quant_falls_back(TensorType type, Level level);
 // Same contract as matmul() in kernels.h. A matrix whose rows are not whole
 // blocks of its type gives zeros.
 void quant_matmul(float* out, const Matrix& w, const float* x, int n_tokens, ThreadPool* pool);
+// Batches of at least this many tokens take the AVX-512 level's token-lane
+// prefill kernels, smaller ones its token tiles (quants.cpp says where the
+// default comes from). Either path gives the same bits; the setter is for
+// benchmarks and tests that compare them. Returns the previous value.
+int set_lane_min_tokens(int n_tokens);
 // Same contract as dequantize_row(), bit for bit GGML's to_float; false if
 // the type is not handled here or the rows are not whole blocks.
 bool quant_dequantize_row(const Matrix& w, int64_t row, float* out);

@@ -224,6 +224,32 @@ TEST_P(QuantMatmul, PrefillBatchesAgreeBitForBit) {
     }
 }
 
+// The AVX-512 token-lane kernels at every batch size, not only from the
+// default threshold up: so the threshold can move without a path going untested.
+TEST_P(QuantMatmul, LaneKernelsAgreeAtEveryBatchSize) {
+    const DotType& dt = GetParam();
+    if (!kernels::level_runs_here(Level::avx512)) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
+    test::LevelGuard guard;
+    struct ThresholdGuard {
+        int saved = kernels::set_lane_min_tokens(1);
+        ~ThresholdGuard() { kernels::set_lane_min_tokens(saved); }
+    } threshold;
+    std::mt19937 rng(57 + static_cast<int>(dt.type));
+    const int64_t block = dt.act == TensorType::Q8_K ? kQK_K : dt.act == TensorType::Q8_GROUP ? 64 : kQK8_0;
+    const int64_t rows = 13, cols = 9 * block;
+    const QuantMatrix q = make_matrix(dt.type, rows, cols, &rng, 64);
+    kernels::ThreadPool pool2(2);
+    for (int n_tokens : {1, 2, 3, 5, 8, 11}) {
+        const std::vector<float> x = make_activations(cols * n_tokens, &rng);
+        ASSERT_TRUE(kernels::set_active_level(Level::scalar));
+        const std::vector<float> want = run(q.m, x.data(), n_tokens, nullptr);
+        ASSERT_TRUE(kernels::set_active_level(Level::avx512));
+        const std::string name = std::to_string(n_tokens) + " tokens by the lane kernels";
+        expect_bitwise_equal(run(q.m, x.data(), n_tokens, nullptr), want, name);
+        expect_bitwise_equal(run(q.m, x.data(), n_tokens, &pool2), want, name + ", 2 threads");
+    }
+}
+
 // Blocks of random bytes (with sane scales): levels at their extremes (Q8_0
 // -128, every Q3_K/Q6_K scale, every TQ1_0 byte), which quantizers never
 // make but files may hold.
