@@ -170,17 +170,17 @@ void QuantLevel(benchmark::State& state, TensorType type) {
     kernels::set_active_level(saved);
 }
 
-// kTokens tokens through a kDim x kDim matrix at the active level.
-void prefill(benchmark::State& state, TensorType type, kernels::ThreadPool* pool, int kTokens = 64) {
+// n_tokens tokens through a kDim x kDim matrix at the active level.
+void prefill(benchmark::State& state, TensorType type, kernels::ThreadPool* pool, int n_tokens = 64) {
     const Weights w = make_weights(type, kDim, kDim, 1);
-    const std::vector<float> x = activations(kDim * kTokens);
-    std::vector<float> out(static_cast<size_t>(kDim * kTokens));
+    const std::vector<float> x = activations(kDim * n_tokens);
+    std::vector<float> out(static_cast<size_t>(kDim * n_tokens));
     for (auto _ : state) {
-        kernels::matmul(out.data(), w.matrices[0], x.data(), kTokens, pool);
+        kernels::matmul(out.data(), w.matrices[0], x.data(), n_tokens, pool);
         benchmark::DoNotOptimize(out.data());
     }
-    state.SetItemsProcessed(state.iterations() * kTokens);
-    state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * kTokens * kDim * kDim / 1e9,
+    state.SetItemsProcessed(state.iterations() * n_tokens);
+    state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * n_tokens * kDim * kDim / 1e9,
                                                   benchmark::Counter::kIsRate);
 }
 

@@ -51,17 +51,16 @@ struct UnpackedRows {
     }
 };
 
-// Sum of 16 signed bytes.
-inline int32_t sum16(const int8_t* q) {
-    const __m128i biased = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)), _mm_set1_epi8(-128));
-    const __m128i s = _mm_sad_epu8(biased, _mm_setzero_si128());  // two sums of 8 bytes, each + 8 * 128
-    return _mm_cvtsi128_si32(s) + _mm_extract_epi16(s, 4) - 16 * 128;
-}
-
 #define FERRY_AVX512_INLINE inline __attribute__((always_inline))
 
 // The total of two 64-bit sums of bytes (psadbw's result).
 FERRY_AVX512_INLINE int32_t sum16_of(__m128i sad) { return _mm_cvtsi128_si32(sad) + _mm_extract_epi32(sad, 2); }
+
+// Sum of 16 signed bytes.
+inline int32_t sum16(const int8_t* q) {
+    const __m128i biased = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)), _mm_set1_epi8(-128));
+    return sum16_of(_mm_sad_epu8(biased, _mm_setzero_si128())) - 16 * 128;  // each byte + 128
+}
 
 inline float half(const uint8_t* p) {
     uint16_t h;
@@ -226,8 +225,8 @@ FERRY_AVX512_INLINE void unpack_block(const QuantFormat* f, const uint8_t* blk, 
         const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
         const __m128i mask = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
         const __m128i lo = _mm_and_si128(raw, mask), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-        const __m128i s = _mm_add_epi64(_mm_sad_epu8(lo, _mm_setzero_si128()), _mm_sad_epu8(hi, _mm_setzero_si128()));
-        const int32_t levels = _mm_cvtsi128_si32(s) + _mm_extract_epi16(s, 4);
+        const int32_t levels =
+            sum16_of(_mm_add_epi64(_mm_sad_epu8(lo, _mm_setzero_si128()), _mm_sad_epu8(hi, _mm_setzero_si128())));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(o.q), _mm_sub_epi8(lo, eight));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(o.q + 16), _mm_sub_epi8(hi, eight));
         *o.d = half(blk);
@@ -279,11 +278,13 @@ inline __m512i broadcast4(const int8_t* q) {
 }
 
 // Rows [r, r + R) (unpacked in u, rows 0 .. R-1) against token groups
-// [g0, g0 + TG): out[t * w.rows + r + i] for the tokens that exist. kUnit:
-// every group scale is 1 (Q4_0, Q8_0), so u.scale is neither written nor read.
-template <int BV, int G, bool kMins, bool kUnit, int R, int TG>
+// [g0, g0 + TG): out[t * w.rows + r + i] for the tokens that exist.
+template <int BV, int G, bool kMins, int R, int TG>
 void tile(float* out, const Matrix& w, const QuantActs& a, const UnpackedRows& u, int64_t r, int g0) {
     const int64_t nb = w.cols / BV, nbs = a.stride / BV;
+    // A 32-value block of any GGML type is one group whose scale is 1: its
+    // sums need no multiply (and unpack_block need not store the scale).
+    constexpr bool kUnitScale = BV == kQK8_0;
     constexpr int kSums = BV == kQK8_0 ? 1 : BV / 16;  // lane sums per block
     const int64_t sums_per_group = nbs * kSums;
     __m512 lanes[8][R][TG];  // the canonical accumulators acc[j]
@@ -310,9 +311,13 @@ void tile(float* out, const Matrix& w, const QuantActs& a, const UnpackedRows& u
                     }
                 }
                 for (int i = 0; i < R; ++i) {
-                    const __m512i scale = _mm512_set1_epi32(kUnit ? 1 : u.scale[(i * nb + b) * (BV / G) + grp]);
-                    for (int g = 0; g < TG; ++g)
-                        isum[i][g] = _mm512_add_epi32(isum[i][g], kUnit ? s[i][g] : _mm512_mullo_epi32(s[i][g], scale));
+                    if constexpr (kUnitScale) {
+                        for (int g = 0; g < TG; ++g) isum[i][g] = _mm512_add_epi32(isum[i][g], s[i][g]);
+                    } else {
+                        const __m512i scale = _mm512_set1_epi32(u.scale[(i * nb + b) * (BV / G) + grp]);
+                        for (int g = 0; g < TG; ++g)
+                            isum[i][g] = _mm512_add_epi32(isum[i][g], _mm512_mullo_epi32(s[i][g], scale));
+                    }
                 }
             }
             for (int g = 0; g < TG; ++g) {
@@ -374,9 +379,8 @@ void rows(float* out, const Matrix& w, const QuantActs& a, int64_t r0, int64_t r
         const uint8_t* end = static_cast<const uint8_t*>(w.data) + r1 * row_bytes;
         for (int64_t k = 0; k < R * row_bytes && next + k < end; k += 64) _mm_prefetch(reinterpret_cast<const char*>(next + k), _MM_HINT_T0);
         int g = 0;
-        constexpr bool kUnit = K == TensorType::Q4_0 || K == TensorType::Q8_0;
-        for (; g + kGroups <= a.lane_groups; g += kGroups) tile<BV, G, kMins, kUnit, R, kGroups>(out, w, a, u, r, g);
-        for (; g < a.lane_groups; ++g) tile<BV, G, kMins, kUnit, R, 1>(out, w, a, u, r, g);
+        for (; g + kGroups <= a.lane_groups; g += kGroups) tile<BV, G, kMins, R, kGroups>(out, w, a, u, r, g);
+        for (; g < a.lane_groups; ++g) tile<BV, G, kMins, R, 1>(out, w, a, u, r, g);
     };
     for (; r + kRows <= r1; r += kRows) groups(std::integral_constant<int, kRows>{});
     for (; r < r1; ++r) groups(std::integral_constant<int, 1>{});
