@@ -29,6 +29,10 @@ public:
     // (`ferry quantize`) calls it so the model streams through memory
     // instead of piling up in it.
     void drop_pages(uint64_t offset, uint64_t n) const;
+    // Brings the file into memory in file order (read_in_order in
+    // common/platform/file.h): before a process that keeps the whole file
+    // resident first computes on it.
+    void read_in_order() const;
 
 private:
     std::string path_;

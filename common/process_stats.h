@@ -5,6 +5,8 @@
 // cache table (platform/process_stats_windows.cpp). Zero where unknown.
 #pragma once
 #include <cstdint>
+#include <optional>
+#include <string>
 
 namespace ferry {
 
@@ -26,6 +28,11 @@ MachineMemory read_machine_memory();
 uint64_t cgroup_memory_limit();
 // The last-level cache (L3, else L2) in bytes.
 uint64_t last_level_cache_bytes();
+// Bytes of this process's mappings of the file at `path` that the kernel maps
+// with large (2 MB) page-table entries: Linux's FilePmdMapped in
+// /proc/self/smaps (see read_in_order in platform/file.h). Nothing where the
+// system does not tell (Windows, a kernel without the field).
+std::optional<uint64_t> file_bytes_in_large_pages(const std::string& path);
 // What this binary was built for: "x86_64", "i686", "aarch64", "armhf" ("unknown").
 const char* machine_arch();
 

@@ -71,5 +71,14 @@ FileView map_read_only(const File& file, uint64_t size, const std::string& path)
 void unmap(FileView& view);
 // Bytes [offset, offset + n) leave the resident set (they stay cached).
 void drop_pages(const FileView& view, uint64_t offset, uint64_t n);
+// Reads one byte of every page in file order, so that pages not yet cached
+// arrive by sequential readahead. Linux then caches them as large folios (up
+// to 2 MB, on filesystems with large folios such as ext4 since 6.x) and maps
+// them with 2 MB TLB entries; a forward pass that faults a cold model in its
+// own order (tensor by tensor, rows split between threads) leaves most of it
+// as 4 KB pages, and on a VM with nested paging every miss of those costs
+// (docs/DESIGN.md, "Where the weights lie"). Pages already cached keep their
+// size. Returns the sum of the bytes read (so the reads cannot be elided).
+uint32_t read_in_order(const FileView& view);
 
 }  // namespace ferry

@@ -3,11 +3,14 @@
 
 #include <fstream>
 
+#include <limits.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <initializer_list>
+#include <string>
 
 namespace ferry {
 
@@ -45,6 +48,30 @@ uint64_t last_level_cache_bytes() {
         if (bytes > 0) return static_cast<uint64_t>(bytes);
     }
     return 0;
+}
+
+std::optional<uint64_t> file_bytes_in_large_pages(const std::string& path) {
+    char resolved[PATH_MAX];
+    if (!::realpath(path.c_str(), resolved)) return std::nullopt;
+    const std::string name = resolved;  // how smaps names the mapping
+    std::ifstream smaps("/proc/self/smaps");
+    std::string line;
+    bool ours = false, told = false;
+    uint64_t kb_total = 0;
+    while (std::getline(smaps, line)) {
+        // A mapping's header ("start-end perms offset dev inode path") has a
+        // space before its first colon; its fields ("Rss:  12 kB") do not.
+        if (line.find(':') > line.find(' ')) {
+            ours = line.size() > name.size() && line.compare(line.size() - name.size(), name.size(), name) == 0 &&
+                   line[line.size() - name.size() - 1] == ' ';
+        } else if (line.rfind("FilePmdMapped:", 0) == 0) {
+            told = true;
+            unsigned long long kb = 0;
+            if (ours && std::sscanf(line.c_str() + 14, "%llu", &kb) == 1) kb_total += kb;
+        }
+    }
+    if (!told) return std::nullopt;
+    return kb_total * 1024;
 }
 
 uint64_t cgroup_memory_limit() {

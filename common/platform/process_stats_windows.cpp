@@ -23,6 +23,9 @@ MachineMemory read_machine_memory() {
     return {m.ullTotalPhys, m.ullAvailPhys};
 }
 
+// Windows maps files in 4 KB pages and has no counter to ask.
+std::optional<uint64_t> file_bytes_in_large_pages(const std::string&) { return std::nullopt; }
+
 uint64_t cgroup_memory_limit() {
     JOBOBJECT_EXTENDED_LIMIT_INFORMATION job{};
     if (!QueryInformationJobObject(nullptr, JobObjectExtendedLimitInformation, &job, sizeof job, nullptr)) return 0;

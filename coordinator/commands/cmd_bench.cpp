@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <memory>
 #include <new>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 #include <string>
@@ -17,6 +18,7 @@
 #include "common/error.h"
 #include "common/model_file.h"
 #include "common/net/hash.h"
+#include "common/process_stats.h"
 #include "common/progress.h"
 #include "common/shard_memory.h"
 #include "common/sampler.h"
@@ -152,7 +154,7 @@ std::string hex64(uint64_t v) {
 
 int cmd_bench(BenchArgs a) {
     select_kernels(a.run.kernels);
-    const ModelFile file = open_model(a.run.model);
+    const ModelFile file = open_model(a.run.model, a.run.workers.empty());
     const ModelConfig& c = file.config;
     const int needed = a.prompt_tokens + a.gen_tokens;
     if (needed > c.seq_len)
@@ -185,6 +187,11 @@ int cmd_bench(BenchArgs a) {
     const double bandwidth = median(s.bandwidth), share = median(s.share);
     const char* level = kernels::level_name(kernels::active_level());
     const bool pipeline = !a.run.workers.empty();
+    // How much of the file the kernel maps in 2 MB pages (Linux): decode and
+    // prefill read every weight on every pass, so 4 KB pages cost them up to
+    // a third (docs/BENCHMARKS.md, "Weights in large pages").
+    const std::optional<uint64_t> told = pipeline ? std::nullopt : file_bytes_in_large_pages(file.path);
+    const uint64_t large_pages = told.value_or(0);
     const std::string checksum = hex64(runs[0].checksum);
     const std::vector<std::string> fallbacks = scalar_fallbacks(file, kernels::active_level());
     std::string fallback_note;
@@ -223,6 +230,7 @@ int cmd_bench(BenchArgs a) {
             {"decode_share_of_bandwidth", share},
             {"decode_share_of_bandwidth_runs", s.share},
             {"logits_checksum", checksum},
+            {"weights_file_bytes_in_large_pages", told ? nlohmann::json(large_pages) : nlohmann::json()},
         };
         std::printf("%s\n", j.dump().c_str());
     } else {
@@ -235,6 +243,18 @@ int cmd_bench(BenchArgs a) {
         std::printf("decode     %d tokens: %.2f tok/s (median of %d runs)\n", a.gen_tokens, decode, a.runs);
         std::printf("weights    %s read per decoded token: %s/s streamed\n",
                     format_bytes(per_token).c_str(), format_bytes(static_cast<uint64_t>(streamed)).c_str());
+        if (told) {
+            const uint64_t size = file.map.size();
+            // A file cached in 4 KB pages before this run (as a download or a
+            // copy writes it) stays so until it leaves the page cache.
+            const bool small = size >= (64u << 20) && large_pages < size / 2;
+            std::printf("pages      %s of the %s file mapped in 2 MB pages%s\n", format_bytes(large_pages).c_str(),
+                        format_bytes(size).c_str(),
+                        small ? ("; the rest was cached in 4 KB pages before this run: `dd if=" + file.path +
+                                 " iflag=nocache count=0` drops it, and the next run reads it in 2 MB pages")
+                                    .c_str()
+                              : "");
+        }
         if (!probe) {
             std::printf("bandwidth  not measured (--bandwidth-passes 0)\n");
         } else {
@@ -243,7 +263,10 @@ int cmd_bench(BenchArgs a) {
                         format_bytes(probe->bytes()).c_str(), pool.size(),
                         pool.size() == 1 ? "" : "s");
             std::printf("ratio      decode streams weights at %.0f%% of the read bandwidth (median of per-run ratios)%s%s\n",
-                        share * 100, share > 1 ? "; the weights fit in the caches" : "",
+                        share * 100,
+                        share <= 1                               ? ""
+                        : per_token <= last_level_cache_bytes() ? "; the weights fit in the caches"
+                                                                 : "; over 100%: other work on this machine slowed the probe",
                         pipeline ? "; the weights are on the workers" : "");
         }
         std::printf("checksum   %s (the final logits; equal on every machine, kernel level and thread count)\n",
@@ -268,6 +291,9 @@ void register_bench(CLI::App& app, std::vector<Command>& commands) {
         "bytes/s over that run's bandwidth, both measured back to back under the same load. GB are 10^9 bytes.\n"
         "The checksum hashes the final logits: ferry's kernels are bit-identical on every instruction set and\n"
         "thread count, so the same model and token counts give the same checksum on every machine.\n"
+        "On Linux it also says how much of the model file the kernel maps in 2 MB pages (one process only):\n"
+        "a model that fits in memory is read in in file order first, so a cold file lands in them; one cached\n"
+        "in 4 KB pages before (as a download or a copy writes it) keeps them, and decode can be a third slower.\n"
         "No tokenizer is needed, so models from `ferry synth` work.\n"
         "Example: ferry bench tinyllama-f32.bin --threads 1 --json");
     add_model_options(cmd, a.run);

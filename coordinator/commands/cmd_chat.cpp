@@ -30,7 +30,7 @@ struct ChatSession {
     Sampler sampler;
 
     explicit ChatSession(const RunOptions& o)
-        : file(open_model(o.model)),
+        : file(open_model(o.model, o.workers.empty())),
           tokenizer(load_tokenizer(file, o.tokenizer, o.force_tokenizer)),
           tmpl(checked_template(file, o, tokenizer)),
           pool(resolve_threads(o.threads)),

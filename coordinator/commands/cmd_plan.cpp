@@ -64,7 +64,7 @@ int cmd_plan(PlanArgs& a) {
     if (a.workers.empty() == a.pool.empty())
         throw Error("ferry plan: give either --workers HOST:PORT,... (live workers; or none and the cluster key, "
                     "--key-file, to find them on the LAN) or --pool (a description, e.g. 4x160M)");
-    const ModelFile file = open_model(a.model);
+    const ModelFile file = open_model(a.model, false);
     PlanRequest r;
     r.context = a.ctx;
     if (a.ctx > file.config.seq_len)

@@ -65,7 +65,7 @@ void write_ids(const std::string& path, const std::vector<int>& ids) {
 
 int cmd_run(const RunOptions& o) {
     select_kernels(o.kernels);
-    const ModelFile file = open_model(o.model);
+    const ModelFile file = open_model(o.model, o.workers.empty());
     const ModelConfig& c = file.config;
     spdlog::info("{}: {} , dim {} hidden {} layers {} heads {}/{} vocab {} seq_len {}", o.model, file.format, c.dim,
                  c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len);

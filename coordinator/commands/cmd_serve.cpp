@@ -83,7 +83,7 @@ int cmd_serve(ServeOptions& o) {
     }
     const RunOptions& r = o.run;
     select_kernels(r.kernels);
-    const ModelFile file = open_model(r.model);
+    const ModelFile file = open_model(r.model, r.workers.empty());
     const Tokenizer tokenizer = load_tokenizer(file, r.tokenizer, r.force_tokenizer);
     kernels::ThreadPool pool(resolve_threads(r.threads));
     const int context = context_for(file.config, r.ctx);

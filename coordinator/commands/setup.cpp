@@ -1,6 +1,7 @@
 #include "coordinator/commands/setup.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -83,8 +84,19 @@ PipelineOptions pipeline_options(const RunOptions& o) {
     return p;
 }
 
-ModelFile open_model(const std::string& path) {
+ModelFile open_model(const std::string& path, bool all_layers_here) {
     ModelFile file = open_model_file(path);
+    // A process that keeps the whole file resident brings it in in file
+    // order before anything reads a weight (bind_weights below checks every
+    // norm): a cold model then lands in large pages, where faults in the
+    // forward pass's order would leave it in 4 KB ones (read_in_order). One
+    // that does not fit pages through the map, and is left to do so.
+    if (all_layers_here && file.map.size() <= read_machine_memory().available) {
+        const auto t0 = std::chrono::steady_clock::now();
+        file.map.read_in_order();
+        spdlog::debug("{}: read in file order in {:.0f} ms", path,
+                      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
     const ModelConfig& c = file.config;
     bind_weights(c, ShardSpec{0, c.n_layers, true, true}, file.tensors, file.map.data(), file.path);
     return file;

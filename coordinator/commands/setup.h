@@ -27,7 +27,9 @@ SamplerParams sampler_params(const RunOptions& o);
 // pass reads checked (present, the config's shape, a type the kernels
 // multiply) as bind_weights checks it, so plan refuses the files run
 // refuses. Throws ferry::Error in one line naming the file and the tensor.
-ModelFile open_model(const std::string& path);
+// all_layers_here: this process computes every layer (no --workers), so a
+// file that fits in memory is read in first, in file order.
+ModelFile open_model(const std::string& path, bool all_layers_here);
 // A LocalEngine, or a pipeline over o.workers when given. A LocalEngine whose
 // KV cache and scratch would not fit in --memory (default: the memory the
 // machine has available) is refused in one line with the numbers and the
