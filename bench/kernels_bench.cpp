@@ -73,27 +73,34 @@ BENCHMARK(BM_Matvec<TensorType::F32>)->Apply(all_levels)->Unit(benchmark::kMilli
 BENCHMARK(BM_Matvec<TensorType::F16>)->Apply(all_levels)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Matvec<TensorType::BF16>)->Apply(all_levels)->Unit(benchmark::kMillisecond);
 
-// Prefill: 32 tokens through TinyLlama's 2048 x 2048 attention projection
-// (second argument 2048) or its 2048 x 5632 down projection (5632).
-template <TensorType type>
-void BM_Matmul32(benchmark::State& state) {
+// Prefill: a batch of `tokens` through TinyLlama's 2048 x 2048 attention
+// projection (second argument 2048) or its 2048 x 5632 down projection (5632).
+// 64 tokens is llama-bench's -p 64, the batch of the model figures.
+template <TensorType type, int tokens>
+void matmul_batch(benchmark::State& state) {
     if (!use_level(state)) return;
     const int64_t rows = 2048, cols = state.range(1);
     const WeightMatrix w(type, rows, cols);
-    const std::vector<float> x = random_floats(static_cast<size_t>(cols) * 32, 2);
-    std::vector<float> out(static_cast<size_t>(rows) * 32);
+    const std::vector<float> x = random_floats(static_cast<size_t>(cols) * tokens, 2);
+    std::vector<float> out(static_cast<size_t>(rows) * tokens);
     for (auto _ : state) {
-        matmul(out.data(), w.m, x.data(), 32, nullptr);
+        matmul(out.data(), w.m, x.data(), tokens, nullptr);
         benchmark::DoNotOptimize(out.data());
     }
-    state.SetItemsProcessed(state.iterations() * rows * cols * 32);
+    state.SetItemsProcessed(state.iterations() * rows * cols * tokens);
 }
+template <TensorType type>
+void BM_Matmul32(benchmark::State& state) { matmul_batch<type, 32>(state); }
+template <TensorType type>
+void BM_Matmul64(benchmark::State& state) { matmul_batch<type, 64>(state); }
 void prefill_shapes(benchmark::internal::Benchmark* b) {
     for (const Level l : compiled_levels())
         for (int cols : {2048, 5632}) b->Args({static_cast<int>(l), cols});
 }
 BENCHMARK(BM_Matmul32<TensorType::F32>)->Apply(prefill_shapes)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Matmul32<TensorType::F16>)->Apply(prefill_shapes)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Matmul64<TensorType::F32>)->Apply(prefill_shapes)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Matmul64<TensorType::F16>)->Apply(prefill_shapes)->Unit(benchmark::kMillisecond);
 
 void BM_ReadBandwidth(benchmark::State& state) {
     if (!use_level(state)) return;

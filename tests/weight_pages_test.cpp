@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,14 @@ TEST(WeightPages, ColdModelOfOneProcessIsMappedInLargePages) {
     EXPECT_GE(got, witness_kb * 3 / 4) << "of " << file_kb << " kB, a cold model opened for one process is mapped with "
                                        << got << " kB in 2 MB pages, a file read in order with " << witness_kb
                                        << ": it was not read in in file order";
+
+    // `ferry bench` says so (the file now cached in large folios).
+    const test::CommandResult r = test::run_command({test::ferry_bin(), "bench", m.model, "--json", "--runs", "1",
+                                                     "--prompt-tokens", "2", "--gen-tokens", "1", "--bandwidth-passes", "0"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    ASSERT_TRUE(j.at("weights_file_bytes_in_large_pages").is_number()) << r.out;
+    EXPECT_GE(j.at("weights_file_bytes_in_large_pages").get<long>() / 1024, witness_kb * 3 / 4) << r.out;
 }
 
 #endif

@@ -266,7 +266,7 @@ int cmd_bench(BenchArgs a) {
                         share * 100,
                         share <= 1                               ? ""
                         : per_token <= last_level_cache_bytes() ? "; the weights fit in the caches"
-                                                                 : "; over 100%: other work on this machine slowed the probe",
+                                                                 : "; over 100%: decode reads as fast as the probe, within the host's noise",
                         pipeline ? "; the weights are on the workers" : "");
         }
         std::printf("checksum   %s (the final logits; equal on every machine, kernel level and thread count)\n",
