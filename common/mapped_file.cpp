@@ -15,7 +15,7 @@ MappedFile::~MappedFile() { unmap(view_); }
 
 void MappedFile::drop_pages(uint64_t offset, uint64_t n) const { ferry::drop_pages(view_, offset, n); }
 
-void MappedFile::read_in_order() const { (void)ferry::read_in_order(view_); }
+void MappedFile::read_in_order() const { ferry::read_in_order(view_); }
 
 MappedFile::MappedFile(MappedFile&& o) noexcept : path_(std::move(o.path_)), view_(std::exchange(o.view_, FileView{})) {}
 

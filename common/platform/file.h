@@ -71,14 +71,16 @@ FileView map_read_only(const File& file, uint64_t size, const std::string& path)
 void unmap(FileView& view);
 // Bytes [offset, offset + n) leave the resident set (they stay cached).
 void drop_pages(const FileView& view, uint64_t offset, uint64_t n);
-// Reads one byte of every page in file order, so that pages not yet cached
-// arrive by sequential readahead. Linux then caches them as large folios (up
-// to 2 MB, on filesystems with large folios such as ext4 since 6.x) and maps
-// them with 2 MB TLB entries; a forward pass that faults a cold model in its
-// own order (tensor by tensor, rows split between threads) leaves most of it
-// as 4 KB pages, and on a VM with nested paging every miss of those costs
-// (docs/DESIGN.md, "Where the weights lie"). Pages already cached keep their
-// size. Returns the sum of the bytes read (so the reads cannot be elided).
-uint32_t read_in_order(const FileView& view);
+// Brings the parts of the file not yet in the page cache into it in file
+// order (one read per page), so that they arrive by sequential readahead:
+// Linux then caches them as large folios (on filesystems with large folios:
+// XFS since 5.18, ext4 since 6.16) and maps them with 2 MB entries, where a
+// forward pass faulting a cold model in its own order (tensor by tensor,
+// rows split between threads) leaves most of it in 4 KB pages, and on a VM
+// with nested paging every miss over those costs (docs/DESIGN.md, "Where the
+// weights lie"). Parts mostly cached already (mincore, 64 MB at a time) are
+// skipped: their page sizes are settled until they leave the cache. Windows
+// maps files in 4 KB pages whatever the order, so nothing is read there.
+void read_in_order(const FileView& view);
 
 }  // namespace ferry

@@ -14,12 +14,4 @@ bool File::read_exact_at(void* out, size_t n, uint64_t offset) const {
     return true;
 }
 
-uint32_t read_in_order(const FileView& view) {
-    constexpr uint64_t kPage = 4096;  // the smallest page of every supported system: no page is skipped
-    const volatile uint8_t* bytes = view.data;  // volatile: each read is a page to bring in, not a value to fold
-    uint32_t sum = 0;
-    for (uint64_t at = 0; at < view.size; at += kPage) sum += bytes[at];
-    return sum;
-}
-
 }  // namespace ferry

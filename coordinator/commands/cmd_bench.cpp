@@ -245,15 +245,19 @@ int cmd_bench(BenchArgs a) {
                     format_bytes(per_token).c_str(), format_bytes(static_cast<uint64_t>(streamed)).c_str());
         if (told) {
             const uint64_t size = file.map.size();
-            // A file cached in 4 KB pages before this run (as a download or a
-            // copy writes it) stays so until it leaves the page cache.
+            // Under half of a big file: most likely cached in 4 KB pages before
+            // this run (as a download or a copy writes it), which stays so
+            // until it leaves the page cache; or a filesystem without large
+            // folios, where nothing helps.
             const bool small = size >= (64u << 20) && large_pages < size / 2;
+            const bool plain = file.path.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                           "0123456789/._+-") == std::string::npos;
+            const std::string quoted = plain ? file.path : "'" + file.path + "'";
+            const std::string hint = "; a file cached in 4 KB pages before a run keeps them: where the filesystem has "
+                                     "large folios, `dd if=" + quoted + " iflag=nocache count=0` drops it from the "
+                                     "cache and the next run reads it in 2 MB pages";
             std::printf("pages      %s of the %s file mapped in 2 MB pages%s\n", format_bytes(large_pages).c_str(),
-                        format_bytes(size).c_str(),
-                        small ? ("; the rest was cached in 4 KB pages before this run: `dd if=" + file.path +
-                                 " iflag=nocache count=0` drops it, and the next run reads it in 2 MB pages")
-                                    .c_str()
-                              : "");
+                        format_bytes(size).c_str(), small ? hint.c_str() : "");
         }
         if (!probe) {
             std::printf("bandwidth  not measured (--bandwidth-passes 0)\n");
@@ -264,7 +268,7 @@ int cmd_bench(BenchArgs a) {
                         pool.size() == 1 ? "" : "s");
             std::printf("ratio      decode streams weights at %.0f%% of the read bandwidth (median of per-run ratios)%s%s\n",
                         share * 100,
-                        share <= 1                               ? ""
+                        share <= 1 || pipeline                   ? ""
                         : per_token <= last_level_cache_bytes() ? "; the weights fit in the caches"
                                                                  : "; over 100%: decode reads as fast as the probe, within the host's noise",
                         pipeline ? "; the weights are on the workers" : "");

@@ -91,10 +91,12 @@ ModelFile open_model(const std::string& path, bool all_layers_here) {
     // norm): a cold model then lands in large pages, where faults in the
     // forward pass's order would leave it in 4 KB ones (read_in_order). One
     // that does not fit pages through the map, and is left to do so.
-    if (all_layers_here && file.map.size() <= read_machine_memory().available) {
+    uint64_t room = read_machine_memory().available;
+    if (const uint64_t limit = cgroup_memory_limit(); limit > 0) room = std::min(room, limit);
+    if (all_layers_here && file.map.size() <= room) {
         const auto t0 = std::chrono::steady_clock::now();
         file.map.read_in_order();
-        spdlog::debug("{}: read in file order in {:.0f} ms", path,
+        spdlog::debug("{}: parts not yet cached read in file order in {:.0f} ms", path,
                       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
     const ModelConfig& c = file.config;
