@@ -250,11 +250,8 @@ int cmd_bench(BenchArgs a) {
             // until it leaves the page cache; or a filesystem without large
             // folios, where nothing helps.
             const bool small = size >= (64u << 20) && large_pages < size / 2;
-            const bool plain = file.path.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                           "0123456789/._+-") == std::string::npos;
-            const std::string quoted = plain ? file.path : "'" + file.path + "'";
             const std::string hint = "; a file cached in 4 KB pages before a run keeps them: where the filesystem has "
-                                     "large folios, `dd if=" + quoted + " iflag=nocache count=0` drops it from the "
+                                     "large folios, `dd if='" + file.path + "' iflag=nocache count=0` drops it from the "
                                      "cache and the next run reads it in 2 MB pages";
             std::printf("pages      %s of the %s file mapped in 2 MB pages%s\n", format_bytes(large_pages).c_str(),
                         format_bytes(size).c_str(), small ? hint.c_str() : "");

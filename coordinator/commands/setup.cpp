@@ -91,9 +91,11 @@ ModelFile open_model(const std::string& path, bool all_layers_here) {
     // norm): a cold model then lands in large pages, where faults in the
     // forward pass's order would leave it in 4 KB ones (read_in_order). One
     // that does not fit pages through the map, and is left to do so.
-    uint64_t room = read_machine_memory().available;
-    if (const uint64_t limit = cgroup_memory_limit(); limit > 0) room = std::min(room, limit);
-    if (all_layers_here && file.map.size() <= room) {
+    const auto fits = [&] {
+        const uint64_t limit = cgroup_memory_limit(), available = read_machine_memory().available;
+        return file.map.size() <= (limit > 0 ? std::min(available, limit) : available);
+    };
+    if (all_layers_here && fits()) {
         const auto t0 = std::chrono::steady_clock::now();
         file.map.read_in_order();
         spdlog::debug("{}: parts not yet cached read in file order in {:.0f} ms", path,
